@@ -1,0 +1,1 @@
+//! GGUF: reader and writer (see reader.rs, writer.rs).

