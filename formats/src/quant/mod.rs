@@ -243,6 +243,9 @@ pub fn quantize(
     n_per_row: usize,
     importance: Option<&[f32]>,
 ) -> Result<Vec<u8>, QuantError> {
+    if !ty.can_quantize() {
+        return Err(QuantError::Unsupported(ty));
+    }
     if n_per_row == 0 || n_per_row % ty.block_size() != 0 {
         return Err(QuantError::RowNotBlockAligned { ty, n_per_row, block: ty.block_size() });
     }
