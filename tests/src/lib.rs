@@ -2,6 +2,7 @@
 //! rows, and `ggml`, the oracle: llama.cpp's own quantizers through llama-cpp-sys-2.
 
 pub mod ggml;
+pub mod llama;
 pub mod rows;
 
 use std::path::{Path, PathBuf};
