@@ -8,8 +8,11 @@
 //! shapes they are given because these entry points checked them.
 
 mod float;
+mod k_quants;
+mod k_search;
 
 pub use float::*;
+pub use k_quants::*;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -119,6 +122,12 @@ impl GgmlType {
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::Q8_K,
     ];
 
     /// Whether the quantizer uses importance weights when given them (ggml's imatrix path).
@@ -140,7 +149,10 @@ impl GgmlType {
 
     /// Parse ggml's name (`q4_K`) case-insensitively, also accepting `Q4_K`.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -166,7 +178,11 @@ pub enum QuantError {
     Unsupported(GgmlType),
     /// The row length is not a whole number of blocks.
     #[error("row length {n_per_row} is not a multiple of the {ty} block size {block}")]
-    RowNotBlockAligned { ty: GgmlType, n_per_row: usize, block: usize },
+    RowNotBlockAligned {
+        ty: GgmlType,
+        n_per_row: usize,
+        block: usize,
+    },
     /// The input is not a whole number of rows.
     #[error("input of {len} values is not a whole number of rows of {n_per_row}")]
     RaggedRows { len: usize, n_per_row: usize },
@@ -175,10 +191,18 @@ pub enum QuantError {
     ImportanceLength { got: usize, n_per_row: usize },
     /// The destination buffer has the wrong size.
     #[error("destination holds {got} bytes, {ty} needs {need}")]
-    DestinationSize { ty: GgmlType, got: usize, need: usize },
+    DestinationSize {
+        ty: GgmlType,
+        got: usize,
+        need: usize,
+    },
     /// The quantized input is not a whole number of blocks.
     #[error("{ty} data of {got} bytes is not a whole number of {size}-byte blocks")]
-    RaggedBlocks { ty: GgmlType, got: usize, size: usize },
+    RaggedBlocks {
+        ty: GgmlType,
+        got: usize,
+        size: usize,
+    },
     /// A byte buffer is not aligned for the block type.
     #[error("{ty} buffer is not aligned to {align} bytes")]
     Misaligned { ty: GgmlType, align: usize },
@@ -201,26 +225,46 @@ pub fn quantize_into(
     }
     let block = ty.block_size();
     if n_per_row == 0 || n_per_row % block != 0 {
-        return Err(QuantError::RowNotBlockAligned { ty, n_per_row, block });
+        return Err(QuantError::RowNotBlockAligned {
+            ty,
+            n_per_row,
+            block,
+        });
     }
     if src.len() % n_per_row != 0 {
-        return Err(QuantError::RaggedRows { len: src.len(), n_per_row });
+        return Err(QuantError::RaggedRows {
+            len: src.len(),
+            n_per_row,
+        });
     }
     if let Some(w) = importance {
         if w.len() != n_per_row {
-            return Err(QuantError::ImportanceLength { got: w.len(), n_per_row });
+            return Err(QuantError::ImportanceLength {
+                got: w.len(),
+                n_per_row,
+            });
         }
     }
     let need = (src.len() / block) * ty.type_size();
     if dst.len() != need {
-        return Err(QuantError::DestinationSize { ty, got: dst.len(), need });
+        return Err(QuantError::DestinationSize {
+            ty,
+            got: dst.len(),
+            need,
+        });
     }
-    let w = if ty.uses_importance() { importance } else { None };
+    let w = if ty.uses_importance() {
+        importance
+    } else {
+        None
+    };
     #[allow(unused_macros)]
     macro_rules! blocks {
         ($t:ty) => {
-            bytemuck::try_cast_slice_mut::<u8, $t>(dst)
-                .map_err(|_| QuantError::Misaligned { ty, align: core::mem::align_of::<$t>() })?
+            bytemuck::try_cast_slice_mut::<u8, $t>(dst).map_err(|_| QuantError::Misaligned {
+                ty,
+                align: core::mem::align_of::<$t>(),
+            })?
         };
     }
     match ty {
@@ -231,6 +275,12 @@ pub fn quantize_into(
         }
         GgmlType::F16 => quantize_row_f16(src, dst),
         GgmlType::BF16 => quantize_row_bf16(src, dst),
+        GgmlType::Q2_K => quantize_q2_k(src, blocks!(BlockQ2K), n_per_row, w),
+        GgmlType::Q3_K => quantize_q3_k(src, blocks!(BlockQ3K), n_per_row, w),
+        GgmlType::Q4_K => quantize_q4_k(src, blocks!(BlockQ4K), n_per_row, w),
+        GgmlType::Q5_K => quantize_q5_k(src, blocks!(BlockQ5K), n_per_row, w),
+        GgmlType::Q6_K => quantize_q6_k(src, blocks!(BlockQ6K), n_per_row, w),
+        GgmlType::Q8_K => quantize_row_q8_k_ref(src, blocks!(BlockQ8K)),
         _ => return Err(QuantError::Unsupported(ty)),
     }
     Ok(need)
@@ -247,7 +297,11 @@ pub fn quantize(
         return Err(QuantError::Unsupported(ty));
     }
     if n_per_row == 0 || n_per_row % ty.block_size() != 0 {
-        return Err(QuantError::RowNotBlockAligned { ty, n_per_row, block: ty.block_size() });
+        return Err(QuantError::RowNotBlockAligned {
+            ty,
+            n_per_row,
+            block: ty.block_size(),
+        });
     }
     // u64-backed storage so every block type (alignment <= 8) can be cast in place.
     let need = (src.len() / ty.block_size()) * ty.type_size();
@@ -265,17 +319,27 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), 
     }
     let size = ty.type_size();
     if src.len() % size != 0 {
-        return Err(QuantError::RaggedBlocks { ty, got: src.len(), size });
+        return Err(QuantError::RaggedBlocks {
+            ty,
+            got: src.len(),
+            size,
+        });
     }
     let n = src.len() / size * ty.block_size();
     if dst.len() != n {
-        return Err(QuantError::DestinationSize { ty, got: dst.len() * 4, need: n * 4 });
+        return Err(QuantError::DestinationSize {
+            ty,
+            got: dst.len() * 4,
+            need: n * 4,
+        });
     }
     #[allow(unused_macros)]
     macro_rules! blocks {
         ($t:ty) => {
-            bytemuck::try_cast_slice::<u8, $t>(src)
-                .map_err(|_| QuantError::Misaligned { ty, align: core::mem::align_of::<$t>() })?
+            bytemuck::try_cast_slice::<u8, $t>(src).map_err(|_| QuantError::Misaligned {
+                ty,
+                align: core::mem::align_of::<$t>(),
+            })?
         };
     }
     match ty {
@@ -286,6 +350,12 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         }
         GgmlType::F16 => dequantize_row_f16(src, dst),
         GgmlType::BF16 => dequantize_row_bf16(src, dst),
+        GgmlType::Q2_K => dequantize_row_q2_k(blocks!(BlockQ2K), dst),
+        GgmlType::Q3_K => dequantize_row_q3_k(blocks!(BlockQ3K), dst),
+        GgmlType::Q4_K => dequantize_row_q4_k(blocks!(BlockQ4K), dst),
+        GgmlType::Q5_K => dequantize_row_q5_k(blocks!(BlockQ5K), dst),
+        GgmlType::Q6_K => dequantize_row_q6_k(blocks!(BlockQ6K), dst),
+        GgmlType::Q8_K => dequantize_row_q8_k(blocks!(BlockQ8K), dst),
         _ => return Err(QuantError::Unsupported(ty)),
     }
     Ok(())
@@ -295,7 +365,11 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), 
 pub fn dequantize(ty: GgmlType, src: &[u8]) -> Result<Vec<f32>, QuantError> {
     let size = ty.type_size();
     if src.len() % size != 0 {
-        return Err(QuantError::RaggedBlocks { ty, got: src.len(), size });
+        return Err(QuantError::RaggedBlocks {
+            ty,
+            got: src.len(),
+            size,
+        });
     }
     let mut out = alloc::vec![0f32; src.len() / size * ty.block_size()];
     // Byte slices from a file or a Vec<u8> may be under-aligned for the block type (Q8_K holds
@@ -333,7 +407,10 @@ mod tests {
         for ty in [GgmlType::Q4_K, GgmlType::Q4_0] {
             let err = quantize(ty, &x, 48, None).unwrap_err();
             assert!(
-                matches!(err, QuantError::RowNotBlockAligned { .. } | QuantError::Unsupported(_)),
+                matches!(
+                    err,
+                    QuantError::RowNotBlockAligned { .. } | QuantError::Unsupported(_)
+                ),
                 "{err}"
             );
         }
@@ -341,7 +418,13 @@ mod tests {
             quantize(GgmlType::F16, &x, 32, Some(&[1.0; 31])),
             Err(QuantError::ImportanceLength { .. })
         ));
-        assert!(matches!(quantize(GgmlType::IQ2_XS, &x, 64, None), Err(QuantError::Unsupported(_))));
-        assert!(matches!(dequantize(GgmlType::Q4_0, &[0u8; 17]), Err(QuantError::RaggedBlocks { .. })));
+        assert!(matches!(
+            quantize(GgmlType::IQ2_XS, &x, 64, None),
+            Err(QuantError::Unsupported(_))
+        ));
+        assert!(matches!(
+            dequantize(GgmlType::Q4_0, &[0u8; 17]),
+            Err(QuantError::RaggedBlocks { .. })
+        ));
     }
 }
