@@ -8,8 +8,11 @@
 //! shapes they are given because these entry points checked them.
 
 mod float;
+mod k_quants;
+mod k_search;
 
 pub use float::*;
+pub use k_quants::*;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -115,7 +118,17 @@ impl GgmlType {
     }
 
     /// The types with a reference quantizer and dequantizer in this crate.
-    pub const QUANTIZABLE: &'static [GgmlType] = &[GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+    pub const QUANTIZABLE: &'static [GgmlType] = &[
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::Q8_K,
+    ];
 
     /// Whether the quantizer uses importance weights when given them (ggml's imatrix path).
     pub fn uses_importance(self) -> bool {
@@ -262,6 +275,12 @@ pub fn quantize_into(
         }
         GgmlType::F16 => quantize_row_f16(src, dst),
         GgmlType::BF16 => quantize_row_bf16(src, dst),
+        GgmlType::Q2_K => quantize_q2_k(src, blocks!(BlockQ2K), n_per_row, w),
+        GgmlType::Q3_K => quantize_q3_k(src, blocks!(BlockQ3K), n_per_row, w),
+        GgmlType::Q4_K => quantize_q4_k(src, blocks!(BlockQ4K), n_per_row, w),
+        GgmlType::Q5_K => quantize_q5_k(src, blocks!(BlockQ5K), n_per_row, w),
+        GgmlType::Q6_K => quantize_q6_k(src, blocks!(BlockQ6K), n_per_row, w),
+        GgmlType::Q8_K => quantize_row_q8_k_ref(src, blocks!(BlockQ8K)),
         _ => return Err(QuantError::Unsupported(ty)),
     }
     Ok(need)
@@ -331,6 +350,12 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         }
         GgmlType::F16 => dequantize_row_f16(src, dst),
         GgmlType::BF16 => dequantize_row_bf16(src, dst),
+        GgmlType::Q2_K => dequantize_row_q2_k(blocks!(BlockQ2K), dst),
+        GgmlType::Q3_K => dequantize_row_q3_k(blocks!(BlockQ3K), dst),
+        GgmlType::Q4_K => dequantize_row_q4_k(blocks!(BlockQ4K), dst),
+        GgmlType::Q5_K => dequantize_row_q5_k(blocks!(BlockQ5K), dst),
+        GgmlType::Q6_K => dequantize_row_q6_k(blocks!(BlockQ6K), dst),
+        GgmlType::Q8_K => dequantize_row_q8_k(blocks!(BlockQ8K), dst),
         _ => return Err(QuantError::Unsupported(ty)),
     }
     Ok(())
