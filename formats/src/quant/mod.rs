@@ -8,8 +8,13 @@
 //! shapes they are given because these entry points checked them.
 
 mod float;
+mod iq4_nl;
+mod legacy;
+mod search;
 
 pub use float::*;
+pub use iq4_nl::*;
+pub use legacy::*;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -118,6 +123,12 @@ impl GgmlType {
     pub const QUANTIZABLE: &'static [GgmlType] = &[
         GgmlType::F32,
         GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::IQ4_NL,
         GgmlType::BF16,
     ];
 
@@ -231,6 +242,12 @@ pub fn quantize_into(
         }
         GgmlType::F16 => quantize_row_f16(src, dst),
         GgmlType::BF16 => quantize_row_bf16(src, dst),
+        GgmlType::Q4_0 => quantize_q4_0(src, blocks!(BlockQ4_0), n_per_row, w),
+        GgmlType::Q4_1 => quantize_q4_1(src, blocks!(BlockQ4_1), n_per_row, w),
+        GgmlType::Q5_0 => quantize_q5_0(src, blocks!(BlockQ5_0), n_per_row, w),
+        GgmlType::Q5_1 => quantize_q5_1(src, blocks!(BlockQ5_1), n_per_row, w),
+        GgmlType::Q8_0 => quantize_row_q8_0_ref(src, blocks!(BlockQ8_0)),
+        GgmlType::IQ4_NL => quantize_iq4_nl(src, blocks!(BlockIq4Nl), n_per_row, w),
         _ => return Err(QuantError::Unsupported(ty)),
     }
     Ok(need)
@@ -286,6 +303,12 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         }
         GgmlType::F16 => dequantize_row_f16(src, dst),
         GgmlType::BF16 => dequantize_row_bf16(src, dst),
+        GgmlType::Q4_0 => dequantize_row_q4_0(blocks!(BlockQ4_0), dst),
+        GgmlType::Q4_1 => dequantize_row_q4_1(blocks!(BlockQ4_1), dst),
+        GgmlType::Q5_0 => dequantize_row_q5_0(blocks!(BlockQ5_0), dst),
+        GgmlType::Q5_1 => dequantize_row_q5_1(blocks!(BlockQ5_1), dst),
+        GgmlType::Q8_0 => dequantize_row_q8_0(blocks!(BlockQ8_0), dst),
+        GgmlType::IQ4_NL => dequantize_row_iq4_nl(blocks!(BlockIq4Nl), dst),
         _ => return Err(QuantError::Unsupported(ty)),
     }
     Ok(())
