@@ -5,7 +5,7 @@
 //! super-block of one block and 7 extra scale tries), with or without importance weights;
 //! [`quantize_iq4_nl`] is bit-exact with it for every finite input.
 
-use super::search::{best_index_int8, GROUP_MAX_EPS};
+use super::search::{best_index_int8, signed_absmax, GROUP_MAX_EPS};
 use super::{fp16_bits_to_fp32, fp32_to_fp16_bits};
 
 /// Weights per IQ4_NL block.
@@ -56,14 +56,7 @@ fn quantize_block_iq4_nl(xb: &[f32], qw: Option<&[f32]>) -> BlockIq4Nl {
         Some(qw) => core::array::from_fn(|j| qw[j] * (sigma2 + xb[j] * xb[j]).sqrt()),
         None => core::array::from_fn(|j| xb[j] * xb[j]),
     };
-    let mut amax = 0f32;
-    let mut max = 0f32;
-    for &v in xb {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (amax, max) = signed_absmax(xb);
     let v0 = f32::from(KVALUES_IQ4NL[0]);
     let scale = if amax < GROUP_MAX_EPS {
         0.0

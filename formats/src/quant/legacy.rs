@@ -6,7 +6,7 @@
 //! Both are bit-exact with ggml for every finite input; see [`super::search`] for the rules
 //! that keeps them so.
 
-use super::search::{make_qkx3_quants, make_qx_quants};
+use super::search::{make_qkx3_quants, make_qx_quants, signed_absmax};
 use super::{fp16_bits_to_fp32, fp32_to_fp16_bits};
 
 /// Weights per Q4_0 block.
@@ -107,20 +107,6 @@ fn min_trunc_i8(n: i8, f: f32) -> u8 {
     (c_trunc_low_byte(f) as i8).min(n) as u8
 }
 
-/// Largest magnitude of a block and the signed value that has it (the first, on ties).
-#[inline]
-fn signed_absmax(x: &[f32]) -> f32 {
-    let mut amax = 0f32;
-    let mut max = 0f32;
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    max
-}
-
 /// Minimum and maximum of a block, starting from `FLT_MAX` / `-FLT_MAX` as ggml does.
 #[inline]
 fn min_max(x: &[f32]) -> (f32, f32) {
@@ -218,7 +204,7 @@ fn quantize_rows<B>(
 /// of largest magnitude.
 pub fn quantize_row_q4_0_ref(x: &[f32], y: &mut [BlockQ4_0]) {
     for (xb, yb) in x.chunks_exact(QK4_0).zip(y) {
-        let max = signed_absmax(xb);
+        let (_, max) = signed_absmax(xb);
         let d = max / -8.0;
         let id = inverse_or_zero(d);
         yb.d = fp32_to_fp16_bits(d);
@@ -345,7 +331,7 @@ pub fn dequantize_row_q4_1(x: &[BlockQ4_1], y: &mut [f32]) {
 /// Reference Q5_0 quantizer (ggml's `quantize_row_q5_0_ref`): scale `max / -16`.
 pub fn quantize_row_q5_0_ref(x: &[f32], y: &mut [BlockQ5_0]) {
     for (xb, yb) in x.chunks_exact(QK5_0).zip(y) {
-        let max = signed_absmax(xb);
+        let (_, max) = signed_absmax(xb);
         let d = max / -16.0;
         let id = inverse_or_zero(d);
         yb.d = fp32_to_fp16_bits(d);

@@ -21,6 +21,21 @@ pub fn nearest_int(fval: f32) -> i32 {
     (i & 0x007f_ffff) - 0x0040_0000
 }
 
+/// The largest magnitude of `x` and the signed value that has it, the first on ties (0 and 0
+/// for an empty or all-NaN group).
+#[inline]
+pub fn signed_absmax(x: &[f32]) -> (f32, f32) {
+    let mut amax = 0f32;
+    let mut max = 0f32;
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (amax, max)
+}
+
 /// Index of the entry of the sorted table `val` nearest to `x` (ggml's `best_index_int8`);
 /// on a tie between two neighbours the upper one wins.
 #[inline]
@@ -63,15 +78,7 @@ pub fn make_qx_quants(
     qw: Option<&[f32]>,
 ) -> f32 {
     let n = x.len();
-    let mut max = 0f32;
-    let mut amax = 0f32;
-    for &xi in x {
-        let ax = xi.abs();
-        if ax > amax {
-            amax = ax;
-            max = xi;
-        }
-    }
+    let (amax, max) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         l_out[..n].fill(0);
         return 0.0;
