@@ -1,0 +1,135 @@
+//! Hand-rolled argument parsing (no clap: the runtime stays small). Flags keep llama.cpp's
+//! spellings so users' habits carry over.
+
+use std::path::PathBuf;
+
+pub const HELP: &str = "\
+sintra-rt: run a llama-family GGUF model on this device
+
+USAGE:
+  sintra-rt generate   -m MODEL -p PROMPT [-n N] [-t T] [-c CTX] [--temp X] [--top-k K] [--top-p P] [--seed S] [--chat]
+  sintra-rt bench      -m MODEL [-p 512] [-n 128] [-t T] [-r 5] [--json]
+  sintra-rt perplexity -m MODEL -f TEXT [-c 512] [--chunks K] [-t T] [--save-logits F | --kl-divergence-base F]
+  sintra-rt --version | --help
+
+MODES:
+  generate    stream a continuation of PROMPT (greedy unless --temp > 0). --chat wraps the prompt
+              in the model's chat template (ChatML) when the GGUF has one.
+  bench       prompt processing (pp N tokens) and generation (tg N tokens) speed over R
+              repetitions: mean and standard deviation of tokens/s, load time, peak RSS.
+              --json prints llama-bench-shaped JSON.
+  perplexity  llama.cpp's method: windows of CTX tokens, the second half of each scored.
+              --save-logits F keeps the log-probabilities so that a compressed model run with
+              --kl-divergence-base F reports its KL divergence, top-1 agreement and delta-PPL.
+
+OPTIONS:
+  -m, --model FILE     GGUF model
+  -t, --threads N      threads for matrix products (default: all cores)
+  -c, --ctx N          context size (generate: default 2048 or the model's; perplexity: 512)
+  --kv-f32             keep the KV cache in f32 (default f16)
+";
+
+/// Parsed command line.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub mode: Mode,
+    pub model: Option<PathBuf>,
+    pub prompt: Option<String>,
+    pub n_predict: Option<usize>,
+    pub n_prompt: Option<usize>,
+    pub threads: Option<usize>,
+    pub ctx: Option<usize>,
+    pub temp: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub seed: u64,
+    pub chat: bool,
+    pub reps: usize,
+    pub json: bool,
+    pub text_file: Option<PathBuf>,
+    pub chunks: Option<usize>,
+    pub save_logits: Option<PathBuf>,
+    pub kld_base: Option<PathBuf>,
+    pub kv_f32: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Generate,
+    Bench,
+    Perplexity,
+    Version,
+    Help,
+}
+
+impl Args {
+    pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
+        let mut it = argv.into_iter();
+        let mode = match it.next().as_deref() {
+            Some("generate") => Mode::Generate,
+            Some("bench") => Mode::Bench,
+            Some("perplexity") => Mode::Perplexity,
+            Some("--version") | Some("-V") | Some("version") => Mode::Version,
+            Some("--help") | Some("-h") | Some("help") | None => Mode::Help,
+            Some(other) => return Err(format!("unknown mode '{other}' (expected generate, bench, perplexity; see --help)")),
+        };
+        let mut a = Args {
+            mode,
+            model: None,
+            prompt: None,
+            n_predict: None,
+            n_prompt: None,
+            threads: None,
+            ctx: None,
+            temp: 0.0,
+            top_k: 40,
+            top_p: 0.95,
+            seed: 0x5eed,
+            chat: false,
+            reps: 5,
+            json: false,
+            text_file: None,
+            chunks: None,
+            save_logits: None,
+            kld_base: None,
+            kv_f32: false,
+        };
+        while let Some(flag) = it.next() {
+            let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+            match flag.as_str() {
+                "-m" | "--model" => a.model = Some(value(&flag)?.into()),
+                "-p" | "--prompt" | "--n-prompt" if mode == Mode::Bench => a.n_prompt = Some(num(&flag, &value(&flag)?)?),
+                "-p" | "--prompt" => a.prompt = Some(value(&flag)?),
+                "-n" | "--n-predict" | "--n-gen" => a.n_predict = Some(num(&flag, &value(&flag)?)?),
+                "-t" | "--threads" => a.threads = Some(num(&flag, &value(&flag)?)?).filter(|&t| t > 0),
+                "-c" | "--ctx" | "--ctx-size" => a.ctx = Some(num(&flag, &value(&flag)?)?),
+                "-r" | "--repetitions" => a.reps = num(&flag, &value(&flag)?)?.max(1),
+                "-f" | "--file" => a.text_file = Some(value(&flag)?.into()),
+                "--chunks" => a.chunks = Some(num(&flag, &value(&flag)?)?),
+                "--temp" => a.temp = float(&flag, &value(&flag)?)?,
+                "--top-k" => a.top_k = num(&flag, &value(&flag)?)?,
+                "--top-p" => a.top_p = float(&flag, &value(&flag)?)?,
+                "--seed" => a.seed = num(&flag, &value(&flag)?)? as u64,
+                "--save-logits" => a.save_logits = Some(value(&flag)?.into()),
+                "--kl-divergence-base" => a.kld_base = Some(value(&flag)?.into()),
+                "--chat" => a.chat = true,
+                "--json" => a.json = true,
+                "--kv-f32" => a.kv_f32 = true,
+                "-h" | "--help" => a.mode = Mode::Help,
+                other => return Err(format!("unknown option '{other}' for {mode:?} (see --help)")),
+            }
+        }
+        if a.save_logits.is_some() && a.kld_base.is_some() {
+            return Err("--save-logits and --kl-divergence-base are exclusive: save the base model's logits first".into());
+        }
+        Ok(a)
+    }
+}
+
+fn num(flag: &str, v: &str) -> Result<usize, String> {
+    v.parse().map_err(|_| format!("{flag} expects a non-negative integer, got '{v}'"))
+}
+
+fn float(flag: &str, v: &str) -> Result<f32, String> {
+    v.parse::<f32>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("{flag} expects a number, got '{v}'"))
+}

@@ -1,0 +1,11 @@
+//! sintra-rt as a library: the model, tokenizer and evaluation code behind the `sintra-rt`
+//! binary, also used by the integration tests.
+
+pub mod chat;
+pub mod cli;
+pub mod model;
+pub mod perplexity;
+pub mod sampler;
+pub mod sysinfo;
+pub mod threads;
+pub mod tokenizer;

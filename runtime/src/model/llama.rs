@@ -1,0 +1,419 @@
+//! The llama forward pass, one token at a time, top to bottom like llama2.c's `forward`:
+//! embedding -> per layer { RMSNorm, Q/K/V, RoPE, cached attention, output projection,
+//! residual, RMSNorm, SiLU-gated FFN, residual } -> final RMSNorm -> classifier.
+//!
+//! Three structs: [`Config`] (hyper-parameters, from GGUF metadata), [`Weights`] (views into
+//! the memory map; nothing is copied but the small norm vectors), [`RunState`] (every buffer,
+//! allocated once). The hot spot is [`Weight::matvec`]: more than 95% of the time per token.
+
+use super::config::{Config, LayerShape};
+use super::ModelError;
+use crate::threads::Pool;
+use formats::gguf::{GgufFile, TensorInfo};
+use formats::quant::{self, GgmlType};
+
+/// A weight matrix in its file type: `n_out` rows of `n_in` values, row-major, as ggml stores
+/// `[n_in, n_out]` tensors.
+#[derive(Debug, Clone, Copy)]
+pub struct Weight<'a> {
+    pub ty: GgmlType,
+    pub data: &'a [u8],
+    pub n_in: usize,
+    pub n_out: usize,
+    pub row_bytes: usize,
+}
+
+impl<'a> Weight<'a> {
+    fn from_file(file: &'a GgufFile, name: &str, n_in: usize, n_out: usize) -> Result<Self, ModelError> {
+        let view = file.tensor(name).map_err(|_| ModelError::MissingTensor(name.into()))?;
+        check_shape(view.info, &[n_in, n_out])?;
+        if !kernels::supported(view.info.ty) {
+            return Err(ModelError::UnsupportedType { tensor: name.into(), ty: view.info.ty });
+        }
+        let row_bytes = view.info.ty.row_size(n_in).ok_or_else(|| ModelError::BadShape {
+            tensor: name.into(),
+            expected: format!("rows that are whole {} blocks", view.info.ty),
+            found: view.info.shape(),
+        })?;
+        Ok(Weight { ty: view.info.ty, data: view.data, n_in, n_out, row_bytes })
+    }
+
+    /// `out = W x` for an activation already quantized to this weight's vec-dot type, split
+    /// over the pool's threads by contiguous row ranges.
+    fn matvec(&self, act: &[u8], out: &mut [f32], pool: &Pool) {
+        let w = *self;
+        pool.for_rows(out, |rows, out| kernels::matvec(w.ty, w.data, rows, w.n_in, act, out));
+    }
+
+    /// Row `i` as f32 (embedding lookup).
+    fn row_f32(&self, i: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        let bytes = &self.data[i * self.row_bytes..(i + 1) * self.row_bytes];
+        match quant::dequantize_into(self.ty, bytes, out) {
+            Ok(()) => Ok(()),
+            // Under-aligned rows (a file with an odd alignment): take the copying path.
+            Err(quant::QuantError::Misaligned { .. }) => {
+                let v = quant::dequantize(self.ty, bytes).map_err(|e| ModelError::Tensor(e.to_string()))?;
+                out.copy_from_slice(&v);
+                Ok(())
+            }
+            Err(e) => Err(ModelError::Tensor(e.to_string())),
+        }
+    }
+}
+
+fn check_shape(t: &TensorInfo, want: &[usize]) -> Result<(), ModelError> {
+    let ok = t.dims.len() == want.len() && t.dims.iter().zip(want).all(|(&a, &b)| a == b as u64);
+    if ok {
+        return Ok(());
+    }
+    Err(ModelError::BadShape { tensor: t.name.clone(), expected: format!("{want:?}"), found: t.shape() })
+}
+
+/// A norm vector, dequantized once (they are tiny).
+fn norm(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
+    let view = file.tensor(name).map_err(|_| ModelError::MissingTensor(name.into()))?;
+    check_shape(view.info, &[n])?;
+    quant::dequantize(view.info.ty, view.data).map_err(|e| ModelError::Tensor(format!("{name}: {e}")))
+}
+
+#[derive(Debug)]
+pub struct LayerWeights<'a> {
+    pub attn_norm: Vec<f32>, // (n_embd)
+    pub wq: Weight<'a>,      // (n_head * head_dim, n_embd)
+    pub wk: Weight<'a>,      // (n_head_kv * head_dim, n_embd)
+    pub wv: Weight<'a>,      // (n_head_kv * head_dim, n_embd)
+    pub wo: Weight<'a>,      // (n_embd, n_head * head_dim)
+    pub ffn_norm: Vec<f32>,  // (n_embd)
+    pub w_gate: Weight<'a>,  // (n_ff, n_embd)
+    pub w_up: Weight<'a>,    // (n_ff, n_embd)
+    pub w_down: Weight<'a>,  // (n_embd, n_ff)
+}
+
+#[derive(Debug)]
+pub struct Weights<'a> {
+    pub token_embd: Weight<'a>, // (n_vocab, n_embd)
+    pub layers: Vec<LayerWeights<'a>>,
+    pub output_norm: Vec<f32>, // (n_embd)
+    /// The classifier; `token_embd` when the model ties them (no `output.weight`).
+    pub output: Weight<'a>, // (n_vocab, n_embd)
+    /// Llama 3 style per-frequency RoPE divisors (`rope_freqs.weight`), if present.
+    pub rope_freqs: Option<Vec<f32>>, // (rope_dim / 2)
+}
+
+impl<'a> Weights<'a> {
+    pub fn from_file(file: &'a GgufFile, c: &Config) -> Result<Self, ModelError> {
+        let e = c.n_embd;
+        let token_embd = Weight::from_file(file, "token_embd.weight", e, c.n_vocab)?;
+        let mut layers = Vec::with_capacity(c.n_layer());
+        for (i, l) in c.layers.iter().enumerate() {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let (q, kv) = (l.n_head * c.head_dim, l.n_head_kv * c.head_dim);
+            layers.push(LayerWeights {
+                attn_norm: norm(file, &n("attn_norm"), e)?,
+                wq: Weight::from_file(file, &n("attn_q"), e, q)?,
+                wk: Weight::from_file(file, &n("attn_k"), e, kv)?,
+                wv: Weight::from_file(file, &n("attn_v"), e, kv)?,
+                wo: Weight::from_file(file, &n("attn_output"), q, e)?,
+                ffn_norm: norm(file, &n("ffn_norm"), e)?,
+                w_gate: Weight::from_file(file, &n("ffn_gate"), e, l.n_ff)?,
+                w_up: Weight::from_file(file, &n("ffn_up"), e, l.n_ff)?,
+                w_down: Weight::from_file(file, &n("ffn_down"), l.n_ff, e)?,
+            });
+        }
+        let output = match file.header.tensor("output.weight") {
+            Some(_) => Weight::from_file(file, "output.weight", e, c.n_vocab)?,
+            None => token_embd,
+        };
+        let rope_freqs = match file.header.tensor("rope_freqs.weight") {
+            Some(_) => Some(norm(file, "rope_freqs.weight", c.rope_dim / 2)?),
+            None => None,
+        };
+        Ok(Weights { token_embd, layers, output_norm: norm(file, "output_norm.weight", e)?, output, rope_freqs })
+    }
+}
+
+/// Key/value cache element type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvType {
+    F16,
+    F32,
+}
+
+/// The key/value cache: per layer, `n_ctx` rows of `max_kv_dim`, as f16 bits or f32.
+#[derive(Debug)]
+enum KvCache {
+    F16 { k: Vec<u16>, v: Vec<u16> }, // (layer, n_ctx, kv_dim)
+    F32 { k: Vec<f32>, v: Vec<f32> }, // (layer, n_ctx, kv_dim)
+}
+
+/// Every buffer the forward pass needs, allocated once.
+#[derive(Debug)]
+pub struct RunState {
+    pub n_ctx: usize,
+    x: Vec<f32>,      // (n_embd) the residual stream
+    xb: Vec<f32>,     // (max(n_embd, q_dim)) normed input / attention output
+    xb2: Vec<f32>,    // (n_embd) output of a projection, before the residual add
+    q: Vec<f32>,      // (q_dim)
+    k: Vec<f32>,      // (kv_dim)
+    v: Vec<f32>,      // (kv_dim)
+    hb: Vec<f32>,     // (n_ff) gate
+    hb2: Vec<f32>,    // (n_ff) up
+    att: Vec<f32>,    // (n_ctx) scores of one head
+    act: Vec<u64>,    // quantized activation for the current matvec (u64: 8-byte aligned)
+    rope_cache: Vec<f32>, // (rope_dim) cos, sin pairs for the current position
+    pub logits: Vec<f32>, // (n_vocab)
+    kv: KvCache,
+    kv_dim: usize,
+}
+
+impl RunState {
+    pub fn new(c: &Config, n_ctx: usize, kv_type: KvType) -> Self {
+        let kv_dim = c.max_kv_dim();
+        let q_dim = c.max_q_dim();
+        let n_kv = c.n_layer() * n_ctx * kv_dim;
+        let widest = c.n_embd.max(q_dim).max(c.max_ff());
+        let act_bytes = GgmlType::ALL
+            .iter()
+            .filter(|t| kernels::supported(**t))
+            .map(|&t| kernels::activation_bytes(t, widest))
+            .max()
+            .unwrap_or(0);
+        RunState {
+            n_ctx,
+            x: vec![0.0; c.n_embd],
+            xb: vec![0.0; c.n_embd.max(q_dim)],
+            xb2: vec![0.0; c.n_embd],
+            q: vec![0.0; q_dim],
+            k: vec![0.0; kv_dim],
+            v: vec![0.0; kv_dim],
+            hb: vec![0.0; c.max_ff()],
+            hb2: vec![0.0; c.max_ff()],
+            att: vec![0.0; n_ctx],
+            act: vec![0; act_bytes.div_ceil(8) + 1],
+            rope_cache: vec![0.0; c.rope_dim],
+            logits: vec![0.0; c.n_vocab],
+            kv: match kv_type {
+                KvType::F16 => KvCache::F16 { k: vec![0; n_kv], v: vec![0; n_kv] },
+                KvType::F32 => KvCache::F32 { k: vec![0.0; n_kv], v: vec![0.0; n_kv] },
+            },
+            kv_dim,
+        }
+    }
+
+    /// Bytes held by the KV cache.
+    pub fn kv_bytes(&self) -> usize {
+        match &self.kv {
+            KvCache::F16 { k, v } => 2 * (k.len() + v.len()),
+            KvCache::F32 { k, v } => 4 * (k.len() + v.len()),
+        }
+    }
+}
+
+/// Quantize `x` into `act` for a matvec with weights of type `ty`; returns the used bytes.
+fn quantize_act<'b>(ty: GgmlType, x: &[f32], act: &'b mut [u64]) -> &'b [u8] {
+    let n = kernels::activation_bytes(ty, x.len());
+    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(act)[..n];
+    kernels::quantize_activation(ty, x, bytes).expect("activation buffer sized for the widest row");
+    bytes
+}
+
+/// RMSNorm as ggml computes it: mean of squares accumulated in f64, then `x / sqrt(mean + eps)`
+/// times the weight.
+fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * w;
+    }
+}
+
+/// cos/sin table for position `pos`, llama.cpp's way: theta starts at `pos` and is multiplied
+/// by `base^(-2/rope_dim)` for each pair (in f32, so rounding matches).
+fn rope_cache(cache: &mut [f32], pos: usize, c: &Config, freqs: Option<&[f32]>) {
+    let theta_scale = c.rope_base.powf(-2.0 / c.rope_dim as f32);
+    let mut theta = pos as f32;
+    for i in 0..c.rope_dim / 2 {
+        let ff = freqs.map_or(1.0, |f| f[i]);
+        let t = c.rope_freq_scale * (theta / ff);
+        cache[2 * i] = t.cos();
+        cache[2 * i + 1] = t.sin();
+        theta *= theta_scale;
+    }
+}
+
+/// Rotate adjacent pairs of the first `rope_dim` values of every head (llama's "normal" RoPE;
+/// GGUF conversion permuted Q and K so that this equals the Hugging Face rotation).
+fn rope(v: &mut [f32], head_dim: usize, cache: &[f32]) {
+    for head in v.chunks_exact_mut(head_dim) {
+        for (pair, cs) in head.chunks_exact_mut(2).zip(cache.chunks_exact(2)) {
+            let (x0, x1) = (pair[0], pair[1]);
+            pair[0] = x0 * cs[0] - x1 * cs[1];
+            pair[1] = x0 * cs[1] + x1 * cs[0];
+        }
+    }
+}
+
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// A model ready to run: config, weights (borrowing the map) and run state.
+#[derive(Debug)]
+pub struct Llama<'a> {
+    pub config: Config,
+    pub weights: Weights<'a>,
+    pub state: RunState,
+}
+
+impl<'a> Llama<'a> {
+    pub fn new(file: &'a GgufFile, n_ctx: usize, kv_type: KvType) -> Result<Self, ModelError> {
+        let config = Config::from_gguf(&file.header)?;
+        let weights = Weights::from_file(file, &config)?;
+        if n_ctx == 0 {
+            return Err(ModelError::BadHparam { key: "--ctx".into(), problem: "context size must be positive".into() });
+        }
+        let state = RunState::new(&config, n_ctx, kv_type);
+        Ok(Llama { config, weights, state })
+    }
+
+    /// Run one token at position `pos` (0-based; positions `< pos` must already be cached) and
+    /// return the next-token logits.
+    pub fn forward(&mut self, token: u32, pos: usize, pool: &Pool) -> Result<&[f32], ModelError> {
+        self.forward_opt(token, pos, pool, true)
+    }
+
+    /// [`Self::forward`], skipping the final norm and classifier when `want_logits` is false
+    /// (prompt tokens whose logits nobody reads; the classifier is a fifth of a small model).
+    pub fn forward_opt(&mut self, token: u32, pos: usize, pool: &Pool, want_logits: bool) -> Result<&[f32], ModelError> {
+        let c = &self.config;
+        let w = &self.weights;
+        let s = &mut self.state;
+        if pos >= s.n_ctx {
+            return Err(ModelError::ContextFull { n_ctx: s.n_ctx });
+        }
+        if token as usize >= c.n_vocab {
+            return Err(ModelError::BadToken { token, n_vocab: c.n_vocab });
+        }
+        let (e, hd) = (c.n_embd, c.head_dim);
+        let kq_scale = 1.0 / (hd as f32).sqrt();
+
+        // Embedding.
+        w.token_embd.row_f32(token as usize, &mut s.x)?;
+        rope_cache(&mut s.rope_cache, pos, c, w.rope_freqs.as_deref());
+
+        for (l, (lw, &LayerShape { n_head, n_head_kv, n_ff })) in w.layers.iter().zip(&c.layers).enumerate() {
+            let (q_dim, kv_dim) = (n_head * hd, n_head_kv * hd);
+
+            // Attention: RMSNorm, then Q, K, V from the same quantized input.
+            rmsnorm(&mut s.xb[..e], &s.x, &lw.attn_norm, c.rms_eps);
+            for (wt, out) in [(&lw.wq, &mut s.q[..q_dim]), (&lw.wk, &mut s.k[..kv_dim]), (&lw.wv, &mut s.v[..kv_dim])] {
+                let act = quantize_act(wt.ty, &s.xb[..e], &mut s.act);
+                wt.matvec(act, out, pool);
+            }
+
+            // RoPE on the rotated part of each query and key head.
+            if c.rope_dim == hd {
+                rope(&mut s.q[..q_dim], hd, &s.rope_cache);
+                rope(&mut s.k[..kv_dim], hd, &s.rope_cache);
+            } else {
+                for head in s.q[..q_dim].chunks_exact_mut(hd).chain(s.k[..kv_dim].chunks_exact_mut(hd)) {
+                    rope(&mut head[..c.rope_dim], c.rope_dim, &s.rope_cache);
+                }
+            }
+
+            // Cache K and V at this position.
+            let row = |p: usize| (l * s.n_ctx + p) * s.kv_dim;
+            match &mut s.kv {
+                KvCache::F16 { k, v } => {
+                    for (d, &x) in k[row(pos)..row(pos) + kv_dim].iter_mut().zip(&s.k[..kv_dim]) {
+                        *d = quant::fp32_to_fp16_bits(x);
+                    }
+                    for (d, &x) in v[row(pos)..row(pos) + kv_dim].iter_mut().zip(&s.v[..kv_dim]) {
+                        *d = quant::fp32_to_fp16_bits(x);
+                    }
+                }
+                KvCache::F32 { k, v } => {
+                    k[row(pos)..row(pos) + kv_dim].copy_from_slice(&s.k[..kv_dim]);
+                    v[row(pos)..row(pos) + kv_dim].copy_from_slice(&s.v[..kv_dim]);
+                }
+            }
+
+            // Attention over positions 0..=pos, each query head reading its key/value group.
+            let group = n_head / n_head_kv.max(1);
+            for h in 0..n_head {
+                let q = &s.q[h * hd..(h + 1) * hd];
+                let kv_off = (h / group) * hd;
+                let att = &mut s.att[..=pos];
+                for (t, a) in att.iter_mut().enumerate() {
+                    let base = row(t) + kv_off;
+                    let dot = match &s.kv {
+                        KvCache::F16 { k, .. } => {
+                            k[base..base + hd].iter().zip(q).map(|(&kb, &qv)| quant::fp16_bits_to_fp32(kb) * qv).sum::<f32>()
+                        }
+                        KvCache::F32 { k, .. } => k[base..base + hd].iter().zip(q).map(|(&kv, &qv)| kv * qv).sum::<f32>(),
+                    };
+                    *a = dot * kq_scale;
+                }
+                softmax(att);
+                let out = &mut s.xb[h * hd..(h + 1) * hd];
+                out.fill(0.0);
+                for (t, &a) in att.iter().enumerate() {
+                    let base = row(t) + kv_off;
+                    match &s.kv {
+                        KvCache::F16 { v, .. } => {
+                            for (o, &vb) in out.iter_mut().zip(&v[base..base + hd]) {
+                                *o += a * quant::fp16_bits_to_fp32(vb);
+                            }
+                        }
+                        KvCache::F32 { v, .. } => {
+                            for (o, &vv) in out.iter_mut().zip(&v[base..base + hd]) {
+                                *o += a * vv;
+                            }
+                        }
+                    }
+                }
+            }
+
+            // Output projection and residual.
+            let act = quantize_act(lw.wo.ty, &s.xb[..q_dim], &mut s.act);
+            lw.wo.matvec(act, &mut s.xb2, pool);
+            s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
+
+            // FFN: RMSNorm, SiLU(gate) * up, down, residual.
+            if n_ff > 0 {
+                rmsnorm(&mut s.xb[..e], &s.x, &lw.ffn_norm, c.rms_eps);
+                let act = quantize_act(lw.w_gate.ty, &s.xb[..e], &mut s.act);
+                lw.w_gate.matvec(act, &mut s.hb[..n_ff], pool);
+                let act = quantize_act(lw.w_up.ty, &s.xb[..e], &mut s.act);
+                lw.w_up.matvec(act, &mut s.hb2[..n_ff], pool);
+                for (g, &u) in s.hb[..n_ff].iter_mut().zip(&s.hb2[..n_ff]) {
+                    *g = silu(*g) * u;
+                }
+                let act = quantize_act(lw.w_down.ty, &s.hb[..n_ff], &mut s.act);
+                lw.w_down.matvec(act, &mut s.xb2, pool);
+                s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
+            }
+        }
+
+        if !want_logits {
+            return Ok(&[]);
+        }
+        // Final norm and classifier.
+        rmsnorm(&mut s.xb[..e], &s.x, &w.output_norm, c.rms_eps);
+        let act = quantize_act(w.output.ty, &s.xb[..e], &mut s.act);
+        w.output.matvec(act, &mut s.logits, pool);
+        Ok(&s.logits)
+    }
+}

@@ -1,0 +1,33 @@
+//! Model families the runtime runs. Only llama for now (see [`config::SUPPORTED_ARCHS`]).
+
+pub mod config;
+pub mod llama;
+
+pub use config::Config;
+pub use llama::{KvType, Llama};
+
+use formats::gguf::GgufError;
+use formats::quant::GgmlType;
+
+/// Why a model cannot be loaded or run. Each variant names the offending key, tensor or value.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{0}")]
+    Gguf(GgufError),
+    #[error("unsupported architecture '{0}' (supported: {supported})", supported = config::SUPPORTED_ARCHS.join(", "))]
+    UnsupportedArch(String),
+    #[error("hyper-parameter {key}: {problem}")]
+    BadHparam { key: String, problem: String },
+    #[error("tensor '{0}' is missing")]
+    MissingTensor(String),
+    #[error("tensor '{tensor}' has shape {found}, expected {expected}")]
+    BadShape { tensor: String, expected: String, found: String },
+    #[error("tensor '{tensor}' has type {ty}, which this runtime cannot compute with")]
+    UnsupportedType { tensor: String, ty: GgmlType },
+    #[error("tensor data: {0}")]
+    Tensor(String),
+    #[error("the context is full ({n_ctx} tokens); raise --ctx")]
+    ContextFull { n_ctx: usize },
+    #[error("token id {token} is outside the vocabulary of {n_vocab}")]
+    BadToken { token: u32, n_vocab: usize },
+}
