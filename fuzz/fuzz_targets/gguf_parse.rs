@@ -5,7 +5,6 @@
 
 use formats::gguf::{parse, GgufWriter};
 use libfuzzer_sys::fuzz_target;
-use std::io::Write;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(g) = parse(data) else { return };

@@ -84,3 +84,48 @@ pub fn argmax(logits: &[f32]) -> usize {
     }
     best
 }
+
+/// Teacher-forced evaluation with llama.cpp, llama.cpp's perplexity method: `n_chunks` windows of
+/// `n_ctx` tokens (the first replaced by `bos`), each from an empty cache, scoring positions
+/// `n_ctx/2 .. n_ctx-1`. Returns, per scored position, the negative log-likelihood of the next
+/// token and the top-1 token.
+pub fn teacher_forced(
+    path: &Path,
+    tokens: &[u32],
+    bos: Option<u32>,
+    n_ctx: usize,
+    n_chunks: usize,
+    threads: i32,
+) -> Result<(Vec<f64>, Vec<u32>), String> {
+    let model = load(path)?;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx as u32))
+        .with_n_batch(n_ctx as u32)
+        .with_n_ubatch(n_ctx as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend(), ctx_params).map_err(|e| format!("context: {e}"))?;
+    let first = n_ctx / 2;
+    let mut nll = Vec::new();
+    let mut top1 = Vec::new();
+    let mut batch = LlamaBatch::new(n_ctx, 1);
+    for c in 0..n_chunks {
+        let win = &tokens[c * n_ctx..(c + 1) * n_ctx];
+        ctx.clear_kv_cache();
+        batch.clear();
+        for j in 0..n_ctx - 1 {
+            let t = if j == 0 { bos.unwrap_or(win[0]) } else { win[j] };
+            batch.add(LlamaToken(t as i32), j as i32, &[0], j >= first).map_err(|e| e.to_string())?;
+        }
+        ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+        for j in first..n_ctx - 1 {
+            let logits = ctx.get_logits_ith(j as i32);
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+            let target = win[j + 1] as usize;
+            nll.push(-((logits[target] - max) as f64 - sum.ln()));
+            top1.push(argmax(logits) as u32);
+        }
+    }
+    Ok((nll, top1))
+}

@@ -1,0 +1,71 @@
+//! Making the quantized variants of the test model with `formats`: every 2-D tensor dequantized
+//! and requantized to one type, falling back as llama.cpp's `llama-quantize` does for rows that
+//! are not whole super-blocks (SmolLM2's 576-wide rows): Q4_K -> Q5_0, Q5_K -> Q5_1,
+//! Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL.
+
+use formats::gguf::{GgufFile, GgufWriter};
+use formats::quant::{self, GgmlType};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// llama.cpp's fallback for a row length the type cannot hold.
+pub fn fallback(ty: GgmlType, row: u64) -> GgmlType {
+    if row % ty.block_size() as u64 == 0 {
+        return ty;
+    }
+    match ty {
+        GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
+        GgmlType::Q6_K => GgmlType::Q8_0,
+        _ => GgmlType::IQ4_NL,
+    }
+}
+
+/// Write `src` with every 2-D tensor requantized to `ty` (or its fallback) to `dst`.
+pub fn requantize(src: &Path, dst: &Path, ty: GgmlType) {
+    let file = GgufFile::open(src).unwrap();
+    let mut w = GgufWriter::from_header(&file.header);
+    for t in &file.header.tensors {
+        if t.dims.len() >= 2 {
+            w.set_tensor_type(&t.name, fallback(ty, t.row_len())).unwrap();
+        }
+    }
+    w.write_to_path(dst, |_, t, out| {
+        let view = file.tensor(&t.name).expect("tensor from the source");
+        if view.info.ty == t.ty {
+            return out.write_all(view.data);
+        }
+        let values = quant::dequantize(view.info.ty, view.data).expect("dequantize");
+        out.write_all(&quant::quantize(t.ty, &values, t.row_len() as usize, None).expect("quantize"))
+    })
+    .unwrap();
+}
+
+/// SmolLM2 requantized to `ty`, cached under `target/` between test runs (the source is
+/// immutable, so the file depends only on `ty` and our quantizers, which the cache key names).
+pub fn smollm2_as(ty: GgmlType) -> PathBuf {
+    let dir = crate::repo_root().join("target/test-models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("SmolLM2-135M-Instruct.{ty}.from-Q4_1.gguf"));
+    if ty == GgmlType::Q4_1 {
+        return crate::smollm2_q4_1();
+    }
+    // Rebuild when the quantizer code is newer than the file.
+    let stale = std::fs::metadata(&path).and_then(|m| m.modified()).map_or(true, |t| {
+        let lib = crate::repo_root().join("formats/src/quant");
+        newest_mtime(&lib).is_some_and(|n| n > t)
+    });
+    if stale {
+        requantize(&crate::smollm2_q4_1(), &path, ty);
+    }
+    path
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let m = if e.path().is_dir() { newest_mtime(&e.path()) } else { e.metadata().ok()?.modified().ok() };
+        newest = newest.max(m);
+    }
+    newest
+}
