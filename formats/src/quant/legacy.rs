@@ -6,7 +6,7 @@
 //! Both are bit-exact with ggml for every finite input; see [`super::search`] for the rules
 //! that keeps them so.
 
-use super::search::{make_qkx3_quants, make_qx_quants, signed_absmax};
+use super::search::{c_max, fabsf, make_qkx_quants, make_qx_quants, roundf, signed_absmax, sqrtf};
 use super::{fp16_bits_to_fp32, fp32_to_fp16_bits};
 
 /// Weights per Q4_0 block.
@@ -169,7 +169,28 @@ fn row_sigma2(row: &[f32]) -> f32 {
 /// `qw[j] * sqrt(sigma2 + x[j]^2)`.
 #[inline]
 fn block_weights(xb: &[f32], qw: &[f32], sigma2: f32) -> [f32; 32] {
-    core::array::from_fn(|j| qw[j] * (sigma2 + xb[j] * xb[j]).sqrt())
+    core::array::from_fn(|j| qw[j] * sqrtf(sigma2 + xb[j] * xb[j]))
+}
+
+/// The weighted search of ggml's `quantize_row_q{4,5}_1_impl` for one block (its
+/// `make_qkx3_quants`): quants `0..=nmax` into `l`, and the block's `d` and `m` as f16 bits.
+#[inline]
+fn search_block_1(nmax: i32, xb: &[f32], weight: &[f32; 32], l: &mut [u8; 32]) -> (u16, u16) {
+    let mut laux = [0u8; 32];
+    let mut min = 0f32;
+    let d = make_qkx_quants::<3>(
+        nmax,
+        xb,
+        Some(weight),
+        l,
+        &mut min,
+        &mut laux,
+        -0.9,
+        0.05,
+        36,
+        false,
+    );
+    (fp32_to_fp16_bits(d), fp32_to_fp16_bits(-min))
 }
 
 /// ggml's `quantize_q4_0` and its siblings: without importance weights the whole input goes
@@ -289,9 +310,7 @@ fn quantize_row_q4_1_impl(x: &[f32], y: &mut [BlockQ4_1], quant_weights: &[f32])
         .zip(y)
     {
         let weight = block_weights(xb, qw, sigma2);
-        let (d, min) = make_qkx3_quants(15, xb, Some(&weight), &mut l, -0.9, 0.05, 36, false);
-        yb.d = fp32_to_fp16_bits(d);
-        yb.m = fp32_to_fp16_bits(-min);
+        (yb.d, yb.m) = search_block_1(15, xb, &weight, &mut l);
         pack_q4(&l, &mut yb.qs);
     }
 }
@@ -422,9 +441,7 @@ fn quantize_row_q5_1_impl(x: &[f32], y: &mut [BlockQ5_1], quant_weights: &[f32])
         .zip(y)
     {
         let weight = block_weights(xb, qw, sigma2);
-        let (d, min) = make_qkx3_quants(31, xb, Some(&weight), &mut l, -0.9, 0.05, 36, false);
-        yb.d = fp32_to_fp16_bits(d);
-        yb.m = fp32_to_fp16_bits(-min);
+        (yb.d, yb.m) = search_block_1(31, xb, &weight, &mut l);
         pack_q5(&l, &mut yb.qs, &mut yb.qh);
     }
 }
@@ -470,14 +487,13 @@ pub fn quantize_row_q8_0_ref(x: &[f32], y: &mut [BlockQ8_0]) {
     for (xb, yb) in x.chunks_exact(QK8_0).zip(y) {
         let mut amax = 0f32;
         for &v in xb {
-            // C's MAX(amax, fabsf(v)), NaN handling included.
-            amax = if amax > v.abs() { amax } else { v.abs() };
+            amax = c_max(amax, fabsf(v));
         }
         let d = amax / 127.0;
         let id = inverse_or_zero(d);
         yb.d = fp32_to_fp16_bits(d);
         for (q, &v) in yb.qs.iter_mut().zip(xb) {
-            *q = c_trunc_low_byte((v * id).round()) as i8;
+            *q = c_trunc_low_byte(roundf(v * id)) as i8;
         }
     }
 }

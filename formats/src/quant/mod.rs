@@ -10,7 +10,6 @@
 mod float;
 mod iq4_nl;
 mod k_quants;
-mod k_search;
 mod legacy;
 mod search;
 
@@ -411,6 +410,7 @@ pub fn dequantize(ty: GgmlType, src: &[u8]) -> Result<Vec<f32>, QuantError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn type_table_round_trips_ids_and_names() {

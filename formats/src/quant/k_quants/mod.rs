@@ -1,7 +1,7 @@
 //! ggml's K-quants: super-blocks of [`QK_K`] = 256 weights with quantized sub-block scales.
 //! Q2_K, Q3_K, Q4_K, Q5_K and Q6_K (each with ggml's importance-weighted search), and Q8_K,
 //! the intermediate format of ggml's dot products. Transcribed from ggml's `ggml-quants.c`
-//! and bit-exact with it; the searches are in [`super::k_search`].
+//! and bit-exact with it; the searches are in [`super::search`].
 
 mod q2_k;
 mod q3_k;
@@ -17,9 +17,7 @@ pub use q5_k::*;
 pub use q6_k::*;
 pub use q8_k::*;
 
-use super::k_search::{
-    fabsf, get_scale_min_k4, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, sqrtf,
-};
+use super::search::{fabsf, get_scale_min_k4, make_qkx_quants, make_qp_quants, nearest_int, sqrtf};
 use super::{fp16_bits_to_fp32, fp32_to_fp16_bits, QK_K};
 
 /// The super-blocks of one row with their values and importance weights: `(x, y)`, `qw`.
@@ -84,10 +82,10 @@ fn scale_min_k4_ref(
             *w = av_x + fabsf(v);
         }
         let lj = &mut l[32 * j..32 * j + 32];
-        scales[j] = make_qkx2_quants(
+        scales[j] = make_qkx_quants::<2>(
             nmax,
             xs,
-            &weights,
+            Some(&weights),
             lj,
             &mut mins[j],
             &mut laux,
@@ -155,7 +153,7 @@ fn scale_min_k4_impl(
         }
         sw[j] = sumw;
         let lj = &mut l[32 * j..32 * j + 32];
-        scales[j] = make_qkx3_quants(
+        scales[j] = make_qkx_quants::<3>(
             nmax,
             xs,
             Some(&weights),

@@ -2,9 +2,7 @@
 //! sub-block scale `sc` and min `m`.
 
 use super::{pack_2bit, split_blocks};
-use crate::quant::k_search::{
-    fabsf, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int, sqrtf,
-};
+use crate::quant::search::{fabsf, make_qkx_quants, make_qp_quants, nearest_int, sqrtf};
 use crate::quant::{fp16_bits_to_fp32, fp32_to_fp16_bits, QK_K};
 
 /// A Q2_K super-block: 256 weights in 84 bytes, 2.625 bits per weight.
@@ -58,10 +56,10 @@ pub fn quantize_row_q2_k_ref(x: &[f32], y: &mut [BlockQ2K]) {
                 *w = fabsf(v);
             }
             let ls = &mut l[16 * j..16 * j + 16];
-            scales[j] = make_qkx2_quants(
+            scales[j] = make_qkx_quants::<2>(
                 3,
                 xs,
-                &weights,
+                Some(&weights),
                 ls,
                 &mut mins[j],
                 &mut laux,
@@ -125,7 +123,7 @@ fn quantize_row_q2_k_impl(x: &[f32], y: &mut [BlockQ2K], qw: &[f32]) {
                 sw[j] += w;
             }
             let lj = &mut l[16 * j..16 * j + 16];
-            scales[j] = make_qkx3_quants(
+            scales[j] = make_qkx_quants::<3>(
                 3,
                 xs,
                 Some(&weight),

@@ -2,7 +2,7 @@
 //! in `qs`, high bit in `hmask`) and 6-bit sub-block scale `sc`.
 
 use super::{pack_2bit, split_blocks};
-use crate::quant::k_search::{fabsf, make_q3_quants, make_qx_quants, nearest_int, sqrtf};
+use crate::quant::search::{fabsf, make_q3_quants, make_qx_quants, nearest_int, sqrtf};
 use crate::quant::{fp16_bits_to_fp32, fp32_to_fp16_bits, QK_K};
 
 /// A Q3_K super-block: 256 weights in 110 bytes, 3.4375 bits per weight.

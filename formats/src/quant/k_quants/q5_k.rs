@@ -2,7 +2,7 @@
 //! `qs`, high bit in `qh`) and 6-bit sub-block scale `sc` and min `m`.
 
 use super::{requantize_k4, scale_min_k4_impl, scale_min_k4_ref, split_blocks};
-use crate::quant::k_search::get_scale_min_k4;
+use crate::quant::search::get_scale_min_k4;
 use crate::quant::{fp16_bits_to_fp32, QK_K};
 
 /// A Q5_K super-block: 256 weights in 176 bytes, 5.5 bits per weight.

@@ -1,7 +1,7 @@
 //! Q6_K: 16 sub-blocks of 16 weights, `x = d * sc * (q - 32)` with 6-bit `q` (low 4 bits in
 //! `ql`, high 2 in `qh`) and signed 8-bit sub-block scale `sc`.
 
-use crate::quant::k_search::{fabsf, make_qx_quants, nearest_int, GROUP_MAX_EPS};
+use crate::quant::search::{fabsf, make_qx_quants, nearest_int, GROUP_MAX_EPS};
 use crate::quant::{fp16_bits_to_fp32, fp32_to_fp16_bits, QK_K};
 
 /// A Q6_K super-block: 256 weights in 210 bytes, 6.5625 bits per weight.

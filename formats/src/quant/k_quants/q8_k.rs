@@ -1,7 +1,7 @@
 //! Q8_K: 256 weights `x = d * q` with 8-bit `q`, an f32 scale and the sums of each 16 quants
 //! (the intermediate format ggml's K-quant dot products quantize activations to).
 
-use crate::quant::k_search::{fabsf, nearest_int};
+use crate::quant::search::{nearest_int, signed_absmax};
 use crate::quant::QK_K;
 
 /// A Q8_K super-block: 256 weights in 292 bytes, 9.125 bits per weight.
@@ -20,15 +20,7 @@ const _: () = assert!(core::mem::size_of::<BlockQ8K>() == 292);
 /// ggml's `quantize_row_q8_K_ref`.
 pub fn quantize_row_q8_k_ref(x: &[f32], y: &mut [BlockQ8K]) {
     for (x, y) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let mut max = 0.0f32;
-        let mut amax = 0.0f32;
-        for &v in x {
-            let ax = fabsf(v);
-            if ax > amax {
-                amax = ax;
-                max = v;
-            }
-        }
+        let (amax, max) = signed_absmax(x);
         if amax == 0.0 {
             y.d = 0.0;
             y.qs = [0; QK_K];
