@@ -9,7 +9,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("sintra-rt {}: no modes yet (see issue #3); try --version", env!("CARGO_PKG_VERSION"));
+            eprintln!(
+                "sintra-rt {}: no modes yet (see issue #3); try --version",
+                env!("CARGO_PKG_VERSION")
+            );
             ExitCode::from(2)
         }
     }

@@ -1,1 +1,4 @@
-mod placeholder {}
+//! The one integration-test binary (see STYLE.md): each module is a concern.
+
+mod gguf;
+mod quant_vs_ggml;

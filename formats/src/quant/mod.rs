@@ -115,11 +115,7 @@ impl GgmlType {
     }
 
     /// The types with a reference quantizer and dequantizer in this crate.
-    pub const QUANTIZABLE: &'static [GgmlType] = &[
-        GgmlType::F32,
-        GgmlType::F16,
-        GgmlType::BF16,
-    ];
+    pub const QUANTIZABLE: &'static [GgmlType] = &[GgmlType::F32, GgmlType::F16, GgmlType::BF16];
 
     /// Whether the quantizer uses importance weights when given them (ggml's imatrix path).
     pub fn uses_importance(self) -> bool {
@@ -140,7 +136,10 @@ impl GgmlType {
 
     /// Parse ggml's name (`q4_K`) case-insensitively, also accepting `Q4_K`.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -166,7 +165,11 @@ pub enum QuantError {
     Unsupported(GgmlType),
     /// The row length is not a whole number of blocks.
     #[error("row length {n_per_row} is not a multiple of the {ty} block size {block}")]
-    RowNotBlockAligned { ty: GgmlType, n_per_row: usize, block: usize },
+    RowNotBlockAligned {
+        ty: GgmlType,
+        n_per_row: usize,
+        block: usize,
+    },
     /// The input is not a whole number of rows.
     #[error("input of {len} values is not a whole number of rows of {n_per_row}")]
     RaggedRows { len: usize, n_per_row: usize },
@@ -175,10 +178,18 @@ pub enum QuantError {
     ImportanceLength { got: usize, n_per_row: usize },
     /// The destination buffer has the wrong size.
     #[error("destination holds {got} bytes, {ty} needs {need}")]
-    DestinationSize { ty: GgmlType, got: usize, need: usize },
+    DestinationSize {
+        ty: GgmlType,
+        got: usize,
+        need: usize,
+    },
     /// The quantized input is not a whole number of blocks.
     #[error("{ty} data of {got} bytes is not a whole number of {size}-byte blocks")]
-    RaggedBlocks { ty: GgmlType, got: usize, size: usize },
+    RaggedBlocks {
+        ty: GgmlType,
+        got: usize,
+        size: usize,
+    },
     /// A byte buffer is not aligned for the block type.
     #[error("{ty} buffer is not aligned to {align} bytes")]
     Misaligned { ty: GgmlType, align: usize },
@@ -201,26 +212,46 @@ pub fn quantize_into(
     }
     let block = ty.block_size();
     if n_per_row == 0 || n_per_row % block != 0 {
-        return Err(QuantError::RowNotBlockAligned { ty, n_per_row, block });
+        return Err(QuantError::RowNotBlockAligned {
+            ty,
+            n_per_row,
+            block,
+        });
     }
     if src.len() % n_per_row != 0 {
-        return Err(QuantError::RaggedRows { len: src.len(), n_per_row });
+        return Err(QuantError::RaggedRows {
+            len: src.len(),
+            n_per_row,
+        });
     }
     if let Some(w) = importance {
         if w.len() != n_per_row {
-            return Err(QuantError::ImportanceLength { got: w.len(), n_per_row });
+            return Err(QuantError::ImportanceLength {
+                got: w.len(),
+                n_per_row,
+            });
         }
     }
     let need = (src.len() / block) * ty.type_size();
     if dst.len() != need {
-        return Err(QuantError::DestinationSize { ty, got: dst.len(), need });
+        return Err(QuantError::DestinationSize {
+            ty,
+            got: dst.len(),
+            need,
+        });
     }
-    let w = if ty.uses_importance() { importance } else { None };
+    let w = if ty.uses_importance() {
+        importance
+    } else {
+        None
+    };
     #[allow(unused_macros)]
     macro_rules! blocks {
         ($t:ty) => {
-            bytemuck::try_cast_slice_mut::<u8, $t>(dst)
-                .map_err(|_| QuantError::Misaligned { ty, align: core::mem::align_of::<$t>() })?
+            bytemuck::try_cast_slice_mut::<u8, $t>(dst).map_err(|_| QuantError::Misaligned {
+                ty,
+                align: core::mem::align_of::<$t>(),
+            })?
         };
     }
     match ty {
@@ -247,7 +278,11 @@ pub fn quantize(
         return Err(QuantError::Unsupported(ty));
     }
     if n_per_row == 0 || n_per_row % ty.block_size() != 0 {
-        return Err(QuantError::RowNotBlockAligned { ty, n_per_row, block: ty.block_size() });
+        return Err(QuantError::RowNotBlockAligned {
+            ty,
+            n_per_row,
+            block: ty.block_size(),
+        });
     }
     // u64-backed storage so every block type (alignment <= 8) can be cast in place.
     let need = (src.len() / ty.block_size()) * ty.type_size();
@@ -265,17 +300,27 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), 
     }
     let size = ty.type_size();
     if src.len() % size != 0 {
-        return Err(QuantError::RaggedBlocks { ty, got: src.len(), size });
+        return Err(QuantError::RaggedBlocks {
+            ty,
+            got: src.len(),
+            size,
+        });
     }
     let n = src.len() / size * ty.block_size();
     if dst.len() != n {
-        return Err(QuantError::DestinationSize { ty, got: dst.len() * 4, need: n * 4 });
+        return Err(QuantError::DestinationSize {
+            ty,
+            got: dst.len() * 4,
+            need: n * 4,
+        });
     }
     #[allow(unused_macros)]
     macro_rules! blocks {
         ($t:ty) => {
-            bytemuck::try_cast_slice::<u8, $t>(src)
-                .map_err(|_| QuantError::Misaligned { ty, align: core::mem::align_of::<$t>() })?
+            bytemuck::try_cast_slice::<u8, $t>(src).map_err(|_| QuantError::Misaligned {
+                ty,
+                align: core::mem::align_of::<$t>(),
+            })?
         };
     }
     match ty {
@@ -295,7 +340,11 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), 
 pub fn dequantize(ty: GgmlType, src: &[u8]) -> Result<Vec<f32>, QuantError> {
     let size = ty.type_size();
     if src.len() % size != 0 {
-        return Err(QuantError::RaggedBlocks { ty, got: src.len(), size });
+        return Err(QuantError::RaggedBlocks {
+            ty,
+            got: src.len(),
+            size,
+        });
     }
     let mut out = alloc::vec![0f32; src.len() / size * ty.block_size()];
     // Byte slices from a file or a Vec<u8> may be under-aligned for the block type (Q8_K holds
@@ -333,7 +382,10 @@ mod tests {
         for ty in [GgmlType::Q4_K, GgmlType::Q4_0] {
             let err = quantize(ty, &x, 48, None).unwrap_err();
             assert!(
-                matches!(err, QuantError::RowNotBlockAligned { .. } | QuantError::Unsupported(_)),
+                matches!(
+                    err,
+                    QuantError::RowNotBlockAligned { .. } | QuantError::Unsupported(_)
+                ),
                 "{err}"
             );
         }
@@ -341,7 +393,13 @@ mod tests {
             quantize(GgmlType::F16, &x, 32, Some(&[1.0; 31])),
             Err(QuantError::ImportanceLength { .. })
         ));
-        assert!(matches!(quantize(GgmlType::IQ2_XS, &x, 64, None), Err(QuantError::Unsupported(_))));
-        assert!(matches!(dequantize(GgmlType::Q4_0, &[0u8; 17]), Err(QuantError::RaggedBlocks { .. })));
+        assert!(matches!(
+            quantize(GgmlType::IQ2_XS, &x, 64, None),
+            Err(QuantError::Unsupported(_))
+        ));
+        assert!(matches!(
+            dequantize(GgmlType::Q4_0, &[0u8; 17]),
+            Err(QuantError::RaggedBlocks { .. })
+        ));
     }
 }

@@ -1,0 +1,40 @@
+//! Where models live: the setup script's cache and the user's model cache.
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// The default model's file name (fetched by `scripts/setup.sh`).
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Directories searched for cached models, in order: `$SINTRA_MODELS`, `./.cache/models` (the
+/// setup script's cache when run from a checkout), `$SINTRA_HOME/models`, `~/.cache/sintra/models`.
+pub fn model_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("SINTRA_MODELS") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from(".cache/models"));
+    if let Some(d) = std::env::var_os("SINTRA_HOME") {
+        dirs.push(PathBuf::from(d).join("models"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cache/sintra/models"));
+    }
+    dirs
+}
+
+/// The default model from the cache, or an error that says how to get it.
+pub fn default_model() -> Result<PathBuf> {
+    let dirs = model_dirs();
+    for d in &dirs {
+        let p = d.join(DEFAULT_MODEL_FILE);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    bail!(
+        "default model {DEFAULT_MODEL_FILE} not found (looked in {}); run `bash scripts/setup.sh` or pass a model path",
+        looked.join(", ")
+    )
+}

@@ -1,0 +1,71 @@
+//! The oracle: ggml's own quantizers and dequantizers, called through llama-cpp-sys-2 (which
+//! builds the vendored llama.cpp from source). The FFI is confined to this module.
+
+use formats::quant::GgmlType;
+use llama_cpp_sys_2 as sys;
+use std::ffi::c_void;
+
+extern "C" {
+    // Q8_K is an activation format: ggml_quantize_chunk does not take it, but ggml-base exports
+    // its reference routines (ggml-quants.h).
+    fn quantize_row_q8_K_ref(x: *const f32, y: *mut c_void, k: i64);
+    fn dequantize_row_q8_K(x: *const c_void, y: *mut f32, k: i64);
+}
+
+/// Quantize `src` (rows of `n_per_row`) with ggml, as `llama-quantize` does
+/// (`ggml_quantize_chunk`), optionally with importance weights.
+pub fn quantize(ty: GgmlType, src: &[f32], n_per_row: usize, imatrix: Option<&[f32]>) -> Vec<u8> {
+    assert!(n_per_row > 0 && src.len() % n_per_row == 0 && n_per_row % ty.block_size() == 0);
+    if let Some(w) = imatrix {
+        assert_eq!(w.len(), n_per_row);
+    }
+    let nrows = src.len() / n_per_row;
+    let size = src.len() / ty.block_size() * ty.type_size();
+    let mut dst = vec![0u8; size];
+    if ty == GgmlType::Q8_K {
+        // SAFETY: src holds src.len() floats, a whole number of 256-value blocks (checked
+        // above), and dst has room for exactly that many 292-byte blocks.
+        unsafe { quantize_row_q8_K_ref(src.as_ptr(), dst.as_mut_ptr().cast(), src.len() as i64) };
+        return dst;
+    }
+    let w = imatrix.map_or(std::ptr::null(), |w| w.as_ptr());
+    // SAFETY: src is nrows * n_per_row floats; dst holds nrows rows of ggml_row_size bytes;
+    // imatrix is null or n_per_row floats, as ggml_quantize_chunk requires.
+    let written = unsafe {
+        sys::ggml_quantize_chunk(
+            ty as sys::ggml_type,
+            src.as_ptr(),
+            dst.as_mut_ptr().cast(),
+            0,
+            nrows as i64,
+            n_per_row as i64,
+            w,
+        )
+    };
+    assert_eq!(
+        written, size,
+        "ggml wrote {written} bytes for {ty}, expected {size}"
+    );
+    dst
+}
+
+/// Dequantize whole blocks of `ty` with ggml's `to_float`.
+pub fn dequantize(ty: GgmlType, src: &[u8]) -> Vec<f32> {
+    assert_eq!(src.len() % ty.type_size(), 0);
+    let n = src.len() / ty.type_size() * ty.block_size();
+    let mut out = vec![0f32; n];
+    if ty == GgmlType::Q8_K {
+        // SAFETY: src is n/256 whole blocks, out holds n floats.
+        unsafe { dequantize_row_q8_K(src.as_ptr().cast(), out.as_mut_ptr(), n as i64) };
+        return out;
+    }
+    // SAFETY: ggml_get_type_traits returns a pointer into ggml's static table for any valid
+    // type id; ty comes from GgmlType, whose ids are ggml's.
+    let traits = unsafe { &*sys::ggml_get_type_traits(ty as sys::ggml_type) };
+    let to_float = traits
+        .to_float
+        .unwrap_or_else(|| panic!("ggml has no to_float for {ty}"));
+    // SAFETY: src holds n/block_size whole blocks and out n floats.
+    unsafe { to_float(src.as_ptr().cast(), out.as_mut_ptr(), n as i64) };
+    out
+}
