@@ -2,3 +2,4 @@
 
 mod gguf;
 mod quant_vs_ggml;
+mod tokenizer;

@@ -2,6 +2,7 @@
 //! vocabularies are in `tests/tests/tokenizer.rs`.
 
 use super::bpe::BYTE_TO_CHAR;
+use super::detokenize::{clean_up_spaces, parse_byte_token};
 use super::*;
 
 /// A byte-level BPE vocabulary: the 256 byte stand-ins (ids 0..=255), then `extra`.
@@ -252,4 +253,46 @@ fn byte_token_text_parses_like_strtol() {
     assert_eq!(parse_byte_token("<0xfF>"), 255);
     assert_eq!(parse_byte_token("<0x"), 0);
     assert_eq!(parse_byte_token("<0xZ1>"), 0);
+}
+
+#[test]
+fn vocab_from_gguf_metadata() {
+    use formats::gguf::{Array, Gguf, Value};
+    let strings =
+        |v: &[&str]| Value::Array(Array::String(v.iter().map(|s| s.to_string()).collect()));
+    let mut gguf = Gguf {
+        version: 3,
+        alignment: 32,
+        metadata: vec![
+            ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+            ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
+            (
+                "tokenizer.ggml.tokens".into(),
+                strings(&["a", "b", "ab", "<s>"]),
+            ),
+            (
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(Array::I32(vec![1, 1, 1, 3])),
+            ),
+            ("tokenizer.ggml.merges".into(), strings(&["a b"])),
+            ("tokenizer.ggml.bos_token_id".into(), Value::U32(3)),
+            ("tokenizer.ggml.add_bos_token".into(), Value::Bool(true)),
+        ],
+        tensors: Vec::new(),
+        header_len: 0,
+        data_offset: 0,
+    };
+    let t = Tokenizer::from_gguf(&gguf).unwrap();
+    assert_eq!(t.encode("abba", true, false), vec![3, 2, 1, 0]);
+    assert_eq!(t.decode(&[3, 2, 1, 0]), "abba");
+
+    gguf.metadata[3].1 = Value::Array(Array::F32(vec![0.0; 4]));
+    let e = Tokenizer::from_gguf(&gguf).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "metadata key tokenizer.ggml.token_type is not an array of i32"
+    );
+    gguf.metadata.remove(4);
+    let e = Tokenizer::from_gguf(&gguf).unwrap_err();
+    assert_eq!(e, TokenizerError::MissingKey("tokenizer.ggml.merges"));
 }
