@@ -54,6 +54,13 @@ pub fn dequantize(ty: GgmlType, src: &[u8]) -> Vec<f32> {
     assert_eq!(src.len() % ty.type_size(), 0);
     let n = src.len() / ty.type_size() * ty.block_size();
     let mut out = vec![0f32; n];
+    if ty == GgmlType::F32 {
+        // ggml has no to_float for F32: its values are the bytes.
+        for (o, b) in out.iter_mut().zip(src.chunks_exact(4)) {
+            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        return out;
+    }
     if ty == GgmlType::Q8_K {
         // SAFETY: src is n/256 whole blocks, out holds n floats.
         unsafe { dequantize_row_q8_K(src.as_ptr().cast(), out.as_mut_ptr(), n as i64) };

@@ -2,6 +2,7 @@
 //! rows, and `ggml`, the oracle: llama.cpp's own quantizers through llama-cpp-sys-2.
 
 pub mod ggml;
+pub mod llama;
 pub mod rows;
 
 use std::path::{Path, PathBuf};
@@ -48,17 +49,4 @@ pub fn shared_data(file: &str) -> PathBuf {
 /// Gemma 3 270M in Q4_K_M: its SentencePiece-style ("llama") vocabulary tests the tokenizer.
 pub fn gemma3_270m_q4_k_m() -> PathBuf {
     model_path("gemma-3-270m-q4_k_m.gguf")
-}
-
-/// llama.cpp's backend, initialised once per process: `LlamaBackend::init` fails when called a
-/// second time, so every test that loads a model through llama-cpp-2 takes it from here.
-pub fn llama_backend() -> &'static llama_cpp_2::llama_backend::LlamaBackend {
-    static BACKEND: std::sync::OnceLock<llama_cpp_2::llama_backend::LlamaBackend> =
-        std::sync::OnceLock::new();
-    BACKEND.get_or_init(|| {
-        let mut backend =
-            llama_cpp_2::llama_backend::LlamaBackend::init().expect("llama.cpp backend init");
-        backend.void_logs();
-        backend
-    })
 }

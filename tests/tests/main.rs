@@ -2,4 +2,5 @@
 
 mod gguf;
 mod quant_vs_ggml;
+mod requantize;
 mod tokenizer;

@@ -7,7 +7,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use runtime::tokenizer::{attr, Tokenizer};
-use sintra_tests::{gemma3_270m_q4_k_m, llama_backend, shared_data, smollm2_q4_1};
+use sintra_tests::{gemma3_270m_q4_k_m, llama, shared_data, smollm2_q4_1};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -24,7 +24,7 @@ fn load(name: &'static str, path: &Path) -> Pair {
     let ours = Tokenizer::from_gguf(&file.header)
         .unwrap_or_else(|e| panic!("{name}: our tokenizer refuses the vocabulary: {e}"));
     let params = LlamaModelParams::default().with_vocab_only(true);
-    let llama = LlamaModel::load_from_file(llama_backend(), path, &params)
+    let llama = LlamaModel::load_from_file(llama::backend(), path, &params)
         .unwrap_or_else(|e| panic!("{name}: llama.cpp cannot load the vocabulary: {e}"));
     Pair { name, ours, llama }
 }

@@ -8,8 +8,16 @@
 //! shapes they are given because these entry points checked them.
 
 mod float;
+mod iq4_nl;
+mod k_quants;
+mod k_search;
+mod legacy;
+mod search;
 
 pub use float::*;
+pub use iq4_nl::*;
+pub use k_quants::*;
+pub use legacy::*;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -115,7 +123,23 @@ impl GgmlType {
     }
 
     /// The types with a reference quantizer and dequantizer in this crate.
-    pub const QUANTIZABLE: &'static [GgmlType] = &[GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+    pub const QUANTIZABLE: &'static [GgmlType] = &[
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::Q8_K,
+        GgmlType::IQ4_NL,
+    ];
 
     /// Whether the quantizer uses importance weights when given them (ggml's imatrix path).
     pub fn uses_importance(self) -> bool {
@@ -262,6 +286,18 @@ pub fn quantize_into(
         }
         GgmlType::F16 => quantize_row_f16(src, dst),
         GgmlType::BF16 => quantize_row_bf16(src, dst),
+        GgmlType::Q4_0 => quantize_q4_0(src, blocks!(BlockQ4_0), n_per_row, w),
+        GgmlType::Q4_1 => quantize_q4_1(src, blocks!(BlockQ4_1), n_per_row, w),
+        GgmlType::Q5_0 => quantize_q5_0(src, blocks!(BlockQ5_0), n_per_row, w),
+        GgmlType::Q5_1 => quantize_q5_1(src, blocks!(BlockQ5_1), n_per_row, w),
+        GgmlType::Q8_0 => quantize_row_q8_0_ref(src, blocks!(BlockQ8_0)),
+        GgmlType::IQ4_NL => quantize_iq4_nl(src, blocks!(BlockIq4Nl), n_per_row, w),
+        GgmlType::Q2_K => quantize_q2_k(src, blocks!(BlockQ2K), n_per_row, w),
+        GgmlType::Q3_K => quantize_q3_k(src, blocks!(BlockQ3K), n_per_row, w),
+        GgmlType::Q4_K => quantize_q4_k(src, blocks!(BlockQ4K), n_per_row, w),
+        GgmlType::Q5_K => quantize_q5_k(src, blocks!(BlockQ5K), n_per_row, w),
+        GgmlType::Q6_K => quantize_q6_k(src, blocks!(BlockQ6K), n_per_row, w),
+        GgmlType::Q8_K => quantize_row_q8_k_ref(src, blocks!(BlockQ8K)),
         _ => return Err(QuantError::Unsupported(ty)),
     }
     Ok(need)
@@ -331,6 +367,18 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), 
         }
         GgmlType::F16 => dequantize_row_f16(src, dst),
         GgmlType::BF16 => dequantize_row_bf16(src, dst),
+        GgmlType::Q4_0 => dequantize_row_q4_0(blocks!(BlockQ4_0), dst),
+        GgmlType::Q4_1 => dequantize_row_q4_1(blocks!(BlockQ4_1), dst),
+        GgmlType::Q5_0 => dequantize_row_q5_0(blocks!(BlockQ5_0), dst),
+        GgmlType::Q5_1 => dequantize_row_q5_1(blocks!(BlockQ5_1), dst),
+        GgmlType::Q8_0 => dequantize_row_q8_0(blocks!(BlockQ8_0), dst),
+        GgmlType::IQ4_NL => dequantize_row_iq4_nl(blocks!(BlockIq4Nl), dst),
+        GgmlType::Q2_K => dequantize_row_q2_k(blocks!(BlockQ2K), dst),
+        GgmlType::Q3_K => dequantize_row_q3_k(blocks!(BlockQ3K), dst),
+        GgmlType::Q4_K => dequantize_row_q4_k(blocks!(BlockQ4K), dst),
+        GgmlType::Q5_K => dequantize_row_q5_k(blocks!(BlockQ5K), dst),
+        GgmlType::Q6_K => dequantize_row_q6_k(blocks!(BlockQ6K), dst),
+        GgmlType::Q8_K => dequantize_row_q8_k(blocks!(BlockQ8K), dst),
         _ => return Err(QuantError::Unsupported(ty)),
     }
     Ok(())

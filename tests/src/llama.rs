@@ -1,0 +1,75 @@
+//! llama.cpp itself (through llama-cpp-2), for tests that need the reference runtime: loading a
+//! file we wrote, generating text, tokenizing.
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// The process-wide llama.cpp backend (it may be initialised only once), with its logging off.
+pub fn backend() -> &'static LlamaBackend {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        let mut b = LlamaBackend::init().expect("llama.cpp backend");
+        b.void_logs();
+        b
+    })
+}
+
+/// Load a model for CPU inference.
+pub fn load(path: &Path) -> Result<LlamaModel, String> {
+    LlamaModel::load_from_file(backend(), path, &LlamaModelParams::default())
+        .map_err(|e| format!("llama.cpp cannot load {}: {e}", path.display()))
+}
+
+/// Greedy generation of `n` tokens after `prompt` (BOS added as the vocabulary asks). Returns the
+/// generated token ids and their text.
+pub fn generate_greedy(path: &Path, prompt: &str, n: usize, threads: i32) -> Result<(Vec<i32>, String), String> {
+    let model = load(path)?;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(512))
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend(), ctx_params).map_err(|e| format!("context: {e}"))?;
+    let vocab = model.vocab();
+    let prompt_tokens = vocab.tokenize(prompt.as_bytes(), true, true);
+    let mut batch = LlamaBatch::new(512, 1);
+    let last = prompt_tokens.len() as i32 - 1;
+    for (i, &t) in prompt_tokens.iter().enumerate() {
+        batch.add(t, i as i32, &[0], i as i32 == last).map_err(|e| e.to_string())?;
+    }
+    ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+    let mut pos = prompt_tokens.len() as i32;
+    let mut out = Vec::new();
+    let mut text = Vec::new();
+    for _ in 0..n {
+        let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
+        let next = argmax(logits) as i32;
+        out.push(next);
+        text.extend(vocab.token_to_piece(LlamaToken(next), false, None));
+        if vocab.is_eog(LlamaToken(next)) {
+            break;
+        }
+        batch.clear();
+        batch.add(LlamaToken(next), pos, &[0], true).map_err(|e| e.to_string())?;
+        pos += 1;
+        ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+    }
+    Ok((out, String::from_utf8_lossy(&text).into_owned()))
+}
+
+/// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler).
+pub fn argmax(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
