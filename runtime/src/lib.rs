@@ -1,5 +1,5 @@
 //! sintra-rt as a library: the model, tokenizer and evaluation code behind the `sintra-rt`
-//! binary, also used by the integration tests.
+//! binary, also used by the integration tests and benchmarks.
 
 pub mod chat;
 pub mod cli;

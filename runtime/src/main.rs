@@ -48,6 +48,7 @@ fn run(a: &Args) -> Result<(), String> {
         Mode::Generate => generate(a),
         Mode::Bench => bench(a),
         Mode::Perplexity => run_perplexity(a),
+        Mode::Tokenize => tokenize(a),
     }
 }
 
@@ -319,6 +320,18 @@ fn run_perplexity(a: &Args) -> Result<(), String> {
         );
         println!("PPL(base):       {:.4}", k.ppl_base);
         println!("PPL(Q)-PPL(base): {:+.4}", r.ppl - k.ppl_base);
+    }
+    Ok(())
+}
+
+/// One `id<TAB>piece` line per token, as llama.cpp's `llama-tokenize`.
+fn tokenize(a: &Args) -> Result<(), String> {
+    let l = open(a)?;
+    let prompt = a.prompt.as_deref().ok_or("tokenize needs a prompt: -p TEXT")?;
+    let tok = Tokenizer::from_gguf(&l.file.header).map_err(|e| e.to_string())?;
+    let special = !a.no_special;
+    for id in tok.encode(prompt, special, special) {
+        println!("{id}\t{:?}", String::from_utf8_lossy(tok.token_to_piece(id)));
     }
     Ok(())
 }

@@ -46,3 +46,8 @@ pub fn shared_data(file: &str) -> PathBuf {
     );
     path
 }
+
+/// Gemma 3 270M in Q4_K_M: its SentencePiece-style ("llama") vocabulary tests the tokenizer.
+pub fn gemma3_270m_q4_k_m() -> PathBuf {
+    model_path("gemma-3-270m-q4_k_m.gguf")
+}

@@ -4,3 +4,4 @@ mod gguf;
 mod quant_vs_ggml;
 mod requantize;
 mod runtime_vs_llama;
+mod tokenizer;
