@@ -5,6 +5,7 @@
 //! super-block of one block and 7 extra scale tries), with or without importance weights;
 //! [`quantize_iq4_nl`] is bit-exact with it for every finite input.
 
+use super::k_search::sqrtf;
 use super::search::{best_index_int8, signed_absmax, GROUP_MAX_EPS};
 use super::{fp16_bits_to_fp32, fp32_to_fp16_bits};
 
@@ -53,7 +54,7 @@ fn quantize_block_iq4_nl(xb: &[f32], qw: Option<&[f32]>) -> BlockIq4Nl {
     sigma2 *= 2.0 / QK4_NL as f32;
 
     let weight: [f32; QK4_NL] = match qw {
-        Some(qw) => core::array::from_fn(|j| qw[j] * (sigma2 + xb[j] * xb[j]).sqrt()),
+        Some(qw) => core::array::from_fn(|j| qw[j] * sqrtf(sigma2 + xb[j] * xb[j])),
         None => core::array::from_fn(|j| xb[j] * xb[j]),
     };
     let (amax, max) = signed_absmax(xb);

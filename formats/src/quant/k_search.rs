@@ -49,6 +49,38 @@ pub(crate) fn sqrtf(x: f32) -> f32 {
     }
 }
 
+/// `roundf`: nearest integer, halfway cases away from zero (C's `roundf`, Rust's `f32::round`).
+#[inline]
+pub(crate) fn roundf(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.round()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        soft_roundf(x)
+    }
+}
+
+/// `roundf` without `std`: truncate, then step away from zero when the dropped fraction (exact:
+/// both operands share a binade or the truncation is 0) is at least one half. Adding 0.5 first
+/// would be wrong for the float just below 0.5, whose sum rounds up to 1.
+#[cfg_attr(feature = "std", allow(dead_code))]
+pub(crate) fn soft_roundf(x: f32) -> f32 {
+    // From 2^23 up every float is an integer; NaN and infinities are their own rounding.
+    if x.is_nan() || fabsf(x) >= 8_388_608.0 {
+        return x;
+    }
+    let t = x as i32 as f32;
+    let r = if fabsf(x - t) >= 0.5 {
+        t + if x < 0.0 { -1.0 } else { 1.0 }
+    } else {
+        t
+    };
+    // Keep the sign of zero: roundf(-0.4) is -0.
+    f32::from_bits(r.to_bits() | (x.to_bits() & 0x8000_0000))
+}
+
 /// Correctly rounded square root without `std`: integer square root of the significand.
 #[cfg_attr(feature = "std", allow(dead_code))]
 pub(crate) fn soft_sqrtf(x: f32) -> f32 {
@@ -625,6 +657,45 @@ mod tests {
         // Every f32 in [1, 4): both exponent parities.
         for bits in (0x3f80_0000u32..0x4080_0000).step_by(7) {
             check(f32::from_bits(bits));
+        }
+    }
+
+    #[test]
+    fn soft_round_matches_std() {
+        let mut s = 0x9e37_79b9u32;
+        let check = |x: f32| {
+            let (a, b) = (soft_roundf(x), x.round());
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{x:e}: {a:e} vs {b:e}"
+            );
+        };
+        for x in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.499_999_97,
+            -0.499_999_97,
+            1.5,
+            2.5,
+            -2.5,
+            8_388_607.5,
+            8_388_608.0,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e-45,
+        ] {
+            check(x);
+        }
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            check(f32::from_bits(s));
+            check((s >> 8) as f32 / 65536.0 - 128.0);
         }
     }
 

@@ -5,6 +5,8 @@
 //! C's `int` operands are converted to `f32` exactly where C converts them. Keep the grouping of
 //! every expression as it is here.
 
+use super::k_search::sqrtf;
+
 /// Upper bound of the group sizes the searches are called with (a K-quant super-block).
 const MAX_GROUP: usize = 256;
 
@@ -104,7 +106,7 @@ pub fn make_qx_quants(
                 1 => x[i] * x[i],
                 2 => 1.0,
                 3 => x[i].abs(),
-                _ => x[i].abs().sqrt(),
+                _ => sqrtf(x[i].abs()),
             },
         }
     };
