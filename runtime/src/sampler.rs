@@ -67,17 +67,20 @@ impl Sampler {
             sum += x.0;
         }
         let mut cum = 0.0;
-        let mut keep = c.len();
+        let n = c.len();
+        let mut keep = n;
         for (i, x) in c.iter_mut().enumerate() {
             x.0 /= sum;
             cum += x.0;
-            if cum >= self.cfg.top_p && keep == c.len() {
+            if cum >= self.cfg.top_p && keep == n {
                 keep = i + 1;
             }
         }
         c.truncate(keep);
         let total: f32 = c.iter().map(|x| x.0).sum();
-        let mut r = self.uniform() * total;
+        let u = self.uniform();
+        let c = &self.candidates;
+        let mut r = u * total;
         for &(p, id) in c.iter() {
             r -= p;
             if r <= 0.0 {

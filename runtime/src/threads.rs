@@ -23,27 +23,38 @@ impl Pool {
         self.threads
     }
 
-    /// Call `f(rows, out[rows])` over disjoint row ranges covering `out`, in parallel.
-    pub fn for_rows<F>(&self, out: &mut [f32], f: F)
+    /// Call `f(rows, out[rows])` over disjoint row ranges covering `out`, in parallel; the
+    /// first error any range returns is the result.
+    pub fn for_rows<F, E>(&self, out: &mut [f32], f: F) -> Result<(), E>
     where
-        F: Fn(Range<usize>, &mut [f32]) + Sync,
+        F: Fn(Range<usize>, &mut [f32]) -> Result<(), E> + Sync,
+        E: Send,
     {
         let n = out.len();
         let threads = self.threads.min(n / MIN_ROWS_PER_THREAD).max(1);
         if threads == 1 {
-            f(0..n, out);
-            return;
+            return f(0..n, out);
         }
         let per = n.div_ceil(threads);
         std::thread::scope(|scope| {
             let mut chunks = out.chunks_mut(per).enumerate();
-            let (_, first) = chunks.next().expect("n > 0");
-            for (i, chunk) in chunks {
-                let f = &f;
-                let start = i * per;
-                scope.spawn(move || f(start..start + chunk.len(), chunk));
+            let Some((_, first)) = chunks.next() else { return Ok(()) };
+            let handles: Vec<_> = chunks
+                .map(|(i, chunk)| {
+                    let f = &f;
+                    let start = i * per;
+                    scope.spawn(move || f(start..start + chunk.len(), chunk))
+                })
+                .collect();
+            let mut result = f(0..first.len(), first);
+            for h in handles {
+                // A panicking kernel is a bug: re-raise it rather than hide it.
+                let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                if result.is_ok() {
+                    result = r;
+                }
             }
-            f(0..first.len(), first);
-        });
+            result
+        })
     }
 }

@@ -19,6 +19,8 @@ pub const QK5_0: usize = 32;
 pub const QK5_1: usize = 32;
 /// Weights per Q8_0 block.
 pub const QK8_0: usize = 32;
+/// Values per Q8_1 block.
+pub const QK8_1: usize = 32;
 
 /// Q4_0: 32 weights as 4-bit signed quants `q - 8` times an f16 scale; 4.5 bits per weight.
 /// Weight `j` is the low nibble of `qs[j]`, weight `j + 16` the high nibble.
@@ -84,6 +86,21 @@ pub struct BlockQ8_0 {
     pub qs: [i8; QK8_0],
 }
 const _: () = assert!(size_of::<BlockQ8_0>() == 34);
+
+/// Q8_1: 32 values as `i8` times an f16 scale `d`, plus `s = d * sum(q)` (f16); 9 bits per
+/// value. ggml's activation format for the `_1` weight types (Q4_1, Q5_1): their per-block
+/// minimum `m` contributes `m * s` to a dot product, one multiply per block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ8_1 {
+    /// Scale (f16 bits).
+    pub d: u16,
+    /// `d` times the sum of the quants (f16 bits).
+    pub s: u16,
+    /// Quants.
+    pub qs: [i8; QK8_1],
+}
+const _: () = assert!(size_of::<BlockQ8_1>() == 36);
 
 /// C's `(int8_t)f` / `(uint8_t)f` as ggml's x86-64 build computes it: truncate to a 32-bit
 /// integer (`cvttss2si`, which yields `i32::MIN`, the "integer indefinite", for NaN and
@@ -485,22 +502,55 @@ pub fn dequantize_row_q5_1(x: &[BlockQ5_1], y: &mut [f32]) {
 /// zero.
 pub fn quantize_row_q8_0_ref(x: &[f32], y: &mut [BlockQ8_0]) {
     for (xb, yb) in x.chunks_exact(QK8_0).zip(y) {
-        let mut amax = 0f32;
-        for &v in xb {
-            amax = c_max(amax, fabsf(v));
-        }
-        let d = amax / 127.0;
-        let id = inverse_or_zero(d);
-        yb.d = fp32_to_fp16_bits(d);
-        for (q, &v) in yb.qs.iter_mut().zip(xb) {
-            *q = c_trunc_low_byte(roundf(v * id)) as i8;
-        }
+        yb.d = fp32_to_fp16_bits(quantize_block_q8(xb, &mut yb.qs));
     }
+}
+
+/// The block of ggml's `quantize_row_q8_0_ref` and `quantize_row_q8_1_ref`: `d = amax / 127`,
+/// quants `roundf(x / d)` (half away from zero) stored as C stores a float to `int8_t`.
+/// Returns `d` (before its rounding to f16).
+#[inline]
+fn quantize_block_q8(xb: &[f32], qs: &mut [i8; 32]) -> f32 {
+    let mut amax = 0f32;
+    for &v in xb {
+        amax = c_max(amax, fabsf(v));
+    }
+    let d = amax / 127.0;
+    let id = inverse_or_zero(d);
+    for (q, &v) in qs.iter_mut().zip(xb) {
+        *q = c_trunc_low_byte(roundf(v * id)) as i8;
+    }
+    d
 }
 
 /// Dequantize Q8_0 blocks into `y` (32 values per block).
 pub fn dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) {
     for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK8_0)) {
+        let d = fp16_bits_to_fp32(xb.d);
+        for (out, &q) in yb.iter_mut().zip(&xb.qs) {
+            *out = f32::from(q) * d;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q8_1
+
+/// Reference Q8_1 quantizer (ggml's `quantize_row_q8_1_ref`): Q8_0's quants and scale, and
+/// `s = sum(q) * d` rounded to f16 (`d` before its own rounding, as ggml computes it).
+pub fn quantize_row_q8_1_ref(x: &[f32], y: &mut [BlockQ8_1]) {
+    for (xb, yb) in x.chunks_exact(QK8_1).zip(y) {
+        let d = quantize_block_q8(xb, &mut yb.qs);
+        let sum: i32 = yb.qs.iter().map(|&q| i32::from(q)).sum();
+        yb.d = fp32_to_fp16_bits(d);
+        yb.s = fp32_to_fp16_bits(sum as f32 * d);
+    }
+}
+
+/// Dequantize Q8_1 blocks into `y` (32 values per block): `d * q`; `s` is redundant. ggml
+/// declares but never defines `dequantize_row_q8_1`; this is the obvious meaning.
+pub fn dequantize_row_q8_1(x: &[BlockQ8_1], y: &mut [f32]) {
+    for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK8_1)) {
         let d = fp16_bits_to_fp32(xb.d);
         for (out, &q) in yb.iter_mut().zip(&xb.qs) {
             *out = f32::from(q) * d;
@@ -651,6 +701,27 @@ mod tests {
             }
             let _ = round_trip!(BlockQ8_0, q8_0_rows, dequantize_row_q8_0, x, None);
         }
+    }
+
+    #[test]
+    fn q8_1_matches_q8_0_and_carries_the_scaled_sum() {
+        let x = noise(96, 21);
+        let mut a = [BlockQ8_0::zeroed(); 3];
+        let mut b = [BlockQ8_1::zeroed(); 3];
+        quantize_row_q8_0_ref(&x, &mut a);
+        quantize_row_q8_1_ref(&x, &mut b);
+        for (a, b) in a.iter().zip(&b) {
+            assert_eq!((a.d, a.qs), (b.d, b.qs));
+            let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
+            let d = fp16_bits_to_fp32(b.d);
+            let s = fp16_bits_to_fp32(b.s);
+            assert!((s - sum as f32 * d).abs() <= 1e-3 * (sum as f32 * d).abs() + 1e-6);
+        }
+        let mut y = vec![0f32; 96];
+        dequantize_row_q8_1(&b, &mut y);
+        let mut z = vec![0f32; 96];
+        dequantize_row_q8_0(&a, &mut z);
+        assert_eq!(y, z);
     }
 
     #[test]

@@ -40,9 +40,10 @@ impl<'a> Weight<'a> {
 
     /// `out = W x` for an activation already quantized to this weight's vec-dot type, split
     /// over the pool's threads by contiguous row ranges.
-    fn matvec(&self, act: &[u8], out: &mut [f32], pool: &Pool) {
+    fn matvec(&self, act: &[u8], out: &mut [f32], pool: &Pool) -> Result<(), ModelError> {
         let w = *self;
-        pool.for_rows(out, |rows, out| kernels::matvec(w.ty, w.data, rows, w.n_in, act, out));
+        pool.for_rows(out, |rows, out| kernels::matvec(w.ty, w.data, rows, w.n_in, act, out))
+            .map_err(|e| ModelError::Tensor(e.to_string()))
     }
 
     /// Row `i` as f32 (embedding lookup).
@@ -172,10 +173,12 @@ impl RunState {
         let q_dim = c.max_q_dim();
         let n_kv = c.n_layer() * n_ctx * kv_dim;
         let widest = c.n_embd.max(q_dim).max(c.max_ff());
+        // Widest activation any supported weight type needs (rows are whole blocks, so the
+        // widest row rounded up to a super-block bounds them all).
         let act_bytes = GgmlType::ALL
             .iter()
             .filter(|t| kernels::supported(**t))
-            .map(|&t| kernels::activation_bytes(t, widest))
+            .filter_map(|&t| kernels::activation_bytes(t, widest.next_multiple_of(256)).ok())
             .max()
             .unwrap_or(0);
         RunState {
@@ -210,11 +213,14 @@ impl RunState {
 }
 
 /// Quantize `x` into `act` for a matvec with weights of type `ty`; returns the used bytes.
-fn quantize_act<'b>(ty: GgmlType, x: &[f32], act: &'b mut [u64]) -> &'b [u8] {
-    let n = kernels::activation_bytes(ty, x.len());
-    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(act)[..n];
-    kernels::quantize_activation(ty, x, bytes).expect("activation buffer sized for the widest row");
-    bytes
+fn quantize_act<'b>(ty: GgmlType, x: &[f32], act: &'b mut [u64]) -> Result<&'b [u8], ModelError> {
+    let kerr = |e: kernels::KernelError| ModelError::Tensor(e.to_string());
+    let n = kernels::activation_bytes(ty, x.len()).map_err(kerr)?;
+    let bytes = bytemuck::cast_slice_mut::<u64, u8>(act)
+        .get_mut(..n)
+        .ok_or_else(|| ModelError::Tensor(format!("activation of {n} bytes exceeds the buffer")))?;
+    kernels::quantize_activation(ty, x, bytes).map_err(kerr)?;
+    Ok(bytes)
 }
 
 /// RMSNorm as ggml computes it: mean of squares accumulated in f64, then `x / sqrt(mean + eps)`
@@ -319,8 +325,8 @@ impl<'a> Llama<'a> {
             // Attention: RMSNorm, then Q, K, V from the same quantized input.
             rmsnorm(&mut s.xb[..e], &s.x, &lw.attn_norm, c.rms_eps);
             for (wt, out) in [(&lw.wq, &mut s.q[..q_dim]), (&lw.wk, &mut s.k[..kv_dim]), (&lw.wv, &mut s.v[..kv_dim])] {
-                let act = quantize_act(wt.ty, &s.xb[..e], &mut s.act);
-                wt.matvec(act, out, pool);
+                let act = quantize_act(wt.ty, &s.xb[..e], &mut s.act)?;
+                wt.matvec(act, out, pool)?;
             }
 
             // RoPE on the rotated part of each query and key head.
@@ -387,22 +393,22 @@ impl<'a> Llama<'a> {
             }
 
             // Output projection and residual.
-            let act = quantize_act(lw.wo.ty, &s.xb[..q_dim], &mut s.act);
-            lw.wo.matvec(act, &mut s.xb2, pool);
+            let act = quantize_act(lw.wo.ty, &s.xb[..q_dim], &mut s.act)?;
+            lw.wo.matvec(act, &mut s.xb2, pool)?;
             s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
 
             // FFN: RMSNorm, SiLU(gate) * up, down, residual.
             if n_ff > 0 {
                 rmsnorm(&mut s.xb[..e], &s.x, &lw.ffn_norm, c.rms_eps);
-                let act = quantize_act(lw.w_gate.ty, &s.xb[..e], &mut s.act);
-                lw.w_gate.matvec(act, &mut s.hb[..n_ff], pool);
-                let act = quantize_act(lw.w_up.ty, &s.xb[..e], &mut s.act);
-                lw.w_up.matvec(act, &mut s.hb2[..n_ff], pool);
+                let act = quantize_act(lw.w_gate.ty, &s.xb[..e], &mut s.act)?;
+                lw.w_gate.matvec(act, &mut s.hb[..n_ff], pool)?;
+                let act = quantize_act(lw.w_up.ty, &s.xb[..e], &mut s.act)?;
+                lw.w_up.matvec(act, &mut s.hb2[..n_ff], pool)?;
                 for (g, &u) in s.hb[..n_ff].iter_mut().zip(&s.hb2[..n_ff]) {
                     *g = silu(*g) * u;
                 }
-                let act = quantize_act(lw.w_down.ty, &s.hb[..n_ff], &mut s.act);
-                lw.w_down.matvec(act, &mut s.xb2, pool);
+                let act = quantize_act(lw.w_down.ty, &s.hb[..n_ff], &mut s.act)?;
+                lw.w_down.matvec(act, &mut s.xb2, pool)?;
                 s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
             }
         }
@@ -412,8 +418,8 @@ impl<'a> Llama<'a> {
         }
         // Final norm and classifier.
         rmsnorm(&mut s.xb[..e], &s.x, &w.output_norm, c.rms_eps);
-        let act = quantize_act(w.output.ty, &s.xb[..e], &mut s.act);
-        w.output.matvec(act, &mut s.logits, pool);
+        let act = quantize_act(w.output.ty, &s.xb[..e], &mut s.act)?;
+        w.output.matvec(act, &mut s.logits, pool)?;
         Ok(&s.logits)
     }
 }
