@@ -1,5 +1,6 @@
 //! The one error type of the type-erased entry points.
 
+use crate::dispatch::Isa;
 use core::fmt;
 use formats::quant::GgmlType;
 
@@ -79,4 +80,7 @@ pub enum KernelError {
         ty: GgmlType,
         align: usize,
     },
+    /// [`crate::use_isa`] was asked for kernels this build or CPU does not have.
+    #[error("{0} kernels are not available on this build or CPU")]
+    IsaUnavailable(Isa),
 }

@@ -6,30 +6,32 @@
 //! block by block, in integers where the types are integers, and scaled.
 //!
 //! - [`scalar`] is the oracle: plain Rust written for the auto-vectorizer, the same math (and,
-//!   where practical, the same accumulation order) as ggml's `*_generic` functions. The SIMD
-//!   folders that come later use the same file and function names and are tested against it.
+//!   where practical, the same accumulation order) as ggml's `*_generic` functions.
+//! - `x86::avx2` (on x86-64) has the same file and function names, written with AVX2, FMA and
+//!   F16C intrinsics after ggml's `arch/x86/quants.c`; its tests hold it to the oracle.
+//! - `dispatch.rs` detects the CPU's features once and picks a [`KernelTable`] ([`active`]);
+//!   [`use_isa`] / [`force_scalar`] override the choice (the runtime's `SINTRA_KERNELS`).
 //! - [`matvec`], [`vec_dot`], [`quantize_activation`] are the type-erased entry points the
-//!   runtime calls on byte slices (GGUF tensor data and its own activation buffers). They check
-//!   every length and alignment and return a [`KernelError`]; they never panic.
+//!   runtime calls on byte slices (GGUF tensor data and its own activation buffers), through
+//!   the active table. They check every length and alignment and return a [`KernelError`];
+//!   they never panic.
 //!
 //! **Byte order.** Blocks are read in place (`bytemuck`), so the kernels assume a
 //! little-endian target, like GGUF files and every target sintra ships for.
 #![cfg_attr(not(test), no_std)]
 
+mod dispatch;
 mod error;
 mod matvec;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
+pub use dispatch::{active, detect, force_scalar, isa_name, table, use_isa, Isa, KernelTable};
 pub use error::{KernelError, Operand};
 pub use matvec::{
     activation_bytes, matvec, quantize_activation, supported, vec_dot, vec_dot_type, WEIGHT_TYPES,
 };
-
-/// The instruction set the kernels in use are written for (reported by `sintra-rt --version`
-/// and the bench output). Only the scalar oracle exists so far; issue #4 adds run-time dispatch.
-pub fn isa_name() -> &'static str {
-    "scalar"
-}
 
 #[cfg(test)]
 mod tests;

@@ -2,13 +2,17 @@
 //! tensor data, activations in the runtime's own buffers, both as bytes.
 //!
 //! Every call checks its sizes and alignments up front and returns a [`KernelError`] instead
-//! of panicking; after the checks the typed [`crate::scalar`] kernels run on in-place casts.
+//! of panicking; after the checks the typed kernels of a [`KernelTable`] run on in-place
+//! casts. The free functions use the table [`crate::active`] picked for this CPU; the same
+//! calls on a given table (`table.matvec(...)`) let tests and benchmarks pit instruction sets
+//! against each other in one process.
 //!
 //! **Alignment.** Blocks are read in place, so buffers must be aligned for them: weight rows to
 //! 2 bytes (the blocks' f16 fields; F32 weights to 4), which whole-block rows inside GGUF
 //! tensor data (32-byte aligned) always are; activation buffers to 8 bytes (Q8_K's f32 scale
 //! needs 4, the others 2; 8 covers every type).
 
+use crate::dispatch::{active, KernelTable};
 use crate::error::{KernelError, Operand};
 use crate::scalar;
 use bytemuck::Pod;
@@ -102,56 +106,157 @@ fn cast_mut<B: Pod>(
     })
 }
 
-/// Quantize the activation row `x` (`n = x.len()` values) for weights of type `w` into `out`,
-/// which must be exactly [`activation_bytes`]`(w, n)` bytes, **aligned to 8 bytes** (allocate
-/// it as `u64`s, for example).
+impl KernelTable {
+    /// Quantize the activation row `x` (`n = x.len()` values) for weights of type `w` into `out`,
+    /// which must be exactly [`activation_bytes`]`(w, n)` bytes, **aligned to 8 bytes** (allocate
+    /// it as `u64`s, for example).
+    pub fn quantize_activation(
+        &self,
+        w: GgmlType,
+        x: &[f32],
+        out: &mut [u8],
+    ) -> Result<(), KernelError> {
+        let n = x.len();
+        let (_, need) = row_bytes(w, n)?;
+        let act = vec_dot_type(w);
+        if out.len() != need {
+            return Err(KernelError::ActivationSize {
+                ty: act,
+                n,
+                got: out.len(),
+                need,
+            });
+        }
+        let op = Operand::Activation;
+        match act {
+            GgmlType::Q8_0 => (self.quantize_q8_0)(x, cast_mut(out, op, act)?),
+            GgmlType::Q8_1 => (self.quantize_q8_1)(x, cast_mut(out, op, act)?),
+            GgmlType::Q8_K => (self.quantize_q8_k)(x, cast_mut(out, op, act)?),
+            // No table entry: one conversion per value, a negligible part of a product.
+            GgmlType::F16 => scalar::quantize_row_f16(x, cast_mut(out, op, act)?),
+            GgmlType::BF16 => scalar::quantize_row_bf16(x, cast_mut(out, op, act)?),
+            GgmlType::F32 => cast_mut::<f32>(out, op, act)?.copy_from_slice(x),
+            // row_bytes accepted only supported weight types, whose vec_dot types are above.
+            _ => return Err(KernelError::Unsupported(w)),
+        }
+        Ok(())
+    }
+
+    /// The dot product of one weight row of type `w` (`n` values, exactly one row of bytes) with
+    /// an activation row quantized by [`quantize_activation`] for the same `w` and `n`.
+    pub fn vec_dot(
+        &self,
+        w: GgmlType,
+        n: usize,
+        w_row: &[u8],
+        act: &[u8],
+    ) -> Result<f32, KernelError> {
+        let (need, _) = row_bytes(w, n)?;
+        if w_row.len() != need {
+            return Err(KernelError::WeightRowSize {
+                ty: w,
+                n,
+                got: w_row.len(),
+                need,
+            });
+        }
+        let mut out = [0f32];
+        self.matvec(w, w_row, 0..1, n, act, &mut out)?;
+        Ok(out[0])
+    }
+
+    /// `out[i] = dot(row rows.start + i of w_bytes, act)` for every row of `rows`: the rows of a
+    /// weight matrix (`w_bytes`, whole rows of `n` values of type `w`) times one activation row
+    /// quantized by [`quantize_activation`]. Threads call it on disjoint row ranges with disjoint
+    /// `out` slices; the result of a row does not depend on the range it was computed in.
+    pub fn matvec(
+        &self,
+        w: GgmlType,
+        w_bytes: &[u8],
+        rows: Range<usize>,
+        n: usize,
+        act: &[u8],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let (row_bytes, act_bytes) = row_bytes(w, n)?;
+        if act.len() != act_bytes {
+            return Err(KernelError::ActivationSize {
+                ty: vec_dot_type(w),
+                n,
+                got: act.len(),
+                need: act_bytes,
+            });
+        }
+        if w_bytes.len() % row_bytes != 0 {
+            return Err(KernelError::WeightMatrixSize {
+                ty: w,
+                got: w_bytes.len(),
+                row_bytes,
+            });
+        }
+        let nrows = w_bytes.len() / row_bytes;
+        if rows.start > rows.end || rows.end > nrows {
+            return Err(KernelError::RowRange {
+                ty: w,
+                start: rows.start,
+                end: rows.end,
+                rows: nrows,
+            });
+        }
+        if out.len() != rows.len() {
+            return Err(KernelError::OutputLength {
+                got: out.len(),
+                need: rows.len(),
+            });
+        }
+        // In bounds: rows.end <= nrows, and nrows * row_bytes is the length.
+        let w_rows = &w_bytes[rows.start * row_bytes..rows.end * row_bytes];
+        let act_ty = vec_dot_type(w);
+        macro_rules! run {
+            ($wb:ty, $ab:ty, $kernel:ident) => {
+                (self.$kernel)(
+                    cast::<$wb>(w_rows, Operand::Weights, w)?,
+                    cast::<$ab>(act, Operand::Activation, act_ty)?,
+                    out,
+                )
+            };
+        }
+        match w {
+            GgmlType::F32 => run!(f32, f32, f32),
+            GgmlType::F16 => run!(u16, u16, f16),
+            GgmlType::BF16 => run!(u16, u16, bf16),
+            GgmlType::Q4_0 => run!(BlockQ4_0, BlockQ8_0, q4_0),
+            GgmlType::Q4_1 => run!(BlockQ4_1, BlockQ8_1, q4_1),
+            GgmlType::Q5_0 => run!(BlockQ5_0, BlockQ8_0, q5_0),
+            GgmlType::Q5_1 => run!(BlockQ5_1, BlockQ8_1, q5_1),
+            GgmlType::Q8_0 => run!(BlockQ8_0, BlockQ8_0, q8_0),
+            GgmlType::IQ4_NL => run!(BlockIq4Nl, BlockQ8_0, iq4_nl),
+            GgmlType::Q2_K => run!(BlockQ2K, BlockQ8K, q2_k),
+            GgmlType::Q3_K => run!(BlockQ3K, BlockQ8K, q3_k),
+            GgmlType::Q4_K => run!(BlockQ4K, BlockQ8K, q4_k),
+            GgmlType::Q5_K => run!(BlockQ5K, BlockQ8K, q5_k),
+            GgmlType::Q6_K => run!(BlockQ6K, BlockQ8K, q6_k),
+            // row_bytes accepted only supported types.
+            _ => return Err(KernelError::Unsupported(w)),
+        }
+        Ok(())
+    }
+}
+
+/// Quantize the activation row `x` for weights of type `w` into `out` with the kernels in use
+/// ([`KernelTable::quantize_activation`] on [`crate::active`]).
 pub fn quantize_activation(w: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
-    let n = x.len();
-    let (_, need) = row_bytes(w, n)?;
-    let act = vec_dot_type(w);
-    if out.len() != need {
-        return Err(KernelError::ActivationSize {
-            ty: act,
-            n,
-            got: out.len(),
-            need,
-        });
-    }
-    let op = Operand::Activation;
-    match act {
-        GgmlType::Q8_0 => scalar::quantize_row_q8_0(x, cast_mut(out, op, act)?),
-        GgmlType::Q8_1 => scalar::quantize_row_q8_1(x, cast_mut(out, op, act)?),
-        GgmlType::Q8_K => scalar::quantize_row_q8_k(x, cast_mut(out, op, act)?),
-        GgmlType::F16 => scalar::quantize_row_f16(x, cast_mut(out, op, act)?),
-        GgmlType::BF16 => scalar::quantize_row_bf16(x, cast_mut(out, op, act)?),
-        GgmlType::F32 => cast_mut::<f32>(out, op, act)?.copy_from_slice(x),
-        // row_bytes accepted only supported weight types, whose vec_dot types are above.
-        _ => return Err(KernelError::Unsupported(w)),
-    }
-    Ok(())
+    active().quantize_activation(w, x, out)
 }
 
-/// The dot product of one weight row of type `w` (`n` values, exactly one row of bytes) with
-/// an activation row quantized by [`quantize_activation`] for the same `w` and `n`.
+/// The dot product of one weight row with a quantized activation row, with the kernels in use
+/// ([`KernelTable::vec_dot`] on [`crate::active`]).
 pub fn vec_dot(w: GgmlType, n: usize, w_row: &[u8], act: &[u8]) -> Result<f32, KernelError> {
-    let (need, _) = row_bytes(w, n)?;
-    if w_row.len() != need {
-        return Err(KernelError::WeightRowSize {
-            ty: w,
-            n,
-            got: w_row.len(),
-            need,
-        });
-    }
-    let mut out = [0f32];
-    matvec(w, w_row, 0..1, n, act, &mut out)?;
-    Ok(out[0])
+    active().vec_dot(w, n, w_row, act)
 }
 
-/// `out[i] = dot(row rows.start + i of w_bytes, act)` for every row of `rows`: the rows of a
-/// weight matrix (`w_bytes`, whole rows of `n` values of type `w`) times one activation row
-/// quantized by [`quantize_activation`]. Threads call it on disjoint row ranges with disjoint
-/// `out` slices; the result of a row does not depend on the range it was computed in.
+/// Rows of a weight matrix times one quantized activation row, with the kernels in use
+/// ([`KernelTable::matvec`] on [`crate::active`]).
 pub fn matvec(
     w: GgmlType,
     w_bytes: &[u8],
@@ -160,76 +265,5 @@ pub fn matvec(
     act: &[u8],
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (row_bytes, act_bytes) = row_bytes(w, n)?;
-    if act.len() != act_bytes {
-        return Err(KernelError::ActivationSize {
-            ty: vec_dot_type(w),
-            n,
-            got: act.len(),
-            need: act_bytes,
-        });
-    }
-    if w_bytes.len() % row_bytes != 0 {
-        return Err(KernelError::WeightMatrixSize {
-            ty: w,
-            got: w_bytes.len(),
-            row_bytes,
-        });
-    }
-    let nrows = w_bytes.len() / row_bytes;
-    if rows.start > rows.end || rows.end > nrows {
-        return Err(KernelError::RowRange {
-            ty: w,
-            start: rows.start,
-            end: rows.end,
-            rows: nrows,
-        });
-    }
-    if out.len() != rows.len() {
-        return Err(KernelError::OutputLength {
-            got: out.len(),
-            need: rows.len(),
-        });
-    }
-    // In bounds: rows.end <= nrows, and nrows * row_bytes is the length.
-    let w_rows = &w_bytes[rows.start * row_bytes..rows.end * row_bytes];
-    let act_ty = vec_dot_type(w);
-    macro_rules! run {
-        ($wb:ty, $ab:ty, $kernel:path) => {
-            dot_rows::<$wb, $ab>(
-                cast(w_rows, Operand::Weights, w)?,
-                cast(act, Operand::Activation, act_ty)?,
-                out,
-                $kernel,
-            )
-        };
-    }
-    match w {
-        GgmlType::F32 => run!(f32, f32, scalar::vec_dot_f32),
-        GgmlType::F16 => run!(u16, u16, scalar::vec_dot_f16_f16),
-        GgmlType::BF16 => run!(u16, u16, scalar::vec_dot_bf16_bf16),
-        GgmlType::Q4_0 => run!(BlockQ4_0, BlockQ8_0, scalar::vec_dot_q4_0_q8_0),
-        GgmlType::Q4_1 => run!(BlockQ4_1, BlockQ8_1, scalar::vec_dot_q4_1_q8_1),
-        GgmlType::Q5_0 => run!(BlockQ5_0, BlockQ8_0, scalar::vec_dot_q5_0_q8_0),
-        GgmlType::Q5_1 => run!(BlockQ5_1, BlockQ8_1, scalar::vec_dot_q5_1_q8_1),
-        GgmlType::Q8_0 => run!(BlockQ8_0, BlockQ8_0, scalar::vec_dot_q8_0_q8_0),
-        GgmlType::IQ4_NL => run!(BlockIq4Nl, BlockQ8_0, scalar::vec_dot_iq4_nl_q8_0),
-        GgmlType::Q2_K => run!(BlockQ2K, BlockQ8K, scalar::vec_dot_q2_k_q8_k),
-        GgmlType::Q3_K => run!(BlockQ3K, BlockQ8K, scalar::vec_dot_q3_k_q8_k),
-        GgmlType::Q4_K => run!(BlockQ4K, BlockQ8K, scalar::vec_dot_q4_k_q8_k),
-        GgmlType::Q5_K => run!(BlockQ5K, BlockQ8K, scalar::vec_dot_q5_k_q8_k),
-        GgmlType::Q6_K => run!(BlockQ6K, BlockQ8K, scalar::vec_dot_q6_k_q8_k),
-        // row_bytes accepted only supported types.
-        _ => return Err(KernelError::Unsupported(w)),
-    }
-    Ok(())
-}
-
-/// One kernel call per weight row. A weight row has as many blocks as the activation (their
-/// block sizes are equal), which is at least one.
-#[inline(always)]
-fn dot_rows<W, A>(w: &[W], act: &[A], out: &mut [f32], kernel: impl Fn(&[W], &[A]) -> f32) {
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(act.len())) {
-        *o = kernel(row, act);
-    }
+    active().matvec(w, w_bytes, rows, n, act, out)
 }

@@ -30,6 +30,9 @@ OPTIONS:
   -t, --threads N      threads for matrix products (default: all cores)
   -c, --ctx N          context size (generate: default 2048 or the model's; perplexity: 512)
   --kv-f32             keep the KV cache in f32 (default f16)
+
+ENVIRONMENT:
+  SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle) or avx2
 ";
 
 /// Parsed command line.

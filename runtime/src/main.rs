@@ -31,6 +31,7 @@ fn main() -> ExitCode {
 }
 
 fn run(a: &Args) -> Result<(), String> {
+    sysinfo::select_kernels()?;
     match a.mode {
         Mode::Help => {
             print!("{HELP}");

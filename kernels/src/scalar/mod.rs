@@ -19,6 +19,9 @@ mod vec_dot_k;
 pub use quantize::*;
 pub use vec_dot::*;
 pub use vec_dot_k::*;
+// The scale unpacking, shared with the SIMD kernels.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use vec_dot_k::{scales_mins_k4, scales_q3_k};
 
 use formats::quant::fp16_bits_to_fp32;
 

@@ -51,7 +51,7 @@ fn accumulate(sums: &mut [f32; LANES], d: f32, acc: &[i32; LANES]) {
 /// Q4_K/Q5_K's twelve scale bytes unpacked to eight 6-bit scales and eight 6-bit mins
 /// (ggml's `utmp` shuffle with `kmask1..3`, equivalent to `get_scale_min_k4`).
 #[inline(always)]
-fn scales_mins_k4(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+pub(crate) fn scales_mins_k4(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     const KMASK1: u32 = 0x3f3f_3f3f;
     const KMASK2: u32 = 0x0f0f_0f0f;
     const KMASK3: u32 = 0x0303_0303;
@@ -77,7 +77,7 @@ fn scales_mins_k4(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
 
 /// Q3_K's twelve scale bytes unpacked to sixteen 6-bit scales, still offset by 32.
 #[inline(always)]
-fn scales_q3_k(packed: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn scales_q3_k(packed: &[u8; 12]) -> [u8; 16] {
     const KMASK1: u32 = 0x0303_0303;
     const KMASK2: u32 = 0x0f0f_0f0f;
     let word = |i: usize| {

@@ -75,7 +75,7 @@ fn accumulation_bound(w: GgmlType, n: usize) -> f64 {
     }
 }
 
-fn dequantized(w: GgmlType, bytes: &[u8]) -> Vec<f64> {
+pub(super) fn dequantized(w: GgmlType, bytes: &[u8]) -> Vec<f64> {
     quant::dequantize(w, bytes)
         .unwrap()
         .into_iter()
@@ -86,7 +86,7 @@ fn dequantized(w: GgmlType, bytes: &[u8]) -> Vec<f64> {
 /// The dequantized weights split into the part multiplied with the activation quants and the
 /// per-block minimum part (zero for types without one), each exact in f32 (up to Q6_K's
 /// 25-bit products), obtained by zeroing the other part's f16 scale.
-fn weight_parts(w: GgmlType, bytes: &[u8]) -> (Vec<f64>, Vec<f64>) {
+pub(super) fn weight_parts(w: GgmlType, bytes: &[u8]) -> (Vec<f64>, Vec<f64>) {
     let mut no_min = Aligned::from_bytes(bytes);
     let mut only_min = Aligned::from_bytes(bytes);
     macro_rules! split {
@@ -219,7 +219,7 @@ fn row_lengths(w: GgmlType) -> Vec<usize> {
 }
 
 /// An activation row: Gaussian, or Student-t with outliers (large block maxima).
-fn activation_row(n: usize, heavy: bool, rng: &mut Rng) -> Vec<f32> {
+pub(super) fn activation_row(n: usize, heavy: bool, rng: &mut Rng) -> Vec<f32> {
     (0..n)
         .map(|_| {
             let v = if heavy { rng.heavy() } else { rng.normal() };
@@ -229,14 +229,14 @@ fn activation_row(n: usize, heavy: bool, rng: &mut Rng) -> Vec<f32> {
 }
 
 /// A finite f16 of random sign and magnitude in about `2^-10 .. 2^4`.
-fn random_f16(rng: &mut Rng) -> u16 {
+pub(super) fn random_f16(rng: &mut Rng) -> u16 {
     let v = (rng.uniform() * 14.0 - 10.0).exp2() * if rng.uniform() < 0.5 { -1.0 } else { 1.0 };
     fp32_to_fp16_bits(v as f32)
 }
 
 /// `rows` rows of random bytes for `w`: every quant and sub-block scale bit pattern, with the
 /// f16 scales replaced by [`random_f16`] (and, for the float types, values finite).
-fn random_blocks(w: GgmlType, n: usize, rng: &mut Rng) -> Aligned {
+pub(super) fn random_blocks(w: GgmlType, n: usize, rng: &mut Rng) -> Aligned {
     let len = w.row_size(n).unwrap();
     let mut a = Aligned::zeroed(len);
     for b in a.bytes_mut() {
@@ -248,7 +248,7 @@ fn random_blocks(w: GgmlType, n: usize, rng: &mut Rng) -> Aligned {
 
 /// Overwrite every f16 field (scales, minimums) of the blocks in `bytes` with `f16()`; for the
 /// float types, make every value finite.
-fn set_f16_fields(
+pub(super) fn set_f16_fields(
     w: GgmlType,
     bytes: &mut [u8],
     mut f16: impl FnMut(&mut Rng) -> u16,

@@ -1,10 +1,13 @@
 //! Tests of the kernels through the public entry points: accuracy against `formats`'
-//! dequantizers in f64 (`accuracy`), and the byte-level API's checks (`entry_points`).
+//! dequantizers in f64 (`accuracy`), the byte-level API's checks (`entry_points`), and every
+//! SIMD kernel against its scalar twin (`parity`).
 //!
 //! Test data comes from a tiny deterministic PRNG, so every machine (and qemu) sees the same.
 
 mod accuracy;
 mod entry_points;
+#[cfg(target_arch = "x86_64")]
+mod parity;
 
 use crate::{activation_bytes, quantize_activation, vec_dot_type};
 use formats::quant::GgmlType;

@@ -65,7 +65,7 @@ impl Config {
             None | Some("none") => 1.0,
             Some("linear") => {
                 let f = g.get_f32(&key("rope.scaling.factor")).map_err(ModelError::Gguf)?;
-                if !(f > 0.0) {
+                if f.is_nan() || f <= 0.0 {
                     return Err(ModelError::BadHparam { key: key("rope.scaling.factor"), problem: format!("{f} is not positive") });
                 }
                 1.0 / f

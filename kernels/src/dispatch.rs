@@ -1,0 +1,289 @@
+//! Run-time choice of the kernels: the CPU's features are detected once, the best
+//! [`KernelTable`] for them is stored in a static and every entry point goes through it.
+//!
+//! The crate is `no_std`, so there is no `is_x86_feature_detected!`: on x86-64 the features
+//! are read with `cpuid` and `xgetbv` directly ([`avx2_fma_f16c`]). Nothing here reads the
+//! environment either; the runtime maps its `SINTRA_KERNELS` variable to [`use_isa`] (see
+//! `runtime/src/main.rs`), so tests and users can force the scalar oracle.
+//!
+//! **Soundness.** The tables hold plain `fn` pointers, the AVX2 ones wrapping `unsafe`
+//! `#[target_feature]` functions. Only [`table`] hands out a table, and it hands out the AVX2
+//! one only after the CPU was found to have AVX2, FMA and F16C with OS support for the YMM
+//! registers: that check is the safety argument of every wrapper in [`AVX2`].
+
+use crate::error::KernelError;
+use crate::scalar;
+use core::sync::atomic::{AtomicU8, Ordering};
+use formats::quant::{
+    BlockIq4Nl, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
+    BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+};
+
+/// An instruction set a [`KernelTable`] is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Isa {
+    /// The portable oracle ([`crate::scalar`]), on every CPU.
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later).
+    Avx2,
+}
+
+impl Isa {
+    /// Every instruction set, in order of preference (last is best).
+    pub const ALL: &'static [Isa] = &[Isa::Scalar, Isa::Avx2];
+
+    /// The lowercase name (`"scalar"`, `"avx2"`), as `SINTRA_KERNELS` and `--version` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// The instruction set called `name` ([`Isa::name`]), if there is one.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.iter().copied().find(|isa| isa.name() == name)
+    }
+
+    /// Whether this build has kernels for `self` and the CPU it runs on can execute them.
+    pub fn available(self) -> bool {
+        table(self).is_some()
+    }
+}
+
+impl core::fmt::Display for Isa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `out[r] = dot(row r of w, act)`: `w` holds `out.len()` rows of `act.len()` blocks each.
+pub(crate) type Matvec<W, A> = fn(w: &[W], act: &[A], out: &mut [f32]);
+
+/// The kernels of one instruction set: an activation quantizer per vec-dot type and a
+/// matrix-vector product per weight type. Get one from [`active`] or [`table`]; its methods
+/// (`quantize_activation`, `vec_dot`, `matvec`, in `matvec.rs`) are the checked entry points.
+#[derive(Debug)]
+pub struct KernelTable {
+    pub(crate) isa: Isa,
+    pub(crate) quantize_q8_0: fn(&[f32], &mut [BlockQ8_0]),
+    pub(crate) quantize_q8_1: fn(&[f32], &mut [BlockQ8_1]),
+    pub(crate) quantize_q8_k: fn(&[f32], &mut [BlockQ8K]),
+    pub(crate) f32: Matvec<f32, f32>,
+    pub(crate) f16: Matvec<u16, u16>,
+    pub(crate) bf16: Matvec<u16, u16>,
+    pub(crate) q4_0: Matvec<BlockQ4_0, BlockQ8_0>,
+    pub(crate) q4_1: Matvec<BlockQ4_1, BlockQ8_1>,
+    pub(crate) q5_0: Matvec<BlockQ5_0, BlockQ8_0>,
+    pub(crate) q5_1: Matvec<BlockQ5_1, BlockQ8_1>,
+    pub(crate) q8_0: Matvec<BlockQ8_0, BlockQ8_0>,
+    pub(crate) iq4_nl: Matvec<BlockIq4Nl, BlockQ8_0>,
+    pub(crate) q2_k: Matvec<BlockQ2K, BlockQ8K>,
+    pub(crate) q3_k: Matvec<BlockQ3K, BlockQ8K>,
+    pub(crate) q4_k: Matvec<BlockQ4K, BlockQ8K>,
+    pub(crate) q5_k: Matvec<BlockQ5K, BlockQ8K>,
+    pub(crate) q6_k: Matvec<BlockQ6K, BlockQ8K>,
+}
+
+impl KernelTable {
+    /// The instruction set these kernels are written for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+/// One call of a one-row kernel per weight row. A weight row has as many blocks as the
+/// activation (their block sizes are equal), which is at least one.
+#[inline(always)]
+fn dot_rows<W, A>(w: &[W], act: &[A], out: &mut [f32], kernel: impl Fn(&[W], &[A]) -> f32) {
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(act.len())) {
+        *o = kernel(row, act);
+    }
+}
+
+/// The scalar oracle, on every CPU.
+static SCALAR: KernelTable = KernelTable {
+    isa: Isa::Scalar,
+    quantize_q8_0: scalar::quantize_row_q8_0,
+    quantize_q8_1: scalar::quantize_row_q8_1,
+    quantize_q8_k: scalar::quantize_row_q8_k,
+    f32: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_f32),
+    f16: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_f16_f16),
+    bf16: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_bf16_bf16),
+    q4_0: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q4_0_q8_0),
+    q4_1: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q4_1_q8_1),
+    q5_0: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q5_0_q8_0),
+    q5_1: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q5_1_q8_1),
+    q8_0: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q8_0_q8_0),
+    iq4_nl: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_iq4_nl_q8_0),
+    q2_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q2_k_q8_k),
+    q3_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q3_k_q8_k),
+    q4_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q4_k_q8_k),
+    q5_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q5_k_q8_k),
+    q6_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q6_k_q8_k),
+};
+
+/// A safe `fn` calling the AVX2 kernel `$f` with the arguments `$arg`s, for [`AVX2`] only.
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2 {
+    ($f:ident($($arg:ident),+)) => {
+        |$($arg),+| {
+            // SAFETY: this closure is only reachable through the AVX2 table, which `table`
+            // returns only once `avx2_fma_f16c` found AVX2, FMA and F16C usable.
+            unsafe { crate::x86::avx2::$f($($arg),+) }
+        }
+    };
+}
+
+/// AVX2 (with FMA and F16C) where this crate has a kernel, the scalar oracle elsewhere (the
+/// float types, which the runtime does not use for its large matrices).
+#[cfg(target_arch = "x86_64")]
+static AVX2: KernelTable = KernelTable {
+    isa: Isa::Avx2,
+    quantize_q8_0: avx2!(quantize_row_q8_0(x, y)),
+    quantize_q8_1: avx2!(quantize_row_q8_1(x, y)),
+    quantize_q8_k: avx2!(quantize_row_q8_k(x, y)),
+    f32: SCALAR.f32,
+    f16: SCALAR.f16,
+    bf16: SCALAR.bf16,
+    q4_0: avx2!(matvec_q4_0_q8_0(w, a, out)),
+    q4_1: avx2!(matvec_q4_1_q8_1(w, a, out)),
+    q5_0: avx2!(matvec_q5_0_q8_0(w, a, out)),
+    q5_1: avx2!(matvec_q5_1_q8_1(w, a, out)),
+    q8_0: avx2!(matvec_q8_0_q8_0(w, a, out)),
+    iq4_nl: avx2!(matvec_iq4_nl_q8_0(w, a, out)),
+    q2_k: avx2!(matvec_q2_k_q8_k(w, a, out)),
+    q3_k: avx2!(matvec_q3_k_q8_k(w, a, out)),
+    q4_k: avx2!(matvec_q4_k_q8_k(w, a, out)),
+    q5_k: avx2!(matvec_q5_k_q8_k(w, a, out)),
+    q6_k: avx2!(matvec_q6_k_q8_k(w, a, out)),
+};
+
+/// Whether the CPU has AVX2, FMA and F16C and the OS saves the YMM registers (without the
+/// latter the instructions fault even where `cpuid` lists them).
+#[cfg(target_arch = "x86_64")]
+// `__cpuid` is a safe function since Rust 1.87 and an unsafe one before.
+#[allow(unused_unsafe)]
+fn avx2_fma_f16c() -> bool {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    const FMA: u32 = 1 << 12;
+    const OSXSAVE: u32 = 1 << 27;
+    const AVX: u32 = 1 << 28;
+    const F16C: u32 = 1 << 29;
+    const AVX2: u32 = 1 << 5;
+    // XCR0 bits 1 and 2: the OS saves the SSE and AVX (upper YMM) state.
+    const XCR0_SSE_AVX: u64 = 0b110;
+
+    // SAFETY: `cpuid` exists on every x86-64 CPU; leaf 0 is always valid.
+    let max_leaf = unsafe { __cpuid(0) }.eax;
+    if max_leaf < 7 {
+        return false;
+    }
+    // SAFETY: as above; leaf 1 <= max_leaf.
+    let ecx = unsafe { __cpuid(1) }.ecx;
+    let leaf1 = FMA | OSXSAVE | AVX | F16C;
+    if ecx & leaf1 != leaf1 {
+        return false;
+    }
+    // SAFETY: OSXSAVE is set, so the OS enabled `xgetbv` (the `xsave` feature it needs).
+    if unsafe { xcr0() } & XCR0_SSE_AVX != XCR0_SSE_AVX {
+        return false;
+    }
+    // SAFETY: as above; leaf 7 <= max_leaf.
+    unsafe { __cpuid_count(7, 0) }.ebx & AVX2 != 0
+}
+
+/// The extended control register 0 (which register states the OS saves).
+///
+/// # Safety
+/// The CPU must support `xgetbv` and the OS must have enabled it (CPUID.1:ECX.OSXSAVE).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "xsave")]
+unsafe fn xcr0() -> u64 {
+    // SAFETY: the caller guarantees `xgetbv` is usable.
+    unsafe { core::arch::x86_64::_xgetbv(0) }
+}
+
+/// The table for `isa` if this build has it and the CPU can run it.
+pub fn table(isa: Isa) -> Option<&'static KernelTable> {
+    match isa {
+        Isa::Scalar => Some(&SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if cpu_has_avx2() => Some(&AVX2),
+        _ => None,
+    }
+}
+
+/// [`avx2_fma_f16c`], asked once (`cpuid` is slow under virtualization).
+#[cfg(target_arch = "x86_64")]
+fn cpu_has_avx2() -> bool {
+    const UNKNOWN: u8 = 0;
+    const NO: u8 = 1;
+    const YES: u8 = 2;
+    static HAS_AVX2: AtomicU8 = AtomicU8::new(UNKNOWN);
+    match HAS_AVX2.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            let has = avx2_fma_f16c();
+            HAS_AVX2.store(if has { YES } else { NO }, Ordering::Relaxed);
+            has
+        }
+        state => state == YES,
+    }
+}
+
+/// The best instruction set this build has kernels for that the CPU can run.
+pub fn detect() -> Isa {
+    Isa::ALL
+        .iter()
+        .rev()
+        .copied()
+        .find(|&isa| isa.available())
+        .unwrap_or(Isa::Scalar)
+}
+
+/// The instruction set in use, an index into [`Isa::ALL`] plus one; 0 until the first call
+/// (which detects).
+static ACTIVE: AtomicU8 = AtomicU8::new(0);
+
+/// The table every free entry point ([`crate::matvec`], ...) uses: [`detect`]'s choice
+/// unless [`use_isa`] picked another.
+pub fn active() -> &'static KernelTable {
+    let isa = match ACTIVE.load(Ordering::Relaxed) {
+        0 => {
+            let isa = detect();
+            store(isa);
+            isa
+        }
+        i => Isa::ALL[usize::from(i) - 1],
+    };
+    // Stored only after `table` accepted it (or chosen by `detect`, which asks `table`).
+    table(isa).unwrap_or(&SCALAR)
+}
+
+fn store(isa: Isa) {
+    let i = Isa::ALL.iter().position(|&x| x == isa).unwrap_or(0);
+    ACTIVE.store(i as u8 + 1, Ordering::Relaxed);
+}
+
+/// Make `isa` the instruction set of the free entry points, for the whole process (threads
+/// already inside a kernel finish with the old one), or [`KernelError::IsaUnavailable`] if
+/// this build or CPU cannot run it.
+pub fn use_isa(isa: Isa) -> Result<(), KernelError> {
+    if table(isa).is_none() {
+        return Err(KernelError::IsaUnavailable(isa));
+    }
+    store(isa);
+    Ok(())
+}
+
+/// Use the scalar oracle from now on ([`use_isa`]`(Isa::Scalar)`, which cannot fail).
+pub fn force_scalar() {
+    store(Isa::Scalar);
+}
+
+/// The name of the instruction set in use (reported by `sintra-rt --version` and the bench
+/// output): `"avx2"` or `"scalar"`.
+pub fn isa_name() -> &'static str {
+    active().isa.name()
+}

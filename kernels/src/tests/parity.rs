@@ -1,0 +1,485 @@
+//! Every AVX2 kernel against its scalar twin (the oracle): the activation quantizers
+//! bit for bit, the dot products within a named relative tolerance per weight type, on
+//! quantized rows, random block bytes and edge blocks, from one block to thousands.
+//!
+//! **Tolerances.** Both paths sum the same exact integers per block and scale them with the
+//! same f32 products; they differ only in the order of the f32 additions (the scalar code
+//! keeps one running sum, or ggml's eight lanes; the AVX2 code eight lanes in each of two
+//! accumulators, or eight lanes of FMAs). So `|avx2 - scalar|` is bounded by a few roundings
+//! of the partial sums, each at most `sum(|w_i| * |x^_i|)` (over the dequantized weights,
+//! minimum parts counted apart, times the dequantized activation): that sum is the scale the
+//! per-type tolerances ([`tolerance`]) are relative to. The largest relative difference seen
+//! per type is printed by `cargo test -p kernels -- --nocapture parity`.
+//!
+//! The tests skip themselves (with a note) on an x86-64 CPU without AVX2, FMA and F16C.
+
+use super::accuracy::{activation_row, random_blocks, set_f16_fields, weight_parts};
+use super::*;
+use crate::dispatch::{table, Isa};
+use crate::x86::avx2;
+use crate::{scalar, KernelTable, WEIGHT_TYPES};
+use bytemuck::Zeroable;
+use formats::quant::{
+    fp32_to_fp16_bits, BlockIq4Nl, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
+    BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
+};
+use std::collections::BTreeMap;
+
+/// 32-value block types: only the order of per-block f32 additions differs.
+const LEGACY_TOLERANCE: f64 = 1e-5;
+/// Types with a minimum part (Q4_1, Q5_1: `m * s` summed apart from the scaled quants).
+const WITH_MIN_TOLERANCE: f64 = 1e-5;
+/// K-quants: one f32 step per super-block, eight lanes (minimums in their own sum).
+const K_QUANT_TOLERANCE: f64 = 1e-5;
+/// Types that still run the scalar kernel on the AVX2 table: identical results.
+const SAME_KERNEL: f64 = 0.0;
+
+/// The largest `|avx2 - scalar| / sum(|w_i| * |x^_i|)` allowed for weights of type `w`.
+fn tolerance(w: GgmlType) -> f64 {
+    use GgmlType::*;
+    match w {
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL => LEGACY_TOLERANCE,
+        Q4_1 | Q5_1 => WITH_MIN_TOLERANCE,
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => K_QUANT_TOLERANCE,
+        _ => SAME_KERNEL,
+    }
+}
+
+/// The two tables under test, or `None` (and a note) on a CPU without AVX2.
+fn tables() -> Option<(&'static KernelTable, &'static KernelTable)> {
+    let scalar = table(Isa::Scalar).unwrap();
+    match table(Isa::Avx2) {
+        Some(avx2) => Some((scalar, avx2)),
+        None => {
+            eprintln!("parity: no AVX2/FMA/F16C on this CPU, AVX2 kernels not tested");
+            None
+        }
+    }
+}
+
+/// `table.vec_dot` through the checked entry point.
+fn dot(table: &KernelTable, w: GgmlType, w_row: &[u8], act: &Aligned, n: usize) -> f64 {
+    f64::from(table.vec_dot(w, n, w_row, act.bytes()).unwrap())
+}
+
+/// `sum(|w_i| * |x^_i|)`: the scale of every f32 rounding in either kernel.
+fn magnitude(w: GgmlType, w_row: &[u8], act: &Aligned) -> f64 {
+    let (scaled, mins) = weight_parts(w, w_row);
+    let xq = activation_values(w, act.bytes());
+    (0..xq.len())
+        .map(|i| (scaled[i].abs() + mins[i].abs()) * xq[i].abs())
+        .sum()
+}
+
+/// Worst relative difference of one weight type.
+#[derive(Default)]
+struct Worst {
+    cases: usize,
+    relative: f64,
+}
+
+/// Check one weight row and activation on both tables.
+fn check(w: GgmlType, w_row: &[u8], x: &[f32], what: &str, worst: &mut Worst) {
+    let (scalar, avx2) = tables().unwrap();
+    let n = x.len();
+    // Both kernels get the same activation (the quantizers are checked bit for bit apart).
+    let mut act = Aligned::zeroed(activation_bytes(w, n).unwrap());
+    scalar.quantize_activation(w, x, act.bytes_mut()).unwrap();
+    let want = dot(scalar, w, w_row, &act, n);
+    let got = dot(avx2, w, w_row, &act, n);
+    let scale = magnitude(w, w_row, &act);
+    let diff = (got - want).abs();
+    let allowed = tolerance(w) * scale;
+    assert!(
+        diff <= allowed,
+        "{w} n={n} {what}: avx2 {got:e}, scalar {want:e}, difference {diff:e} > {allowed:e} \
+         ({} of sum |w x|)",
+        tolerance(w)
+    );
+    assert_eq!(got.is_finite(), want.is_finite(), "{w} n={n} {what}");
+    worst.cases += 1;
+    if scale > 0.0 {
+        worst.relative = worst.relative.max(diff / scale);
+    }
+}
+
+/// Row lengths: every block count from 1 to 40 (odd and even, for the two accumulators),
+/// the SmolLM2 widths, and thousands of blocks.
+fn row_lengths(w: GgmlType) -> Vec<usize> {
+    let block = w.block_size();
+    let mut blocks: Vec<usize> = (1..=40).collect();
+    if block == QK_K {
+        blocks.truncate(20);
+        blocks.extend([24, 36, 255, 1024]);
+    } else {
+        blocks.extend([18, 48, 1001, 4096]);
+    }
+    blocks.into_iter().map(|b| b * block.max(32)).collect()
+}
+
+fn report(title: &str, worst: &BTreeMap<GgmlType, Worst>) {
+    eprintln!("{title}");
+    eprintln!("  type     cases  max |avx2 - scalar| / sum|w x|  tolerance");
+    for (w, s) in worst {
+        eprintln!(
+            "  {:<7} {:>6}  {:>30.3e}  {:>9.0e}",
+            w.to_string(),
+            s.cases,
+            s.relative,
+            tolerance(*w)
+        );
+    }
+}
+
+#[test]
+fn the_detected_isa_is_the_one_std_detects() {
+    let std_says = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c");
+    assert_eq!(Isa::Avx2.available(), std_says);
+    assert_eq!(
+        crate::detect(),
+        if std_says { Isa::Avx2 } else { Isa::Scalar }
+    );
+}
+
+#[test]
+fn vec_dot_matches_scalar_on_quantized_rows() {
+    if tables().is_none() {
+        return;
+    }
+    let mut worst = BTreeMap::new();
+    for &w in WEIGHT_TYPES {
+        let s = worst.entry(w).or_default();
+        for (k, n) in row_lengths(w).into_iter().enumerate() {
+            let mut rng = Rng::new(0x9a41_0000 ^ (w as u64) << 32 ^ n as u64);
+            let weights = activation_row(n, k % 3 == 2, &mut rng);
+            let bytes = formats::quant::quantize(w, &weights, n, None).unwrap();
+            let w_row = Aligned::from_bytes(&bytes);
+            let x = activation_row(n, k % 2 == 1, &mut rng);
+            check(w, w_row.bytes(), &x, "quantized row", s);
+        }
+    }
+    report("parity, quantized weight rows:", &worst);
+}
+
+#[test]
+fn vec_dot_matches_scalar_on_random_blocks() {
+    if tables().is_none() {
+        return;
+    }
+    let mut worst = BTreeMap::new();
+    for &w in WEIGHT_TYPES {
+        let s = worst.entry(w).or_default();
+        for (k, n) in row_lengths(w).into_iter().enumerate() {
+            let mut rng = Rng::new(0x7a2d_0000 ^ (w as u64) << 32 ^ n as u64);
+            let w_row = random_blocks(w, n, &mut rng);
+            let x = activation_row(n, k % 2 == 0, &mut rng);
+            check(w, w_row.bytes(), &x, "random blocks", s);
+        }
+    }
+    report("parity, random block bytes:", &worst);
+}
+
+/// All-zero weights or activations (exactly zero on both paths), and every byte of the
+/// blocks at one extreme pattern with the f16 scales at the largest half and activations
+/// at +-1000 (every quant +-127): the integer sums at their largest.
+#[test]
+fn vec_dot_matches_scalar_on_edge_blocks() {
+    let Some((scalar, avx2)) = tables() else {
+        return;
+    };
+    let mut worst = BTreeMap::new();
+    let mut rng = Rng::new(13);
+    for &w in WEIGHT_TYPES {
+        let s = worst.entry(w).or_default();
+        for blocks in [1, 2, 3, 17, 64] {
+            let n = blocks * w.block_size().max(32);
+            // Zeros: exactly zero, not merely close.
+            let zero_w = Aligned::zeroed(w.row_size(n).unwrap());
+            let x = activation_row(n, true, &mut rng);
+            let mut act = Aligned::zeroed(activation_bytes(w, n).unwrap());
+            scalar.quantize_activation(w, &x, act.bytes_mut()).unwrap();
+            assert_eq!(dot(avx2, w, zero_w.bytes(), &act, n), 0.0, "{w} n={n}");
+            let w_row = random_blocks(w, n, &mut rng);
+            scalar
+                .quantize_activation(w, &vec![0.0; n], act.bytes_mut())
+                .unwrap();
+            assert_eq!(dot(avx2, w, w_row.bytes(), &act, n), 0.0, "{w} n={n}");
+
+            for fill in [0x00u8, 0xff, 0x80, 0x7f, 0x55, 0xaa] {
+                for sign in [1.0f32, -1.0] {
+                    let mut w_row = Aligned::zeroed(w.row_size(n).unwrap());
+                    w_row.bytes_mut().fill(fill);
+                    let max_half = fp32_to_fp16_bits(65504.0 * sign);
+                    set_f16_fields(w, w_row.bytes_mut(), |_| max_half, &mut rng);
+                    if w == GgmlType::F32 {
+                        for v in bytemuck::cast_slice_mut::<u8, f32>(w_row.bytes_mut()) {
+                            *v = 1e30 * sign;
+                        }
+                    }
+                    let same = vec![1000.0; n];
+                    let alternating: Vec<f32> = (0..n)
+                        .map(|i| if i % 2 == 0 { 1000.0 } else { -1000.0 })
+                        .collect();
+                    check(w, w_row.bytes(), &same, "edge blocks", s);
+                    check(w, w_row.bytes(), &alternating, "edge blocks", s);
+                }
+            }
+        }
+    }
+    report("parity, edge blocks:", &worst);
+}
+
+/// Matrices through `matvec` on both tables, and every AVX2 row bit-identical to the AVX2
+/// `vec_dot` of that row whatever range it is computed in.
+#[test]
+fn matvec_matches_scalar_and_its_own_vec_dot() {
+    let Some((scalar, avx2)) = tables() else {
+        return;
+    };
+    let mut rng = Rng::new(17);
+    for &w in WEIGHT_TYPES {
+        let n = 3 * w.block_size().max(64);
+        let rows = 41;
+        let values: Vec<f32> = (0..rows * n).map(|_| rng.normal() as f32).collect();
+        let m = Aligned::from_bytes(&formats::quant::quantize(w, &values, n, None).unwrap());
+        let x = activation_row(n, false, &mut rng);
+        let mut act = Aligned::zeroed(activation_bytes(w, n).unwrap());
+        scalar.quantize_activation(w, &x, act.bytes_mut()).unwrap();
+        let mut want = vec![0f32; rows];
+        scalar
+            .matvec(w, m.bytes(), 0..rows, n, act.bytes(), &mut want)
+            .unwrap();
+        let row_bytes = w.row_size(n).unwrap();
+        for range in [0..rows, 3..4, 7..30] {
+            let mut got = vec![f32::NAN; range.len()];
+            avx2.matvec(w, m.bytes(), range.clone(), n, act.bytes(), &mut got)
+                .unwrap();
+            for (r, &g) in range.clone().zip(&got) {
+                let row = &m.bytes()[r * row_bytes..(r + 1) * row_bytes];
+                let single = avx2.vec_dot(w, n, row, act.bytes()).unwrap();
+                assert_eq!(g.to_bits(), single.to_bits(), "{w} row {r} of {range:?}");
+                let allowed = tolerance(w) * magnitude(w, row, &act);
+                let diff = (f64::from(g) - f64::from(want[r])).abs();
+                assert!(diff <= allowed, "{w} row {r}: {g} vs {}", want[r]);
+            }
+        }
+    }
+}
+
+/// Rows that exercise the quantizers: random magnitudes over many octaves, exact ties,
+/// zeros, constants, the largest f32, infinities and NaNs, in every position of a block.
+fn awkward_rows(n: usize) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(0x51de);
+    let mut rows = Vec::new();
+    for octave in [-140i32, -126, -100, -20, -3, 0, 3, 20, 60, 120, 127] {
+        let scale = 2f64.powi(octave);
+        rows.push((0..n).map(|_| (rng.normal() * scale) as f32).collect());
+    }
+    rows.push((0..n).map(|_| rng.heavy() as f32).collect());
+    // Halves after scaling by 127 / amax = 1: ties in both directions.
+    rows.push(
+        (0..n)
+            .map(|i| {
+                if i % 32 == 0 {
+                    127.0
+                } else {
+                    (i % 64) as f32 - 31.5
+                }
+            })
+            .collect(),
+    );
+    // The largest magnitude twice with opposite signs (Q8_K keeps the first).
+    rows.push(
+        (0..n)
+            .map(|i| match i % 64 {
+                5 => -3.0,
+                9 => 3.0,
+                _ => (i % 7) as f32 * 0.25,
+            })
+            .collect(),
+    );
+    rows.push(vec![0.0; n]);
+    rows.push(vec![-0.0; n]);
+    rows.push(vec![-3.25; n]);
+    rows.push(vec![f32::MAX; n]);
+    rows.push(vec![f32::MIN_POSITIVE / 8.0; n]);
+    for special in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+        for at in [0, 5, 31, 77, 255] {
+            let mut row: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            row[at % n] = special;
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// The quantizers of both paths write the same bytes, NaN and infinities included.
+#[test]
+fn quantizers_are_bit_exact_with_scalar() {
+    if tables().is_none() {
+        return;
+    }
+    for n in [256, 512, 2048] {
+        for (k, x) in awkward_rows(n).into_iter().enumerate() {
+            macro_rules! same {
+                ($block:ty, $per:expr, $scalar:path, $avx2:path) => {{
+                    let mut a = vec![<$block>::zeroed(); n / $per];
+                    let mut b = vec![<$block>::zeroed(); n / $per];
+                    $scalar(&x, &mut a);
+                    // SAFETY: `tables()` found AVX2, FMA and F16C.
+                    unsafe { $avx2(&x, &mut b) };
+                    assert!(
+                        bytemuck::cast_slice::<_, u8>(&a) == bytemuck::cast_slice::<_, u8>(&b),
+                        "{} row {k} (n={n})",
+                        stringify!($block)
+                    );
+                }};
+            }
+            same!(
+                BlockQ8_0,
+                32,
+                scalar::quantize_row_q8_0,
+                avx2::quantize_row_q8_0
+            );
+            same!(
+                BlockQ8_1,
+                32,
+                scalar::quantize_row_q8_1,
+                avx2::quantize_row_q8_1
+            );
+            same!(
+                BlockQ8K,
+                QK_K,
+                scalar::quantize_row_q8_k,
+                avx2::quantize_row_q8_k
+            );
+        }
+    }
+}
+
+/// The typed kernels straight, without the entry points: shorter `y` than `x` (or the other
+/// way) reads only the common blocks, and empty slices give zero.
+#[test]
+fn typed_kernels_use_the_common_length() {
+    if tables().is_none() {
+        return;
+    }
+    let mut rng = Rng::new(23);
+    macro_rules! common {
+        ($wb:ty, $ab:ty, $w:expr, $quantize:path, $scalar:path, $avx2:path) => {{
+            let blocks = 5;
+            let per = $w.block_size();
+            let values: Vec<f32> = (0..blocks * per).map(|_| rng.normal() as f32).collect();
+            let bytes = formats::quant::quantize($w, &values, per * blocks, None).unwrap();
+            let x_bytes = Aligned::from_bytes(&bytes);
+            let x: &[$wb] = bytemuck::cast_slice(x_bytes.bytes());
+            let mut y = vec![<$ab>::zeroed(); blocks];
+            $quantize(&values, &mut y);
+            for (nx, ny) in [(5, 3), (2, 5), (0, 5), (5, 0)] {
+                let want = $scalar(&x[..nx.min(ny)], &y[..nx.min(ny)]);
+                // SAFETY: `tables()` found AVX2, FMA and F16C.
+                let got = unsafe { $avx2(&x[..nx], &y[..ny]) };
+                let tol = 1e-5 * f64::from(want.abs()).max(1.0);
+                assert!(
+                    (f64::from(got) - f64::from(want)).abs() <= tol,
+                    "{} {nx}x{ny}: {got} vs {want}",
+                    $w
+                );
+            }
+        }};
+    }
+    use GgmlType::*;
+    let q8_0 = scalar::quantize_row_q8_0;
+    let q8_1 = scalar::quantize_row_q8_1;
+    let q8_k = scalar::quantize_row_q8_k;
+    common!(
+        BlockQ4_0,
+        BlockQ8_0,
+        Q4_0,
+        q8_0,
+        scalar::vec_dot_q4_0_q8_0,
+        avx2::vec_dot_q4_0_q8_0
+    );
+    common!(
+        BlockQ4_1,
+        BlockQ8_1,
+        Q4_1,
+        q8_1,
+        scalar::vec_dot_q4_1_q8_1,
+        avx2::vec_dot_q4_1_q8_1
+    );
+    common!(
+        BlockQ5_0,
+        BlockQ8_0,
+        Q5_0,
+        q8_0,
+        scalar::vec_dot_q5_0_q8_0,
+        avx2::vec_dot_q5_0_q8_0
+    );
+    common!(
+        BlockQ5_1,
+        BlockQ8_1,
+        Q5_1,
+        q8_1,
+        scalar::vec_dot_q5_1_q8_1,
+        avx2::vec_dot_q5_1_q8_1
+    );
+    common!(
+        BlockQ8_0,
+        BlockQ8_0,
+        Q8_0,
+        q8_0,
+        scalar::vec_dot_q8_0_q8_0,
+        avx2::vec_dot_q8_0_q8_0
+    );
+    common!(
+        BlockIq4Nl,
+        BlockQ8_0,
+        IQ4_NL,
+        q8_0,
+        scalar::vec_dot_iq4_nl_q8_0,
+        avx2::vec_dot_iq4_nl_q8_0
+    );
+    common!(
+        BlockQ2K,
+        BlockQ8K,
+        Q2_K,
+        q8_k,
+        scalar::vec_dot_q2_k_q8_k,
+        avx2::vec_dot_q2_k_q8_k
+    );
+    common!(
+        BlockQ3K,
+        BlockQ8K,
+        Q3_K,
+        q8_k,
+        scalar::vec_dot_q3_k_q8_k,
+        avx2::vec_dot_q3_k_q8_k
+    );
+    common!(
+        BlockQ4K,
+        BlockQ8K,
+        Q4_K,
+        q8_k,
+        scalar::vec_dot_q4_k_q8_k,
+        avx2::vec_dot_q4_k_q8_k
+    );
+    common!(
+        BlockQ5K,
+        BlockQ8K,
+        Q5_K,
+        q8_k,
+        scalar::vec_dot_q5_k_q8_k,
+        avx2::vec_dot_q5_k_q8_k
+    );
+    common!(
+        BlockQ6K,
+        BlockQ8K,
+        Q6_K,
+        q8_k,
+        scalar::vec_dot_q6_k_q8_k,
+        avx2::vec_dot_q6_k_q8_k
+    );
+}

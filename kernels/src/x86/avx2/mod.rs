@@ -1,0 +1,194 @@
+//! The kernels for x86-64 CPUs with AVX2, FMA and F16C (Intel Haswell, AMD Zen and later),
+//! after ggml's `ggml-cpu/arch/x86/quants.c`: the same file and function names as
+//! [`crate::scalar`], which they are tested against (`tests/parity.rs`).
+//!
+//! Every public function is an `unsafe fn` with `#[target_feature(enable = "avx2,fma,f16c")]`:
+//! its one safety condition is that the CPU has those features, which `dispatch.rs` checks
+//! before it hands them out. Inside, the intrinsics are safe to call (the features are
+//! enabled); the only `unsafe` left are the loads and stores, each from or to a whole block
+//! field through a reference ([`load256`], [`load128`], [`store256`]).
+//!
+//! **Integer exactness.** The products are summed in integers as in the oracle, through
+//! `maddubs` (u8 x i8 pairs into i16) and `madd` (i16 pairs into i32), which are exact as
+//! long as a pair of products fits an i16: every kernel here keeps its unsigned operand at
+//! most 128 and its signed one within -127..=127, which the activation quantizers guarantee
+//! (a quant of -128 never comes out of them for finite input). Only the order of the float
+//! additions differs from the oracle: eight lanes and two accumulators instead of one sum.
+//! The K-quant kernels also rely on the activation's `bsums` being the sums of its quants,
+//! as `quantize_row_q8_k` writes them.
+//!
+//! Each `vec_dot_*` has a `matvec_*` twin: the same kernel over the rows of a matrix, each
+//! row's result bit-identical to `vec_dot_*` on it.
+
+/// `pub unsafe fn $name(w, act, out)`: `out[r] = $dot(row r of w, act)`, where `w` holds
+/// `out.len()` rows of `act.len()` blocks (a short `w` leaves the last outputs untouched).
+macro_rules! matvec_of {
+    ($name:ident, $dot:ident, $w:ty, $a:ty) => {
+        #[doc = concat!("[`", stringify!($dot), "`] on every row of a matrix: `out[r]` for row `r`.")]
+        ///
+        /// # Safety
+        /// The CPU must support AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $name(w: &[$w], act: &[$a], out: &mut [f32]) {
+            if act.is_empty() {
+                out.fill(0.0);
+                return;
+            }
+            for (o, row) in out.iter_mut().zip(w.chunks_exact(act.len())) {
+                // SAFETY: the caller guarantees the CPU features, the same for both.
+                *o = unsafe { $dot(row, act) };
+            }
+        }
+    };
+}
+
+/// `$body` over the pairs of blocks of `$xs` and `$ys` (the shorter one's length), with two
+/// accumulators taking turns so that consecutive blocks do not wait on each other's FMA:
+/// `$body` is an expression in `$x`, `$y` (the blocks) and `$acc` (the accumulator it
+/// returns updated). Returns both accumulators.
+macro_rules! two_accumulators {
+    ($xs:expr, $ys:expr, $zero:expr, |$x:ident, $y:ident, $acc:ident| $body:expr) => {{
+        let n = $xs.len().min($ys.len());
+        let (xs, ys) = (&$xs[..n], &$ys[..n]);
+        let mut acc0 = $zero;
+        let mut acc1 = $zero;
+        for (x2, y2) in xs.chunks_exact(2).zip(ys.chunks_exact(2)) {
+            acc0 = {
+                let ($x, $y, $acc) = (&x2[0], &y2[0], acc0);
+                $body
+            };
+            acc1 = {
+                let ($x, $y, $acc) = (&x2[1], &y2[1], acc1);
+                $body
+            };
+        }
+        if n % 2 == 1 {
+            acc0 = {
+                let ($x, $y, $acc) = (&xs[n - 1], &ys[n - 1], acc0);
+                $body
+            };
+        }
+        (acc0, acc1)
+    }};
+}
+
+mod quantize;
+mod vec_dot;
+mod vec_dot_k;
+
+pub use quantize::*;
+pub use vec_dot::*;
+pub use vec_dot_k::*;
+
+use bytemuck::Pod;
+use core::arch::x86_64::*;
+
+/// The 32 bytes of `v` (a block field) in a register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load256<T: Pod>(v: &T) -> __m256i {
+    const { assert!(size_of::<T>() == 32) };
+    // SAFETY: `v` is a reference to 32 readable bytes (asserted above); `loadu` has no
+    // alignment requirement.
+    unsafe { _mm256_loadu_si256((v as *const T).cast()) }
+}
+
+/// The 16 bytes of `v` (a block field) in a register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load128<T: Pod>(v: &T) -> __m128i {
+    const { assert!(size_of::<T>() == 16) };
+    // SAFETY: `v` is a reference to 16 readable bytes (asserted above); `loadu` has no
+    // alignment requirement.
+    unsafe { _mm_loadu_si128((v as *const T).cast()) }
+}
+
+/// Store a register into the 32 bytes of `v` (a block field).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store256<T: Pod>(v: &mut T, x: __m256i) {
+    const { assert!(size_of::<T>() == 32) };
+    // SAFETY: `v` is a unique reference to 32 writable bytes (asserted above) of a `Pod`
+    // type, for which any bytes are valid; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_si256((v as *mut T).cast(), x) }
+}
+
+/// f16 bits to f32 (exact), with F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fp16(h: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+}
+
+/// The sum of the eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_f32x8(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_extractf128_ps::<1>(v), _mm256_castps256_ps128(v));
+    hsum_f32x4(s)
+}
+
+/// The sum of the four lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_f32x4(s: __m128) -> f32 {
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// The sum of the eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32x8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Unsigned bytes times signed bytes, summed in fours into eight i32 lanes: lane `l` holds
+/// bytes `4l..4l + 4`. Exact while each pair of products fits an i16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// Signed bytes times signed bytes, as [`dot_u8_i8`]: the sign of `x` moves onto `y`
+/// (`|x| * sign(x) y`). Exact for `x` in -128..=127 and `y` in -127..=127.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_i8_i8(x: __m256i, y: __m256i) -> __m256i {
+    dot_u8_i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// The 32 nibbles of a 32-value block as bytes 0..=15: the low nibbles (values 0..16) in the
+/// low half, the high nibbles (values 16..32) in the high half.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(qs: &[u8; 16]) -> __m256i {
+    let q = load128(qs);
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// Bit `i` of the little-endian `qh` spread to byte `i`: 0xff where it is set, 0 elsewhere.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bits_to_bytes(qh: [u8; 4]) -> __m256i {
+    let word = _mm256_set1_epi32(i32::from_le_bytes(qh));
+    // Byte i takes byte i / 8 of the word...
+    let spread = _mm256_shuffle_epi8(
+        word,
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    // ...and keeps only bit i % 8: all ones exactly where it is set.
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+    _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1))
+}
