@@ -67,7 +67,7 @@ fn row_bytes(w: GgmlType, n: usize) -> Result<(usize, usize), KernelError> {
         return Err(KernelError::Unsupported(w));
     }
     let block = w.block_size();
-    if n == 0 || n % block != 0 {
+    if n == 0 || !n.is_multiple_of(block) {
         return Err(KernelError::RowLength { ty: w, n, block });
     }
     // The vec_dot type has the same block size, so `n` is whole blocks of it too.
@@ -187,7 +187,7 @@ impl KernelTable {
                 need: act_bytes,
             });
         }
-        if w_bytes.len() % row_bytes != 0 {
+        if !w_bytes.len().is_multiple_of(row_bytes) {
             return Err(KernelError::WeightMatrixSize {
                 ty: w,
                 got: w_bytes.len(),

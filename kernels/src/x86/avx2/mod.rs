@@ -18,7 +18,9 @@
 //! as `quantize_row_q8_k` writes them.
 //!
 //! Each `vec_dot_*` has a `matvec_*` twin: the same kernel over the rows of a matrix, each
-//! row's result bit-identical to `vec_dot_*` on it.
+//! row's result bit-identical to `vec_dot_*` on it. For the 32-value block types `matvec_*`
+//! takes several rows per pass over the activation, so that what the rows share (the
+//! activation's quants, its scale, its block sums) is loaded and converted once.
 
 /// `pub unsafe fn $name(w, act, out)`: `out[r] = $dot(row r of w, act)`, where `w` holds
 /// `out.len()` rows of `act.len()` blocks (a short `w` leaves the last outputs untouched).
@@ -40,36 +42,6 @@ macro_rules! matvec_of {
             }
         }
     };
-}
-
-/// `$body` over the pairs of blocks of `$xs` and `$ys` (the shorter one's length), with two
-/// accumulators taking turns so that consecutive blocks do not wait on each other's FMA:
-/// `$body` is an expression in `$x`, `$y` (the blocks) and `$acc` (the accumulator it
-/// returns updated). Returns both accumulators.
-macro_rules! two_accumulators {
-    ($xs:expr, $ys:expr, $zero:expr, |$x:ident, $y:ident, $acc:ident| $body:expr) => {{
-        let n = $xs.len().min($ys.len());
-        let (xs, ys) = (&$xs[..n], &$ys[..n]);
-        let mut acc0 = $zero;
-        let mut acc1 = $zero;
-        for (x2, y2) in xs.chunks_exact(2).zip(ys.chunks_exact(2)) {
-            acc0 = {
-                let ($x, $y, $acc) = (&x2[0], &y2[0], acc0);
-                $body
-            };
-            acc1 = {
-                let ($x, $y, $acc) = (&x2[1], &y2[1], acc1);
-                $body
-            };
-        }
-        if n % 2 == 1 {
-            acc0 = {
-                let ($x, $y, $acc) = (&xs[n - 1], &ys[n - 1], acc0);
-                $body
-            };
-        }
-        (acc0, acc1)
-    }};
 }
 
 mod quantize;
@@ -111,6 +83,14 @@ fn store256<T: Pod>(v: &mut T, x: __m256i) {
     // SAFETY: `v` is a unique reference to 32 writable bytes (asserted above) of a `Pod`
     // type, for which any bytes are valid; `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_si256((v as *mut T).cast(), x) }
+}
+
+/// Two f16 (`lo`, `hi`) to f32 (exact) in lanes 0 and 1, with one F16C conversion.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fp16_pair(lo: u16, hi: u16) -> __m128 {
+    let bits = u32::from(lo) | (u32::from(hi) << 16);
+    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
 }
 
 /// f16 bits to f32 (exact), with F16C.
