@@ -142,33 +142,3 @@ fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
 fn dot_i8_i8(x: __m256i, y: __m256i) -> __m256i {
     dot_u8_i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
-
-/// The 32 nibbles of a 32-value block as bytes 0..=15: the low nibbles (values 0..16) in the
-/// low half, the high nibbles (values 16..32) in the high half.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn nibbles(qs: &[u8; 16]) -> __m256i {
-    let q = load128(qs);
-    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
-    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
-}
-
-/// Bit `i` of the little-endian `qh` spread to byte `i`: 0xff where it is set, 0 elsewhere.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn bits_to_bytes(qh: [u8; 4]) -> __m256i {
-    let word = _mm256_set1_epi32(i32::from_le_bytes(qh));
-    // Byte i takes byte i / 8 of the word...
-    let spread = _mm256_shuffle_epi8(
-        word,
-        _mm256_set_epi64x(
-            0x0303_0303_0303_0303,
-            0x0202_0202_0202_0202,
-            0x0101_0101_0101_0101,
-            0,
-        ),
-    );
-    // ...and keeps only bit i % 8: all ones exactly where it is set.
-    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
-    _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1))
-}
