@@ -24,6 +24,13 @@ const TYPES: &[GgmlType] = &[
 /// (rows, row length): FFN down (576 outputs of 1536) and up/gate (1536 of 576).
 const SHAPES: &[(usize, usize)] = &[(576, 1536), (1536, 576)];
 
+/// The row length for weights of type `w` closest below `n` that is whole blocks: a
+/// K-quant row is whole 256-value super-blocks, which 576 is not (SmolLM2's K-quant files
+/// keep those tensors in other types), so its second shape is 1536 x 512.
+fn row_length(w: GgmlType, n: usize) -> usize {
+    n / w.block_size() * w.block_size()
+}
+
 const SAMPLES: usize = 11;
 
 /// splitmix64 to a roughly normal f32 (sum of uniforms): enough for timing.
@@ -112,6 +119,7 @@ fn main() {
     println!(" ---: |");
     for &w in TYPES {
         for &(rows, n) in SHAPES {
+            let n = row_length(w, n);
             let bytes = formats::quant::quantize(w, &values(rows * n, 1), n, None).unwrap();
             let weights = aligned(&bytes);
             let weights = &bytemuck::cast_slice::<u64, u8>(&weights)[..bytes.len()];

@@ -34,7 +34,8 @@ pub fn select_kernels() -> Result<(), String> {
     }
     let names: Vec<&str> = kernels::Isa::ALL.iter().map(|i| i.name()).collect();
     let isa = kernels::Isa::from_name(&value).ok_or_else(|| {
-        format!("SINTRA_KERNELS={value} is not auto or one of {}", names.join(", "))
+        let names = names.join(", ");
+        format!("SINTRA_KERNELS={value} is not auto or one of {names}")
     })?;
     kernels::use_isa(isa).map_err(|e| format!("SINTRA_KERNELS={value}: {e}"))
 }
