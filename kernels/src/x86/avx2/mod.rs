@@ -6,14 +6,16 @@
 //! its one safety condition is that the CPU has those features, which `dispatch.rs` checks
 //! before it hands them out. Inside, the intrinsics are safe to call (the features are
 //! enabled); the only `unsafe` left are the loads and stores, each from or to a whole block
-//! field through a reference ([`load256`], [`load128`], [`store256`]).
+//! field through a reference (`load256`, `load128`, `store256`).
 //!
 //! **Integer exactness.** The products are summed in integers as in the oracle, through
 //! `maddubs` (u8 x i8 pairs into i16) and `madd` (i16 pairs into i32), which are exact as
 //! long as a pair of products fits an i16: every kernel here keeps its unsigned operand at
 //! most 128 and its signed one within -127..=127, which the activation quantizers guarantee
-//! (a quant of -128 never comes out of them for finite input). Only the order of the float
-//! additions differs from the oracle: eight lanes and two accumulators instead of one sum.
+//! (a quant of -128 never comes out of them for finite input); where two `maddubs` results
+//! are added in i16 first (the nibble types) the four products stay within `4 * 31 * 127`.
+//! Only the order of the float additions differs from the oracle: per-lane accumulators
+//! (eight lanes, or four per row) instead of one running sum.
 //! The K-quant kernels also rely on the activation's `bsums` being the sums of its quants,
 //! as `quantize_row_q8_k` writes them.
 //!

@@ -1,18 +1,22 @@
 //! AVX2 dot products of the 32-value block types with their Q8_0 / Q8_1 activations (after
-//! ggml's `ggml_vec_dot_*` in `arch/x86/quants.c`): a block's 32 products summed into eight
-//! i32 lanes, converted and multiplied by the block's scale into an f32 accumulator.
+//! ggml's `ggml_vec_dot_*` in `arch/x86/quants.c`): a block's 32 products summed into i32
+//! lanes, converted and multiplied by the block's scale into an f32 accumulator.
 //!
 //! Every kernel is written once for `R` rows against one activation (`*_rows::<R>`): the
 //! activation side of a block (its quants, scale and, for the unsigned weight types, the
 //! sums that undo the weights' offset) is prepared once and used by all `R` rows, each row
-//! with its own accumulator (the `R` independent FMA chains hide each other's latency). A
-//! row's arithmetic is the same whatever `R` is, so `vec_dot_*` (`R = 1`) and `matvec_*`
-//! ([`ROWS`] at a time, then one by one) agree bit for bit.
+//! (or pair of rows) with its own accumulator, so the independent FMA chains hide each
+//! other's latency. A row's arithmetic is the same whatever `R` is, so `vec_dot_*`
+//! (`R = 1`) and `matvec_*` ([`ROWS`] at a time, then one by one) agree bit for bit.
 //!
-//! Q4_0 and Q5_0 multiply their unsigned quants (0..16, 0..32) and subtract the offset
-//! times the activation's sums, `8 * sum(y)` or `16 * sum(y)` per four values, instead of
-//! moving the weight's sign onto the activation: the same i32 lanes, fewer instructions per
-//! row.
+//! - Q8_0 and IQ4_NL fill a register with one row's block (32 signed quants) and multiply
+//!   through [`dot_i8_i8`] into eight lanes.
+//! - Q4_0, Q4_1, Q5_0 and Q5_1 store 16 bytes of quants per block, so two rows share a
+//!   register ([`pairs`]): row `a` in the low half, row `b` in the high half, against the
+//!   activation's two 16-value halves broadcast to both. Their quants stay unsigned (0..16,
+//!   0..32) for `maddubs`; Q4_0 and Q5_0 subtract their offset times the activation's sums
+//!   (`8 * (y[2i] + y[2i + 1])`, computed once per activation block) before widening: the
+//!   same integers as the oracle's `(q - 8) * y`, in four lanes per row.
 
 use super::{dot_i8_i8, fp16, fp16_pair, hsum_f32x4, hsum_f32x8, load128, load256};
 use core::arch::x86_64::*;
