@@ -2,11 +2,12 @@
 //! weights read (median of the samples, and their spread), on SmolLM2-135M's FFN shapes.
 //!
 //! ```sh
-//! cargo run --release -p kernels --example matvec_throughput [-- SECONDS_PER_CASE]
+//! cargo run --release -p kernels --example matvec_throughput [-- SECONDS_PER_CASE [TYPES]]
 //! ```
 //!
-//! The matrices (0.3 to 1 MB) stay in L2/L3, so this measures the kernels, not DRAM; the
-//! `sintra-rt bench` tokens/s is the end-to-end figure.
+//! The FFN matrices (0.4 to 1 MB) stay in L2/L3, so they measure the kernels; the
+//! classifier-sized one measures DRAM bandwidth as much as the kernels. The `sintra-rt
+//! bench` tokens/s is the end-to-end figure.
 
 use formats::quant::GgmlType;
 use kernels::{Isa, KernelTable};
@@ -21,12 +22,13 @@ const TYPES: &[GgmlType] = &[
     GgmlType::Q6_K,
 ];
 
-/// (rows, row length): FFN down (576 outputs of 1536) and up/gate (1536 of 576).
-const SHAPES: &[(usize, usize)] = &[(576, 1536), (1536, 576)];
+/// (rows, row length): FFN down (576 outputs of 1536) and up/gate (1536 of 576), which stay
+/// in L2/L3, and the classifier (49152 of 576, 15 to 40 MB), which streams from DRAM.
+const SHAPES: &[(usize, usize)] = &[(576, 1536), (1536, 576), (49152, 576)];
 
 /// The row length for weights of type `w` closest below `n` that is whole blocks: a
 /// K-quant row is whole 256-value super-blocks, which 576 is not (SmolLM2's K-quant files
-/// keep those tensors in other types), so its second shape is 1536 x 512.
+/// keep those tensors in other types), so its shapes with 576 use 512.
 fn row_length(w: GgmlType, n: usize) -> usize {
     n / w.block_size() * w.block_size()
 }
@@ -101,6 +103,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let budget = Duration::from_secs_f64(seconds);
+    // Optional comma-separated type names (`q4_1,q8_0`): only those.
+    let only: Option<Vec<String>> = std::env::args()
+        .nth(2)
+        .map(|s| s.split(',').map(str::to_lowercase).collect());
     let tables: Vec<&KernelTable> = Isa::ALL.iter().filter_map(|&i| kernels::table(i)).collect();
     println!(
         "single-thread matvec, GB/s of weights: median [min-max] of {SAMPLES} samples, \
@@ -118,6 +124,12 @@ fn main() {
     }
     println!(" ---: |");
     for &w in TYPES {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.contains(&w.name().to_lowercase()))
+        {
+            continue;
+        }
         for &(rows, n) in SHAPES {
             let n = row_length(w, n);
             let bytes = formats::quant::quantize(w, &values(rows * n, 1), n, None).unwrap();

@@ -18,7 +18,7 @@
 //!   (`8 * (y[2i] + y[2i + 1])`, computed once per activation block) before widening: the
 //!   same integers as the oracle's `(q - 8) * y`, in four lanes per row.
 
-use super::{dot_i8_i8, fp16, fp16_pair, hsum_f32x4, hsum_f32x8, load128, load256};
+use super::{dot_i8_i8, fp16, fp16_pair, hsum_f32x4, hsum_f32x8, load128, load256, prefetch_ahead};
 use core::arch::x86_64::*;
 use formats::quant::{
     BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
@@ -48,6 +48,7 @@ fn rows<X, Y, P: Copy, A: Copy, const R: usize>(
     for (b, y) in ys[..n].iter().enumerate() {
         let p = prep(y);
         for r in 0..R {
+            prefetch_ahead(&rows[r][b]);
             acc[r] = step(&rows[r][b], p, acc[r]);
         }
     }
@@ -87,6 +88,8 @@ fn pairs<X, Y, P: Copy, A: Copy, const R: usize>(
         let p = prep(y);
         for r in (0..R).step_by(2) {
             let other = if r + 1 < R { r + 1 } else { r };
+            prefetch_ahead(&rows[r][b]);
+            prefetch_ahead(&rows[other][b]);
             acc[r] = step(&rows[r][b], &rows[other][b], p, acc[r]);
         }
     }

@@ -4,7 +4,7 @@
 //! lanes, and the lanes scaled by `d` into one f32 accumulator. Offsets and minimums are not
 //! subtracted per value: they meet the activation's 16-value sums `bsums` instead.
 
-use super::{fp16, hsum_f32x4, hsum_f32x8, load128, load256};
+use super::{fp16, hsum_f32x4, hsum_f32x8, load128, load256, prefetch_ahead};
 use crate::scalar::{scales_mins_k4, scales_q3_k};
 use core::arch::x86_64::*;
 use formats::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
@@ -54,6 +54,7 @@ pub unsafe fn vec_dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm_set1_epi8(0x0f);
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
+        prefetch_ahead(x);
         let d = y.d * fp16(x.d);
         let dmin = -y.d * fp16(x.dmin);
 
@@ -97,6 +98,7 @@ pub unsafe fn vec_dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     let zero = _mm256_setzero_si256();
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
+        prefetch_ahead(x);
         let d = y.d * fp16(x.d);
         let unpacked = scales_q3_k(&x.scales);
         let scales8 = _mm_sub_epi8(load128(&unpacked), _mm_set1_epi8(32));
@@ -162,6 +164,7 @@ pub unsafe fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (x, y) in x.iter().zip(y) {
+        prefetch_ahead(x);
         let d = y.d * fp16(x.d);
         let dmin = -y.d * fp16(x.dmin);
         let (scales, mins) = scales_mins_k4(&x.scales);
@@ -199,6 +202,7 @@ pub unsafe fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (x, y) in x.iter().zip(y) {
+        prefetch_ahead(x);
         let d = y.d * fp16(x.d);
         let dmin = -y.d * fp16(x.dmin);
         let (scales, mins) = scales_mins_k4(&x.scales);
@@ -243,6 +247,7 @@ pub unsafe fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let m3 = _mm256_set1_epi8(3);
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
+        prefetch_ahead(x);
         let d = y.d * fp16(x.d);
         let scales = load128(&x.scales);
         let offsets = _mm256_madd_epi16(load256(&y.bsums), _mm256_cvtepi8_epi16(scales));
