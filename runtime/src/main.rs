@@ -327,11 +327,17 @@ fn run_perplexity(a: &Args) -> Result<(), String> {
 /// One `id<TAB>piece` line per token, as llama.cpp's `llama-tokenize`.
 fn tokenize(a: &Args) -> Result<(), String> {
     let l = open(a)?;
-    let prompt = a.prompt.as_deref().ok_or("tokenize needs a prompt: -p TEXT")?;
+    let prompt = a
+        .prompt
+        .as_deref()
+        .ok_or("tokenize needs a prompt: -p TEXT")?;
     let tok = Tokenizer::from_gguf(&l.file.header).map_err(|e| e.to_string())?;
     let special = !a.no_special;
     for id in tok.encode(prompt, special, special) {
-        println!("{id}\t{:?}", String::from_utf8_lossy(tok.token_to_piece(id)));
+        println!(
+            "{id}\t{:?}",
+            String::from_utf8_lossy(tok.token_to_piece(id))
+        );
     }
     Ok(())
 }

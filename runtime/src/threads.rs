@@ -16,7 +16,9 @@ const MIN_ROWS_PER_THREAD: usize = 64;
 
 impl Pool {
     pub fn new(threads: usize) -> Self {
-        Pool { threads: threads.max(1) }
+        Pool {
+            threads: threads.max(1),
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -38,7 +40,9 @@ impl Pool {
         let per = n.div_ceil(threads);
         std::thread::scope(|scope| {
             let mut chunks = out.chunks_mut(per).enumerate();
-            let Some((_, first)) = chunks.next() else { return Ok(()) };
+            let Some((_, first)) = chunks.next() else {
+                return Ok(());
+            };
             let handles: Vec<_> = chunks
                 .map(|(i, chunk)| {
                     let f = &f;

@@ -104,7 +104,9 @@ pub fn teacher_forced(
         .with_n_ubatch(n_ctx as u32)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let mut ctx = model.new_context(backend(), ctx_params).map_err(|e| format!("context: {e}"))?;
+    let mut ctx = model
+        .new_context(backend(), ctx_params)
+        .map_err(|e| format!("context: {e}"))?;
     let first = n_ctx / 2;
     let mut nll = Vec::new();
     let mut top1 = Vec::new();
@@ -114,8 +116,14 @@ pub fn teacher_forced(
         ctx.clear_kv_cache();
         batch.clear();
         for j in 0..n_ctx - 1 {
-            let t = if j == 0 { bos.unwrap_or(win[0]) } else { win[j] };
-            batch.add(LlamaToken(t as i32), j as i32, &[0], j >= first).map_err(|e| e.to_string())?;
+            let t = if j == 0 {
+                bos.unwrap_or(win[0])
+            } else {
+                win[j]
+            };
+            batch
+                .add(LlamaToken(t as i32), j as i32, &[0], j >= first)
+                .map_err(|e| e.to_string())?;
         }
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
         for j in first..n_ctx - 1 {
