@@ -3,3 +3,4 @@
 mod gguf;
 mod quant_vs_ggml;
 mod requantize;
+mod vec_dot_vs_ggml;
