@@ -5,8 +5,9 @@
 //!
 //! The typed functions trust their shapes: `x` and `y` hold the same number of blocks (values,
 //! for the float types), and quantizer outputs hold one block per input block. A mismatch is
-//! not undefined behaviour, only a short result (the extra blocks are ignored). The checked
-//! entry points in the crate root establish the shapes.
+//! a caller's bug, never undefined behaviour: the dot products assert it in debug builds,
+//! otherwise the shorter length wins. The checked entry points in the crate root establish
+//! the shapes.
 //!
 //! Inner loops run over fixed-size arrays with constant trip counts, so the compiler removes
 //! bounds checks and vectorizes them for the baseline target (SSE2, NEON) without any

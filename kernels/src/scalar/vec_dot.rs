@@ -2,7 +2,7 @@
 //! float types (ggml's `ggml_vec_dot_*_generic` in `ggml-cpu/quants.c`, `ggml_vec_dot_f16`
 //! and friends in `ggml-cpu/vec.cpp`).
 //!
-//! Per block the quants are multiplied and summed in `i32` (exact), then scaled in f32 with
+//! Per block the quants are multiplied and summed exactly in integers, then scaled in f32 with
 //! the same grouping as ggml's C, block after block, so a result differs from ggml's generic
 //! code only where its compiler contracts a multiply-add into an FMA.
 
@@ -26,32 +26,33 @@ fn dot_pairs(v: impl Fn(usize) -> (i16, i16), y: &[i8; 32]) -> i32 {
     pairs.iter().map(|&p| i32::from(p)).sum()
 }
 
-/// [`dot_pairs`] for 4-bit quants minus `offset`.
+/// [`dot_pairs`] for 4-bit quants minus `offset` (0 or 8; the difference is taken in `i8`,
+/// which lets the compiler see two sign-extended bytes and use a multiply-add).
 #[inline(always)]
-fn dot_nibbles(qs: &[u8; 16], offset: i16, y: &[i8; 32]) -> i32 {
+fn dot_nibbles(qs: &[u8; 16], offset: i8, y: &[i8; 32]) -> i32 {
     dot_pairs(
         |j| {
             (
-                i16::from(qs[j] & 0x0f) - offset,
-                i16::from(qs[j] >> 4) - offset,
+                i16::from((qs[j] & 0x0f) as i8 - offset),
+                i16::from((qs[j] >> 4) as i8 - offset),
             )
         },
         y,
     )
 }
 
-/// [`dot_pairs`] for 5-bit quants minus `offset`: the fifth bit of value `j` is bit `j` of
-/// the little-endian `qh`.
+/// [`dot_pairs`] for 5-bit quants minus `offset` (0 or 16, taken in `i8` as in
+/// [`dot_nibbles`]): the fifth bit of value `j` is bit `j` of the little-endian `qh`.
 #[inline(always)]
-fn dot_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i16, y: &[i8; 32]) -> i32 {
+fn dot_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i8, y: &[i8; 32]) -> i32 {
     let qh = u32::from_le_bytes(qh);
     dot_pairs(
         |j| {
-            let h0 = (((qh >> j) << 4) & 0x10) as u8;
-            let h1 = ((qh >> (j + 12)) & 0x10) as u8;
+            let h0 = if qh & (1 << j) != 0 { 0x10 } else { 0 };
+            let h1 = if qh & (1 << (j + 16)) != 0 { 0x10 } else { 0 };
             (
-                i16::from((qs[j] & 0x0f) | h0) - offset,
-                i16::from((qs[j] >> 4) | h1) - offset,
+                i16::from(((qs[j] & 0x0f) | h0) as i8 - offset),
+                i16::from(((qs[j] >> 4) | h1) as i8 - offset),
             )
         },
         y,

@@ -19,11 +19,16 @@ const LANES: usize = 8;
 /// The lane sums fit `i16`: `|a| <= 32`, `|q8| <= 128`, so four products stay within
 /// `+-16384`, and a super-block's lanes stay far inside `i32`.
 #[inline(always)]
-fn scaled_lanes(acc: &mut [i32; LANES], scale: i32, a: &[i8], q8: &[i8]) {
+fn scaled_lanes<const SUB: usize>(
+    acc: &mut [i32; LANES],
+    scale: i32,
+    a: &[i8; SUB],
+    q8: &[i8; SUB],
+) {
     let mut sum = [0i16; LANES];
-    for (a, q) in a.chunks_exact(LANES).zip(q8.chunks_exact(LANES)) {
+    for c in 0..SUB / LANES {
         for l in 0..LANES {
-            sum[l] += i16::from(a[l]) * i16::from(q[l]);
+            sum[l] += i16::from(a[LANES * c + l]) * i16::from(q8[LANES * c + l]);
         }
     }
     for l in 0..LANES {
@@ -40,7 +45,10 @@ fn super_block_lanes<const SUB: usize>(
     scales: impl Iterator<Item = i32>,
 ) -> [i32; LANES] {
     let mut acc = [0i32; LANES];
-    for ((a, q), scale) in a.chunks_exact(SUB).zip(q8.chunks_exact(SUB)).zip(scales) {
+    // Whole sub-blocks as arrays, so the inner loops have constant trip counts.
+    let a: &[[i8; SUB]] = bytemuck::cast_slice(a);
+    let q8: &[[i8; SUB]] = bytemuck::cast_slice(q8);
+    for ((a, q), scale) in a.iter().zip(q8).zip(scales) {
         scaled_lanes(&mut acc, scale, a, q);
     }
     acc
