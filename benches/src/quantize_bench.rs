@@ -48,12 +48,7 @@ fn work_items(tensors: &[Tensor]) -> Vec<(usize, usize, usize)> {
     items
 }
 
-fn run(
-    tensors: &[Tensor],
-    items: &[(usize, usize, usize)],
-    ty: GgmlType,
-    ggml: bool,
-) -> (f64, usize) {
+fn run(tensors: &[Tensor], items: &[(usize, usize, usize)], ty: GgmlType, ggml: bool) -> (f64, usize) {
     let start = Instant::now();
     let bytes: usize = items
         .par_iter()
@@ -84,9 +79,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> usize {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{name} needs a positive number"))
+            args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} needs a positive number"))
         };
         match a.as_str() {
             "--threads" | "-t" => threads = num("--threads"),
@@ -94,10 +87,7 @@ fn main() {
             _ => panic!("unknown argument {a}; usage: quantize-bench [--threads N] [--reps R]"),
         }
     }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .expect("rayon pool");
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("rayon pool");
 
     let path = sintra_tests::smollm2_q4_1();
     let file = GgufFile::open(&path).expect("open model");
@@ -138,11 +128,7 @@ fn main() {
             let v = &times[k];
             let min = v.iter().cloned().fold(f64::MAX, f64::min);
             let max = v.iter().cloned().fold(0.0, f64::max);
-            let ratio = if k == 1 {
-                format!("{:.2}x", med[1] / med[0])
-            } else {
-                String::new()
-            };
+            let ratio = if k == 1 { format!("{:.2}x", med[1] / med[0]) } else { String::new() };
             println!(
                 "| {:<6} | {label:<6} | {:>8.3} | {min:>6.3} | {max:>6.3} | {:>10.1} | {:>10} | {ratio:>14} |",
                 ty.to_string(),

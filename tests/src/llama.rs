@@ -29,28 +29,19 @@ pub fn load(path: &Path) -> Result<LlamaModel, String> {
 
 /// Greedy generation of `n` tokens after `prompt` (BOS added as the vocabulary asks). Returns the
 /// generated token ids and their text.
-pub fn generate_greedy(
-    path: &Path,
-    prompt: &str,
-    n: usize,
-    threads: i32,
-) -> Result<(Vec<i32>, String), String> {
+pub fn generate_greedy(path: &Path, prompt: &str, n: usize, threads: i32) -> Result<(Vec<i32>, String), String> {
     let model = load(path)?;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(512))
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let mut ctx = model
-        .new_context(backend(), ctx_params)
-        .map_err(|e| format!("context: {e}"))?;
+    let mut ctx = model.new_context(backend(), ctx_params).map_err(|e| format!("context: {e}"))?;
     let vocab = model.vocab();
     let prompt_tokens = vocab.tokenize(prompt.as_bytes(), true, true);
     let mut batch = LlamaBatch::new(512, 1);
     let last = prompt_tokens.len() as i32 - 1;
     for (i, &t) in prompt_tokens.iter().enumerate() {
-        batch
-            .add(t, i as i32, &[0], i as i32 == last)
-            .map_err(|e| e.to_string())?;
+        batch.add(t, i as i32, &[0], i as i32 == last).map_err(|e| e.to_string())?;
     }
     ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
     let mut pos = prompt_tokens.len() as i32;
@@ -65,9 +56,7 @@ pub fn generate_greedy(
             break;
         }
         batch.clear();
-        batch
-            .add(LlamaToken(next), pos, &[0], true)
-            .map_err(|e| e.to_string())?;
+        batch.add(LlamaToken(next), pos, &[0], true).map_err(|e| e.to_string())?;
         pos += 1;
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
     }

@@ -31,25 +31,13 @@ fn smollm2_requantized_to_q8_0_loads_and_generates_in_llama_cpp() {
     .unwrap();
 
     let q8 = GgufFile::open(&out).unwrap();
-    assert!(q8
-        .header
-        .tensors
-        .iter()
-        .filter(|t| t.dims.len() >= 2)
-        .all(|t| t.ty == GgmlType::Q8_0));
+    assert!(q8.header.tensors.iter().filter(|t| t.dims.len() >= 2).all(|t| t.ty == GgmlType::Q8_0));
 
     let prompt = "The capital of France is";
     let (want, want_text) = llama::generate_greedy(&src_path, prompt, 16, 2).unwrap();
     let (got, got_text) = llama::generate_greedy(&out, prompt, 16, 2).unwrap();
     eprintln!("Q4_1: {want_text:?}\nQ8_0: {got_text:?}");
-    assert!(
-        got.len() >= 8 && got_text.chars().any(char::is_alphabetic),
-        "generated {got_text:?}"
-    );
+    assert!(got.len() >= 8 && got_text.chars().any(char::is_alphabetic), "generated {got_text:?}");
     // Q8_0 of Q4_1 weights is within rounding of the source: the first tokens agree.
-    assert_eq!(
-        &got[..8],
-        &want[..8],
-        "Q8_0 copy diverges early: {got_text:?} vs {want_text:?}"
-    );
+    assert_eq!(&got[..8], &want[..8], "Q8_0 copy diverges early: {got_text:?} vs {want_text:?}");
 }
