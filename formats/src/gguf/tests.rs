@@ -49,7 +49,6 @@ fn write_sample(w: &GgufWriter) -> Vec<u8> {
     out
 }
 
-
 #[test]
 fn every_value_type_round_trips_byte_for_byte() {
     let bytes = write_sample(&sample());
