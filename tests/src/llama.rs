@@ -53,10 +53,9 @@ pub fn generate_greedy(
             .map_err(|e| e.to_string())?;
     }
     ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
-    let mut pos = prompt_tokens.len() as i32;
     let mut out = Vec::new();
     let mut text = Vec::new();
-    for _ in 0..n {
+    for pos in (prompt_tokens.len() as i32..).take(n) {
         let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
         let next = argmax(logits) as i32;
         out.push(next);
@@ -68,7 +67,6 @@ pub fn generate_greedy(
         batch
             .add(LlamaToken(next), pos, &[0], true)
             .map_err(|e| e.to_string())?;
-        pos += 1;
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
     }
     Ok((out, String::from_utf8_lossy(&text).into_owned()))

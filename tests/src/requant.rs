@@ -5,7 +5,6 @@
 
 use formats::gguf::{GgufFile, GgufWriter};
 use formats::quant::{self, GgmlType};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// llama.cpp's fallback for a row length the type cannot hold.

@@ -5,3 +5,4 @@ mod quant_vs_ggml;
 mod requantize;
 mod runtime_vs_llama;
 mod tokenizer;
+mod vec_dot_vs_ggml;
