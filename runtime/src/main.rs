@@ -254,10 +254,11 @@ fn bench(a: &Args) -> Result<(), String> {
             );
         }
         println!(
-            "\nload {:.1} ms, peak RSS {:.1} MiB, {} repetitions",
+            "\nload {:.1} ms, peak RSS {:.1} MiB, {} repetitions, {} pool",
             l.load_ms,
             rss as f64 / (1 << 20) as f64,
-            a.reps
+            a.reps,
+            pool.kind()
         );
     }
     Ok(())
