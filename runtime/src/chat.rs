@@ -15,13 +15,18 @@ pub fn render_user_turn(g: &Gguf, user: &str) -> Result<String, String> {
         .and_then(Value::as_str)
         .ok_or("--chat: the model has no chat template (tokenizer.chat_template)")?;
     if !tpl.contains(IM_START) {
-        return Err("--chat: the model's chat template is not ChatML, the only kind sintra-rt renders".into());
+        return Err(
+            "--chat: the model's chat template is not ChatML, the only kind sintra-rt renders"
+                .into(),
+        );
     }
     let mut out = String::new();
     if let Some(system) = default_system(tpl) {
         out.push_str(&format!("{IM_START}system\n{system}<|im_end|>\n"));
     }
-    out.push_str(&format!("{IM_START}user\n{user}<|im_end|>\n{IM_START}assistant\n"));
+    out.push_str(&format!(
+        "{IM_START}user\n{user}<|im_end|>\n{IM_START}assistant\n"
+    ));
     Ok(out)
 }
 

@@ -80,7 +80,11 @@ impl Args {
             Some("tokenize") => Mode::Tokenize,
             Some("--version") | Some("-V") | Some("version") => Mode::Version,
             Some("--help") | Some("-h") | Some("help") | None => Mode::Help,
-            Some(other) => return Err(format!("unknown mode '{other}' (expected generate, bench, perplexity; see --help)")),
+            Some(other) => {
+                return Err(format!(
+                    "unknown mode '{other}' (expected generate, bench, perplexity; see --help)"
+                ))
+            }
         };
         let mut a = Args {
             mode,
@@ -108,10 +112,14 @@ impl Args {
             let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
             match flag.as_str() {
                 "-m" | "--model" => a.model = Some(value(&flag)?.into()),
-                "-p" | "--prompt" | "--n-prompt" if mode == Mode::Bench => a.n_prompt = Some(num(&flag, &value(&flag)?)?),
+                "-p" | "--prompt" | "--n-prompt" if mode == Mode::Bench => {
+                    a.n_prompt = Some(num(&flag, &value(&flag)?)?)
+                }
                 "-p" | "--prompt" => a.prompt = Some(value(&flag)?),
                 "-n" | "--n-predict" | "--n-gen" => a.n_predict = Some(num(&flag, &value(&flag)?)?),
-                "-t" | "--threads" => a.threads = Some(num(&flag, &value(&flag)?)?).filter(|&t| t > 0),
+                "-t" | "--threads" => {
+                    a.threads = Some(num(&flag, &value(&flag)?)?).filter(|&t| t > 0)
+                }
                 "-c" | "--ctx" | "--ctx-size" => a.ctx = Some(num(&flag, &value(&flag)?)?),
                 "-r" | "--repetitions" => a.reps = num(&flag, &value(&flag)?)?.max(1),
                 "-f" | "--file" => a.text_file = Some(value(&flag)?.into()),
@@ -127,7 +135,11 @@ impl Args {
                 "--kv-f32" => a.kv_f32 = true,
                 "--no-special" => a.no_special = true,
                 "-h" | "--help" => a.mode = Mode::Help,
-                other => return Err(format!("unknown option '{other}' for {mode:?} (see --help)")),
+                other => {
+                    return Err(format!(
+                        "unknown option '{other}' for {mode:?} (see --help)"
+                    ))
+                }
             }
         }
         if a.save_logits.is_some() && a.kld_base.is_some() {
@@ -138,9 +150,13 @@ impl Args {
 }
 
 fn num(flag: &str, v: &str) -> Result<usize, String> {
-    v.parse().map_err(|_| format!("{flag} expects a non-negative integer, got '{v}'"))
+    v.parse()
+        .map_err(|_| format!("{flag} expects a non-negative integer, got '{v}'"))
 }
 
 fn float(flag: &str, v: &str) -> Result<f32, String> {
-    v.parse::<f32>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("{flag} expects a number, got '{v}'"))
+    v.parse::<f32>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| format!("{flag} expects a number, got '{v}'"))
 }

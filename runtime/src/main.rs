@@ -255,10 +255,11 @@ fn bench(a: &Args) -> Result<(), String> {
             );
         }
         println!(
-            "\nload {:.1} ms, peak RSS {:.1} MiB, {} repetitions",
+            "\nload {:.1} ms, peak RSS {:.1} MiB, {} repetitions, {} pool",
             l.load_ms,
             rss as f64 / (1 << 20) as f64,
-            a.reps
+            a.reps,
+            pool.kind()
         );
     }
     Ok(())
@@ -328,11 +329,17 @@ fn run_perplexity(a: &Args) -> Result<(), String> {
 /// One `id<TAB>piece` line per token, as llama.cpp's `llama-tokenize`.
 fn tokenize(a: &Args) -> Result<(), String> {
     let l = open(a)?;
-    let prompt = a.prompt.as_deref().ok_or("tokenize needs a prompt: -p TEXT")?;
+    let prompt = a
+        .prompt
+        .as_deref()
+        .ok_or("tokenize needs a prompt: -p TEXT")?;
     let tok = Tokenizer::from_gguf(&l.file.header).map_err(|e| e.to_string())?;
     let special = !a.no_special;
     for id in tok.encode(prompt, special, special) {
-        println!("{id}\t{:?}", String::from_utf8_lossy(tok.token_to_piece(id)));
+        println!(
+            "{id}\t{:?}",
+            String::from_utf8_lossy(tok.token_to_piece(id))
+        );
     }
     Ok(())
 }

@@ -59,7 +59,10 @@ pub enum PplError {
 }
 
 fn file_err(path: &Path, problem: impl ToString) -> PplError {
-    PplError::LogitsFile { path: path.display().to_string(), problem: problem.to_string() }
+    PplError::LogitsFile {
+        path: path.display().to_string(),
+        problem: problem.to_string(),
+    }
 }
 
 /// Base-model log-probabilities, read back from `--save-logits`.
@@ -71,7 +74,12 @@ struct BaseLogits {
 }
 
 /// Header of a logits file: n_ctx, n_vocab, chunk count, then the evaluated tokens.
-fn write_header(w: &mut impl Write, n_ctx: usize, n_vocab: usize, tokens: &[u32]) -> io::Result<()> {
+fn write_header(
+    w: &mut impl Write,
+    n_ctx: usize,
+    n_vocab: usize,
+    tokens: &[u32],
+) -> io::Result<()> {
     w.write_all(LOGITS_MAGIC)?;
     for v in [n_ctx as u64, n_vocab as u64, tokens.len() as u64] {
         w.write_all(&v.to_le_bytes())?;
@@ -95,9 +103,15 @@ impl BaseLogits {
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic).map_err(|e| file_err(path, e))?;
         if &magic != LOGITS_MAGIC {
-            return Err(file_err(path, "not a sintra-rt logits file (made with --save-logits)"));
+            return Err(file_err(
+                path,
+                "not a sintra-rt logits file (made with --save-logits)",
+            ));
         }
-        let hdr: Vec<u64> = (0..3).map(|_| read_u64(&mut r)).collect::<Result<_, _>>().map_err(|e| file_err(path, e))?;
+        let hdr: Vec<u64> = (0..3)
+            .map(|_| read_u64(&mut r))
+            .collect::<Result<_, _>>()
+            .map_err(|e| file_err(path, e))?;
         if hdr[0] != n_ctx as u64 || hdr[1] != n_vocab as u64 {
             return Err(file_err(
                 path,
@@ -105,22 +119,41 @@ impl BaseLogits {
             ));
         }
         if hdr[2] != tokens.len() as u64 {
-            return Err(file_err(path, format!("saved over {} tokens, this run evaluates {}: use the same text and --chunks", hdr[2], tokens.len())));
+            return Err(file_err(
+                path,
+                format!(
+                    "saved over {} tokens, this run evaluates {}: use the same text and --chunks",
+                    hdr[2],
+                    tokens.len()
+                ),
+            ));
         }
         for (i, &t) in tokens.iter().enumerate() {
             let mut b = [0u8; 4];
             r.read_exact(&mut b).map_err(|e| file_err(path, e))?;
             if u32::from_le_bytes(b) != t {
-                return Err(file_err(path, format!("token {i} differs from this run's: the text or tokenizer is not the same")));
+                return Err(file_err(
+                    path,
+                    format!(
+                        "token {i} differs from this run's: the text or tokenizer is not the same"
+                    ),
+                ));
             }
         }
-        Ok(BaseLogits { reader: r, n_vocab, nll_sum: 0.0, row: vec![0; n_vocab] })
+        Ok(BaseLogits {
+            reader: r,
+            n_vocab,
+            nll_sum: 0.0,
+            row: vec![0; n_vocab],
+        })
     }
 
     /// The next saved row of log-probabilities, decoded into `out`.
     fn next(&mut self, out: &mut [f32], path: &Path) -> Result<(), PplError> {
         let mut bytes = vec![0u8; self.n_vocab * 2];
-        self.reader.read_exact(&mut bytes).map_err(|e| file_err(path, format!("ends early: {e}")))?;
+        self.reader
+            .read_exact(&mut bytes)
+            .map_err(|e| file_err(path, format!("ends early: {e}")))?;
         for (r, b) in self.row.iter_mut().zip(bytes.chunks_exact(2)) {
             *r = u16::from_le_bytes([b[0], b[1]]);
         }
@@ -158,14 +191,20 @@ pub fn perplexity(
         return Err(PplError::CtxTooSmall(n_ctx));
     }
     if n_ctx > model.state.n_ctx {
-        return Err(ModelError::ContextFull { n_ctx: model.state.n_ctx }.into());
+        return Err(ModelError::ContextFull {
+            n_ctx: model.state.n_ctx,
+        }
+        .into());
     }
     let mut n_chunks = tokens.len() / n_ctx;
     if let Some(m) = opts.max_chunks {
         n_chunks = n_chunks.min(m);
     }
     if n_chunks == 0 {
-        return Err(PplError::TooShort { tokens: tokens.len(), n_ctx });
+        return Err(PplError::TooShort {
+            tokens: tokens.len(),
+            n_ctx,
+        });
     }
     let tokens = &tokens[..n_chunks * n_ctx];
     let n_vocab = model.config.n_vocab;
@@ -195,7 +234,11 @@ pub fn perplexity(
     for chunk in 0..n_chunks {
         let win = &tokens[chunk * n_ctx..(chunk + 1) * n_ctx];
         for j in 0..n_ctx - 1 {
-            let tok = if j == 0 { bos.unwrap_or(win[0]) } else { win[j] };
+            let tok = if j == 0 {
+                bos.unwrap_or(win[0])
+            } else {
+                win[j]
+            };
             let scored = j >= first;
             let logits = model.forward_opt(tok, j, pool, scored)?;
             if !scored {
@@ -244,18 +287,33 @@ pub fn perplexity(
     let mean = nll / n;
     let var = (nll2 / n - mean * mean).max(0.0);
     let ppl = mean.exp();
-    let ppl_err = if count > 1 { (var / (n - 1.0)).sqrt() * ppl } else { 0.0 };
+    let ppl_err = if count > 1 {
+        (var / (n - 1.0)).sqrt() * ppl
+    } else {
+        0.0
+    };
     let kld = base.map(|(b, _)| {
         let m = kld_sum / n;
         let v = (kld2 / n - m * m).max(0.0);
         let p = same as f64 / n;
         KldStats {
             kld_mean: m,
-            kld_err: if count > 1 { (v / (n - 1.0)).sqrt() } else { 0.0 },
+            kld_err: if count > 1 {
+                (v / (n - 1.0)).sqrt()
+            } else {
+                0.0
+            },
             same_top: p,
             same_top_err: (p * (1.0 - p) / (n - 1.0).max(1.0)).sqrt(),
             ppl_base: (b.nll_sum / n).exp(),
         }
     });
-    Ok(PplResult { ppl, ppl_err, n_scored: count, n_chunks, kld, top1 })
+    Ok(PplResult {
+        ppl,
+        ppl_err,
+        n_scored: count,
+        n_chunks,
+        kld,
+        top1,
+    })
 }

@@ -13,7 +13,12 @@ pub struct SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        SamplerConfig { temp: 0.0, top_k: 40, top_p: 0.95, seed: 0x5eed }
+        SamplerConfig {
+            temp: 0.0,
+            top_k: 40,
+            top_p: 0.95,
+            seed: 0x5eed,
+        }
     }
 }
 
@@ -37,7 +42,11 @@ pub fn argmax(logits: &[f32]) -> u32 {
 
 impl Sampler {
     pub fn new(cfg: SamplerConfig) -> Self {
-        Sampler { cfg, rng: cfg.seed ^ 0x9e37_79b9_7f4a_7c15, candidates: Vec::new() }
+        Sampler {
+            cfg,
+            rng: cfg.seed ^ 0x9e37_79b9_7f4a_7c15,
+            candidates: Vec::new(),
+        }
     }
 
     fn uniform(&mut self) -> f32 {
@@ -100,13 +109,22 @@ mod tests {
         assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
         let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
         let run = |seed| {
-            let mut s = Sampler::new(SamplerConfig { temp: 0.8, top_k: 10, top_p: 0.9, seed });
+            let mut s = Sampler::new(SamplerConfig {
+                temp: 0.8,
+                top_k: 10,
+                top_p: 0.9,
+                seed,
+            });
             (0..20).map(|_| s.sample(&logits)).collect::<Vec<_>>()
         };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));
         let top10: Vec<u32> = {
-            let mut v: Vec<(f32, u32)> = logits.iter().enumerate().map(|(i, &l)| (l, i as u32)).collect();
+            let mut v: Vec<(f32, u32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (l, i as u32))
+                .collect();
             v.sort_by(|a, b| b.0.total_cmp(&a.0));
             v[..10].iter().map(|x| x.1).collect()
         };

@@ -10,7 +10,9 @@ pub fn cores() -> usize {
 
 /// Peak resident set size of this process (Linux `VmHWM`), 0 where unknown.
 pub fn peak_rss_bytes() -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0 };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

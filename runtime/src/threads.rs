@@ -1,14 +1,18 @@
 //! Parallel sections for matrix-vector products: the output rows are split into contiguous
 //! ranges, one per thread, so each thread streams its own stretch of the weight matrix.
 //!
-//! This version spawns scoped threads per section; issue #4 measures it against a persistent
-//! spin-barrier pool and rayon and keeps the fastest.
+//! Two ways to run a section, chosen by `SINTRA_POOL` (`rayon`, the default, or `scoped`) so
+//! that `sintra-rt bench` can compare them: rayon's persistent workers, which spin briefly
+//! before sleeping, so back-to-back sections skip the wake-up; or a fresh `std::thread::scope`
+//! per section (no shared state at all, ~20 µs of spawning each time).
 
 use core::ops::Range;
+use rayon::prelude::*;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Pool {
     threads: usize,
+    rayon: Option<rayon::ThreadPool>,
 }
 
 /// Below this many output rows per thread a section runs on one thread: spawning costs more.
@@ -16,7 +20,28 @@ const MIN_ROWS_PER_THREAD: usize = 64;
 
 impl Pool {
     pub fn new(threads: usize) -> Self {
-        Pool { threads: threads.max(1) }
+        let threads = threads.max(1);
+        let scoped = std::env::var("SINTRA_POOL").is_ok_and(|v| v == "scoped");
+        let rayon = (threads > 1 && !scoped)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        Pool { threads, rayon }
+    }
+
+    /// Which implementation runs the sections.
+    pub fn kind(&self) -> &'static str {
+        if self.rayon.is_some() {
+            "rayon"
+        } else if self.threads > 1 {
+            "scoped"
+        } else {
+            "single"
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -36,9 +61,18 @@ impl Pool {
             return f(0..n, out);
         }
         let per = n.div_ceil(threads);
+        if let Some(pool) = &self.rayon {
+            return pool.install(|| {
+                out.par_chunks_mut(per)
+                    .enumerate()
+                    .try_for_each(|(i, chunk)| f(i * per..i * per + chunk.len(), chunk))
+            });
+        }
         std::thread::scope(|scope| {
             let mut chunks = out.chunks_mut(per).enumerate();
-            let Some((_, first)) = chunks.next() else { return Ok(()) };
+            let Some((_, first)) = chunks.next() else {
+                return Ok(());
+            };
             let handles: Vec<_> = chunks
                 .map(|(i, chunk)| {
                     let f = &f;

@@ -3,7 +3,7 @@
 
 use formats::quant::GgmlType;
 use llama_cpp_sys_2 as sys;
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 
 extern "C" {
     // Q8_K and Q8_1 are activation formats: ggml_quantize_chunk does not take them, but
@@ -93,5 +93,224 @@ pub fn dequantize(ty: GgmlType, src: &[u8]) -> Vec<f32> {
         .unwrap_or_else(|| panic!("ggml has no to_float for {ty}"));
     // SAFETY: src holds n/block_size whole blocks and out n floats.
     unsafe { to_float(src.as_ptr().cast(), out.as_mut_ptr(), n as i64) };
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dot products: ggml's CPU backend, for the kernel differential test and benchmarks.
+
+/// ggml's dot-product signature (`ggml_vec_dot_t`): `*s = dot(x, y)` over `n` values, one row
+/// (`nrc == 1`, the strides unused).
+type VecDotFn = unsafe extern "C" fn(
+    n: c_int,
+    s: *mut f32,
+    bs: usize,
+    x: *const c_void,
+    bx: usize,
+    y: *const c_void,
+    by: usize,
+    nrc: c_int,
+);
+
+extern "C" {
+    // ggml-cpu's plain-C kernels (`ggml-cpu/quants.c`), compiled whatever the SIMD level.
+    fn ggml_vec_dot_q4_0_q8_0_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q4_1_q8_1_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q5_0_q8_0_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q5_1_q8_1_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q8_0_q8_0_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_iq4_nl_q8_0_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q2_K_q8_K_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q3_K_q8_K_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q4_K_q8_K_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q5_K_q8_K_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+    fn ggml_vec_dot_q6_K_q8_K_generic(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        x: *const c_void,
+        bx: usize,
+        y: *const c_void,
+        by: usize,
+        nrc: c_int,
+    );
+}
+
+/// ggml's plain-C kernel for weights of type `ty` (`ggml_vec_dot_*_generic`), if it has a
+/// separate one (the float types do not).
+fn generic_kernel(ty: GgmlType) -> Option<VecDotFn> {
+    Some(match ty {
+        GgmlType::Q4_0 => ggml_vec_dot_q4_0_q8_0_generic,
+        GgmlType::Q4_1 => ggml_vec_dot_q4_1_q8_1_generic,
+        GgmlType::Q5_0 => ggml_vec_dot_q5_0_q8_0_generic,
+        GgmlType::Q5_1 => ggml_vec_dot_q5_1_q8_1_generic,
+        GgmlType::Q8_0 => ggml_vec_dot_q8_0_q8_0_generic,
+        GgmlType::IQ4_NL => ggml_vec_dot_iq4_nl_q8_0_generic,
+        GgmlType::Q2_K => ggml_vec_dot_q2_K_q8_K_generic,
+        GgmlType::Q3_K => ggml_vec_dot_q3_K_q8_K_generic,
+        GgmlType::Q4_K => ggml_vec_dot_q4_K_q8_K_generic,
+        GgmlType::Q5_K => ggml_vec_dot_q5_K_q8_K_generic,
+        GgmlType::Q6_K => ggml_vec_dot_q6_K_q8_K_generic,
+        _ => return None,
+    })
+}
+
+/// The CPU backend's traits for `ty`, after `ggml_cpu_init` (once per process).
+fn cpu_traits(ty: GgmlType) -> sys::ggml_type_traits_cpu {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    // SAFETY: ggml_cpu_init only fills ggml's static tables; Once runs it a single time.
+    INIT.call_once(|| unsafe { sys::ggml_cpu_init() });
+    // SAFETY: ggml_get_type_traits_cpu returns a pointer into a static table for any valid id.
+    unsafe { *sys::ggml_get_type_traits_cpu(ty as sys::ggml_type) }
+}
+
+/// A dot-product kernel of ggml's, checked and called on one row.
+#[derive(Debug, Clone, Copy)]
+pub struct VecDot {
+    ty: GgmlType,
+    kernel: VecDotFn,
+}
+
+impl VecDot {
+    /// ggml's plain-C kernel for weights of type `ty`, if it has one apart from the SIMD one.
+    pub fn generic(ty: GgmlType) -> Option<Self> {
+        generic_kernel(ty).map(|kernel| VecDot { ty, kernel })
+    }
+
+    /// The kernel llama.cpp's CPU backend runs for weights of type `ty` on this machine
+    /// (`type_traits_cpu[ty].vec_dot`: AVX2 and friends where built with them).
+    pub fn cpu(ty: GgmlType) -> Self {
+        let kernel = cpu_traits(ty)
+            .vec_dot
+            .unwrap_or_else(|| panic!("ggml has no CPU vec_dot for {ty}"));
+        VecDot { ty, kernel }
+    }
+
+    /// `dot(w_row, act)`: one row of `n` weights of the kernel's type and an activation
+    /// quantized to its vec_dot type, both exactly one row long.
+    pub fn dot(&self, n: usize, w_row: &[u8], act: &[u8]) -> f32 {
+        let mut s = [0f32];
+        self.matvec(n, w_row, act, &mut s);
+        s[0]
+    }
+
+    /// `out[i] = dot(row i of w_bytes, act)`, as [`VecDot::dot`] for every row of a matrix
+    /// with one row per output.
+    pub fn matvec(&self, n: usize, w_bytes: &[u8], act: &[u8], out: &mut [f32]) {
+        let ty = self.ty;
+        let act_ty = GgmlType::from_id(cpu_traits(ty).vec_dot_type).unwrap();
+        let row = ty.row_size(n).expect("whole blocks");
+        assert_eq!(w_bytes.len(), row * out.len(), "{ty} weights");
+        assert_eq!(Some(act.len()), act_ty.row_size(n), "{act_ty} activation");
+        let n = c_int::try_from(n).expect("row length fits a C int");
+        for (s, w_row) in out.iter_mut().zip(w_bytes.chunks_exact(row)) {
+            // SAFETY: w_row and act each hold exactly one row of n values of their types
+            // (checked above), and nrc == 1 reads one row of each.
+            unsafe { (self.kernel)(n, s, 0, w_row.as_ptr().cast(), 0, act.as_ptr().cast(), 0, 1) };
+        }
+    }
+}
+
+/// `x` quantized by the CPU backend for weights of type `ty` (`from_float` of the vec_dot
+/// type, the SIMD quantizer llama.cpp uses for activations), in 8-byte aligned storage.
+pub fn quantize_activation_cpu(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    let act_ty = GgmlType::from_id(cpu_traits(ty).vec_dot_type).unwrap();
+    let size = act_ty.row_size(x.len()).expect("whole blocks");
+    let from_float = cpu_traits(act_ty)
+        .from_float
+        .unwrap_or_else(|| panic!("ggml has no CPU from_float for {act_ty}"));
+    let mut out = vec![0u8; size];
+    // SAFETY: x is whole blocks of act_ty (checked) and out holds exactly their bytes.
+    unsafe { from_float(x.as_ptr(), out.as_mut_ptr().cast(), x.len() as i64) };
     out
 }

@@ -51,3 +51,46 @@ pub fn shared_data(file: &str) -> PathBuf {
 pub fn gemma3_270m_q4_k_m() -> PathBuf {
     model_path("gemma-3-270m-q4_k_m.gguf")
 }
+
+/// Path of a binary of this workspace (`sintra-rt`, `sintra`), built on first use with the same
+/// cargo and target directory as the running test binary, so tests run the real program.
+pub fn bin_path(package: &str, bin: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = built.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(bin) {
+        return p.clone();
+    }
+    // current_exe is <target>/<profile>/deps/integration-<hash>.
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>");
+    let target_dir = profile_dir.parent().expect("<target>");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(repo_root())
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
+    let path = target_dir.join("debug").join(bin);
+    assert!(path.is_file(), "{} was not built", path.display());
+    map.insert(bin.to_string(), path.clone());
+    path
+}

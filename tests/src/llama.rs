@@ -53,10 +53,9 @@ pub fn generate_greedy(
             .map_err(|e| e.to_string())?;
     }
     ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
-    let mut pos = prompt_tokens.len() as i32;
     let mut out = Vec::new();
     let mut text = Vec::new();
-    for _ in 0..n {
+    for pos in (prompt_tokens.len() as i32..).take(n) {
         let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
         let next = argmax(logits) as i32;
         out.push(next);
@@ -68,7 +67,6 @@ pub fn generate_greedy(
         batch
             .add(LlamaToken(next), pos, &[0], true)
             .map_err(|e| e.to_string())?;
-        pos += 1;
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
     }
     Ok((out, String::from_utf8_lossy(&text).into_owned()))
@@ -104,7 +102,9 @@ pub fn teacher_forced(
         .with_n_ubatch(n_ctx as u32)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let mut ctx = model.new_context(backend(), ctx_params).map_err(|e| format!("context: {e}"))?;
+    let mut ctx = model
+        .new_context(backend(), ctx_params)
+        .map_err(|e| format!("context: {e}"))?;
     let first = n_ctx / 2;
     let mut nll = Vec::new();
     let mut top1 = Vec::new();
@@ -114,8 +114,14 @@ pub fn teacher_forced(
         ctx.clear_kv_cache();
         batch.clear();
         for j in 0..n_ctx - 1 {
-            let t = if j == 0 { bos.unwrap_or(win[0]) } else { win[j] };
-            batch.add(LlamaToken(t as i32), j as i32, &[0], j >= first).map_err(|e| e.to_string())?;
+            let t = if j == 0 {
+                bos.unwrap_or(win[0])
+            } else {
+                win[j]
+            };
+            batch
+                .add(LlamaToken(t as i32), j as i32, &[0], j >= first)
+                .map_err(|e| e.to_string())?;
         }
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
         for j in first..n_ctx - 1 {

@@ -5,7 +5,6 @@
 
 use formats::gguf::{GgufFile, GgufWriter};
 use formats::quant::{self, GgmlType};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// llama.cpp's fallback for a row length the type cannot hold.
@@ -27,7 +26,8 @@ pub fn requantize(src: &Path, dst: &Path, ty: GgmlType) {
     let mut w = GgufWriter::from_header(&file.header);
     for t in &file.header.tensors {
         if t.dims.len() >= 2 {
-            w.set_tensor_type(&t.name, fallback(ty, t.row_len())).unwrap();
+            w.set_tensor_type(&t.name, fallback(ty, t.row_len()))
+                .unwrap();
         }
     }
     w.write_to_path(dst, |_, t, out| {
@@ -36,7 +36,9 @@ pub fn requantize(src: &Path, dst: &Path, ty: GgmlType) {
             return out.write_all(view.data);
         }
         let values = quant::dequantize(view.info.ty, view.data).expect("dequantize");
-        out.write_all(&quant::quantize(t.ty, &values, t.row_len() as usize, None).expect("quantize"))
+        out.write_all(
+            &quant::quantize(t.ty, &values, t.row_len() as usize, None).expect("quantize"),
+        )
     })
     .unwrap();
 }
@@ -51,10 +53,12 @@ pub fn smollm2_as(ty: GgmlType) -> PathBuf {
         return crate::smollm2_q4_1();
     }
     // Rebuild when the quantizer code is newer than the file.
-    let stale = std::fs::metadata(&path).and_then(|m| m.modified()).map_or(true, |t| {
-        let lib = crate::repo_root().join("formats/src/quant");
-        newest_mtime(&lib).is_some_and(|n| n > t)
-    });
+    let stale = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .map_or(true, |t| {
+            let lib = crate::repo_root().join("formats/src/quant");
+            newest_mtime(&lib).is_some_and(|n| n > t)
+        });
     if stale {
         requantize(&crate::smollm2_q4_1(), &path, ty);
     }
@@ -64,7 +68,11 @@ pub fn smollm2_as(ty: GgmlType) -> PathBuf {
 fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let m = if e.path().is_dir() { newest_mtime(&e.path()) } else { e.metadata().ok()?.modified().ok() };
+        let m = if e.path().is_dir() {
+            newest_mtime(&e.path())
+        } else {
+            e.metadata().ok()?.modified().ok()
+        };
         newest = newest.max(m);
     }
     newest

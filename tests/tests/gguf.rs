@@ -1,7 +1,6 @@
 //! GGUF reader/writer on the real test model: byte-identical round trip, hostile mutations.
 
 use formats::gguf::{parse, Array, GgufFile, GgufWriter, Value};
-use std::io::Write;
 
 #[test]
 fn smollm2_reads_and_writes_back_byte_identical() {

@@ -3,5 +3,7 @@
 mod gguf;
 mod quant_vs_ggml;
 mod requantize;
+mod runtime_errors;
 mod runtime_vs_llama;
 mod tokenizer;
+mod vec_dot_vs_ggml;

@@ -19,7 +19,11 @@ fn eval_tokens(file: &GgufFile) -> (Vec<u32>, Option<u32>) {
     let text = std::fs::read_to_string(sintra_tests::shared_data("eval.txt")).unwrap();
     let tok = Tokenizer::from_gguf(&file.header).unwrap();
     let tokens = tok.encode(&text, tok.add_bos(), false);
-    let bos = if tok.add_bos() { tok.special_ids().bos } else { None };
+    let bos = if tok.add_bos() {
+        tok.special_ids().bos
+    } else {
+        None
+    };
     (tokens, bos)
 }
 
@@ -27,18 +31,41 @@ fn check_against_llama(ty: GgmlType) {
     let path = requant::smollm2_as(ty);
     let file = GgufFile::open(&path).unwrap();
     let (tokens, bos) = eval_tokens(&file);
-    assert!(tokens.len() >= N_CTX * N_CHUNKS, "eval.txt has only {} tokens", tokens.len());
+    assert!(
+        tokens.len() >= N_CTX * N_CHUNKS,
+        "eval.txt has only {} tokens",
+        tokens.len()
+    );
 
     let (nll, top1_ref) = llama::teacher_forced(&path, &tokens, bos, N_CTX, N_CHUNKS, 2).unwrap();
     let ppl_ref = (nll.iter().sum::<f64>() / nll.len() as f64).exp();
 
     let mut model = Llama::new(&file, N_CTX, KvType::F16).unwrap();
-    let opts = PplOptions { n_ctx: N_CTX, max_chunks: Some(N_CHUNKS) };
-    let ours = perplexity(&mut model, &tokens, bos, &opts, None, None, &Pool::new(2), |_, _, _| {}).unwrap();
+    let opts = PplOptions {
+        n_ctx: N_CTX,
+        max_chunks: Some(N_CHUNKS),
+    };
+    let ours = perplexity(
+        &mut model,
+        &tokens,
+        bos,
+        &opts,
+        None,
+        None,
+        &Pool::new(2),
+        |_, _, _| {},
+    )
+    .unwrap();
 
     assert_eq!(ours.top1.len(), top1_ref.len());
     assert!(ours.n_scored >= 2000);
-    let agree = ours.top1.iter().zip(&top1_ref).filter(|(a, b)| a == b).count() as f64 / top1_ref.len() as f64;
+    let agree = ours
+        .top1
+        .iter()
+        .zip(&top1_ref)
+        .filter(|(a, b)| a == b)
+        .count() as f64
+        / top1_ref.len() as f64;
     let rel = ours.ppl / ppl_ref - 1.0;
     eprintln!(
         "{ty}: {} positions, top-1 agreement {:.2}%, PPL ours {:.4} llama.cpp {:.4} ({:+.3}%)",
@@ -48,8 +75,18 @@ fn check_against_llama(ty: GgmlType) {
         ppl_ref,
         rel * 100.0
     );
-    assert!(agree >= 0.99, "{ty}: top-1 agreement {:.2}% < 99%", agree * 100.0);
-    assert!(rel.abs() <= 0.005, "{ty}: PPL {:.4} vs llama.cpp {:.4} ({:+.3}%)", ours.ppl, ppl_ref, rel * 100.0);
+    assert!(
+        agree >= 0.99,
+        "{ty}: top-1 agreement {:.2}% < 99%",
+        agree * 100.0
+    );
+    assert!(
+        rel.abs() <= 0.005,
+        "{ty}: PPL {:.4} vs llama.cpp {:.4} ({:+.3}%)",
+        ours.ppl,
+        ppl_ref,
+        rel * 100.0
+    );
 }
 
 #[test]
@@ -83,7 +120,11 @@ fn greedy_generation_matches_llama_cpp() {
     let file = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&file.header).unwrap();
     let pool = Pool::new(2);
-    for prompt in ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,"] {
+    for prompt in [
+        "The capital of France is",
+        "def fibonacci(n):",
+        "Once upon a time, in a small village,",
+    ] {
         let (want, want_text) = llama::generate_greedy(&path, prompt, 64, 2).unwrap();
         let tokens = tok.encode(prompt, tok.add_bos(), true);
         let mut model = Llama::new(&file, 256, KvType::F16).unwrap();
@@ -111,7 +152,10 @@ fn greedy_generation_matches_llama_cpp() {
             if tok.is_eog(next) {
                 break;
             }
-            logits = model.forward(next, tokens.len() + i, &pool).unwrap().to_vec();
+            logits = model
+                .forward(next, tokens.len() + i, &pool)
+                .unwrap()
+                .to_vec();
         }
         eprintln!("{prompt:?} -> {:?}", tok.decode(&got));
     }

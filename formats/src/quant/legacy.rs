@@ -518,9 +518,23 @@ fn quantize_block_q8(xb: &[f32], qs: &mut [i8; 32]) -> f32 {
     let d = amax / 127.0;
     let id = inverse_or_zero(d);
     for (q, &v) in qs.iter_mut().zip(xb) {
-        *q = c_trunc_low_byte(roundf(v * id)) as i8;
+        *q = round_to_low_byte(v * id) as i8;
     }
     d
+}
+
+/// `(int8_t)roundf(f)`, as C stores it, without a call to `roundf` on the common path: for
+/// |f| < 2^22 truncation is exact and the dropped fraction decides the step away from zero
+/// (the same result as `roundf`, bit for bit); everything else takes the general path.
+#[inline]
+fn round_to_low_byte(f: f32) -> u8 {
+    if fabsf(f) < 4_194_304.0 {
+        let t = f as i32;
+        let frac = f - t as f32;
+        (t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)) as u8
+    } else {
+        c_trunc_low_byte(roundf(f))
+    }
 }
 
 /// Dequantize Q8_0 blocks into `y` (32 values per block).

@@ -321,12 +321,22 @@ pub fn quantize(
             block: ty.block_size(),
         });
     }
-    // u64-backed storage so every block type (alignment <= 8) can be cast in place.
     let need = (src.len() / ty.block_size()) * ty.type_size();
-    let mut words = alloc::vec![0u64; need.div_ceil(8)];
-    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..need];
-    quantize_into(ty, src, n_per_row, importance, bytes)?;
-    Ok(bytes.to_vec())
+    let mut out = alloc::vec![0u8; need];
+    // The global allocator returns 16-byte aligned blocks on every platform we target, so the
+    // block types (alignment <= 4) cast in place; otherwise go through aligned scratch.
+    match quantize_into(ty, src, n_per_row, importance, &mut out) {
+        Err(QuantError::Misaligned { .. }) => {
+            let mut words = alloc::vec![0u64; need.div_ceil(8)];
+            let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..need];
+            quantize_into(ty, src, n_per_row, importance, bytes)?;
+            out.copy_from_slice(bytes);
+        }
+        r => {
+            r?;
+        }
+    }
+    Ok(out)
 }
 
 /// Dequantize `src` (whole blocks of `ty`) into `dst`, which must hold exactly the number of

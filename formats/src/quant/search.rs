@@ -364,6 +364,8 @@ pub(crate) fn make_qkx_quants<const V: u8>(
     const { assert!(V == 2 || V == 3) };
     let n = x.len();
     let (l_out, laux) = (&mut l_out[..n], &mut laux[..n]);
+    // Re-slice to n so that every index below is provably in bounds (no checks in hot loops).
+    let weights = weights.map(|w| &w[..n]);
     let weight = |i: usize| match weights {
         Some(w) => w[i],
         None => x[i] * x[i],

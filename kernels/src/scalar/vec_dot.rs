@@ -2,47 +2,61 @@
 //! float types (ggml's `ggml_vec_dot_*_generic` in `ggml-cpu/quants.c`, `ggml_vec_dot_f16`
 //! and friends in `ggml-cpu/vec.cpp`).
 //!
-//! Per block the quants are multiplied and summed in `i32` (exact), then scaled in f32 with
+//! Per block the quants are multiplied and summed exactly in integers, then scaled in f32 with
 //! the same grouping as ggml's C, block after block, so a result differs from ggml's generic
 //! code only where its compiler contracts a multiply-add into an FMA.
 
-use super::fp16;
+use super::{bf16, fp16};
 use formats::quant::{
-    bf16_bits_to_fp32, BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0,
-    BlockQ8_1, KVALUES_IQ4NL,
+    BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
 };
 
-/// `sum(x[j] * y[j])` over a Q4-style nibble array against 32 activations: low nibble `j`
-/// pairs with `y[j]`, high nibble with `y[j + 16]`; `offset` is subtracted from each nibble.
-/// Returns the two halves' sums added, as ggml's `sumi0 + sumi1`.
+/// `sum(v[j] * y[j])` over the 32 values of a Q4/Q5-style block, where `v[j]` (low nibble of
+/// byte `j`) pairs with `y[j]` and `v[j + 16]` (high nibble) with `y[j + 16]`: ggml's
+/// `sumi0 + sumi1`, the same integer. The two products of byte `j` are added in `i16` first
+/// (`|v| <= 127`, `|y| <= 128`, so a pair stays within `+-32512`), the shape SIMD code has
+/// too, which lets the compiler widen half as many lanes.
 #[inline(always)]
-fn dot_nibbles(qs: &[u8; 16], offset: i32, y: &[i8; 32]) -> i32 {
-    let mut sumi0 = 0i32;
-    let mut sumi1 = 0i32;
-    for j in 0..16 {
-        let v0 = i32::from(qs[j] & 0x0f) - offset;
-        let v1 = i32::from(qs[j] >> 4) - offset;
-        sumi0 += v0 * i32::from(y[j]);
-        sumi1 += v1 * i32::from(y[j + 16]);
+fn dot_pairs(v: impl Fn(usize) -> (i16, i16), y: &[i8; 32]) -> i32 {
+    let mut pairs = [0i16; 16];
+    for (j, p) in pairs.iter_mut().enumerate() {
+        let (v0, v1) = v(j);
+        *p = v0 * i16::from(y[j]) + v1 * i16::from(y[j + 16]);
     }
-    sumi0 + sumi1
+    pairs.iter().map(|&p| i32::from(p)).sum()
 }
 
-/// As [`dot_nibbles`] for 5-bit quants: the fifth bit of value `j` is bit `j` of `qh`.
+/// [`dot_pairs`] for 4-bit quants minus `offset` (0 or 8; the difference is taken in `i8`,
+/// which lets the compiler see two sign-extended bytes and use a multiply-add).
 #[inline(always)]
-fn dot_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i32, y: &[i8; 32]) -> i32 {
+fn dot_nibbles(qs: &[u8; 16], offset: i8, y: &[i8; 32]) -> i32 {
+    dot_pairs(
+        |j| {
+            (
+                i16::from((qs[j] & 0x0f) as i8 - offset),
+                i16::from((qs[j] >> 4) as i8 - offset),
+            )
+        },
+        y,
+    )
+}
+
+/// [`dot_pairs`] for 5-bit quants minus `offset` (0 or 16, taken in `i8` as in
+/// [`dot_nibbles`]): the fifth bit of value `j` is bit `j` of the little-endian `qh`.
+#[inline(always)]
+fn dot_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i8, y: &[i8; 32]) -> i32 {
     let qh = u32::from_le_bytes(qh);
-    let mut sumi0 = 0i32;
-    let mut sumi1 = 0i32;
-    for j in 0..16 {
-        let h0 = ((qh >> j) << 4) & 0x10;
-        let h1 = (qh >> (j + 12)) & 0x10;
-        let v0 = (u32::from(qs[j] & 0x0f) | h0) as i32 - offset;
-        let v1 = (u32::from(qs[j] >> 4) | h1) as i32 - offset;
-        sumi0 += v0 * i32::from(y[j]);
-        sumi1 += v1 * i32::from(y[j + 16]);
-    }
-    sumi0 + sumi1
+    dot_pairs(
+        |j| {
+            let h0 = if qh & (1 << j) != 0 { 0x10 } else { 0 };
+            let h1 = if qh & (1 << (j + 16)) != 0 { 0x10 } else { 0 };
+            (
+                i16::from(((qs[j] & 0x0f) | h0) as i8 - offset),
+                i16::from(((qs[j] >> 4) | h1) as i8 - offset),
+            )
+        },
+        y,
+    )
 }
 
 /// Q4_0 weights (`d * (q - 8)`) against Q8_0 activations.
@@ -109,15 +123,16 @@ pub fn vec_dot_iq4_nl_q8_0(x: &[BlockIq4Nl], y: &[BlockQ8_0]) -> f32 {
     let mut sumf = 0f32;
     for (x, y) in x.iter().zip(y) {
         let d = fp16(y.d) * fp16(x.d);
-        let mut sumi1 = 0i32;
-        let mut sumi2 = 0i32;
-        for j in 0..16 {
-            let lo = KVALUES_IQ4NL[usize::from(x.qs[j] & 0x0f)];
-            let hi = KVALUES_IQ4NL[usize::from(x.qs[j] >> 4)];
-            sumi1 += i32::from(y.qs[j]) * i32::from(lo);
-            sumi2 += i32::from(y.qs[j + 16]) * i32::from(hi);
-        }
-        sumf += d * (sumi1 + sumi2) as f32;
+        let sumi = dot_pairs(
+            |j| {
+                (
+                    i16::from(KVALUES_IQ4NL[usize::from(x.qs[j] & 0x0f)]),
+                    i16::from(KVALUES_IQ4NL[usize::from(x.qs[j] >> 4)]),
+                )
+            },
+            &y.qs,
+        );
+        sumf += d * sumi as f32;
     }
     sumf
 }
@@ -160,7 +175,7 @@ pub fn vec_dot_f16_f16(x: &[u16], y: &[u16]) -> f32 {
 /// BF16 weights against BF16 activations (bf16 bits). The products are exact in f32 unless
 /// they overflow or underflow it.
 pub fn vec_dot_bf16_bf16(x: &[u16], y: &[u16]) -> f32 {
-    dot_f64_lanes(x, y, bf16_bits_to_fp32)
+    dot_f64_lanes(x, y, bf16)
 }
 
 /// F32 weights against F32 activations.

@@ -41,86 +41,168 @@ impl Config {
             return Err(ModelError::UnsupportedArch(arch));
         }
         let key = |k: &str| format!("{arch}.{k}");
-        let n_embd = g.get_u64(&key("embedding_length")).map_err(ModelError::Gguf)? as usize;
+        let n_embd = g
+            .get_u64(&key("embedding_length"))
+            .map_err(ModelError::Gguf)? as usize;
         let n_layer = g.get_u64(&key("block_count")).map_err(ModelError::Gguf)? as usize;
-        let n_ctx_train = g.get_u64(&key("context_length")).map_err(ModelError::Gguf)? as usize;
+        let n_ctx_train = g
+            .get_u64(&key("context_length"))
+            .map_err(ModelError::Gguf)? as usize;
         let n_head = per_layer(g, &key("attention.head_count"), n_layer, None)?;
         let n_head_kv = per_layer(g, &key("attention.head_count_kv"), n_layer, Some(&n_head))?;
         let n_ff = per_layer(g, &key("feed_forward_length"), n_layer, None)?;
         let n_head0 = n_head.iter().copied().find(|&h| h > 0).unwrap_or(1);
         let head_dim = match g.get(&key("attention.key_length")) {
-            Some(v) => v.as_u64().ok_or_else(|| bad(&key("attention.key_length"), "an integer", v))? as usize,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| bad(&key("attention.key_length"), "an integer", v))?
+                as usize,
             None => n_embd / n_head0,
         };
-        let rms_eps = g.get_f32(&key("attention.layer_norm_rms_epsilon")).map_err(ModelError::Gguf)?;
+        let rms_eps = g
+            .get_f32(&key("attention.layer_norm_rms_epsilon"))
+            .map_err(ModelError::Gguf)?;
         let rope_base = match g.get(&key("rope.freq_base")) {
-            Some(v) => v.as_f32().ok_or_else(|| bad(&key("rope.freq_base"), "a float", v))?,
+            Some(v) => v
+                .as_f32()
+                .ok_or_else(|| bad(&key("rope.freq_base"), "a float", v))?,
             None => 10_000.0,
         };
         let rope_dim = match g.get(&key("rope.dimension_count")) {
-            Some(v) => v.as_u64().ok_or_else(|| bad(&key("rope.dimension_count"), "an integer", v))? as usize,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| bad(&key("rope.dimension_count"), "an integer", v))?
+                as usize,
             None => head_dim,
         };
         let rope_freq_scale = match g.get(&key("rope.scaling.type")).and_then(Value::as_str) {
             None | Some("none") => 1.0,
             Some("linear") => {
-                let f = g.get_f32(&key("rope.scaling.factor")).map_err(ModelError::Gguf)?;
+                let f = g
+                    .get_f32(&key("rope.scaling.factor"))
+                    .map_err(ModelError::Gguf)?;
                 if f.is_nan() || f <= 0.0 {
-                    return Err(ModelError::BadHparam { key: key("rope.scaling.factor"), problem: format!("{f} is not positive") });
+                    return Err(ModelError::BadHparam {
+                        key: key("rope.scaling.factor"),
+                        problem: format!("{f} is not positive"),
+                    });
                 }
                 1.0 / f
             }
             Some(other) => {
                 return Err(ModelError::BadHparam {
                     key: key("rope.scaling.type"),
-                    problem: format!("rope scaling '{other}' is not supported (supported: none, linear)"),
+                    problem: format!(
+                        "rope scaling '{other}' is not supported (supported: none, linear)"
+                    ),
                 })
             }
         };
         let n_vocab = match g.tensor("token_embd.weight") {
             Some(t) if t.dims.len() == 2 => t.dims[1] as usize,
-            Some(t) => return Err(ModelError::BadShape { tensor: t.name.clone(), expected: format!("[{n_embd}, n_vocab]"), found: t.shape() }),
+            Some(t) => {
+                return Err(ModelError::BadShape {
+                    tensor: t.name.clone(),
+                    expected: format!("[{n_embd}, n_vocab]"),
+                    found: t.shape(),
+                })
+            }
             None => return Err(ModelError::MissingTensor("token_embd.weight".into())),
         };
-        let layers = (0..n_layer).map(|i| LayerShape { n_head: n_head[i], n_head_kv: n_head_kv[i], n_ff: n_ff[i] }).collect();
-        let c = Config { arch, n_embd, n_vocab, n_ctx_train, head_dim, layers, rms_eps, rope_base, rope_dim, rope_freq_scale };
+        let layers = (0..n_layer)
+            .map(|i| LayerShape {
+                n_head: n_head[i],
+                n_head_kv: n_head_kv[i],
+                n_ff: n_ff[i],
+            })
+            .collect();
+        let c = Config {
+            arch,
+            n_embd,
+            n_vocab,
+            n_ctx_train,
+            head_dim,
+            layers,
+            rms_eps,
+            rope_base,
+            rope_dim,
+            rope_freq_scale,
+        };
         c.validate()?;
         Ok(c)
     }
 
     fn validate(&self) -> Result<(), ModelError> {
-        let err = |key: &str, problem: String| Err(ModelError::BadHparam { key: format!("{}.{key}", self.arch), problem });
+        let err = |key: &str, problem: String| {
+            Err(ModelError::BadHparam {
+                key: format!("{}.{key}", self.arch),
+                problem,
+            })
+        };
         if self.n_embd == 0 || self.n_embd > 1 << 16 {
-            return err("embedding_length", format!("{} is out of range", self.n_embd));
+            return err(
+                "embedding_length",
+                format!("{} is out of range", self.n_embd),
+            );
         }
         if self.layers.is_empty() || self.layers.len() > 1024 {
-            return err("block_count", format!("{} is out of range", self.layers.len()));
+            return err(
+                "block_count",
+                format!("{} is out of range", self.layers.len()),
+            );
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > 1024 {
-            return err("attention.key_length", format!("head dimension {} must be even and at most 1024", self.head_dim));
+            return err(
+                "attention.key_length",
+                format!(
+                    "head dimension {} must be even and at most 1024",
+                    self.head_dim
+                ),
+            );
         }
         if self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
-            return err("rope.dimension_count", format!("{} must be even and at most the head dimension {}", self.rope_dim, self.head_dim));
+            return err(
+                "rope.dimension_count",
+                format!(
+                    "{} must be even and at most the head dimension {}",
+                    self.rope_dim, self.head_dim
+                ),
+            );
         }
-        if !(self.rms_eps >= 0.0 && self.rms_eps < 1.0) {
-            return err("attention.layer_norm_rms_epsilon", format!("{} is out of range", self.rms_eps));
+        if !(0.0..1.0).contains(&self.rms_eps) {
+            return err(
+                "attention.layer_norm_rms_epsilon",
+                format!("{} is out of range", self.rms_eps),
+            );
         }
-        if !(self.rope_base > 0.0 && self.rope_base.is_finite()) {
-            return err("rope.freq_base", format!("{} is not a positive number", self.rope_base));
+        if self.rope_base.is_nan() || self.rope_base <= 0.0 || self.rope_base.is_infinite() {
+            return err(
+                "rope.freq_base",
+                format!("{} is not a positive number", self.rope_base),
+            );
         }
         for (i, l) in self.layers.iter().enumerate() {
             if l.n_head_kv == 0 && l.n_head > 0 || l.n_head_kv > 0 && l.n_head % l.n_head_kv != 0 {
                 return err(
                     "attention.head_count_kv",
-                    format!("layer {i}: {} query heads cannot be grouped over {} key/value heads", l.n_head, l.n_head_kv),
+                    format!(
+                        "layer {i}: {} query heads cannot be grouped over {} key/value heads",
+                        l.n_head, l.n_head_kv
+                    ),
                 );
             }
             if l.n_head > 1024 || l.n_ff > 1 << 20 {
-                return err("feed_forward_length", format!("layer {i}: {l:?} is out of range"));
+                return err(
+                    "feed_forward_length",
+                    format!("layer {i}: {l:?} is out of range"),
+                );
             }
         }
         if self.n_vocab == 0 || self.n_vocab > 1 << 22 {
-            return Err(ModelError::BadHparam { key: "token_embd.weight".into(), problem: format!("vocabulary of {} tokens is out of range", self.n_vocab) });
+            return Err(ModelError::BadHparam {
+                key: "token_embd.weight".into(),
+                problem: format!("vocabulary of {} tokens is out of range", self.n_vocab),
+            });
         }
         Ok(())
     }
@@ -131,11 +213,19 @@ impl Config {
 
     /// Widest key/value row over the layers (sizes the KV cache).
     pub fn max_kv_dim(&self) -> usize {
-        self.layers.iter().map(|l| l.n_head_kv * self.head_dim).max().unwrap_or(0)
+        self.layers
+            .iter()
+            .map(|l| l.n_head_kv * self.head_dim)
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn max_q_dim(&self) -> usize {
-        self.layers.iter().map(|l| l.n_head * self.head_dim).max().unwrap_or(0)
+        self.layers
+            .iter()
+            .map(|l| l.n_head * self.head_dim)
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn max_ff(&self) -> usize {
@@ -144,22 +234,40 @@ impl Config {
 }
 
 fn bad(key: &str, expected: &str, v: &Value) -> ModelError {
-    ModelError::BadHparam { key: key.into(), problem: format!("expected {expected}, found {v}") }
+    ModelError::BadHparam {
+        key: key.into(),
+        problem: format!("expected {expected}, found {v}"),
+    }
 }
 
 /// A hyper-parameter that is either one integer for every layer or an array with one per layer.
-fn per_layer(g: &Gguf, key: &str, n_layer: usize, default: Option<&[usize]>) -> Result<Vec<usize>, ModelError> {
+fn per_layer(
+    g: &Gguf,
+    key: &str,
+    n_layer: usize,
+    default: Option<&[usize]>,
+) -> Result<Vec<usize>, ModelError> {
     let v = match (g.get(key), default) {
         (Some(v), _) => v,
         (None, Some(d)) => return Ok(d.to_vec()),
-        (None, None) => return Err(ModelError::Gguf(formats::gguf::GgufError::MissingKey(key.into()))),
+        (None, None) => {
+            return Err(ModelError::Gguf(formats::gguf::GgufError::MissingKey(
+                key.into(),
+            )))
+        }
     };
     if let Some(n) = v.as_u64() {
         return Ok(vec![n as usize; n_layer]);
     }
-    let arr = v.as_array().and_then(|a| a.to_u64_vec()).ok_or_else(|| bad(key, "an integer or an array of integers", v))?;
+    let arr = v
+        .as_array()
+        .and_then(|a| a.to_u64_vec())
+        .ok_or_else(|| bad(key, "an integer or an array of integers", v))?;
     if arr.len() != n_layer {
-        return Err(ModelError::BadHparam { key: key.into(), problem: format!("array has {} entries for {n_layer} layers", arr.len()) });
+        return Err(ModelError::BadHparam {
+            key: key.into(),
+            problem: format!("array has {} entries for {n_layer} layers", arr.len()),
+        });
     }
     Ok(arr.into_iter().map(|x| x as usize).collect())
 }

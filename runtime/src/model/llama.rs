@@ -24,26 +24,48 @@ pub struct Weight<'a> {
 }
 
 impl<'a> Weight<'a> {
-    fn from_file(file: &'a GgufFile, name: &str, n_in: usize, n_out: usize) -> Result<Self, ModelError> {
-        let view = file.tensor(name).map_err(|_| ModelError::MissingTensor(name.into()))?;
+    fn from_file(
+        file: &'a GgufFile,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Self, ModelError> {
+        let view = file
+            .tensor(name)
+            .map_err(|_| ModelError::MissingTensor(name.into()))?;
         check_shape(view.info, &[n_in, n_out])?;
         if !kernels::supported(view.info.ty) {
-            return Err(ModelError::UnsupportedType { tensor: name.into(), ty: view.info.ty });
+            return Err(ModelError::UnsupportedType {
+                tensor: name.into(),
+                ty: view.info.ty,
+            });
         }
-        let row_bytes = view.info.ty.row_size(n_in).ok_or_else(|| ModelError::BadShape {
-            tensor: name.into(),
-            expected: format!("rows that are whole {} blocks", view.info.ty),
-            found: view.info.shape(),
-        })?;
-        Ok(Weight { ty: view.info.ty, data: view.data, n_in, n_out, row_bytes })
+        let row_bytes = view
+            .info
+            .ty
+            .row_size(n_in)
+            .ok_or_else(|| ModelError::BadShape {
+                tensor: name.into(),
+                expected: format!("rows that are whole {} blocks", view.info.ty),
+                found: view.info.shape(),
+            })?;
+        Ok(Weight {
+            ty: view.info.ty,
+            data: view.data,
+            n_in,
+            n_out,
+            row_bytes,
+        })
     }
 
     /// `out = W x` for an activation already quantized to this weight's vec-dot type, split
     /// over the pool's threads by contiguous row ranges.
     fn matvec(&self, act: &[u8], out: &mut [f32], pool: &Pool) -> Result<(), ModelError> {
         let w = *self;
-        pool.for_rows(out, |rows, out| kernels::matvec(w.ty, w.data, rows, w.n_in, act, out))
-            .map_err(|e| ModelError::Tensor(e.to_string()))
+        pool.for_rows(out, |rows, out| {
+            kernels::matvec(w.ty, w.data, rows, w.n_in, act, out)
+        })
+        .map_err(|e| ModelError::Tensor(e.to_string()))
     }
 
     /// Row `i` as f32 (embedding lookup).
@@ -53,7 +75,8 @@ impl<'a> Weight<'a> {
             Ok(()) => Ok(()),
             // Under-aligned rows (a file with an odd alignment): take the copying path.
             Err(quant::QuantError::Misaligned { .. }) => {
-                let v = quant::dequantize(self.ty, bytes).map_err(|e| ModelError::Tensor(e.to_string()))?;
+                let v = quant::dequantize(self.ty, bytes)
+                    .map_err(|e| ModelError::Tensor(e.to_string()))?;
                 out.copy_from_slice(&v);
                 Ok(())
             }
@@ -67,14 +90,21 @@ fn check_shape(t: &TensorInfo, want: &[usize]) -> Result<(), ModelError> {
     if ok {
         return Ok(());
     }
-    Err(ModelError::BadShape { tensor: t.name.clone(), expected: format!("{want:?}"), found: t.shape() })
+    Err(ModelError::BadShape {
+        tensor: t.name.clone(),
+        expected: format!("{want:?}"),
+        found: t.shape(),
+    })
 }
 
 /// A norm vector, dequantized once (they are tiny).
 fn norm(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
-    let view = file.tensor(name).map_err(|_| ModelError::MissingTensor(name.into()))?;
+    let view = file
+        .tensor(name)
+        .map_err(|_| ModelError::MissingTensor(name.into()))?;
     check_shape(view.info, &[n])?;
-    quant::dequantize(view.info.ty, view.data).map_err(|e| ModelError::Tensor(format!("{name}: {e}")))
+    quant::dequantize(view.info.ty, view.data)
+        .map_err(|e| ModelError::Tensor(format!("{name}: {e}")))
 }
 
 #[derive(Debug)]
@@ -129,7 +159,13 @@ impl<'a> Weights<'a> {
             Some(_) => Some(norm(file, "rope_freqs.weight", c.rope_dim / 2)?),
             None => None,
         };
-        Ok(Weights { token_embd, layers, output_norm: norm(file, "output_norm.weight", e)?, output, rope_freqs })
+        Ok(Weights {
+            token_embd,
+            layers,
+            output_norm: norm(file, "output_norm.weight", e)?,
+            output,
+            rope_freqs,
+        })
     }
 }
 
@@ -151,16 +187,16 @@ enum KvCache {
 #[derive(Debug)]
 pub struct RunState {
     pub n_ctx: usize,
-    x: Vec<f32>,      // (n_embd) the residual stream
-    xb: Vec<f32>,     // (max(n_embd, q_dim)) normed input / attention output
-    xb2: Vec<f32>,    // (n_embd) output of a projection, before the residual add
-    q: Vec<f32>,      // (q_dim)
-    k: Vec<f32>,      // (kv_dim)
-    v: Vec<f32>,      // (kv_dim)
-    hb: Vec<f32>,     // (n_ff) gate
-    hb2: Vec<f32>,    // (n_ff) up
-    att: Vec<f32>,    // (n_ctx) scores of one head
-    act: Vec<u64>,    // quantized activation for the current matvec (u64: 8-byte aligned)
+    x: Vec<f32>,          // (n_embd) the residual stream
+    xb: Vec<f32>,         // (max(n_embd, q_dim)) normed input / attention output
+    xb2: Vec<f32>,        // (n_embd) output of a projection, before the residual add
+    q: Vec<f32>,          // (q_dim)
+    k: Vec<f32>,          // (kv_dim)
+    v: Vec<f32>,          // (kv_dim)
+    hb: Vec<f32>,         // (n_ff) gate
+    hb2: Vec<f32>,        // (n_ff) up
+    att: Vec<f32>,        // (n_ctx) scores of one head
+    act: Vec<u64>,        // quantized activation for the current matvec (u64: 8-byte aligned)
     rope_cache: Vec<f32>, // (rope_dim) cos, sin pairs for the current position
     pub logits: Vec<f32>, // (n_vocab)
     kv: KvCache,
@@ -196,8 +232,14 @@ impl RunState {
             rope_cache: vec![0.0; c.rope_dim],
             logits: vec![0.0; c.n_vocab],
             kv: match kv_type {
-                KvType::F16 => KvCache::F16 { k: vec![0; n_kv], v: vec![0; n_kv] },
-                KvType::F32 => KvCache::F32 { k: vec![0.0; n_kv], v: vec![0.0; n_kv] },
+                KvType::F16 => KvCache::F16 {
+                    k: vec![0; n_kv],
+                    v: vec![0; n_kv],
+                },
+                KvType::F32 => KvCache::F32 {
+                    k: vec![0.0; n_kv],
+                    v: vec![0.0; n_kv],
+                },
             },
             kv_dim,
         }
@@ -288,10 +330,17 @@ impl<'a> Llama<'a> {
         let config = Config::from_gguf(&file.header)?;
         let weights = Weights::from_file(file, &config)?;
         if n_ctx == 0 {
-            return Err(ModelError::BadHparam { key: "--ctx".into(), problem: "context size must be positive".into() });
+            return Err(ModelError::BadHparam {
+                key: "--ctx".into(),
+                problem: "context size must be positive".into(),
+            });
         }
         let state = RunState::new(&config, n_ctx, kv_type);
-        Ok(Llama { config, weights, state })
+        Ok(Llama {
+            config,
+            weights,
+            state,
+        })
     }
 
     /// Run one token at position `pos` (0-based; positions `< pos` must already be cached) and
@@ -302,7 +351,13 @@ impl<'a> Llama<'a> {
 
     /// [`Self::forward`], skipping the final norm and classifier when `want_logits` is false
     /// (prompt tokens whose logits nobody reads; the classifier is a fifth of a small model).
-    pub fn forward_opt(&mut self, token: u32, pos: usize, pool: &Pool, want_logits: bool) -> Result<&[f32], ModelError> {
+    pub fn forward_opt(
+        &mut self,
+        token: u32,
+        pos: usize,
+        pool: &Pool,
+        want_logits: bool,
+    ) -> Result<&[f32], ModelError> {
         let c = &self.config;
         let w = &self.weights;
         let s = &mut self.state;
@@ -310,7 +365,10 @@ impl<'a> Llama<'a> {
             return Err(ModelError::ContextFull { n_ctx: s.n_ctx });
         }
         if token as usize >= c.n_vocab {
-            return Err(ModelError::BadToken { token, n_vocab: c.n_vocab });
+            return Err(ModelError::BadToken {
+                token,
+                n_vocab: c.n_vocab,
+            });
         }
         let (e, hd) = (c.n_embd, c.head_dim);
         let kq_scale = 1.0 / (hd as f32).sqrt();
@@ -319,12 +377,27 @@ impl<'a> Llama<'a> {
         w.token_embd.row_f32(token as usize, &mut s.x)?;
         rope_cache(&mut s.rope_cache, pos, c, w.rope_freqs.as_deref());
 
-        for (l, (lw, &LayerShape { n_head, n_head_kv, n_ff })) in w.layers.iter().zip(&c.layers).enumerate() {
+        for (
+            l,
+            (
+                lw,
+                &LayerShape {
+                    n_head,
+                    n_head_kv,
+                    n_ff,
+                },
+            ),
+        ) in w.layers.iter().zip(&c.layers).enumerate()
+        {
             let (q_dim, kv_dim) = (n_head * hd, n_head_kv * hd);
 
             // Attention: RMSNorm, then Q, K, V from the same quantized input.
             rmsnorm(&mut s.xb[..e], &s.x, &lw.attn_norm, c.rms_eps);
-            for (wt, out) in [(&lw.wq, &mut s.q[..q_dim]), (&lw.wk, &mut s.k[..kv_dim]), (&lw.wv, &mut s.v[..kv_dim])] {
+            for (wt, out) in [
+                (&lw.wq, &mut s.q[..q_dim]),
+                (&lw.wk, &mut s.k[..kv_dim]),
+                (&lw.wv, &mut s.v[..kv_dim]),
+            ] {
                 let act = quantize_act(wt.ty, &s.xb[..e], &mut s.act)?;
                 wt.matvec(act, out, pool)?;
             }
@@ -334,7 +407,10 @@ impl<'a> Llama<'a> {
                 rope(&mut s.q[..q_dim], hd, &s.rope_cache);
                 rope(&mut s.k[..kv_dim], hd, &s.rope_cache);
             } else {
-                for head in s.q[..q_dim].chunks_exact_mut(hd).chain(s.k[..kv_dim].chunks_exact_mut(hd)) {
+                for head in s.q[..q_dim]
+                    .chunks_exact_mut(hd)
+                    .chain(s.k[..kv_dim].chunks_exact_mut(hd))
+                {
                     rope(&mut head[..c.rope_dim], c.rope_dim, &s.rope_cache);
                 }
             }
@@ -343,10 +419,16 @@ impl<'a> Llama<'a> {
             let row = |p: usize| (l * s.n_ctx + p) * s.kv_dim;
             match &mut s.kv {
                 KvCache::F16 { k, v } => {
-                    for (d, &x) in k[row(pos)..row(pos) + kv_dim].iter_mut().zip(&s.k[..kv_dim]) {
+                    for (d, &x) in k[row(pos)..row(pos) + kv_dim]
+                        .iter_mut()
+                        .zip(&s.k[..kv_dim])
+                    {
                         *d = quant::fp32_to_fp16_bits(x);
                     }
-                    for (d, &x) in v[row(pos)..row(pos) + kv_dim].iter_mut().zip(&s.v[..kv_dim]) {
+                    for (d, &x) in v[row(pos)..row(pos) + kv_dim]
+                        .iter_mut()
+                        .zip(&s.v[..kv_dim])
+                    {
                         *d = quant::fp32_to_fp16_bits(x);
                     }
                 }
@@ -365,10 +447,16 @@ impl<'a> Llama<'a> {
                 for (t, a) in att.iter_mut().enumerate() {
                     let base = row(t) + kv_off;
                     let dot = match &s.kv {
-                        KvCache::F16 { k, .. } => {
-                            k[base..base + hd].iter().zip(q).map(|(&kb, &qv)| quant::fp16_bits_to_fp32(kb) * qv).sum::<f32>()
-                        }
-                        KvCache::F32 { k, .. } => k[base..base + hd].iter().zip(q).map(|(&kv, &qv)| kv * qv).sum::<f32>(),
+                        KvCache::F16 { k, .. } => k[base..base + hd]
+                            .iter()
+                            .zip(q)
+                            .map(|(&kb, &qv)| quant::fp16_bits_to_fp32(kb) * qv)
+                            .sum::<f32>(),
+                        KvCache::F32 { k, .. } => k[base..base + hd]
+                            .iter()
+                            .zip(q)
+                            .map(|(&kv, &qv)| kv * qv)
+                            .sum::<f32>(),
                     };
                     *a = dot * kq_scale;
                 }

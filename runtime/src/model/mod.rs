@@ -21,7 +21,11 @@ pub enum ModelError {
     #[error("tensor '{0}' is missing")]
     MissingTensor(String),
     #[error("tensor '{tensor}' has shape {found}, expected {expected}")]
-    BadShape { tensor: String, expected: String, found: String },
+    BadShape {
+        tensor: String,
+        expected: String,
+        found: String,
+    },
     #[error("tensor '{tensor}' has type {ty}, which this runtime cannot compute with")]
     UnsupportedType { tensor: String, ty: GgmlType },
     #[error("tensor data: {0}")]

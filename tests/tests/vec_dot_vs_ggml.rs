@@ -1,0 +1,147 @@
+//! Differential test: the scalar kernels against ggml's CPU dot products.
+//!
+//! The activation quantizers must write ggml's reference bytes; the dot products must agree
+//! with ggml's plain-C kernels (`*_generic`, the code the scalar kernels follow) and with the
+//! SIMD kernels llama.cpp runs on this machine, given the same bytes, to within f32 rounding
+//! (ggml's build contracts multiply-adds into FMAs, and its SIMD kernels sum in another order,
+//! so exact equality is not expected; the count of bit-identical results is printed).
+
+use formats::quant::{self, GgmlType};
+use sintra_tests::ggml::{self, VecDot};
+use sintra_tests::rows::{make_row, Rng, RowKind};
+
+/// Bytes in 8-byte aligned storage (`u64`s), as the kernels' entry points want them.
+struct Aligned {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Aligned {
+    fn zeroed(len: usize) -> Self {
+        Aligned {
+            words: vec![0; len.div_ceil(8)],
+            len,
+        }
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Self {
+        let mut a = Aligned::zeroed(bytes.len());
+        a.bytes_mut().copy_from_slice(bytes);
+        a
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+}
+
+/// `x` quantized by the kernels as the activation for weights of type `w`.
+fn activation(w: GgmlType, x: &[f32]) -> Aligned {
+    let mut act = Aligned::zeroed(kernels::activation_bytes(w, x.len()).unwrap());
+    kernels::quantize_activation(w, x, act.bytes_mut()).unwrap();
+    act
+}
+
+fn lengths(w: GgmlType) -> [usize; 3] {
+    match w.block_size() {
+        1 => [33, 576, 1536],
+        32 => [32, 576, 1536],
+        _ => [256, 1536, 4096],
+    }
+}
+
+#[test]
+fn activation_quantizers_write_ggml_reference_bytes() {
+    for &w in kernels::WEIGHT_TYPES {
+        let act_ty = kernels::vec_dot_type(w);
+        for kind in RowKind::ALL {
+            for n in lengths(w) {
+                let mut rng = Rng::new(0xac7 ^ (w as u64) << 40 ^ n as u64);
+                let x = make_row(kind, n, &mut rng);
+                let ours = activation(w, &x);
+                let theirs = ggml::quantize(act_ty, &x, n, None);
+                assert!(
+                    ours.bytes() == &theirs[..],
+                    "{w} ({act_ty}) {kind:?} n={n}: activation bytes differ from ggml's reference"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn vec_dot_agrees_with_ggml_generic_and_simd_kernels() {
+    let eps = f64::from(f32::EPSILON);
+    let mut summary = Vec::new();
+    for &w in kernels::WEIGHT_TYPES {
+        let generic = VecDot::generic(w);
+        let cpu = VecDot::cpu(w);
+        let (mut cases, mut identical, mut max_generic, mut max_cpu) = (0, 0, 0f64, 0f64);
+        for kind in [RowKind::Normal, RowKind::HeavyTailed, RowKind::Sparse] {
+            for n in lengths(w) {
+                let mut rng = Rng::new(0xd07 ^ (w as u64) << 40 ^ n as u64);
+                let weights = make_row(kind, n, &mut rng);
+                let w_row = Aligned::from_bytes(&quant::quantize(w, &weights, n, None).unwrap());
+                let w_row = w_row.bytes();
+                let x = make_row(RowKind::HeavyTailed, n, &mut rng);
+                let act = activation(w, &x);
+                let act = act.bytes();
+
+                // The scale of the rounding: sum |w^_i * x^_i| over the dequantized operands.
+                let wd = quant::dequantize(w, w_row).unwrap();
+                let xd = quant::dequantize(kernels::vec_dot_type(w), act).unwrap();
+                let magnitude: f64 = wd
+                    .iter()
+                    .zip(&xd)
+                    .map(|(a, b)| (f64::from(*a) * f64::from(*b)).abs())
+                    .sum();
+                // A few f32 roundings per block (per 32 values for the float types, which ggml's
+                // SIMD code sums in f32 lanes) and per step of the running sum.
+                let steps = if w.block_size() == 1 {
+                    n / 32
+                } else {
+                    n / w.block_size()
+                };
+                let tolerance = 4.0 * (steps + 16) as f64 * eps * magnitude;
+
+                let ours = kernels::vec_dot(w, n, w_row, act).unwrap();
+                let simd = cpu.dot(n, w_row, act);
+                let diff = f64::from((ours - simd).abs());
+                assert!(
+                    diff <= tolerance,
+                    "{w} {kind:?} n={n}: ours {ours:e}, ggml's CPU kernel {simd:e}, \
+                     difference {diff:e} > {tolerance:e}"
+                );
+                max_cpu = max_cpu.max(diff / magnitude.max(f64::MIN_POSITIVE));
+                if let Some(generic) = generic {
+                    let theirs = generic.dot(n, w_row, act);
+                    let diff = f64::from((ours - theirs).abs());
+                    assert!(
+                        diff <= tolerance,
+                        "{w} {kind:?} n={n}: ours {ours:e}, ggml's generic kernel {theirs:e}, \
+                         difference {diff:e} > {tolerance:e}"
+                    );
+                    max_generic = max_generic.max(diff / magnitude.max(f64::MIN_POSITIVE));
+                    identical += usize::from(ours.to_bits() == theirs.to_bits());
+                }
+                cases += 1;
+            }
+        }
+        summary.push(format!(
+            "  {:<7} {cases:>5}  {:>17}  {max_generic:>17.2e}  {max_cpu:>17.2e}",
+            w.to_string(),
+            if generic.is_some() {
+                format!("{identical}/{cases}")
+            } else {
+                "-".into()
+            },
+        ));
+    }
+    eprintln!("scalar kernels vs ggml (differences relative to sum |w x|):");
+    eprintln!("  type    cases  bit-equal generic  max diff generic  max diff ggml CPU");
+    eprintln!("{}", summary.join("\n"));
+}
