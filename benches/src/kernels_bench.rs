@@ -1,7 +1,7 @@
-//! Single-thread matrix-vector throughput of the kernels against ggml's CPU dot products
-//! (the SIMD kernels llama.cpp runs on this machine, and ggml's plain-C `*_generic` ones),
-//! in GB/s of weights read: a SmolLM2 FFN-down-sized matrix, 576 rows of 1536 values, by
-//! default.
+//! Single-thread matrix-vector throughput of the kernels (every table this CPU runs: the
+//! scalar oracle, AVX2) against ggml's CPU dot products (the SIMD kernels llama.cpp runs on
+//! this machine, and ggml's plain-C `*_generic` ones), in GB/s of weights read: a SmolLM2
+//! FFN-down-sized matrix, 576 rows of 1536 values, by default.
 //!
 //! `cargo run --release -p sintra-benches --bin kernels-bench -- [--rows R] [--cols N]
 //! [--samples S] [TYPE...]`
@@ -77,10 +77,15 @@ fn main() {
     println!(
         "matvec {rows}x{cols}, one thread, GB/s of weights: median (min..max) of {samples} samples"
     );
-    println!(
-        "{:<7} {:>9}  {:>24}  {:>24}  {:>24}",
-        "type", "MiB", "sintra scalar", "ggml generic C", "ggml CPU (llama.cpp)"
-    );
+    let tables: Vec<&kernels::KernelTable> = kernels::Isa::ALL
+        .iter()
+        .filter_map(|&isa| kernels::table(isa))
+        .collect();
+    print!("{:<7} {:>9}", "type", "MiB");
+    for t in &tables {
+        print!("  {:>24}", format!("sintra {}", t.isa()));
+    }
+    println!("  {:>24}  {:>24}", "ggml generic C", "ggml CPU (llama.cpp)");
     let mut rng = Rng::new(0xbe7c4);
     for w in types {
         if !kernels::supported(w) || cols % w.block_size() != 0 {
@@ -99,10 +104,16 @@ fn main() {
         let act = &*act;
         let mut out = vec![0f32; rows];
 
-        let ours = measure(w_bytes.len(), samples, || {
-            kernels::matvec(w, black_box(w_bytes), 0..rows, cols, act, &mut out).unwrap();
-            black_box(&out);
-        });
+        let ours: Vec<String> = tables
+            .iter()
+            .map(|t| {
+                summary(measure(w_bytes.len(), samples, || {
+                    t.matvec(w, black_box(w_bytes), 0..rows, cols, act, &mut out)
+                        .unwrap();
+                    black_box(&out);
+                }))
+            })
+            .collect();
         let generic = VecDot::generic(w).map(|k| {
             summary(measure(w_bytes.len(), samples, || {
                 k.matvec(cols, black_box(w_bytes), act, &mut out);
@@ -114,11 +125,16 @@ fn main() {
             cpu.matvec(cols, black_box(w_bytes), act, &mut out);
             black_box(&out);
         });
-        println!(
-            "{:<7} {:>9.3}  {:>24}  {:>24}  {:>24}",
+        print!(
+            "{:<7} {:>9.3}",
             w.to_string(),
-            w_bytes.len() as f64 / (1 << 20) as f64,
-            summary(ours),
+            w_bytes.len() as f64 / (1 << 20) as f64
+        );
+        for o in ours {
+            print!("  {o:>24}");
+        }
+        println!(
+            "  {:>24}  {:>24}",
             generic.unwrap_or_else(|| "-".into()),
             summary(theirs)
         );

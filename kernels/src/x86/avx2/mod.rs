@@ -98,8 +98,8 @@ fn fp16_pair(lo: u16, hi: u16) -> __m128 {
 /// How far ahead of the weights in use [`prefetch_ahead`] asks for them. A single core
 /// streaming a matrix from DRAM keeps too few cache misses in flight for the hardware
 /// prefetchers alone: asking this far ahead doubled the classifier-sized (30 MB) Q8_0
-/// matvec here, from 5 to 10-14 GB/s (`examples/matvec_throughput.rs`), and costs the
-/// cache-resident sizes nothing measurable.
+/// matvec here, from 5 to 10-14 GB/s (`kernels-bench --rows 49152 --cols 576 q8_0`), and
+/// costs the cache-resident sizes nothing measurable.
 const PREFETCH_BYTES: usize = 2048;
 
 /// Ask for the cache lines [`PREFETCH_BYTES`] past those of the weight block `x` (in a
