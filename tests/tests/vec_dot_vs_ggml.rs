@@ -1,12 +1,15 @@
-//! Differential test: the scalar kernels against ggml's CPU dot products.
+//! Differential test: every kernel table this CPU runs (the scalar oracle, AVX2) against
+//! ggml's CPU dot products.
 //!
-//! The activation quantizers must write ggml's reference bytes; the dot products must agree
-//! with ggml's plain-C kernels (`*_generic`, the code the scalar kernels follow) and with the
-//! SIMD kernels llama.cpp runs on this machine, given the same bytes, to within f32 rounding
-//! (ggml's build contracts multiply-adds into FMAs, and its SIMD kernels sum in another order,
-//! so exact equality is not expected; the count of bit-identical results is printed).
+//! The activation quantizers must write ggml's reference bytes (the SIMD ones too: they are
+//! bit-exact with the oracle); the dot products must agree with ggml's plain-C kernels
+//! (`*_generic`, the code the scalar kernels follow) and with the SIMD kernels llama.cpp runs
+//! on this machine, given the same bytes, to within f32 rounding (ggml's build contracts
+//! multiply-adds into FMAs, and its SIMD kernels sum in another order, so exact equality is
+//! not expected; the counts of bit-identical results are printed).
 
 use formats::quant::{self, GgmlType};
+use kernels::KernelTable;
 use sintra_tests::ggml::{self, VecDot};
 use sintra_tests::rows::{make_row, Rng, RowKind};
 
@@ -39,11 +42,19 @@ impl Aligned {
     }
 }
 
-/// `x` quantized by the kernels as the activation for weights of type `w`.
-fn activation(w: GgmlType, x: &[f32]) -> Aligned {
+/// `x` quantized by `table` as the activation for weights of type `w`.
+fn activation(table: &KernelTable, w: GgmlType, x: &[f32]) -> Aligned {
     let mut act = Aligned::zeroed(kernels::activation_bytes(w, x.len()).unwrap());
-    kernels::quantize_activation(w, x, act.bytes_mut()).unwrap();
+    table.quantize_activation(w, x, act.bytes_mut()).unwrap();
     act
+}
+
+/// Every kernel table this build and CPU run.
+fn tables() -> Vec<&'static KernelTable> {
+    kernels::Isa::ALL
+        .iter()
+        .filter_map(|&isa| kernels::table(isa))
+        .collect()
 }
 
 fn lengths(w: GgmlType) -> [usize; 3] {
@@ -56,17 +67,25 @@ fn lengths(w: GgmlType) -> [usize; 3] {
 
 #[test]
 fn activation_quantizers_write_ggml_reference_bytes() {
+    for table in tables() {
+        activation_quantizers_of(table);
+    }
+}
+
+fn activation_quantizers_of(table: &KernelTable) {
     for &w in kernels::WEIGHT_TYPES {
         let act_ty = kernels::vec_dot_type(w);
         for kind in RowKind::ALL {
             for n in lengths(w) {
                 let mut rng = Rng::new(0xac7 ^ (w as u64) << 40 ^ n as u64);
                 let x = make_row(kind, n, &mut rng);
-                let ours = activation(w, &x);
+                let ours = activation(table, w, &x);
                 let theirs = ggml::quantize(act_ty, &x, n, None);
                 assert!(
                     ours.bytes() == &theirs[..],
-                    "{w} ({act_ty}) {kind:?} n={n}: activation bytes differ from ggml's reference"
+                    "{} {w} ({act_ty}) {kind:?} n={n}: activation bytes differ from ggml's \
+                     reference",
+                    table.isa()
                 );
             }
         }
@@ -75,12 +94,19 @@ fn activation_quantizers_write_ggml_reference_bytes() {
 
 #[test]
 fn vec_dot_agrees_with_ggml_generic_and_simd_kernels() {
+    for table in tables() {
+        vec_dot_of(table);
+    }
+}
+
+fn vec_dot_of(table: &KernelTable) {
     let eps = f64::from(f32::EPSILON);
     let mut summary = Vec::new();
     for &w in kernels::WEIGHT_TYPES {
         let generic = VecDot::generic(w);
         let cpu = VecDot::cpu(w);
-        let (mut cases, mut identical, mut max_generic, mut max_cpu) = (0, 0, 0f64, 0f64);
+        let (mut cases, mut identical, mut identical_cpu) = (0, 0, 0);
+        let (mut max_generic, mut max_cpu) = (0f64, 0f64);
         for kind in [RowKind::Normal, RowKind::HeavyTailed, RowKind::Sparse] {
             for n in lengths(w) {
                 let mut rng = Rng::new(0xd07 ^ (w as u64) << 40 ^ n as u64);
@@ -88,7 +114,7 @@ fn vec_dot_agrees_with_ggml_generic_and_simd_kernels() {
                 let w_row = Aligned::from_bytes(&quant::quantize(w, &weights, n, None).unwrap());
                 let w_row = w_row.bytes();
                 let x = make_row(RowKind::HeavyTailed, n, &mut rng);
-                let act = activation(w, &x);
+                let act = activation(table, w, &x);
                 let act = act.bytes();
 
                 // The scale of the rounding: sum |w^_i * x^_i| over the dequantized operands.
@@ -108,22 +134,24 @@ fn vec_dot_agrees_with_ggml_generic_and_simd_kernels() {
                 };
                 let tolerance = 4.0 * (steps + 16) as f64 * eps * magnitude;
 
-                let ours = kernels::vec_dot(w, n, w_row, act).unwrap();
+                let ours = table.vec_dot(w, n, w_row, act).unwrap();
                 let simd = cpu.dot(n, w_row, act);
                 let diff = f64::from((ours - simd).abs());
+                let isa = table.isa();
                 assert!(
                     diff <= tolerance,
-                    "{w} {kind:?} n={n}: ours {ours:e}, ggml's CPU kernel {simd:e}, \
+                    "{isa} {w} {kind:?} n={n}: ours {ours:e}, ggml's CPU kernel {simd:e}, \
                      difference {diff:e} > {tolerance:e}"
                 );
                 max_cpu = max_cpu.max(diff / magnitude.max(f64::MIN_POSITIVE));
+                identical_cpu += usize::from(ours.to_bits() == simd.to_bits());
                 if let Some(generic) = generic {
                     let theirs = generic.dot(n, w_row, act);
                     let diff = f64::from((ours - theirs).abs());
                     assert!(
                         diff <= tolerance,
-                        "{w} {kind:?} n={n}: ours {ours:e}, ggml's generic kernel {theirs:e}, \
-                         difference {diff:e} > {tolerance:e}"
+                        "{isa} {w} {kind:?} n={n}: ours {ours:e}, ggml's generic kernel \
+                         {theirs:e}, difference {diff:e} > {tolerance:e}"
                     );
                     max_generic = max_generic.max(diff / magnitude.max(f64::MIN_POSITIVE));
                     identical += usize::from(ours.to_bits() == theirs.to_bits());
@@ -132,16 +160,22 @@ fn vec_dot_agrees_with_ggml_generic_and_simd_kernels() {
             }
         }
         summary.push(format!(
-            "  {:<7} {cases:>5}  {:>17}  {max_generic:>17.2e}  {max_cpu:>17.2e}",
+            "  {:<7} {cases:>5}  {:>17}  {max_generic:>17.2e}  {:>13}  {max_cpu:>17.2e}",
             w.to_string(),
             if generic.is_some() {
                 format!("{identical}/{cases}")
             } else {
                 "-".into()
             },
+            format!("{identical_cpu}/{cases}"),
         ));
     }
-    eprintln!("scalar kernels vs ggml (differences relative to sum |w x|):");
-    eprintln!("  type    cases  bit-equal generic  max diff generic  max diff ggml CPU");
+    eprintln!(
+        "{} kernels vs ggml (differences relative to sum |w x|):",
+        table.isa()
+    );
+    eprintln!(
+        "  type    cases  bit-equal generic  max diff generic  bit-equal CPU  max diff ggml CPU"
+    );
     eprintln!("{}", summary.join("\n"));
 }
