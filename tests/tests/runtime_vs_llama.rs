@@ -28,6 +28,8 @@ fn eval_tokens(file: &GgufFile) -> (Vec<u32>, Option<u32>) {
 }
 
 fn check_against_llama(ty: GgmlType) {
+    // `SINTRA_KERNELS=scalar cargo test ...` runs our side on the scalar oracle.
+    runtime::sysinfo::select_kernels().unwrap();
     let path = requant::smollm2_as(ty);
     let file = GgufFile::open(&path).unwrap();
     let (tokens, bos) = eval_tokens(&file);
@@ -116,6 +118,7 @@ fn teacher_forced_matches_llama_cpp_q6_k() {
 
 #[test]
 fn greedy_generation_matches_llama_cpp() {
+    runtime::sysinfo::select_kernels().unwrap();
     let path = sintra_tests::smollm2_q4_1();
     let file = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&file.header).unwrap();
