@@ -19,6 +19,11 @@
 //! The K-quant kernels also rely on the activation's `bsums` being the sums of its quants,
 //! as `quantize_row_q8_k` writes them.
 //!
+//! **Against ggml.** The K-quant and Q8_0 kernels sum in ggml's order (eight lanes, one
+//! accumulator, its FMAs and horizontal sums), so their results are bit-identical to the
+//! AVX2 kernels llama.cpp runs (`tests/tests/vec_dot_vs_ggml.rs` counts them); the nibble
+//! types trade that for two rows per register (below), IQ4_NL for one accumulator per row.
+//!
 //! Each `vec_dot_*` has a `matvec_*` twin: the same kernel over the rows of a matrix, each
 //! row's result bit-identical to `vec_dot_*` on it. For the 32-value block types `matvec_*`
 //! takes several rows per pass over the activation, so that what the rows share (the
@@ -138,14 +143,23 @@ fn hsum_f32x4(s: __m128) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// The sum of the four i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32x4(s: __m128i) -> i32 {
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
 /// The sum of the eight i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn hsum_i32x8(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    _mm_cvtsi128_si32(s)
+    hsum_i32x4(_mm_add_epi32(
+        _mm256_castsi256_si128(v),
+        _mm256_extracti128_si256::<1>(v),
+    ))
 }
 
 /// Unsigned bytes times signed bytes, summed in fours into eight i32 lanes: lane `l` holds

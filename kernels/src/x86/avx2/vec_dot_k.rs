@@ -4,7 +4,7 @@
 //! lanes, and the lanes scaled by `d` into one f32 accumulator. Offsets and minimums are not
 //! subtracted per value: they meet the activation's 16-value sums `bsums` instead.
 
-use super::{fp16, hsum_f32x4, hsum_f32x8, load128, load256, prefetch_ahead};
+use super::{fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, load128, load256, prefetch_ahead};
 use crate::scalar::{scales_mins_k4, scales_q3_k};
 use core::arch::x86_64::*;
 use formats::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
@@ -200,14 +200,21 @@ pub unsafe fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0f);
     let m16 = _mm256_set1_epi8(0x10);
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
+    let mut summs = 0f32;
     for (x, y) in x.iter().zip(y) {
         prefetch_ahead(x);
         let d = y.d * fp16(x.d);
         let dmin = -y.d * fp16(x.dmin);
         let (scales, mins) = scales_mins_k4(&x.scales);
-        let prod = k4_min_products(mins, y);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+        // ggml sums Q5_K's minimums in integers, then one scalar multiply-add per block
+        // (contracted into an FMA by its build): the same here, for the same bits.
+        let min_sum = hsum_i32x4(k4_min_products(mins, y));
+        let fma = _mm_fmadd_ss(
+            _mm_set_ss(dmin),
+            _mm_set_ss(min_sum as f32),
+            _mm_set_ss(summs),
+        );
+        summs = _mm_cvtss_f32(fma);
 
         // As Q4_K, plus 16 where bit 2j (low nibbles) or 2j + 1 (high) of qh[l] is set.
         let scales = k4_scales(scales);
@@ -232,7 +239,7 @@ pub unsafe fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_f32x8(acc) + hsum_f32x4(acc_m)
+    hsum_f32x8(acc) + summs
 }
 
 /// Q6_K weights (`d * sc * (q - 32)`, 6-bit `q`, signed 8-bit `sc`) against Q8_K
