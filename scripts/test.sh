@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# --profile test: clippy then shares the test build's dependencies, llama.cpp included (built by
+# llama-cpp-sys-2's build script; a dev-profile check would build it a second time, ~15 min).
+cargo clippy --workspace --all-targets --profile test --locked -- -D warnings
 cargo test --workspace --locked
 # The scalar kernels on aarch64, under qemu-user (.cargo/config.toml sets linker and runner).
 cargo test -p kernels --target aarch64-unknown-linux-musl --locked

@@ -135,3 +135,55 @@ pub fn teacher_forced(
     }
     Ok((nll, top1))
 }
+
+/// Logits of every position of `tokens` evaluated as one batch from an empty cache.
+pub fn batch_logits(path: &Path, tokens: &[u32], threads: i32) -> Result<Vec<Vec<f32>>, String> {
+    let model = load(path)?;
+    let n = tokens.len();
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n.max(16) as u32))
+        .with_n_batch(n as u32)
+        .with_n_ubatch(n as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model
+        .new_context(backend(), ctx_params)
+        .map_err(|e| format!("context: {e}"))?;
+    let mut batch = LlamaBatch::new(n, 1);
+    for (j, &t) in tokens.iter().enumerate() {
+        batch
+            .add(LlamaToken(t as i32), j as i32, &[0], true)
+            .map_err(|e| e.to_string())?;
+    }
+    ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+    Ok((0..n)
+        .map(|j| ctx.get_logits_ith(j as i32).to_vec())
+        .collect())
+}
+
+/// Logits of every position of `tokens`, decoded one token at a time.
+pub fn sequential_logits(
+    path: &Path,
+    tokens: &[u32],
+    threads: i32,
+) -> Result<Vec<Vec<f32>>, String> {
+    let model = load(path)?;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(tokens.len().max(16) as u32))
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model
+        .new_context(backend(), ctx_params)
+        .map_err(|e| format!("context: {e}"))?;
+    let mut batch = LlamaBatch::new(1, 1);
+    let mut out = Vec::new();
+    for (j, &t) in tokens.iter().enumerate() {
+        batch.clear();
+        batch
+            .add(LlamaToken(t as i32), j as i32, &[0], true)
+            .map_err(|e| e.to_string())?;
+        ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+        out.push(ctx.get_logits_ith(0).to_vec());
+    }
+    Ok(out)
+}

@@ -166,3 +166,15 @@ fn deep_nesting_is_refused() {
     let e = parse(&bytes).unwrap_err().to_string();
     assert!(e.contains("nested deeper"), "{e}");
 }
+
+#[test]
+fn version_2_files_parse_and_round_trip() {
+    let mut bytes = write_sample(&sample());
+    bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let g = parse(&bytes).unwrap();
+    assert_eq!(g.version, 2);
+    assert_eq!(write_sample(&GgufWriter::from_header(&g)), bytes);
+    bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let e = parse(&bytes).unwrap_err().to_string();
+    assert!(e.contains("v1") && e.contains("byte offset 4"), "{e}");
+}
