@@ -20,18 +20,6 @@ struct Tensor {
     values: Vec<f32>,
 }
 
-fn fallback(ty: GgmlType, row: usize) -> GgmlType {
-    if row % ty.block_size() == 0 {
-        return ty;
-    }
-    match ty {
-        GgmlType::Q4_K => GgmlType::Q5_0,
-        GgmlType::Q5_K => GgmlType::Q5_1,
-        GgmlType::Q6_K => GgmlType::Q8_0,
-        _ => GgmlType::IQ4_NL,
-    }
-}
-
 /// (tensor index, first row, row count) items covering every tensor.
 fn work_items(tensors: &[Tensor]) -> Vec<(usize, usize, usize)> {
     let mut items = Vec::new();
@@ -59,7 +47,7 @@ fn run(
         .par_iter()
         .map(|&(i, r, n)| {
             let t = &tensors[i];
-            let ty = fallback(ty, t.row);
+            let ty = sintra_tests::requant::fallback(ty, t.row as u64);
             let src = &t.values[r * t.row..(r + n) * t.row];
             let out = if ggml {
                 sintra_tests::ggml::quantize(ty, src, t.row, None)
