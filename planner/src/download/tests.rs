@@ -1,6 +1,7 @@
 //! Downloads against the loopback TEST DOUBLE in `crate::http_double`, standing in for the
 //! Hugging Face hub and its CDN (which tests cannot reach).
 
+use super::transfer::{origin, parse_content_range};
 use super::*;
 use crate::http_double::{Recorded, Reply, TestServer};
 use std::sync::Arc;

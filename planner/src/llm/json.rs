@@ -21,12 +21,7 @@ pub fn extract_json(text: &str) -> Result<&str, LlmError> {
     if is_object(whole) {
         return Ok(whole);
     }
-    let mut tried = 0;
-    for (start, _) in text.match_indices('{') {
-        if tried == MAX_CANDIDATES {
-            break;
-        }
-        tried += 1;
+    for (start, _) in text.match_indices('{').take(MAX_CANDIDATES) {
         if let Some(end) = balanced_end(&text[start..]) {
             let candidate = &text[start..start + end];
             if is_object(candidate) {
