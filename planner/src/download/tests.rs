@@ -235,6 +235,47 @@ fn server_ignoring_range_restarts_from_zero() {
 }
 
 #[test]
+fn complete_part_file_without_head_metadata() {
+    let data = content();
+    let cache = tempfile::tempdir().unwrap();
+    fs::write(cache.path().join(format!("{FILE}.part")), &data).unwrap();
+    // A mirror that does not answer HEAD: no size, no sha256; the Range request past the end
+    // gets 416 with the total, which says the part file is complete.
+    let server = TestServer::start(vec![Reply::text(405, &[], ""), ranged(&data)]);
+    let got = fetch(&spec(), &options(&server, cache.path(), None)).unwrap();
+    let seen = server.finish();
+    assert_eq!(
+        seen[1].header("range"),
+        Some(format!("bytes={}-", data.len()).as_str())
+    );
+    assert_eq!(fs::read(&got.path).unwrap(), data);
+    assert!(!got.verified, "nothing to verify against");
+    assert_eq!(got.sha256, sha_hex(&data));
+}
+
+#[test]
+fn head_follows_a_renamed_repository() {
+    let data = content();
+    let sha = sha_hex(&data);
+    let server = TestServer::start(vec![
+        Reply::text(
+            307,
+            &[("location", "/new-owner/repo/resolve/main/tiny.Q4_0.gguf")],
+            "",
+        ),
+        lfs_head(&data, &sha),
+        ranged(&data),
+    ]);
+    let cache = tempfile::tempdir().unwrap();
+    let got = fetch(&spec(), &options(&server, cache.path(), Some("hf_x"))).unwrap();
+    let seen = server.finish();
+    assert_eq!(seen[1].method, "HEAD");
+    assert_eq!(seen[1].path, "/new-owner/repo/resolve/main/tiny.Q4_0.gguf");
+    assert_eq!(seen[1].header("authorization"), Some("Bearer hf_x"));
+    assert!(got.verified);
+}
+
+#[test]
 fn sha_mismatch_is_rejected_and_nothing_is_kept() {
     let data = content();
     let wrong = sha_hex(b"some other file");
