@@ -1,6 +1,10 @@
 //! `sintra`: the planner. For now it inspects GGUF files; the agent loop lands with issue #6.
 
+mod download;
+#[cfg(test)]
+mod http_double;
 mod inspect;
+mod llm;
 mod models;
 
 use clap::{Parser, Subcommand};
