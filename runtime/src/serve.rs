@@ -204,7 +204,7 @@ impl Session {
                 }
             }
             Request::Bench(req) => match self.model_or_error() {
-                Err(e) => e,
+                Err(e) => Response::Error(e),
                 Ok(m) => match check_bench(&req) {
                     Some(e) => e,
                     None => {
@@ -218,7 +218,7 @@ impl Session {
                 },
             },
             Request::Perplexity(req) => match self.model_or_error() {
-                Err(e) => e,
+                Err(e) => Response::Error(e),
                 Ok(m) => {
                     if !(4..=MAX_TOKENS).contains(&req.n_ctx) {
                         error(
@@ -253,7 +253,7 @@ impl Session {
                 }
             },
             Request::Generate(req) => match self.model_or_error() {
-                Err(e) => e,
+                Err(e) => Response::Error(e),
                 Ok(m) => {
                     if req.n_predict > MAX_TOKENS {
                         error(
@@ -281,12 +281,10 @@ impl Session {
         tx.send(&response);
     }
 
-    fn model_or_error(&self) -> Result<&Loaded, Response> {
-        self.model.as_ref().ok_or_else(|| {
-            error(
-                ErrorKind::NoModel,
-                "no model is loaded: send load-model first",
-            )
+    fn model_or_error(&self) -> Result<&Loaded, RuntimeError> {
+        self.model.as_ref().ok_or_else(|| RuntimeError {
+            kind: ErrorKind::NoModel,
+            message: "no model is loaded: send load-model first".into(),
         })
     }
 }

@@ -224,7 +224,7 @@ fn ssh_aarch64_runtime_deploys_benchmarks_and_matches_host_perplexity() {
     let runtime_name = format!("sintra-rt-{AARCH64}");
     assert_eq!(
         strings(&check["deploy"]["uploaded"]),
-        [runtime_name.clone()]
+        [runtime_name.as_str()]
     );
     assert!(remote.join(&runtime_name).is_file());
 
@@ -256,8 +256,11 @@ fn ssh_aarch64_runtime_deploys_benchmarks_and_matches_host_perplexity() {
         t.elapsed().as_secs_f64()
     );
     let model_name = format!("models/{}", model.file_name().unwrap().to_string_lossy());
-    assert_eq!(strings(&dev["deploy"]["uploaded"]), [model_name.clone()]);
-    assert_eq!(strings(&dev["deploy"]["unchanged"]), [runtime_name.clone()]);
+    assert_eq!(strings(&dev["deploy"]["uploaded"]), [model_name.as_str()]);
+    assert_eq!(
+        strings(&dev["deploy"]["unchanged"]),
+        [runtime_name.as_str()]
+    );
     assert_eq!(dev["model"]["architecture"], "llama");
     let runs = dev["bench"]["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{dev}");
