@@ -34,8 +34,13 @@ fn error(kind: ErrorKind, message: impl ToString) -> Response {
 }
 
 /// Serve one planner on `input`/`output` until it sends `Shutdown` (`Ok(true)`) or closes the
-/// input (`Ok(false)`).
-pub fn serve_stream(input: impl Read, output: impl Write) -> io::Result<bool> {
+/// input (`Ok(false)`). With `exit_when_unheard`, a failed write (the planner or its ssh went
+/// away) ends the process at once instead of finishing a task nobody will read.
+pub fn serve_stream(
+    input: impl Read,
+    output: impl Write,
+    exit_when_unheard: bool,
+) -> io::Result<bool> {
     let mut input = BufReader::with_capacity(1 << 16, input);
     let mut out = io::BufWriter::new(output);
     let mut session = Session::default();
@@ -72,7 +77,7 @@ pub fn serve_stream(input: impl Read, output: impl Write) -> io::Result<bool> {
                 continue;
             }
         };
-        if session.handle(request, &mut out)? {
+        if session.handle(request, &mut out, exit_when_unheard)? {
             return Ok(true);
         }
     }
@@ -101,7 +106,7 @@ pub fn listen(addr: &str) -> Result<(), String> {
         let reader = stream
             .try_clone()
             .map_err(|e| format!("cannot use the connection from {peer}: {e}"))?;
-        match serve_stream(reader, stream) {
+        match serve_stream(reader, stream, false) {
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(e) => log(format!("connection from {peer} failed: {e}")),
@@ -122,12 +127,17 @@ struct Session {
 struct Sender<'a, W: Write> {
     out: &'a mut W,
     failed: Option<io::Error>,
+    exit_when_unheard: bool,
 }
 
 impl<W: Write> Sender<'_, W> {
     fn send(&mut self, r: &Response) {
         if self.failed.is_none() {
             if let Err(e) = wire::write_frame(self.out, r) {
+                if self.exit_when_unheard {
+                    log(format!("the planner stopped listening ({e}): exiting"));
+                    std::process::exit(1);
+                }
                 self.failed = Some(e);
             }
         }
@@ -140,8 +150,17 @@ impl<W: Write> Sender<'_, W> {
 
 impl Session {
     /// Answer one request; `Ok(true)` ends the session.
-    fn handle(&mut self, request: Request, out: &mut impl Write) -> io::Result<bool> {
-        let mut tx = Sender { out, failed: None };
+    fn handle(
+        &mut self,
+        request: Request,
+        out: &mut impl Write,
+        exit_when_unheard: bool,
+    ) -> io::Result<bool> {
+        let mut tx = Sender {
+            out,
+            failed: None,
+            exit_when_unheard,
+        };
         let stop = matches!(request, Request::Shutdown);
         match self.gate(&request) {
             Some(refusal) => tx.send(&refusal),
@@ -402,7 +421,7 @@ fn load(path: &str, sha256: Option<[u8; 32]>) -> Result<(Loaded, ModelInfo), Run
 pub fn stdio() -> Result<(), String> {
     let stdin = io::stdin();
     let stdout = io::stdout();
-    serve_stream(stdin.lock(), stdout.lock())
+    serve_stream(stdin.lock(), stdout.lock(), true)
         .map(|_| ())
         .map_err(|e| format!("serve: {e}"))
 }
