@@ -245,7 +245,7 @@ fn ssh_aarch64_runtime_deploys_benchmarks_and_matches_host_perplexity() {
         .arg("--ppl-file")
         .arg(&eval)
         .args(PPL_ARGS)
-        .args(["--timeout", "600", "--json"])
+        .args(["--timeout", "1800", "--json"])
         .args(&args)
         .arg(&model)
         .output()
