@@ -1,5 +1,5 @@
 //! File formats of the sintra toolkit: GGUF (reader and writer), ggml's quantized block layouts
-//! with reference quantizers, and (later) the planner <-> runtime wire protocol.
+//! with reference quantizers, and the planner <-> runtime wire protocol ([`wire`]).
 //!
 //! Everything here treats its input as hostile: lengths, counts, offsets and dimensions read from
 //! a file are capped and checked with overflow-checked arithmetic, and errors name the field and
@@ -10,3 +10,4 @@ extern crate alloc;
 
 pub mod gguf;
 pub mod quant;
+pub mod wire;

@@ -1,5 +1,7 @@
 //! `sintra`: the planner. For now it inspects GGUF files; the agent loop lands with issue #6.
 
+mod cli;
+mod device;
 mod download;
 #[cfg(test)]
 mod http_double;
@@ -32,6 +34,11 @@ enum Command {
         #[arg(long)]
         metadata: bool,
     },
+    /// Reach a device: deploy the runtime, shake hands, probe.
+    #[command(subcommand)]
+    Device(cli::device::DeviceCommand),
+    /// Benchmark a model on a device (llama-bench's pp/tg, optionally perplexity).
+    Bench(cli::device::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             inspect::run(&path, json, metadata)
         }
+        Command::Device(cli::device::DeviceCommand::Check(a)) => cli::device::check(&a),
+        Command::Bench(a) => cli::device::bench(&a),
     }
 }

@@ -11,6 +11,7 @@ USAGE:
   sintra-rt bench      -m MODEL [-p 512] [-n 128] [-t T] [-r 5] [--json]
   sintra-rt perplexity -m MODEL -f TEXT [-c 512] [--chunks K] [-t T] [--save-logits F | --kl-divergence-base F]
   sintra-rt tokenize   -m MODEL -p PROMPT [--no-special]
+  sintra-rt serve      [--stdio | --listen ADDR]
   sintra-rt --version | --help
 
 MODES:
@@ -24,6 +25,8 @@ MODES:
               --kl-divergence-base F reports its KL divergence, top-1 agreement and delta-PPL.
   tokenize    one `id<TAB>piece` line per token of PROMPT, as llama.cpp's llama-tokenize
               (special tokens parsed and BOS added as the vocabulary says, unless --no-special).
+  serve       speak the planner's wire protocol (COBS-framed postcard) on stdin/stdout (--stdio,
+              the default) or on a TCP socket (--listen 0.0.0.0:7878); logs go to stderr.
 
 OPTIONS:
   -m, --model FILE     GGUF model
@@ -58,6 +61,8 @@ pub struct Args {
     pub kld_base: Option<PathBuf>,
     pub kv_f32: bool,
     pub no_special: bool,
+    /// `serve --listen ADDR`.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +71,7 @@ pub enum Mode {
     Bench,
     Perplexity,
     Tokenize,
+    Serve,
     Version,
     Help,
 }
@@ -78,11 +84,12 @@ impl Args {
             Some("bench") => Mode::Bench,
             Some("perplexity") => Mode::Perplexity,
             Some("tokenize") => Mode::Tokenize,
+            Some("serve") => Mode::Serve,
             Some("--version") | Some("-V") | Some("version") => Mode::Version,
             Some("--help") | Some("-h") | Some("help") | None => Mode::Help,
             Some(other) => {
                 return Err(format!(
-                    "unknown mode '{other}' (expected generate, bench, perplexity; see --help)"
+                    "unknown mode '{other}' (expected generate, bench, perplexity, tokenize, serve; see --help)"
                 ))
             }
         };
@@ -107,6 +114,7 @@ impl Args {
             kld_base: None,
             kv_f32: false,
             no_special: false,
+            listen: None,
         };
         while let Some(flag) = it.next() {
             let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -134,6 +142,8 @@ impl Args {
                 "--json" => a.json = true,
                 "--kv-f32" => a.kv_f32 = true,
                 "--no-special" => a.no_special = true,
+                "--listen" if mode == Mode::Serve => a.listen = Some(value(&flag)?),
+                "--stdio" if mode == Mode::Serve => a.listen = None,
                 "-h" | "--help" => a.mode = Mode::Help,
                 other => {
                     return Err(format!(

@@ -3,9 +3,12 @@
 
 pub mod chat;
 pub mod cli;
+pub mod membw;
 pub mod model;
 pub mod perplexity;
 pub mod sampler;
+pub mod serve;
 pub mod sysinfo;
+pub mod tasks;
 pub mod threads;
 pub mod tokenizer;

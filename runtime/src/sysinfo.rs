@@ -41,3 +41,80 @@ pub fn select_kernels() -> Result<(), String> {
     })?;
     kernels::use_isa(isa).map_err(|e| format!("SINTRA_KERNELS={value}: {e}"))
 }
+
+/// `MemTotal` and `MemAvailable` from `/proc/meminfo`, in bytes (0 where unknown).
+pub fn ram_bytes() -> (u64, u64) {
+    let Ok(info) = std::fs::read_to_string("/proc/meminfo") else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+/// CPU features that matter to the kernels, as this process sees them.
+pub fn cpu_features() -> Vec<String> {
+    #[allow(unused_mut)]
+    let mut found: Vec<&str> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => {$(
+                if std::is_x86_feature_detected!($f) {
+                    found.push($f);
+                }
+            )*};
+        }
+        probe!(
+            "sse4.2",
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vnni"
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => {$(
+                if std::arch::is_aarch64_feature_detected!($f) {
+                    found.push($f);
+                }
+            )*};
+        }
+        probe!("neon", "dotprod", "fp16", "i8mm", "sve");
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // 32-bit ARM and others: the kernel's list (`Features: half thumb fastmult vfp neon ...`).
+        if let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") {
+            if let Some(line) = info.lines().find(|l| l.starts_with("Features")) {
+                let list = line.split(':').nth(1).unwrap_or("");
+                return list.split_whitespace().map(str::to_string).collect();
+            }
+        }
+    }
+    found.into_iter().map(str::to_string).collect()
+}
+
+/// The runtime's side of the handshake.
+pub fn hello() -> formats::wire::Hello {
+    let (total, available) = ram_bytes();
+    formats::wire::Hello {
+        protocol_version: formats::wire::PROTOCOL_VERSION,
+        runtime_version: env!("CARGO_PKG_VERSION").to_string(),
+        target: TARGET.to_string(),
+        isa: kernels::isa_name().to_string(),
+        cpu_features: cpu_features(),
+        cores: cores() as u32,
+        total_ram_bytes: total,
+        available_ram_bytes: available,
+    }
+}

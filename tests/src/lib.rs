@@ -94,3 +94,38 @@ pub fn bin_path(package: &str, bin: &str) -> PathBuf {
     map.insert(bin.to_string(), path.clone());
     path
 }
+
+/// The target directory of the running test binary (`<target>` above `<profile>/deps/`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The static, stripped `sintra-rt` for `triple` (`dist` profile, as `cross/build.sh` and
+/// users build it), built on first use into the test binary's target directory. The target's
+/// standard library must be installed (`scripts/setup.sh` adds x86_64 and aarch64 musl).
+pub fn dist_runtime(triple: &str) -> PathBuf {
+    use std::sync::Mutex;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let target_dir = target_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--profile", "dist", "--target", triple])
+        .args(["-p", "runtime", "--bin", "sintra-rt", "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(repo_root())
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build --profile dist --target {triple} -p runtime failed (is the target installed? `rustup target add {triple}`)"
+    );
+    let path = target_dir.join(triple).join("dist").join("sintra-rt");
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}

@@ -1,5 +1,6 @@
 //! The one integration-test binary (see STYLE.md): each module is a concern.
 
+mod device;
 mod gguf;
 mod quant_vs_ggml;
 mod requantize;

@@ -1,0 +1,3 @@
+//! Subcommands with their own flags.
+
+pub mod device;
