@@ -33,18 +33,17 @@ impl Verdict {
         self.checks
             .iter()
             .map(|c| {
-                let op = if c.name == "latency_ms" || c.name == "memory_bytes" {
-                    "<="
-                } else {
-                    ">="
-                };
-                format!(
-                    "{} {:.4} {op} {:.4} {}",
-                    c.name,
-                    c.value,
-                    c.limit,
-                    if c.ok { "ok" } else { "MISSED" }
-                )
+                let ok = if c.ok { "ok" } else { "MISSED" };
+                match c.name.as_str() {
+                    "memory_bytes" => format!(
+                        "memory {:.0} <= {:.0} MiB {ok}",
+                        c.value / (1 << 20) as f64,
+                        c.limit / (1 << 20) as f64
+                    ),
+                    "latency_ms" => format!("latency {:.0} <= {:.0} ms {ok}", c.value, c.limit),
+                    "accuracy" => format!("top-1 {:.4} >= {:.4} {ok}", c.value, c.limit),
+                    _ => format!("tok/s {:.2} >= {:.2} {ok}", c.value, c.limit),
+                }
             })
             .collect::<Vec<_>>()
             .join("; ")

@@ -11,7 +11,8 @@
 //!   top-1 agreements.
 //! - Candidates: every allowed type alone, and mixes in the style of llama.cpp's `_M` presets
 //!   (attention V and FFN down at a higher type; embeddings and classifier at Q8_0 or Q6_K).
-//!   Recipes that produce a file already measured (same tensor types) are never proposed.
+//!   Recipes that produce a file already measured (same tensor types) are never proposed, nor
+//!   recipes whose file would not be smaller than the source.
 
 use super::{plan_key, Architect, Context, Proposal};
 use crate::model_info::ModelInfo;
@@ -73,6 +74,11 @@ impl Heuristic {
             let plan = recipe.plan(model);
             let bpt = bytes_per_token(model, &plan);
             let size = predicted_size(model, &plan);
+            if size >= model.file_len {
+                // Not a compression: quality is measured against the source, so a larger file
+                // (an upcast) cannot score better than the source itself.
+                continue;
+            }
             let err = prior_error(model, &recipe);
             out.push(Scored {
                 tps: fit.efficiency * bw * 1e9 / bpt.max(1) as f64,
