@@ -104,7 +104,10 @@ impl Checkpoint {
             }
         }
         out.sort_by(|a, b| match (a, b) {
-            (Ok(a), Ok(b)) => b.updated_at.cmp(&a.updated_at).then(b.run_id.cmp(&a.run_id)),
+            (Ok(a), Ok(b)) => b
+                .updated_at
+                .cmp(&a.updated_at)
+                .then(b.run_id.cmp(&a.run_id)),
             (Ok(_), Err(_)) => std::cmp::Ordering::Less,
             (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
             (Err(a), Err(b)) => a.cmp(b),
@@ -130,6 +133,8 @@ pub fn new_run_id() -> String {
     let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
     format!(
         "{}-{salt:04x}",
-        t.replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-")
+        t.replace(['-', ':'], "")
+            .trim_end_matches('Z')
+            .replace('T', "-")
     )
 }

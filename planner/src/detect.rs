@@ -91,7 +91,10 @@ pub fn simd_features() -> Vec<String> {
     {
         let checks: [(&str, bool); 5] = [
             ("neon", std::arch::is_aarch64_feature_detected!("neon")),
-            ("dotprod", std::arch::is_aarch64_feature_detected!("dotprod")),
+            (
+                "dotprod",
+                std::arch::is_aarch64_feature_detected!("dotprod"),
+            ),
             ("i8mm", std::arch::is_aarch64_feature_detected!("i8mm")),
             ("fp16", std::arch::is_aarch64_feature_detected!("fp16")),
             ("sve", std::arch::is_aarch64_feature_detected!("sve")),

@@ -29,8 +29,8 @@ pub fn execute(recipe: &Recipe, model: &ModelInfo, dst: &Path, progress: bool) -
         bail!("recipe key `{key}` is not supported yet (issue #7): layer dropping, FFN pruning and importance matrices land with it");
     }
     let start = Instant::now();
-    let file = GgufFile::open(&model.path)
-        .with_context(|| format!("reading {}", model.path.display()))?;
+    let file =
+        GgufFile::open(&model.path).with_context(|| format!("reading {}", model.path.display()))?;
     let plan = recipe.plan(model);
     let mut w = GgufWriter::from_header(&file.header);
     for p in &plan {
@@ -109,11 +109,17 @@ mod tests {
     #[test]
     fn parallel_requantize_matches_one_call() {
         let row = 576;
-        let values: Vec<f32> = (0..row * 300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+        let values: Vec<f32> = (0..row * 300)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
         let src = quant::quantize(GgmlType::F32, &values, row, None).unwrap();
         for to in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::IQ4_NL] {
             let one = quant::quantize(to, &values, row, None).unwrap();
-            assert_eq!(requantize(GgmlType::F32, &src, to, row).unwrap(), one, "{to}");
+            assert_eq!(
+                requantize(GgmlType::F32, &src, to, row).unwrap(),
+                one,
+                "{to}"
+            );
         }
     }
 }

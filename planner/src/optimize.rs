@@ -30,7 +30,9 @@ pub struct Loop<'a> {
 
 impl std::fmt::Debug for Loop<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loop").field("run", &self.cp.run_id).finish()
+        f.debug_struct("Loop")
+            .field("run", &self.cp.run_id)
+            .finish()
     }
 }
 
@@ -57,6 +59,13 @@ impl Loop<'_> {
     pub fn run(&mut self) -> Result<()> {
         let out_dir = self.cp.config.output_dir.clone();
         std::fs::create_dir_all(&out_dir)?;
+        // A run killed mid-iteration leaves its candidate (or the writer's temporary) behind;
+        // that iteration is redone, so they go.
+        for e in std::fs::read_dir(&out_dir)?.flatten() {
+            if e.file_name().to_string_lossy().contains(".candidate-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let past = self
             .history
             .past_measurements(self.model, &self.cp.profile, &self.cp.run_id)?;
@@ -83,12 +92,18 @@ impl Loop<'_> {
                 return Ok(());
             };
             for x in &p.exchanges {
-                self.history.record_exchange(&self.cp.run_id, iteration, x)?;
+                self.history
+                    .record_exchange(&self.cp.run_id, iteration, x)?;
             }
             self.history.trace(
                 &self.cp.run_id,
                 "proposed",
-                &format!("#{iteration} {} by {}: {}", p.recipe.to_json(), p.by, p.rationale),
+                &format!(
+                    "#{iteration} {} by {}: {}",
+                    p.recipe.to_json(),
+                    p.by,
+                    p.rationale
+                ),
             )?;
             let e = self.try_one(iteration, &p, &out_dir);
             self.history.record_experiment(&self.cp.run_id, &e)?;
@@ -109,7 +124,12 @@ impl Loop<'_> {
         }
     }
 
-    fn try_one(&mut self, iteration: u32, p: &crate::architect::Proposal, out_dir: &Path) -> Experiment {
+    fn try_one(
+        &mut self,
+        iteration: u32,
+        p: &crate::architect::Proposal,
+        out_dir: &Path,
+    ) -> Experiment {
         let start = Instant::now();
         let model = self.model;
         let plan = p.recipe.plan(model);
@@ -194,7 +214,11 @@ impl Loop<'_> {
                 "best: #{} {} ({}) -> {}",
                 b.iteration,
                 b.label,
-                if b.passes() { "meets every target" } else { "misses a target" },
+                if b.passes() {
+                    "meets every target"
+                } else {
+                    "misses a target"
+                },
                 out_dir.display()
             ),
             None => println!("no experiment succeeded -> {}", out_dir.display()),

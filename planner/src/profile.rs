@@ -111,13 +111,19 @@ pub enum ProfileError {
 pub const BUILTIN: &[(&str, &str)] = &[
     ("rpi4", include_str!("../../profiles/rpi4.yaml")),
     ("rpi5", include_str!("../../profiles/rpi5.yaml")),
-    ("jetson-nano", include_str!("../../profiles/jetson-nano.yaml")),
+    (
+        "jetson-nano",
+        include_str!("../../profiles/jetson-nano.yaml"),
+    ),
     (
         "jetson-orin-nano",
         include_str!("../../profiles/jetson-orin-nano.yaml"),
     ),
     ("x86-laptop", include_str!("../../profiles/x86-laptop.yaml")),
-    ("qemu-aarch64", include_str!("../../profiles/qemu-aarch64.yaml")),
+    (
+        "qemu-aarch64",
+        include_str!("../../profiles/qemu-aarch64.yaml"),
+    ),
 ];
 
 /// The types a recipe may use: those the runtime's kernels run and `formats` can write.
@@ -337,8 +343,24 @@ impl Profile {
 }
 
 const KNOWN_SIMD: &[&str] = &[
-    "neon", "dotprod", "i8mm", "sve", "sve2", "fp16", "sse3", "ssse3", "sse4.1", "sse4.2",
-    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avxvnni",
+    "neon",
+    "dotprod",
+    "i8mm",
+    "sve",
+    "sve2",
+    "fp16",
+    "sse3",
+    "ssse3",
+    "sse4.1",
+    "sse4.2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vnni",
+    "avxvnni",
 ];
 
 /// `arm64` and `aarch64` are one architecture; `None` for unknown names.
@@ -355,7 +377,8 @@ pub fn normalize_arch(a: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "name: t\nconstraints: {cpu_arch: arm64, ram_gb: 4, cores: 4, memory_bandwidth_gbps: 10}\n";
+    const GOOD: &str =
+        "name: t\nconstraints: {cpu_arch: arm64, ram_gb: 4, cores: 4, memory_bandwidth_gbps: 10}\n";
 
     fn err(yaml: &str) -> String {
         Profile::from_yaml(yaml, "p.yaml").unwrap_err().to_string()
@@ -427,7 +450,10 @@ mod tests {
         ];
         for (yaml, field) in cases {
             let e = err(&yaml);
-            assert!(e.contains(field), "error for {yaml:?} should name {field}: {e}");
+            assert!(
+                e.contains(field),
+                "error for {yaml:?} should name {field}: {e}"
+            );
             assert!(e.starts_with("p.yaml"), "error should name the file: {e}");
         }
     }
@@ -440,8 +466,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.allowed_types(), vec![GgmlType::Q8_0, GgmlType::Q4_K]);
-        let p = Profile::from_yaml(&format!("{GOOD}supported_quantizations: [GGUF]\n"), "p")
-            .unwrap();
+        let p =
+            Profile::from_yaml(&format!("{GOOD}supported_quantizations: [GGUF]\n"), "p").unwrap();
         assert_eq!(p.allowed_types(), RECIPE_TYPES);
     }
 }

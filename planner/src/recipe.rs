@@ -107,12 +107,8 @@ struct RawOverride {
 }
 
 fn parse_type(s: &str, key: &str) -> Result<GgmlType, RecipeError> {
-    let ty = GgmlType::from_name(s).ok_or_else(|| {
-        bad(
-            key,
-            format!("unknown type '{s}' (known: {})", type_list()),
-        )
-    })?;
+    let ty = GgmlType::from_name(s)
+        .ok_or_else(|| bad(key, format!("unknown type '{s}' (known: {})", type_list())))?;
     if !RECIPE_TYPES.contains(&ty) {
         return Err(bad(
             key,
@@ -295,7 +291,10 @@ impl Recipe {
             if *l >= model.n_layers {
                 return Err(bad(
                     format!("drop_layers[{i}]"),
-                    format!("layer {l} does not exist (the model has {} layers)", model.n_layers),
+                    format!(
+                        "layer {l} does not exist (the model has {} layers)",
+                        model.n_layers
+                    ),
                 ));
             }
         }
@@ -309,12 +308,19 @@ impl Recipe {
             if v.len() != model.n_layers as usize {
                 return Err(bad(
                     "ffn_prune.per_layer",
-                    format!("has {} ratios, the model has {} layers", v.len(), model.n_layers),
+                    format!(
+                        "has {} ratios, the model has {} layers",
+                        v.len(),
+                        model.n_layers
+                    ),
                 ));
             }
         }
         for t in &model.tensors {
-            if t.is_matrix() && self.type_for(&t.name, t.row_len()) != t.ty && !t.ty.can_dequantize() {
+            if t.is_matrix()
+                && self.type_for(&t.name, t.row_len()) != t.ty
+                && !t.ty.can_dequantize()
+            {
                 return Err(bad(
                     "default_type",
                     format!("tensor {} is {} which cannot be requantized", t.name, t.ty),
@@ -401,7 +407,11 @@ pub struct TensorPlan {
 
 /// Predicted file size of a plan: the source header plus aligned tensor data.
 pub fn predicted_size(model: &ModelInfo, plan: &[TensorPlan]) -> u64 {
-    model.header_bytes + plan.iter().map(|p| p.n_bytes.div_ceil(32) * 32).sum::<u64>()
+    model.header_bytes
+        + plan
+            .iter()
+            .map(|p| p.n_bytes.div_ceil(32) * 32)
+            .sum::<u64>()
 }
 
 /// Bytes of weights read per generated token: every matrix, except that the embedding table
@@ -464,8 +474,14 @@ mod tests {
                 r#"{"default_type":"Q4_K","overrides":[{"type":"Q8_0"}]}"#,
                 "tensor",
             ),
-            (r#"{"default_type":"Q4_K","drop_layers":[1,1]}"#, "drop_layers[1]"),
-            (r#"{"default_type":"Q4_K","drop_layers":[-1]}"#, "drop_layers[0]"),
+            (
+                r#"{"default_type":"Q4_K","drop_layers":[1,1]}"#,
+                "drop_layers[1]",
+            ),
+            (
+                r#"{"default_type":"Q4_K","drop_layers":[-1]}"#,
+                "drop_layers[0]",
+            ),
             (
                 r#"{"default_type":"Q4_K","ffn_prune":{"ratio":1.0}}"#,
                 "ffn_prune.ratio",
@@ -474,7 +490,10 @@ mod tests {
                 r#"{"default_type":"Q4_K","ffn_prune":{"ratio":0.1,"per_layer":[0.5,2]}}"#,
                 "ffn_prune.per_layer[1]",
             ),
-            (r#"{"default_type":"Q4_K","ffn_prune":{"rate":0.1}}"#, "rate"),
+            (
+                r#"{"default_type":"Q4_K","ffn_prune":{"rate":0.1}}"#,
+                "rate",
+            ),
             (r#"{"default_type":"Q4_K","imatrix":"yes"}"#, "`imatrix`"),
             ("not json", "expected"),
         ];
@@ -482,5 +501,37 @@ mod tests {
             let e = err(json);
             assert!(e.contains(key), "error for {json} should name {key}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+
+    #[test]
+    fn validation_against_smollm2() {
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let ok = |j: &str| Recipe::from_json(j).unwrap().validate(&model, RECIPE_TYPES);
+        assert!(ok(r#"{"default_type":"Q4_K","overrides":[{"tensor":"blk\\.\\d+\\.ffn_down\\.weight","type":"Q6_K"}]}"#).is_ok());
+        let e = ok(r#"{"default_type":"Q4_K","overrides":[{"tensor":"blk\\.0\\.attn_norm\\.weight","type":"Q8_0"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("overrides[0].tensor"), "{e}");
+        let e = ok(r#"{"default_type":"Q4_K","drop_layers":[30]}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("drop_layers[0]") && e.to_string().contains("30 layers"),
+            "{e}"
+        );
+        let e = ok(r#"{"default_type":"Q4_K","ffn_prune":{"ratio":0.1,"per_layer":[0.1]}}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("ffn_prune.per_layer"), "{e}");
+        let e = Recipe::uniform(GgmlType::Q4_K)
+            .validate(&model, &[GgmlType::Q8_0])
+            .unwrap_err();
+        assert!(e.to_string().contains("default_type"), "{e}");
+        // Plans: norms stay F32, 576-wide rows fall back from Q4_K to Q5_0 as llama.cpp does.
+        let plan = Recipe::uniform(GgmlType::Q4_K).plan(&model);
+        let find = |n: &str| plan.iter().find(|p| p.name == n).unwrap().to;
+        assert_eq!(find("blk.0.attn_norm.weight"), GgmlType::F32);
+        assert_eq!(find("blk.0.attn_q.weight"), GgmlType::Q5_0);
+        assert_eq!(find("blk.0.ffn_down.weight"), GgmlType::Q4_K);
     }
 }

@@ -50,18 +50,37 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
         cp.config.max_iters,
         cp.stop_reason.as_deref().unwrap_or("not yet (resumable)")
     );
-    let _ = writeln!(s, "## Targets\n\n| target | value | from |\n| --- | ---: | --- |");
-    let _ = writeln!(s, "| tokens/s (generation) | >= {:.2} | {} |", t.min_tps, t.min_tps_source);
-    let _ = writeln!(s, "| accuracy (top-1 agreement) | >= {:.3} | {} |", t.min_accuracy, t.min_accuracy_source);
+    let _ = writeln!(
+        s,
+        "## Targets\n\n| target | value | from |\n| --- | ---: | --- |"
+    );
+    let _ = writeln!(
+        s,
+        "| tokens/s (generation) | >= {:.2} | {} |",
+        t.min_tps, t.min_tps_source
+    );
+    let _ = writeln!(
+        s,
+        "| accuracy (top-1 agreement) | >= {:.3} | {} |",
+        t.min_accuracy, t.min_accuracy_source
+    );
     match t.max_latency_ms {
         Some(l) => {
-            let _ = writeln!(s, "| latency (first token, {}-token prompt) | <= {l:.0} ms | profile |", cp.config.bench.n_prompt);
+            let _ = writeln!(
+                s,
+                "| latency (first token, {}-token prompt) | <= {l:.0} ms | profile |",
+                cp.config.bench.n_prompt
+            );
         }
         None => {
             let _ = writeln!(s, "| latency | not set | |");
         }
     }
-    let _ = writeln!(s, "| memory | <= {:.0} MiB | profile memory x 0.8 |\n", t.max_memory_bytes / (1 << 20) as f64);
+    let _ = writeln!(
+        s,
+        "| memory | <= {:.0} MiB | profile memory x 0.8 |\n",
+        t.max_memory_bytes / (1 << 20) as f64
+    );
     let _ = writeln!(s, "## Best recipe\n");
     match best(exps) {
         Some(b) => {
@@ -70,7 +89,11 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
                 "Iteration {} ({}), {} targets: {}\n\n```json\n{}\n```\n",
                 b.iteration,
                 b.label,
-                if b.passes() { "meets all" } else { "does NOT meet all" },
+                if b.passes() {
+                    "meets all"
+                } else {
+                    "does NOT meet all"
+                },
                 b.verdict.as_ref().map_or(String::new(), |v| v.summary()),
                 b.recipe
             );
@@ -137,7 +160,9 @@ fn row(e: &Experiment) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Accuracy (y) against tokens/s (x): every measured experiment, the front joined by a line,
@@ -172,7 +197,11 @@ pub fn svg(cp: &Checkpoint) -> String {
         cp.run_id,
         if cp.config.mock { " (MOCK)" } else { "" }
     );
-    let _ = writeln!(s, r#"<text x="{l}" y="24" font-size="14">{}</text>"#, esc(&title));
+    let _ = writeln!(
+        s,
+        r#"<text x="{l}" y="24" font-size="14">{}</text>"#,
+        esc(&title)
+    );
     let _ = writeln!(
         s,
         r#"<line x1="{l}" y1="{b}" x2="{xr}" y2="{b}" stroke="black"/><line x1="{l}" y1="{top}" x2="{l}" y2="{b}" stroke="black"/>"#,
@@ -210,7 +239,13 @@ pub fn svg(cp: &Checkpoint) -> String {
     let front = pareto(&cp.experiments);
     let pts: Vec<String> = front
         .iter()
-        .map(|e| format!("{:.1},{:.1}", px(e.tps().unwrap_or(0.0)), py(e.top1().unwrap_or(0.0))))
+        .map(|e| {
+            format!(
+                "{:.1},{:.1}",
+                px(e.tps().unwrap_or(0.0)),
+                py(e.top1().unwrap_or(0.0))
+            )
+        })
         .collect();
     if pts.len() > 1 {
         let _ = writeln!(

@@ -1,6 +1,7 @@
 //! The one integration-test binary (see STYLE.md): each module is a concern.
 
 mod gguf;
+mod planner;
 mod quant_vs_ggml;
 mod requantize;
 mod runtime_errors;

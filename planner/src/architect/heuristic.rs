@@ -206,7 +206,12 @@ fn candidates(model: &ModelInfo, allowed: &[GgmlType]) -> Vec<Recipe> {
     let ok = |t: GgmlType| allowed.contains(&t);
     let has = |re: &str| {
         Override::new(re, GgmlType::F32)
-            .map(|o| model.tensors.iter().any(|t| t.is_matrix() && o.matches(&t.name)))
+            .map(|o| {
+                model
+                    .tensors
+                    .iter()
+                    .any(|t| t.is_matrix() && o.matches(&t.name))
+            })
             .unwrap_or(false)
     };
     let mut out = Vec::new();
@@ -246,4 +251,66 @@ fn candidates(model: &ModelInfo, allowed: &[GgmlType]) -> Vec<Recipe> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::tests::exp;
+    use crate::profile::Profile;
+
+    #[test]
+    fn never_repeats_and_learns_from_measurements() {
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let profile = Profile::load("rpi5").unwrap();
+        let targets = crate::targets::resolve(&profile, &model, None, None).unwrap();
+        let allowed = profile.allowed_types();
+        let mut h = Heuristic;
+        let mut exps = Vec::new();
+        let mut keys = BTreeSet::new();
+        for i in 1..=8u32 {
+            let ctx = Context {
+                model: &model,
+                profile: &profile,
+                targets: &targets,
+                allowed: &allowed,
+                experiments: &exps,
+                past: &[],
+                mock: true,
+            };
+            let Some(p) = h.propose(&ctx).unwrap() else {
+                break;
+            };
+            assert!(p.predicted_size < model.file_len, "an upcast was proposed");
+            let key = plan_key(&p.recipe, &model);
+            assert!(
+                keys.insert(key.clone()),
+                "iteration {i} repeated {}",
+                p.recipe.to_json()
+            );
+            // Pretend the device is 4x slower than the prior assumes.
+            let bpt = bytes_per_token(&model, &p.recipe.plan(&model));
+            let mut e = exp(i, p.predicted_tps / 4.0, 0.95, true);
+            e.plan_key = key;
+            e.recipe = p.recipe.to_json();
+            e.bytes_per_token = bpt;
+            exps.push(e);
+        }
+        assert!(exps.len() >= 5);
+        let ctx = Context {
+            model: &model,
+            profile: &profile,
+            targets: &targets,
+            allowed: &allowed,
+            experiments: &exps,
+            past: &[],
+            mock: true,
+        };
+        let fit = Fit::from(&ctx, profile.constraints.memory_bandwidth_gbps.unwrap());
+        assert!(
+            (fit.efficiency - 0.125).abs() < 1e-6,
+            "efficiency {}",
+            fit.efficiency
+        );
+    }
 }

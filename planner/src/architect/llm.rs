@@ -48,7 +48,9 @@ pub fn context_json(ctx: &Context<'_>) -> String {
             Some(_) => t.name.splitn(3, '.').nth(2).unwrap_or(&t.name).to_string(),
             None => t.name.clone(),
         };
-        let e = groups.entry(kind).or_insert((0, t.ty.to_string(), t.dims[0]));
+        let e = groups
+            .entry(kind)
+            .or_insert((0, t.ty.to_string(), t.dims[0]));
         e.0 += 1;
     }
     let tensors: Vec<_> = groups
@@ -154,9 +156,14 @@ impl Architect for LlmArchitect {
                                     .fallback
                                     .ranked(ctx)
                                     .iter()
-                                    .find(|s| s.bytes_per_token == bytes_per_token(ctx.model, &plan))
+                                    .find(|s| {
+                                        s.bytes_per_token == bytes_per_token(ctx.model, &plan)
+                                    })
                                     .map_or(0.0, |s| s.tps),
-                                rationale: format!("proposed by {provider} (attempt {})", attempt + 1),
+                                rationale: format!(
+                                    "proposed by {provider} (attempt {})",
+                                    attempt + 1
+                                ),
                                 recipe,
                                 by: provider,
                                 exchanges,
@@ -176,10 +183,126 @@ impl Architect for LlmArchitect {
         }
         let mut p = self.fallback.propose(ctx)?;
         if let Some(p) = &mut p {
-            p.rationale = format!("{provider} gave no usable recipe; heuristic: {}", p.rationale);
+            p.rationale = format!(
+                "{provider} gave no usable recipe; heuristic: {}",
+                p.rationale
+            );
             p.by = format!("heuristic (fallback from {provider})");
             p.exchanges = exchanges;
         }
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::LlmError;
+    use crate::model_info::ModelInfo;
+    use crate::profile::Profile;
+    use std::cell::RefCell;
+
+    /// TEST DOUBLE: a chat provider that plays back scripted answers and records the prompts.
+    struct ScriptedProvider {
+        answers: RefCell<Vec<Result<String, LlmError>>>,
+        seen: std::rc::Rc<RefCell<Vec<String>>>,
+    }
+
+    impl ChatProvider for ScriptedProvider {
+        fn name(&self) -> String {
+            "scripted:test-double".into()
+        }
+        fn complete(&self, _system: &str, user: &str) -> Result<String, LlmError> {
+            self.seen.borrow_mut().push(user.to_string());
+            let mut a = self.answers.borrow_mut();
+            if a.is_empty() {
+                return Err(LlmError::BadResponse("script exhausted".into()));
+            }
+            a.remove(0)
+        }
+    }
+
+    fn propose(answers: Vec<Result<String, LlmError>>) -> (Option<Proposal>, Vec<String>) {
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let profile = Profile::load("rpi5").unwrap();
+        let targets = crate::targets::resolve(&profile, &model, None, None).unwrap();
+        let allowed = profile.allowed_types();
+        let seen = std::rc::Rc::new(RefCell::new(Vec::new()));
+        let mut a = LlmArchitect {
+            provider: Box::new(ScriptedProvider {
+                answers: RefCell::new(answers),
+                seen: seen.clone(),
+            }),
+            fallback: Heuristic,
+        };
+        let ctx = Context {
+            model: &model,
+            profile: &profile,
+            targets: &targets,
+            allowed: &allowed,
+            experiments: &[],
+            past: &[],
+            mock: true,
+        };
+        let p = a.propose(&ctx).unwrap();
+        let seen = seen.borrow().clone();
+        (p, seen)
+    }
+
+    #[test]
+    fn accepts_a_valid_answer_in_prose() {
+        let (p, seen) = propose(vec![Ok(
+            "Here you go:\n```json\n{\"default_type\": \"Q4_0\", \"overrides\": [{\"tensor\": \"token_embd\\\\.weight\", \"type\": \"Q8_0\"}]}\n```".into(),
+        )]);
+        let p = p.unwrap();
+        assert_eq!(p.recipe.default_type, formats::quant::GgmlType::Q4_0);
+        assert_eq!(p.by, "scripted:test-double");
+        assert_eq!(p.exchanges.len(), 1);
+        assert_eq!(p.exchanges[0].outcome, "accepted");
+        let ctx: serde_json::Value = serde_json::from_str(&seen[0]).unwrap();
+        assert_eq!(ctx["device"]["name"], "rpi5");
+        assert!(ctx["model"]["tensors"].as_array().unwrap().len() > 5);
+    }
+
+    #[test]
+    fn re_asks_once_with_the_error_then_accepts() {
+        let (p, seen) = propose(vec![
+            Ok(r#"{"default_type": "Q4_K", "overrides": [{"tensor": "blk\\.99\\.nothing", "type": "Q8_0"}]}"#.into()),
+            Ok(r#"{"default_type": "Q4_K"}"#.into()),
+        ]);
+        let p = p.unwrap();
+        assert_eq!(p.exchanges.len(), 2);
+        assert!(
+            p.exchanges[0].outcome.contains("overrides[0].tensor"),
+            "{}",
+            p.exchanges[0].outcome
+        );
+        assert!(seen[1].contains("It was rejected") && seen[1].contains("overrides[0].tensor"));
+        assert_eq!(p.exchanges[1].outcome, "accepted");
+    }
+
+    #[test]
+    fn falls_back_to_the_heuristic_after_two_bad_answers_or_a_provider_error() {
+        let (p, seen) = propose(vec![
+            Ok("no idea".into()),
+            Ok(r#"{"default_type":"Q9"}"#.into()),
+        ]);
+        let p = p.unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(p
+            .by
+            .starts_with("heuristic (fallback from scripted:test-double)"));
+        assert_eq!(p.exchanges.len(), 2);
+        assert!(p
+            .exchanges
+            .iter()
+            .all(|x| x.outcome.starts_with("rejected")));
+
+        let (p, seen) = propose(vec![Err(LlmError::Timeout)]);
+        let p = p.unwrap();
+        assert_eq!(seen.len(), 1, "a provider error is not retried");
+        assert_eq!(p.exchanges[0].outcome, "failed");
+        assert_eq!(p.exchanges[0].error.as_deref(), Some("timed out"));
+        assert!(p.by.starts_with("heuristic"));
     }
 }

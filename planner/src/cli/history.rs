@@ -17,9 +17,12 @@ pub fn run(limit: usize) -> Result<()> {
         "id", "started", "status", "device", "model", "exps"
     );
     for r in &runs {
-        let best = r.best.as_ref().map_or("-".to_string(), |(recipe, tps, top1)| {
-            format!("{tps:.1} tok/s, top-1 {top1:.3}: {recipe}")
-        });
+        let best = r
+            .best
+            .as_ref()
+            .map_or("-".to_string(), |(recipe, tps, top1)| {
+                format!("{tps:.1} tok/s, top-1 {top1:.3}: {recipe}")
+            });
         println!(
             "  {:<22} {:<20} {:<10} {:<16} {:<18} {:>5}  {}{}",
             r.id,

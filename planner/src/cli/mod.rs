@@ -11,7 +11,12 @@ use std::path::PathBuf;
 
 /// Fit large language models onto edge devices, with measurements taken on the device.
 #[derive(Debug, Parser)]
-#[command(name = "sintra", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "sintra",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -81,7 +81,11 @@ pub fn run(a: RootArgs) -> Result<()> {
         cp.run_id,
         model.name,
         cp.profile.name,
-        if cp.config.mock { " [MOCK: nothing is written or measured]" } else { "" },
+        if cp.config.mock {
+            " [MOCK: nothing is written or measured]"
+        } else {
+            ""
+        },
         cp.targets.min_tps,
         cp.targets.min_accuracy,
         cp.targets

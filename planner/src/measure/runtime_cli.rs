@@ -128,7 +128,9 @@ impl Benchmarker for RuntimeBenchmarker {
 pub fn parse_bench_json(text: &str, n_prompt: u32) -> Result<Speed> {
     let v: serde_json::Value =
         serde_json::from_str(text).context("sintra-rt bench printed no valid JSON")?;
-    let rows = v.as_array().context("sintra-rt bench JSON is not an array")?;
+    let rows = v
+        .as_array()
+        .context("sintra-rt bench JSON is not an array")?;
     let mut tg = None;
     let mut pp = None;
     let mut rss = None;
@@ -271,7 +273,10 @@ mod tests {
 
         let ppl = "Final estimate: PPL = 12.3456 +/- 0.12345\nscored 1020 positions\nMean KLD:        0.051234 ± 0.001000\nSame top p:      91.250 ± 0.500 %\nPPL(base):       12.0000\nPPL(Q)-PPL(base): +0.3456\n";
         let q = parse_perplexity(ppl).unwrap();
-        assert_eq!((q.kld, q.top1, q.ppl, q.ppl_base), (0.051234, 0.9125, 12.3456, 12.0));
+        assert_eq!(
+            (q.kld, q.top1, q.ppl, q.ppl_base),
+            (0.051234, 0.9125, 12.3456, 12.0)
+        );
         assert!(parse_perplexity("Final estimate: PPL = 3").is_err());
     }
 }
