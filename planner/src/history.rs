@@ -115,6 +115,9 @@ pub fn now() -> String {
     )
 }
 
+/// Device, model, recipe, tokens/s, top-1, mock.
+pub type BestRow = (String, String, String, f64, f64, bool);
+
 /// One row of `sintra history`.
 #[derive(Debug, Clone)]
 pub struct RunRow {
@@ -332,7 +335,7 @@ impl History {
 
     /// The best passing recipe per device and model (most accurate, then fastest), with
     /// whether it was mock.
-    pub fn best_per_device_model(&self) -> Result<Vec<(String, String, String, f64, f64, bool)>> {
+    pub fn best_per_device_model(&self) -> Result<Vec<BestRow>> {
         let mut st = self.conn.prepare(
             "SELECT d.name, m.name, e.recipe, e.tps, e.top1, e.mock FROM experiments e
              JOIN runs r ON r.id = e.run_id JOIN models m ON m.id = r.model_id JOIN devices d ON d.id = r.device_id
@@ -349,7 +352,7 @@ impl History {
                 r.get(5)?,
             ))
         })?;
-        let mut out: Vec<(String, String, String, f64, f64, bool)> = Vec::new();
+        let mut out: Vec<BestRow> = Vec::new();
         for row in rows {
             let row = row?;
             if !out
@@ -391,5 +394,50 @@ mod tests {
         let t = now();
         assert_eq!(t.len(), 20, "{t}");
         assert!(t.starts_with("20"), "{t}");
+    }
+
+    #[test]
+    fn records_runs_experiments_prompts_and_traces() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.db")).unwrap();
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let profile = Profile::load("rpi4").unwrap();
+        h.start_run("r1", &model, &profile, "heuristic", "{}", true, "out/r1")
+            .unwrap();
+        let mut e = crate::experiment::tests::exp(1, 20.0, 0.95, true);
+        h.record_experiment("r1", &e).unwrap();
+        e.label = "again".into();
+        h.record_experiment("r1", &e).unwrap(); // a redone iteration replaces its row
+        h.record_exchange(
+            "r1",
+            1,
+            &Exchange {
+                provider: "p".into(),
+                system: "s".into(),
+                user: "u".into(),
+                response: Some("{}".into()),
+                error: None,
+                outcome: "accepted".into(),
+            },
+        )
+        .unwrap();
+        h.trace("r1", "proposed", "x").unwrap();
+        h.finish_run("r1", "met", Some(1)).unwrap();
+        assert_eq!(h.count("experiments", "r1").unwrap(), 1);
+        assert_eq!(h.count("prompts", "r1").unwrap(), 1);
+        assert_eq!(h.count("traces", "r1").unwrap(), 1);
+        let runs = h.runs(10).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].best.as_ref().unwrap().1, 20.0);
+        assert_eq!(h.best_per_device_model().unwrap().len(), 1);
+        // A second run on the same device and model sees the first one's measurement.
+        assert_eq!(
+            h.past_measurements(&model, &profile, "r2").unwrap().len(),
+            1
+        );
+        assert!(h
+            .past_measurements(&model, &profile, "r1")
+            .unwrap()
+            .is_empty());
     }
 }
