@@ -47,7 +47,7 @@ fn run(
         .par_iter()
         .map(|&(i, r, n)| {
             let t = &tensors[i];
-            let ty = sintra_tests::requant::fallback(ty, t.row as u64);
+            let ty = ty.fallback_for_row(t.row as u64);
             let src = &t.values[r * t.row..(r + n) * t.row];
             let out = if ggml {
                 sintra_tests::ggml::quantize(ty, src, t.row, None)

@@ -16,9 +16,6 @@
 //!   `NAME.source.json` (repo, revision, url, sha256, size, verified) is written beside it, so a
 //!   later run knows where a cached file came from and refuses one from another repository.
 
-// Until the CLI (issue #6) calls it, parts of the module are unused in the binary.
-#![allow(dead_code)]
-
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use sha2::{Digest, Sha256};

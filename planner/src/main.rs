@@ -1,48 +1,38 @@
-//! `sintra`: the planner. For now it inspects GGUF files; the agent loop lands with issue #6.
+//! `sintra`: the planner. `sintra PROFILE` runs the optimization loop (Architect -> Executor ->
+//! Benchmarker -> Critic -> Reporter); subcommands inspect models, execute one recipe and list
+//! the history. See `cli/` for the command line and `optimize.rs` for the loop.
 
+mod architect;
+mod checkpoint;
 mod cli;
+mod critic;
+mod detect;
 mod device;
 mod download;
+mod executor;
+mod experiment;
+mod history;
+mod home;
 #[cfg(test)]
 mod http_double;
 mod inspect;
 mod llm;
+mod measure;
+mod model_info;
 mod models;
+mod optimize;
+mod profile;
+mod recipe;
+mod report;
+mod targets;
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::Parser;
 use std::process::ExitCode;
 
-/// Fit large language models onto edge devices, with measurements taken on the device.
-#[derive(Debug, Parser)]
-#[command(name = "sintra", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show a GGUF model: architecture, hyper-parameters, tokenizer, tensors, size.
-    Inspect {
-        /// The GGUF file (default: SmolLM2-135M-Instruct from the setup cache).
-        model: Option<PathBuf>,
-        /// Print JSON instead of tables.
-        #[arg(long)]
-        json: bool,
-        /// Also print every metadata key (long: includes the vocabulary sizes, not the tokens).
-        #[arg(long)]
-        metadata: bool,
-    },
-    /// Reach a device: deploy the runtime, shake hands, probe.
-    #[command(subcommand)]
-    Device(cli::device::DeviceCommand),
-    /// Benchmark a model on a device (llama-bench's pp/tg, optionally perplexity).
-    Bench(cli::device::BenchArgs),
-}
-
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = cli::Cli::parse();
+    init_logging(cli.root.debug);
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sintra: error: {e:#}");
@@ -51,20 +41,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Inspect {
-            model,
-            json,
-            metadata,
-        } => {
-            let path = match model {
-                Some(p) => p,
-                None => models::default_model()?,
-            };
-            inspect::run(&path, json, metadata)
-        }
-        Command::Device(cli::device::DeviceCommand::Check(a)) => cli::device::check(&a),
-        Command::Bench(a) => cli::device::bench(&a),
-    }
+/// Logs go to stderr: `RUST_LOG` filters them; `--debug` means `debug`; the default is `warn`.
+fn init_logging(debug: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = if debug {
+        EnvFilter::new("debug")
+    } else {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

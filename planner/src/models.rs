@@ -7,13 +7,19 @@ use std::path::PathBuf;
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// Directories searched for cached models, in order: `$SINTRA_MODELS`, `./.cache/models` (the
-/// setup script's cache when run from a checkout), `$SINTRA_HOME/models`, `~/.cache/sintra/models`.
+/// setup script's cache when run from a checkout), the cache of the checkout this binary was
+/// built from (so `sintra` finds it from any directory, and so do the unit tests),
+/// `$SINTRA_HOME/models`, `~/.cache/sintra/models`.
 pub fn model_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os("SINTRA_MODELS") {
         dirs.push(PathBuf::from(d));
     }
     dirs.push(PathBuf::from(".cache/models"));
+    dirs.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.cache/models"
+    )));
     if let Some(d) = std::env::var_os("SINTRA_HOME") {
         dirs.push(PathBuf::from(d).join("models"));
     }

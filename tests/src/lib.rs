@@ -55,12 +55,22 @@ pub fn gemma3_270m_q4_k_m() -> PathBuf {
 /// Path of a binary of this workspace (`sintra-rt`, `sintra`), built on first use with the same
 /// cargo and target directory as the running test binary, so tests run the real program.
 pub fn bin_path(package: &str, bin: &str) -> PathBuf {
+    build_bin(package, bin, false)
+}
+
+/// As [`bin_path`], built with `--release`: for tests that run real models through the binaries
+/// (the dev profile compiles workspace crates without optimization).
+pub fn release_bin_path(package: &str, bin: &str) -> PathBuf {
+    build_bin(package, bin, true)
+}
+
+fn build_bin(package: &str, bin: &str, release: bool) -> PathBuf {
     use std::collections::HashMap;
     use std::sync::Mutex;
-    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    static BUILT: Mutex<Option<HashMap<(String, bool), PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let map = built.get_or_insert_with(HashMap::new);
-    if let Some(p) = map.get(bin) {
+    if let Some(p) = map.get(&(bin.to_string(), release)) {
         return p.clone();
     }
     // current_exe is <target>/<profile>/deps/integration-<hash>.
@@ -71,27 +81,31 @@ pub fn bin_path(package: &str, bin: &str) -> PathBuf {
         .expect("<target>/<profile>");
     let target_dir = profile_dir.parent().expect("<target>");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            package,
-            "--bin",
-            bin,
-            "--target-dir",
-        ])
-        .arg(target_dir)
-        .current_dir(repo_root())
-        .status()
-        .expect("run cargo build");
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        package,
+        "--bin",
+        bin,
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .current_dir(repo_root());
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
     assert!(
         status.success(),
         "cargo build -p {package} --bin {bin} failed"
     );
-    let path = target_dir.join("debug").join(bin);
+    let path = target_dir
+        .join(if release { "release" } else { "debug" })
+        .join(bin);
     assert!(path.is_file(), "{} was not built", path.display());
-    map.insert(bin.to_string(), path.clone());
+    map.insert((bin.to_string(), release), path.clone());
     path
 }
 

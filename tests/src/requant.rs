@@ -1,24 +1,11 @@
 //! Making the quantized variants of the test model with `formats`: every 2-D tensor dequantized
 //! and requantized to one type, falling back as llama.cpp's `llama-quantize` does for rows that
 //! are not whole super-blocks (SmolLM2's 576-wide rows): Q4_K -> Q5_0, Q5_K -> Q5_1,
-//! Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL.
+//! Q6_K -> Q8_0, Q2_K/Q3_K -> IQ4_NL (`GgmlType::fallback_for_row`, shared with the planner).
 
 use formats::gguf::{GgufFile, GgufWriter};
 use formats::quant::{self, GgmlType};
 use std::path::{Path, PathBuf};
-
-/// llama.cpp's fallback for a row length the type cannot hold.
-pub fn fallback(ty: GgmlType, row: u64) -> GgmlType {
-    if row % ty.block_size() as u64 == 0 {
-        return ty;
-    }
-    match ty {
-        GgmlType::Q4_K => GgmlType::Q5_0,
-        GgmlType::Q5_K => GgmlType::Q5_1,
-        GgmlType::Q6_K => GgmlType::Q8_0,
-        _ => GgmlType::IQ4_NL,
-    }
-}
 
 /// Write `src` with every 2-D tensor requantized to `ty` (or its fallback) to `dst`.
 pub fn requantize(src: &Path, dst: &Path, ty: GgmlType) {
@@ -26,7 +13,7 @@ pub fn requantize(src: &Path, dst: &Path, ty: GgmlType) {
     let mut w = GgufWriter::from_header(&file.header);
     for t in &file.header.tensors {
         if t.dims.len() >= 2 {
-            w.set_tensor_type(&t.name, fallback(ty, t.row_len()))
+            w.set_tensor_type(&t.name, ty.fallback_for_row(t.row_len()))
                 .unwrap();
         }
     }

@@ -2,6 +2,7 @@
 
 mod device;
 mod gguf;
+mod planner;
 mod quant_vs_ggml;
 mod requantize;
 mod runtime_errors;

@@ -158,6 +158,23 @@ impl GgmlType {
         )
     }
 
+    /// The type llama.cpp's `llama-quantize` writes instead of `self` for rows of `row_len`
+    /// values that are not a whole number of `self`'s blocks (SmolLM2's 576-wide rows hold no
+    /// whole 256-value super-block): Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, any other
+    /// super-block type -> IQ4_NL. Types whose blocks fit are returned unchanged. The planner's
+    /// executor and the test helpers both use this one copy.
+    pub fn fallback_for_row(self, row_len: u64) -> GgmlType {
+        if row_len % self.block_size() as u64 == 0 {
+            return self;
+        }
+        match self {
+            GgmlType::Q4_K => GgmlType::Q5_0,
+            GgmlType::Q5_K => GgmlType::Q5_1,
+            GgmlType::Q6_K => GgmlType::Q8_0,
+            _ => GgmlType::IQ4_NL,
+        }
+    }
+
     /// Parse ggml's name (`q4_K`) case-insensitively, also accepting `Q4_K`.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL

@@ -1,3 +1,155 @@
-//! Subcommands with their own flags.
+//! The command line. The root command keeps the original Sintra's flags (`sintra [PROFILE]
+//! --model-id ... --max-iters ... --resume ... --mock`); the subcommands are sintra's own.
+//! Add a subcommand by adding a variant to [`Command`] and a module here.
 
+mod compress;
 pub mod device;
+mod history;
+mod root;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Fit large language models onto edge devices, with measurements taken on the device.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sintra",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub root: RootArgs,
+}
+
+/// The optimizer (the root command): Sintra's flags.
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// Hardware profile: a name (rpi4, rpi5, jetson-nano, jetson-orin-nano, x86-laptop,
+    /// qemu-aarch64) or a YAML file.
+    pub profile: Option<String>,
+    /// Model: a local GGUF path, a file in the model cache, or a Hugging Face repository
+    /// `owner/name` with --model-file (default: SmolLM2-135M-Instruct from the setup cache).
+    #[arg(long)]
+    pub model_id: Option<String>,
+    /// With a Hugging Face `--model-id owner/repo`: the GGUF file in it (downloaded, resumable,
+    /// sha256-checked, cached; `HF_TOKEN` and `HF_ENDPOINT` honoured).
+    #[arg(long)]
+    pub model_file: Option<String>,
+    /// Output format; sintra writes GGUF.
+    #[arg(long, default_value = "gguf", value_parser = ["gguf"])]
+    pub backend: String,
+    /// Where each run's directory is written.
+    #[arg(long, default_value = "./outputs")]
+    pub output_dir: PathBuf,
+    /// Describe this machine instead of reading a profile.
+    #[arg(long)]
+    pub auto_detect: bool,
+    /// Minimum generation speed, tokens/s (overrides the profile).
+    #[arg(long)]
+    pub target_tps: Option<f64>,
+    /// Minimum top-1 agreement with the original, 0..1 (overrides the profile).
+    #[arg(long)]
+    pub target_accuracy: Option<f64>,
+    /// Write and measure nothing: speed and quality from a documented formula (marked mock).
+    #[arg(long)]
+    pub mock: bool,
+    /// Most recipes to try (default 10; with --resume, raises or lowers the run's limit).
+    #[arg(long)]
+    pub max_iters: Option<u32>,
+    /// Print the resolved profile, targets, model and first candidates; touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue a run: the latest, or the one with this id.
+    #[arg(long, num_args = 0..=1, default_missing_value = "latest", value_name = "RUN_ID")]
+    pub resume: Option<String>,
+    /// List the runs that can be resumed.
+    #[arg(long)]
+    pub list_checkpoints: bool,
+    /// Who proposes recipes.
+    #[arg(long, default_value = "heuristic", value_parser = ["heuristic", "openai", "anthropic", "ollama"])]
+    pub provider: String,
+    /// The language model for an LLM provider.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Debug logging (same as RUST_LOG=debug).
+    #[arg(long)]
+    pub debug: bool,
+    /// Held-out text for quality (default: $SINTRA_EVAL_TEXT, ./data/eval.txt or ../shared/data/eval.txt).
+    #[arg(long)]
+    pub eval_text: Option<PathBuf>,
+    /// 512-token windows of the held-out text scored per candidate.
+    #[arg(long, default_value_t = 4)]
+    pub eval_chunks: u32,
+    /// Iterations without improvement after the targets are met before stopping.
+    #[arg(long, default_value_t = 3)]
+    pub patience: u32,
+    /// Threads for benchmarks and evaluation (default: the profile's cores, at most this host's).
+    #[arg(long)]
+    pub threads: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show a GGUF model: architecture, hyper-parameters, tokenizer, tensors, size.
+    Inspect {
+        /// The GGUF file (default: SmolLM2-135M-Instruct from the setup cache).
+        model: Option<PathBuf>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Also print every metadata key (long: includes the vocabulary sizes, not the tokens).
+        #[arg(long)]
+        metadata: bool,
+    },
+    /// Write one recipe: `sintra compress MODEL --recipe FILE -o OUT.gguf`.
+    Compress {
+        /// The source GGUF file.
+        model: PathBuf,
+        /// The recipe (JSON).
+        #[arg(long)]
+        recipe: PathBuf,
+        /// The file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Reach a device: deploy the runtime, shake hands, probe.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Benchmark a model on a device (llama-bench's pp/tg, optionally perplexity).
+    Bench(device::BenchArgs),
+    /// List runs and the best recipe per device and model.
+    History {
+        /// Most runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Inspect {
+            model,
+            json,
+            metadata,
+        }) => {
+            let path = match model {
+                Some(p) => p,
+                None => crate::models::default_model()?,
+            };
+            crate::inspect::run(&path, json, metadata)
+        }
+        Some(Command::Compress {
+            model,
+            recipe,
+            output,
+        }) => compress::run(&model, &recipe, &output),
+        Some(Command::Device(device::DeviceCommand::Check(a))) => device::check(&a),
+        Some(Command::Bench(a)) => device::bench(&a),
+        Some(Command::History { limit }) => history::run(limit),
+        None => root::run(cli.root),
+    }
+}

@@ -13,9 +13,6 @@
 //! Every call has a timeout (`SINTRA_LLM_TIMEOUT_SECS`, default [`DEFAULT_TIMEOUT`]); 429 and
 //! 5xx answers are retried a bounded number of times with exponential backoff.
 
-// Until the CLI (issue #6) calls it, parts of the module are unused in the binary.
-#![allow(dead_code, unused_imports)]
-
 mod anthropic;
 mod http;
 mod json;
@@ -72,6 +69,9 @@ pub enum LlmError {
 /// `SINTRA_LLM_TIMEOUT_SECS` is not set. Local models on a CPU can take minutes for a recipe.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Recipes are answers to a precise question: a low temperature keeps them on the schema.
+const RECIPE_TEMPERATURE: Option<f32> = Some(0.2);
+
 /// Builds the provider `kind` (`openai`, `anthropic`, `ollama`; `openai-compatible`,
 /// `llama-server` and `vllm` are aliases of `openai`) for `model`, or its default model.
 /// Settings come from the environment (see the module documentation).
@@ -80,10 +80,14 @@ pub fn provider(kind: &str, model: Option<&str>) -> Result<Box<dyn ChatProvider>
     let retry = RetryPolicy::default();
     Ok(match kind.to_ascii_lowercase().as_str() {
         "openai" | "openai-compatible" | "llama-server" | "vllm" => {
-            Box::new(OpenAi::from_env(model, timeout, retry)?)
+            Box::new(OpenAi::from_env(model, timeout, retry)?.with_temperature(RECIPE_TEMPERATURE))
         }
-        "anthropic" | "claude" => Box::new(Anthropic::from_env(model, timeout, retry)?),
-        "ollama" => Box::new(Ollama::from_env(model, timeout, retry)?),
+        "anthropic" | "claude" => Box::new(
+            Anthropic::from_env(model, timeout, retry)?.with_temperature(RECIPE_TEMPERATURE),
+        ),
+        "ollama" => {
+            Box::new(Ollama::from_env(model, timeout, retry)?.with_temperature(RECIPE_TEMPERATURE))
+        }
         _ => return Err(LlmError::UnknownProvider(kind.to_string())),
     })
 }

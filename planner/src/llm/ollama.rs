@@ -53,6 +53,7 @@ impl Ollama {
     }
 
     /// Whether to send `format: "json"` (on by default).
+    #[cfg(test)]
     pub fn with_json_mode(mut self, on: bool) -> Ollama {
         self.json_mode = on;
         self

@@ -60,6 +60,7 @@ impl OpenAi {
 
     /// Whether to ask for `response_format: {"type": "json_object"}` (on by default: the
     /// planner's prompts ask for JSON, which that mode requires the prompt to mention).
+    #[cfg(test)]
     pub fn with_json_mode(mut self, on: bool) -> OpenAi {
         self.json_mode = on;
         self

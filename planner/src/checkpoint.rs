@@ -1,0 +1,140 @@
+//! Checkpoints: after every iteration the whole state of a run (its configuration, resolved
+//! profile and targets, every experiment) is written atomically to
+//! `$SINTRA_HOME/checkpoints/<run>.json`. `--resume [ID]` reloads it and goes on from the next
+//! iteration: nothing measured is lost or measured again.
+
+use crate::experiment::Experiment;
+use crate::home::{subdir, write_atomic};
+use crate::measure::BenchSpec;
+use crate::profile::Profile;
+use crate::targets::Targets;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What a run was asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunConfig {
+    pub model_path: PathBuf,
+    /// The model's fingerprint when the run started (a resumed run refuses a changed model).
+    pub model_fingerprint: String,
+    pub provider: String,
+    pub llm_model: Option<String>,
+    pub max_iters: u32,
+    /// Iterations without a better result after the targets are met before stopping.
+    pub patience: u32,
+    pub mock: bool,
+    pub output_dir: PathBuf,
+    pub eval_text: Option<PathBuf>,
+    pub eval_chunks: u32,
+    pub bench: BenchSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    pub format_version: u32,
+    pub run_id: String,
+    pub updated_at: String,
+    pub config: RunConfig,
+    pub profile: Profile,
+    pub targets: Targets,
+    pub experiments: Vec<Experiment>,
+    /// Set when the loop stopped on its own (targets met and no progress, nothing left, or
+    /// `--max-iters`); a finished run can still be resumed with a larger `--max-iters`.
+    pub stop_reason: Option<String>,
+}
+
+fn dir() -> Result<PathBuf> {
+    subdir("checkpoints")
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("'{id}' is not a run id (letters, digits, '-' and '_')");
+    }
+    Ok(())
+}
+
+impl Checkpoint {
+    pub fn path(id: &str) -> Result<PathBuf> {
+        check_id(id)?;
+        Ok(dir()?.join(format!("{id}.json")))
+    }
+
+    pub fn save(&mut self) -> Result<()> {
+        self.updated_at = crate::history::now();
+        let path = Self::path(&self.run_id)?;
+        write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())
+    }
+
+    pub fn load(id: &str) -> Result<Checkpoint> {
+        let path = Self::path(id)?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no checkpoint for run '{id}' ({})", path.display()))?;
+        let c: Checkpoint = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a sintra checkpoint", path.display()))?;
+        if c.format_version != FORMAT_VERSION {
+            bail!(
+                "{}: checkpoint format {} (this sintra reads {FORMAT_VERSION})",
+                path.display(),
+                c.format_version
+            );
+        }
+        Ok(c)
+    }
+
+    /// Every checkpoint, most recently updated first. Unreadable files are reported, not fatal.
+    pub fn list() -> Result<Vec<Result<Checkpoint, String>>> {
+        let mut out = Vec::new();
+        let d = dir()?;
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let id = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                out.push(Self::load(&id).map_err(|e| format!("{e:#}")));
+            }
+        }
+        out.sort_by(|a, b| match (a, b) {
+            (Ok(a), Ok(b)) => b
+                .updated_at
+                .cmp(&a.updated_at)
+                .then(b.run_id.cmp(&a.run_id)),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err(a), Err(b)) => a.cmp(b),
+        });
+        Ok(out)
+    }
+
+    /// The most recently updated checkpoint.
+    pub fn latest() -> Result<Checkpoint> {
+        Self::list()?
+            .into_iter()
+            .find_map(Result::ok)
+            .context("no checkpoint to resume (none in $SINTRA_HOME/checkpoints)")
+    }
+}
+
+/// A new run id: UTC time plus a few random-ish hex digits.
+pub fn new_run_id() -> String {
+    let t = crate::history::now();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!(
+        "{}-{salt:04x}",
+        t.replace(['-', ':'], "")
+            .trim_end_matches('Z')
+            .replace('T', "-")
+    )
+}

@@ -1,0 +1,372 @@
+//! The root command: start, resume or dry-run an optimization, or list checkpoints.
+
+use super::RootArgs;
+use crate::architect::heuristic::Heuristic;
+use crate::architect::{Architect, Context};
+use crate::checkpoint::{new_run_id, Checkpoint, RunConfig, FORMAT_VERSION};
+use crate::history::History;
+use crate::measure::mock::{MockBenchmarker, MockCritic};
+use crate::measure::runtime_cli::{find_runtime, LocalDevice, RuntimeBenchmarker, RuntimeCritic};
+use crate::measure::{BenchSpec, Benchmarker, Critic};
+use crate::model_info::ModelInfo;
+use crate::optimize::Loop;
+use crate::profile::Profile;
+use anyhow::{bail, Context as _, Result};
+use std::path::{Path, PathBuf};
+
+const DEFAULT_MAX_ITERS: u32 = 10;
+
+pub fn run(a: RootArgs) -> Result<()> {
+    if a.list_checkpoints {
+        return list_checkpoints();
+    }
+    if let Some(id) = &a.resume {
+        return resume(id, &a);
+    }
+    let profile = if a.auto_detect {
+        if a.profile.is_some() {
+            bail!("give a profile or --auto-detect, not both");
+        }
+        crate::detect::detect_host()?
+    } else {
+        match &a.profile {
+            Some(p) => Profile::load(p)?,
+            None => bail!(
+                "no profile: name one (rpi4, rpi5, jetson-nano, jetson-orin-nano, x86-laptop, qemu-aarch64), give a YAML file, or pass --auto-detect"
+            ),
+        }
+    };
+    let model_path = resolve_model(a.model_id.as_deref(), a.model_file.as_deref())?;
+    let model = ModelInfo::load(&model_path)?;
+    let targets = crate::targets::resolve(&profile, &model, a.target_tps, a.target_accuracy)?;
+    if a.dry_run {
+        return dry_run(&profile, &model, &targets, &a);
+    }
+    let run_id = new_run_id();
+    let threads = a.threads.unwrap_or_else(|| default_threads(&profile));
+    let config = RunConfig {
+        model_path: std::fs::canonicalize(&model_path).unwrap_or(model_path),
+        model_fingerprint: model.fingerprint.clone(),
+        provider: a.provider.clone(),
+        llm_model: a.model.clone(),
+        max_iters: a.max_iters.unwrap_or(DEFAULT_MAX_ITERS),
+        patience: a.patience,
+        mock: a.mock,
+        output_dir: a.output_dir.join(&run_id),
+        eval_text: if a.mock {
+            None
+        } else {
+            Some(resolve_eval_text(a.eval_text.as_deref())?)
+        },
+        eval_chunks: a.eval_chunks.max(1),
+        bench: BenchSpec {
+            n_prompt: 64,
+            n_gen: 32,
+            reps: 3,
+            threads,
+        },
+    };
+    let mut cp = Checkpoint {
+        format_version: FORMAT_VERSION,
+        run_id,
+        updated_at: String::new(),
+        config,
+        profile,
+        targets,
+        experiments: Vec::new(),
+        stop_reason: None,
+    };
+    println!(
+        "run {}: {} on {}{}; targets: >= {:.2} tok/s, top-1 >= {:.3}{}",
+        cp.run_id,
+        model.name,
+        cp.profile.name,
+        if cp.config.mock {
+            " [MOCK: nothing is written or measured]"
+        } else {
+            ""
+        },
+        cp.targets.min_tps,
+        cp.targets.min_accuracy,
+        cp.targets
+            .max_latency_ms
+            .map_or(String::new(), |l| format!(", latency <= {l:.0} ms"))
+    );
+    execute(&mut cp, &model)
+}
+
+fn resume(id: &str, a: &RootArgs) -> Result<()> {
+    let mut cp = if id == "latest" {
+        Checkpoint::latest()?
+    } else {
+        Checkpoint::load(id)?
+    };
+    if let Some(n) = a.max_iters {
+        cp.config.max_iters = n;
+    }
+    let model = ModelInfo::load(&cp.config.model_path)?;
+    if model.fingerprint != cp.config.model_fingerprint {
+        bail!(
+            "run {}: model {} changed since the run started (fingerprint {} was {})",
+            cp.run_id,
+            cp.config.model_path.display(),
+            model.fingerprint,
+            cp.config.model_fingerprint
+        );
+    }
+    println!(
+        "resuming run {} at iteration {} (max {})",
+        cp.run_id,
+        cp.experiments.len() + 1,
+        cp.config.max_iters
+    );
+    execute(&mut cp, &model)
+}
+
+fn execute(cp: &mut Checkpoint, model: &ModelInfo) -> Result<()> {
+    let home = crate::home::sintra_home()?;
+    let history = History::open(&home.join("history.db"))?;
+    let mut architect = build_architect(&cp.config)?;
+    let (mut bench, mut critic): (Box<dyn Benchmarker>, Box<dyn Critic>) = if cp.config.mock {
+        let bw = cp.profile.constraints.memory_bandwidth_gbps.unwrap_or(10.0);
+        (
+            Box::new(MockBenchmarker {
+                bandwidth_gbps: bw,
+                spec: cp.config.bench,
+            }),
+            Box::new(MockCritic),
+        )
+    } else {
+        let runtime = find_runtime()?;
+        if cp.profile.connection.is_some() {
+            println!(
+                "note: profile {} has a connection, but device transports are not merged yet: speed is measured on this host",
+                cp.profile.name
+            );
+        }
+        let text = cp
+            .config
+            .eval_text
+            .clone()
+            .context("checkpoint has no eval text for a real run")?;
+        let base = crate::home::subdir("cache")?.join(format!(
+            "logits-{}-{}-c512-k{}.bin",
+            model.fingerprint,
+            file_hash(&text)?,
+            cp.config.eval_chunks
+        ));
+        (
+            Box::new(RuntimeBenchmarker {
+                device: LocalDevice {
+                    runtime: runtime.clone(),
+                    is_profile: cp.profile.connection.is_none(),
+                },
+                spec: cp.config.bench,
+            }),
+            Box::new(RuntimeCritic {
+                runtime,
+                original: model.path.clone(),
+                text,
+                ctx: 512,
+                chunks: cp.config.eval_chunks,
+                threads: cp.config.bench.threads,
+                base_logits: base,
+            }),
+        )
+    };
+    history.start_run(
+        &cp.run_id,
+        model,
+        &cp.profile,
+        &architect.name(),
+        &serde_json::to_string(&cp.targets)?,
+        cp.config.mock,
+        &cp.config.output_dir.display().to_string(),
+    )?;
+    cp.save()?;
+    Loop {
+        cp,
+        model,
+        history: &history,
+        architect: architect.as_mut(),
+        bench: bench.as_mut(),
+        critic: critic.as_mut(),
+    }
+    .run()
+}
+
+fn build_architect(c: &RunConfig) -> Result<Box<dyn Architect>> {
+    match c.provider.as_str() {
+        "heuristic" => Ok(Box::new(Heuristic)),
+        kind => {
+            let provider = crate::llm::provider(kind, c.llm_model.as_deref())
+                .map_err(|e| anyhow::anyhow!("--provider {kind}: {e}"))?;
+            Ok(Box::new(crate::architect::llm::LlmArchitect {
+                provider,
+                fallback: Heuristic,
+            }))
+        }
+    }
+}
+
+fn default_threads(p: &Profile) -> u32 {
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    p.constraints.cores.unwrap_or(host).min(host).max(1)
+}
+
+/// `--model-id`: a local GGUF file, a file in the model cache, a Hugging Face repository (with
+/// `--model-file`, downloaded into the cache), or the default model from the setup cache.
+pub fn resolve_model(id: Option<&str>, file: Option<&str>) -> Result<PathBuf> {
+    let Some(id) = id else {
+        return crate::models::default_model();
+    };
+    let p = Path::new(id);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    for d in crate::models::model_dirs() {
+        let c = d.join(id);
+        if c.is_file() {
+            return Ok(c);
+        }
+    }
+    if id.contains('/') && !id.ends_with(".gguf") {
+        let Some(file) = file else {
+            bail!("model '{id}' is not a local file; for a Hugging Face repository name the file too: --model-file NAME.gguf");
+        };
+        let spec = crate::download::ModelSpec::new(id, file, None)?;
+        let got = crate::download::fetch(&spec, &crate::download::DownloadOptions::from_env()?)?;
+        tracing::info!(path = %got.path.display(), sha256 = %got.sha256, verified = got.verified, "model");
+        return Ok(got.path);
+    }
+    bail!("model '{id}' not found (not a file, nor in the model cache)")
+}
+
+/// The held-out text: the flag, `$SINTRA_EVAL_TEXT`, `./data/eval.txt` or `../shared/data/eval.txt`.
+pub fn resolve_eval_text(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        if !p.is_file() {
+            bail!("--eval-text {}: no such file", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    let mut tried = Vec::new();
+    let mut cands: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("SINTRA_EVAL_TEXT") {
+        cands.push(p.into());
+    }
+    cands.push("data/eval.txt".into());
+    cands.push("../shared/data/eval.txt".into());
+    for c in cands {
+        if c.is_file() {
+            return Ok(std::fs::canonicalize(&c).unwrap_or(c));
+        }
+        tried.push(c.display().to_string());
+    }
+    bail!(
+        "no held-out text for quality (tried {}): pass --eval-text FILE",
+        tried.join(", ")
+    )
+}
+
+fn file_hash(p: &Path) -> Result<String> {
+    let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+fn list_checkpoints() -> Result<()> {
+    let all = Checkpoint::list()?;
+    if all.is_empty() {
+        println!("no checkpoints");
+    }
+    for c in all {
+        match c {
+            Ok(c) => println!(
+                "{}  {}  {} on {}  {} of {} iterations{}  {}",
+                c.run_id,
+                c.updated_at,
+                c.config
+                    .model_path
+                    .file_name()
+                    .map_or("?".into(), |n| n.to_string_lossy()),
+                c.profile.name,
+                c.experiments.len(),
+                c.config.max_iters,
+                if c.config.mock { " [mock]" } else { "" },
+                c.stop_reason.as_deref().unwrap_or("interrupted: resumable")
+            ),
+            Err(e) => println!("(unreadable) {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn dry_run(
+    profile: &Profile,
+    model: &ModelInfo,
+    targets: &crate::targets::Targets,
+    a: &RootArgs,
+) -> Result<()> {
+    println!("DRY RUN: nothing is written, measured or recorded.\n");
+    println!("profile:\n{}", indent(&serde_yaml_ng::to_string(profile)?));
+    println!(
+        "targets:\n  tokens/s >= {:.2} ({})\n  top-1 agreement >= {:.3} ({})\n  latency <= {}\n  memory <= {:.0} MiB\n",
+        targets.min_tps,
+        targets.min_tps_source,
+        targets.min_accuracy,
+        targets.min_accuracy_source,
+        targets.max_latency_ms.map_or("not set".into(), |l| format!("{l:.0} ms")),
+        targets.max_memory_bytes / (1 << 20) as f64
+    );
+    println!(
+        "model: {} ({}, {} layers, {:.1} M parameters, {:.2} bits per weight, {:.1} MiB)\n  {}\n",
+        model.name,
+        model.arch,
+        model.n_layers,
+        model.n_params as f64 / 1e6,
+        model.bpw(),
+        model.file_len as f64 / (1 << 20) as f64,
+        model.path.display()
+    );
+    println!(
+        "architect: {} (max {} iterations{})",
+        a.provider,
+        a.max_iters.unwrap_or(DEFAULT_MAX_ITERS),
+        if a.mock { ", mock" } else { "" }
+    );
+    let allowed = profile.allowed_types();
+    let ctx = Context {
+        model,
+        profile,
+        targets,
+        allowed: &allowed,
+        experiments: &[],
+        past: &[],
+        mock: a.mock,
+    };
+    println!("first candidates (cost model before any measurement):");
+    println!(
+        "  {:<4} {:>9} {:>10} {:>8}  recipe",
+        "#", "size MiB", "pred tok/s", "pred top1"
+    );
+    for (i, s) in Heuristic.ranked(&ctx).iter().take(5).enumerate() {
+        println!(
+            "  {:<4} {:>9.1} {:>10.1} {:>8.3}  {}",
+            i + 1,
+            s.size as f64 / (1 << 20) as f64,
+            s.tps,
+            s.top1,
+            s.recipe.to_json()
+        );
+    }
+    Ok(())
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}

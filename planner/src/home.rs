@@ -1,0 +1,43 @@
+//! Where the planner keeps its state: `$SINTRA_HOME` (default `~/.sintra`) holds `history.db`,
+//! `checkpoints/` and `cache/` (the original model's saved logits).
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+/// `$SINTRA_HOME`, or `~/.sintra`.
+pub fn sintra_home() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("SINTRA_HOME") {
+        return Ok(PathBuf::from(d));
+    }
+    let home = std::env::var_os("HOME").context("neither SINTRA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".sintra"))
+}
+
+/// A directory under `$SINTRA_HOME`, created if missing.
+pub fn subdir(name: &str) -> Result<PathBuf> {
+    let d = sintra_home()?.join(name);
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    Ok(d)
+}
+
+/// Write `bytes` to `path` atomically: a temporary file beside it, fsynced, renamed over it.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sintra.")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The loop: the Architect proposes a recipe, the Executor writes it, the Benchmarker measures
+//! its speed, the Critic its quality and checks every target, and the state is checkpointed.
+//! It stops when the targets are met and `patience` more iterations find nothing better, when
+//! the architect has nothing new, or at `--max-iters`; the best recipe (not the last) is
+//! reported with the Pareto front of everything tried.
+
+use crate::architect::{plan_key, Architect, Context};
+use crate::checkpoint::Checkpoint;
+use crate::critic::judge;
+use crate::executor;
+use crate::experiment::{self, Experiment, Status};
+use crate::history::History;
+use crate::measure::{Benchmarker, Candidate, Critic};
+use crate::model_info::ModelInfo;
+use crate::recipe::{bytes_per_token, predicted_size};
+use crate::report;
+use anyhow::Result;
+use std::path::Path;
+use std::time::Instant;
+
+/// Everything the loop works with.
+pub struct Loop<'a> {
+    pub cp: &'a mut Checkpoint,
+    pub model: &'a ModelInfo,
+    pub history: &'a History,
+    pub architect: &'a mut dyn Architect,
+    pub bench: &'a mut dyn Benchmarker,
+    pub critic: &'a mut dyn Critic,
+}
+
+impl std::fmt::Debug for Loop<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loop")
+            .field("run", &self.cp.run_id)
+            .finish()
+    }
+}
+
+/// Why the loop should stop now, if it should.
+pub fn stop_reason(cp: &Checkpoint) -> Option<String> {
+    let exps = &cp.experiments;
+    if exps.len() as u32 >= cp.config.max_iters {
+        return Some(format!("reached --max-iters {}", cp.config.max_iters));
+    }
+    let b = experiment::best(exps)?;
+    if !b.passes() {
+        return None;
+    }
+    let since = exps.iter().filter(|e| e.iteration > b.iteration).count() as u32;
+    (since >= cp.config.patience).then(|| {
+        format!(
+            "targets met at iteration {}; {since} more iterations found nothing better",
+            b.iteration
+        )
+    })
+}
+
+impl Loop<'_> {
+    pub fn run(&mut self) -> Result<()> {
+        let out_dir = self.cp.config.output_dir.clone();
+        std::fs::create_dir_all(&out_dir)?;
+        // A run killed mid-iteration leaves its candidate (or the writer's temporary) behind;
+        // that iteration is redone, so they go.
+        for e in std::fs::read_dir(&out_dir)?.flatten() {
+            if e.file_name().to_string_lossy().contains(".candidate-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let past = self
+            .history
+            .past_measurements(self.model, &self.cp.profile, &self.cp.run_id)?;
+        let allowed = self.cp.profile.allowed_types();
+        self.cp.stop_reason = None;
+        loop {
+            if let Some(why) = stop_reason(self.cp) {
+                self.finish(&why)?;
+                return Ok(());
+            }
+            let iteration = self.cp.experiments.len() as u32 + 1;
+            let ctx = Context {
+                model: self.model,
+                profile: &self.cp.profile,
+                targets: &self.cp.targets,
+                allowed: &allowed,
+                experiments: &self.cp.experiments,
+                past: &past,
+                mock: self.cp.config.mock,
+            };
+            let proposal = self.architect.propose(&ctx)?;
+            let Some(p) = proposal else {
+                self.finish("the architect has no untried recipe left")?;
+                return Ok(());
+            };
+            for x in &p.exchanges {
+                self.history
+                    .record_exchange(&self.cp.run_id, iteration, x)?;
+            }
+            self.history.trace(
+                &self.cp.run_id,
+                "proposed",
+                &format!(
+                    "#{iteration} {} by {}: {}",
+                    p.recipe.to_json(),
+                    p.by,
+                    p.rationale
+                ),
+            )?;
+            let e = self.try_one(iteration, &p, &out_dir);
+            self.history.record_experiment(&self.cp.run_id, &e)?;
+            println!("{}", one_line(&e));
+            let was_best = experiment::best(&self.cp.experiments).map(|b| b.iteration);
+            self.cp.experiments.push(e);
+            let now_best = experiment::best(&self.cp.experiments).map(|b| b.iteration);
+            let candidate = candidate_path(&out_dir, iteration);
+            if candidate.exists() {
+                if now_best == Some(iteration) && now_best != was_best {
+                    std::fs::rename(&candidate, out_dir.join("model.gguf"))?;
+                } else {
+                    std::fs::remove_file(&candidate)?;
+                }
+            }
+            self.cp.save()?;
+            report::write(&out_dir, self.cp, &self.model.name)?;
+        }
+    }
+
+    fn try_one(
+        &mut self,
+        iteration: u32,
+        p: &crate::architect::Proposal,
+        out_dir: &Path,
+    ) -> Experiment {
+        let start = Instant::now();
+        let model = self.model;
+        let plan = p.recipe.plan(model);
+        let bpt = bytes_per_token(model, &plan);
+        let size = predicted_size(model, &plan);
+        let mut e = Experiment {
+            iteration,
+            recipe: p.recipe.to_json(),
+            label: p.recipe.label(),
+            architect: p.by.clone(),
+            rationale: p.rationale.clone(),
+            plan_key: plan_key(&p.recipe, model),
+            predicted_tps: p.predicted_tps,
+            predicted_size: p.predicted_size,
+            size_bytes: size,
+            bytes_per_token: bpt,
+            bpw: plan.iter().map(|x| x.n_bytes).sum::<u64>() as f64 * 8.0
+                / model.n_params.max(1) as f64,
+            status: Status::Ok,
+            error: None,
+            speed: None,
+            quality: None,
+            verdict: None,
+            mock: self.cp.config.mock,
+            seconds: 0.0,
+        };
+        let path = candidate_path(out_dir, iteration);
+        let result = (|| -> Result<()> {
+            if let Some(k) = p.recipe.needs_issue_7() {
+                anyhow::bail!("recipe key `{k}` is not supported yet (issue #7)");
+            }
+            let written = if self.cp.config.mock {
+                None
+            } else {
+                let w = executor::execute(&p.recipe, model, &path, true)?;
+                e.size_bytes = w.bytes;
+                Some(path.as_path())
+            };
+            let c = Candidate {
+                path: written,
+                plan: &plan,
+                model,
+                bytes_per_token: bpt,
+                size_bytes: e.size_bytes,
+            };
+            let speed = self.bench.bench(&c)?;
+            let quality = self.critic.quality(&c)?;
+            e.verdict = Some(judge(&speed, &quality, e.size_bytes, &self.cp.targets));
+            e.speed = Some(speed);
+            e.quality = Some(quality);
+            Ok(())
+        })();
+        if let Err(err) = result {
+            tracing::warn!(iteration, error = %format!("{err:#}"), "experiment failed");
+            e.status = Status::Failed;
+            e.error = Some(format!("{err:#}"));
+            let _ = std::fs::remove_file(&path);
+        }
+        e.seconds = start.elapsed().as_secs_f64();
+        e
+    }
+
+    fn finish(&mut self, why: &str) -> Result<()> {
+        self.cp.stop_reason = Some(why.to_string());
+        self.cp.save()?;
+        let out_dir = self.cp.config.output_dir.clone();
+        report::write(&out_dir, self.cp, &self.model.name)?;
+        let best = experiment::best(&self.cp.experiments);
+        self.history.finish_run(
+            &self.cp.run_id,
+            if best.is_some_and(Experiment::passes) {
+                "met"
+            } else {
+                "not met"
+            },
+            best.map(|b| b.iteration),
+        )?;
+        self.history.trace(&self.cp.run_id, "stopped", why)?;
+        println!("stopped: {why}");
+        match best {
+            Some(b) => println!(
+                "best: #{} {} ({}) -> {}",
+                b.iteration,
+                b.label,
+                if b.passes() {
+                    "meets every target"
+                } else {
+                    "misses a target"
+                },
+                out_dir.display()
+            ),
+            None => println!("no experiment succeeded -> {}", out_dir.display()),
+        }
+        Ok(())
+    }
+}
+
+pub fn candidate_path(out_dir: &Path, iteration: u32) -> std::path::PathBuf {
+    out_dir.join(format!(".candidate-{iteration}.gguf"))
+}
+
+/// `#3 Q4_K: 84.2 MiB, 41.3 tok/s, top-1 0.9120, KLD 0.04512 | tokens_per_second ... ok; ...`
+pub fn one_line(e: &Experiment) -> String {
+    let mock = if e.mock { " [mock]" } else { "" };
+    match (&e.error, &e.speed, &e.quality, &e.verdict) {
+        (Some(err), ..) => format!("#{} {}{mock}: FAILED: {err}", e.iteration, e.label),
+        (None, Some(s), Some(q), Some(v)) => format!(
+            "#{} {}{mock}: {:.1} MiB, {:.2} tok/s, top-1 {:.4}, KLD {:.5}, dPPL {:+.3} | {}",
+            e.iteration,
+            e.label,
+            e.size_bytes as f64 / (1 << 20) as f64,
+            s.tg_tps,
+            q.top1,
+            q.kld,
+            q.delta_ppl,
+            v.summary()
+        ),
+        _ => format!("#{} {}{mock}: (incomplete)", e.iteration, e.label),
+    }
+}

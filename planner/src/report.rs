@@ -1,0 +1,278 @@
+//! The Reporter: `outputs/<run>/` gets `recipe.json` (the best recipe), `report.md` (targets,
+//! every experiment, the Pareto front), `pareto.svg` (accuracy against speed, drawn by hand) and,
+//! for real runs, `model.gguf` (moved there by the loop whenever a new best is measured).
+
+use crate::checkpoint::Checkpoint;
+use crate::experiment::{best, pareto, Experiment};
+use crate::home::write_atomic;
+use anyhow::Result;
+use std::fmt::Write;
+use std::path::Path;
+
+/// Write `recipe.json`, `report.md` and `pareto.svg` into `dir`.
+pub fn write(dir: &Path, cp: &Checkpoint, model_name: &str) -> Result<()> {
+    let exps = &cp.experiments;
+    if let Some(b) = best(exps) {
+        let pretty = crate::recipe::Recipe::from_json(&b.recipe)
+            .map(|r| r.to_json_pretty())
+            .unwrap_or_else(|_| b.recipe.clone());
+        write_atomic(&dir.join("recipe.json"), format!("{pretty}\n").as_bytes())?;
+    }
+    write_atomic(&dir.join("report.md"), markdown(cp, model_name).as_bytes())?;
+    write_atomic(&dir.join("pareto.svg"), svg(cp).as_bytes())?;
+    Ok(())
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
+    let t = &cp.targets;
+    let exps = &cp.experiments;
+    let mut s = String::new();
+    let mock = cp.config.mock;
+    let _ = writeln!(s, "# sintra run {}\n", cp.run_id);
+    if mock {
+        let _ = writeln!(
+            s,
+            "> **MOCK RUN**: no model was written or measured; speed and quality come from the `--mock` formula.\n"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "- model: {model_name} (`{}`)\n- device: {} ({})\n- architect: {}\n- iterations: {} of at most {}\n- stopped: {}\n",
+        cp.config.model_path.display(),
+        cp.profile.name,
+        cp.profile.constraints.cpu_arch,
+        cp.config.provider,
+        exps.len(),
+        cp.config.max_iters,
+        cp.stop_reason.as_deref().unwrap_or("not yet (resumable)")
+    );
+    let _ = writeln!(
+        s,
+        "## Targets\n\n| target | value | from |\n| --- | ---: | --- |"
+    );
+    let _ = writeln!(
+        s,
+        "| tokens/s (generation) | >= {:.2} | {} |",
+        t.min_tps, t.min_tps_source
+    );
+    let _ = writeln!(
+        s,
+        "| accuracy (top-1 agreement) | >= {:.3} | {} |",
+        t.min_accuracy, t.min_accuracy_source
+    );
+    match t.max_latency_ms {
+        Some(l) => {
+            let _ = writeln!(
+                s,
+                "| latency (first token, {}-token prompt) | <= {l:.0} ms | profile |",
+                cp.config.bench.n_prompt
+            );
+        }
+        None => {
+            let _ = writeln!(s, "| latency | not set | |");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "| memory | <= {:.0} MiB | profile memory x 0.8 |\n",
+        t.max_memory_bytes / (1 << 20) as f64
+    );
+    let _ = writeln!(s, "## Best recipe\n");
+    match best(exps) {
+        Some(b) => {
+            let _ = writeln!(
+                s,
+                "Iteration {} ({}), {} targets: {}\n\n```json\n{}\n```\n",
+                b.iteration,
+                b.label,
+                if b.passes() {
+                    "meets all"
+                } else {
+                    "does NOT meet all"
+                },
+                b.verdict.as_ref().map_or(String::new(), |v| v.summary()),
+                b.recipe
+            );
+        }
+        None => {
+            let _ = writeln!(s, "No experiment succeeded.\n");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "## Experiments\n\n| # | recipe | by | size MiB | bits/w | tok/s | pp tok/s | latency ms | top-1 | KLD | ΔPPL | targets |\n| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for e in exps {
+        let _ = writeln!(s, "{}", row(e));
+    }
+    let _ = writeln!(s, "\n## Pareto front (speed against accuracy)\n");
+    for e in pareto(exps) {
+        let _ = writeln!(
+            s,
+            "- #{} {}: {:.2} tok/s, top-1 {:.4}, {:.1} MiB",
+            e.iteration,
+            e.label,
+            e.tps().unwrap_or(0.0),
+            e.top1().unwrap_or(0.0),
+            mib(e.size_bytes)
+        );
+    }
+    let _ = writeln!(s, "\n![pareto](pareto.svg)");
+    s
+}
+
+fn row(e: &Experiment) -> String {
+    let f = |x: Option<f64>, p: usize| x.map_or("-".to_string(), |v| format!("{v:.p$}"));
+    let targets = match (&e.error, &e.verdict) {
+        (Some(err), _) => format!("failed: {}", err.replace('|', "/")),
+        (None, Some(v)) if v.passes() => "all met".to_string(),
+        (None, Some(v)) => format!(
+            "missed {}",
+            v.checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (None, None) => "-".into(),
+    };
+    format!(
+        "| {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {}{} |",
+        e.iteration,
+        e.label,
+        e.architect,
+        mib(e.size_bytes),
+        e.bpw,
+        f(e.tps(), 2),
+        f(e.speed.as_ref().map(|s| s.pp_tps), 1),
+        f(e.speed.as_ref().map(|s| s.latency_ms), 0),
+        f(e.top1(), 4),
+        f(e.quality.as_ref().map(|q| q.kld), 5),
+        f(e.quality.as_ref().map(|q| q.delta_ppl), 3),
+        targets,
+        if e.mock { " (mock)" } else { "" }
+    )
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Accuracy (y) against tokens/s (x): every measured experiment, the front joined by a line,
+/// the best ringed, the targets dashed.
+pub fn svg(cp: &Checkpoint) -> String {
+    let (w, h, l, r, top, bot) = (640.0, 420.0, 70.0, 20.0, 40.0, 50.0);
+    let exps: Vec<&Experiment> = cp
+        .experiments
+        .iter()
+        .filter(|e| e.tps().is_some() && e.top1().is_some())
+        .collect();
+    let t = &cp.targets;
+    let xs = exps.iter().filter_map(|e| e.tps()).chain([t.min_tps]);
+    let ys = exps.iter().filter_map(|e| e.top1()).chain([t.min_accuracy]);
+    let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let pad = |a: f64, b: f64| {
+        let d = (b - a).max(1e-6) * 0.1;
+        (a - d, b + d)
+    };
+    let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1.min(1.0)));
+    let px = |x: f64| l + (x - x0) / (x1 - x0) * (w - l - r);
+    let py = |y: f64| h - bot - (y - y0) / (y1 - y0) * (h - top - bot);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let title = format!(
+        "sintra run {}{}: accuracy vs speed",
+        cp.run_id,
+        if cp.config.mock { " (MOCK)" } else { "" }
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{l}" y="24" font-size="14">{}</text>"#,
+        esc(&title)
+    );
+    let _ = writeln!(
+        s,
+        r#"<line x1="{l}" y1="{b}" x2="{xr}" y2="{b}" stroke="black"/><line x1="{l}" y1="{top}" x2="{l}" y2="{b}" stroke="black"/>"#,
+        b = h - bot,
+        xr = w - r
+    );
+    for i in 0..=4 {
+        let xv = x0 + (x1 - x0) * i as f64 / 4.0;
+        let yv = y0 + (y1 - y0) * i as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{xv:.1}</text><text x="{:.1}" y="{:.1}" text-anchor="end">{yv:.3}</text>"#,
+            px(xv),
+            h - bot + 16.0,
+            l - 6.0,
+            py(yv) + 4.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">generation tokens/s</text><text x="16" y="{:.1}" transform="rotate(-90 16 {:.1})" text-anchor="middle">top-1 agreement</text>"#,
+        (l + w - r) / 2.0,
+        h - 12.0,
+        (top + h - bot) / 2.0,
+        (top + h - bot) / 2.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{b}" stroke="#c33" stroke-dasharray="4 3"/><line x1="{l}" y1="{y:.1}" x2="{xr}" y2="{y:.1}" stroke="#c33" stroke-dasharray="4 3"/>"##,
+        x = px(t.min_tps),
+        y = py(t.min_accuracy),
+        b = h - bot,
+        xr = w - r
+    );
+    let front = pareto(&cp.experiments);
+    let pts: Vec<String> = front
+        .iter()
+        .map(|e| {
+            format!(
+                "{:.1},{:.1}",
+                px(e.tps().unwrap_or(0.0)),
+                py(e.top1().unwrap_or(0.0))
+            )
+        })
+        .collect();
+    if pts.len() > 1 {
+        let _ = writeln!(
+            s,
+            r##"<polyline points="{}" fill="none" stroke="#36c" stroke-width="1.5"/>"##,
+            pts.join(" ")
+        );
+    }
+    let best_it = best(&cp.experiments).map(|b| b.iteration);
+    for e in &exps {
+        let (x, y) = (px(e.tps().unwrap_or(0.0)), py(e.top1().unwrap_or(0.0)));
+        let color = if e.passes() { "#2a2" } else { "#888" };
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="{color}"><title>{}</title></circle><text x="{:.1}" y="{:.1}" font-size="10">#{}</text>"#,
+            esc(&format!("#{} {}", e.iteration, e.label)),
+            x + 6.0,
+            y - 4.0,
+            e.iteration
+        );
+        if Some(e.iteration) == best_it {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="8" fill="none" stroke="black" stroke-width="1.5"/>"#
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
