@@ -1,0 +1,512 @@
+//! `decode-bench`: sintra-rt against llama.cpp on the same GGUF files, thread counts and machine,
+//! in one run (issue #4). For each weight type and thread count: tg128 and pp512 tokens/s (median
+//! and range over repetitions, after one discarded warm-up run on each side), their ratio, peak
+//! RSS of each engine (each runs in its own process), and decode as a percentage of the memory
+//! bandwidth roofline (weight and KV-cache bytes read per token against the bandwidth measured
+//! here with the same thread count).
+//!
+//! ```sh
+//! cargo run --release -p sintra-benches --bin decode-bench -- [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
+//! ```
+//! The Q4_0, Q4_K_M and Q8_0 files are made by llama.cpp's own `llama_model_quantize` from an
+//! F32 copy of SmolLM2-135M-Instruct (see `sintra_tests::presets`); Q4_1 is the published file.
+//! llama.cpp runs in a child process of this binary (`--llama-child`), measured the way
+//! llama-bench measures: pp = one batch of N prompt tokens from an empty cache, tg = N single-token
+//! decodes from an empty cache.
+
+use formats::gguf::GgufFile;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::token::LlamaToken;
+use sintra_tests::presets::{self, Preset};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("--llama-child") {
+        llama_child(&args[1..])
+    } else {
+        run(&args)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("decode-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Options {
+    types: Vec<String>,
+    threads: Vec<usize>,
+    reps: usize,
+    pp: usize,
+    tg: usize,
+}
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        types: ["Q4_0", "Q4_K_M", "Q8_0", "Q4_1"]
+            .map(String::from)
+            .to_vec(),
+        threads: vec![1, 2],
+        reps: 5,
+        pp: 512,
+        tg: 128,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{flag} needs a value"))
+                .cloned()
+        };
+        let num = |v: String, what: &str| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{what} {v:?} is not a positive integer"))
+        };
+        match flag.as_str() {
+            "--types" => o.types = value()?.split(',').map(str::to_string).collect(),
+            "--threads" => {
+                o.threads = value()?
+                    .split(',')
+                    .map(|t| num(t.to_string(), "--threads"))
+                    .collect::<Result<_, _>>()?
+            }
+            "--reps" => o.reps = num(value()?, "--reps")?,
+            "--pp" => o.pp = num(value()?, "--pp")?,
+            "--tg" => o.tg = num(value()?, "--tg")?,
+            "-h" | "--help" => {
+                println!("usage: decode-bench [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown flag {flag:?} (try --help)")),
+        }
+    }
+    for t in &o.types {
+        if Preset::parse(t).is_none() {
+            return Err(format!(
+                "unknown type {t:?}; choose from {}",
+                Preset::ALL.map(Preset::name).join(", ")
+            ));
+        }
+    }
+    Ok(o)
+}
+
+/// Tokens/s samples and peak RSS of one engine for one file and thread count.
+#[derive(Debug, Default)]
+struct Measured {
+    pp: Vec<f64>,
+    tg: Vec<f64>,
+    rss: u64,
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let o = parse_options(args)?;
+    let rt = sintra_rt()?;
+    let version = Command::new(&rt)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", rt.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    eprintln!("sintra-rt: {version}");
+
+    let mut bandwidth = Vec::new();
+    for &t in &o.threads {
+        let bw = measure_bandwidth(t);
+        eprintln!("memory read bandwidth, {t} thread(s): {:.1} GB/s", bw / 1e9);
+        bandwidth.push((t, bw));
+    }
+
+    let mut rows = Vec::new();
+    for name in &o.types {
+        let preset = Preset::parse(name).expect("validated");
+        let path = if preset == Preset::Q4_1 {
+            sintra_tests::smollm2_q4_1()
+        } else {
+            eprintln!(
+                "making {} with llama.cpp's llama_model_quantize (cached)",
+                preset.name()
+            );
+            presets::smollm2_preset(preset)
+        };
+        let file = GgufFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let traffic = bytes_per_token(&file, o.tg)?;
+        let size = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+        let kv = kv_bytes(&file, o.pp.max(o.tg))?;
+        for &(t, bw) in &bandwidth {
+            eprintln!("{name}, {t} thread(s): llama.cpp …");
+            let llama = run_llama_child(&path, t, &o)?;
+            eprintln!("{name}, {t} thread(s): sintra-rt …");
+            let ours = run_sintra(&rt, &path, t, &o)?;
+            rows.push(Row {
+                ty: name.clone(),
+                size,
+                kv,
+                threads: t,
+                bandwidth: bw,
+                traffic,
+                llama,
+                ours,
+            });
+        }
+    }
+    print_table(&rows, &o, &version);
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Row {
+    ty: String,
+    size: u64,
+    kv: u64,
+    threads: usize,
+    bandwidth: f64,
+    traffic: f64,
+    llama: Measured,
+    ours: Measured,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn range(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.1}–{max:.1}")
+}
+
+fn print_table(rows: &[Row], o: &Options, version: &str) {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    println!(
+        "\nsintra-rt ({version}) vs llama.cpp (llama-cpp-2, same file, same threads); median [range] over {} repetitions after a warm-up\n",
+        o.reps
+    );
+    println!("| type | file MiB | threads | test | llama.cpp t/s | sintra-rt t/s | ratio | goal |");
+    println!("| ---- | -------: | ------: | ---- | ------------: | ------------: | ----: | ---- |");
+    for r in rows {
+        for (test, goal, l, s) in [
+            (format!("tg{}", o.tg), 1.10, &r.llama.tg, &r.ours.tg),
+            (format!("pp{}", o.pp), 1.0, &r.llama.pp, &r.ours.pp),
+        ] {
+            let ratio = median(s) / median(l);
+            println!(
+                "| {} | {:.1} | {} | {test} | {:.1} [{}] | {:.1} [{}] | {ratio:.2}x | {} >= {goal:.2}x |",
+                r.ty,
+                mib(r.size),
+                r.threads,
+                median(l),
+                range(l),
+                median(s),
+                range(s),
+                if ratio >= goal { "met" } else { "NOT met" },
+            );
+        }
+    }
+    println!("\nDecode against the memory-bandwidth roofline (bytes read per token / measured read bandwidth):\n");
+    println!("| type | threads | MB read/token | bandwidth GB/s | roofline t/s | llama.cpp | sintra-rt |");
+    println!("| ---- | ------: | ------------: | -------------: | -----------: | --------: | --------: |");
+    for r in rows {
+        let roof = r.bandwidth / r.traffic;
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.0}% | {:.0}% |",
+            r.ty,
+            r.threads,
+            r.traffic / 1e6,
+            r.bandwidth / 1e9,
+            roof,
+            100.0 * median(&r.llama.tg) / roof,
+            100.0 * median(&r.ours.tg) / roof,
+        );
+    }
+    println!("\nPeak RSS (goal: sintra-rt <= file + KV cache + 16 MiB):\n");
+    println!("| type | threads | file MiB | KV MiB | llama.cpp MiB | sintra-rt MiB | budget MiB | goal |");
+    println!("| ---- | ------: | -------: | -----: | ------------: | ------------: | ---------: | ---- |");
+    for r in rows {
+        let budget = r.size + r.kv + (16 << 20);
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            r.ty,
+            r.threads,
+            mib(r.size),
+            mib(r.kv),
+            mib(r.llama.rss),
+            mib(r.ours.rss),
+            mib(budget),
+            if r.ours.rss <= budget {
+                "met"
+            } else {
+                "NOT met"
+            },
+        );
+    }
+}
+
+/// The release `sintra-rt` next to this binary, built first so the bench never measures a stale
+/// one.
+fn sintra_rt() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe.parent().ok_or("no directory for the bench binary")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = dir.parent().ok_or("no target directory")?;
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "runtime",
+            "--bin",
+            "sintra-rt",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(sintra_tests::repo_root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("cargo build --release -p runtime failed".into());
+    }
+    let rt = target_dir.join("release/sintra-rt");
+    if !rt.is_file() {
+        return Err(format!("{} was not built", rt.display()));
+    }
+    Ok(rt)
+}
+
+fn run_sintra(rt: &Path, model: &Path, threads: usize, o: &Options) -> Result<Measured, String> {
+    let out = Command::new(rt)
+        .arg("bench")
+        .arg("-m")
+        .arg(model)
+        .args(["-p", &o.pp.to_string(), "-n", &o.tg.to_string()])
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-r",
+            &(o.reps + 1).to_string(),
+            "--json",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", rt.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "sintra-rt bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("sintra-rt bench --json printed invalid JSON: {e}"))?;
+    let mut m = Measured::default();
+    for rec in json
+        .as_array()
+        .ok_or("sintra-rt bench --json: not an array")?
+    {
+        let samples: Vec<f64> = rec["samples_ts"]
+            .as_array()
+            .ok_or("sintra-rt bench --json: no samples_ts")?
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .skip(1) // the warm-up run
+            .collect();
+        if rec["n_prompt"].as_u64().unwrap_or(0) > 0 {
+            m.pp = samples;
+        } else {
+            m.tg = samples;
+        }
+        m.rss = rec["peak_rss_bytes"].as_u64().unwrap_or(0);
+    }
+    if m.pp.is_empty() || m.tg.is_empty() {
+        return Err("sintra-rt bench --json lacks pp or tg samples".into());
+    }
+    Ok(m)
+}
+
+fn run_llama_child(model: &Path, threads: usize, o: &Options) -> Result<Measured, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = Command::new(exe)
+        .arg("--llama-child")
+        .arg(model)
+        .args([threads, o.pp, o.tg, o.reps].map(|n| n.to_string()))
+        .output()
+        .map_err(|e| format!("cannot run the llama.cpp child: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "llama.cpp child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("llama.cpp child printed invalid JSON: {e}"))?;
+    let list = |k: &str| -> Vec<f64> {
+        json[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    Ok(Measured {
+        pp: list("pp"),
+        tg: list("tg"),
+        rss: json["rss"].as_u64().unwrap_or(0),
+    })
+}
+
+/// The llama.cpp side, in its own process so its peak RSS is its own: one warm-up run, then
+/// `reps` runs of pp and of tg, each from an empty cache; prints JSON on stdout.
+fn llama_child(args: &[String]) -> Result<(), String> {
+    let [model, threads, pp, tg, reps] = args else {
+        return Err("--llama-child MODEL THREADS PP TG REPS".into());
+    };
+    let n = |s: &String| s.parse::<usize>().map_err(|e| format!("{s:?}: {e}"));
+    let (threads, pp, tg, reps) = (n(threads)?, n(pp)?, n(tg)?, n(reps)?);
+    let backend = sintra_tests::llama::backend();
+    let model = sintra_tests::llama::load(Path::new(model))?;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new((pp + tg) as u32))
+        .with_n_batch(pp as u32)
+        .with_n_ubatch(pp as u32)
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads as i32);
+    let mut ctx = model
+        .new_context(backend, ctx_params)
+        .map_err(|e| format!("context: {e}"))?;
+    let n_vocab = model.n_vocab() as u32;
+    let token = |i: usize| LlamaToken(((i as u32 * 7919 + 13) % n_vocab) as i32);
+    let mut batch = LlamaBatch::new(pp.max(1), 1);
+    let mut run_pp = |ctx: &mut llama_cpp_2::context::LlamaContext<'_>| -> Result<f64, String> {
+        ctx.clear_kv_cache();
+        batch.clear();
+        for i in 0..pp {
+            batch
+                .add(token(i), i as i32, &[0], i + 1 == pp)
+                .map_err(|e| e.to_string())?;
+        }
+        let t = Instant::now();
+        ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+        Ok(pp as f64 / t.elapsed().as_secs_f64())
+    };
+    let mut one = LlamaBatch::new(1, 1);
+    let mut run_tg = |ctx: &mut llama_cpp_2::context::LlamaContext<'_>| -> Result<f64, String> {
+        ctx.clear_kv_cache();
+        let t = Instant::now();
+        for i in 0..tg {
+            one.clear();
+            one.add(token(i), i as i32, &[0], true)
+                .map_err(|e| e.to_string())?;
+            ctx.decode(&mut one).map_err(|e| format!("decode: {e}"))?;
+        }
+        Ok(tg as f64 / t.elapsed().as_secs_f64())
+    };
+    run_pp(&mut ctx)?;
+    let pp_samples: Vec<f64> = (0..reps)
+        .map(|_| run_pp(&mut ctx))
+        .collect::<Result<_, _>>()?;
+    run_tg(&mut ctx)?;
+    let tg_samples: Vec<f64> = (0..reps)
+        .map(|_| run_tg(&mut ctx))
+        .collect::<Result<_, _>>()?;
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "{{\"pp\": [{}], \"tg\": [{}], \"rss\": {}}}",
+        list(&pp_samples),
+        list(&tg_samples),
+        peak_rss()
+    );
+    Ok(())
+}
+
+/// This process's peak resident set (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes a decode step reads: every matrix (the classifier whole, the embedding one row) plus
+/// the KV cache at the average position of a tg run.
+fn bytes_per_token(file: &GgufFile, tg: usize) -> Result<f64, String> {
+    let h = &file.header;
+    let mut bytes = 0f64;
+    let tied = h.tensor("output.weight").is_none();
+    for t in &h.tensors {
+        if t.name == "token_embd.weight" {
+            let rows = t.dims.get(1).copied().unwrap_or(1).max(1);
+            bytes += t.n_bytes as f64 / rows as f64;
+            if tied {
+                bytes += t.n_bytes as f64;
+            }
+        } else {
+            bytes += t.n_bytes as f64;
+        }
+    }
+    Ok(bytes + kv_bytes(file, tg / 2)? as f64)
+}
+
+/// f16 K and V cache bytes for `n_ctx` positions.
+fn kv_bytes(file: &GgufFile, n_ctx: usize) -> Result<u64, String> {
+    let c = runtime::model::Config::from_gguf(&file.header).map_err(|e| e.to_string())?;
+    Ok((c.n_layer() * n_ctx * c.max_kv_dim() * 2 * 2) as u64)
+}
+
+/// Read bandwidth with `threads` threads: each sums its own slice of a 1 GiB buffer; the median
+/// of five passes.
+fn measure_bandwidth(threads: usize) -> f64 {
+    let words = (1usize << 30) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let chunk = words.div_ceil(threads);
+    let mut passes = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let sum: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = buf
+                .chunks(chunk)
+                .map(|c| s.spawn(move || sum_words(c)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        std::hint::black_box(sum);
+        passes.push((words * 8) as f64 / t.elapsed().as_secs_f64());
+    }
+    median(&passes)
+}
+
+/// Four independent accumulators so the loop is bound by memory, not by the add chain.
+fn sum_words(c: &[u64]) -> u64 {
+    let mut acc = [0u64; 4];
+    for q in c.chunks_exact(4) {
+        for i in 0..4 {
+            acc[i] = acc[i].wrapping_add(q[i]);
+        }
+    }
+    acc.iter().fold(0, |a, &b| a.wrapping_add(b))
+}
