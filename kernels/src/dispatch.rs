@@ -391,3 +391,31 @@ pub fn force_scalar() {
 pub fn isa_name() -> &'static str {
     active().isa.name()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name reads back as its instruction set (`SINTRA_KERNELS` and `--version` use
+    /// them), `dotprod` is the short name of NEON with the dot-product extension, and an
+    /// instruction set this build or CPU lacks is refused by name.
+    #[test]
+    fn names_round_trip_and_unavailable_sets_are_refused() {
+        for &isa in Isa::ALL {
+            assert_eq!(Isa::from_name(isa.name()), Some(isa));
+        }
+        assert_eq!(Isa::from_name("dotprod"), Some(Isa::NeonDotprod));
+        assert_eq!(Isa::from_name("sse2"), None);
+        assert!(Isa::Scalar.available());
+        // Only refusals and the detected choice: other tests in this process use the active
+        // table and must not see it change under them.
+        for &isa in Isa::ALL.iter().filter(|isa| !isa.available()) {
+            assert_eq!(use_isa(isa), Err(KernelError::IsaUnavailable(isa)));
+        }
+        use_isa(detect()).unwrap();
+        assert_eq!(isa_name(), detect().name());
+        let arm = cfg!(target_arch = "aarch64");
+        assert_eq!(Isa::Neon.available(), arm);
+        assert!(!Isa::NeonDotprod.available() || arm);
+    }
+}

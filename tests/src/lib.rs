@@ -55,12 +55,26 @@ pub fn gemma3_270m_q4_k_m() -> PathBuf {
 /// Path of a binary of this workspace (`sintra-rt`, `sintra`), built on first use with the same
 /// cargo and target directory as the running test binary, so tests run the real program.
 pub fn bin_path(package: &str, bin: &str) -> PathBuf {
+    build_bin(package, bin, None)
+}
+
+/// As [`bin_path`], cross-compiled for `target` (a rustup target triple such as
+/// `aarch64-unknown-linux-musl`, whose linker and runner `.cargo/config.toml` sets) in the
+/// release profile: such binaries run under qemu-user, where unoptimized code is too slow.
+pub fn bin_path_for_target(package: &str, bin: &str, target: &str) -> PathBuf {
+    build_bin(package, bin, Some(target))
+}
+
+/// Build `bin` of `package` (for the host in the dev profile, or for `target` in release)
+/// once per test process and return its path.
+fn build_bin(package: &str, bin: &str, target: Option<&str>) -> PathBuf {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let map = built.get_or_insert_with(HashMap::new);
-    if let Some(p) = map.get(bin) {
+    let key = format!("{}/{bin}", target.unwrap_or("host"));
+    if let Some(p) = map.get(&key) {
         return p.clone();
     }
     // current_exe is <target>/<profile>/deps/integration-<hash>.
@@ -71,26 +85,27 @@ pub fn bin_path(package: &str, bin: &str) -> PathBuf {
         .expect("<target>/<profile>");
     let target_dir = profile_dir.parent().expect("<target>");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            package,
-            "--bin",
-            bin,
-            "--target-dir",
-        ])
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if let Some(target) = target {
+        command.args(["--release", "--target", target]);
+    }
+    let status = command
+        .arg("--target-dir")
         .arg(target_dir)
         .current_dir(repo_root())
         .status()
         .expect("run cargo build");
+    let what = target.map_or(String::new(), |t| format!(" --release --target {t}"));
     assert!(
         status.success(),
-        "cargo build -p {package} --bin {bin} failed"
+        "cargo build -p {package} --bin {bin}{what} failed"
     );
-    let path = target_dir.join("debug").join(bin);
+    let path = match target {
+        Some(target) => target_dir.join(target).join("release").join(bin),
+        None => target_dir.join("debug").join(bin),
+    };
     assert!(path.is_file(), "{} was not built", path.display());
-    map.insert(bin.to_string(), path.clone());
+    map.insert(key, path.clone());
     path
 }

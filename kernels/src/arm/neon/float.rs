@@ -93,8 +93,8 @@ pub unsafe fn vec_dot_f16_f16(x: &[u16], y: &[u16]) -> f32 {
     let halves = |v: &[u16; LANES]| {
         let h = load_u16(v);
         (
-            vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h))),
-            vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h))),
+            super::fp16_lanes(vmovl_u16(vget_low_u16(h))),
+            super::fp16_lanes(vmovl_high_u16(h)),
         )
     };
     dot_f64_lanes(

@@ -144,14 +144,32 @@ fn store_i8(v: &mut [i8; 16], x: int8x16_t) {
     unsafe { vst1q_s8(v.as_mut_ptr(), x) }
 }
 
-/// Four f16 (bits) to f32, exactly (`FCVTL`, base Armv8 Advanced SIMD).
+/// Four f16 (bits, one per u32 lane) to f32, exactly: the oracle's branch-free conversion
+/// (`scalar::fp16`) lane-wise, exponent and mantissa moved to their f32 places and rebiased by
+/// one exact multiply by `2^112` (subnormal halves included), infinities and NaNs given the
+/// f32 exponent 255 with their payload. (`FCVTL`'s intrinsic, `vcvt_f32_f16`, is stable only
+/// since Rust 1.94, above this crate's MSRV.)
+#[inline]
+#[target_feature(enable = "neon")]
+fn fp16_lanes(h: uint32x4_t) -> float32x4_t {
+    const TWO_POW_112: f32 = f32::from_bits((112 + 127) << 23);
+    let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
+    let magnitude = vandq_u32(h, vdupq_n_u32(0x7fff));
+    let shifted = vshlq_n_u32::<13>(magnitude);
+    let finite = vreinterpretq_u32_f32(vmulq_n_f32(vreinterpretq_f32_u32(shifted), TWO_POW_112));
+    let special = vorrq_u32(shifted, vdupq_n_u32(0x7f80_0000));
+    let is_special = vcgeq_u32(magnitude, vdupq_n_u32(0x7c00));
+    let abs = vbslq_u32(is_special, special, finite);
+    vreinterpretq_f32_u32(vorrq_u32(abs, sign))
+}
+
+/// Four f16 (bits) to f32, exactly ([`fp16_lanes`]).
 #[inline]
 #[target_feature(enable = "neon")]
 fn fp16x4(h: [u16; 4]) -> float32x4_t {
-    let bits = vcreate_u16(
-        u64::from(h[0]) | u64::from(h[1]) << 16 | u64::from(h[2]) << 32 | u64::from(h[3]) << 48,
-    );
-    vcvt_f32_f16(vreinterpret_f16_u16(bits))
+    let bits =
+        u64::from(h[0]) | u64::from(h[1]) << 16 | u64::from(h[2]) << 32 | u64::from(h[3]) << 48;
+    fp16_lanes(vmovl_u16(vcreate_u16(bits)))
 }
 
 /// One f16 (bits) to f32, exactly.
