@@ -1,5 +1,6 @@
 //! Single-thread matrix-vector throughput of the kernels (every table this CPU runs: the
-//! scalar oracle, AVX2) against ggml's CPU dot products (the SIMD kernels llama.cpp runs on
+//! scalar oracle, AVX2 on x86-64, NEON and NEON with `dotprod` on AArch64, the latter through
+//! the kernels' `std` feature, which this crate enables) against ggml's CPU dot products (the SIMD kernels llama.cpp runs on
 //! this machine, and ggml's plain-C `*_generic` ones), in GB/s of weights read: a SmolLM2
 //! FFN-down-sized matrix, 576 rows of 1536 values, by default.
 //!

@@ -10,6 +10,12 @@
 //! `#[target_feature]` functions. Only [`table`] hands out a table, and it hands out the AVX2
 //! one only after the CPU was found to have AVX2, FMA and F16C with OS support for the YMM
 //! registers: that check is the safety argument of every wrapper in [`AVX2`].
+//!
+//! On AArch64 NEON is part of the architecture, so the [`NEON`] table is always available;
+//! [`NEON_DOTPROD`] is handed out only once the CPU was found to have the dot-product
+//! extension ([`cpu_has_dotprod`]): through `std::arch::is_aarch64_feature_detected!` (the
+//! OS's `AT_HWCAP`) with the crate's `std` feature, which the runtime enables. A `no_std`
+//! build without it cannot ask and keeps to the baseline.
 
 use crate::error::KernelError;
 use crate::scalar;
@@ -27,22 +33,33 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later).
     Avx2,
+    /// AArch64 with NEON (Advanced SIMD), on every AArch64 CPU.
+    Neon,
+    /// AArch64 with NEON and the dot-product extension (`SDOT`; Armv8.2 and later).
+    NeonDotprod,
 }
 
 impl Isa {
     /// Every instruction set, in order of preference (last is best).
-    pub const ALL: &'static [Isa] = &[Isa::Scalar, Isa::Avx2];
+    pub const ALL: &'static [Isa] = &[Isa::Scalar, Isa::Avx2, Isa::Neon, Isa::NeonDotprod];
 
-    /// The lowercase name (`"scalar"`, `"avx2"`), as `SINTRA_KERNELS` and `--version` spell it.
+    /// The lowercase name (`"scalar"`, `"avx2"`, `"neon"`, `"neon+dotprod"`), as
+    /// `SINTRA_KERNELS` and `--version` spell it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::NeonDotprod => "neon+dotprod",
         }
     }
 
-    /// The instruction set called `name` ([`Isa::name`]), if there is one.
+    /// The instruction set called `name` ([`Isa::name`]; `"dotprod"` also names
+    /// [`Isa::NeonDotprod`]), if there is one.
     pub fn from_name(name: &str) -> Option<Isa> {
+        if name == "dotprod" {
+            return Some(Isa::NeonDotprod);
+        }
         Isa::ALL.iter().copied().find(|isa| isa.name() == name)
     }
 
@@ -160,6 +177,89 @@ static AVX2: KernelTable = KernelTable {
     q6_k: avx2!(matvec_q6_k_q8_k(w, a, out)),
 };
 
+/// A safe `fn` calling the NEON kernel `$f` (`neon::$f`, or `neon::dotprod::$f` when
+/// written `dotprod::$f`) with the arguments `$arg`s, for [`NEON`] and [`NEON_DOTPROD`] only.
+#[cfg(target_arch = "aarch64")]
+macro_rules! neon {
+    (dotprod::$f:ident($($arg:ident),+)) => {
+        |$($arg),+| {
+            // SAFETY: this closure is only reachable through the NEON_DOTPROD table, which
+            // `table` returns only once `cpu_has_dotprod` found the dot-product extension
+            // (and NEON, which every AArch64 CPU has).
+            unsafe { crate::arm::neon::dotprod::$f($($arg),+) }
+        }
+    };
+    ($f:ident($($arg:ident),+)) => {
+        |$($arg),+| {
+            // SAFETY: every AArch64 CPU has NEON (it is part of the architecture, and of the
+            // aarch64 targets' baseline features).
+            unsafe { crate::arm::neon::$f($($arg),+) }
+        }
+    };
+}
+
+/// NEON for every kernel, on every AArch64 CPU.
+#[cfg(target_arch = "aarch64")]
+static NEON: KernelTable = KernelTable {
+    isa: Isa::Neon,
+    quantize_q8_0: neon!(quantize_row_q8_0(x, y)),
+    quantize_q8_1: neon!(quantize_row_q8_1(x, y)),
+    quantize_q8_k: neon!(quantize_row_q8_k(x, y)),
+    f32: neon!(matvec_f32(w, a, out)),
+    f16: neon!(matvec_f16_f16(w, a, out)),
+    bf16: neon!(matvec_bf16_bf16(w, a, out)),
+    q4_0: neon!(matvec_q4_0_q8_0(w, a, out)),
+    q4_1: neon!(matvec_q4_1_q8_1(w, a, out)),
+    q5_0: neon!(matvec_q5_0_q8_0(w, a, out)),
+    q5_1: neon!(matvec_q5_1_q8_1(w, a, out)),
+    q8_0: neon!(matvec_q8_0_q8_0(w, a, out)),
+    iq4_nl: neon!(matvec_iq4_nl_q8_0(w, a, out)),
+    q2_k: neon!(matvec_q2_k_q8_k(w, a, out)),
+    q3_k: neon!(matvec_q3_k_q8_k(w, a, out)),
+    q4_k: neon!(matvec_q4_k_q8_k(w, a, out)),
+    q5_k: neon!(matvec_q5_k_q8_k(w, a, out)),
+    q6_k: neon!(matvec_q6_k_q8_k(w, a, out)),
+};
+
+/// NEON with `SDOT` for the integer products; the quantizers and float kernels, which have
+/// no integer products, are [`NEON`]'s.
+#[cfg(target_arch = "aarch64")]
+static NEON_DOTPROD: KernelTable = KernelTable {
+    isa: Isa::NeonDotprod,
+    quantize_q8_0: NEON.quantize_q8_0,
+    quantize_q8_1: NEON.quantize_q8_1,
+    quantize_q8_k: NEON.quantize_q8_k,
+    f32: NEON.f32,
+    f16: NEON.f16,
+    bf16: NEON.bf16,
+    q4_0: neon!(dotprod::matvec_q4_0_q8_0(w, a, out)),
+    q4_1: neon!(dotprod::matvec_q4_1_q8_1(w, a, out)),
+    q5_0: neon!(dotprod::matvec_q5_0_q8_0(w, a, out)),
+    q5_1: neon!(dotprod::matvec_q5_1_q8_1(w, a, out)),
+    q8_0: neon!(dotprod::matvec_q8_0_q8_0(w, a, out)),
+    iq4_nl: neon!(dotprod::matvec_iq4_nl_q8_0(w, a, out)),
+    q2_k: neon!(dotprod::matvec_q2_k_q8_k(w, a, out)),
+    q3_k: neon!(dotprod::matvec_q3_k_q8_k(w, a, out)),
+    q4_k: neon!(dotprod::matvec_q4_k_q8_k(w, a, out)),
+    q5_k: neon!(dotprod::matvec_q5_k_q8_k(w, a, out)),
+    q6_k: neon!(dotprod::matvec_q6_k_q8_k(w, a, out)),
+};
+
+/// Whether the CPU has the dot-product extension, asked of the OS once (with `std`; a
+/// `no_std` build cannot ask and says no).
+#[cfg(target_arch = "aarch64")]
+fn cpu_has_dotprod() -> bool {
+    #[cfg(any(test, feature = "std"))]
+    {
+        // The standard library caches the answer (read from `AT_HWCAP` on Linux).
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+    #[cfg(not(any(test, feature = "std")))]
+    {
+        false
+    }
+}
+
 /// Whether the CPU has AVX2, FMA and F16C and the OS saves the YMM registers (without the
 /// latter the instructions fault even where `cpuid` lists them).
 #[cfg(target_arch = "x86_64")]
@@ -211,6 +311,10 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         Isa::Scalar => Some(&SCALAR),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if cpu_has_avx2() => Some(&AVX2),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Some(&NEON),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDotprod if cpu_has_dotprod() => Some(&NEON_DOTPROD),
         _ => None,
     }
 }
@@ -283,7 +387,35 @@ pub fn force_scalar() {
 }
 
 /// The name of the instruction set in use (reported by `sintra-rt --version` and the bench
-/// output): `"avx2"` or `"scalar"`.
+/// output): `"avx2"`, `"neon"`, `"neon+dotprod"` or `"scalar"`.
 pub fn isa_name() -> &'static str {
     active().isa.name()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name reads back as its instruction set (`SINTRA_KERNELS` and `--version` use
+    /// them), `dotprod` is the short name of NEON with the dot-product extension, and an
+    /// instruction set this build or CPU lacks is refused by name.
+    #[test]
+    fn names_round_trip_and_unavailable_sets_are_refused() {
+        for &isa in Isa::ALL {
+            assert_eq!(Isa::from_name(isa.name()), Some(isa));
+        }
+        assert_eq!(Isa::from_name("dotprod"), Some(Isa::NeonDotprod));
+        assert_eq!(Isa::from_name("sse2"), None);
+        assert!(Isa::Scalar.available());
+        // Only refusals and the detected choice: other tests in this process use the active
+        // table and must not see it change under them.
+        for &isa in Isa::ALL.iter().filter(|isa| !isa.available()) {
+            assert_eq!(use_isa(isa), Err(KernelError::IsaUnavailable(isa)));
+        }
+        use_isa(detect()).unwrap();
+        assert_eq!(isa_name(), detect().name());
+        let arm = cfg!(target_arch = "aarch64");
+        assert_eq!(Isa::Neon.available(), arm);
+        assert!(!Isa::NeonDotprod.available() || arm);
+    }
 }

@@ -9,6 +9,8 @@
 //!   where practical, the same accumulation order) as ggml's `*_generic` functions.
 //! - `x86::avx2` (on x86-64) has the same file and function names, written with AVX2, FMA and
 //!   F16C intrinsics after ggml's `arch/x86/quants.c`; its tests hold it to the oracle.
+//! - `arm::neon` (on AArch64) likewise, after ggml's `arch/arm/quants.c`, in two versions:
+//!   NEON for every AArch64 CPU and `arm::neon::dotprod` for CPUs with the `SDOT` instruction.
 //! - `dispatch.rs` detects the CPU's features once and picks a [`KernelTable`] ([`active`]);
 //!   [`use_isa`] / [`force_scalar`] override the choice (the runtime's `SINTRA_KERNELS`).
 //! - [`matvec`], [`vec_dot`], [`quantize_activation`] are the type-erased entry points the
@@ -16,10 +18,16 @@
 //!   the active table. They check every length and alignment and return a [`KernelError`];
 //!   they never panic.
 //!
+//! **Features.** `std` (off by default; the runtime turns it on) lets the AArch64 dispatch ask
+//! the OS whether the CPU has the dot-product extension; without it the crate stays `no_std`
+//! and AArch64 runs the baseline NEON kernels.
+//!
 //! **Byte order.** Blocks are read in place (`bytemuck`), so the kernels assume a
 //! little-endian target, like GGUF files and every target sintra ships for.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 
+#[cfg(target_arch = "aarch64")]
+pub mod arm;
 mod dispatch;
 mod error;
 mod matvec;

@@ -35,7 +35,8 @@ OPTIONS:
   --kv-f32             keep the KV cache in f32 (default f16)
 
 ENVIRONMENT:
-  SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle) or avx2
+  SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle),
+                       avx2 (x86-64), neon or dotprod (aarch64; also spelt neon+dotprod)
 ";
 
 /// Parsed command line.

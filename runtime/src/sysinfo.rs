@@ -20,7 +20,8 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Apply `SINTRA_KERNELS` (`auto`, or an instruction set's name such as `scalar`) to the
+/// Apply `SINTRA_KERNELS` (`auto`, or an instruction set's name such as `scalar`, `avx2`,
+/// `neon` or `dotprod`, see `kernels::Isa::from_name`) to the
 /// kernels' run-time dispatch, so that the scalar oracle can be compared with the SIMD
 /// kernels on the same binary. Unset or empty means `auto`.
 pub fn select_kernels() -> Result<(), String> {

@@ -1,5 +1,6 @@
 //! The one integration-test binary (see STYLE.md): each module is a concern.
 
+mod aarch64;
 mod device;
 mod gguf;
 mod planner;

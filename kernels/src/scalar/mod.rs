@@ -21,7 +21,7 @@ pub use quantize::*;
 pub use vec_dot::*;
 pub use vec_dot_k::*;
 // The scale unpacking, shared with the SIMD kernels.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use vec_dot_k::{scales_mins_k4, scales_q3_k};
 
 /// f16 bits to f32, exactly (ggml's `GGML_CPU_FP16_TO_FP32`), without branches so loops over

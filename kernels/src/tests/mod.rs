@@ -6,7 +6,6 @@
 
 mod accuracy;
 mod entry_points;
-#[cfg(target_arch = "x86_64")]
 mod parity;
 
 use crate::{activation_bytes, quantize_activation, vec_dot_type};

@@ -1,22 +1,25 @@
-//! Every AVX2 kernel against its scalar twin (the oracle): the activation quantizers
-//! bit for bit, the dot products within a named relative tolerance per weight type, on
-//! quantized rows, random block bytes and edge blocks, from one block to thousands.
+//! Every SIMD kernel table this CPU runs (AVX2 on x86-64; NEON and NEON with `dotprod` on
+//! AArch64, each tested on its own) against its scalar twin (the oracle): the activation
+//! quantizers bit for bit, the dot products within a named relative tolerance per weight
+//! type, on quantized rows, random block bytes and edge blocks, from one block to thousands.
 //!
 //! **Tolerances.** Both paths sum the same exact integers per block and scale them with the
 //! same f32 products; they differ only in the order of the f32 additions (the scalar code
 //! keeps one running sum, or ggml's eight lanes; the AVX2 code eight lanes in each of two
-//! accumulators, or eight lanes of FMAs). So `|avx2 - scalar|` is bounded by a few roundings
+//! accumulators, or eight lanes of FMAs; NEON four lanes in each of two accumulators, or one
+//! running sum per super-block). So `|simd - scalar|` is bounded by a few roundings
 //! of the partial sums, each at most `sum(|w_i| * |x^_i|)` (over the dequantized weights,
 //! minimum parts counted apart, times the dequantized activation): that sum is the scale the
 //! per-type tolerances ([`tolerance`]) are relative to. The largest relative difference seen
 //! per type is printed by `cargo test -p kernels -- --nocapture parity`.
 //!
-//! The tests skip themselves (with a note) on an x86-64 CPU without AVX2, FMA and F16C.
+//! A table the CPU cannot run is left out with a note (AVX2 on an x86-64 CPU without AVX2,
+//! FMA and F16C; `dotprod` on an AArch64 CPU without the dot-product extension: qemu's
+//! default CPU has it). The typed kernels' own tests are per architecture at the end.
 
 use super::accuracy::{activation_row, random_blocks, set_f16_fields, weight_parts};
 use super::*;
 use crate::dispatch::{table, Isa};
-use crate::x86::avx2;
 use crate::{scalar, KernelTable, WEIGHT_TYPES};
 use bytemuck::Zeroable;
 use formats::quant::{
@@ -31,10 +34,11 @@ const LEGACY_TOLERANCE: f64 = 1e-5;
 const WITH_MIN_TOLERANCE: f64 = 1e-5;
 /// K-quants: one f32 step per super-block, eight lanes (minimums in their own sum).
 const K_QUANT_TOLERANCE: f64 = 1e-5;
-/// Types that still run the scalar kernel on the AVX2 table: identical results.
+/// The float types: the AVX2 table runs the scalar kernel, the NEON one the oracle's
+/// arithmetic in the same order: identical results.
 const SAME_KERNEL: f64 = 0.0;
 
-/// The largest `|avx2 - scalar| / sum(|w_i| * |x^_i|)` allowed for weights of type `w`.
+/// The largest `|simd - scalar| / sum(|w_i| * |x^_i|)` allowed for weights of type `w`.
 fn tolerance(w: GgmlType) -> f64 {
     use GgmlType::*;
     match w {
@@ -45,16 +49,27 @@ fn tolerance(w: GgmlType) -> f64 {
     }
 }
 
-/// The two tables under test, or `None` (and a note) on a CPU without AVX2.
-fn tables() -> Option<(&'static KernelTable, &'static KernelTable)> {
+/// The SIMD instruction sets this build has kernels for.
+const SIMD: &[Isa] = if cfg!(target_arch = "x86_64") {
+    &[Isa::Avx2]
+} else if cfg!(target_arch = "aarch64") {
+    &[Isa::Neon, Isa::NeonDotprod]
+} else {
+    &[]
+};
+
+/// The scalar table and every SIMD table this CPU runs (a note for each it cannot), or
+/// `None` when there is none.
+fn tables() -> Option<(&'static KernelTable, Vec<&'static KernelTable>)> {
     let scalar = table(Isa::Scalar).unwrap();
-    match table(Isa::Avx2) {
-        Some(avx2) => Some((scalar, avx2)),
-        None => {
-            eprintln!("parity: no AVX2/FMA/F16C on this CPU, AVX2 kernels not tested");
-            None
+    let mut simd = Vec::new();
+    for &isa in SIMD {
+        match table(isa) {
+            Some(t) => simd.push(t),
+            None => eprintln!("parity: this CPU cannot run {isa}, its kernels not tested"),
         }
     }
+    (!simd.is_empty()).then_some((scalar, simd))
 }
 
 /// `table.vec_dot` through the checked entry point.
@@ -78,28 +93,31 @@ struct Worst {
     relative: f64,
 }
 
-/// Check one weight row and activation on both tables.
+/// Check one weight row and activation on the scalar table and every SIMD table.
 fn check(w: GgmlType, w_row: &[u8], x: &[f32], what: &str, worst: &mut Worst) {
-    let (scalar, avx2) = tables().unwrap();
+    let (scalar, simd) = tables().unwrap();
     let n = x.len();
-    // Both kernels get the same activation (the quantizers are checked bit for bit apart).
+    // All kernels get the same activation (the quantizers are checked bit for bit apart).
     let mut act = Aligned::zeroed(activation_bytes(w, n).unwrap());
     scalar.quantize_activation(w, x, act.bytes_mut()).unwrap();
     let want = dot(scalar, w, w_row, &act, n);
-    let got = dot(avx2, w, w_row, &act, n);
     let scale = magnitude(w, w_row, &act);
-    let diff = (got - want).abs();
-    let allowed = tolerance(w) * scale;
-    assert!(
-        diff <= allowed,
-        "{w} n={n} {what}: avx2 {got:e}, scalar {want:e}, difference {diff:e} > {allowed:e} \
-         ({} of sum |w x|)",
-        tolerance(w)
-    );
-    assert_eq!(got.is_finite(), want.is_finite(), "{w} n={n} {what}");
-    worst.cases += 1;
-    if scale > 0.0 {
-        worst.relative = worst.relative.max(diff / scale);
+    for t in simd {
+        let isa = t.isa();
+        let got = dot(t, w, w_row, &act, n);
+        let diff = (got - want).abs();
+        let allowed = tolerance(w) * scale;
+        assert!(
+            diff <= allowed,
+            "{w} n={n} {what}: {isa} {got:e}, scalar {want:e}, difference {diff:e} > \
+             {allowed:e} ({} of sum |w x|)",
+            tolerance(w)
+        );
+        assert_eq!(got.is_finite(), want.is_finite(), "{isa} {w} n={n} {what}");
+        worst.cases += 1;
+        if scale > 0.0 {
+            worst.relative = worst.relative.max(diff / scale);
+        }
     }
 }
 
@@ -119,7 +137,11 @@ fn row_lengths(w: GgmlType) -> Vec<usize> {
 
 fn report(title: &str, worst: &BTreeMap<GgmlType, Worst>) {
     eprintln!("{title}");
-    eprintln!("  type     cases  max |avx2 - scalar| / sum|w x|  tolerance");
+    let names: Vec<&str> = tables()
+        .map(|(_, simd)| simd.iter().map(|t| t.isa().name()).collect())
+        .unwrap_or_default();
+    eprintln!("  ({})", names.join(", "));
+    eprintln!("  type     cases  max |simd - scalar| / sum|w x|  tolerance");
     for (w, s) in worst {
         eprintln!(
             "  {:<7} {:>6}  {:>30.3e}  {:>9.0e}",
@@ -131,6 +153,7 @@ fn report(title: &str, worst: &BTreeMap<GgmlType, Worst>) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn the_detected_isa_is_the_one_std_detects() {
     let std_says = is_x86_feature_detected!("avx2")
@@ -186,7 +209,7 @@ fn vec_dot_matches_scalar_on_random_blocks() {
 /// at +-1000 (every quant +-127): the integer sums at their largest.
 #[test]
 fn vec_dot_matches_scalar_on_edge_blocks() {
-    let Some((scalar, avx2)) = tables() else {
+    let Some((scalar, simd)) = tables() else {
         return;
     };
     let mut worst = BTreeMap::new();
@@ -200,12 +223,18 @@ fn vec_dot_matches_scalar_on_edge_blocks() {
             let x = activation_row(n, true, &mut rng);
             let mut act = Aligned::zeroed(activation_bytes(w, n).unwrap());
             scalar.quantize_activation(w, &x, act.bytes_mut()).unwrap();
-            assert_eq!(dot(avx2, w, zero_w.bytes(), &act, n), 0.0, "{w} n={n}");
+            for &t in &simd {
+                let isa = t.isa();
+                assert_eq!(dot(t, w, zero_w.bytes(), &act, n), 0.0, "{isa} {w} n={n}");
+            }
             let w_row = random_blocks(w, n, &mut rng);
             scalar
                 .quantize_activation(w, &vec![0.0; n], act.bytes_mut())
                 .unwrap();
-            assert_eq!(dot(avx2, w, w_row.bytes(), &act, n), 0.0, "{w} n={n}");
+            for &t in &simd {
+                let isa = t.isa();
+                assert_eq!(dot(t, w, w_row.bytes(), &act, n), 0.0, "{isa} {w} n={n}");
+            }
 
             for fill in [0x00u8, 0xff, 0x80, 0x7f, 0x55, 0xaa] {
                 for sign in [1.0f32, -1.0] {
@@ -231,11 +260,11 @@ fn vec_dot_matches_scalar_on_edge_blocks() {
     report("parity, edge blocks:", &worst);
 }
 
-/// Matrices through `matvec` on both tables, and every AVX2 row bit-identical to the AVX2
-/// `vec_dot` of that row whatever range it is computed in.
+/// Matrices through `matvec` on every table, and every SIMD row bit-identical to the same
+/// table's `vec_dot` of that row whatever range it is computed in.
 #[test]
 fn matvec_matches_scalar_and_its_own_vec_dot() {
-    let Some((scalar, avx2)) = tables() else {
+    let Some((scalar, simd)) = tables() else {
         return;
     };
     let mut rng = Rng::new(17);
@@ -252,17 +281,25 @@ fn matvec_matches_scalar_and_its_own_vec_dot() {
             .matvec(w, m.bytes(), 0..rows, n, act.bytes(), &mut want)
             .unwrap();
         let row_bytes = w.row_size(n).unwrap();
-        for range in [0..rows, 3..4, 7..30] {
+        for (t, range) in simd
+            .iter()
+            .flat_map(|&t| [(t, 0..rows), (t, 3..4), (t, 7..30)])
+        {
+            let isa = t.isa();
             let mut got = vec![f32::NAN; range.len()];
-            avx2.matvec(w, m.bytes(), range.clone(), n, act.bytes(), &mut got)
+            t.matvec(w, m.bytes(), range.clone(), n, act.bytes(), &mut got)
                 .unwrap();
             for (r, &g) in range.clone().zip(&got) {
                 let row = &m.bytes()[r * row_bytes..(r + 1) * row_bytes];
-                let single = avx2.vec_dot(w, n, row, act.bytes()).unwrap();
-                assert_eq!(g.to_bits(), single.to_bits(), "{w} row {r} of {range:?}");
+                let single = t.vec_dot(w, n, row, act.bytes()).unwrap();
+                assert_eq!(
+                    g.to_bits(),
+                    single.to_bits(),
+                    "{isa} {w} row {r} of {range:?}"
+                );
                 let allowed = tolerance(w) * magnitude(w, row, &act);
                 let diff = (f64::from(g) - f64::from(want[r])).abs();
-                assert!(diff <= allowed, "{w} row {r}: {g} vs {}", want[r]);
+                assert!(diff <= allowed, "{isa} {w} row {r}: {g} vs {}", want[r]);
             }
         }
     }
@@ -315,21 +352,19 @@ fn awkward_rows(n: usize) -> Vec<Vec<f32>> {
     rows
 }
 
-/// The quantizers of both paths write the same bytes, NaN and infinities included.
-#[test]
-fn quantizers_are_bit_exact_with_scalar() {
-    if tables().is_none() {
-        return;
-    }
+/// The quantizers of the SIMD module `$simd` write the same bytes as the scalar ones, NaN
+/// and infinities included.
+macro_rules! quantizers_are_bit_exact {
+    ($($simd:ident)::+) => {{
     for n in [256, 512, 2048] {
         for (k, x) in awkward_rows(n).into_iter().enumerate() {
             macro_rules! same {
-                ($block:ty, $per:expr, $scalar:path, $avx2:path) => {{
+                ($block:ty, $per:expr, $scalar:path, $simd_fn:path) => {{
                     let mut a = vec![<$block>::zeroed(); n / $per];
                     let mut b = vec![<$block>::zeroed(); n / $per];
                     $scalar(&x, &mut a);
-                    // SAFETY: `tables()` found AVX2, FMA and F16C.
-                    unsafe { $avx2(&x, &mut b) };
+                    // SAFETY: the caller checked that the CPU runs this module.
+                    unsafe { $simd_fn(&x, &mut b) };
                     assert!(
                         bytemuck::cast_slice::<_, u8>(&a) == bytemuck::cast_slice::<_, u8>(&b),
                         "{} row {k} (n={n})",
@@ -341,34 +376,32 @@ fn quantizers_are_bit_exact_with_scalar() {
                 BlockQ8_0,
                 32,
                 scalar::quantize_row_q8_0,
-                avx2::quantize_row_q8_0
+                $($simd)::+::quantize_row_q8_0
             );
             same!(
                 BlockQ8_1,
                 32,
                 scalar::quantize_row_q8_1,
-                avx2::quantize_row_q8_1
+                $($simd)::+::quantize_row_q8_1
             );
             same!(
                 BlockQ8K,
                 QK_K,
                 scalar::quantize_row_q8_k,
-                avx2::quantize_row_q8_k
+                $($simd)::+::quantize_row_q8_k
             );
         }
     }
+    }};
 }
 
-/// The typed kernels straight, without the entry points: shorter `y` than `x` (or the other
-/// way) reads only the common blocks, and empty slices give zero.
-#[test]
-fn typed_kernels_use_the_common_length() {
-    if tables().is_none() {
-        return;
-    }
+/// The typed kernels of the SIMD module `$simd` straight, without the entry points: shorter
+/// `y` than `x` (or the other way) reads only the common blocks, and empty slices give zero.
+macro_rules! typed_kernels_use_the_common_length {
+    ($($simd:ident)::+) => {{
     let mut rng = Rng::new(23);
     macro_rules! common {
-        ($wb:ty, $ab:ty, $w:expr, $quantize:path, $scalar:path, $avx2:path) => {{
+        ($wb:ty, $ab:ty, $w:expr, $quantize:path, $scalar:path, $simd_fn:path) => {{
             let blocks = 5;
             let per = $w.block_size();
             let values: Vec<f32> = (0..blocks * per).map(|_| rng.normal() as f32).collect();
@@ -379,8 +412,8 @@ fn typed_kernels_use_the_common_length() {
             $quantize(&values, &mut y);
             for (nx, ny) in [(5, 3), (2, 5), (0, 5), (5, 0)] {
                 let want = $scalar(&x[..nx.min(ny)], &y[..nx.min(ny)]);
-                // SAFETY: `tables()` found AVX2, FMA and F16C.
-                let got = unsafe { $avx2(&x[..nx], &y[..ny]) };
+                // SAFETY: the caller checked that the CPU runs this module.
+                let got = unsafe { $simd_fn(&x[..nx], &y[..ny]) };
                 let tol = 1e-5 * f64::from(want.abs()).max(1.0);
                 assert!(
                     (f64::from(got) - f64::from(want)).abs() <= tol,
@@ -400,7 +433,7 @@ fn typed_kernels_use_the_common_length() {
         Q4_0,
         q8_0,
         scalar::vec_dot_q4_0_q8_0,
-        avx2::vec_dot_q4_0_q8_0
+        $($simd)::+::vec_dot_q4_0_q8_0
     );
     common!(
         BlockQ4_1,
@@ -408,7 +441,7 @@ fn typed_kernels_use_the_common_length() {
         Q4_1,
         q8_1,
         scalar::vec_dot_q4_1_q8_1,
-        avx2::vec_dot_q4_1_q8_1
+        $($simd)::+::vec_dot_q4_1_q8_1
     );
     common!(
         BlockQ5_0,
@@ -416,7 +449,7 @@ fn typed_kernels_use_the_common_length() {
         Q5_0,
         q8_0,
         scalar::vec_dot_q5_0_q8_0,
-        avx2::vec_dot_q5_0_q8_0
+        $($simd)::+::vec_dot_q5_0_q8_0
     );
     common!(
         BlockQ5_1,
@@ -424,7 +457,7 @@ fn typed_kernels_use_the_common_length() {
         Q5_1,
         q8_1,
         scalar::vec_dot_q5_1_q8_1,
-        avx2::vec_dot_q5_1_q8_1
+        $($simd)::+::vec_dot_q5_1_q8_1
     );
     common!(
         BlockQ8_0,
@@ -432,7 +465,7 @@ fn typed_kernels_use_the_common_length() {
         Q8_0,
         q8_0,
         scalar::vec_dot_q8_0_q8_0,
-        avx2::vec_dot_q8_0_q8_0
+        $($simd)::+::vec_dot_q8_0_q8_0
     );
     common!(
         BlockIq4Nl,
@@ -440,7 +473,7 @@ fn typed_kernels_use_the_common_length() {
         IQ4_NL,
         q8_0,
         scalar::vec_dot_iq4_nl_q8_0,
-        avx2::vec_dot_iq4_nl_q8_0
+        $($simd)::+::vec_dot_iq4_nl_q8_0
     );
     common!(
         BlockQ2K,
@@ -448,7 +481,7 @@ fn typed_kernels_use_the_common_length() {
         Q2_K,
         q8_k,
         scalar::vec_dot_q2_k_q8_k,
-        avx2::vec_dot_q2_k_q8_k
+        $($simd)::+::vec_dot_q2_k_q8_k
     );
     common!(
         BlockQ3K,
@@ -456,7 +489,7 @@ fn typed_kernels_use_the_common_length() {
         Q3_K,
         q8_k,
         scalar::vec_dot_q3_k_q8_k,
-        avx2::vec_dot_q3_k_q8_k
+        $($simd)::+::vec_dot_q3_k_q8_k
     );
     common!(
         BlockQ4K,
@@ -464,7 +497,7 @@ fn typed_kernels_use_the_common_length() {
         Q4_K,
         q8_k,
         scalar::vec_dot_q4_k_q8_k,
-        avx2::vec_dot_q4_k_q8_k
+        $($simd)::+::vec_dot_q4_k_q8_k
     );
     common!(
         BlockQ5K,
@@ -472,7 +505,7 @@ fn typed_kernels_use_the_common_length() {
         Q5_K,
         q8_k,
         scalar::vec_dot_q5_k_q8_k,
-        avx2::vec_dot_q5_k_q8_k
+        $($simd)::+::vec_dot_q5_k_q8_k
     );
     common!(
         BlockQ6K,
@@ -480,6 +513,97 @@ fn typed_kernels_use_the_common_length() {
         Q6_K,
         q8_k,
         scalar::vec_dot_q6_k_q8_k,
-        avx2::vec_dot_q6_k_q8_k
+        $($simd)::+::vec_dot_q6_k_q8_k
     );
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+
+    #[test]
+    fn quantizers_are_bit_exact_with_scalar() {
+        if table(Isa::Avx2).is_none() {
+            return;
+        }
+        quantizers_are_bit_exact!(crate::x86::avx2);
+    }
+
+    #[test]
+    fn typed_kernels_use_the_common_length() {
+        if table(Isa::Avx2).is_none() {
+            return;
+        }
+        typed_kernels_use_the_common_length!(crate::x86::avx2);
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::*;
+
+    /// NEON is part of AArch64: its table is always there, and the `dotprod` one exactly
+    /// where the OS reports the extension (so both are under test wherever the CPU has it).
+    #[test]
+    fn the_detected_isa_is_the_one_std_detects() {
+        assert!(Isa::Neon.available());
+        let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+        assert_eq!(Isa::NeonDotprod.available(), dotprod);
+        let best = if dotprod { Isa::NeonDotprod } else { Isa::Neon };
+        assert_eq!(crate::detect(), best);
+        assert!(!Isa::Avx2.available());
+        eprintln!("parity: detected {best}");
+    }
+
+    #[test]
+    fn quantizers_are_bit_exact_with_scalar() {
+        quantizers_are_bit_exact!(crate::arm::neon);
+    }
+
+    #[test]
+    fn baseline_typed_kernels_use_the_common_length() {
+        typed_kernels_use_the_common_length!(crate::arm::neon);
+    }
+
+    #[test]
+    fn dotprod_typed_kernels_use_the_common_length() {
+        if table(Isa::NeonDotprod).is_none() {
+            eprintln!("parity: no dotprod on this CPU, its typed kernels not tested");
+            return;
+        }
+        typed_kernels_use_the_common_length!(crate::arm::neon::dotprod);
+    }
+
+    /// The float kernels straight: bit-identical to the oracle on every length from 0 to 70
+    /// (whole steps of eight and every tail).
+    #[test]
+    fn float_kernels_are_bit_identical_to_scalar() {
+        use crate::arm::neon as simd;
+        let mut rng = Rng::new(29);
+        for n in 0..70usize {
+            let x: Vec<f32> = (0..n).map(|_| rng.heavy() as f32).collect();
+            let y: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            let xh: Vec<u16> = x.iter().map(|&v| fp32_to_fp16_bits(v)).collect();
+            let yh: Vec<u16> = y.iter().map(|&v| fp32_to_fp16_bits(v)).collect();
+            let xb: Vec<u16> = x.iter().map(|&v| (v.to_bits() >> 16) as u16).collect();
+            let yb: Vec<u16> = y.iter().map(|&v| (v.to_bits() >> 16) as u16).collect();
+            // SAFETY: every AArch64 CPU has NEON.
+            let got = unsafe {
+                [
+                    simd::vec_dot_f32(&x, &y),
+                    simd::vec_dot_f16_f16(&xh, &yh),
+                    simd::vec_dot_bf16_bf16(&xb, &yb),
+                ]
+            };
+            let want = [
+                scalar::vec_dot_f32(&x, &y),
+                scalar::vec_dot_f16_f16(&xh, &yh),
+                scalar::vec_dot_bf16_bf16(&xb, &yb),
+            ];
+            for (k, (g, w)) in got.iter().zip(want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "kernel {k} n={n}: {g} vs {w}");
+            }
+        }
+    }
 }

@@ -1,0 +1,6 @@
+//! Arm kernels, one module per instruction-set level. AArch64 always has NEON (Advanced SIMD),
+//! so [`neon`] is the baseline there; its `dotprod` variants (the `SDOT` instruction of
+//! Armv8.2's dot-product extension) are chosen at run time by `dispatch.rs` where the CPU has
+//! the feature. Compiled with `#[target_feature]`, never `-C target-cpu`.
+
+pub mod neon;
