@@ -52,10 +52,12 @@ macro_rules! matvec_of {
 }
 
 mod quantize;
+mod vec;
 mod vec_dot;
 mod vec_dot_k;
 
 pub use quantize::*;
+pub use vec::*;
 pub use vec_dot::*;
 pub use vec_dot_k::*;
 

@@ -328,3 +328,40 @@ entry_points!(
     "IQ4_NL weights (`d * KVALUES_IQ4NL[q]`) against Q8_0 activations: the nibbles index \
      the sixteen values with one byte shuffle per half."
 );
+
+/// F16 weights against F16 activations as ggml's `ggml_vec_dot_f16` on AVX2: four
+/// accumulators of eight lanes over steps of 32 values (one FMA each), folded 0+2, 1+3, then
+/// 0+1, the halves added and two horizontal adds; a tail of fewer than 32 values added one
+/// product at a time in f64, the sum rounded to f32 at the end. (Flash attention's `K . Q`,
+/// issue #3.)
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_f16_f16(x: &[u16], y: &[u16]) -> f32 {
+    let n = x.len().min(y.len());
+    let body = n / 32 * 32;
+    let load = |h: &[u16]| {
+        assert!(h.len() >= 8);
+        // SAFETY: `h` has at least 16 readable bytes (asserted); `loadu` needs no alignment.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
+    };
+    let mut sum = [_mm256_setzero_ps(); 4];
+    for (xs, ys) in x[..body].chunks_exact(32).zip(y[..body].chunks_exact(32)) {
+        for (j, s) in sum.iter_mut().enumerate() {
+            *s = _mm256_fmadd_ps(load(&xs[8 * j..]), load(&ys[8 * j..]), *s);
+        }
+    }
+    let a = _mm256_add_ps(sum[0], sum[2]);
+    let b = _mm256_add_ps(sum[1], sum[3]);
+    let v = _mm256_add_ps(a, b);
+    let t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let t1 = _mm_hadd_ps(t0, t0);
+    let mut total = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t1, t1)));
+    for (&a, &b) in x[body..n].iter().zip(&y[body..n]) {
+        total += f64::from(fp16(a) * fp16(b));
+    }
+    total as f32
+}
+
+matvec_of!(matvec_f16_f16, vec_dot_f16_f16, u16, u16);
