@@ -519,3 +519,69 @@ fn typed_kernels_use_the_common_length() {
         avx2::vec_dot_q6_k_q8_k
     );
 }
+
+/// The vector steps of attention and the FFN, AVX2 against scalar on odd lengths (tails
+/// included): the f16 accumulator steps within one f16 rounding (the AVX2 side fuses the
+/// multiply-add, so a product's rounding may tip the half), SwiGLU within [`SWIGLU_REL`]
+/// (ggml's vectorized `expf` is within 1.5 ulp of libm's), the f16 dot within f32 rounding of
+/// the sum of |products| ([`F16_DOT_REL`]: the two sum in different orders).
+#[test]
+fn vector_steps_match_scalar() {
+    /// Relative difference allowed between the AVX2 and scalar SwiGLU.
+    const SWIGLU_REL: f32 = 4.0 * f32::EPSILON;
+    /// F16 dot: relative to the sum of |products|.
+    const F16_DOT_REL: f64 = 64.0 * f32::EPSILON as f64;
+    let Some((scalar_t, avx2_t)) = tables() else {
+        return;
+    };
+    let mut rng = Rng::new(0x5e9);
+    let half = formats::quant::fp32_to_fp16_bits;
+    let full = formats::quant::fp16_bits_to_fp32;
+    for n in [1, 7, 8, 31, 64, 100, 1536] {
+        let x: Vec<u16> = (0..n).map(|_| half(rng.heavy() as f32)).collect();
+        let y0: Vec<u16> = (0..n).map(|_| half(rng.normal() as f32)).collect();
+        let v = rng.normal() as f32;
+        let (mut a, mut b) = (y0.clone(), y0.clone());
+        scalar_t.vec_mad_f16(&mut a, &x, v);
+        avx2_t.vec_mad_f16(&mut b, &x, v);
+        for (i, (&a, &b)) in a.iter().zip(&b).enumerate() {
+            // Adjacent halves of the same sign differ by one in their bits.
+            let ulps = (i32::from(a as i16) - i32::from(b as i16)).abs();
+            assert!(
+                ulps <= 1 || full(a) == full(b),
+                "vec_mad_f16 n={n} [{i}]: {a:#06x} vs {b:#06x}"
+            );
+        }
+        let (mut a, mut b) = (y0.clone(), y0.clone());
+        scalar_t.vec_scale_f16(&mut a, v);
+        avx2_t.vec_scale_f16(&mut b, v);
+        assert_eq!(
+            a, b,
+            "vec_scale_f16 n={n}: one multiply, one rounding on both"
+        );
+
+        let magnitude: f64 = x
+            .iter()
+            .zip(&y0)
+            .map(|(&p, &q)| f64::from(full(p) * full(q)).abs())
+            .sum();
+        let (da, db) = (scalar_t.vec_dot_f16(&x, &y0), avx2_t.vec_dot_f16(&x, &y0));
+        assert!(
+            f64::from((da - db).abs()) <= F16_DOT_REL * magnitude,
+            "vec_dot_f16 n={n}: {da} vs {db}"
+        );
+
+        let g0: Vec<f32> = (0..n).map(|_| (rng.heavy() * 4.0) as f32).collect();
+        let up: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        let (mut a, mut b) = (g0.clone(), g0.clone());
+        scalar_t.swiglu_f32(&mut a, &up);
+        avx2_t.swiglu_f32(&mut b, &up);
+        for (i, (&a, &b)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (a - b).abs() <= SWIGLU_REL * a.abs().max(f32::MIN_POSITIVE),
+                "swiglu n={n} [{i}] (gate {}): {a} vs {b}",
+                g0[i]
+            );
+        }
+    }
+}
