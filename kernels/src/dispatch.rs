@@ -101,6 +101,9 @@ pub struct KernelTable {
     pub(crate) q4_k: Matvec<BlockQ4K, BlockQ8K>,
     pub(crate) q5_k: Matvec<BlockQ5K, BlockQ8K>,
     pub(crate) q6_k: Matvec<BlockQ6K, BlockQ8K>,
+    pub(crate) vec_mad_f16: fn(&mut [u16], &[u16], f32),
+    pub(crate) vec_scale_f16: fn(&mut [u16], f32),
+    pub(crate) swiglu_f32: fn(&mut [f32], &[f32]),
 }
 
 impl KernelTable {
@@ -139,6 +142,9 @@ static SCALAR: KernelTable = KernelTable {
     q4_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q4_k_q8_k),
     q5_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q5_k_q8_k),
     q6_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q6_k_q8_k),
+    vec_mad_f16: scalar::vec_mad_f16,
+    vec_scale_f16: scalar::vec_scale_f16,
+    swiglu_f32: scalar::swiglu_f32,
 };
 
 /// A safe `fn` calling the AVX2 kernel `$f` with the arguments `$arg`s, for [`AVX2`] only.
@@ -153,8 +159,8 @@ macro_rules! avx2 {
     };
 }
 
-/// AVX2 (with FMA and F16C) where this crate has a kernel, the scalar oracle elsewhere (the
-/// float types, which the runtime does not use for its large matrices).
+/// AVX2 (with FMA and F16C) where this crate has a kernel, the scalar oracle elsewhere (F32
+/// and BF16, which the runtime does not use for its large matrices).
 #[cfg(target_arch = "x86_64")]
 static AVX2: KernelTable = KernelTable {
     isa: Isa::Avx2,
@@ -162,7 +168,7 @@ static AVX2: KernelTable = KernelTable {
     quantize_q8_1: avx2!(quantize_row_q8_1(x, y)),
     quantize_q8_k: avx2!(quantize_row_q8_k(x, y)),
     f32: SCALAR.f32,
-    f16: SCALAR.f16,
+    f16: avx2!(matvec_f16_f16(w, a, out)),
     bf16: SCALAR.bf16,
     q4_0: avx2!(matvec_q4_0_q8_0(w, a, out)),
     q4_1: avx2!(matvec_q4_1_q8_1(w, a, out)),
@@ -175,6 +181,9 @@ static AVX2: KernelTable = KernelTable {
     q4_k: avx2!(matvec_q4_k_q8_k(w, a, out)),
     q5_k: avx2!(matvec_q5_k_q8_k(w, a, out)),
     q6_k: avx2!(matvec_q6_k_q8_k(w, a, out)),
+    vec_mad_f16: avx2!(vec_mad_f16(y, x, v)),
+    vec_scale_f16: avx2!(vec_scale_f16(y, v)),
+    swiglu_f32: avx2!(swiglu_f32(gate, up)),
 };
 
 /// A safe `fn` calling the NEON kernel `$f` (`neon::$f`, or `neon::dotprod::$f` when
@@ -219,6 +228,10 @@ static NEON: KernelTable = KernelTable {
     q4_k: neon!(matvec_q4_k_q8_k(w, a, out)),
     q5_k: neon!(matvec_q5_k_q8_k(w, a, out)),
     q6_k: neon!(matvec_q6_k_q8_k(w, a, out)),
+    // The attention and FFN vector steps are short next to the matrix products: scalar.
+    vec_mad_f16: SCALAR.vec_mad_f16,
+    vec_scale_f16: SCALAR.vec_scale_f16,
+    swiglu_f32: SCALAR.swiglu_f32,
 };
 
 /// NEON with `SDOT` for the integer products; the quantizers and float kernels, which have
@@ -243,6 +256,9 @@ static NEON_DOTPROD: KernelTable = KernelTable {
     q4_k: neon!(dotprod::matvec_q4_k_q8_k(w, a, out)),
     q5_k: neon!(dotprod::matvec_q5_k_q8_k(w, a, out)),
     q6_k: neon!(dotprod::matvec_q6_k_q8_k(w, a, out)),
+    vec_mad_f16: NEON.vec_mad_f16,
+    vec_scale_f16: NEON.vec_scale_f16,
+    swiglu_f32: NEON.swiglu_f32,
 };
 
 /// Whether the CPU has the dot-product extension, asked of the OS once (with `std`; a

@@ -32,6 +32,7 @@ mod dispatch;
 mod error;
 mod matvec;
 pub mod scalar;
+mod vec;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
@@ -40,6 +41,7 @@ pub use error::{KernelError, Operand};
 pub use matvec::{
     activation_bytes, matvec, quantize_activation, supported, vec_dot, vec_dot_type, WEIGHT_TYPES,
 };
+pub use vec::{swiglu_f32, vec_dot_f16, vec_mad_f16, vec_scale_f16};
 
 #[cfg(test)]
 mod tests;

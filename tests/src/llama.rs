@@ -27,7 +27,9 @@ pub fn load(path: &Path) -> Result<LlamaModel, String> {
         .map_err(|e| format!("llama.cpp cannot load {}: {e}", path.display()))
 }
 
-/// Greedy generation of `n` tokens after `prompt` (BOS added as the vocabulary asks). Returns the
+/// Greedy generation of `n` tokens after `prompt` (BOS added as the vocabulary asks), every
+/// token decoded on its own, the prompt's too (llama.cpp's generation path, which sintra-rt
+/// reproduces bit for bit; its batched prompt path rounds differently). Returns the
 /// generated token ids and their text.
 pub fn generate_greedy(
     path: &Path,
@@ -45,14 +47,14 @@ pub fn generate_greedy(
         .map_err(|e| format!("context: {e}"))?;
     let vocab = model.vocab();
     let prompt_tokens = vocab.tokenize(prompt.as_bytes(), true, true);
-    let mut batch = LlamaBatch::new(512, 1);
-    let last = prompt_tokens.len() as i32 - 1;
+    let mut batch = LlamaBatch::new(1, 1);
     for (i, &t) in prompt_tokens.iter().enumerate() {
+        batch.clear();
         batch
-            .add(t, i as i32, &[0], i as i32 == last)
+            .add(t, i as i32, &[0], true)
             .map_err(|e| e.to_string())?;
+        ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
     }
-    ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
     let mut out = Vec::new();
     let mut text = Vec::new();
     for pos in (prompt_tokens.len() as i32..).take(n) {
@@ -131,6 +133,57 @@ pub fn teacher_forced(
             let target = win[j + 1] as usize;
             nll.push(-((logits[target] - max) as f64 - sum.ln()));
             top1.push(argmax(logits) as u32);
+        }
+    }
+    Ok((nll, top1))
+}
+
+/// [`teacher_forced`] with every token decoded on its own (llama.cpp's generation path), on
+/// one thread: the windows, BOS and scored positions are the same. One thread because from
+/// 512 cached cells on, ggml's flash attention splits the cells of one token between its
+/// threads and merges the parts, which rounds differently; on one thread the split is a
+/// single part and the result is the plain online softmax sintra-rt computes (issue #3).
+pub fn teacher_forced_sequential(
+    path: &Path,
+    tokens: &[u32],
+    bos: Option<u32>,
+    n_ctx: usize,
+    n_chunks: usize,
+) -> Result<(Vec<f64>, Vec<u32>), String> {
+    let model = load(path)?;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx as u32))
+        .with_n_threads(1)
+        .with_n_threads_batch(1);
+    let mut ctx = model
+        .new_context(backend(), ctx_params)
+        .map_err(|e| format!("context: {e}"))?;
+    let first = n_ctx / 2;
+    let mut nll = Vec::new();
+    let mut top1 = Vec::new();
+    let mut batch = LlamaBatch::new(1, 1);
+    for c in 0..n_chunks {
+        let win = &tokens[c * n_ctx..(c + 1) * n_ctx];
+        ctx.clear_kv_cache();
+        for j in 0..n_ctx - 1 {
+            let t = if j == 0 {
+                bos.unwrap_or(win[0])
+            } else {
+                win[j]
+            };
+            batch.clear();
+            batch
+                .add(LlamaToken(t as i32), j as i32, &[0], j >= first)
+                .map_err(|e| e.to_string())?;
+            ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+            if j >= first {
+                let logits = ctx.get_logits_ith(0);
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+                let target = win[j + 1] as usize;
+                nll.push(-((logits[target] - max) as f64 - sum.ln()));
+                top1.push(argmax(logits) as u32);
+            }
         }
     }
     Ok((nll, top1))

@@ -1,7 +1,7 @@
 //! The scalar kernels: the oracle every SIMD folder (`x86/avx2`, `arm/neon`) is tested
 //! against, and the fallback on CPUs without one. Same file and function names as those
 //! folders: `quantize.rs` (activation quantizers), `vec_dot.rs` (32-value block types and
-//! floats), `vec_dot_k.rs` (K-quants).
+//! floats), `vec_dot_k.rs` (K-quants), `vec.rs` (element-wise steps of attention and the FFN).
 //!
 //! The typed functions trust their shapes: `x` and `y` hold the same number of blocks (values,
 //! for the float types), and quantizer outputs hold one block per input block. A mismatch is
@@ -14,10 +14,12 @@
 //! `target-cpu` flag.
 
 mod quantize;
+mod vec;
 mod vec_dot;
 mod vec_dot_k;
 
 pub use quantize::*;
+pub use vec::*;
 pub use vec_dot::*;
 pub use vec_dot_k::*;
 // The scale unpacking, shared with the SIMD kernels.

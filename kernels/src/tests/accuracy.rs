@@ -65,11 +65,13 @@ fn activation_error(w: GgmlType, x: &[f32]) -> Vec<f64> {
 
 /// The kernel's f32 rounding relative to `sum(|w_i| * |x^_i|)`: a few roundings per block
 /// (scale products, the int-to-float conversion, the multiply-add) plus one per block of the
-/// running sum, `(blocks + 16) * 2^-23`; for the float types the products and the final
-/// rounding of the f64 sum, `2 * 2^-23`.
+/// running sum, `(blocks + 16) * 2^-23`; for F32 and BF16 the products and the final rounding
+/// of the f64 sum, `2 * 2^-23`; for F16, whose AVX2 kernel sums 32 f32 lanes as ggml does, one
+/// rounding per lane step, `(n / 32 + 16) * 2^-23`.
 fn accumulation_bound(w: GgmlType, n: usize) -> f64 {
     let eps = f64::from(f32::EPSILON);
     match w.block_size() {
+        1 if w == GgmlType::F16 => (n / 32 + 16) as f64 * eps,
         1 => 2.0 * eps,
         block => (n / block + 16) as f64 * eps,
     }

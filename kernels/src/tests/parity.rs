@@ -1,6 +1,7 @@
 //! Every SIMD kernel table this CPU runs (AVX2 on x86-64; NEON and NEON with `dotprod` on
 //! AArch64, each tested on its own) against its scalar twin (the oracle): the activation
-//! quantizers bit for bit, the dot products within a named relative tolerance per weight
+//! quantizers (bit for bit, but for AVX2's Q8_0 / Q8_1, which are ggml's CPU ones: within one
+//! rounding), the dot products within a named relative tolerance per weight
 //! type, on quantized rows, random block bytes and edge blocks, from one block to thousands.
 //!
 //! **Tolerances.** Both paths sum the same exact integers per block and scale them with the
@@ -34,8 +35,11 @@ const LEGACY_TOLERANCE: f64 = 1e-5;
 const WITH_MIN_TOLERANCE: f64 = 1e-5;
 /// K-quants: one f32 step per super-block, eight lanes (minimums in their own sum).
 const K_QUANT_TOLERANCE: f64 = 1e-5;
-/// The float types: the AVX2 table runs the scalar kernel, the NEON one the oracle's
-/// arithmetic in the same order: identical results.
+/// F16: AVX2 sums in ggml's order (32 f32 lanes of FMAs, then a tree), the oracle in one f64
+/// sum: a rounding per lane step, `n / 32` of them, 1e-5 covers rows of 4,096.
+const F16_TOLERANCE: f64 = 1e-5;
+/// F32 and BF16: the AVX2 table runs the scalar kernel, the NEON one the oracle's arithmetic
+/// in the same order: identical results.
 const SAME_KERNEL: f64 = 0.0;
 
 /// The largest `|simd - scalar| / sum(|w_i| * |x^_i|)` allowed for weights of type `w`.
@@ -45,6 +49,7 @@ fn tolerance(w: GgmlType) -> f64 {
         Q4_0 | Q5_0 | Q8_0 | IQ4_NL => LEGACY_TOLERANCE,
         Q4_1 | Q5_1 => WITH_MIN_TOLERANCE,
         Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => K_QUANT_TOLERANCE,
+        F16 => F16_TOLERANCE,
         _ => SAME_KERNEL,
     }
 }
@@ -395,6 +400,88 @@ macro_rules! quantizers_are_bit_exact {
     }};
 }
 
+/// Q8_K: both paths write the same bytes, NaN and infinities included. Q8_0 and Q8_1: the
+/// AVX2 quantizers are ggml's CPU ones (scale by `127 / amax`, round half to even), the
+/// scalar ones ggml's reference (`1 / d`, half away from zero): on finite rows the scales
+/// are the same and a quant differs by at most [`Q8_ROUNDING`]; Q8_1's `s` is `d` times the
+/// sum of its own quants.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_quantizers_match_scalar() {
+    use crate::x86::avx2;
+    /// The most a Q8_0 / Q8_1 quant of the AVX2 path may differ from the scalar one.
+    const Q8_ROUNDING: i32 = 1;
+    if table(Isa::Avx2).is_none() {
+        return;
+    }
+    for n in [256, 512, 2048] {
+        for (k, x) in awkward_rows(n).into_iter().enumerate() {
+            let mut a = vec![BlockQ8K::zeroed(); n / QK_K];
+            let mut b = vec![BlockQ8K::zeroed(); n / QK_K];
+            scalar::quantize_row_q8_k(&x, &mut a);
+            // SAFETY: `tables()` found AVX2, FMA and F16C.
+            unsafe { avx2::quantize_row_q8_k(&x, &mut b) };
+            assert!(
+                bytemuck::cast_slice::<_, u8>(&a) == bytemuck::cast_slice::<_, u8>(&b),
+                "Q8_K row {k} (n={n})"
+            );
+            // Rows with infinities or NaNs, and blocks whose `127 / amax` overflows (amax
+            // below ~4e-37: ggml's AVX2 path then multiplies by infinity), are ggml's
+            // undefined corners; the reference and SIMD quantizers part ways there.
+            if x.iter().any(|v| !v.is_finite()) {
+                continue;
+            }
+            let amax = |b: usize| {
+                x[32 * b..32 * b + 32]
+                    .iter()
+                    .fold(0f32, |m, v| m.max(v.abs()))
+            };
+            let tame = |b: usize| (127.0 / amax(b)).is_finite();
+            let close = |p: &[i8; 32], q: &[i8; 32], what: &str| {
+                for (i, (&p, &q)) in p.iter().zip(q).enumerate() {
+                    let diff = (i32::from(p) - i32::from(q)).abs();
+                    assert!(
+                        diff <= Q8_ROUNDING,
+                        "{what} row {k} (n={n}) value {i}: {p} vs {q}"
+                    );
+                }
+            };
+            let mut a = vec![BlockQ8_0::zeroed(); n / 32];
+            let mut b = vec![BlockQ8_0::zeroed(); n / 32];
+            scalar::quantize_row_q8_0(&x, &mut a);
+            // SAFETY: as above.
+            unsafe { avx2::quantize_row_q8_0(&x, &mut b) };
+            for (a, b) in a
+                .iter()
+                .zip(&b)
+                .enumerate()
+                .filter(|(i, _)| tame(*i))
+                .map(|(_, p)| p)
+            {
+                assert_eq!(a.d, b.d, "Q8_0 row {k} (n={n}): scales");
+                close(&a.qs, &b.qs, "Q8_0");
+            }
+            let mut a = vec![BlockQ8_1::zeroed(); n / 32];
+            let mut b = vec![BlockQ8_1::zeroed(); n / 32];
+            scalar::quantize_row_q8_1(&x, &mut a);
+            // SAFETY: as above.
+            unsafe { avx2::quantize_row_q8_1(&x, &mut b) };
+            for (i, (a, b)) in a.iter().zip(&b).enumerate().filter(|(i, _)| tame(*i)) {
+                assert_eq!(a.d, b.d, "Q8_1 row {k} (n={n}): scales");
+                close(&a.qs, &b.qs, "Q8_1");
+                let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
+                // The f32 scale, before its rounding to f16.
+                let d = amax(i) / 127.0;
+                assert_eq!(
+                    b.s,
+                    formats::quant::fp32_to_fp16_bits(d * sum as f32),
+                    "Q8_1 row {k} (n={n}): s"
+                );
+            }
+        }
+    }
+}
+
 /// The typed kernels of the SIMD module `$simd` straight, without the entry points: shorter
 /// `y` than `x` (or the other way) reads only the common blocks, and empty slices give zero.
 macro_rules! typed_kernels_use_the_common_length {
@@ -523,14 +610,6 @@ mod avx2 {
     use super::*;
 
     #[test]
-    fn quantizers_are_bit_exact_with_scalar() {
-        if table(Isa::Avx2).is_none() {
-            return;
-        }
-        quantizers_are_bit_exact!(crate::x86::avx2);
-    }
-
-    #[test]
     fn typed_kernels_use_the_common_length() {
         if table(Isa::Avx2).is_none() {
             return;
@@ -603,6 +682,74 @@ mod neon {
             ];
             for (k, (g, w)) in got.iter().zip(want).enumerate() {
                 assert_eq!(g.to_bits(), w.to_bits(), "kernel {k} n={n}: {g} vs {w}");
+            }
+        }
+    }
+}
+
+/// The vector steps of attention and the FFN, every SIMD table against scalar on odd lengths (tails
+/// included): the f16 accumulator steps within one f16 rounding (the AVX2 side fuses the
+/// multiply-add, so a product's rounding may tip the half), SwiGLU within [`SWIGLU_REL`]
+/// (ggml's vectorized `expf` is within 1.5 ulp of libm's), the f16 dot within f32 rounding of
+/// the sum of |products| ([`F16_DOT_REL`]: the two sum in different orders).
+#[test]
+fn vector_steps_match_scalar() {
+    /// Relative difference allowed between the AVX2 and scalar SwiGLU.
+    const SWIGLU_REL: f32 = 4.0 * f32::EPSILON;
+    /// F16 dot: relative to the sum of |products|.
+    const F16_DOT_REL: f64 = 64.0 * f32::EPSILON as f64;
+    let Some((scalar_t, simd)) = tables() else {
+        return;
+    };
+    for simd_t in simd {
+        let mut rng = Rng::new(0x5e9);
+        let half = formats::quant::fp32_to_fp16_bits;
+        let full = formats::quant::fp16_bits_to_fp32;
+        for n in [1, 7, 8, 31, 64, 100, 1536] {
+            let x: Vec<u16> = (0..n).map(|_| half(rng.heavy() as f32)).collect();
+            let y0: Vec<u16> = (0..n).map(|_| half(rng.normal() as f32)).collect();
+            let v = rng.normal() as f32;
+            let (mut a, mut b) = (y0.clone(), y0.clone());
+            scalar_t.vec_mad_f16(&mut a, &x, v);
+            simd_t.vec_mad_f16(&mut b, &x, v);
+            for (i, (&a, &b)) in a.iter().zip(&b).enumerate() {
+                // Adjacent halves of the same sign differ by one in their bits.
+                let ulps = (i32::from(a as i16) - i32::from(b as i16)).abs();
+                assert!(
+                    ulps <= 1 || full(a) == full(b),
+                    "vec_mad_f16 n={n} [{i}]: {a:#06x} vs {b:#06x}"
+                );
+            }
+            let (mut a, mut b) = (y0.clone(), y0.clone());
+            scalar_t.vec_scale_f16(&mut a, v);
+            simd_t.vec_scale_f16(&mut b, v);
+            assert_eq!(
+                a, b,
+                "vec_scale_f16 n={n}: one multiply, one rounding on both"
+            );
+
+            let magnitude: f64 = x
+                .iter()
+                .zip(&y0)
+                .map(|(&p, &q)| f64::from(full(p) * full(q)).abs())
+                .sum();
+            let (da, db) = (scalar_t.vec_dot_f16(&x, &y0), simd_t.vec_dot_f16(&x, &y0));
+            assert!(
+                f64::from((da - db).abs()) <= F16_DOT_REL * magnitude,
+                "vec_dot_f16 n={n}: {da} vs {db}"
+            );
+
+            let g0: Vec<f32> = (0..n).map(|_| (rng.heavy() * 4.0) as f32).collect();
+            let up: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            let (mut a, mut b) = (g0.clone(), g0.clone());
+            scalar_t.swiglu_f32(&mut a, &up);
+            simd_t.swiglu_f32(&mut b, &up);
+            for (i, (&a, &b)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (a - b).abs() <= SWIGLU_REL * a.abs().max(f32::MIN_POSITIVE),
+                    "swiglu n={n} [{i}] (gate {}): {a} vs {b}",
+                    g0[i]
+                );
             }
         }
     }

@@ -195,7 +195,9 @@ pub struct RunState {
     v: Vec<f32>,          // (kv_dim)
     hb: Vec<f32>,         // (n_ff) gate
     hb2: Vec<f32>,        // (n_ff) up
-    att: Vec<f32>,        // (n_ctx) scores of one head
+    att: Vec<f32>,        // (n_ctx) scores of one head (f32 cache)
+    q16: Vec<u16>,        // (head_dim) one query head as f16 (f16 cache)
+    vkq16: Vec<u16>,      // (head_dim) one head's f16 value accumulator (f16 cache)
     act: Vec<u64>,        // quantized activation for the current matvec (u64: 8-byte aligned)
     rope_cache: Vec<f32>, // (rope_dim) cos, sin pairs for the current position
     pub logits: Vec<f32>, // (n_vocab)
@@ -228,6 +230,8 @@ impl RunState {
             hb: vec![0.0; c.max_ff()],
             hb2: vec![0.0; c.max_ff()],
             att: vec![0.0; n_ctx],
+            q16: vec![0; c.head_dim],
+            vkq16: vec![0; c.head_dim],
             act: vec![0; act_bytes.div_ceil(8) + 1],
             rope_cache: vec![0.0; c.rope_dim],
             logits: vec![0.0; c.n_vocab],
@@ -291,13 +295,15 @@ fn rope_cache(cache: &mut [f32], pos: usize, c: &Config, freqs: Option<&[f32]>) 
 }
 
 /// Rotate adjacent pairs of the first `rope_dim` values of every head (llama's "normal" RoPE;
-/// GGUF conversion permuted Q and K so that this equals the Hugging Face rotation).
+/// GGUF conversion permuted Q and K so that this equals the Hugging Face rotation). With
+/// ggml's roundings: its build fuses `x0 * cos - x1 * sin` into `fma(x0, cos, -(x1 * sin))`
+/// and `x0 * sin + x1 * cos` into `fma(x0, sin, x1 * cos)` (issue #3).
 fn rope(v: &mut [f32], head_dim: usize, cache: &[f32]) {
     for head in v.chunks_exact_mut(head_dim) {
         for (pair, cs) in head.chunks_exact_mut(2).zip(cache.chunks_exact(2)) {
             let (x0, x1) = (pair[0], pair[1]);
-            pair[0] = x0 * cs[0] - x1 * cs[1];
-            pair[1] = x0 * cs[1] + x1 * cs[0];
+            pair[0] = x0.mul_add(cs[0], -(x1 * cs[1]));
+            pair[1] = x0.mul_add(cs[1], x1 * cs[0]);
         }
     }
 }
@@ -311,10 +317,6 @@ fn softmax(x: &mut [f32]) {
     }
     let inv = (1.0 / sum) as f32;
     x.iter_mut().for_each(|v| *v *= inv);
-}
-
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
 }
 
 /// A model ready to run: config, weights (borrowing the map) and run state.
@@ -443,35 +445,52 @@ impl<'a> Llama<'a> {
             for h in 0..n_head {
                 let q = &s.q[h * hd..(h + 1) * hd];
                 let kv_off = (h / group) * hd;
-                let att = &mut s.att[..=pos];
-                for (t, a) in att.iter_mut().enumerate() {
-                    let base = row(t) + kv_off;
-                    let dot = match &s.kv {
-                        KvCache::F16 { k, .. } => k[base..base + hd]
-                            .iter()
-                            .zip(q)
-                            .map(|(&kb, &qv)| quant::fp16_bits_to_fp32(kb) * qv)
-                            .sum::<f32>(),
-                        KvCache::F32 { k, .. } => k[base..base + hd]
-                            .iter()
-                            .zip(q)
-                            .map(|(&kv, &qv)| kv * qv)
-                            .sum::<f32>(),
-                    };
-                    *a = dot * kq_scale;
-                }
-                softmax(att);
                 let out = &mut s.xb[h * hd..(h + 1) * hd];
-                out.fill(0.0);
-                for (t, &a) in att.iter().enumerate() {
-                    let base = row(t) + kv_off;
-                    match &s.kv {
-                        KvCache::F16 { v, .. } => {
-                            for (o, &vb) in out.iter_mut().zip(&v[base..base + hd]) {
-                                *o += a * quant::fp16_bits_to_fp32(vb);
+                match &s.kv {
+                    // Flash attention as ggml's CPU backend runs it for one token (llama.cpp
+                    // enables it on CPU): the query rounded to f16, f16 dot products with
+                    // the keys, an online softmax (running maximum `m`, sum `sum`) and the
+                    // weighted values accumulated in f16, divided by the sum at the end.
+                    KvCache::F16 { k, v } => {
+                        kernels::scalar::quantize_row_f16(q, &mut s.q16);
+                        s.vkq16.fill(0);
+                        let (mut sum, mut m) = (0f32, f32::NEG_INFINITY);
+                        for t in 0..=pos {
+                            let base = row(t) + kv_off;
+                            let score =
+                                kernels::vec_dot_f16(&k[base..base + hd], &s.q16) * kq_scale;
+                            let (mut ms, mut vs) = (1f32, 1f32);
+                            if score > m {
+                                // A new maximum: rescale what was accumulated.
+                                ms = kernels::scalar::expf(m - score);
+                                m = score;
+                                kernels::vec_scale_f16(&mut s.vkq16, ms);
+                            } else {
+                                vs = kernels::scalar::expf(score - m);
                             }
+                            kernels::vec_mad_f16(&mut s.vkq16, &v[base..base + hd], vs);
+                            sum = sum.mul_add(ms, vs); // ggml's build fuses `S*ms + vs`
                         }
-                        KvCache::F32 { v, .. } => {
+                        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                        for (o, &a) in out.iter_mut().zip(&s.vkq16) {
+                            *o = quant::fp16_bits_to_fp32(a) * inv;
+                        }
+                    }
+                    KvCache::F32 { k, v } => {
+                        let att = &mut s.att[..=pos];
+                        for (t, a) in att.iter_mut().enumerate() {
+                            let base = row(t) + kv_off;
+                            let dot = k[base..base + hd]
+                                .iter()
+                                .zip(q)
+                                .map(|(&kv, &qv)| kv * qv)
+                                .sum::<f32>();
+                            *a = dot * kq_scale;
+                        }
+                        softmax(att);
+                        out.fill(0.0);
+                        for (t, &a) in att.iter().enumerate() {
+                            let base = row(t) + kv_off;
                             for (o, &vv) in out.iter_mut().zip(&v[base..base + hd]) {
                                 *o += a * vv;
                             }
@@ -492,9 +511,7 @@ impl<'a> Llama<'a> {
                 lw.w_gate.matvec(act, &mut s.hb[..n_ff], pool)?;
                 let act = quantize_act(lw.w_up.ty, &s.xb[..e], &mut s.act)?;
                 lw.w_up.matvec(act, &mut s.hb2[..n_ff], pool)?;
-                for (g, &u) in s.hb[..n_ff].iter_mut().zip(&s.hb2[..n_ff]) {
-                    *g = silu(*g) * u;
-                }
+                kernels::swiglu_f32(&mut s.hb[..n_ff], &s.hb2[..n_ff]);
                 let act = quantize_act(lw.w_down.ty, &s.hb[..n_ff], &mut s.act)?;
                 lw.w_down.matvec(act, &mut s.xb2, pool)?;
                 s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);

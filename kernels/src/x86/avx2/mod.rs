@@ -52,10 +52,12 @@ macro_rules! matvec_of {
 }
 
 mod quantize;
+mod vec;
 mod vec_dot;
 mod vec_dot_k;
 
 pub use quantize::*;
+pub use vec::*;
 pub use vec_dot::*;
 pub use vec_dot_k::*;
 
@@ -90,14 +92,6 @@ fn store256<T: Pod>(v: &mut T, x: __m256i) {
     // SAFETY: `v` is a unique reference to 32 writable bytes (asserted above) of a `Pod`
     // type, for which any bytes are valid; `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_si256((v as *mut T).cast(), x) }
-}
-
-/// Two f16 (`lo`, `hi`) to f32 (exact) in lanes 0 and 1, with one F16C conversion.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn fp16_pair(lo: u16, hi: u16) -> __m128 {
-    let bits = u32::from(lo) | (u32::from(hi) << 16);
-    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
 }
 
 /// How far ahead of the weights in use [`prefetch_ahead`] asks for them. A single core

@@ -1,9 +1,7 @@
-//! AVX2 activation quantizers, **bit-exact with the scalar ones** (and so with ggml's
-//! reference quantizers) for every input, NaN and infinities included: the same f32
-//! operations per value, the maxima folded in the same lane order, and the quants' low byte
-//! kept as the scalar `as i8` keeps it. (ggml's own AVX2 `quantize_row_q8_0` rounds half to
-//! even and scales by `127 / amax`, so its quants differ from its reference in rare ties; the
-//! oracle, and so this file, follows the reference.)
+//! AVX2 activation quantizers. Q8_0 and Q8_1 follow ggml's *CPU* quantizers (the SIMD code
+//! llama.cpp runs on activations, `arch/x86/quants.c`), bit for bit, not the scalar oracle
+//! (ggml's reference): see [`quantize_block_q8`]. Q8_K is ggml's reference on both sides
+//! (its CPU backend calls `quantize_row_q8_K_ref`), bit-exact with the scalar one.
 
 use super::{dot_u8_i8, hsum_i32x8, store256};
 use core::arch::x86_64::*;
@@ -31,19 +29,69 @@ fn lanes(v: __m256) -> [f32; 8] {
     unsafe { core::mem::transmute::<__m256, [f32; 8]>(v) }
 }
 
-/// The scalar `round_to_i8` on eight lanes, still as i32 (its low byte is the quant): round
-/// half away from zero from the truncation and the exact remainder; NaN and anything outside
-/// the i32 range give `i32::MIN`, as `cvttps2dq` does by itself.
+/// One Q8_0 / Q8_1 block as ggml's CPU backend quantizes activations on AVX2
+/// (`quantize_row_q8_0` in `arch/x86/quants.c`): the quants (in order) and their i32 values,
+/// and `d = amax / 127` before its rounding to f16. This is *not* the scalar oracle's
+/// (ggml's reference) arithmetic: it scales by `127 / amax` rather than `1 / d` and rounds
+/// half to even rather than away from zero, so a few quants differ by one; matching it is
+/// what makes our logits llama.cpp's bit for bit (issue #3).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn round_half_away(v: __m256) -> __m256i {
-    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-    let frac = _mm256_sub_ps(v, t);
-    // All ones (-1) where the remainder reaches a half; never true outside |v| < 2^23.
-    let up = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5)));
-    let down = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(frac, _mm256_set1_ps(-0.5)));
-    let r = _mm256_sub_epi32(_mm256_cvttps_epi32(v), up);
-    _mm256_add_epi32(r, down)
+fn quantize_block_q8(x: &[f32; 32]) -> (__m256i, __m256i, f32) {
+    let x: &[[f32; 8]; 4] = bytemuck::cast_ref(x);
+    let v = [load8(&x[0]), load8(&x[1]), load8(&x[2]), load8(&x[3])];
+    let sign = _mm256_set1_ps(-0.0);
+    let mut m = _mm256_andnot_ps(sign, v[0]);
+    for &v in &v[1..] {
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+    }
+    let m4 = _mm_max_ps(_mm256_extractf128_ps::<1>(m), _mm256_castps256_ps128(m));
+    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let i = v.map(|v| {
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(v, id),
+        );
+        _mm256_cvtps_epi32(r)
+    });
+    let sum = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+    // Saturating packs to i16 then i8 (values 0-3, 8-11 | 4-7, 12-15 ...), then back in order.
+    let a = _mm256_packs_epi32(i[0], i[1]);
+    let b = _mm256_packs_epi32(i[2], i[3]);
+    let bytes = _mm256_packs_epi16(a, b);
+    let q = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    (q, sum, d)
+}
+
+/// Quantize a row to Q8_0, one block per 32 values: the activation format of Q4_0, Q5_0,
+/// Q8_0 and IQ4_NL weights.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
+    for (xb, yb) in arrays::<32>(x).iter().zip(y) {
+        let (q, _, d) = quantize_block_q8(xb);
+        store256(&mut yb.qs, q);
+        yb.d = fp32_to_fp16_bits(d);
+    }
+}
+
+/// Quantize a row to Q8_1, one block per 32 values: Q8_0 plus `s = d * sum(q)`, the
+/// activation format of Q4_1 and Q5_1 weights.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
+    for (xb, yb) in arrays::<32>(x).iter().zip(y) {
+        let (q, sum, d) = quantize_block_q8(xb);
+        store256(&mut yb.qs, q);
+        yb.d = fp32_to_fp16_bits(d);
+        yb.s = fp32_to_fp16_bits(d * hsum_i32x8(sum) as f32);
+    }
 }
 
 /// The low bytes of 32 i32 lanes (`q[0]` lanes 0..8, ...), in order.
@@ -58,58 +106,6 @@ fn low_bytes(q: [__m256i; 4]) -> __m256i {
     // ...then 0-3, 8-11, 16-19, 24-27 | 4-7, 12-15, 20-23, 28-31 in 32-bit groups.
     let bytes = _mm256_packus_epi16(ab, ce);
     _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
-}
-
-/// One Q8_0 / Q8_1 block: the quants and `d = amax / 127` (before its rounding to f16),
-/// exactly as the scalar `quantize_block_q8`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn quantize_block_q8(x: &[f32; 32]) -> (__m256i, f32) {
-    let x: &[[f32; 8]; 4] = bytemuck::cast_ref(x);
-    let v = [load8(&x[0]), load8(&x[1]), load8(&x[2]), load8(&x[3])];
-    // The scalar code's eight lanes, `if m > a { m } else { a }` being `maxps m, a`.
-    let sign = _mm256_set1_ps(-0.0);
-    let mut m = _mm256_setzero_ps();
-    for v in v {
-        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
-    }
-    let amax = lanes(m)
-        .into_iter()
-        .fold(0f32, |m, a| if m > a { m } else { a });
-    let d = amax / 127.0;
-    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let q = v.map(|v| round_half_away(_mm256_mul_ps(v, id)));
-    (low_bytes(q), d)
-}
-
-/// Quantize a row to Q8_0, one block per 32 values: the activation format of Q4_0, Q5_0,
-/// Q8_0 and IQ4_NL weights.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
-    for (xb, yb) in arrays::<32>(x).iter().zip(y) {
-        let (q, d) = quantize_block_q8(xb);
-        store256(&mut yb.qs, q);
-        yb.d = fp32_to_fp16_bits(d);
-    }
-}
-
-/// Quantize a row to Q8_1, one block per 32 values: Q8_0 plus `s = d * sum(q)`, the
-/// activation format of Q4_1 and Q5_1 weights.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
-    for (xb, yb) in arrays::<32>(x).iter().zip(y) {
-        let (q, d) = quantize_block_q8(xb);
-        store256(&mut yb.qs, q);
-        let sum = hsum_i32x8(dot_u8_i8(_mm256_set1_epi8(1), q));
-        yb.d = fp32_to_fp16_bits(d);
-        yb.s = fp32_to_fp16_bits(sum as f32 * d);
-    }
 }
 
 /// Quantize a row to Q8_K, one block per 256 values: the activation format of the K-quants.

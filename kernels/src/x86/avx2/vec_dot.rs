@@ -18,7 +18,7 @@
 //!   (`8 * (y[2i] + y[2i + 1])`, computed once per activation block) before widening: the
 //!   same integers as the oracle's `(q - 8) * y`, in four lanes per row.
 
-use super::{dot_i8_i8, fp16, fp16_pair, hsum_f32x4, hsum_f32x8, load128, load256, prefetch_ahead};
+use super::{dot_i8_i8, dot_u8_i8, fp16, hsum_f32x8, load128, load256, prefetch_ahead};
 use core::arch::x86_64::*;
 use formats::quant::{
     BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
@@ -65,134 +65,37 @@ fn split_rows<X, const R: usize>(w: &[X], n: usize) -> [&[X]; R] {
     rows
 }
 
-/// As [`rows`] for kernels that take two rows per register (the nibble types, whose 16 bytes
-/// of quants per block fill half a register): `step(block of row a, block of row b,
-/// prepared, accumulator)` for the pairs of rows `(0, 1), (2, 3), ...`, the last row paired
-/// with itself when `R` is odd. Returns the accumulator of each pair at its first row's
-/// index (the other indices keep `zero`).
-#[inline(always)]
-fn pairs<X, Y, P: Copy, A: Copy, const R: usize>(
-    xs: [&[X]; R],
-    ys: &[Y],
-    zero: A,
-    prep: impl Fn(&Y) -> P,
-    step: impl Fn(&X, &X, P, A) -> A,
-) -> [A; R] {
-    let n = xs.iter().fold(ys.len(), |n, row| n.min(row.len()));
-    let mut rows: [&[X]; R] = [&[]; R];
-    for (short, row) in rows.iter_mut().zip(xs) {
-        *short = &row[..n];
-    }
-    let mut acc = [zero; R];
-    for (b, y) in ys[..n].iter().enumerate() {
-        let p = prep(y);
-        for r in (0..R).step_by(2) {
-            let other = if r + 1 < R { r + 1 } else { r };
-            prefetch_ahead(&rows[r][b]);
-            prefetch_ahead(&rows[other][b]);
-            acc[r] = step(&rows[r][b], &rows[other][b], p, acc[r]);
-        }
-    }
-    acc
-}
-
-/// The results of [`pairs`]: row `r` from half `r % 2` of its pair's accumulator.
-#[inline(always)]
-fn unpair<A: Copy, const R: usize>(acc: [A; R], half: impl Fn(A, usize) -> f32) -> [f32; R] {
-    let mut out = [0f32; R];
-    for (r, o) in out.iter_mut().enumerate() {
-        *o = half(acc[r & !1], r & 1);
-    }
-    out
-}
-
-/// The quants of two nibble blocks, `a` in the low half and `b` in the high half of each
-/// register: `(values 0..16, values 16..32)` as bytes 0..=15.
+/// ggml's `bytes_from_nibbles_32`: a nibble block's 32 quants (0..16) in order, the low
+/// nibbles (values 0..16) in the low half.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn nibble_pair(a: &[u8; 16], b: &[u8; 16]) -> (__m256i, __m256i) {
-    let q = _mm256_set_m128i(load128(b), load128(a));
-    let m4 = _mm256_set1_epi8(0x0f);
-    (
-        _mm256_and_si256(q, m4),
-        _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4),
-    )
+fn nibbles(qs: &[u8; 16]) -> __m256i {
+    let q = load128(qs);
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
 }
 
-/// The fifth bits of two Q5 blocks in the layout of [`nibble_pair`]: 0x10 where bit `i` of
-/// `qh` (value `i`) is set.
+/// ggml's `bytes_from_bits_32`: byte `i` all ones where bit `i` of `qh` is set.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fifth_bit_pair(a: [u8; 4], b: [u8; 4]) -> (__m256i, __m256i) {
-    let words = _mm256_set_m128i(
-        _mm_cvtsi32_si128(i32::from_le_bytes(b)),
-        _mm_cvtsi32_si128(i32::from_le_bytes(a)),
+fn bytes_from_bits(qh: [u8; 4]) -> __m256i {
+    let pick = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
     );
-    // Byte i of a half takes byte i / 8 of its word (bytes 2, 3 for values 16..32)...
-    let spread = |lo: i64, hi: i64| {
-        let pick = _mm256_set_epi64x(hi, lo, hi, lo);
-        _mm256_shuffle_epi8(words, pick)
-    };
-    let low = spread(0, 0x0101_0101_0101_0101);
-    let high = spread(0x0202_0202_0202_0202, 0x0303_0303_0303_0303);
-    // ...and keeps bit i % 8: 0x10 where it is set.
-    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
-    let m16 = _mm256_set1_epi8(0x10);
-    let fifth = |v| _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), m16);
-    (fifth(low), fifth(high))
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(qh)), pick);
+    let bits = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(bits, _mm256_set1_epi64x(-1))
 }
 
-/// An activation block for the pair kernels: its first and second 16 quants, each in both
-/// halves of a register.
+/// `fma(m, s, sum)` on lane 0: ggml's `summs += m * s`, which its build contracts into one
+/// fused multiply-add.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn activation_halves(qs: &[i8; 32]) -> (__m256i, __m256i) {
-    let halves: &[[i8; 16]; 2] = bytemuck::cast_ref(qs);
-    let (lo, hi) = (load128(&halves[0]), load128(&halves[1]));
-    (_mm256_set_m128i(lo, lo), _mm256_set_m128i(hi, hi))
-}
-
-/// The quants of a nibble pair times the activation halves: i16 sums of two products, then
-/// of four, into eight i32 lanes (four per row). The products of a pair stay within
-/// `2 * 2 * 31 * 127`, an i16.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn pair_sums(q: (__m256i, __m256i), y: (__m256i, __m256i), offsets: __m256i) -> __m256i {
-    let p = _mm256_add_epi16(
-        _mm256_maddubs_epi16(q.0, y.0),
-        _mm256_maddubs_epi16(q.1, y.1),
-    );
-    _mm256_madd_epi16(_mm256_sub_epi16(p, offsets), _mm256_set1_epi16(1))
-}
-
-/// `offset * (y[2i] + y[2i + 1])` in the layout of [`pair_sums`]' i16 stage: what undoes an
-/// unsigned quant's offset (8 for Q4_0, 16 for Q5_0).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn pair_offsets(offset: i8, y: (__m256i, __m256i)) -> __m256i {
-    let o = _mm256_set1_epi8(offset);
-    _mm256_add_epi16(_mm256_maddubs_epi16(o, y.0), _mm256_maddubs_epi16(o, y.1))
-}
-
-/// The f32 scale of each row of a pair over its four lanes, from `[d_a, d_b, ..]`
-/// (`k = 1`) or `[d_a, _, d_b, _]` (`k = 2`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn spread_pair_scales<const K: i32>(s: __m128) -> __m256 {
-    let idx = _mm256_setr_epi32(0, 0, 0, 0, K, K, K, K);
-    _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s), idx)
-}
-
-/// Half `h` of a pair accumulator: the sum of lanes `4h..4h + 4`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn half_sum(acc: __m256, h: usize) -> f32 {
-    let half = if h == 0 {
-        _mm256_castps256_ps128(acc)
-    } else {
-        _mm256_extractf128_ps::<1>(acc)
-    };
-    hsum_f32x4(half)
+fn fma_ss(m: f32, s: f32, sum: __m128) -> __m128 {
+    _mm_fmadd_ss(_mm_set_ss(m), _mm_set_ss(s), sum)
 }
 
 /// `pub unsafe fn $vec_dot(x, y)` and `pub unsafe fn $matvec(w, act, out)` from the
@@ -243,21 +146,18 @@ fn finish(acc: __m256) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_0_rows<const R: usize>(x: [&[BlockQ4_0]; R], y: &[BlockQ8_0]) -> [f32; R] {
-    let acc = pairs(
+    let acc = rows(
         x,
         y,
         _mm256_setzero_ps(),
-        |y| {
-            let halves = activation_halves(&y.qs);
-            (halves, pair_offsets(8, halves), fp16(y.d))
-        },
-        |a, b, (halves, offsets, yd), acc| {
-            let sums = pair_sums(nibble_pair(&a.qs, &b.qs), halves, offsets);
-            let d = _mm_mul_ps(fp16_pair(a.d, b.d), _mm_set1_ps(yd));
-            _mm256_fmadd_ps(spread_pair_scales::<1>(d), _mm256_cvtepi32_ps(sums), acc)
+        |y| (load256(&y.qs), fp16(y.d)),
+        |x, p, acc| {
+            let d = _mm256_set1_ps(fp16(x.d) * p.1);
+            let q = _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8));
+            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(q, p.0)), acc)
         },
     );
-    unpair(acc, |acc, h| half_sum(acc, h))
+    acc.map(|a| finish(a))
 }
 
 entry_points!(
@@ -269,66 +169,22 @@ entry_points!(
     "Q4_0 weights (`d * (q - 8)`) against Q8_0 activations."
 );
 
-/// A Q8_1 block's `[d, s, d, s]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn y_scales(y: &BlockQ8_1) -> __m128 {
-    let ds = fp16_pair(y.d, y.s);
-    _mm_movelh_ps(ds, ds)
-}
-
-/// Two Q4_1 / Q5_1 blocks' `[d_a, m_a, d_b, m_b]`, with one F16C conversion.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn x_scales(da: u16, ma: u16, db: u16, mb: u16) -> __m128 {
-    let word = |d: u16, m: u16| (u32::from(d) | (u32::from(m) << 16)) as i32;
-    _mm_cvtph_ps(_mm_setr_epi32(word(da, ma), word(db, mb), 0, 0))
-}
-
-/// One Q4_1 / Q5_1 block of a pair of rows: the products of the scales (`[d_a * d_y,
-/// m_a * s_y, d_b * d_y, m_b * s_y]`), the `d` times the quant sums into the eight lanes,
-/// and the whole product into the minimum accumulator (lanes 1 and 3 are the rows' `m * s`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn step_with_min(
-    sums: __m256i,
-    x_scales: __m128,
-    y_scales: __m128,
-    acc: (__m256, __m128),
-) -> (__m256, __m128) {
-    let scales = _mm_mul_ps(x_scales, y_scales);
-    let d = spread_pair_scales::<2>(scales);
-    let scaled = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc.0);
-    (scaled, _mm_add_ps(acc.1, scales))
-}
-
-/// Row `h` of a Q4_1 / Q5_1 pair: its four lanes of scaled quants plus its `m * s` sum
-/// (lane `2h + 1` of the minimum accumulator).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn finish_with_min(acc: (__m256, __m128), h: usize) -> f32 {
-    let mins = if h == 0 {
-        _mm_movehdup_ps(acc.1)
-    } else {
-        _mm_shuffle_ps::<0b11_11_11_11>(acc.1, acc.1)
-    };
-    half_sum(acc.0, h) + _mm_cvtss_f32(mins)
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_1_rows<const R: usize>(x: [&[BlockQ4_1]; R], y: &[BlockQ8_1]) -> [f32; R] {
-    let acc = pairs(
+    let acc = rows(
         x,
         y,
         (_mm256_setzero_ps(), _mm_setzero_ps()),
-        |y| (activation_halves(&y.qs), y_scales(y)),
-        |a, b, (halves, ys), acc| {
-            let sums = pair_sums(nibble_pair(&a.qs, &b.qs), halves, _mm256_setzero_si256());
-            step_with_min(sums, x_scales(a.d, a.m, b.d, b.m), ys, acc)
+        |y| (load256(&y.qs), fp16(y.d), fp16(y.s)),
+        |x, p, acc| {
+            let d = _mm256_set1_ps(fp16(x.d) * p.1);
+            let sums = dot_u8_i8(nibbles(&x.qs), p.0);
+            let scaled = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc.0);
+            (scaled, fma_ss(fp16(x.m), p.2, acc.1))
         },
     );
-    unpair(acc, |acc, h| finish_with_min(acc, h))
+    acc.map(|(a, m)| finish(a) + _mm_cvtss_f32(m))
 }
 
 entry_points!(
@@ -340,40 +196,23 @@ entry_points!(
     "Q4_1 weights (`d * q + m`) against Q8_1 activations: `m` meets the activation sum `s`."
 );
 
-/// The five-bit quants (0..32) of two Q5 blocks, in the layout of [`nibble_pair`].
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn five_bit_pair_of(qa: &[u8; 16], ha: [u8; 4], qb: &[u8; 16], hb: [u8; 4]) -> (__m256i, __m256i) {
-    let (lo, hi) = nibble_pair(qa, qb);
-    let (h_lo, h_hi) = fifth_bit_pair(ha, hb);
-    (_mm256_or_si256(lo, h_lo), _mm256_or_si256(hi, h_hi))
-}
-
-/// [`five_bit_pair_of`] for two Q5_0 blocks.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn five_bit_pair(a: &BlockQ5_0, b: &BlockQ5_0) -> (__m256i, __m256i) {
-    five_bit_pair_of(&a.qs, a.qh, &b.qs, b.qh)
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q5_0_rows<const R: usize>(x: [&[BlockQ5_0]; R], y: &[BlockQ8_0]) -> [f32; R] {
-    let acc = pairs(
+    let acc = rows(
         x,
         y,
         _mm256_setzero_ps(),
-        |y| {
-            let halves = activation_halves(&y.qs);
-            (halves, pair_offsets(16, halves), fp16(y.d))
-        },
-        |a, b, (halves, offsets, yd), acc| {
-            let sums = pair_sums(five_bit_pair(a, b), halves, offsets);
-            let d = _mm_mul_ps(fp16_pair(a.d, b.d), _mm_set1_ps(yd));
-            _mm256_fmadd_ps(spread_pair_scales::<1>(d), _mm256_cvtepi32_ps(sums), acc)
+        |y| (load256(&y.qs), fp16(y.d)),
+        |x, p, acc| {
+            let d = _mm256_set1_ps(fp16(x.d) * p.1);
+            // q - 16: the nibble with 0xf0 (-16) where the fifth bit is clear.
+            let high = _mm256_andnot_si256(bytes_from_bits(x.qh), _mm256_set1_epi8(-16));
+            let q = _mm256_or_si256(nibbles(&x.qs), high);
+            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(q, p.0)), acc)
         },
     );
-    unpair(acc, |acc, h| half_sum(acc, h))
+    acc.map(|a| finish(a))
 }
 
 entry_points!(
@@ -388,18 +227,20 @@ entry_points!(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q5_1_rows<const R: usize>(x: [&[BlockQ5_1]; R], y: &[BlockQ8_1]) -> [f32; R] {
-    let acc = pairs(
+    let acc = rows(
         x,
         y,
         (_mm256_setzero_ps(), _mm_setzero_ps()),
-        |y| (activation_halves(&y.qs), y_scales(y)),
-        |a, b, (halves, ys), acc| {
-            let q = five_bit_pair_of(&a.qs, a.qh, &b.qs, b.qh);
-            let sums = pair_sums(q, halves, _mm256_setzero_si256());
-            step_with_min(sums, x_scales(a.d, a.m, b.d, b.m), ys, acc)
+        |y| (load256(&y.qs), fp16(y.d), fp16(y.s)),
+        |x, p, acc| {
+            let high = _mm256_and_si256(bytes_from_bits(x.qh), _mm256_set1_epi8(0x10));
+            let q = _mm256_or_si256(nibbles(&x.qs), high);
+            let d = _mm256_set1_ps(fp16(x.d) * p.1);
+            let scaled = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8_i8(q, p.0)), d, acc.0);
+            (scaled, fma_ss(fp16(x.m), p.2, acc.1))
         },
     );
-    unpair(acc, |acc, h| finish_with_min(acc, h))
+    acc.map(|(a, m)| finish(a) + _mm_cvtss_f32(m))
 }
 
 entry_points!(
@@ -442,10 +283,13 @@ entry_points!(
 fn iq4_nl_rows<const R: usize>(x: [&[BlockIq4Nl]; R], y: &[BlockQ8_0]) -> [f32; R] {
     let values = load128(&KVALUES_IQ4NL);
     let m4 = _mm_set1_epi8(0x0f);
+    // As ggml: even and odd blocks in two accumulators (swapped after every block, so the
+    // even ones always go to the first), an odd last block added in scalar code.
+    let even = y.len() & !1;
     let acc = rows(
         x,
-        y,
-        _mm256_setzero_ps(),
+        &y[..even],
+        (_mm256_setzero_ps(), _mm256_setzero_ps()),
         |y| (load256(&y.qs), fp16(y.d)),
         |x, p, acc| {
             let q = load128(&x.qs);
@@ -453,10 +297,26 @@ fn iq4_nl_rows<const R: usize>(x: [&[BlockIq4Nl]; R], y: &[BlockQ8_0]) -> [f32; 
             let hi = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16::<4>(q), m4));
             let sums = dot_i8_i8(_mm256_set_m128i(hi, lo), p.0);
             let d = _mm256_set1_ps(p.1 * fp16(x.d));
-            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc)
+            (acc.1, _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc.0))
         },
     );
-    acc.map(|a| finish(a))
+    let mut out = acc.map(|(a, b)| finish(_mm256_add_ps(a, b)));
+    if let Some(yt) = y.get(even) {
+        for (o, row) in out.iter_mut().zip(x) {
+            if let Some(xt) = row.get(even) {
+                let sum: i32 = (0..16)
+                    .map(|j| {
+                        let (lo, hi) = (xt.qs[j] & 0x0f, xt.qs[j] >> 4);
+                        i32::from(yt.qs[j]) * i32::from(KVALUES_IQ4NL[usize::from(lo)])
+                            + i32::from(yt.qs[j + 16]) * i32::from(KVALUES_IQ4NL[usize::from(hi)])
+                    })
+                    .sum();
+                let d = fp16(yt.d) * fp16(xt.d);
+                *o = _mm_cvtss_f32(fma_ss(d, sum as f32, _mm_set_ss(*o)));
+            }
+        }
+    }
+    out
 }
 
 entry_points!(
@@ -468,3 +328,40 @@ entry_points!(
     "IQ4_NL weights (`d * KVALUES_IQ4NL[q]`) against Q8_0 activations: the nibbles index \
      the sixteen values with one byte shuffle per half."
 );
+
+/// F16 weights against F16 activations as ggml's `ggml_vec_dot_f16` on AVX2: four
+/// accumulators of eight lanes over steps of 32 values (one FMA each), folded 0+2, 1+3, then
+/// 0+1, the halves added and two horizontal adds; a tail of fewer than 32 values added one
+/// product at a time in f64, the sum rounded to f32 at the end. (Flash attention's `K . Q`,
+/// issue #3.)
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_f16_f16(x: &[u16], y: &[u16]) -> f32 {
+    let n = x.len().min(y.len());
+    let body = n / 32 * 32;
+    let load = |h: &[u16]| {
+        assert!(h.len() >= 8);
+        // SAFETY: `h` has at least 16 readable bytes (asserted); `loadu` needs no alignment.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
+    };
+    let mut sum = [_mm256_setzero_ps(); 4];
+    for (xs, ys) in x[..body].chunks_exact(32).zip(y[..body].chunks_exact(32)) {
+        for (j, s) in sum.iter_mut().enumerate() {
+            *s = _mm256_fmadd_ps(load(&xs[8 * j..]), load(&ys[8 * j..]), *s);
+        }
+    }
+    let a = _mm256_add_ps(sum[0], sum[2]);
+    let b = _mm256_add_ps(sum[1], sum[3]);
+    let v = _mm256_add_ps(a, b);
+    let t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let t1 = _mm_hadd_ps(t0, t0);
+    let mut total = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t1, t1)));
+    for (&a, &b) in x[body..n].iter().zip(&y[body..n]) {
+        total += f64::from(fp16(a) * fp16(b));
+    }
+    total as f32
+}
+
+matvec_of!(matvec_f16_f16, vec_dot_f16_f16, u16, u16);
