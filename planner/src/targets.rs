@@ -1,8 +1,11 @@
 //! The targets a run must meet: the profile's (or the command line's), and where neither gives
-//! one, derived from a roofline cost model: generating a token reads every weight once, so a
-//! device with `B` GB/s of memory bandwidth generates at most `B / bytes_per_token` tokens per
-//! second; we ask for half of that ceiling for the model quantized to Q4_K, llama.cpp's usual
-//! default.
+//! one, derived. Generating a token reads every weight once, so a device that streams `E` bytes
+//! per second generates `E / bytes_per_token` tokens per second. A real run measures `E` (its
+//! *efficiency*) by benchmarking the original model on the device first, and asks for
+//! [`SPEED_MARGIN`] of what the model quantized to Q4_K (llama.cpp's usual default) reaches at
+//! that efficiency: a target the device can meet, with room for the noise of a shared machine.
+//! Without a measurement (`--dry-run`, `--mock`) the estimate is [`ROOFLINE_EFFICIENCY`] of the
+//! memory roofline `B / bytes_per_token`, and says so.
 
 use crate::model_info::ModelInfo;
 use crate::profile::Profile;
@@ -12,8 +15,10 @@ use serde::{Deserialize, Serialize};
 
 /// Default top-1 agreement when neither the profile nor the command line gives one.
 pub const DEFAULT_MIN_ACCURACY: f64 = 0.9;
-/// Fraction of the roofline a derived speed target asks for.
+/// Fraction of the memory roofline assumed when nothing was measured (also `--mock`'s formula).
 pub const ROOFLINE_EFFICIENCY: f64 = 0.5;
+/// Fraction of the speed predicted at the measured efficiency that a derived target asks for.
+pub const SPEED_MARGIN: f64 = 0.8;
 /// Fraction of the device's memory a model may use (the rest is for the OS).
 pub const MEMORY_HEADROOM: f64 = 0.8;
 
@@ -29,16 +34,71 @@ pub struct Targets {
     pub max_memory_bytes: f64,
 }
 
-/// Command-line targets win over the profile's; missing ones are derived.
+/// The original model's generation speed on the profile's device, measured before the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasuredOriginal {
+    pub tg_tps: f64,
+    /// Where (for the target's source).
+    pub device: String,
+}
+
+/// Whether no target speed is given, so that [`resolve`] will derive one (and a real run should
+/// measure the original first).
+pub fn speed_is_derived(profile: &Profile, cli_tps: Option<f64>) -> bool {
+    cli_tps.is_none() && profile.targets.min_tokens_per_second.is_none()
+}
+
+/// Bytes read per generated token by the model as it is.
+pub fn original_bytes_per_token(model: &ModelInfo) -> u64 {
+    model
+        .tensors
+        .iter()
+        .map(|t| {
+            if t.name == "token_embd.weight" && !model.tied_embeddings {
+                t.n_bytes / t.dims.get(1).copied().unwrap_or(1).max(1)
+            } else {
+                t.n_bytes
+            }
+        })
+        .sum()
+}
+
+/// Command-line targets win over the profile's; missing ones are derived (from `measured`
+/// when given, else from the roofline).
 pub fn resolve(
     profile: &Profile,
     model: &ModelInfo,
     cli_tps: Option<f64>,
     cli_accuracy: Option<f64>,
+    measured: Option<&MeasuredOriginal>,
 ) -> anyhow::Result<Targets> {
+    let q4k = Recipe::uniform(GgmlType::Q4_K);
+    let bpt_q4k = (bytes_per_token(model, &q4k.plan(model)) as f64).max(1.0);
     let (min_tps, min_tps_source) = match (cli_tps, profile.targets.min_tokens_per_second) {
         (Some(t), _) => (t, "--target-tps".to_string()),
         (None, Some(t)) => (t, format!("profile {}", profile.name)),
+        (None, None) if measured.is_some() => {
+            let m = measured.expect("checked");
+            let bpt = original_bytes_per_token(model) as f64;
+            let eff = m.tg_tps * bpt; // bytes per second the device streams
+            let at_q4k = eff / bpt_q4k;
+            let t = ((SPEED_MARGIN * at_q4k) * 100.0).floor() / 100.0;
+            let of_roofline = profile
+                .constraints
+                .memory_bandwidth_gbps
+                .map_or(String::new(), |bw| {
+                    format!(", {:.0}% of its {bw} GB/s roofline", 100.0 * eff / 1e9 / bw)
+                });
+            (
+                t,
+                format!(
+                    "measured: the original ran at {:.2} tok/s on {} ({:.2} GB/s effective{of_roofline}); Q4_K at that efficiency: {at_q4k:.2} tok/s; target {SPEED_MARGIN} x that",
+                    m.tg_tps,
+                    m.device,
+                    eff / 1e9
+                ),
+            )
+        }
         (None, None) => {
             let bw = profile.constraints.memory_bandwidth_gbps.ok_or_else(|| {
                 anyhow::anyhow!(
@@ -46,14 +106,12 @@ pub fn resolve(
                     profile.name
                 )
             })?;
-            let q4k = Recipe::uniform(GgmlType::Q4_K);
-            let bpt = bytes_per_token(model, &q4k.plan(model)) as f64;
-            let t = ROOFLINE_EFFICIENCY * bw * 1e9 / bpt.max(1.0);
+            let t = ROOFLINE_EFFICIENCY * bw * 1e9 / bpt_q4k;
             (
                 (t * 10.0).round() / 10.0,
                 format!(
-                    "roofline: {ROOFLINE_EFFICIENCY} x {bw} GB/s / {:.1} MB per token at Q4_K",
-                    bpt / 1e6
+                    "estimate, nothing measured: {ROOFLINE_EFFICIENCY} x {bw} GB/s / {:.1} MB per token at Q4_K (a real run measures the device first)",
+                    bpt_q4k / 1e6
                 ),
             )
         }
@@ -78,4 +136,37 @@ pub fn resolve(
         max_latency_ms: profile.targets.max_latency_ms,
         max_memory_bytes: profile.memory_bytes() * MEMORY_HEADROOM,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_speed_follows_the_measured_efficiency() {
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let profile = Profile::load("rpi5").unwrap();
+        assert!(speed_is_derived(&profile, None));
+        assert!(!speed_is_derived(&profile, Some(3.0)));
+        let est = resolve(&profile, &model, None, None, None).unwrap();
+        assert!(est.min_tps_source.starts_with("estimate"), "{est:?}");
+        let m = MeasuredOriginal {
+            tg_tps: 20.0,
+            device: "host".into(),
+        };
+        let t = resolve(&profile, &model, None, None, Some(&m)).unwrap();
+        assert!(t.min_tps_source.starts_with("measured"), "{t:?}");
+        // The original at 20 tok/s streams 20 x its bytes per token; Q4_K is smaller, so it
+        // predicts more, and the target asks for SPEED_MARGIN of that.
+        let q4k = Recipe::uniform(GgmlType::Q4_K);
+        let want = SPEED_MARGIN * 20.0 * original_bytes_per_token(&model) as f64
+            / bytes_per_token(&model, &q4k.plan(&model)) as f64;
+        assert!((t.min_tps - want).abs() < 0.011, "{} vs {want}", t.min_tps);
+        // A given target wins over the measurement.
+        let t = resolve(&profile, &model, Some(3.0), None, Some(&m)).unwrap();
+        assert_eq!(
+            (t.min_tps, t.min_tps_source.as_str()),
+            (3.0, "--target-tps")
+        );
+    }
 }
