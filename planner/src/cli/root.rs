@@ -15,7 +15,9 @@ use anyhow::{bail, Context as _, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const DEFAULT_MAX_ITERS: u32 = 10;
+/// Enough for the cost model to fit the device and find a recipe on a small model, in a few
+/// minutes on a 2-core machine (each iteration writes, benchmarks and scores a model).
+const DEFAULT_MAX_ITERS: u32 = 5;
 
 pub fn run(a: RootArgs) -> Result<()> {
     if a.list_checkpoints {
