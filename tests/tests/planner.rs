@@ -700,3 +700,70 @@ fn api_key_never_reaches_the_database_or_the_logs() {
         "no logs were captured:\n{stderr}"
     );
 }
+
+/// A runtime that dies mid-measurement (killed 2 s after each start, while it scores the
+/// original) fails the experiment being measured, which is recorded with the runtime's fate;
+/// the planner opens a fresh runtime for the next iteration and finishes the run.
+#[test]
+fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let cmd = release_sintra(&home, tmp.path());
+    let real = sintra_tests::release_bin_path("runtime", "sintra-rt");
+    let dir = tmp
+        .path()
+        .join("rt")
+        .join(format!("{}-unknown-linux-musl", std::env::consts::ARCH));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrapper = dir.join("sintra-rt");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n(sleep 2; kill -9 $$) </dev/null >/dev/null 2>&1 &\nexec \"{}\" \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let eval = sintra_tests::shared_data("eval.txt");
+    let out = cmd(&[
+        "--auto-detect",
+        "--max-iters",
+        "2",
+        "--target-tps",
+        "1",
+        "--eval-text",
+        eval.to_str().unwrap(),
+        "--eval-chunks",
+        "1",
+        "--output-dir",
+        "out",
+    ])
+    .env("SINTRA_RUNTIME_DIR", tmp.path().join("rt"))
+    .output()
+    .unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("no experiment succeeded"), "{stdout}");
+    assert!(
+        stdout.contains("runtime sessions (wire protocol handshakes): 2 on this host"),
+        "a new runtime was not started after the first died:\n{stdout}"
+    );
+    let cp = checkpoints(&home).pop().unwrap();
+    let exps = experiments(&cp);
+    assert_eq!(exps.len(), 2);
+    for e in &exps {
+        assert_eq!(e["status"], "failed", "{e:#}");
+        let err = e["error"].as_str().unwrap();
+        assert!(
+            err.contains("stopped during") && err.contains("signal 9"),
+            "{err}"
+        );
+    }
+    let id = cp["run_id"].as_str().unwrap();
+    assert_eq!(
+        db_experiments(&home, id),
+        vec![(1, "failed".into()), (2, "failed".into())]
+    );
+}

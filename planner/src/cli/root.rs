@@ -87,6 +87,8 @@ pub fn run(a: RootArgs) -> Result<()> {
                 tg_tps: speed.tg_tps,
                 device: m.speed_device(),
             });
+            // The original is mapped now: score it for the quality baseline too.
+            m.ensure_base()?;
         }
         measure = Some(m);
     }

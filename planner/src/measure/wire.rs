@@ -240,8 +240,9 @@ impl WireMeasurer {
         speed_from(&r?, s.n_prompt, on)
     }
 
-    /// Save the original's log-probabilities unless they are cached.
-    fn ensure_base(&mut self) -> Result<()> {
+    /// Save the original's log-probabilities unless they are cached (done by the first quality
+    /// measurement otherwise; call it while the original is loaded to spare a reload).
+    pub fn ensure_base(&mut self) -> Result<()> {
         let q = &self.quality;
         if q.base_logits.is_file() {
             return Ok(());
