@@ -376,7 +376,7 @@ fn optimizer_fits_q8_0_to_a_speed_target() {
     });
     let tps = best["speed"]["tg_tps"].as_f64().unwrap();
     let top1 = best["quality"]["top1"].as_f64().unwrap();
-    assert!(tps >= target_tps && top1 >= 0.7 && top1 <= 1.0, "{best:#}");
+    assert!(tps >= target_tps && (0.7..=1.0).contains(&top1), "{best:#}");
     for e in &exps {
         assert_eq!(e["mock"], false);
         assert_eq!(e["speed"]["measured_on"], "host", "{e:#}");
