@@ -224,12 +224,18 @@ fn wire_measurer(profile: &Profile, config: &RunConfig, model: &ModelInfo) -> Re
         file_hash(&text)?,
         config.eval_chunks
     ));
+    // Quality runs here: the device's thread count means nothing on this host (0: all cores).
+    let quality_threads = if device.is_some() {
+        0
+    } else {
+        config.bench.threads
+    };
     let quality = QualitySpec::new(
         &model.path,
         &text,
         EVAL_CTX,
         config.eval_chunks,
-        config.bench.threads,
+        quality_threads,
         base,
     )?;
     Ok(WireMeasurer::new(
@@ -254,7 +260,12 @@ fn build_architect(c: &RunConfig) -> Result<Box<dyn Architect>> {
     }
 }
 
+/// Benchmark threads: the profile's cores; on this host at most its cores; on a remote device
+/// without `cores` in its profile, 0 (all of the device's).
 fn default_threads(p: &Profile) -> u32 {
+    if p.connection.is_some() {
+        return p.constraints.cores.unwrap_or(0);
+    }
     let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     p.constraints.cores.unwrap_or(host).min(host).max(1)
 }
