@@ -767,3 +767,74 @@ fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
         vec![(1, "failed".into()), (2, "failed".into())]
     );
 }
+
+/// A profile whose `connection` is an ssh device (our own sshd on 127.0.0.1, the static x86-64
+/// runtime as the device's build): speed is measured there, over one ssh session that deploys
+/// the runtime once and each candidate under one name; quality on this host.
+#[test]
+fn optimizer_measures_speed_on_the_profile_device_over_ssh() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    const TRIPLE: &str = "x86_64-unknown-linux-musl";
+    let sshd = crate::device::Sshd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let cmd = release_sintra(&home, tmp.path());
+    let rt_dir = tmp.path().join("rt").join(TRIPLE);
+    std::fs::create_dir_all(&rt_dir).unwrap();
+    std::fs::copy(sintra_tests::dist_runtime(TRIPLE), rt_dir.join("sintra-rt")).unwrap();
+    let remote = sshd.remote_dir("device");
+    let profile = tmp.path().join("box.yaml");
+    std::fs::write(
+        &profile,
+        format!(
+            "name: ssh-box\nconstraints: {{cpu_arch: x86_64, ram_gb: 4, cores: 2, memory_bandwidth_gbps: 10}}\n\
+             targets: {{min_tokens_per_second: 1, min_accuracy_score: 0.5}}\nsupported_quantizations: [GGUF]\n\
+             connection: {{host: sintra-test, runtime_target: {TRIPLE}}}\n"
+        ),
+    )
+    .unwrap();
+    let eval = sintra_tests::shared_data("eval.txt");
+    let out = cmd(&[
+        profile.to_str().unwrap(),
+        "--ssh-config",
+        sshd.ssh_config().to_str().unwrap(),
+        "--remote-dir",
+        remote.to_str().unwrap(),
+        "--max-iters",
+        "2",
+        "--patience",
+        "50",
+        "--eval-text",
+        eval.to_str().unwrap(),
+        "--eval-chunks",
+        "1",
+        "--output-dir",
+        "out",
+    ])
+    .env("SINTRA_RUNTIME_DIR", tmp.path().join("rt"))
+    .output()
+    .unwrap();
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("speed is measured on sintra-test (ssh)")
+            && stdout.contains("1 on this host, 1 on sintra-test"),
+        "{stdout}"
+    );
+    let cp = checkpoints(&home).pop().unwrap();
+    let exps = experiments(&cp);
+    assert_eq!(exps.len(), 2);
+    for e in &exps {
+        assert_eq!(e["status"], "ok", "{e:#}");
+        assert_eq!(e["speed"]["measured_on"], "sintra-test", "{e:#}");
+        assert!(e["speed"]["tg_tps"].as_f64().unwrap() > 0.0);
+        assert!(e["quality"]["top1"].as_f64().unwrap() > 0.5);
+    }
+    // On the device: the runtime built for the profile's triple, and one candidate file.
+    assert!(remote.join(format!("sintra-rt-{TRIPLE}")).is_file());
+    let models: Vec<_> = std::fs::read_dir(remote.join("models"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(models, vec!["candidate.gguf".to_string()]);
+}

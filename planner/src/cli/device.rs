@@ -217,15 +217,20 @@ fn spec_from_section(section: ConnectionSection, o: &ConnectionOpts) -> anyhow::
 }
 
 /// The device a hardware profile's `connection` names (what the optimizer benchmarks on), with
-/// the command line's defaults and `timeout` seconds of silence allowed per call.
+/// the command line's defaults, an ssh config file and remote directory if given, and
+/// `timeout` seconds of silence allowed per call.
 pub fn spec_for_profile(
     c: &crate::profile::Connection,
+    ssh_config: Option<PathBuf>,
+    remote_dir: Option<String>,
     timeout: u64,
 ) -> anyhow::Result<DeviceSpec> {
     let section = ConnectionSection {
         host: c.host.clone(),
         user: c.user.clone(),
-        port: Some(c.port),
+        // 22 is the profile's default and ssh's: leave it to ssh, so that an ssh config's
+        // `Port` for the host applies.
+        port: (c.port != 22).then_some(c.port),
         exec_prefix: c.exec_prefix.clone(),
         runtime_target: Some(c.runtime_target.clone()),
     };
@@ -233,8 +238,8 @@ pub fn spec_for_profile(
         runtime: None,
         runtime_target: None,
         exec_prefix: None,
-        remote_dir: ".sintra".into(),
-        ssh_config: None,
+        remote_dir: remote_dir.unwrap_or_else(|| ".sintra".into()),
+        ssh_config,
         ssh_options: Vec::new(),
         timeout,
         connect_timeout: 10,

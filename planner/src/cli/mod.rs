@@ -88,6 +88,14 @@ pub struct RootArgs {
     /// Iterations without improvement after the targets are met before stopping.
     #[arg(long, default_value_t = 3)]
     pub patience: u32,
+    /// With a profile whose `connection` is ssh: an ssh config file instead of ~/.ssh/config
+    /// (`ssh -F`).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// With a profile whose `connection` is ssh: the directory on the device for the runtime
+    /// and the candidates (relative: under the home directory; default .sintra).
+    #[arg(long, value_name = "DIR")]
+    pub remote_dir: Option<String>,
     /// Threads for benchmarks and evaluation (default: the profile's cores, at most this host's).
     #[arg(long)]
     pub threads: Option<u32>,

@@ -69,6 +69,8 @@ pub fn run(a: RootArgs) -> Result<()> {
             reps: 3,
             threads,
         },
+        ssh_config: a.ssh_config.clone(),
+        remote_dir: a.remote_dir.clone(),
     };
     // A real run measures; without a target speed it first benchmarks the original on the
     // device, so that the derived target follows what the device really reaches.
@@ -205,7 +207,12 @@ fn wire_measurer(profile: &Profile, config: &RunConfig, model: &ModelInfo) -> Re
     let device = match &profile.connection {
         None => None,
         Some(c) => {
-            let spec = super::device::spec_for_profile(c, RUNTIME_TIMEOUT.as_secs())?;
+            let spec = super::device::spec_for_profile(
+                c,
+                config.ssh_config.clone(),
+                config.remote_dir.clone(),
+                RUNTIME_TIMEOUT.as_secs(),
+            )?;
             println!(
                 "speed is measured on {} ({}), quality on this host",
                 spec.name(),
