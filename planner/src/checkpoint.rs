@@ -30,6 +30,12 @@ pub struct RunConfig {
     pub eval_text: Option<PathBuf>,
     pub eval_chunks: u32,
     pub bench: BenchSpec,
+    /// `--ssh-config` for a profile with a `connection` (`ssh -F`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_config: Option<PathBuf>,
+    /// `--remote-dir`: where the runtime and candidates go on that device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

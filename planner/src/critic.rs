@@ -1,5 +1,5 @@
 //! The Critic's verdict: every target checked against a candidate's measurements. (The
-//! measuring itself is behind the `measure::Critic` trait: KL divergence, top-1 agreement and
+//! measuring itself is `measure::Measurer::quality`: KL divergence, top-1 agreement and
 //! delta-PPL against the original on held-out text.)
 
 use crate::measure::{Quality, Speed};

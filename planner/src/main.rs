@@ -1,6 +1,7 @@
 //! `sintra`: the planner. `sintra PROFILE` runs the optimization loop (Architect -> Executor ->
-//! Benchmarker -> Critic -> Reporter); subcommands inspect models, execute one recipe and list
-//! the history. See `cli/` for the command line and `optimize.rs` for the loop.
+//! Measurer (`sintra-rt serve` over `formats::wire`) -> Critic -> Reporter); subcommands inspect
+//! models, execute one recipe, reach devices and list the history. See `cli/` for the command
+//! line and `optimize.rs` for the loop.
 
 mod architect;
 mod checkpoint;

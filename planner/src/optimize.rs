@@ -1,5 +1,6 @@
-//! The loop: the Architect proposes a recipe, the Executor writes it, the Benchmarker measures
-//! its speed, the Critic its quality and checks every target, and the state is checkpointed.
+//! The loop: the Architect proposes a recipe, the Executor writes it, the Measurer measures its
+//! speed on the device and its quality on the host, the Critic checks every target, and the
+//! state is checkpointed.
 //! It stops when the targets are met and `patience` more iterations find nothing better, when
 //! the architect has nothing new, or at `--max-iters`; the best recipe (not the last) is
 //! reported with the Pareto front of everything tried.
@@ -10,7 +11,7 @@ use crate::critic::judge;
 use crate::executor;
 use crate::experiment::{self, Experiment, Status};
 use crate::history::History;
-use crate::measure::{Benchmarker, Candidate, Critic};
+use crate::measure::{Candidate, Measurer};
 use crate::model_info::ModelInfo;
 use crate::recipe::{bytes_per_token, predicted_size};
 use crate::report;
@@ -24,8 +25,7 @@ pub struct Loop<'a> {
     pub model: &'a ModelInfo,
     pub history: &'a History,
     pub architect: &'a mut dyn Architect,
-    pub bench: &'a mut dyn Benchmarker,
-    pub critic: &'a mut dyn Critic,
+    pub measure: &'a mut dyn Measurer,
 }
 
 impl std::fmt::Debug for Loop<'_> {
@@ -175,8 +175,8 @@ impl Loop<'_> {
                 bytes_per_token: bpt,
                 size_bytes: e.size_bytes,
             };
-            let speed = self.bench.bench(&c)?;
-            let quality = self.critic.quality(&c)?;
+            let speed = self.measure.bench(&c)?;
+            let quality = self.measure.quality(&c)?;
             e.verdict = Some(judge(&speed, &quality, e.size_bytes, &self.cp.targets));
             e.speed = Some(speed);
             e.quality = Some(quality);
@@ -208,6 +208,10 @@ impl Loop<'_> {
             best.map(|b| b.iteration),
         )?;
         self.history.trace(&self.cp.run_id, "stopped", why)?;
+        if let Some(line) = self.measure.shutdown() {
+            println!("{line}");
+        }
+        println!("\n{}", report::table(self.cp));
         println!("stopped: {why}");
         match best {
             Some(b) => println!(
@@ -223,6 +227,16 @@ impl Loop<'_> {
             ),
             None => println!("no experiment succeeded -> {}", out_dir.display()),
         }
+        let mut outputs: Vec<String> = ["model.gguf", "recipe.json", "report.md", "pareto.svg"]
+            .iter()
+            .map(|f| out_dir.join(f))
+            .filter(|p| p.is_file())
+            .map(|p| p.display().to_string())
+            .collect();
+        if outputs.is_empty() {
+            outputs.push(out_dir.display().to_string());
+        }
+        println!("outputs: {}", outputs.join(", "));
         Ok(())
     }
 }

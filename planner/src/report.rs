@@ -125,6 +125,84 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
     s
 }
 
+/// The experiments as a plain-text table for the terminal, the best marked `*`.
+pub fn table(cp: &Checkpoint) -> String {
+    let exps = &cp.experiments;
+    let best_it = best(exps).map(|b| b.iteration);
+    let f = |x: Option<f64>, p: usize| x.map_or("-".to_string(), |v| format!("{v:.p$}"));
+    let mut rows: Vec<[String; 8]> = vec![[
+        "#".into(),
+        "recipe".into(),
+        "MiB".into(),
+        "tok/s".into(),
+        "top-1".into(),
+        "KLD".into(),
+        "dPPL".into(),
+        "targets".into(),
+    ]];
+    for e in exps {
+        let verdict = match (&e.error, &e.verdict) {
+            (Some(_), _) => "FAILED".to_string(),
+            (None, Some(v)) if v.passes() => "all met".to_string(),
+            (None, Some(v)) => format!(
+                "missed {}",
+                v.checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (None, None) => "-".into(),
+        };
+        rows.push([
+            format!(
+                "{}{}",
+                e.iteration,
+                if Some(e.iteration) == best_it {
+                    "*"
+                } else {
+                    ""
+                }
+            ),
+            e.label.clone(),
+            format!("{:.1}", mib(e.size_bytes)),
+            f(e.tps(), 2),
+            f(e.top1(), 4),
+            f(e.quality.as_ref().map(|q| q.kld), 5),
+            f(e.quality.as_ref().map(|q| q.delta_ppl), 3),
+            verdict,
+        ]);
+    }
+    let mut w = [0usize; 8];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut s = format!(
+        "targets: tok/s >= {:.2}, top-1 >= {:.3}{}\n",
+        cp.targets.min_tps,
+        cp.targets.min_accuracy,
+        if cp.config.mock { " [MOCK]" } else { "" }
+    );
+    for r in &rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            let pad = w[i] - c.chars().count();
+            // Text columns to the left, numbers to the right.
+            if matches!(i, 1 | 7) {
+                line += &format!("{c}{}  ", " ".repeat(pad));
+            } else {
+                line += &format!("{}{c}  ", " ".repeat(pad));
+            }
+        }
+        s += line.trim_end();
+        s.push('\n');
+    }
+    s
+}
+
 fn row(e: &Experiment) -> String {
     let f = |x: Option<f64>, p: usize| x.map_or("-".to_string(), |v| format!("{v:.p$}"));
     let targets = match (&e.error, &e.verdict) {

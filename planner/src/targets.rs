@@ -1,8 +1,14 @@
 //! The targets a run must meet: the profile's (or the command line's), and where neither gives
-//! one, derived from a roofline cost model: generating a token reads every weight once, so a
-//! device with `B` GB/s of memory bandwidth generates at most `B / bytes_per_token` tokens per
-//! second; we ask for half of that ceiling for the model quantized to Q4_K, llama.cpp's usual
-//! default.
+//! one, derived from a measurement. A real run first benchmarks the original model on the
+//! device and splits its time per token `t` in two: reading the weights at the device's memory
+//! bandwidth `B` (`bytes_per_token / B`, a fraction `m` of `t`: how close to the roofline the
+//! runtime gets) and the rest (arithmetic, which a smaller type does not make faster). The model
+//! quantized to Q4_K (llama.cpp's usual default) is predicted at
+//! `t_q4k = t * (m * bytes_q4k / bytes_original + (1 - m))`, and the target asks for
+//! [`SPEED_MARGIN`] of `1 / t_q4k`: a speed the runtime reaches on this device, with room for
+//! the noise of a shared machine. (A half-roofline guess asks a 2-core x86 laptop for several
+//! times what any CPU runtime generates.) Without a measurement (`--dry-run`, `--mock`) the
+//! estimate is [`ROOFLINE_EFFICIENCY`] of the roofline `B / bytes_per_token`, and says so.
 
 use crate::model_info::ModelInfo;
 use crate::profile::Profile;
@@ -12,8 +18,13 @@ use serde::{Deserialize, Serialize};
 
 /// Default top-1 agreement when neither the profile nor the command line gives one.
 pub const DEFAULT_MIN_ACCURACY: f64 = 0.9;
-/// Fraction of the roofline a derived speed target asks for.
+/// Fraction of the memory roofline assumed when nothing was measured (also `--mock`'s formula).
 pub const ROOFLINE_EFFICIENCY: f64 = 0.5;
+/// Fraction of the speed predicted from the measurement that a derived target asks for.
+pub const SPEED_MARGIN: f64 = 0.9;
+/// Share of the time per token assumed to be memory traffic when the profile gives no
+/// bandwidth to compute it from.
+pub const DEFAULT_MEMORY_SHARE: f64 = 0.5;
 /// Fraction of the device's memory a model may use (the rest is for the OS).
 pub const MEMORY_HEADROOM: f64 = 0.8;
 
@@ -29,16 +40,75 @@ pub struct Targets {
     pub max_memory_bytes: f64,
 }
 
-/// Command-line targets win over the profile's; missing ones are derived.
+/// The original model's generation speed on the profile's device, measured before the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasuredOriginal {
+    pub tg_tps: f64,
+    /// Where (for the target's source).
+    pub device: String,
+}
+
+/// Whether no target speed is given, so that [`resolve`] will derive one (and a real run should
+/// measure the original first).
+pub fn speed_is_derived(profile: &Profile, cli_tps: Option<f64>) -> bool {
+    cli_tps.is_none() && profile.targets.min_tokens_per_second.is_none()
+}
+
+/// Bytes read per generated token by the model as it is.
+pub fn original_bytes_per_token(model: &ModelInfo) -> u64 {
+    model
+        .tensors
+        .iter()
+        .map(|t| {
+            if t.name == "token_embd.weight" && !model.tied_embeddings {
+                t.n_bytes / t.dims.get(1).copied().unwrap_or(1).max(1)
+            } else {
+                t.n_bytes
+            }
+        })
+        .sum()
+}
+
+/// Command-line targets win over the profile's; missing ones are derived (from `measured`
+/// when given, else from the roofline).
 pub fn resolve(
     profile: &Profile,
     model: &ModelInfo,
     cli_tps: Option<f64>,
     cli_accuracy: Option<f64>,
+    measured: Option<&MeasuredOriginal>,
 ) -> anyhow::Result<Targets> {
+    let q4k = Recipe::uniform(GgmlType::Q4_K);
+    let bpt_q4k = (bytes_per_token(model, &q4k.plan(model)) as f64).max(1.0);
     let (min_tps, min_tps_source) = match (cli_tps, profile.targets.min_tokens_per_second) {
         (Some(t), _) => (t, "--target-tps".to_string()),
         (None, Some(t)) => (t, format!("profile {}", profile.name)),
+        (None, None) if measured.is_some() => {
+            let m = measured.expect("checked");
+            let bpt = original_bytes_per_token(model) as f64;
+            let streamed = m.tg_tps * bpt / 1e9; // GB/s the runtime reads the weights at
+            let (share, why) = match profile.constraints.memory_bandwidth_gbps {
+                Some(bw) if bw > 0.0 => (
+                    (streamed / bw).clamp(0.0, 1.0),
+                    format!("{:.0}% of its {bw} GB/s roofline", 100.0 * streamed / bw),
+                ),
+                _ => (
+                    DEFAULT_MEMORY_SHARE,
+                    format!(
+                        "no bandwidth in the profile: {DEFAULT_MEMORY_SHARE} assumed memory-bound"
+                    ),
+                ),
+            };
+            let at_q4k = m.tg_tps / (share * bpt_q4k / bpt.max(1.0) + (1.0 - share));
+            let t = ((SPEED_MARGIN * at_q4k) * 100.0).floor() / 100.0;
+            (
+                t,
+                format!(
+                    "measured: the original ran at {:.2} tok/s on {} (weights read at {streamed:.2} GB/s, {why}); Q4_K predicted at {at_q4k:.2} tok/s; target {SPEED_MARGIN} x that",
+                    m.tg_tps, m.device
+                ),
+            )
+        }
         (None, None) => {
             let bw = profile.constraints.memory_bandwidth_gbps.ok_or_else(|| {
                 anyhow::anyhow!(
@@ -46,14 +116,12 @@ pub fn resolve(
                     profile.name
                 )
             })?;
-            let q4k = Recipe::uniform(GgmlType::Q4_K);
-            let bpt = bytes_per_token(model, &q4k.plan(model)) as f64;
-            let t = ROOFLINE_EFFICIENCY * bw * 1e9 / bpt.max(1.0);
+            let t = ROOFLINE_EFFICIENCY * bw * 1e9 / bpt_q4k;
             (
                 (t * 10.0).round() / 10.0,
                 format!(
-                    "roofline: {ROOFLINE_EFFICIENCY} x {bw} GB/s / {:.1} MB per token at Q4_K",
-                    bpt / 1e6
+                    "estimate, nothing measured: {ROOFLINE_EFFICIENCY} x {bw} GB/s / {:.1} MB per token at Q4_K (a real run measures the device first)",
+                    bpt_q4k / 1e6
                 ),
             )
         }
@@ -78,4 +146,49 @@ pub fn resolve(
         max_latency_ms: profile.targets.max_latency_ms,
         max_memory_bytes: profile.memory_bytes() * MEMORY_HEADROOM,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_speed_follows_the_measured_efficiency() {
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let mut profile = Profile::load("rpi5").unwrap();
+        assert!(!speed_is_derived(&profile, None), "rpi5 gives a target");
+        profile.targets.min_tokens_per_second = None;
+        assert!(speed_is_derived(&profile, None));
+        assert!(!speed_is_derived(&profile, Some(3.0)));
+        let est = resolve(&profile, &model, None, None, None).unwrap();
+        assert!(est.min_tps_source.starts_with("estimate"), "{est:?}");
+        let m = MeasuredOriginal {
+            tg_tps: 20.0,
+            device: "host".into(),
+        };
+        let t = resolve(&profile, &model, None, None, Some(&m)).unwrap();
+        assert!(t.min_tps_source.starts_with("measured"), "{t:?}");
+        // The memory share of the time per token shrinks with the bytes; the rest does not.
+        let q4k = Recipe::uniform(GgmlType::Q4_K);
+        let bpt = original_bytes_per_token(&model) as f64;
+        let share = 20.0 * bpt / 1e9 / profile.constraints.memory_bandwidth_gbps.unwrap();
+        let ratio = bytes_per_token(&model, &q4k.plan(&model)) as f64 / bpt;
+        let want = SPEED_MARGIN * 20.0 / (share * ratio + 1.0 - share);
+        assert!((t.min_tps - want).abs() < 0.011, "{} vs {want}", t.min_tps);
+        // Bounded by the pure roofline scaling (all memory) and the original's speed (none).
+        assert!(t.min_tps <= SPEED_MARGIN * 20.0 / ratio + 0.01, "{t:?}");
+        assert!(t.min_tps >= SPEED_MARGIN * 20.0 - 0.01, "{t:?}");
+        // Without a bandwidth, half the time is assumed to be memory traffic.
+        let mut nobw = profile.clone();
+        nobw.constraints.memory_bandwidth_gbps = None;
+        let t = resolve(&nobw, &model, None, None, Some(&m)).unwrap();
+        let want = SPEED_MARGIN * 20.0 / (0.5 * ratio + 0.5);
+        assert!((t.min_tps - want).abs() < 0.011, "{} vs {want}", t.min_tps);
+        // A given target wins over the measurement.
+        let t = resolve(&profile, &model, Some(3.0), None, Some(&m)).unwrap();
+        assert_eq!(
+            (t.min_tps, t.min_tps_source.as_str()),
+            (3.0, "--target-tps")
+        );
+    }
 }

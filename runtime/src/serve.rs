@@ -214,6 +214,7 @@ impl Session {
             } => probe_memory(bytes, threads, repetitions),
             Request::LoadModel { path, sha256 } => {
                 self.model = None; // unmap the previous model before mapping the next
+                sysinfo::reset_peak_rss();
                 match load(&path, sha256) {
                     Ok((loaded, info)) => {
                         self.model = Some(loaded);

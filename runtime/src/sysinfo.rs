@@ -20,6 +20,13 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Start [`peak_rss_bytes`] afresh from the current resident set (Linux: `5` into
+/// `/proc/self/clear_refs`), so that a long-lived `serve` reports each model's own peak rather
+/// than the largest model it ever mapped. Best effort: elsewhere the peak stays since start.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Apply `SINTRA_KERNELS` (`auto`, or an instruction set's name such as `scalar`, `avx2`,
 /// `neon` or `dotprod`, see `kernels::Isa::from_name`) to the
 /// kernels' run-time dispatch, so that the scalar oracle can be compared with the SIMD

@@ -38,14 +38,15 @@ fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// An sshd of our own on a free port of 127.0.0.1, and an ssh config naming it `sintra-test`.
-struct Sshd {
+/// An sshd of our own on a free port of 127.0.0.1, and an ssh config naming it `sintra-test`
+/// (also used by the planner's tests).
+pub(crate) struct Sshd {
     child: Child,
     dir: tempfile::TempDir,
 }
 
 impl Sshd {
-    fn start() -> Sshd {
+    pub(crate) fn start() -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = &dir.path().to_path_buf();
         // sshd's privilege separation directory; a fresh CI machine may not have it.
@@ -102,12 +103,12 @@ impl Sshd {
         sshd
     }
 
-    fn ssh_config(&self) -> PathBuf {
+    pub(crate) fn ssh_config(&self) -> PathBuf {
         self.dir.path().join("ssh_config")
     }
 
     /// A fresh directory for the device's files.
-    fn remote_dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn remote_dir(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }

@@ -1,10 +1,12 @@
 //! The planner (`sintra`) end to end through the real binary: a `--mock` run, `--dry-run`,
-//! bad profiles, resuming (after `--max-iters` and after a kill), and a real two-iteration run
-//! on SmolLM2 measured by the real `sintra-rt` on this host.
+//! bad profiles, resuming (after `--max-iters` and after `kill -9`), an LLM architect whose API
+//! key must never be recorded, and issue #6's acceptance run: SmolLM2 in Q8_0 made to fit a
+//! speed target it misses, measured by the real `sintra-rt serve` on this host.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 fn sintra(home: &Path, cwd: &Path, args: &[&str]) -> Output {
@@ -233,31 +235,202 @@ fn mock_resume_continues_without_repeating() {
     assert_distinct(&plan_keys(&exps));
 }
 
-/// A real run on SmolLM2 with the real sintra-rt: killed after its first iteration, resumed,
-/// finished at `--max-iters 2`. Nothing is lost or measured twice.
-#[test]
-fn real_run_killed_and_resumed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let sintra_bin = sintra_tests::release_bin_path("planner", "sintra");
+/// Real runs measure speed: one at a time, so that they do not slow each other down.
+static MEASURING: Mutex<()> = Mutex::new(());
+
+/// The release `sintra` (with `sintra-rt` built next to it, where it looks first) and an
+/// environment for it.
+fn release_sintra(home: &Path, cwd: &Path) -> impl Fn(&[&str]) -> Command {
+    let bin = sintra_tests::release_bin_path("planner", "sintra");
     let rt = sintra_tests::release_bin_path("runtime", "sintra-rt");
-    let eval = sintra_tests::shared_data("eval.txt");
-    let cmd = |args: &[&str]| {
-        let mut c = Command::new(&sintra_bin);
+    assert_eq!(rt.parent(), bin.parent(), "sintra-rt is not next to sintra");
+    let (home, cwd) = (home.to_path_buf(), cwd.to_path_buf());
+    move |args: &[&str]| {
+        let mut c = Command::new(&bin);
         c.args(args)
-            .current_dir(tmp.path())
+            .current_dir(&cwd)
             .env("SINTRA_HOME", &home)
-            .env("SINTRA_RT", &rt)
+            .env_remove("SINTRA_RUNTIME_DIR")
             .env(
                 "SINTRA_MODELS",
                 sintra_tests::smollm2_q4_1().parent().unwrap(),
             );
         c
-    };
+    }
+}
+
+/// Rows of the history database: `SELECT iteration, status FROM experiments` for a run.
+fn db_experiments(home: &Path, run: &str) -> Vec<(u32, String)> {
+    let db = rusqlite::Connection::open(home.join("history.db")).unwrap();
+    let mut st = db
+        .prepare("SELECT iteration, status FROM experiments WHERE run_id = ?1 ORDER BY iteration")
+        .unwrap();
+    let rows = st
+        .query_map([run], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+/// Issue #6's acceptance: SmolLM2 in Q8_0 with a speed target the Q8_0 model misses on this
+/// host (20% above its own measured speed, the median of three) and a top-1 target well below
+/// what 4-bit types reach. `sintra` must find a recipe meeting both within 5 iterations, record
+/// every experiment, and leave a GGUF that llama.cpp loads and generates with, the recipe and
+/// a report. Q4_0/Q4_K run 1.3-1.6x faster than Q8_0 here (memory-bound generation), so the
+/// target holds with margin on a busy machine; the test fails if the measurements, the
+/// architect or the loop do not get there.
+#[test]
+fn optimizer_fits_q8_0_to_a_speed_target() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let cmd = release_sintra(&home, tmp.path());
+    let q8 = sintra_tests::requant::smollm2_as(formats::quant::GgmlType::Q8_0);
+    let eval = sintra_tests::shared_data("eval.txt");
+
+    // The Q8_0 model's speed, through the same wire protocol the optimizer uses.
+    let mut tg = Vec::new();
+    for _ in 0..3 {
+        let out = cmd(&[
+            "bench",
+            "--device",
+            "local",
+            q8.to_str().unwrap(),
+            "-p",
+            "64",
+            "-n",
+            "32",
+            "-r",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+        let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+        let run = v["bench"]["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["n_gen"].as_u64() > Some(0))
+            .unwrap()
+            .clone();
+        let s: Vec<f64> = run["samples_tok_s"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        tg.push(s.iter().sum::<f64>() / s.len() as f64);
+    }
+    tg.sort_by(f64::total_cmp);
+    let q8_tps = tg[1];
+    let target_tps = 1.2 * q8_tps;
+    let target = format!("{target_tps:.2}");
+    eprintln!("Q8_0 generates {tg:?} tok/s here; speed target {target}");
+
+    let t0 = Instant::now();
+    let out = cmd(&[
+        "--auto-detect",
+        "--model-id",
+        q8.to_str().unwrap(),
+        "--target-tps",
+        &target,
+        "--target-accuracy",
+        "0.7",
+        "--max-iters",
+        "5",
+        "--patience",
+        "0",
+        "--eval-text",
+        eval.to_str().unwrap(),
+        "--eval-chunks",
+        "1",
+        "--output-dir",
+        "out",
+    ])
+    .output()
+    .unwrap();
+    let stdout = ok(&out);
+    eprintln!("{stdout}\n({:.0} s)", t0.elapsed().as_secs_f64());
+    assert!(
+        stdout.contains("runtime sessions (wire protocol handshakes): 1 on this host"),
+        "the run did not keep one runtime session:\n{stdout}"
+    );
+    let cp = checkpoints(&home).pop().expect("a checkpoint");
+    let id = cp["run_id"].as_str().unwrap().to_string();
+    let exps = experiments(&cp);
+    assert!(
+        !exps.is_empty() && exps.len() <= 5,
+        "{} experiments",
+        exps.len()
+    );
+    let passing: Vec<&Value> = exps
+        .iter()
+        .filter(|e| {
+            e["verdict"]["checks"]
+                .as_array()
+                .is_some_and(|c| c.iter().all(|c| c["ok"] == true))
+        })
+        .collect();
+    let best = passing.first().unwrap_or_else(|| {
+        panic!("no recipe met tok/s >= {target} and top-1 >= 0.7 in 5 iterations:\n{stdout}")
+    });
+    let tps = best["speed"]["tg_tps"].as_f64().unwrap();
+    let top1 = best["quality"]["top1"].as_f64().unwrap();
+    assert!(tps >= target_tps && (0.7..=1.0).contains(&top1), "{best:#}");
+    for e in &exps {
+        assert_eq!(e["mock"], false);
+        assert_eq!(e["speed"]["measured_on"], "host", "{e:#}");
+    }
+    // Every experiment is in the database, once.
+    let rows = db_experiments(&home, &id);
+    let want: Vec<(u32, String)> = exps
+        .iter()
+        .map(|e| {
+            (
+                e["iteration"].as_u64().unwrap() as u32,
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, want);
+    // The outputs: the GGUF, the recipe, the report.
+    let run_dir = tmp.path().join("out").join(&id);
+    let recipe: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("recipe.json")).unwrap())
+            .unwrap();
+    assert!(recipe["default_type"].is_string(), "{recipe}");
+    let report = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(report.contains("meets all"), "{report}");
+    let gguf = run_dir.join("model.gguf");
+    let size = std::fs::metadata(&gguf).unwrap().len();
+    assert!(
+        size < std::fs::metadata(&q8).unwrap().len(),
+        "the best model ({size} B) is not smaller than the Q8_0 source"
+    );
+    let (tokens, text) =
+        sintra_tests::llama::generate_greedy(&gguf, "The capital of France is", 8, 2).unwrap();
+    assert!(!tokens.is_empty(), "llama.cpp generated nothing");
+    eprintln!(
+        "best #{} {}: {size} B, {tps:.2} tok/s (target {target}), top-1 {top1:.4}, KLD {:.5}; llama.cpp continues: {text:?}",
+        best["iteration"], best["label"], best["quality"]["kld"]
+    );
+}
+
+/// `kill -9` of the planner while an iteration is being measured, then `--resume`: the run
+/// finishes with every experiment once, in the checkpoint and in the database.
+#[test]
+fn real_run_killed_mid_iteration_and_resumed() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let cmd = release_sintra(&home, tmp.path());
+    let eval = sintra_tests::shared_data("eval.txt");
     let run_args = [
         "--auto-detect",
         "--max-iters",
-        "2",
+        "3",
+        "--patience",
+        "50",
         "--target-tps",
         "1",
         "--target-accuracy",
@@ -265,7 +438,7 @@ fn real_run_killed_and_resumed() {
         "--eval-text",
         eval.to_str().unwrap(),
         "--eval-chunks",
-        "2",
+        "1",
         "--output-dir",
         "out",
     ];
@@ -274,38 +447,41 @@ fn real_run_killed_and_resumed() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Wait for iteration 1 to be checkpointed and iteration 2's candidate to be written: the
+    // planner is then benchmarking or scoring it through its runtime.
     let start = Instant::now();
     let first = loop {
-        if let Some(cp) = checkpoints(&home).pop() {
-            if !experiments(&cp).is_empty() {
+        let cp = checkpoints(&home).pop();
+        if let Some(cp) = cp.filter(|c| experiments(c).len() == 1) {
+            let out = tmp.path().join("out").join(cp["run_id"].as_str().unwrap());
+            if out.join(".candidate-2.gguf").exists() {
                 break cp;
             }
         }
         assert!(
             child.try_wait().unwrap().is_none(),
-            "sintra exited before its first checkpoint"
+            "sintra exited before its second iteration"
         );
         assert!(
-            start.elapsed() < Duration::from_secs(400),
-            "no first iteration in 400 s"
+            start.elapsed() < Duration::from_secs(600),
+            "no second iteration in 600 s"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
+    // std's Child::kill is SIGKILL on Unix: no handler runs, nothing is flushed.
     child.kill().unwrap();
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status}");
     let id = first["run_id"].as_str().unwrap().to_string();
-    let e1 = &experiments(&first)[0];
+    let e1 = experiments(&first)[0].clone();
     assert_eq!(e1["status"], "ok", "{e1:#}");
+    assert_eq!(db_experiments(&home, &id), vec![(1, "ok".to_string())]);
 
     let out = cmd(&["--resume", &id]).output().unwrap();
+    let stdout = ok(&out);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("resuming run") && stdout.contains("#2 "),
+        stdout.contains("resuming run") && stdout.contains("#2 ") && stdout.contains("#3 "),
         "{stdout}"
     );
     assert!(
@@ -314,9 +490,19 @@ fn real_run_killed_and_resumed() {
     );
     let cp = checkpoints(&home).pop().unwrap();
     let exps = experiments(&cp);
-    assert_eq!(exps.len(), 2);
-    assert_eq!(&exps[0], e1, "the first experiment changed");
+    assert_eq!(exps.len(), 3);
+    assert_eq!(exps[0], e1, "the first experiment changed");
     assert_distinct(&plan_keys(&exps));
+    let iters: Vec<u64> = exps
+        .iter()
+        .map(|e| e["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iters, vec![1, 2, 3]);
+    assert_eq!(
+        db_experiments(&home, &id),
+        vec![(1, "ok".into()), (2, "ok".into()), (3, "ok".into())],
+        "the database lost or duplicated an experiment"
+    );
     for e in &exps {
         assert_eq!(e["status"], "ok", "{e:#}");
         assert_eq!(e["mock"], false);
@@ -327,13 +513,6 @@ fn real_run_killed_and_resumed() {
             "{q}"
         );
         assert!(e["speed"]["tg_tps"].as_f64().unwrap() > 0.0);
-        eprintln!(
-            "real run #{}: {} size {} B, {:.2} tok/s, top-1 {top1:.4}, KLD {kld:.5}",
-            e["iteration"],
-            e["label"],
-            e["size_bytes"],
-            e["speed"]["tg_tps"].as_f64().unwrap()
-        );
     }
     let run_dir = tmp.path().join("out").join(&id);
     let model = formats::gguf::GgufFile::open(run_dir.join("model.gguf")).unwrap();
@@ -351,4 +530,311 @@ fn real_run_killed_and_resumed() {
         leftovers.is_empty(),
         "candidates left behind: {leftovers:?}"
     );
+}
+
+/// A loopback OpenAI-compatible server: the first request gets a 500, every later one a
+/// recipe from `recipes` in turn. Returns its base URL and what it received (each request's
+/// head and body).
+fn fake_openai(recipes: &'static [&'static str]) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head += &line;
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            log.lock()
+                .unwrap()
+                .push(format!("{head}{}", String::from_utf8_lossy(&body)));
+            let (status, text) = if n == 0 {
+                (
+                    "500 Internal Server Error",
+                    r#"{"error":{"message":"try again"}}"#.to_string(),
+                )
+            } else {
+                let recipe = recipes[(n - 1) % recipes.len()];
+                let reply = serde_json::json!({
+                    "id": "x",
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": recipe}, "finish_reason": "stop"}],
+                });
+                ("200 OK", reply.to_string())
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (format!("http://{addr}/v1"), seen)
+}
+
+/// Every file under `dir` (the history database with its WAL, checkpoints, reports) as bytes.
+fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+    out
+}
+
+/// An LLM-architect loop (`--provider openai` against a loopback server, `--mock`, trace
+/// logging) with a fake API key in the environment: the key reaches the server, and nowhere
+/// else: not the database, the checkpoints, the outputs, stdout or the logs.
+#[test]
+fn api_key_never_reaches_the_database_or_the_logs() {
+    const KEY: &str = "sk-sintra-test-0123456789abcdefSECRET";
+    static RECIPES: &[&str] = &[
+        r#"{"default_type": "Q4_K", "overrides": [], "drop_layers": [], "imatrix": false}"#,
+        r#"{"default_type": "Q5_K", "overrides": [{"tensor": "token_embd\\.weight", "type": "Q8_0"}], "drop_layers": [], "imatrix": false}"#,
+        r#"{"default_type": "Q4_0", "overrides": [], "drop_layers": [], "imatrix": false}"#,
+    ];
+    let (base, seen) = fake_openai(RECIPES);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let out = Command::new(sintra_tests::bin_path("planner", "sintra"))
+        .args([
+            "rpi5",
+            "--mock",
+            "--provider",
+            "openai",
+            "--model",
+            "test-model",
+            "--max-iters",
+            "3",
+            "--patience",
+            "50",
+            "--debug",
+            "--output-dir",
+            "out",
+        ])
+        .current_dir(tmp.path())
+        .env("SINTRA_HOME", &home)
+        .env(
+            "SINTRA_MODELS",
+            sintra_tests::smollm2_q4_1().parent().unwrap(),
+        )
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", &base)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests.len() >= 3,
+        "the server heard {} requests",
+        requests.len()
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.contains(&format!("Bearer {KEY}"))),
+        "the key was not sent to the server"
+    );
+    let home_files = all_files(&home);
+    assert!(
+        home_files.iter().any(|(p, _)| p.ends_with("history.db")),
+        "no history database"
+    );
+    let db = rusqlite::Connection::open(home.join("history.db")).unwrap();
+    let prompts: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM prompts WHERE provider LIKE '%openai%' AND response IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        prompts >= 2,
+        "the language model's answers were not recorded ({prompts})"
+    );
+    drop(db);
+    let mut leaks: Vec<String> = Vec::new();
+    for (p, bytes) in home_files
+        .iter()
+        .chain(all_files(&tmp.path().join("out")).iter())
+    {
+        if bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()) {
+            leaks.push(p.display().to_string());
+        }
+    }
+    if stdout.contains(KEY) {
+        leaks.push("stdout".into());
+    }
+    if stderr.contains(KEY) {
+        leaks.push("stderr (logs)".into());
+    }
+    assert!(leaks.is_empty(), "the API key leaked into {leaks:?}");
+    assert!(
+        stderr.contains("DEBUG") || stderr.contains("TRACE"),
+        "no logs were captured:\n{stderr}"
+    );
+}
+
+/// A runtime that dies mid-measurement (killed 2 s after each start, while it scores the
+/// original) fails the experiment being measured, which is recorded with the runtime's fate;
+/// the planner opens a fresh runtime for the next iteration and finishes the run.
+#[test]
+fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let cmd = release_sintra(&home, tmp.path());
+    let real = sintra_tests::release_bin_path("runtime", "sintra-rt");
+    let dir = tmp
+        .path()
+        .join("rt")
+        .join(format!("{}-unknown-linux-musl", std::env::consts::ARCH));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrapper = dir.join("sintra-rt");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n(sleep 2; kill -9 $$) </dev/null >/dev/null 2>&1 &\nexec \"{}\" \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let eval = sintra_tests::shared_data("eval.txt");
+    let out = cmd(&[
+        "--auto-detect",
+        "--max-iters",
+        "2",
+        "--target-tps",
+        "1",
+        "--eval-text",
+        eval.to_str().unwrap(),
+        "--eval-chunks",
+        "1",
+        "--output-dir",
+        "out",
+    ])
+    .env("SINTRA_RUNTIME_DIR", tmp.path().join("rt"))
+    .output()
+    .unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("no experiment succeeded"), "{stdout}");
+    assert!(
+        stdout.contains("runtime sessions (wire protocol handshakes): 2 on this host"),
+        "a new runtime was not started after the first died:\n{stdout}"
+    );
+    let cp = checkpoints(&home).pop().unwrap();
+    let exps = experiments(&cp);
+    assert_eq!(exps.len(), 2);
+    for e in &exps {
+        assert_eq!(e["status"], "failed", "{e:#}");
+        let err = e["error"].as_str().unwrap();
+        assert!(
+            err.contains("stopped during") && err.contains("signal 9"),
+            "{err}"
+        );
+    }
+    let id = cp["run_id"].as_str().unwrap();
+    assert_eq!(
+        db_experiments(&home, id),
+        vec![(1, "failed".into()), (2, "failed".into())]
+    );
+}
+
+/// A profile whose `connection` is an ssh device (our own sshd on 127.0.0.1, the static x86-64
+/// runtime as the device's build): speed is measured there, over one ssh session that deploys
+/// the runtime once and each candidate under one name; quality on this host.
+#[test]
+fn optimizer_measures_speed_on_the_profile_device_over_ssh() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    const TRIPLE: &str = "x86_64-unknown-linux-musl";
+    let sshd = crate::device::Sshd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let cmd = release_sintra(&home, tmp.path());
+    let rt_dir = tmp.path().join("rt").join(TRIPLE);
+    std::fs::create_dir_all(&rt_dir).unwrap();
+    std::fs::copy(sintra_tests::dist_runtime(TRIPLE), rt_dir.join("sintra-rt")).unwrap();
+    let remote = sshd.remote_dir("device");
+    let profile = tmp.path().join("box.yaml");
+    std::fs::write(
+        &profile,
+        format!(
+            "name: ssh-box\nconstraints: {{cpu_arch: x86_64, ram_gb: 4, cores: 2, memory_bandwidth_gbps: 10}}\n\
+             targets: {{min_tokens_per_second: 1, min_accuracy_score: 0.5}}\nsupported_quantizations: [GGUF]\n\
+             connection: {{host: sintra-test, runtime_target: {TRIPLE}}}\n"
+        ),
+    )
+    .unwrap();
+    let eval = sintra_tests::shared_data("eval.txt");
+    let out = cmd(&[
+        profile.to_str().unwrap(),
+        "--ssh-config",
+        sshd.ssh_config().to_str().unwrap(),
+        "--remote-dir",
+        remote.to_str().unwrap(),
+        "--max-iters",
+        "2",
+        "--patience",
+        "50",
+        "--eval-text",
+        eval.to_str().unwrap(),
+        "--eval-chunks",
+        "1",
+        "--output-dir",
+        "out",
+    ])
+    .env("SINTRA_RUNTIME_DIR", tmp.path().join("rt"))
+    .output()
+    .unwrap();
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("speed is measured on sintra-test (ssh)")
+            && stdout.contains("1 on this host, 1 on sintra-test"),
+        "{stdout}"
+    );
+    let cp = checkpoints(&home).pop().unwrap();
+    let exps = experiments(&cp);
+    assert_eq!(exps.len(), 2);
+    for e in &exps {
+        assert_eq!(e["status"], "ok", "{e:#}");
+        assert_eq!(e["speed"]["measured_on"], "sintra-test", "{e:#}");
+        assert!(e["speed"]["tg_tps"].as_f64().unwrap() > 0.0);
+        assert!(e["quality"]["top1"].as_f64().unwrap() > 0.5);
+    }
+    // On the device: the runtime built for the profile's triple, and one candidate file.
+    assert!(remote.join(format!("sintra-rt-{TRIPLE}")).is_file());
+    let models: Vec<_> = std::fs::read_dir(remote.join("models"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(models, vec!["candidate.gguf".to_string()]);
 }

@@ -194,7 +194,8 @@ pub struct BenchResult {
     /// `f16` or `f32`.
     pub kv_type: String,
     pub runs: Vec<BenchRun>,
-    /// Peak resident set size of the runtime process so far.
+    /// Peak resident set size of the runtime process since the model was loaded (where the OS
+    /// can reset the high-water mark, as Linux can; else since the process started).
     pub peak_rss_bytes: u64,
 }
 

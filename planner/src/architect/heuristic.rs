@@ -263,7 +263,7 @@ mod tests {
     fn never_repeats_and_learns_from_measurements() {
         let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
         let profile = Profile::load("rpi5").unwrap();
-        let targets = crate::targets::resolve(&profile, &model, None, None).unwrap();
+        let targets = crate::targets::resolve(&profile, &model, None, None, None).unwrap();
         let allowed = profile.allowed_types();
         let mut h = Heuristic;
         let mut exps = Vec::new();

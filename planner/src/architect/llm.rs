@@ -216,7 +216,7 @@ mod tests {
     fn propose(answers: Vec<Result<String, LlmError>>) -> (Option<Proposal>, Vec<String>) {
         let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
         let profile = Profile::load("rpi5").unwrap();
-        let targets = crate::targets::resolve(&profile, &model, None, None).unwrap();
+        let targets = crate::targets::resolve(&profile, &model, None, None, None).unwrap();
         let allowed = profile.allowed_types();
         let seen = std::rc::Rc::new(RefCell::new(Vec::new()));
         let mut a = LlmArchitect {

@@ -6,7 +6,7 @@
 //! a hardware profile (YAML) whose `connection` section says the same.
 
 use crate::device::ssh::SshTarget;
-use crate::device::{DeviceSpec, Session, Transport};
+use crate::device::{text_for_windows, DeviceSpec, Session, Transport};
 use anyhow::{bail, Context};
 use formats::wire::{
     BenchRequest, Hello, LogitsMode, MemoryBandwidth, PerplexityRequest, Progress,
@@ -182,7 +182,12 @@ pub fn device_spec(target: &str, o: &ConnectionOpts) -> anyhow::Result<DeviceSpe
             ..Default::default()
         }
     };
-    // Command-line options win over the profile.
+    spec_from_section(section, o)
+}
+
+/// A connection section (from a profile or the command line) and the options, as a device.
+/// Command-line options win over the section.
+fn spec_from_section(section: ConnectionSection, o: &ConnectionOpts) -> anyhow::Result<DeviceSpec> {
     let exec_prefix = o.exec_prefix.clone().or(section.exec_prefix);
     let runtime_target = o.runtime_target.clone().or(section.runtime_target);
     let transport = if section.host == "local" {
@@ -209,6 +214,38 @@ pub fn device_spec(target: &str, o: &ConnectionOpts) -> anyhow::Result<DeviceSpe
         runtime: o.runtime.clone(),
         timeout: Duration::from_secs(o.timeout.max(1)),
     })
+}
+
+/// The device a hardware profile's `connection` names (what the optimizer benchmarks on), with
+/// the command line's defaults, an ssh config file and remote directory if given, and
+/// `timeout` seconds of silence allowed per call.
+pub fn spec_for_profile(
+    c: &crate::profile::Connection,
+    ssh_config: Option<PathBuf>,
+    remote_dir: Option<String>,
+    timeout: u64,
+) -> anyhow::Result<DeviceSpec> {
+    let section = ConnectionSection {
+        host: c.host.clone(),
+        user: c.user.clone(),
+        // 22 is the profile's default and ssh's: leave it to ssh, so that an ssh config's
+        // `Port` for the host applies.
+        port: (c.port != 22).then_some(c.port),
+        exec_prefix: c.exec_prefix.clone(),
+        runtime_target: Some(c.runtime_target.clone()),
+    };
+    let opts = ConnectionOpts {
+        runtime: None,
+        runtime_target: None,
+        exec_prefix: None,
+        remote_dir: remote_dir.unwrap_or_else(|| ".sintra".into()),
+        ssh_config,
+        ssh_options: Vec::new(),
+        timeout,
+        connect_timeout: 10,
+        json: false,
+    };
+    spec_from_section(section, &opts)
 }
 
 fn gib(b: u64) -> String {
@@ -376,18 +413,6 @@ pub fn check(a: &CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first `max_bytes` of `text`, cut at a character boundary.
-fn cut(text: &str, max_bytes: usize) -> &str {
-    if text.len() <= max_bytes {
-        return text;
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// `sintra bench --device`.
 pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     let spec = device_spec(&a.device, &a.conn)?;
@@ -396,7 +421,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         Some(p) => {
             let t = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
             Some(match a.ppl_chunks {
-                Some(k) => cut(&t, (a.ppl_ctx as usize) * (k as usize) * 8).to_string(),
+                Some(k) => text_for_windows(&t, a.ppl_ctx, k).to_string(),
                 None => t,
             })
         }
@@ -512,12 +537,5 @@ mod tests {
             format!("{e:#}").contains("no `connection` section"),
             "{e:#}"
         );
-    }
-
-    #[test]
-    fn cut_keeps_characters_whole() {
-        assert_eq!(cut("héllo", 2), "h");
-        assert_eq!(cut("héllo", 3), "hé");
-        assert_eq!(cut("hi", 10), "hi");
     }
 }

@@ -5,16 +5,19 @@ use crate::architect::heuristic::Heuristic;
 use crate::architect::{Architect, Context};
 use crate::checkpoint::{new_run_id, Checkpoint, RunConfig, FORMAT_VERSION};
 use crate::history::History;
-use crate::measure::mock::{MockBenchmarker, MockCritic};
-use crate::measure::runtime_cli::{find_runtime, LocalDevice, RuntimeBenchmarker, RuntimeCritic};
-use crate::measure::{BenchSpec, Benchmarker, Critic};
+use crate::measure::mock::MockMeasurer;
+use crate::measure::wire::{QualitySpec, WireMeasurer};
+use crate::measure::{BenchSpec, Measurer};
 use crate::model_info::ModelInfo;
 use crate::optimize::Loop;
 use crate::profile::Profile;
 use anyhow::{bail, Context as _, Result};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-const DEFAULT_MAX_ITERS: u32 = 10;
+/// Enough for the cost model to fit the device and find a recipe on a small model, in a few
+/// minutes on a 2-core machine (each iteration writes, benchmarks and scores a model).
+const DEFAULT_MAX_ITERS: u32 = 5;
 
 pub fn run(a: RootArgs) -> Result<()> {
     if a.list_checkpoints {
@@ -38,8 +41,9 @@ pub fn run(a: RootArgs) -> Result<()> {
     };
     let model_path = resolve_model(a.model_id.as_deref(), a.model_file.as_deref())?;
     let model = ModelInfo::load(&model_path)?;
-    let targets = crate::targets::resolve(&profile, &model, a.target_tps, a.target_accuracy)?;
     if a.dry_run {
+        let targets =
+            crate::targets::resolve(&profile, &model, a.target_tps, a.target_accuracy, None)?;
         return dry_run(&profile, &model, &targets, &a);
     }
     let run_id = new_run_id();
@@ -65,7 +69,38 @@ pub fn run(a: RootArgs) -> Result<()> {
             reps: 3,
             threads,
         },
+        ssh_config: a.ssh_config.clone(),
+        remote_dir: a.remote_dir.clone(),
     };
+    // A real run measures; without a target speed it first benchmarks the original on the
+    // device, so that the derived target follows what the device really reaches.
+    let mut measure = None;
+    let mut measured = None;
+    if !config.mock {
+        let mut m = wire_measurer(&profile, &config, &model)?;
+        if crate::targets::speed_is_derived(&profile, a.target_tps) {
+            let speed = m.bench_file(&model.path).with_context(|| {
+                format!(
+                    "benchmarking the original model {} to derive the speed target (or give --target-tps)",
+                    model.path.display()
+                )
+            })?;
+            measured = Some(crate::targets::MeasuredOriginal {
+                tg_tps: speed.tg_tps,
+                device: m.speed_device(),
+            });
+            // The original is mapped now: score it for the quality baseline too.
+            m.ensure_base()?;
+        }
+        measure = Some(m);
+    }
+    let targets = crate::targets::resolve(
+        &profile,
+        &model,
+        a.target_tps,
+        a.target_accuracy,
+        measured.as_ref(),
+    )?;
     let mut cp = Checkpoint {
         format_version: FORMAT_VERSION,
         run_id,
@@ -92,7 +127,8 @@ pub fn run(a: RootArgs) -> Result<()> {
             .max_latency_ms
             .map_or(String::new(), |l| format!(", latency <= {l:.0} ms"))
     );
-    execute(&mut cp, &model)
+    println!("speed target from {}", cp.targets.min_tps_source);
+    execute(&mut cp, &model, measure)
 }
 
 fn resume(id: &str, a: &RootArgs) -> Result<()> {
@@ -120,59 +156,24 @@ fn resume(id: &str, a: &RootArgs) -> Result<()> {
         cp.experiments.len() + 1,
         cp.config.max_iters
     );
-    execute(&mut cp, &model)
+    execute(&mut cp, &model, None)
 }
 
-fn execute(cp: &mut Checkpoint, model: &ModelInfo) -> Result<()> {
+/// Run the loop; `measure`: the measurer already opened (else one is made for `cp`).
+fn execute(cp: &mut Checkpoint, model: &ModelInfo, measure: Option<WireMeasurer>) -> Result<()> {
     let home = crate::home::sintra_home()?;
     let history = History::open(&home.join("history.db"))?;
     let mut architect = build_architect(&cp.config)?;
-    let (mut bench, mut critic): (Box<dyn Benchmarker>, Box<dyn Critic>) = if cp.config.mock {
-        let bw = cp.profile.constraints.memory_bandwidth_gbps.unwrap_or(10.0);
-        (
-            Box::new(MockBenchmarker {
+    let mut measure: Box<dyn Measurer> = match measure {
+        Some(m) => Box::new(m),
+        None if cp.config.mock => {
+            let bw = cp.profile.constraints.memory_bandwidth_gbps.unwrap_or(10.0);
+            Box::new(MockMeasurer {
                 bandwidth_gbps: bw,
                 spec: cp.config.bench,
-            }),
-            Box::new(MockCritic),
-        )
-    } else {
-        let runtime = find_runtime()?;
-        if cp.profile.connection.is_some() {
-            println!(
-                "note: profile {} has a connection, but device transports are not merged yet: speed is measured on this host",
-                cp.profile.name
-            );
+            })
         }
-        let text = cp
-            .config
-            .eval_text
-            .clone()
-            .context("checkpoint has no eval text for a real run")?;
-        let base = crate::home::subdir("cache")?.join(format!(
-            "logits-{}-{}-c512-k{}.bin",
-            model.fingerprint,
-            file_hash(&text)?,
-            cp.config.eval_chunks
-        ));
-        (
-            Box::new(RuntimeBenchmarker {
-                device: LocalDevice {
-                    runtime: runtime.clone(),
-                    is_profile: cp.profile.connection.is_none(),
-                },
-                spec: cp.config.bench,
-            }),
-            Box::new(RuntimeCritic {
-                runtime,
-                original: model.path.clone(),
-                text,
-                ctx: 512,
-                chunks: cp.config.eval_chunks,
-                threads: cp.config.bench.threads,
-                base_logits: base,
-            }),
-        )
+        None => Box::new(wire_measurer(&cp.profile, &cp.config, model)?),
     };
     history.start_run(
         &cp.run_id,
@@ -189,10 +190,67 @@ fn execute(cp: &mut Checkpoint, model: &ModelInfo) -> Result<()> {
         model,
         history: &history,
         architect: architect.as_mut(),
-        bench: bench.as_mut(),
-        critic: critic.as_mut(),
+        measure: measure.as_mut(),
     }
     .run()
+}
+
+/// Window of the quality measurement, tokens (llama.cpp's perplexity default).
+const EVAL_CTX: u32 = 512;
+/// The longest silence allowed from a runtime (progress reports count as signs of life).
+const RUNTIME_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Quality on a local `sintra-rt serve`, speed on the profile's device: this host when the
+/// profile has no `connection`, else the device it names (ssh: the runtime for its target
+/// triple and each candidate are deployed there).
+fn wire_measurer(profile: &Profile, config: &RunConfig, model: &ModelInfo) -> Result<WireMeasurer> {
+    let device = match &profile.connection {
+        None => None,
+        Some(c) => {
+            let spec = super::device::spec_for_profile(
+                c,
+                config.ssh_config.clone(),
+                config.remote_dir.clone(),
+                RUNTIME_TIMEOUT.as_secs(),
+            )?;
+            println!(
+                "speed is measured on {} ({}), quality on this host",
+                spec.name(),
+                spec.transport_name()
+            );
+            Some(spec)
+        }
+    };
+    let text = config
+        .eval_text
+        .clone()
+        .context("checkpoint has no eval text for a real run")?;
+    let base = crate::home::subdir("cache")?.join(format!(
+        "logits-{}-{}-c{EVAL_CTX}-k{}.bin",
+        model.fingerprint,
+        file_hash(&text)?,
+        config.eval_chunks
+    ));
+    // Quality runs here: the device's thread count means nothing on this host (0: all cores).
+    let quality_threads = if device.is_some() {
+        0
+    } else {
+        config.bench.threads
+    };
+    let quality = QualitySpec::new(
+        &model.path,
+        &text,
+        EVAL_CTX,
+        config.eval_chunks,
+        quality_threads,
+        base,
+    )?;
+    Ok(WireMeasurer::new(
+        device,
+        config.bench,
+        quality,
+        RUNTIME_TIMEOUT,
+    ))
 }
 
 fn build_architect(c: &RunConfig) -> Result<Box<dyn Architect>> {
@@ -209,7 +267,12 @@ fn build_architect(c: &RunConfig) -> Result<Box<dyn Architect>> {
     }
 }
 
+/// Benchmark threads: the profile's cores; on this host at most its cores; on a remote device
+/// without `cores` in its profile, 0 (all of the device's).
 fn default_threads(p: &Profile) -> u32 {
+    if p.connection.is_some() {
+        return p.constraints.cores.unwrap_or(0);
+    }
     let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     p.constraints.cores.unwrap_or(host).min(host).max(1)
 }

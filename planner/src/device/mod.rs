@@ -165,6 +165,21 @@ pub fn find_runtime(triple: &str, explicit: Option<&Path>) -> Result<PathBuf, De
     })
 }
 
+/// The start of `text` that `windows` perplexity windows of `n_ctx` tokens need (8 bytes per
+/// token, cut at a character boundary), so a device does not tokenize a whole book for a short
+/// check.
+pub fn text_for_windows(text: &str, n_ctx: u32, windows: u32) -> &str {
+    let max_bytes = (n_ctx as usize) * (windows as usize) * 8;
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// A handshaken session with a runtime.
 #[derive(Debug)]
 pub struct Session {
@@ -177,6 +192,7 @@ pub struct Session {
     model_path: Option<String>,
     model_sha256: Option<[u8; 32]>,
     timeout: Duration,
+    transport: Transport,
 }
 
 /// Time for the runtime to start and answer hello (qemu and a cold disk are slow).
@@ -297,6 +313,7 @@ impl Session {
             model_path,
             model_sha256: model_sha,
             timeout: spec.timeout,
+            transport: spec.transport.clone(),
         })
     }
 
@@ -378,6 +395,32 @@ impl Session {
         }
     }
 
+    /// Put `local` on the device and load it, in this session (no new handshake): over ssh it
+    /// is copied to `models/<remote_name>` when its SHA-256 there differs (so one name reused
+    /// for every candidate keeps one file on the device); a local or tcp runtime reads the
+    /// file where it is. The runtime checks the SHA-256 before mapping it.
+    pub fn load_file(&mut self, local: &Path, remote_name: &str) -> Result<ModelInfo, DeviceError> {
+        let sha = sha256_file(local)?;
+        let path = match &self.transport {
+            Transport::Ssh(t) => {
+                let remote = format!("models/{remote_name}");
+                t.deploy(&[Upload {
+                    local: local.to_path_buf(),
+                    remote: remote.clone(),
+                    executable: false,
+                }])?;
+                remote
+            }
+            Transport::Local { .. } | Transport::Tcp { .. } => std::path::absolute(local)
+                .unwrap_or_else(|_| local.to_path_buf())
+                .display()
+                .to_string(),
+        };
+        self.model_path = Some(path);
+        self.model_sha256 = Some(sha);
+        self.load_model()
+    }
+
     pub fn bench(
         &mut self,
         req: BenchRequest,
@@ -436,4 +479,18 @@ fn variant_name(r: &Response) -> String {
     let s = format!("{r:?}");
     let end = s.find(['(', ' ', '{']).unwrap_or(s.len());
     format!("{} response", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_for_windows_keeps_characters_whole() {
+        // 8 bytes per token: one window of one token is 8 bytes.
+        assert_eq!(
+            super::text_for_windows("h\u{e9}llo world", 1, 1),
+            "h\u{e9}llo w"
+        );
+        assert_eq!(super::text_for_windows("abcdefg\u{e9}x", 1, 1), "abcdefg");
+        assert_eq!(super::text_for_windows("hi", 1, 1), "hi");
+    }
 }

@@ -52,13 +52,6 @@ impl Ollama {
         })
     }
 
-    /// Whether to send `format: "json"` (on by default).
-    #[cfg(test)]
-    pub fn with_json_mode(mut self, on: bool) -> Ollama {
-        self.json_mode = on;
-        self
-    }
-
     /// Sampling temperature; the model's default when unset.
     pub fn with_temperature(mut self, t: Option<f32>) -> Ollama {
         self.temperature = t;

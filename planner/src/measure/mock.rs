@@ -8,17 +8,18 @@
 //!   divergence in proportion to its share of the parameters (tensors left as they were add
 //!   none); `top1 = exp(-0.5 sqrt(kld))`; `ppl = 10 e^kld` against a base of 10.
 
-use super::{BenchSpec, Benchmarker, Candidate, Critic, Quality, Speed};
+use super::{BenchSpec, Candidate, Measurer, Quality, Speed};
 use anyhow::Result;
 
-/// The mock benchmarker: the roofline at half efficiency.
+/// The mock measurer: speed from the roofline at half efficiency, quality from bits per
+/// weight.
 #[derive(Debug)]
-pub struct MockBenchmarker {
+pub struct MockMeasurer {
     pub bandwidth_gbps: f64,
     pub spec: BenchSpec,
 }
 
-impl Benchmarker for MockBenchmarker {
+impl Measurer for MockMeasurer {
     fn bench(&mut self, c: &Candidate<'_>) -> Result<Speed> {
         let tg = 0.5 * self.bandwidth_gbps * 1e9 / c.bytes_per_token.max(1) as f64;
         let pp = 8.0 * tg;
@@ -31,13 +32,7 @@ impl Benchmarker for MockBenchmarker {
             measured_on: "mock".into(),
         })
     }
-}
 
-/// The mock critic: quality from bits per weight.
-#[derive(Debug)]
-pub struct MockCritic;
-
-impl Critic for MockCritic {
     fn quality(&mut self, c: &Candidate<'_>) -> Result<Quality> {
         let total: f64 = c.model.n_params.max(1) as f64;
         let mut kld = 0.0;

@@ -1,10 +1,10 @@
-//! Measuring a candidate: speed on the device ([`Benchmarker`]) and quality against the
-//! original on the host ([`Critic`]). The real implementations run the `sintra-rt` binary
-//! ([`runtime_cli`], to be replaced by the wire-protocol client once `formats::wire` lands);
-//! [`mock`] stands in for both under `--mock`, with a documented formula.
+//! Measuring a candidate ([`Measurer`]): speed on the device and quality against the original
+//! on the host. [`wire`] does it through `formats::wire` sessions with `sintra-rt serve` (the
+//! only way the planner reaches the runtime); [`mock`] stands in under `--mock`, with a
+//! documented formula.
 
 pub mod mock;
-pub mod runtime_cli;
+pub mod wire;
 
 use crate::model_info::ModelInfo;
 use crate::recipe::TensorPlan;
@@ -50,14 +50,6 @@ pub struct Quality {
     pub delta_ppl: f64,
 }
 
-/// Where `sintra-rt` runs. The local host today; SSH and TCP transports plug in here.
-pub trait Device {
-    /// For logs and the history database.
-    fn name(&self) -> String;
-    /// Whether `measured_on` should warn that speed was measured somewhere else than the profile.
-    fn is_profile_device(&self) -> bool;
-}
-
 /// A written (or, under `--mock`, only planned) candidate model.
 #[derive(Debug, Clone)]
 pub struct Candidate<'a> {
@@ -69,12 +61,15 @@ pub struct Candidate<'a> {
     pub size_bytes: u64,
 }
 
-/// Measures a candidate's speed.
-pub trait Benchmarker {
+/// Measures candidates. One object does both so that a run keeps one runtime session where
+/// the device is this host (one handshake, one process).
+pub trait Measurer {
+    /// The candidate's speed on the profile's device.
     fn bench(&mut self, c: &Candidate<'_>) -> Result<Speed>;
-}
-
-/// Measures a candidate's quality against the original model.
-pub trait Critic {
+    /// The candidate's quality against the original model, on the host.
     fn quality(&mut self, c: &Candidate<'_>) -> Result<Quality>;
+    /// End the runtime sessions; a line saying how many were opened, if any were.
+    fn shutdown(&mut self) -> Option<String> {
+        None
+    }
 }
