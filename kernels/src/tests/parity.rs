@@ -359,6 +359,7 @@ fn awkward_rows(n: usize) -> Vec<Vec<f32>> {
 
 /// The quantizers of the SIMD module `$simd` write the same bytes as the scalar ones, NaN
 /// and infinities included.
+#[cfg(target_arch = "aarch64")]
 macro_rules! quantizers_are_bit_exact {
     ($($simd:ident)::+) => {{
     for n in [256, 512, 2048] {
