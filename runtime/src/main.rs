@@ -120,7 +120,7 @@ fn bench(a: &Args) -> Result<(), String> {
     if a.json {
         let mut out = String::from("[\n");
         for (i, run) in r.runs.iter().enumerate() {
-            let (m, s) = tasks::mean_std(&run.samples_tok_s);
+            let (m, s) = run.mean_std();
             let list: Vec<String> = run
                 .samples_tok_s
                 .iter()
@@ -149,7 +149,7 @@ fn bench(a: &Args) -> Result<(), String> {
         println!("| model | size | params | isa | threads | test | t/s |");
         println!("| ----- | ---: | -----: | --- | ------: | ---: | --: |");
         for run in &r.runs {
-            let (m, s) = tasks::mean_std(&run.samples_tok_s);
+            let (m, s) = run.mean_std();
             let name = if run.n_prompt > 0 {
                 format!("pp{}", run.n_prompt)
             } else {

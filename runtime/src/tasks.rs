@@ -67,18 +67,6 @@ fn kv_type(kv_f32: bool) -> KvType {
     }
 }
 
-/// Mean and sample standard deviation.
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n.max(1.0);
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
-}
-
 /// llama-bench's measurement: `n_prompt` tokens of prompt processing and `n_gen` tokens of
 /// generation, each `repetitions` times from an empty cache. `on_rep` hears after each
 /// repetition.

@@ -208,6 +208,24 @@ pub struct BenchRun {
     pub samples_tok_s: Vec<f64>,
 }
 
+#[cfg(feature = "std")]
+impl BenchRun {
+    /// Mean and sample standard deviation of the tokens/s samples (llama-bench's `avg_ts` and
+    /// `stddev_ts`): one definition for the runtime that prints them and the planner that
+    /// records them.
+    pub fn mean_std(&self) -> (f64, f64) {
+        let v = &self.samples_tok_s;
+        let n = v.len() as f64;
+        let m = v.iter().sum::<f64>() / n.max(1.0);
+        let var = if v.len() > 1 {
+            v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        (m, var.sqrt())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PerplexityResult {
     pub ppl: f64,

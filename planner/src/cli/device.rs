@@ -328,17 +328,6 @@ fn progress_printer(json: bool) -> impl FnMut(&Progress) {
     }
 }
 
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n.max(1.0);
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
-}
-
 fn bench_table(model: &formats::wire::ModelInfo, b: &formats::wire::BenchResult) {
     let name = Path::new(&model.path)
         .file_name()
@@ -346,7 +335,7 @@ fn bench_table(model: &formats::wire::ModelInfo, b: &formats::wire::BenchResult)
     println!("| model | size | params | isa | threads | test | t/s |");
     println!("| ----- | ---: | -----: | --- | ------: | ---: | --: |");
     for run in &b.runs {
-        let (m, s) = mean_std(&run.samples_tok_s);
+        let (m, s) = run.mean_std();
         let test = if run.n_prompt > 0 {
             format!("pp{}", run.n_prompt)
         } else {

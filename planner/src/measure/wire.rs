@@ -303,24 +303,13 @@ impl Drop for WireMeasurer {
     }
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n.max(1.0);
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
-}
-
 /// Speed from a bench result: the tg run, the pp run.
 pub fn speed_from(b: &formats::wire::BenchResult, n_prompt: u32, on: String) -> Result<Speed> {
     let run = |gen: bool| {
         b.runs
             .iter()
             .find(|r| if gen { r.n_gen > 0 } else { r.n_prompt > 0 })
-            .map(|r| mean_sd(&r.samples_tok_s))
+            .map(|r| r.mean_std())
     };
     let (tg_tps, tg_sd) = run(true).context("the runtime reported no generation (tg) run")?;
     let (pp_tps, _) = run(false).context("the runtime reported no prompt (pp) run")?;
