@@ -272,7 +272,8 @@ fn db_experiments(home: &Path, run: &str) -> Vec<(u32, String)> {
 }
 
 /// Issue #6's acceptance: SmolLM2 in Q8_0 with a speed target the Q8_0 model misses on this
-/// host (20% above its own measured speed, the median of three) and a top-1 target well below
+/// host (`--target-speedup 1.2`: 20% above its own speed, which the planner measures at the
+/// start of the run, in the same session as the candidates) and a top-1 target well below
 /// what 4-bit types reach. `sintra` must find a recipe meeting both within 5 iterations, record
 /// every experiment, and leave a GGUF that llama.cpp loads and generates with, the recipe and
 /// a report. Q4_0/Q4_K run 1.3-1.6x faster than Q8_0 here (memory-bound generation), so the
@@ -287,53 +288,17 @@ fn optimizer_fits_q8_0_to_a_speed_target() {
     let q8 = sintra_tests::requant::smollm2_as(formats::quant::GgmlType::Q8_0);
     let eval = sintra_tests::shared_data("eval.txt");
 
-    // The Q8_0 model's speed, through the same wire protocol the optimizer uses.
-    let mut tg = Vec::new();
-    for _ in 0..3 {
-        let out = cmd(&[
-            "bench",
-            "--device",
-            "local",
-            q8.to_str().unwrap(),
-            "-p",
-            "64",
-            "-n",
-            "32",
-            "-r",
-            "3",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-        let v: Value = serde_json::from_str(&ok(&out)).unwrap();
-        let run = v["bench"]["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["n_gen"].as_u64() > Some(0))
-            .unwrap()
-            .clone();
-        let s: Vec<f64> = run["samples_tok_s"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
-        tg.push(s.iter().sum::<f64>() / s.len() as f64);
-    }
-    tg.sort_by(f64::total_cmp);
-    let q8_tps = tg[1];
-    let target_tps = 1.2 * q8_tps;
-    let target = format!("{target_tps:.2}");
-    eprintln!("Q8_0 generates {tg:?} tok/s here; speed target {target}");
-
+    // The speed target is 1.2 x the Q8_0 source's own speed, which the planner measures on
+    // the device in the same session just before the loop (so the source misses it by
+    // construction, and load on this shared machine moves target and candidates together).
+    // Q4_0 and Q4_K run ~1.5x and ~1.3x Q8_0 here.
     let t0 = Instant::now();
     let out = cmd(&[
         "--auto-detect",
         "--model-id",
         q8.to_str().unwrap(),
-        "--target-tps",
-        &target,
+        "--target-speedup",
+        "1.2",
         "--target-accuracy",
         "0.7",
         "--max-iters",
@@ -357,6 +322,10 @@ fn optimizer_fits_q8_0_to_a_speed_target() {
     );
     let cp = checkpoints(&home).pop().expect("a checkpoint");
     let id = cp["run_id"].as_str().unwrap().to_string();
+    let target_tps = cp["targets"]["min_tps"].as_f64().unwrap();
+    let target = format!("{target_tps:.2}");
+    let source = cp["targets"]["min_tps_source"].as_str().unwrap();
+    assert!(source.starts_with("--target-speedup 1.2"), "{source}");
     let exps = experiments(&cp);
     assert!(
         !exps.is_empty() && exps.len() <= 5,

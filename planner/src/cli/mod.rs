@@ -51,6 +51,10 @@ pub struct RootArgs {
     /// Minimum generation speed, tokens/s (overrides the profile).
     #[arg(long)]
     pub target_tps: Option<f64>,
+    /// Minimum generation speed as a multiple of the original model's, measured on the
+    /// device at the start of the run (e.g. 1.5: "make it 50% faster").
+    #[arg(long, conflicts_with = "target_tps", value_parser = parse_speedup)]
+    pub target_speedup: Option<f64>,
     /// Minimum top-1 agreement with the original, 0..1 (overrides the profile).
     #[arg(long)]
     pub target_accuracy: Option<f64>,
@@ -160,5 +164,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(a)) => device::bench(&a),
         Some(Command::History { limit }) => history::run(limit),
         None => root::run(cli.root),
+    }
+}
+
+/// `--target-speedup`: a finite multiple above zero.
+fn parse_speedup(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("'{s}' is not a positive multiple such as 1.5")),
     }
 }

@@ -41,6 +41,9 @@ pub fn run(a: RootArgs) -> Result<()> {
     };
     let model_path = resolve_model(a.model_id.as_deref(), a.model_file.as_deref())?;
     let model = ModelInfo::load(&model_path)?;
+    if a.target_speedup.is_some() && (a.dry_run || a.mock) {
+        bail!("--target-speedup needs the original model measured on the device; --dry-run and --mock measure nothing (give --target-tps)");
+    }
     if a.dry_run {
         let targets =
             crate::targets::resolve(&profile, &model, a.target_tps, a.target_accuracy, None)?;
@@ -78,7 +81,7 @@ pub fn run(a: RootArgs) -> Result<()> {
     let mut measured = None;
     if !config.mock {
         let mut m = wire_measurer(&profile, &config, &model)?;
-        if crate::targets::speed_is_derived(&profile, a.target_tps) {
+        if a.target_speedup.is_some() || crate::targets::speed_is_derived(&profile, a.target_tps) {
             let speed = m.bench_file(&model.path).with_context(|| {
                 format!(
                     "benchmarking the original model {} to derive the speed target (or give --target-tps)",
@@ -94,13 +97,20 @@ pub fn run(a: RootArgs) -> Result<()> {
         }
         measure = Some(m);
     }
-    let targets = crate::targets::resolve(
+    let mut targets = crate::targets::resolve(
         &profile,
         &model,
         a.target_tps,
         a.target_accuracy,
         measured.as_ref(),
     )?;
+    if let (Some(x), Some(m)) = (a.target_speedup, &measured) {
+        targets.min_tps = ((x * m.tg_tps) * 100.0).floor() / 100.0;
+        targets.min_tps_source = format!(
+            "--target-speedup {x}: {x} x the original's {:.2} tok/s measured on {} in this session",
+            m.tg_tps, m.device
+        );
+    }
     let mut cp = Checkpoint {
         format_version: FORMAT_VERSION,
         run_id,

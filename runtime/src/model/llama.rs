@@ -360,6 +360,17 @@ impl<'a> Llama<'a> {
         pool: &Pool,
         want_logits: bool,
     ) -> Result<&[f32], ModelError> {
+        pool.run(|| self.forward_on_pool(token, pos, pool, want_logits))
+    }
+
+    /// The forward pass itself, on one of the pool's threads (see [`Pool::run`]).
+    fn forward_on_pool(
+        &mut self,
+        token: u32,
+        pos: usize,
+        pool: &Pool,
+        want_logits: bool,
+    ) -> Result<&[f32], ModelError> {
         let c = &self.config;
         let w = &self.weights;
         let s = &mut self.state;
