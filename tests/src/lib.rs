@@ -144,3 +144,12 @@ pub fn dist_runtime(triple: &str) -> PathBuf {
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }
+
+/// Taken by the tests that time things (the planner's speed targets) and by those that load
+/// the machine for minutes (qemu runs), so that none of them overlaps another: a qemu run
+/// starting or ending in the middle of a planner run would move its tokens/s by 2x and more
+/// on a 2-core machine. Other tests still run beside them.
+pub fn measuring_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -72,6 +72,7 @@ fn final_ppl(stdout: &str) -> f64 {
 
 #[test]
 fn aarch64_build_under_qemu_matches_the_host_perplexity() {
+    let _alone = sintra_tests::measuring_lock();
     let model = smollm2_q4_1();
     let eval = std::fs::read_to_string(shared_data("eval.txt")).unwrap();
     let mut end = TEXT_BYTES.min(eval.len());

@@ -181,6 +181,7 @@ const PPL_ARGS: [&str; 6] = ["--ppl-ctx", "250", "--ppl-chunks", "4", "-t", "2"]
 
 #[test]
 fn ssh_aarch64_runtime_deploys_benchmarks_and_matches_host_perplexity() {
+    let _alone = sintra_tests::measuring_lock();
     let t_all = Instant::now();
     let aarch64 = dist_runtime(AARCH64);
     let x86 = dist_runtime(X86_64);

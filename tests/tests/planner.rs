@@ -235,9 +235,6 @@ fn mock_resume_continues_without_repeating() {
     assert_distinct(&plan_keys(&exps));
 }
 
-/// Real runs measure speed: one at a time, so that they do not slow each other down.
-static MEASURING: Mutex<()> = Mutex::new(());
-
 /// The release `sintra` (with `sintra-rt` built next to it, where it looks first) and an
 /// environment for it.
 fn release_sintra(home: &Path, cwd: &Path) -> impl Fn(&[&str]) -> Command {
@@ -281,7 +278,7 @@ fn db_experiments(home: &Path, run: &str) -> Vec<(u32, String)> {
 /// architect or the loop do not get there.
 #[test]
 fn optimizer_fits_q8_0_to_a_speed_target() {
-    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = sintra_tests::measuring_lock();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let cmd = release_sintra(&home, tmp.path());
@@ -389,7 +386,7 @@ fn optimizer_fits_q8_0_to_a_speed_target() {
 /// finishes with every experiment once, in the checkpoint and in the database.
 #[test]
 fn real_run_killed_mid_iteration_and_resumed() {
-    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = sintra_tests::measuring_lock();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let cmd = release_sintra(&home, tmp.path());
@@ -675,7 +672,7 @@ fn api_key_never_reaches_the_database_or_the_logs() {
 /// the planner opens a fresh runtime for the next iteration and finishes the run.
 #[test]
 fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
-    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = sintra_tests::measuring_lock();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let cmd = release_sintra(&home, tmp.path());
@@ -742,7 +739,7 @@ fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
 /// the runtime once and each candidate under one name; quality on this host.
 #[test]
 fn optimizer_measures_speed_on_the_profile_device_over_ssh() {
-    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = sintra_tests::measuring_lock();
     const TRIPLE: &str = "x86_64-unknown-linux-musl";
     let sshd = crate::device::Sshd::start();
     let tmp = tempfile::tempdir().unwrap();
