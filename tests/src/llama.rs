@@ -85,6 +85,15 @@ pub fn argmax(logits: &[f32]) -> usize {
     best
 }
 
+/// The negative log-likelihood of `target` under `logits` (a stable log-softmax in f64) and
+/// the top-1 token, appended to the two lists.
+fn score(logits: &[f32], target: u32, nll: &mut Vec<f64>, top1: &mut Vec<u32>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    nll.push(-((logits[target as usize] - max) as f64 - sum.ln()));
+    top1.push(argmax(logits) as u32);
+}
+
 /// Teacher-forced evaluation with llama.cpp, llama.cpp's perplexity method: `n_chunks` windows of
 /// `n_ctx` tokens (the first replaced by `bos`), each from an empty cache, scoring positions
 /// `n_ctx/2 .. n_ctx-1`. Returns, per scored position, the negative log-likelihood of the next
@@ -127,12 +136,12 @@ pub fn teacher_forced(
         }
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
         for j in first..n_ctx - 1 {
-            let logits = ctx.get_logits_ith(j as i32);
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-            let target = win[j + 1] as usize;
-            nll.push(-((logits[target] - max) as f64 - sum.ln()));
-            top1.push(argmax(logits) as u32);
+            score(
+                ctx.get_logits_ith(j as i32),
+                win[j + 1],
+                &mut nll,
+                &mut top1,
+            );
         }
     }
     Ok((nll, top1))
@@ -177,12 +186,7 @@ pub fn teacher_forced_sequential(
                 .map_err(|e| e.to_string())?;
             ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
             if j >= first {
-                let logits = ctx.get_logits_ith(0);
-                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-                let target = win[j + 1] as usize;
-                nll.push(-((logits[target] - max) as f64 - sum.ln()));
-                top1.push(argmax(logits) as u32);
+                score(ctx.get_logits_ith(0), win[j + 1], &mut nll, &mut top1);
             }
         }
     }
