@@ -157,40 +157,33 @@ fn bad_profiles_and_recipes_name_the_field() {
         );
     }
     let recipe = tmp.path().join("r.json");
-    std::fs::write(&recipe, r#"{"default_type":"Q4_K","overides":[]}"#).unwrap();
     let model = sintra_tests::smollm2_q4_1();
-    let out = sintra(
-        &home,
-        tmp.path(),
-        &[
-            "compress",
-            model.to_str().unwrap(),
-            "--recipe",
-            recipe.to_str().unwrap(),
-            "-o",
-            "x.gguf",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("overides"), "{err}");
-    std::fs::write(&recipe, r#"{"default_type":"Q4_K","drop_layers":[2]}"#).unwrap();
-    let out = sintra(
-        &home,
-        tmp.path(),
-        &[
-            "compress",
-            model.to_str().unwrap(),
-            "--recipe",
-            recipe.to_str().unwrap(),
-            "-o",
-            "x.gguf",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("not supported yet (issue #7)"),
-        "{err}"
-    );
+    for (json, expected) in [
+        (r#"{"default_type":"Q4_K","overides":[]}"#, "overides"),
+        (
+            r#"{"default_type":"Q4_K","drop_layers":[2]}"#,
+            "not supported yet (issue #7)",
+        ),
+    ] {
+        std::fs::write(&recipe, json).unwrap();
+        let out = sintra(
+            &home,
+            tmp.path(),
+            &[
+                "compress",
+                model.to_str().unwrap(),
+                "--recipe",
+                recipe.to_str().unwrap(),
+                "-o",
+                "x.gguf",
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{json}: {err}"
+        );
+    }
     assert!(!tmp.path().join("x.gguf").exists());
 }
 

@@ -248,6 +248,34 @@ pub(super) fn random_blocks(w: GgmlType, n: usize, rng: &mut Rng) -> Aligned {
     a
 }
 
+/// Rows at the extremes: every byte of the blocks one of six patterns, the f16 scales at the
+/// largest half of either sign (F32 weights at +-1e30), each against activations at +-1000
+/// (every quant +-127) all equal or alternating in sign: the integer sums at their largest.
+pub(super) fn extreme_cases(w: GgmlType, n: usize, rng: &mut Rng) -> Vec<(Aligned, Vec<f32>)> {
+    let same: Vec<f32> = vec![1000.0; n];
+    let alternating: Vec<f32> = (0..n)
+        .map(|i| if i % 2 == 0 { 1000.0 } else { -1000.0 })
+        .collect();
+    let mut cases = Vec::new();
+    for fill in [0x00u8, 0xff, 0x80, 0x7f, 0x55, 0xaa] {
+        for sign in [1.0f32, -1.0] {
+            let mut w_row = Aligned::zeroed(w.row_size(n).unwrap());
+            w_row.bytes_mut().fill(fill);
+            let max_half = fp32_to_fp16_bits(65504.0 * sign);
+            set_f16_fields(w, w_row.bytes_mut(), |_| max_half, rng);
+            if w == GgmlType::F32 {
+                for v in bytemuck::cast_slice_mut::<u8, f32>(w_row.bytes_mut()) {
+                    *v = 1e30 * sign;
+                }
+            }
+            for x in [&same, &alternating] {
+                cases.push((Aligned::from_bytes(w_row.bytes()), x.clone()));
+            }
+        }
+    }
+    cases
+}
+
 /// Overwrite every f16 field (scales, minimums) of the blocks in `bytes` with `f16()`; for the
 /// float types, make every value finite.
 pub(super) fn set_f16_fields(
@@ -359,25 +387,8 @@ fn extreme_blocks_stay_exact_and_finite() {
         } else {
             16 * w.block_size()
         };
-        for fill in [0x00u8, 0xff, 0x80, 0x7f, 0x55, 0xaa] {
-            for sign in [1.0f32, -1.0] {
-                let mut w_row = Aligned::zeroed(w.row_size(n).unwrap());
-                w_row.bytes_mut().fill(fill);
-                let max_half = fp32_to_fp16_bits(65504.0 * sign);
-                set_f16_fields(w, w_row.bytes_mut(), |_| max_half, &mut rng);
-                if w == GgmlType::F32 {
-                    for v in bytemuck::cast_slice_mut::<u8, f32>(w_row.bytes_mut()) {
-                        *v = 1e30 * sign;
-                    }
-                }
-                // All equal (every quant 127) or alternating in sign.
-                let same: Vec<f32> = vec![1000.0; n];
-                let alternating: Vec<f32> = (0..n)
-                    .map(|i| if i % 2 == 0 { 1000.0 } else { -1000.0 })
-                    .collect();
-                check(w, w_row.bytes(), &same, "extreme blocks", s);
-                check(w, w_row.bytes(), &alternating, "extreme blocks", s);
-            }
+        for (w_row, x) in extreme_cases(w, n, &mut rng) {
+            check(w, w_row.bytes(), &x, "extreme blocks", s);
         }
     }
     report("extreme blocks:", &stats);

@@ -18,14 +18,14 @@
 //! FMA and F16C; `dotprod` on an AArch64 CPU without the dot-product extension: qemu's
 //! default CPU has it). The typed kernels' own tests are per architecture at the end.
 
-use super::accuracy::{activation_row, random_blocks, set_f16_fields, weight_parts};
+use super::accuracy::{activation_row, extreme_cases, random_blocks, weight_parts};
 use super::*;
 use crate::dispatch::{table, Isa};
 use crate::{scalar, KernelTable, WEIGHT_TYPES};
 use bytemuck::Zeroable;
 use formats::quant::{
-    fp32_to_fp16_bits, BlockIq4Nl, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
-    BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
+    BlockIq4Nl, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
+    BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
 };
 use std::collections::BTreeMap;
 
@@ -241,24 +241,8 @@ fn vec_dot_matches_scalar_on_edge_blocks() {
                 assert_eq!(dot(t, w, w_row.bytes(), &act, n), 0.0, "{isa} {w} n={n}");
             }
 
-            for fill in [0x00u8, 0xff, 0x80, 0x7f, 0x55, 0xaa] {
-                for sign in [1.0f32, -1.0] {
-                    let mut w_row = Aligned::zeroed(w.row_size(n).unwrap());
-                    w_row.bytes_mut().fill(fill);
-                    let max_half = fp32_to_fp16_bits(65504.0 * sign);
-                    set_f16_fields(w, w_row.bytes_mut(), |_| max_half, &mut rng);
-                    if w == GgmlType::F32 {
-                        for v in bytemuck::cast_slice_mut::<u8, f32>(w_row.bytes_mut()) {
-                            *v = 1e30 * sign;
-                        }
-                    }
-                    let same = vec![1000.0; n];
-                    let alternating: Vec<f32> = (0..n)
-                        .map(|i| if i % 2 == 0 { 1000.0 } else { -1000.0 })
-                        .collect();
-                    check(w, w_row.bytes(), &same, "edge blocks", s);
-                    check(w, w_row.bytes(), &alternating, "edge blocks", s);
-                }
+            for (w_row, x) in extreme_cases(w, n, &mut rng) {
+                check(w, w_row.bytes(), &x, "edge blocks", s);
             }
         }
     }
@@ -660,6 +644,7 @@ mod neon {
     #[test]
     fn float_kernels_are_bit_identical_to_scalar() {
         use crate::arm::neon as simd;
+        use formats::quant::fp32_to_fp16_bits;
         let mut rng = Rng::new(29);
         for n in 0..70usize {
             let x: Vec<f32> = (0..n).map(|_| rng.heavy() as f32).collect();
