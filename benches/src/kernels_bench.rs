@@ -5,11 +5,14 @@
 //! FFN-down-sized matrix, 576 rows of 1536 values, by default.
 //!
 //! `cargo run --release -p sintra-benches --bin kernels-bench -- [--rows R] [--cols N]
-//! [--samples S] [TYPE...]`
+//! [--samples S] [--tokens B] [TYPE...]`
 //!
 //! Each sample times enough whole matvecs to last about 20 ms; the table gives the median
 //! and the min..max spread of the samples. The activation is quantized once, outside the
-//! timing, as the runtime does per layer input.
+//! timing, as the runtime does per layer input. With `--tokens B` (B > 1) the tables' matrix
+//! products (`kernels::matmul`, prompt processing) run instead, on B activations at once, in
+//! GB/s of weights times B (what B matrix-vector products would have to read), beside ggml's
+//! CPU dot products called once per token.
 
 use formats::quant::{self, GgmlType};
 use sintra_tests::ggml::VecDot;
@@ -55,6 +58,7 @@ fn main() {
     let mut rows = 576usize;
     let mut cols = 1536usize;
     let mut samples = 15usize;
+    let mut tokens = 1usize;
     let mut types = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -67,6 +71,7 @@ fn main() {
             "--rows" => rows = value(),
             "--cols" => cols = value(),
             "--samples" => samples = value().max(1),
+            "--tokens" => tokens = value().max(1),
             name => types
                 .push(GgmlType::from_name(name).unwrap_or_else(|| panic!("unknown type {name}"))),
         }
@@ -75,9 +80,15 @@ fn main() {
         types = kernels::WEIGHT_TYPES.to_vec();
     }
 
-    println!(
-        "matvec {rows}x{cols}, one thread, GB/s of weights: median (min..max) of {samples} samples"
-    );
+    if tokens > 1 {
+        println!(
+            "matmul {rows}x{cols} times {tokens} tokens, one thread, GB/s of weights times {tokens}: median (min..max) of {samples} samples"
+        );
+    } else {
+        println!(
+            "matvec {rows}x{cols}, one thread, GB/s of weights: median (min..max) of {samples} samples"
+        );
+    }
     let tables: Vec<&kernels::KernelTable> = kernels::Isa::ALL
         .iter()
         .filter_map(|&isa| kernels::table(isa))
@@ -97,17 +108,29 @@ fn main() {
         let w_bytes = quant::quantize(w, &values, cols, None).unwrap();
         let w_words = aligned(&w_bytes);
         let w_bytes = &bytemuck::cast_slice::<u64, u8>(&w_words)[..w_bytes.len()];
-        let x = make_row(RowKind::Normal, cols, &mut rng);
         let act_len = kernels::activation_bytes(w, cols).unwrap();
-        let mut act_words = vec![0u64; act_len.div_ceil(8)];
-        let act = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut act_words)[..act_len];
-        kernels::quantize_activation(w, &x, act).unwrap();
-        let act = &*act;
+        let mut act_words = vec![0u64; (act_len * tokens).div_ceil(8)];
+        let acts = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut act_words)[..act_len * tokens];
+        for a in acts.chunks_exact_mut(act_len) {
+            let x = make_row(RowKind::Normal, cols, &mut rng);
+            kernels::quantize_activation(w, &x, a).unwrap();
+        }
+        let acts = &*acts;
+        let act = &acts[..act_len];
         let mut out = vec![0f32; rows];
+        let mut outs = vec![0f32; rows * tokens];
 
         let ours: Vec<String> = tables
             .iter()
             .map(|t| {
+                if tokens > 1 {
+                    return summary(measure(w_bytes.len() * tokens, samples, || {
+                        let mut parts: Vec<&mut [f32]> = outs.chunks_exact_mut(rows).collect();
+                        t.matmul(w, black_box(w_bytes), 0..rows, cols, acts, &mut parts)
+                            .unwrap();
+                        black_box(&parts);
+                    }));
+                }
                 summary(measure(w_bytes.len(), samples, || {
                     t.matvec(w, black_box(w_bytes), 0..rows, cols, act, &mut out)
                         .unwrap();
@@ -122,9 +145,11 @@ fn main() {
             }))
         });
         let cpu = VecDot::cpu(w);
-        let theirs = measure(w_bytes.len(), samples, || {
-            cpu.matvec(cols, black_box(w_bytes), act, &mut out);
-            black_box(&out);
+        let theirs = measure(w_bytes.len() * tokens, samples, || {
+            for a in acts.chunks_exact(act_len) {
+                cpu.matvec(cols, black_box(w_bytes), a, &mut out);
+                black_box(&out);
+            }
         });
         print!(
             "{:<7} {:>9.3}",

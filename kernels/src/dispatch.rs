@@ -17,7 +17,9 @@
 //! OS's `AT_HWCAP`) with the crate's `std` feature, which the runtime enables. A `no_std`
 //! build without it cannot ask and keeps to the baseline.
 
+use crate::attention::AttendF16;
 use crate::error::KernelError;
+use crate::matmul::MatmulKernels;
 use crate::scalar;
 use core::sync::atomic::{AtomicU8, Ordering};
 use formats::quant::{
@@ -79,7 +81,7 @@ impl core::fmt::Display for Isa {
 pub(crate) type Matvec<W, A> = fn(w: &[W], act: &[A], out: &mut [f32]);
 
 /// The kernels of one instruction set: an activation quantizer per vec-dot type and a
-/// matrix-vector product per weight type. Get one from [`active`] or [`table`]; its methods
+/// matrix-vector and a matrix-matrix product per weight type. Get one from [`active`] or [`table`]; its methods
 /// (`quantize_activation`, `vec_dot`, `matvec`, in `matvec.rs`) are the checked entry points.
 #[derive(Debug)]
 pub struct KernelTable {
@@ -101,9 +103,26 @@ pub struct KernelTable {
     pub(crate) q4_k: Matvec<BlockQ4K, BlockQ8K>,
     pub(crate) q5_k: Matvec<BlockQ5K, BlockQ8K>,
     pub(crate) q6_k: Matvec<BlockQ6K, BlockQ8K>,
+    /// The matrix-matrix products (`matmul.rs`).
+    pub(crate) matmul: &'static MatmulKernels,
+    /// Where llama.cpp multiplies Q4_0, Q4_K and IQ4_NL matrices whose row count is a
+    /// multiple of 8 in another order than its `vec_dot` on this instruction set (it repacks
+    /// them into 8-row interleaved blocks on AVX2), the kernels that reproduce that order
+    /// ([`crate::matvec`] picks them for such matrices); `None` where it does not.
+    pub(crate) interleaved: Option<Interleaved>,
     pub(crate) vec_mad_f16: fn(&mut [u16], &[u16], f32),
     pub(crate) vec_scale_f16: fn(&mut [u16], f32),
     pub(crate) swiglu_f32: fn(&mut [f32], &[f32]),
+    /// Flash attention over an f16 cache (`attention.rs`); `None`: from the steps above.
+    pub(crate) attend_f16: Option<AttendF16>,
+}
+
+/// Kernels in llama.cpp's 8-row interleaved order ([`KernelTable::interleaved`]).
+#[derive(Debug)]
+pub(crate) struct Interleaved {
+    pub(crate) q4_0: Matvec<BlockQ4_0, BlockQ8_0>,
+    pub(crate) q4_k: Matvec<BlockQ4K, BlockQ8K>,
+    pub(crate) iq4_nl: Matvec<BlockIq4Nl, BlockQ8_0>,
 }
 
 impl KernelTable {
@@ -142,9 +161,12 @@ static SCALAR: KernelTable = KernelTable {
     q4_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q4_k_q8_k),
     q5_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q5_k_q8_k),
     q6_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q6_k_q8_k),
+    matmul: &MatmulKernels::TILED,
+    interleaved: None,
     vec_mad_f16: scalar::vec_mad_f16,
     vec_scale_f16: scalar::vec_scale_f16,
     swiglu_f32: scalar::swiglu_f32,
+    attend_f16: None,
 };
 
 /// A safe `fn` calling the AVX2 kernel `$f` with the arguments `$arg`s, for [`AVX2`] only.
@@ -181,9 +203,16 @@ static AVX2: KernelTable = KernelTable {
     q4_k: avx2!(matvec_q4_k_q8_k(w, a, out)),
     q5_k: avx2!(matvec_q5_k_q8_k(w, a, out)),
     q6_k: avx2!(matvec_q6_k_q8_k(w, a, out)),
+    matmul: &crate::x86::avx2::MATMUL,
+    interleaved: Some(Interleaved {
+        q4_0: avx2!(gemv_q4_0_8x8_q8_0(w, a, out)),
+        q4_k: avx2!(gemv_q4_k_8x8_q8_k(w, a, out)),
+        iq4_nl: avx2!(gemv_iq4_nl_8x8_q8_0(w, a, out)),
+    }),
     vec_mad_f16: avx2!(vec_mad_f16(y, x, v)),
     vec_scale_f16: avx2!(vec_scale_f16(y, v)),
     swiglu_f32: avx2!(swiglu_f32(gate, up)),
+    attend_f16: Some(avx2!(attend_f16(queries, k, v, stride, scale, vkq))),
 };
 
 /// A safe `fn` calling the NEON kernel `$f` (`neon::$f`, or `neon::dotprod::$f` when
@@ -207,7 +236,8 @@ macro_rules! neon {
     };
 }
 
-/// NEON for every kernel, on every AArch64 CPU.
+/// NEON for every kernel, on every AArch64 CPU, with the arithmetic of the AVX2 table's kernels
+/// (F32 and BF16: the scalar oracle's, as there), so that both compute the same logits.
 #[cfg(target_arch = "aarch64")]
 static NEON: KernelTable = KernelTable {
     isa: Isa::Neon,
@@ -228,10 +258,13 @@ static NEON: KernelTable = KernelTable {
     q4_k: neon!(matvec_q4_k_q8_k(w, a, out)),
     q5_k: neon!(matvec_q5_k_q8_k(w, a, out)),
     q6_k: neon!(matvec_q6_k_q8_k(w, a, out)),
-    // The attention and FFN vector steps are short next to the matrix products: scalar.
-    vec_mad_f16: SCALAR.vec_mad_f16,
-    vec_scale_f16: SCALAR.vec_scale_f16,
-    swiglu_f32: SCALAR.swiglu_f32,
+    // Tiled over the matrix-vector kernels until NEON has unpack-once kernels (`matmul.rs`).
+    matmul: &MatmulKernels::TILED,
+    interleaved: None,
+    vec_mad_f16: neon!(vec_mad_f16(y, x, v)),
+    vec_scale_f16: neon!(vec_scale_f16(y, v)),
+    swiglu_f32: neon!(swiglu_f32(gate, up)),
+    attend_f16: None,
 };
 
 /// NEON with `SDOT` for the integer products; the quantizers and float kernels, which have
@@ -256,9 +289,12 @@ static NEON_DOTPROD: KernelTable = KernelTable {
     q4_k: neon!(dotprod::matvec_q4_k_q8_k(w, a, out)),
     q5_k: neon!(dotprod::matvec_q5_k_q8_k(w, a, out)),
     q6_k: neon!(dotprod::matvec_q6_k_q8_k(w, a, out)),
+    matmul: &MatmulKernels::TILED,
+    interleaved: None,
     vec_mad_f16: NEON.vec_mad_f16,
     vec_scale_f16: NEON.vec_scale_f16,
     swiglu_f32: NEON.swiglu_f32,
+    attend_f16: None,
 };
 
 /// Whether the CPU has the dot-product extension, asked of the OS once (with `std`; a

@@ -73,6 +73,24 @@ pub enum KernelError {
     /// The output slice does not have one value per row of the range.
     #[error("output holds {got} values, the row range has {need} rows")]
     OutputLength { got: usize, need: usize },
+    /// The activations of a matrix product ([`crate::matmul`]) are not exactly `tokens`
+    /// quantized rows of `n` values. `ty` is the activation type.
+    #[error("{ty} activations for {tokens} rows of {n} need {need} bytes, got {got}")]
+    ActivationsSize {
+        ty: GgmlType,
+        n: usize,
+        tokens: usize,
+        got: usize,
+        need: usize,
+    },
+    /// The output of token `token` of a matrix product ([`crate::matmul`]) does not have one
+    /// value per row of the range.
+    #[error("output of token {token} holds {got} values, the row range has {rows} rows")]
+    ProductOutputLength {
+        token: usize,
+        got: usize,
+        rows: usize,
+    },
     /// A buffer is not aligned for the blocks of `ty` read from it in place.
     #[error("{operand} buffer of type {ty} is not aligned to {align} bytes")]
     Misaligned {
@@ -80,6 +98,10 @@ pub enum KernelError {
         ty: GgmlType,
         align: usize,
     },
+    /// The queries, keys, values or scratch of [`crate::KernelTable::attend_f16`] do not fit
+    /// together (the message says how).
+    #[error("attention: {0}")]
+    Attention(&'static str),
     /// [`crate::use_isa`] was asked for kernels this build or CPU does not have.
     #[error("{0} kernels are not available on this build or CPU")]
     IsaUnavailable(Isa),

@@ -9,12 +9,15 @@
 //!   where practical, the same accumulation order) as ggml's `*_generic` functions.
 //! - `x86::avx2` (on x86-64) has the same file and function names, written with AVX2, FMA and
 //!   F16C intrinsics after ggml's `arch/x86/quants.c`; its tests hold it to the oracle.
-//! - `arm::neon` (on AArch64) likewise, after ggml's `arch/arm/quants.c`, in two versions:
-//!   NEON for every AArch64 CPU and `arm::neon::dotprod` for CPUs with the `SDOT` instruction.
+//! - `arm::neon` (on AArch64) likewise, in two versions: NEON for every AArch64 CPU and
+//!   `arm::neon::dotprod` for CPUs with the `SDOT` instruction; both compute the AVX2 kernels'
+//!   f32 values bit for bit (their lanes, FMAs and sum trees), so the two ISAs give the same
+//!   logits (`tests/cross_isa.rs` holds them to one golden file).
 //! - `dispatch.rs` detects the CPU's features once and picks a [`KernelTable`] ([`active`]);
 //!   [`use_isa`] / [`force_scalar`] override the choice (the runtime's `SINTRA_KERNELS`).
-//! - [`matvec`], [`vec_dot`], [`quantize_activation`] are the type-erased entry points the
-//!   runtime calls on byte slices (GGUF tensor data and its own activation buffers), through
+//! - [`matvec`], [`matmul`], [`vec_dot`], [`quantize_activation`] are the type-erased entry
+//!   points the runtime calls on byte slices (and [`KernelTable::attend_f16`], flash attention
+//!   over its f16 cache) (GGUF tensor data and its own activation buffers), through
 //!   the active table. They check every length and alignment and return a [`KernelError`];
 //!   they never panic.
 //!
@@ -28,16 +31,20 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod arm;
+mod attention;
 mod dispatch;
 mod error;
+mod matmul;
 mod matvec;
 pub mod scalar;
 mod vec;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
+pub use attention::{F16Query, MAX_QUERIES};
 pub use dispatch::{active, detect, force_scalar, isa_name, table, use_isa, Isa, KernelTable};
 pub use error::{KernelError, Operand};
+pub use matmul::matmul;
 pub use matvec::{
     activation_bytes, matvec, quantize_activation, supported, vec_dot, vec_dot_type, WEIGHT_TYPES,
 };

@@ -62,7 +62,7 @@ pub fn vec_dot_type(w: GgmlType) -> GgmlType {
 }
 
 /// The byte sizes of one row of `n` values: (weights, quantized activation).
-fn row_bytes(w: GgmlType, n: usize) -> Result<(usize, usize), KernelError> {
+pub(crate) fn row_bytes(w: GgmlType, n: usize) -> Result<(usize, usize), KernelError> {
     if !supported(w) {
         return Err(KernelError::Unsupported(w));
     }
@@ -85,7 +85,11 @@ pub fn activation_bytes(w: GgmlType, n: usize) -> Result<usize, KernelError> {
 
 /// `bytes` as blocks of `B`, or [`KernelError::Misaligned`]. The caller has checked that the
 /// length is whole blocks, so alignment is the only way the cast can fail.
-fn cast<B: Pod>(bytes: &[u8], operand: Operand, ty: GgmlType) -> Result<&[B], KernelError> {
+pub(crate) fn cast<B: Pod>(
+    bytes: &[u8],
+    operand: Operand,
+    ty: GgmlType,
+) -> Result<&[B], KernelError> {
     bytemuck::try_cast_slice(bytes).map_err(|_| KernelError::Misaligned {
         operand,
         ty,
@@ -213,29 +217,37 @@ impl KernelTable {
         let w_rows = &w_bytes[rows.start * row_bytes..rows.end * row_bytes];
         let act_ty = vec_dot_type(w);
         macro_rules! run {
-            ($wb:ty, $ab:ty, $kernel:ident) => {
-                (self.$kernel)(
+            ($wb:ty, $ab:ty, $kernel:expr) => {
+                ($kernel)(
                     cast::<$wb>(w_rows, Operand::Weights, w)?,
                     cast::<$ab>(act, Operand::Activation, act_ty)?,
                     out,
                 )
             };
         }
-        match w {
-            GgmlType::F32 => run!(f32, f32, f32),
-            GgmlType::F16 => run!(u16, u16, f16),
-            GgmlType::BF16 => run!(u16, u16, bf16),
-            GgmlType::Q4_0 => run!(BlockQ4_0, BlockQ8_0, q4_0),
-            GgmlType::Q4_1 => run!(BlockQ4_1, BlockQ8_1, q4_1),
-            GgmlType::Q5_0 => run!(BlockQ5_0, BlockQ8_0, q5_0),
-            GgmlType::Q5_1 => run!(BlockQ5_1, BlockQ8_1, q5_1),
-            GgmlType::Q8_0 => run!(BlockQ8_0, BlockQ8_0, q8_0),
-            GgmlType::IQ4_NL => run!(BlockIq4Nl, BlockQ8_0, iq4_nl),
-            GgmlType::Q2_K => run!(BlockQ2K, BlockQ8K, q2_k),
-            GgmlType::Q3_K => run!(BlockQ3K, BlockQ8K, q3_k),
-            GgmlType::Q4_K => run!(BlockQ4K, BlockQ8K, q4_k),
-            GgmlType::Q5_K => run!(BlockQ5K, BlockQ8K, q5_k),
-            GgmlType::Q6_K => run!(BlockQ6K, BlockQ8K, q6_k),
+        // llama.cpp's order for this matrix: its repacked one where it repacks.
+        let interleaved = self
+            .interleaved
+            .as_ref()
+            .filter(|_| nrows.is_multiple_of(8));
+        match (w, interleaved) {
+            (GgmlType::Q4_0, Some(k)) => run!(BlockQ4_0, BlockQ8_0, k.q4_0),
+            (GgmlType::Q4_K, Some(k)) => run!(BlockQ4K, BlockQ8K, k.q4_k),
+            (GgmlType::IQ4_NL, Some(k)) => run!(BlockIq4Nl, BlockQ8_0, k.iq4_nl),
+            (GgmlType::F32, _) => run!(f32, f32, self.f32),
+            (GgmlType::F16, _) => run!(u16, u16, self.f16),
+            (GgmlType::BF16, _) => run!(u16, u16, self.bf16),
+            (GgmlType::Q4_0, _) => run!(BlockQ4_0, BlockQ8_0, self.q4_0),
+            (GgmlType::Q4_1, _) => run!(BlockQ4_1, BlockQ8_1, self.q4_1),
+            (GgmlType::Q5_0, _) => run!(BlockQ5_0, BlockQ8_0, self.q5_0),
+            (GgmlType::Q5_1, _) => run!(BlockQ5_1, BlockQ8_1, self.q5_1),
+            (GgmlType::Q8_0, _) => run!(BlockQ8_0, BlockQ8_0, self.q8_0),
+            (GgmlType::IQ4_NL, _) => run!(BlockIq4Nl, BlockQ8_0, self.iq4_nl),
+            (GgmlType::Q2_K, _) => run!(BlockQ2K, BlockQ8K, self.q2_k),
+            (GgmlType::Q3_K, _) => run!(BlockQ3K, BlockQ8K, self.q3_k),
+            (GgmlType::Q4_K, _) => run!(BlockQ4K, BlockQ8K, self.q4_k),
+            (GgmlType::Q5_K, _) => run!(BlockQ5K, BlockQ8K, self.q5_k),
+            (GgmlType::Q6_K, _) => run!(BlockQ6K, BlockQ8K, self.q6_k),
             // row_bytes accepted only supported types.
             _ => return Err(KernelError::Unsupported(w)),
         }

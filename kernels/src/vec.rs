@@ -6,8 +6,8 @@
 use crate::dispatch::{active, KernelTable};
 
 impl KernelTable {
-    /// `dot(x, y)` over halves, summed as ggml's `ggml_vec_dot_f16` (AVX2) or in f64 lanes
-    /// (scalar).
+    /// `dot(x, y)` over halves, summed as ggml's `ggml_vec_dot_f16` on x86 (AVX2, and NEON in
+    /// the same order) or in f64 lanes (scalar).
     pub fn vec_dot_f16(&self, x: &[u16], y: &[u16]) -> f32 {
         let n = x.len().min(y.len());
         if n == 0 {
@@ -18,7 +18,7 @@ impl KernelTable {
         out[0]
     }
 
-    /// `y[i] = f16(y[i] + x[i] * v)` (one FMA on AVX2).
+    /// `y[i] = f16(y[i] + x[i] * v)` (one FMA on AVX2 and NEON).
     pub fn vec_mad_f16(&self, y: &mut [u16], x: &[u16], v: f32) {
         (self.vec_mad_f16)(y, x, v)
     }

@@ -29,6 +29,13 @@ pub struct RunConfig {
     pub output_dir: PathBuf,
     pub eval_text: Option<PathBuf>,
     pub eval_chunks: u32,
+    /// The calibration text (importance matrix, pruning statistics); never the held-out text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calib_text: Option<PathBuf>,
+    /// `--sensitivity`: run (or reuse) the sensitivity pass and let the heuristic propose the
+    /// allocator's mixes.
+    #[serde(default)]
+    pub sensitivity: bool,
     pub bench: BenchSpec,
     /// `--ssh-config` for a profile with a `connection` (`ssh -F`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

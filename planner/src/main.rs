@@ -3,37 +3,13 @@
 //! models, execute one recipe, reach devices and list the history. See `cli/` for the command
 //! line and `optimize.rs` for the loop.
 
-mod architect;
-mod checkpoint;
-mod cli;
-mod critic;
-mod detect;
-mod device;
-mod download;
-mod executor;
-mod experiment;
-mod history;
-mod home;
-#[cfg(test)]
-mod http_double;
-mod inspect;
-mod llm;
-mod measure;
-mod model_info;
-mod models;
-mod optimize;
-mod profile;
-mod recipe;
-mod report;
-mod targets;
-
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = planner::cli::Cli::parse();
     init_logging(cli.root.debug);
-    match cli::run(cli) {
+    match planner::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sintra: error: {e:#}");

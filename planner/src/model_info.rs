@@ -106,6 +106,16 @@ impl ModelInfo {
         })
     }
 
+    /// FFN channels of layer `layer` (rows of its `ffn_gate`), 0 if it has no FFN.
+    pub fn n_ff(&self, layer: u32) -> u64 {
+        let name = format!("blk.{layer}.ffn_gate.weight");
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.dims.get(1).copied())
+            .unwrap_or(0)
+    }
+
     /// Bits per weight of the source.
     pub fn bpw(&self) -> f64 {
         self.tensor_bytes as f64 * 8.0 / self.n_params.max(1) as f64

@@ -6,6 +6,7 @@
 //! reported with the Pareto front of everything tried.
 
 use crate::architect::{plan_key, Architect, Context};
+use crate::calibration::{self, Calibration, CalibrationSpec};
 use crate::checkpoint::Checkpoint;
 use crate::critic::judge;
 use crate::executor;
@@ -15,7 +16,7 @@ use crate::measure::{Candidate, Measurer};
 use crate::model_info::ModelInfo;
 use crate::recipe::{bytes_per_token, predicted_size};
 use crate::report;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use std::path::Path;
 use std::time::Instant;
 
@@ -26,6 +27,11 @@ pub struct Loop<'a> {
     pub history: &'a History,
     pub architect: &'a mut dyn Architect,
     pub measure: &'a mut dyn Measurer,
+    /// The model's calibration statistics, computed (or read from the cache) the first time a
+    /// recipe needs them.
+    pub calibration: Option<Calibration>,
+    /// The sensitivity pass (`--sensitivity`), for the architect.
+    pub sensitivity: Option<crate::sensitivity::Sensitivity>,
 }
 
 impl std::fmt::Debug for Loop<'_> {
@@ -85,6 +91,7 @@ impl Loop<'_> {
                 experiments: &self.cp.experiments,
                 past: &past,
                 mock: self.cp.config.mock,
+                sensitivity: self.sensitivity.as_ref(),
             };
             let proposal = self.architect.propose(&ctx)?;
             let Some(p) = proposal else {
@@ -158,13 +165,22 @@ impl Loop<'_> {
         };
         let path = candidate_path(out_dir, iteration);
         let result = (|| -> Result<()> {
-            if let Some(k) = p.recipe.needs_issue_7() {
-                anyhow::bail!("recipe key `{k}` is not supported yet (issue #7)");
-            }
             let written = if self.cp.config.mock {
                 None
             } else {
-                let w = executor::execute(&p.recipe, model, &path, true)?;
+                if p.recipe.needs_calibration() && self.calibration.is_none() {
+                    let text = self.cp.config.calib_text.clone().context(
+                        "the recipe needs calibration statistics and no calibration text was found (--calib-text)",
+                    )?;
+                    let spec = CalibrationSpec::new(&text, self.cp.config.bench.threads);
+                    self.calibration = Some(calibration::ensure(
+                        model,
+                        &spec,
+                        &crate::home::subdir("calibration")?,
+                    )?);
+                }
+                let w =
+                    executor::execute(&p.recipe, model, &path, true, self.calibration.as_ref())?;
                 e.size_bytes = w.bytes;
                 Some(path.as_path())
             };

@@ -11,7 +11,7 @@
 //! matches a tensor, layer indices exist. Override regexes match whole tensor names; the first
 //! matching override wins. Vectors (norms, biases) always stay F32.
 
-use crate::model_info::ModelInfo;
+use crate::model_info::{layer_of, ModelInfo};
 use crate::profile::RECIPE_TYPES;
 use formats::quant::GgmlType;
 use regex::Regex;
@@ -334,54 +334,151 @@ impl Recipe {
     /// matching override, else the default, then llama.cpp's fallback for rows that are not
     /// whole blocks.
     pub fn type_for(&self, name: &str, row_len: u64) -> GgmlType {
-        let ty = self
-            .overrides
+        self.requested_type(name).fallback_for_row(row_len)
+    }
+
+    /// The type the recipe asks for `name`, before any fallback.
+    pub fn requested_type(&self, name: &str) -> GgmlType {
+        self.overrides
             .iter()
             .find(|o| o.matches(name))
-            .map_or(self.default_type, |o| o.ty);
-        ty.fallback_for_row(row_len)
+            .map_or(self.default_type, |o| o.ty)
     }
 
-    /// Each tensor's output type and size in bytes (vectors stay F32).
-    pub fn plan(&self, model: &ModelInfo) -> Vec<TensorPlan> {
-        model
-            .tensors
-            .iter()
-            .map(|t| {
-                let to = if t.is_matrix() {
-                    self.type_for(&t.name, t.row_len())
-                } else if t.ty == GgmlType::F32 || !t.ty.can_dequantize() {
-                    t.ty
-                } else {
-                    GgmlType::F32
-                };
-                let n_bytes = if to == t.ty {
-                    t.n_bytes
-                } else {
-                    t.n_elements / to.block_size() as u64 * to.type_size() as u64
-                };
-                TensorPlan {
-                    name: t.name.clone(),
-                    from: t.ty,
-                    to,
-                    n_bytes,
-                }
-            })
-            .collect()
-    }
-
-    /// Whether the recipe needs what issue #7 adds (layer dropping, pruning, imatrix).
-    pub fn needs_issue_7(&self) -> Option<&'static str> {
-        if !self.drop_layers.is_empty() {
-            Some("drop_layers")
-        } else if self.ffn_prune.is_some() {
-            Some("ffn_prune")
-        } else if self.imatrix {
-            Some("imatrix")
-        } else {
-            None
+    /// The pruning ratio of layer `layer` (0 when the recipe does not prune).
+    pub fn prune_ratio(&self, layer: u32) -> f64 {
+        match &self.ffn_prune {
+            None => 0.0,
+            Some(p) => p
+                .per_layer
+                .as_ref()
+                .and_then(|v| v.get(layer as usize).copied())
+                .unwrap_or(p.ratio),
         }
     }
+
+    /// FFN channels kept in source layer `layer` of `n_ff`: `(1 - ratio) * n_ff` rounded to
+    /// whole blocks of the type `ffn_down` is asked for (its rows are the channels), so a
+    /// K-quant `ffn_down` keeps its type instead of falling back; at least one block.
+    pub fn ffn_keep(&self, layer: u32, n_ff: u64) -> u64 {
+        let r = self.prune_ratio(layer);
+        if r <= 0.0 || n_ff == 0 {
+            return n_ff;
+        }
+        let g = self
+            .requested_type(&format!("blk.{layer}.ffn_down.weight"))
+            .block_size() as u64;
+        let blocks = (((1.0 - r) * n_ff as f64) / g as f64).round().max(1.0) as u64;
+        (blocks * g).min(n_ff)
+    }
+
+    /// What the executor writes, tensor by tensor in source order: dropped layers' tensors are
+    /// gone and the others renumbered, pruned FFN matrices shrink, matrices take their recipe
+    /// type, vectors (norms) stay F32. Override regexes and `ffn_prune.per_layer` refer to the
+    /// source model's layer numbers.
+    pub fn plan(&self, model: &ModelInfo) -> Vec<TensorPlan> {
+        let dropped = |l: u32| self.drop_layers.contains(&l);
+        let renumber = |l: u32| l - self.drop_layers.iter().filter(|&&d| d < l).count() as u32;
+        let mut out = Vec::with_capacity(model.tensors.len());
+        for t in &model.tensors {
+            let layer = layer_of(&t.name);
+            if layer.is_some_and(dropped) {
+                continue;
+            }
+            let out_name = match layer {
+                Some(l) => format!(
+                    "blk.{}.{}",
+                    renumber(l),
+                    &t.name[format!("blk.{l}.").len()..]
+                ),
+                None => t.name.clone(),
+            };
+            let mut dims = t.dims.clone();
+            let mut prune = None;
+            if let Some(l) = layer {
+                let role = ffn_role(&t.name);
+                if role.is_some() {
+                    let n_ff = model.n_ff(l);
+                    let keep = self.ffn_keep(l, n_ff);
+                    if keep < n_ff {
+                        match role {
+                            Some(FfnRole::GateUp) if dims.len() == 2 => {
+                                dims[1] = keep;
+                                prune = Some(Prune::Rows(keep));
+                            }
+                            Some(FfnRole::Down) if dims.len() == 2 => {
+                                dims[0] = keep;
+                                prune = Some(Prune::Columns(keep));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            let n_elements: u64 = dims.iter().product();
+            let to = if t.is_matrix() {
+                self.type_for(&t.name, dims[0])
+            } else if t.ty == GgmlType::F32 || !t.ty.can_dequantize() {
+                t.ty
+            } else {
+                GgmlType::F32
+            };
+            let n_bytes = if to == t.ty && prune.is_none() {
+                t.n_bytes
+            } else {
+                n_elements / to.block_size() as u64 * to.type_size() as u64
+            };
+            out.push(TensorPlan {
+                name: t.name.clone(),
+                out_name,
+                from: t.ty,
+                to,
+                dims,
+                n_elements,
+                n_bytes,
+                layer,
+                prune,
+            });
+        }
+        out
+    }
+
+    /// Whether the executor needs calibration statistics for this recipe (the importance matrix,
+    /// or the FFN activation norms that rank neurons for pruning).
+    pub fn needs_calibration(&self) -> bool {
+        self.imatrix
+            || self.ffn_prune.as_ref().is_some_and(|p| {
+                p.ratio > 0.0
+                    || p.per_layer
+                        .as_ref()
+                        .is_some_and(|v| v.iter().any(|&r| r > 0.0))
+            })
+    }
+}
+
+/// `blk.N.ffn_gate|ffn_up.weight` or `blk.N.ffn_down.weight`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfnRole {
+    GateUp,
+    Down,
+}
+
+pub fn ffn_role(name: &str) -> Option<FfnRole> {
+    if name.ends_with(".ffn_gate.weight") || name.ends_with(".ffn_up.weight") {
+        Some(FfnRole::GateUp)
+    } else if name.ends_with(".ffn_down.weight") {
+        Some(FfnRole::Down)
+    } else {
+        None
+    }
+}
+
+/// How a pruned FFN matrix shrinks: gate and up keep `n` rows (channels), down keeps `n`
+/// columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prune {
+    Rows(u64),
+    Columns(u64),
 }
 
 fn check_ratio(r: f64, key: &str) -> Result<(), RecipeError> {
@@ -396,13 +493,22 @@ fn short_regex(re: &str) -> String {
     re.replace("\\.", ".").replace(".weight", "")
 }
 
-/// What the Executor does with one tensor.
+/// What the Executor does with one tensor of the source.
 #[derive(Debug, Clone)]
 pub struct TensorPlan {
+    /// The source tensor.
     pub name: String,
+    /// Its name in the written file (layers renumbered after dropping).
+    pub out_name: String,
     pub from: GgmlType,
     pub to: GgmlType,
+    /// Output shape (pruned FFN matrices shrink).
+    pub dims: Vec<u64>,
+    pub n_elements: u64,
     pub n_bytes: u64,
+    /// Source layer, for `blk.N.` tensors.
+    pub layer: Option<u32>,
+    pub prune: Option<Prune>,
 }
 
 /// Predicted file size of a plan: the source header plus aligned tensor data.
@@ -418,10 +524,9 @@ pub fn predicted_size(model: &ModelInfo, plan: &[TensorPlan]) -> u64 {
 /// contributes one row (unless the classifier reuses it, then all of it).
 pub fn bytes_per_token(model: &ModelInfo, plan: &[TensorPlan]) -> u64 {
     plan.iter()
-        .zip(&model.tensors)
-        .map(|(p, t)| {
-            if t.name == "token_embd.weight" && !model.tied_embeddings {
-                p.n_bytes / t.dims.get(1).copied().unwrap_or(1).max(1)
+        .map(|p| {
+            if p.name == "token_embd.weight" && !model.tied_embeddings {
+                p.n_bytes / p.dims.get(1).copied().unwrap_or(1).max(1)
             } else {
                 p.n_bytes
             }

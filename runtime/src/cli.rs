@@ -10,6 +10,7 @@ USAGE:
   sintra-rt generate   -m MODEL -p PROMPT [-n N] [-t T] [-c CTX] [--temp X] [--top-k K] [--top-p P] [--seed S] [--chat]
   sintra-rt bench      -m MODEL [-p 512] [-n 128] [-t T] [-r 5] [--json]
   sintra-rt perplexity -m MODEL -f TEXT [-c 512] [--chunks K] [-t T] [--save-logits F | --kl-divergence-base F]
+  sintra-rt calibrate  -m MODEL -f TEXT -o OUT.imatrix.gguf [-c 512] [--chunks K] [-t T]
   sintra-rt tokenize   -m MODEL -p PROMPT [--no-special]
   sintra-rt serve      [--stdio | --listen ADDR]
   sintra-rt --version | --help
@@ -23,6 +24,11 @@ MODES:
   perplexity  llama.cpp's method: windows of CTX tokens, the second half of each scored.
               --save-logits F keeps the log-probabilities so that a compressed model run with
               --kl-divergence-base F reports its KL divergence, top-1 agreement and delta-PPL.
+  calibrate   compression statistics for the planner: per-column mean squared activations
+              entering every matrix (an importance matrix in llama.cpp's imatrix GGUF layout,
+              which llama-quantize --imatrix also reads), per-block influence (1 - cos between
+              a block's input and output) and, with them, per-neuron FFN activation norms.
+              Use a calibration text, never the text you evaluate on.
   tokenize    one `id<TAB>piece` line per token of PROMPT, as llama.cpp's llama-tokenize
               (special tokens parsed and BOS added as the vocabulary says, unless --no-special).
   serve       speak the planner's wire protocol (COBS-framed postcard) on stdin/stdout (--stdio,
@@ -64,6 +70,8 @@ pub struct Args {
     pub no_special: bool,
     /// `serve --listen ADDR`.
     pub listen: Option<String>,
+    /// `calibrate -o FILE`.
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +80,7 @@ pub enum Mode {
     Bench,
     Perplexity,
     Tokenize,
+    Calibrate,
     Serve,
     Version,
     Help,
@@ -85,12 +94,13 @@ impl Args {
             Some("bench") => Mode::Bench,
             Some("perplexity") => Mode::Perplexity,
             Some("tokenize") => Mode::Tokenize,
+            Some("calibrate") => Mode::Calibrate,
             Some("serve") => Mode::Serve,
             Some("--version") | Some("-V") | Some("version") => Mode::Version,
             Some("--help") | Some("-h") | Some("help") | None => Mode::Help,
             Some(other) => {
                 return Err(format!(
-                    "unknown mode '{other}' (expected generate, bench, perplexity, tokenize, serve; see --help)"
+                    "unknown mode '{other}' (expected generate, bench, perplexity, calibrate, tokenize, serve; see --help)"
                 ))
             }
         };
@@ -116,6 +126,7 @@ impl Args {
             kv_f32: false,
             no_special: false,
             listen: None,
+            output: None,
         };
         while let Some(flag) = it.next() {
             let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -143,6 +154,9 @@ impl Args {
                 "--json" => a.json = true,
                 "--kv-f32" => a.kv_f32 = true,
                 "--no-special" => a.no_special = true,
+                "-o" | "--output" if mode == Mode::Calibrate => {
+                    a.output = Some(value(&flag)?.into())
+                }
                 "--listen" if mode == Mode::Serve => a.listen = Some(value(&flag)?),
                 "--stdio" if mode == Mode::Serve => a.listen = None,
                 "-h" | "--help" => a.mode = Mode::Help,

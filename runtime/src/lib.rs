@@ -1,6 +1,7 @@
 //! sintra-rt as a library: the model, tokenizer and evaluation code behind the `sintra-rt`
 //! binary, also used by the integration tests and benchmarks.
 
+pub mod calibrate;
 pub mod chat;
 pub mod cli;
 pub mod membw;

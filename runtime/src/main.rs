@@ -1,7 +1,7 @@
 //! sintra-rt: the on-device runtime. `main` parses arguments and calls `run`, which returns a
 //! clear error for every bad input (exit code 1) — never a panic.
 
-use formats::wire::{BenchRequest, GenerateRequest};
+use formats::wire::{BenchRequest, CalibrateRequest, GenerateRequest};
 use runtime::cli::{Args, Mode, HELP};
 use runtime::sysinfo;
 use runtime::tasks::{self, Loaded, PerplexitySettings};
@@ -46,6 +46,7 @@ fn run(a: &Args) -> Result<(), String> {
         Mode::Bench => bench(a),
         Mode::Perplexity => run_perplexity(a),
         Mode::Tokenize => tokenize(a),
+        Mode::Calibrate => calibrate(a),
         Mode::Serve => match &a.listen {
             Some(addr) => runtime::serve::listen(addr),
             None => runtime::serve::stdio(),
@@ -210,6 +211,45 @@ fn run_perplexity(a: &Args) -> Result<(), String> {
         println!("PPL(base):       {:.4}", k.ppl_base);
         println!("PPL(Q)-PPL(base): {:+.4}", r.ppl - k.ppl_base);
     }
+    Ok(())
+}
+
+fn calibrate(a: &Args) -> Result<(), String> {
+    let l = open(a)?;
+    let path = a
+        .text_file
+        .as_ref()
+        .ok_or("calibrate needs a text file: -f TEXT")?;
+    let out = a
+        .output
+        .as_ref()
+        .ok_or("calibrate needs an output file: -o OUT.imatrix.gguf")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let req = CalibrateRequest {
+        text,
+        dataset: path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        n_ctx: a.ctx.unwrap_or(512).min(u32::MAX as usize) as u32,
+        max_chunks: a.chunks.map(|c| c.min(u32::MAX as usize) as u32),
+        threads: threads(a),
+        output_path: out.display().to_string(),
+    };
+    let r = tasks::calibrate(&l.file, &req, |done, total| {
+        eprint!("\r[{done}/{total}] windows   ");
+    })
+    .map_err(|e| e.message)?;
+    eprintln!();
+    println!(
+        "saved {} ({} tokens in {} windows of {}, {:.1} s)",
+        r.path, r.n_tokens, r.n_chunks, req.n_ctx, r.seconds
+    );
+    let list: Vec<String> = r
+        .block_influence
+        .iter()
+        .map(|x| format!("{x:.4}"))
+        .collect();
+    println!("block influence (1 - cos): [{}]", list.join(", "));
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! Perplexity and KL divergence, measured the way llama.cpp's `perplexity` tool measures them:
 //! the text is cut into windows of `n_ctx` tokens (the first replaced by BOS when the vocabulary
 //! adds one), each window is evaluated from an empty cache, and only the second half of each
-//! window is scored, so every scored token sees at least `n_ctx / 2` tokens of context.
+//! window is scored, so every scored token sees at least `n_ctx / 2` tokens of context. A window
+//! runs as a prompt ([`Llama::forward_batch`]), with the classifier only on the scored half.
 //!
 //! `--save-logits FILE` stores the log-probabilities of every scored position (as f16) with the
 //! tokens; `--kl-divergence-base FILE` reads such a file from the original model and reports the
@@ -233,17 +234,13 @@ pub fn perplexity(
 
     for chunk in 0..n_chunks {
         let win = &tokens[chunk * n_ctx..(chunk + 1) * n_ctx];
-        for j in 0..n_ctx - 1 {
-            let tok = if j == 0 {
-                bos.unwrap_or(win[0])
-            } else {
-                win[j]
-            };
-            let scored = j >= first;
-            let logits = model.forward_opt(tok, j, pool, scored)?;
-            if !scored {
-                continue;
-            }
+        // The window but its last token, the first replaced by BOS, as one prompt: logits
+        // only for the scored second half.
+        let mut input = win[..n_ctx - 1].to_vec();
+        if let Some(b) = bos {
+            input[0] = b;
+        }
+        model.forward_batch(&input, 0, pool, first, |j, logits| {
             log_softmax(logits, &mut logp);
             let target = win[j + 1] as usize;
             let l = -(logp[target] as f64);
@@ -276,7 +273,8 @@ pub fn perplexity(
                     same += 1;
                 }
             }
-        }
+            Ok::<(), PplError>(())
+        })?;
         on_chunk(chunk + 1, n_chunks, (nll / count as f64).exp());
     }
     if let Some((mut w, p)) = saver {

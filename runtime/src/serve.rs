@@ -290,6 +290,32 @@ impl Session {
                     }
                 }
             },
+            Request::Calibrate(req) => match self.model_or_error() {
+                Err(e) => Response::Error(e),
+                Ok(m) => {
+                    if !(2..=MAX_TOKENS).contains(&req.n_ctx) {
+                        error(
+                            ErrorKind::InvalidRequest,
+                            format!("n_ctx {} is outside 2..={MAX_TOKENS}", req.n_ctx),
+                        )
+                    } else {
+                        log(format!(
+                            "calibrate on {} ({} bytes of text) into {}",
+                            req.dataset,
+                            req.text.len(),
+                            req.output_path
+                        ));
+                        let r = tasks::calibrate(&m.file, &req, |d, t| {
+                            tx.send(&Response::Progress(Progress {
+                                done: d as u32,
+                                total: t as u32,
+                                note: "calibration window".into(),
+                            }))
+                        });
+                        r.map_or_else(Response::Error, Response::Calibrated)
+                    }
+                }
+            },
             Request::Shutdown => {
                 log("shutdown");
                 Response::Bye

@@ -3,8 +3,9 @@
 //! progress through a callback and returns the result as the wire protocol spells it, so the two
 //! front ends only differ in how they print.
 
+use crate::calibrate::Calibration;
 use crate::chat;
-use crate::model::{Config, KvType, Llama};
+use crate::model::{Config, KvType, Llama, ModelError};
 use crate::perplexity::{perplexity, PplOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::sysinfo;
@@ -12,8 +13,8 @@ use crate::threads::Pool;
 use crate::tokenizer::Tokenizer;
 use formats::gguf::GgufFile;
 use formats::wire::{
-    BenchRequest, BenchResult, BenchRun, ErrorKind, GenerateRequest, GenerateResult, KlDivergence,
-    PerplexityResult, Progress, RuntimeError,
+    BenchRequest, BenchResult, BenchRun, CalibrateRequest, CalibrateResult, ErrorKind,
+    GenerateRequest, GenerateResult, KlDivergence, PerplexityResult, Progress, RuntimeError,
 };
 use std::path::Path;
 use std::time::Instant;
@@ -94,12 +95,16 @@ pub fn bench(
         let mut samples = Vec::new();
         for rep in 0..reps {
             let t = Instant::now();
-            for pos in 0..n {
-                // pp: all but the last position skip the classifier, as a prompt does.
-                let want = !is_pp || pos + 1 == n;
+            if is_pp {
+                // A prompt: in batches, the classifier only on the last position.
+                let tokens: Vec<u32> = (0..n).map(token).collect();
                 model
-                    .forward_opt(token(pos), pos, &pool, want)
+                    .forward_batch(&tokens, 0, &pool, n - 1, |_, _| Ok::<(), ModelError>(()))
                     .map_err(eval_err)?;
+            } else {
+                for pos in 0..n {
+                    model.forward(token(pos), pos, &pool).map_err(eval_err)?;
+                }
             }
             let tok_s = n as f64 / t.elapsed().as_secs_f64().max(1e-9);
             samples.push(tok_s);
@@ -202,6 +207,83 @@ pub fn perplexity_text(
     })
 }
 
+/// Collect calibration statistics (`crate::calibrate`) for `file` on `req.text` and save them
+/// to `req.output_path`. `on_chunk(done, total)` hears after each window.
+pub fn calibrate(
+    file: &GgufFile,
+    req: &CalibrateRequest,
+    on_chunk: impl FnMut(usize, usize),
+) -> Result<CalibrateResult, RuntimeError> {
+    let n_ctx = req.n_ctx as usize;
+    if n_ctx < 2 {
+        return Err(err(
+            ErrorKind::InvalidRequest,
+            format!("n_ctx {n_ctx} is too small to calibrate (at least 2)"),
+        ));
+    }
+    if req.output_path.is_empty() {
+        return Err(err(ErrorKind::InvalidRequest, "no output path"));
+    }
+    let tok = Tokenizer::from_gguf(&file.header).map_err(|e| err(ErrorKind::ModelLoad, e))?;
+    let tokens = tok.encode(&req.text, tok.add_bos(), false);
+    if tokens.len() < n_ctx {
+        return Err(err(
+            ErrorKind::InvalidRequest,
+            format!(
+                "the text has {} tokens, fewer than one window of {n_ctx}",
+                tokens.len()
+            ),
+        ));
+    }
+    let bos = if tok.add_bos() {
+        tok.special_ids().bos
+    } else {
+        None
+    };
+    let mut model = Llama::new(file, n_ctx, KvType::F16).map_err(eval_err)?;
+    let output_name = if file.header.tensor("output.weight").is_some() {
+        "output.weight"
+    } else {
+        "token_embd.weight"
+    };
+    let cal = Calibration::new(&model.config, output_name);
+    let pool = pool(req.threads);
+    eprintln!(
+        "calibrate: {} tokens, ctx {n_ctx}, {} threads",
+        tokens.len(),
+        pool.threads()
+    );
+    let t = Instant::now();
+    let (cal, n_chunks) = crate::calibrate::run(
+        &mut model,
+        cal,
+        &tokens,
+        bos,
+        n_ctx,
+        req.max_chunks.map(|c| c as usize),
+        &pool,
+        on_chunk,
+    )
+    .map_err(eval_err)?;
+    let model_name = format!(
+        "{} ({} bytes)",
+        file.path()
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        file.file_len()
+    );
+    let path = Path::new(&req.output_path);
+    cal.save(path, &req.dataset, &model_name, n_chunks, n_ctx)
+        .map_err(|e| err(ErrorKind::Io, e))?;
+    Ok(CalibrateResult {
+        path: req.output_path.clone(),
+        n_tokens: cal.n_tokens,
+        n_chunks: n_chunks as u32,
+        seconds: t.elapsed().as_secs_f64(),
+        block_influence: cal.block_influence(),
+    })
+}
+
 /// Generate up to `req.n_predict` tokens after the prompt; `on_piece` hears each piece of
 /// text as soon as it is valid UTF-8. `n_ctx` defaults to the model's training context, at most
 /// 2048.
@@ -242,13 +324,13 @@ pub fn generate(
     });
     let t0 = Instant::now();
     let mut logits = Vec::new();
-    for (pos, &t) in tokens.iter().enumerate() {
-        let want = pos + 1 == tokens.len();
-        let out = model.forward_opt(t, pos, &pool, want).map_err(eval_err)?;
-        if want {
-            logits = out.to_vec();
-        }
-    }
+    // The prompt in batches, the classifier only on its last position.
+    model
+        .forward_batch(&tokens, 0, &pool, tokens.len().saturating_sub(1), |_, l| {
+            logits = l.to_vec();
+            Ok::<(), ModelError>(())
+        })
+        .map_err(eval_err)?;
     let t_prompt = t0.elapsed().as_secs_f64();
     let mut out = String::new();
     let mut pending = Vec::new();

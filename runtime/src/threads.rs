@@ -1,10 +1,39 @@
-//! Parallel sections for matrix-vector products: the output rows are split into contiguous
-//! ranges, one per thread, so each thread streams its own stretch of the weight matrix.
+//! Parallel sections for matrix products: the output rows are split into contiguous ranges,
+//! one per thread, so each thread streams its own stretch of the weight matrix.
 //!
 //! Two ways to run a section, chosen by `SINTRA_POOL` (`rayon`, the default, or `scoped`) so
 //! that `sintra-rt bench` can compare them: rayon's persistent workers, which spin briefly
 //! before sleeping, so back-to-back sections skip the wake-up; or a fresh `std::thread::scope`
 //! per section (no shared state at all, ~20 µs of spawning each time).
+//!
+//! Three kinds of section: [`Pool::for_rows`] (a matrix-vector product: one output value per
+//! row), [`Pool::for_rows_batched`] (a matrix-matrix product: one output row per token, each
+//! thread writing its row range of every token's row) and [`Pool::for_units`] (independent
+//! units of unequal cost, such as the tokens of a batch in attention).
+//!
+//! **Rayon against a spin-barrier pool (issue #4).** Commit 18efffc ("runtime/threads:
+//! experimental spin-barrier pool") added a third kind behind this API (`SINTRA_POOL=spin`):
+//! `Pool::run` started `threads - 1` workers in a `std::thread::scope` for the whole forward pass; each section published its job and bumped
+//! an epoch the workers spun on (yielding after 16k spins), and the caller ran part 0 and spun
+//! until every worker had checked in. Measured with `sintra-rt bench -p 512 -n 128 -r 3`, rayon
+//! and spin runs interleaved, on this repository's 2-core x86-64 VM (AMD EPYC, AVX2) while other
+//! builds and tests ran (load average 4-11), tokens/s (one value per run; the Q4_0 file is
+//! `formats`' requantization of the Q4_1 one). One thread runs no pool, so both columns run the
+//! same code there: their difference is the noise.
+//!
+//! | model | threads | rayon pp512 | spin pp512 | rayon tg128 | spin tg128 |
+//! | ----- | ------: | ----------: | ---------: | ----------: | ---------: |
+//! | SmolLM2 Q4_1 | 1 | 140 | 133 | 87 | 64 |
+//! | SmolLM2 Q4_0 | 1 | 99 | 130 | 76 | 94 |
+//! | SmolLM2 Q4_1 | 2 | 71, 99, 93, 124, 99 | 54, 71, 73, 68, 70 | 66, 62, 62, 79, 55 | 3.2, 3.8, 3.8, 4.5, 3.7 |
+//! | SmolLM2 Q4_0 | 2 | 99, 99, 111 | 87, 71, 71 | 77, 78, 77 | 3.9, 4.0, 7.7 |
+//!
+//! Rayon is kept. A barrier makes every section wait for the slowest thread, and a worker that
+//! the OS has descheduled (the machine has more runnable threads than cores) stalls the caller
+//! for a time slice, ~210 times a token in decode; rayon's join lets the caller run the part
+//! nobody has stolen yet, so it degrades gracefully. On an idle machine a spin pool might save
+//! the few microseconds of a rayon join per section; devices are rarely idle, and the spin pool
+//! also needed `unsafe` outside the kernels (a job's lifetime erased for the workers).
 
 use core::ops::Range;
 use rayon::prelude::*;
@@ -15,7 +44,7 @@ pub struct Pool {
     rayon: Option<rayon::ThreadPool>,
 }
 
-/// Below this many output rows per thread a section runs on one thread: spawning costs more.
+/// Below this many output values per thread a section runs on one thread: spawning costs more.
 const MIN_ROWS_PER_THREAD: usize = 64;
 
 impl Pool {
@@ -79,19 +108,109 @@ impl Pool {
                     .try_for_each(|(i, chunk)| f(i * per..i * per + chunk.len(), chunk))
             });
         }
+        self.scoped(
+            out.chunks_mut(per)
+                .enumerate()
+                .map(|(i, chunk)| (i * per..i * per + chunk.len(), chunk)),
+            |(rows, chunk)| f(rows, chunk),
+        )
+    }
+
+    /// A matrix-matrix product's section: `out` holds one row of `n_rows` values per token
+    /// (token-major); `f(rows, parts)` gets a range of rows and, for every token in order, the
+    /// part of its row for that range (`parts[t] = out[t][rows]`). The ranges are disjoint and
+    /// cover `0..n_rows`, one per thread, in parallel; the first error is the result.
+    pub fn for_rows_batched<F, E>(&self, out: &mut [f32], n_rows: usize, f: F) -> Result<(), E>
+    where
+        F: Fn(Range<usize>, &mut [&mut [f32]]) -> Result<(), E> + Sync,
+        E: Send,
+    {
+        if n_rows == 0 {
+            return f(0..0, &mut []);
+        }
+        let n_tokens = out.len() / n_rows;
+        let threads = self
+            .threads
+            .min(n_rows * n_tokens / MIN_ROWS_PER_THREAD)
+            .min(n_rows)
+            .max(1);
+        let per = n_rows.div_ceil(threads);
+        let mut parts: Vec<(Range<usize>, Vec<&mut [f32]>)> = (0..n_rows.div_ceil(per))
+            .map(|i| {
+                (
+                    i * per..((i + 1) * per).min(n_rows),
+                    Vec::with_capacity(n_tokens),
+                )
+            })
+            .collect();
+        for row in out.chunks_exact_mut(n_rows) {
+            for ((_, p), chunk) in parts.iter_mut().zip(row.chunks_mut(per)) {
+                p.push(chunk);
+            }
+        }
+        let run = |(rows, mut p): (Range<usize>, Vec<&mut [f32]>)| f(rows, &mut p);
+        if parts.len() == 1 {
+            return parts.into_iter().try_for_each(run);
+        }
+        if let Some(pool) = &self.rayon {
+            return pool.install(|| parts.into_par_iter().try_for_each(run));
+        }
+        self.scoped(parts.into_iter(), run)
+    }
+
+    /// `out` as `n` units of `unit` values each, unit `i` costing about `cost(i)`: `f(units,
+    /// out[units])` over disjoint ranges of units covering all of them, one per thread, of
+    /// about equal total cost, in parallel; the first error is the result.
+    pub fn for_units<F, E>(
+        &self,
+        out: &mut [f32],
+        unit: usize,
+        cost: impl Fn(usize) -> usize,
+        f: F,
+    ) -> Result<(), E>
+    where
+        F: Fn(Range<usize>, &mut [f32]) -> Result<(), E> + Sync,
+        E: Send,
+    {
+        let n = out.len().checked_div(unit).unwrap_or(0);
+        let threads = self.threads.min(n).max(1);
+        if threads == 1 {
+            return f(0..n, out);
+        }
+        let total: usize = (0..n).map(&cost).sum();
+        let mut parts = Vec::with_capacity(threads);
+        let (mut rest, mut start, mut acc) = (out, 0, 0);
+        for i in 0..n {
+            acc += cost(i);
+            // Close a part once it reaches its share of the cost (the last takes the rest).
+            let share = total * (parts.len() + 1) / threads;
+            if (acc >= share && parts.len() + 1 < threads) || i + 1 == n {
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut((i + 1 - start) * unit);
+                parts.push((start..i + 1, head));
+                rest = tail;
+                start = i + 1;
+            }
+        }
+        let run = |(units, chunk): (Range<usize>, &mut [f32])| f(units, chunk);
+        if let Some(pool) = &self.rayon {
+            return pool.install(|| parts.into_par_iter().try_for_each(run));
+        }
+        self.scoped(parts.into_iter(), run)
+    }
+
+    /// Run `f` on every part, the first on this thread and the others on scoped threads.
+    fn scoped<P: Send, E: Send>(
+        &self,
+        mut parts: impl Iterator<Item = P>,
+        f: impl Fn(P) -> Result<(), E> + Sync,
+    ) -> Result<(), E> {
         std::thread::scope(|scope| {
-            let mut chunks = out.chunks_mut(per).enumerate();
-            let Some((_, first)) = chunks.next() else {
+            let Some(first) = parts.next() else {
                 return Ok(());
             };
-            let handles: Vec<_> = chunks
-                .map(|(i, chunk)| {
-                    let f = &f;
-                    let start = i * per;
-                    scope.spawn(move || f(start..start + chunk.len(), chunk))
-                })
-                .collect();
-            let mut result = f(0..first.len(), first);
+            let f = &f;
+            let handles: Vec<_> = parts.map(|p| scope.spawn(move || f(p))).collect();
+            let mut result = f(first);
             for h in handles {
                 // A panicking kernel is a bug: re-raise it rather than hide it.
                 let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -101,5 +220,96 @@ impl Pool {
             }
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every section kind hands out disjoint ranges that cover the output, with each value
+    /// where its row and token say, on one thread and on several.
+    #[test]
+    fn sections_cover_their_output_once() {
+        for threads in [1, 2, 3] {
+            let pool = Pool::new(threads);
+            let mut out = vec![0f32; 1000];
+            pool.for_rows(&mut out, |rows, o| {
+                for (v, r) in o.iter_mut().zip(rows) {
+                    *v += r as f32;
+                }
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert!(out.iter().enumerate().all(|(i, &v)| v == i as f32));
+
+            let (n_rows, n_tokens) = (300, 7);
+            let mut out = vec![0f32; n_rows * n_tokens];
+            pool.for_rows_batched(&mut out, n_rows, |rows, parts| {
+                assert_eq!(parts.len(), n_tokens);
+                for (t, part) in parts.iter_mut().enumerate() {
+                    assert_eq!(part.len(), rows.len());
+                    for (v, r) in part.iter_mut().zip(rows.clone()) {
+                        *v += (t * 1000 + r) as f32;
+                    }
+                }
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            for (i, &v) in out.iter().enumerate() {
+                assert_eq!(v, ((i / n_rows) * 1000 + i % n_rows) as f32);
+            }
+
+            let mut out = vec![0f32; 5 * 9];
+            let seen = std::sync::Mutex::new(Vec::new());
+            pool.for_units(
+                &mut out,
+                9,
+                |i| i + 1,
+                |units, o| {
+                    assert_eq!(o.len(), 9 * units.len());
+                    for (u, chunk) in units.clone().zip(o.chunks_exact_mut(9)) {
+                        chunk.fill(u as f32 + 1.0);
+                    }
+                    seen.lock().unwrap().push(units);
+                    Ok::<(), ()>(())
+                },
+            )
+            .unwrap();
+            assert!(out
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == (i / 9) as f32 + 1.0));
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort_by_key(|r| r.start);
+            assert_eq!(seen.len(), threads.min(5));
+            assert_eq!(seen.first().unwrap().start, 0);
+            assert_eq!(seen.last().unwrap().end, 5);
+            assert!(seen.windows(2).all(|w| w[0].end == w[1].start));
+        }
+    }
+
+    /// An error from any part is the section's result.
+    #[test]
+    fn an_error_in_any_part_is_returned() {
+        let pool = Pool::new(2);
+        let mut out = vec![0f32; 4096];
+        let r = pool.for_rows(
+            &mut out,
+            |rows, _| if rows.start > 0 { Err(7) } else { Ok(()) },
+        );
+        assert_eq!(r, Err(7));
+        let r = pool.for_rows_batched(
+            &mut out,
+            512,
+            |rows, _| {
+                if rows.start > 0 {
+                    Err(8)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(r, Err(8));
     }
 }

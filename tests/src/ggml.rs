@@ -314,3 +314,170 @@ pub fn quantize_activation_cpu(ty: GgmlType, x: &[f32]) -> Vec<u8> {
     unsafe { from_float(x.as_ptr(), out.as_mut_ptr().cast(), x.len() as i64) };
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Repacked GEMV: how llama.cpp multiplies Q4_0, Q4_K and IQ4_NL matrices on AVX2.
+
+/// ggml's GEMV signature for repacked weights (`ggml_gemv_*` in `ggml-cpu/repack.h`): `s[c]`
+/// for the `nc` rows (`nc` a multiple of 8) of the interleaved `vx` against `nr` activation
+/// rows `vy` of `n` values.
+type GemvFn = unsafe extern "C" fn(
+    n: c_int,
+    s: *mut f32,
+    bs: usize,
+    vx: *const c_void,
+    vy: *const c_void,
+    nr: c_int,
+    nc: c_int,
+);
+
+extern "C" {
+    // ggml-cpu's kernels for its 8-row interleaved blocks (`arch/x86/repack.cpp` on AVX2).
+    fn ggml_gemv_q4_0_8x8_q8_0(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        vx: *const c_void,
+        vy: *const c_void,
+        nr: c_int,
+        nc: c_int,
+    );
+    fn ggml_gemv_q4_K_8x8_q8_K(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        vx: *const c_void,
+        vy: *const c_void,
+        nr: c_int,
+        nc: c_int,
+    );
+    fn ggml_gemv_iq4_nl_8x8_q8_0(
+        n: c_int,
+        s: *mut f32,
+        bs: usize,
+        vx: *const c_void,
+        vy: *const c_void,
+        nr: c_int,
+        nc: c_int,
+    );
+}
+
+/// Eight blocks of Q4_0 / IQ4_NL (`[d: f16][qs: 16]`) interleaved as `make_block_q4_0x8` and
+/// `make_block_iq4_nlx8` do: the eight scales, then the quant bytes eight at a time from each
+/// block in turn, Q4_0's XORed with 0x88 (its nibbles become signed, `q - 8`).
+fn interleave_b32(blocks: [&[u8]; 8], xor: u8, out: &mut Vec<u8>) {
+    for b in blocks {
+        out.extend_from_slice(&b[..2]);
+    }
+    for i in 0..16 {
+        let (src, offset) = (i % 8, 2 + (i / 8) * 8);
+        out.extend(blocks[src][offset..offset + 8].iter().map(|&q| q ^ xor));
+    }
+}
+
+/// Eight blocks of Q4_K (`[d][dmin][scales: 12][qs: 128]`) interleaved as
+/// `make_block_q4_Kx8` does: the eight `d`, the eight `dmin`, the sub-blocks' 6-bit scales and
+/// minimums regrouped by sub-block (12 bytes for eight blocks' sub-block `i`), and the quant
+/// bytes eight at a time from each block in turn.
+fn interleave_q4_k(blocks: [&[u8]; 8], out: &mut Vec<u8>) {
+    for b in blocks {
+        out.extend_from_slice(&b[..2]);
+    }
+    for b in blocks {
+        out.extend_from_slice(&b[2..4]);
+    }
+    let sc = |j: usize, k: usize| blocks[j][4 + k];
+    let mut scales = [0u8; 96];
+    for i in 0..8 {
+        // The 6-bit scale and minimum of sub-block i of block j (ggml's get_scale_min_k4).
+        let s: [u8; 8] = std::array::from_fn(|j| {
+            if i < 4 {
+                sc(j, i) & 63
+            } else {
+                ((sc(j, i - 4) & 192) >> 2) | (sc(j, i + 4) & 15)
+            }
+        });
+        let m: [u8; 8] = std::array::from_fn(|j| {
+            if i < 4 {
+                sc(j, i + 4) & 63
+            } else {
+                ((sc(j, i) & 192) >> 2) | ((sc(j, i + 4) & 240) >> 4)
+            }
+        });
+        let o = &mut scales[12 * (i % 4) + 48 * (i / 4)..][..12];
+        for k in 0..4 {
+            o[k] = (s[k] & 63) + ((s[k + 4] & 48) << 2);
+            o[k + 4] = (m[k] & 63) + ((m[k + 4] & 48) << 2);
+            o[k + 8] = (s[k + 4] & 15) + ((m[k + 4] & 15) << 4);
+        }
+    }
+    out.extend_from_slice(&scales);
+    for i in 0..128 {
+        let (src, offset) = (i % 8, 16 + (i / 8) * 8);
+        out.extend_from_slice(&blocks[src][offset..offset + 8]);
+    }
+}
+
+/// `w_bytes` (rows of `n` values of `ty`, a multiple of 8 of them) times the activation row
+/// `act` (quantized for `ty`) as llama.cpp computes it on this machine after repacking the
+/// matrix into 8-row interleaved blocks: the matrix is repacked here as `ggml-cpu/repack.cpp`
+/// does and handed to ggml's `ggml_gemv_*_8x8_*`. `None` for the types it does not repack.
+pub fn gemv_repacked(ty: GgmlType, n: usize, w_bytes: &[u8], act: &[u8]) -> Option<Vec<f32>> {
+    let (kernel, block): (GemvFn, usize) = match ty {
+        GgmlType::Q4_0 => (ggml_gemv_q4_0_8x8_q8_0, 18),
+        GgmlType::Q4_K => (ggml_gemv_q4_K_8x8_q8_K, 144),
+        GgmlType::IQ4_NL => (ggml_gemv_iq4_nl_8x8_q8_0, 18),
+        _ => return None,
+    };
+    assert_eq!(block, ty.type_size());
+    let row = ty.row_size(n).expect("whole blocks");
+    let rows = w_bytes.len() / row;
+    assert!(
+        rows * row == w_bytes.len() && rows % 8 == 0,
+        "{ty}: {rows} rows"
+    );
+    let act_ty = GgmlType::from_id(cpu_traits(ty).vec_dot_type).unwrap();
+    assert_eq!(Some(act.len()), act_ty.row_size(n), "{act_ty} activation");
+    let nblocks = n / ty.block_size();
+    let mut packed = Vec::with_capacity(w_bytes.len());
+    for group in w_bytes.chunks_exact(8 * row) {
+        for x in 0..nblocks {
+            let blocks: [&[u8]; 8] =
+                std::array::from_fn(|i| &group[i * row + x * block..][..block]);
+            match ty {
+                GgmlType::Q4_0 => interleave_b32(blocks, 0x88, &mut packed),
+                GgmlType::IQ4_NL => interleave_b32(blocks, 0, &mut packed),
+                _ => interleave_q4_k(blocks, &mut packed),
+            }
+        }
+    }
+    assert_eq!(packed.len(), w_bytes.len());
+    // ggml reads the interleaved blocks and the activation through typed pointers: give both
+    // 8-byte aligned storage.
+    let words = |b: &[u8]| {
+        let mut w = vec![0u64; b.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut w)[..b.len()].copy_from_slice(b);
+        w
+    };
+    let (packed, act) = (words(&packed), words(act));
+    let mut out = vec![0f32; rows];
+    let (n, nc) = (
+        c_int::try_from(n).expect("row length fits a C int"),
+        c_int::try_from(rows).expect("row count fits a C int"),
+    );
+    // SAFETY: `packed` holds rows / 8 groups of nblocks interleaved blocks (the bytes of
+    // `rows` rows, checked above), `act` one activation row of n values of the vec_dot type,
+    // and `out` one float per row: what ggml_gemv_* reads and writes for nr = 1 and nc = rows.
+    unsafe {
+        kernel(
+            n,
+            out.as_mut_ptr(),
+            0,
+            packed.as_ptr().cast(),
+            act.as_ptr().cast(),
+            1,
+            nc,
+        )
+    };
+    Some(out)
+}

@@ -72,18 +72,59 @@ impl Preset {
 
 /// Quantize `src` (F32/F16 tensors) to `dst` with llama.cpp's `llama_model_quantize`.
 pub fn llama_quantize(src: &Path, dst: &Path, preset: Preset, threads: i32) -> Result<(), String> {
+    llama_quantize_imatrix(src, dst, preset, threads, None)
+}
+
+/// [`llama_quantize`] with an importance matrix (tensor name -> one weight per column, as
+/// llama-quantize's `--imatrix` hands it to the library).
+pub fn llama_quantize_imatrix(
+    src: &Path,
+    dst: &Path,
+    preset: Preset,
+    threads: i32,
+    imatrix: Option<&std::collections::HashMap<String, Vec<f32>>>,
+) -> Result<(), String> {
     crate::llama::backend();
     let c = |p: &Path| {
         CString::new(p.as_os_str().as_encoded_bytes())
             .map_err(|_| format!("path {} contains a NUL byte", p.display()))
     };
     let (src_c, dst_c) = (c(src)?, c(dst)?);
+    // The entries llama.cpp reads: names kept alive in `names`, data borrowed from `imatrix`,
+    // terminated by an entry with a null name.
+    let mut names: Vec<CString> = Vec::new();
+    let mut entries: Vec<llama_cpp_sys_2::llama_model_imatrix_data> = Vec::new();
+    if let Some(m) = imatrix {
+        let mut keys: Vec<&String> = m.keys().collect();
+        keys.sort();
+        for k in &keys {
+            names.push(CString::new(k.as_str()).map_err(|_| format!("tensor name {k} has a NUL"))?);
+        }
+        for (name, k) in names.iter().zip(&keys) {
+            let v = &m[*k];
+            entries.push(llama_cpp_sys_2::llama_model_imatrix_data {
+                name: name.as_ptr(),
+                data: v.as_ptr(),
+                size: v.len(),
+            });
+        }
+        entries.push(llama_cpp_sys_2::llama_model_imatrix_data {
+            name: std::ptr::null(),
+            data: std::ptr::null(),
+            size: 0,
+        });
+    }
     // SAFETY: returns a plain struct by value; no preconditions.
     let mut params = unsafe { llama_cpp_sys_2::llama_model_quantize_default_params() };
     params.nthread = threads;
     params.ftype = preset.ftype() as _;
-    // SAFETY: both paths are NUL-terminated strings that outlive the call; `params` is a valid
-    // struct from llama_model_quantize_default_params with null imatrix/override pointers.
+    if !entries.is_empty() {
+        params.imatrix = entries.as_ptr();
+    }
+    // SAFETY: both paths are NUL-terminated strings that outlive the call; `params` comes from
+    // llama_model_quantize_default_params, its imatrix pointer (when set) points at a
+    // null-name-terminated array whose names and data outlive the call; the other pointers
+    // are null.
     let rc =
         unsafe { llama_cpp_sys_2::llama_model_quantize(src_c.as_ptr(), dst_c.as_ptr(), &params) };
     if rc != 0 {

@@ -1,6 +1,8 @@
 //! The one integration-test binary (see STYLE.md): each module is a concern.
 
 mod aarch64;
+mod batch;
+mod compress;
 mod device;
 mod gguf;
 mod planner;

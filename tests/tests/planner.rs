@@ -161,8 +161,12 @@ fn bad_profiles_and_recipes_name_the_field() {
     for (json, expected) in [
         (r#"{"default_type":"Q4_K","overides":[]}"#, "overides"),
         (
-            r#"{"default_type":"Q4_K","drop_layers":[2]}"#,
-            "not supported yet (issue #7)",
+            r#"{"default_type":"Q4_K","drop_layers":[30]}"#,
+            "drop_layers[0]",
+        ),
+        (
+            r#"{"default_type":"Q4_K","ffn_prune":{"ratio":1.5,"per_layer":null}}"#,
+            "ffn_prune.ratio",
         ),
     ] {
         std::fs::write(&recipe, json).unwrap();

@@ -50,6 +50,27 @@ pub enum Request {
     Generate(GenerateRequest),
     /// End the session: the runtime answers [`Response::Bye`] and exits.
     Shutdown,
+    /// Collect calibration statistics (importance matrix, block influence) for the loaded
+    /// model on a text sent over the channel, and save them to a file on the device. Answered
+    /// by [`Response::Calibrated`].
+    Calibrate(CalibrateRequest),
+}
+
+/// Settings of [`Request::Calibrate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrateRequest {
+    /// The calibration text, tokenized on the device with the model's own tokenizer.
+    pub text: String,
+    /// A name for the text, recorded in the file (`imatrix.datasets`).
+    pub dataset: String,
+    /// Window size (`-c`).
+    pub n_ctx: u32,
+    /// Evaluate at most this many windows (`--chunks`).
+    pub max_chunks: Option<u32>,
+    /// Threads; 0: all cores.
+    pub threads: u32,
+    /// Where to save the statistics (an imatrix GGUF file) on the device.
+    pub output_path: String,
 }
 
 /// Settings of [`Request::Bench`], with llama-bench's meanings.
@@ -132,6 +153,7 @@ pub enum Response {
     /// The answer to [`Request::Shutdown`].
     Bye,
     Error(RuntimeError),
+    Calibrated(CalibrateResult),
 }
 
 /// The runtime introduces itself. `protocol_version` stays the first field forever.
@@ -247,6 +269,18 @@ pub struct KlDivergence {
     pub same_top: f64,
     pub same_top_err: f64,
     pub ppl_base: f64,
+}
+
+/// What [`Request::Calibrate`] saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrateResult {
+    pub path: String,
+    /// Tokens evaluated (windows x context).
+    pub n_tokens: u64,
+    pub n_chunks: u32,
+    pub seconds: f64,
+    /// Mean `1 - cos(x_in, x_out)` of each block, also saved in the file.
+    pub block_influence: Vec<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

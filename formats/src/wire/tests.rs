@@ -135,6 +135,35 @@ fn request_shutdown() {
 }
 
 #[test]
+fn request_calibrate() {
+    check(
+        Request::Calibrate(CalibrateRequest {
+            text: "hi".to_string(),
+            dataset: "c.txt".to_string(),
+            n_ctx: 512,
+            max_chunks: Some(8),
+            threads: 2,
+            output_path: "/t/i.gguf".to_string(),
+        }),
+        "1a0702686905632e7478748004010802092f742f692e6767756600",
+    );
+}
+
+#[test]
+fn response_calibrated() {
+    check(
+        Response::Calibrated(CalibrateResult {
+            path: "/t/i.gguf".to_string(),
+            n_tokens: 4096,
+            n_chunks: 8,
+            seconds: 2.5,
+            block_influence: vec![0.5, 0.25],
+        }),
+        "0f0a092f742f692e676775668020080101010101040440020101023f0103803e00",
+    );
+}
+
+#[test]
 fn response_hello() {
     check(Response::Hello(hello()), "01410105302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f64048080808020808080801800");
 }

@@ -1,11 +1,17 @@
 //! Tests of the kernels through the public entry points: accuracy against `formats`'
-//! dequantizers in f64 (`accuracy`), the byte-level API's checks (`entry_points`), and every
-//! SIMD kernel against its scalar twin (`parity`).
+//! dequantizers in f64 (`accuracy`), the byte-level API's checks (`entry_points`), every
+//! SIMD kernel against its scalar twin (`parity`), the NEON tables against the AVX2 table's
+//! recorded results, bit for bit (`cross_isa`), and the kernels in llama.cpp's 8-row
+//! interleaved order against a model of it (`interleaved`).
 //!
 //! Test data comes from a tiny deterministic PRNG, so every machine (and qemu) sees the same.
 
 mod accuracy;
+mod attention;
+mod cross_isa;
 mod entry_points;
+mod interleaved;
+mod matmul;
 mod parity;
 
 use crate::{activation_bytes, quantize_activation, vec_dot_type};

@@ -66,7 +66,21 @@ impl Heuristic {
         let fit = Fit::from(ctx, bw);
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        for recipe in candidates(model, ctx.allowed) {
+        let mut pool = candidates(model, ctx.allowed);
+        // With a sensitivity pass: at every size a preset-style candidate has, the allocator's
+        // mix of the same size (importance-weighted), which spends the bits where the measured
+        // sensitivities say they buy the most.
+        let mixes: Vec<Recipe> = match ctx.sensitivity {
+            None => Vec::new(),
+            Some(s) => pool
+                .iter()
+                .map(|r| predicted_size(model, &r.plan(model)))
+                .filter_map(|budget| crate::sensitivity::allocate(model, s, ctx.allowed, budget))
+                .collect(),
+        };
+        let n_mixes = mixes.len();
+        pool.splice(0..0, mixes);
+        for (i, recipe) in pool.into_iter().enumerate() {
             let key = plan_key(&recipe, model);
             if !seen.insert(key.clone()) {
                 continue;
@@ -79,10 +93,17 @@ impl Heuristic {
                 // (an upcast) cannot score better than the source itself.
                 continue;
             }
-            let err = prior_error(model, &recipe);
+            let top1 = match ctx.sensitivity {
+                // The allocator's mixes: top-1 from the predicted KL divergence, with the
+                // relation the probes measured (top1 = exp(-b sqrt(kld))).
+                Some(s) if i < n_mixes => {
+                    (-kld_coefficient(s) * s.predicted_kld(model, &recipe).sqrt()).exp()
+                }
+                _ => (-fit.a * prior_error(model, &recipe).sqrt()).exp(),
+            };
             out.push(Scored {
                 tps: fit.efficiency * bw * 1e9 / bpt.max(1) as f64,
-                top1: (-fit.a * err.sqrt()).exp(),
+                top1,
                 recipe,
                 key,
                 size,
@@ -178,6 +199,17 @@ impl Fit {
     }
 }
 
+/// `b` in `top1 = exp(-b sqrt(kld))`, the median over the sensitivity probes.
+fn kld_coefficient(s: &crate::sensitivity::Sensitivity) -> f64 {
+    let mut b: Vec<f64> = s
+        .tensors
+        .iter()
+        .filter(|t| t.kld > 1e-9 && t.top1 > 0.0 && t.top1 < 1.0)
+        .map(|t| -t.top1.ln() / t.kld.sqrt())
+        .collect();
+    median(&mut b).unwrap_or(1.0)
+}
+
 fn median(v: &mut Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite() && *x > 0.0);
     if v.is_empty() {
@@ -193,10 +225,9 @@ pub fn prior_error(model: &ModelInfo, recipe: &Recipe) -> f64 {
     recipe
         .plan(model)
         .iter()
-        .zip(&model.tensors)
-        .filter(|(p, _)| p.to != p.from)
-        .map(|(p, t)| {
-            t.n_elements as f64 / total * 2.0 * (2f64).powf(-2.0 * (p.to.bits_per_weight() - 2.0))
+        .filter(|p| p.to != p.from)
+        .map(|p| {
+            p.n_elements as f64 / total * 2.0 * (2f64).powf(-2.0 * (p.to.bits_per_weight() - 2.0))
         })
         .sum()
 }
@@ -277,6 +308,7 @@ mod tests {
                 experiments: &exps,
                 past: &[],
                 mock: true,
+                sensitivity: None,
             };
             let Some(p) = h.propose(&ctx).unwrap() else {
                 break;
@@ -306,6 +338,7 @@ mod tests {
             experiments: &exps,
             past: &[],
             mock: true,
+            sensitivity: None,
         };
         let fit = Fit::from(&ctx, profile.constraints.memory_bandwidth_gbps.unwrap());
         assert!(

@@ -93,9 +93,6 @@ impl LlmArchitect {
         recipe
             .validate(ctx.model, ctx.allowed)
             .map_err(|e| e.to_string())?;
-        if let Some(k) = recipe.needs_issue_7() {
-            return Err(format!("recipe: `{k}` is not supported yet; leave it out"));
-        }
         let key = plan_key(&recipe, ctx.model);
         if let Some(e) = ctx.experiments.iter().find(|e| e.plan_key == key) {
             return Err(format!(
@@ -234,6 +231,7 @@ mod tests {
             experiments: &[],
             past: &[],
             mock: true,
+            sensitivity: None,
         };
         let p = a.propose(&ctx).unwrap();
         let seen = seen.borrow().clone();

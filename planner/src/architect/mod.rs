@@ -37,6 +37,9 @@ pub struct Context<'a> {
     pub past: &'a [PastMeasurement],
     /// Whether measurements are mock (then only mock history counts, and vice versa).
     pub mock: bool,
+    /// The sensitivity pass, when the run made one (`--sensitivity`): the heuristic then also
+    /// proposes the allocator's mixes.
+    pub sensitivity: Option<&'a crate::sensitivity::Sensitivity>,
 }
 
 /// One LLM exchange, recorded in the history database's `prompts` table.

@@ -1,5 +1,6 @@
 //! `sintra compress MODEL --recipe FILE -o OUT.gguf`: execute one recipe.
 
+use crate::calibration::{self, Calibration, CalibrationSpec};
 use crate::executor;
 use crate::model_info::ModelInfo;
 use crate::profile::RECIPE_TYPES;
@@ -8,14 +9,46 @@ use anyhow::{Context, Result};
 use std::io::IsTerminal;
 use std::path::Path;
 
-pub fn run(model: &Path, recipe: &Path, output: &Path) -> Result<()> {
+pub fn run(
+    model: &Path,
+    recipe: &Path,
+    output: &Path,
+    imatrix: Option<&Path>,
+    calib_text: Option<&Path>,
+    threads: u32,
+) -> Result<()> {
     let text = std::fs::read_to_string(recipe)
         .with_context(|| format!("reading recipe {}", recipe.display()))?;
     let r = Recipe::from_json(&text).with_context(|| recipe.display().to_string())?;
     let info = ModelInfo::load(model)?;
     r.validate(&info, RECIPE_TYPES)
         .with_context(|| format!("{} does not fit {}", recipe.display(), model.display()))?;
-    let w = executor::execute(&r, &info, output, std::io::stderr().is_terminal())?;
+    if std::path::absolute(output).ok() == std::path::absolute(model).ok() {
+        anyhow::bail!(
+            "-o {} is the source model: sintra never overwrites a source",
+            output.display()
+        );
+    }
+    let calib = match (r.needs_calibration(), imatrix) {
+        (_, Some(p)) => Some(Calibration::load(p)?),
+        (true, None) => {
+            let text = super::root::resolve_calib_text(calib_text)?;
+            let spec = CalibrationSpec::new(&text, threads);
+            Some(calibration::ensure(
+                &info,
+                &spec,
+                &crate::home::subdir("calibration")?,
+            )?)
+        }
+        (false, None) => None,
+    };
+    let w = executor::execute(
+        &r,
+        &info,
+        output,
+        std::io::stderr().is_terminal(),
+        calib.as_ref(),
+    )?;
     println!(
         "wrote {} ({:.1} MiB, {:.3} bits per weight) in {:.1} s",
         output.display(),

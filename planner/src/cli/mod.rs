@@ -85,6 +85,16 @@ pub struct RootArgs {
     /// Held-out text for quality (default: $SINTRA_EVAL_TEXT, ./data/eval.txt or ../shared/data/eval.txt).
     #[arg(long)]
     pub eval_text: Option<PathBuf>,
+    /// Calibration text for importance matrices and pruning statistics (default:
+    /// $SINTRA_CALIB_TEXT, ./data/calibration.txt or ../shared/data/calibration.txt). Never the
+    /// held-out text.
+    #[arg(long)]
+    pub calib_text: Option<PathBuf>,
+    /// Measure each weight matrix's sensitivity (KL divergence of lowering it, on the
+    /// calibration text; minutes on first use, cached per model) and let the heuristic propose
+    /// mixes that spend bits where they buy the most quality.
+    #[arg(long)]
+    pub sensitivity: bool,
     /// 512-token windows of the held-out text scored per candidate (each scores 255 positions;
     /// more windows, steadier top-1 and KLD, slower iterations).
     #[arg(long, default_value_t = 2)]
@@ -128,6 +138,16 @@ pub enum Command {
         /// The file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Calibration statistics to use (an imatrix GGUF from `sintra-rt calibrate` or
+        /// llama-imatrix) instead of computing them on the calibration text.
+        #[arg(long)]
+        imatrix: Option<PathBuf>,
+        /// Calibration text when the recipe needs statistics and no --imatrix is given.
+        #[arg(long)]
+        calib_text: Option<PathBuf>,
+        /// Threads for calibration.
+        #[arg(short, long)]
+        threads: Option<u32>,
     },
     /// Reach a device: deploy the runtime, shake hands, probe.
     #[command(subcommand)]
@@ -159,7 +179,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             model,
             recipe,
             output,
-        }) => compress::run(&model, &recipe, &output),
+            imatrix,
+            calib_text,
+            threads,
+        }) => compress::run(
+            &model,
+            &recipe,
+            &output,
+            imatrix.as_deref(),
+            calib_text.as_deref(),
+            threads.unwrap_or(0),
+        ),
         Some(Command::Device(device::DeviceCommand::Check(a))) => device::check(&a),
         Some(Command::Bench(a)) => device::bench(&a),
         Some(Command::History { limit }) => history::run(limit),

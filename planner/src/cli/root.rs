@@ -66,6 +66,12 @@ pub fn run(a: RootArgs) -> Result<()> {
             Some(resolve_eval_text(a.eval_text.as_deref())?)
         },
         eval_chunks: a.eval_chunks.max(1),
+        calib_text: if a.mock {
+            None
+        } else {
+            resolve_calib_text(a.calib_text.as_deref()).ok()
+        },
+        sensitivity: a.sensitivity && !a.mock,
         bench: BenchSpec {
             n_prompt: 64,
             n_gen: 32,
@@ -195,12 +201,42 @@ fn execute(cp: &mut Checkpoint, model: &ModelInfo, measure: Option<WireMeasurer>
         &cp.config.output_dir.display().to_string(),
     )?;
     cp.save()?;
+    let (calibration, sensitivity) = if cp.config.sensitivity {
+        let text = cp
+            .config
+            .calib_text
+            .clone()
+            .context("--sensitivity needs a calibration text (--calib-text)")?;
+        let threads = cp.config.bench.threads;
+        let c = crate::calibration::ensure(
+            model,
+            &crate::calibration::CalibrationSpec::new(&text, threads),
+            &crate::home::subdir("calibration")?,
+        )?;
+        let s = crate::sensitivity::ensure(
+            model,
+            &c,
+            &crate::sensitivity::SensitivitySpec {
+                text_file: text,
+                n_ctx: 256,
+                chunks: 1,
+                threads,
+                imatrix: true,
+            },
+            &crate::home::subdir("sensitivity")?,
+        )?;
+        (Some(c), Some(s))
+    } else {
+        (None, None)
+    };
     Loop {
         cp,
         model,
         history: &history,
         architect: architect.as_mut(),
         measure: measure.as_mut(),
+        calibration,
+        sensitivity,
     }
     .run()
 }
@@ -317,19 +353,47 @@ pub fn resolve_model(id: Option<&str>, file: Option<&str>) -> Result<PathBuf> {
 
 /// The held-out text: the flag, `$SINTRA_EVAL_TEXT`, `./data/eval.txt` or `../shared/data/eval.txt`.
 pub fn resolve_eval_text(flag: Option<&Path>) -> Result<PathBuf> {
+    resolve_text(
+        flag,
+        "--eval-text",
+        "SINTRA_EVAL_TEXT",
+        "eval.txt",
+        "held-out text for quality",
+    )
+}
+
+/// The calibration text: the flag, `$SINTRA_CALIB_TEXT`, `./data/calibration.txt` or
+/// `../shared/data/calibration.txt`.
+pub fn resolve_calib_text(flag: Option<&Path>) -> Result<PathBuf> {
+    resolve_text(
+        flag,
+        "--calib-text",
+        "SINTRA_CALIB_TEXT",
+        "calibration.txt",
+        "calibration text",
+    )
+}
+
+fn resolve_text(
+    flag: Option<&Path>,
+    flag_name: &str,
+    env: &str,
+    file: &str,
+    what: &str,
+) -> Result<PathBuf> {
     if let Some(p) = flag {
         if !p.is_file() {
-            bail!("--eval-text {}: no such file", p.display());
+            bail!("{flag_name} {}: no such file", p.display());
         }
         return Ok(p.to_path_buf());
     }
     let mut tried = Vec::new();
     let mut cands: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("SINTRA_EVAL_TEXT") {
+    if let Some(p) = std::env::var_os(env) {
         cands.push(p.into());
     }
-    cands.push("data/eval.txt".into());
-    cands.push("../shared/data/eval.txt".into());
+    cands.push(format!("data/{file}").into());
+    cands.push(format!("../shared/data/{file}").into());
     for c in cands {
         if c.is_file() {
             return Ok(std::fs::canonicalize(&c).unwrap_or(c));
@@ -337,7 +401,7 @@ pub fn resolve_eval_text(flag: Option<&Path>) -> Result<PathBuf> {
         tried.push(c.display().to_string());
     }
     bail!(
-        "no held-out text for quality (tried {}): pass --eval-text FILE",
+        "no {what} (tried {}): pass {flag_name} FILE",
         tried.join(", ")
     )
 }
@@ -421,6 +485,7 @@ fn dry_run(
         experiments: &[],
         past: &[],
         mock: a.mock,
+        sensitivity: None,
     };
     println!("first candidates (cost model before any measurement):");
     println!(

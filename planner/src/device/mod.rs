@@ -20,8 +20,8 @@ pub use error::DeviceError;
 
 use channel::Channel;
 use formats::wire::{
-    self, BenchRequest, BenchResult, Hello, MemoryBandwidth, ModelInfo, PerplexityRequest,
-    PerplexityResult, Progress, Request, Response, PROTOCOL_VERSION,
+    self, BenchRequest, BenchResult, CalibrateRequest, CalibrateResult, Hello, MemoryBandwidth,
+    ModelInfo, PerplexityRequest, PerplexityResult, Progress, Request, Response, PROTOCOL_VERSION,
 };
 use sha2::{Digest, Sha256};
 use ssh::{DeployReport, SshTarget, Upload};
@@ -453,6 +453,25 @@ impl Session {
             |_| {},
         )? {
             Response::Perplexity(p) => Ok(p),
+            other => Err(self.unexpected(during, &other)),
+        }
+    }
+
+    /// Collect calibration statistics for the loaded model (saved on the device).
+    pub fn calibrate(
+        &mut self,
+        req: CalibrateRequest,
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<CalibrateResult, DeviceError> {
+        let during = "the calibration run";
+        match self.call(
+            &Request::Calibrate(req),
+            during,
+            self.timeout,
+            on_progress,
+            |_| {},
+        )? {
+            Response::Calibrated(c) => Ok(c),
             other => Err(self.unexpected(during, &other)),
         }
     }

@@ -6,8 +6,13 @@
 //! the memory map; nothing is copied but the small norm vectors), [`RunState`] (every buffer,
 //! allocated once). The hot spot is [`Weight::matvec`]: more than 95% of the time per token.
 
+mod batch;
+
+pub use batch::{LOGITS_BYTES, MAX_BATCH};
+
 use super::config::{Config, LayerShape};
 use super::ModelError;
+use crate::calibrate::{Calibration, Site};
 use crate::threads::Pool;
 use formats::gguf::{GgufFile, TensorInfo};
 use formats::quant::{self, GgmlType};
@@ -196,13 +201,15 @@ pub struct RunState {
     hb: Vec<f32>,         // (n_ff) gate
     hb2: Vec<f32>,        // (n_ff) up
     att: Vec<f32>,        // (n_ctx) scores of one head (f32 cache)
-    q16: Vec<u16>,        // (head_dim) one query head as f16 (f16 cache)
-    vkq16: Vec<u16>,      // (head_dim) one head's f16 value accumulator (f16 cache)
+    q16: Vec<u16>,        // (MAX_QUERIES, head_dim) query heads as f16 (f16 cache)
+    vkq16: Vec<u16>,      // (MAX_QUERIES, head_dim) their f16 value accumulators (f16 cache)
     act: Vec<u64>,        // quantized activation for the current matvec (u64: 8-byte aligned)
     rope_cache: Vec<f32>, // (rope_dim) cos, sin pairs for the current position
     pub logits: Vec<f32>, // (n_vocab)
     kv: KvCache,
     kv_dim: usize,
+    /// Calibration statistics collected by every forward pass, when attached (issue #7).
+    pub calib: Option<Box<Calibration>>,
 }
 
 impl RunState {
@@ -230,8 +237,8 @@ impl RunState {
             hb: vec![0.0; c.max_ff()],
             hb2: vec![0.0; c.max_ff()],
             att: vec![0.0; n_ctx],
-            q16: vec![0; c.head_dim],
-            vkq16: vec![0; c.head_dim],
+            q16: vec![0; kernels::MAX_QUERIES * c.head_dim],
+            vkq16: vec![0; kernels::MAX_QUERIES * c.head_dim],
             act: vec![0; act_bytes.div_ceil(8) + 1],
             rope_cache: vec![0.0; c.rope_dim],
             logits: vec![0.0; c.n_vocab],
@@ -246,6 +253,7 @@ impl RunState {
                 },
             },
             kv_dim,
+            calib: None,
         }
     }
 
@@ -308,6 +316,21 @@ fn rope(v: &mut [f32], head_dim: usize, cache: &[f32]) {
     }
 }
 
+/// RoPE on the first `rope_dim` values of every query head of `q` and key head of `k`.
+fn rope_qk(q: &mut [f32], k: &mut [f32], head_dim: usize, rope_dim: usize, cache: &[f32]) {
+    if rope_dim == head_dim {
+        rope(q, head_dim, cache);
+        rope(k, head_dim, cache);
+    } else {
+        for head in q
+            .chunks_exact_mut(head_dim)
+            .chain(k.chunks_exact_mut(head_dim))
+        {
+            rope(&mut head[..rope_dim], rope_dim, cache);
+        }
+    }
+}
+
 fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f64;
@@ -319,12 +342,172 @@ fn softmax(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
+/// The attention shape of a layer: query heads, key/value heads (each serving
+/// `n_head / n_head_kv` query heads), head size and the score scale `1 / sqrt(head_dim)`.
+#[derive(Debug, Clone, Copy)]
+struct Heads {
+    n_head: usize,
+    n_head_kv: usize,
+    head_dim: usize,
+    kq_scale: f32,
+}
+
+/// One thread's attention buffers: query heads rounded to f16 and their f16 value accumulators
+/// (f16 cache), the scores of one head (f32 cache; at least `pos + 1`).
+#[derive(Debug)]
+struct AttnScratch<'s> {
+    q16: &'s mut [u16],   // (MAX_QUERIES, head_dim)
+    vkq16: &'s mut [u16], // (MAX_QUERIES, head_dim)
+    att: &'s mut [f32],   // (n_ctx)
+}
+
+/// Where a layer's keys and values are in the cache: row `p` (position `p`, `kv_dim` values
+/// of which the layer uses its own key/value width) starts at `(layer * n_ctx + p) * kv_dim`.
+#[derive(Debug, Clone, Copy)]
+struct LayerKv {
+    layer: usize,
+    n_ctx: usize,
+    kv_dim: usize,
+}
+
+impl LayerKv {
+    fn new(layer: usize, n_ctx: usize, kv_dim: usize) -> Self {
+        LayerKv {
+            layer,
+            n_ctx,
+            kv_dim,
+        }
+    }
+
+    fn row(&self, pos: usize) -> usize {
+        (self.layer * self.n_ctx + pos) * self.kv_dim
+    }
+
+    /// Cache the key `k` and value `v` of position `pos` (f16 caches round them).
+    fn store(&self, kv: &mut KvCache, pos: usize, k: &[f32], v: &[f32]) {
+        let at = self.row(pos);
+        match kv {
+            KvCache::F16 { k: kc, v: vc } => {
+                for (d, &x) in kc[at..at + k.len()].iter_mut().zip(k) {
+                    *d = quant::fp32_to_fp16_bits(x);
+                }
+                for (d, &x) in vc[at..at + v.len()].iter_mut().zip(v) {
+                    *d = quant::fp32_to_fp16_bits(x);
+                }
+            }
+            KvCache::F32 { k: kc, v: vc } => {
+                kc[at..at + k.len()].copy_from_slice(k);
+                vc[at..at + v.len()].copy_from_slice(v);
+            }
+        }
+    }
+
+    /// The attention of `n` consecutive tokens, the first at position `pos0` (their keys and
+    /// values already cached): each query head of each token's row of `q` (`n` rows of
+    /// `n_head * head_dim`) over positions 0..=its own of its key/value group, into the same
+    /// row of `out`. Every token's result is the same whether it runs alone or with others.
+    fn attend(
+        &self,
+        kv: &KvCache,
+        h: Heads,
+        pos0: usize,
+        q: &[f32],
+        out: &mut [f32],
+        s: AttnScratch<'_>,
+    ) -> Result<(), ModelError> {
+        let hd = h.head_dim;
+        let q_dim = h.n_head * hd;
+        let group = h.n_head / h.n_head_kv.max(1);
+        match kv {
+            // Flash attention as ggml's CPU backend runs it for one token (llama.cpp enables it
+            // on CPU; see `kernels::KernelTable::attend_f16`), for the query heads of one
+            // key/value head and as many tokens as one call takes.
+            KvCache::F16 { k, v } => {
+                let tokens_per_call = (kernels::MAX_QUERIES / group.max(1)).max(1);
+                let chunk = tokens_per_call * q_dim;
+                let table = kernels::active();
+                for kv_head in 0..h.n_head_kv {
+                    let heads = kv_head * group * hd..(kv_head + 1) * group * hd;
+                    let at = self.row(0) + kv_head * hd;
+                    let (keys, values) = (&k[at..], &v[at..]);
+                    for (c, (qc, oc)) in q.chunks(chunk).zip(out.chunks_mut(chunk)).enumerate() {
+                        // The query heads of this key/value head, rounded to f16.
+                        let qh = qc
+                            .chunks_exact(q_dim)
+                            .flat_map(|row| row[heads.clone()].chunks_exact(hd));
+                        for (q16, qh) in s.q16.chunks_exact_mut(hd).zip(qh) {
+                            kernels::scalar::quantize_row_f16(qh, q16);
+                        }
+                        let outs = oc.chunks_exact_mut(q_dim).enumerate().flat_map(|(i, row)| {
+                            let n_pos = pos0 + c * tokens_per_call + i + 1;
+                            let row: &mut [f32] = &mut row[heads.clone()];
+                            row.chunks_exact_mut(hd).map(move |out| (n_pos, out))
+                        });
+                        let mut queries: Vec<kernels::F16Query<'_>> = s
+                            .q16
+                            .chunks_exact(hd)
+                            .zip(outs)
+                            .map(|(q16, (n_pos, out))| kernels::F16Query { q16, n_pos, out })
+                            .collect();
+                        table
+                            .attend_f16(
+                                &mut queries,
+                                keys,
+                                values,
+                                self.kv_dim,
+                                h.kq_scale,
+                                s.vkq16,
+                            )
+                            .map_err(|e| ModelError::Tensor(e.to_string()))?;
+                    }
+                }
+                Ok(())
+            }
+            KvCache::F32 { k, v } => {
+                for (i, (q, out)) in q
+                    .chunks_exact(q_dim)
+                    .zip(out.chunks_exact_mut(q_dim))
+                    .enumerate()
+                {
+                    let pos = pos0 + i;
+                    for head in 0..h.n_head {
+                        let q = &q[head * hd..(head + 1) * hd];
+                        let kv_off = (head / group) * hd;
+                        let out = &mut out[head * hd..(head + 1) * hd];
+                        let att = &mut s.att[..=pos];
+                        for (t, a) in att.iter_mut().enumerate() {
+                            let base = self.row(t) + kv_off;
+                            let dot = k[base..base + hd]
+                                .iter()
+                                .zip(q)
+                                .map(|(&kv, &qv)| kv * qv)
+                                .sum::<f32>();
+                            *a = dot * h.kq_scale;
+                        }
+                        softmax(att);
+                        out.fill(0.0);
+                        for (t, &a) in att.iter().enumerate() {
+                            let base = self.row(t) + kv_off;
+                            for (o, &vv) in out.iter_mut().zip(&v[base..base + hd]) {
+                                *o += a * vv;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A model ready to run: config, weights (borrowing the map) and run state.
 #[derive(Debug)]
 pub struct Llama<'a> {
     pub config: Config,
     pub weights: Weights<'a>,
     pub state: RunState,
+    /// The buffers of prompt processing ([`Self::forward_batch`]), made at its first batch.
+    batch: Option<Box<batch::Batch>>,
 }
 
 impl<'a> Llama<'a> {
@@ -342,6 +525,7 @@ impl<'a> Llama<'a> {
             config,
             weights,
             state,
+            batch: None,
         })
     }
 
@@ -403,9 +587,15 @@ impl<'a> Llama<'a> {
         ) in w.layers.iter().zip(&c.layers).enumerate()
         {
             let (q_dim, kv_dim) = (n_head * hd, n_head_kv * hd);
+            if let Some(cal) = &mut s.calib {
+                cal.block_start(&s.x);
+            }
 
             // Attention: RMSNorm, then Q, K, V from the same quantized input.
             rmsnorm(&mut s.xb[..e], &s.x, &lw.attn_norm, c.rms_eps);
+            if let Some(cal) = &mut s.calib {
+                cal.add(l, Site::Attn, &s.xb[..e]);
+            }
             for (wt, out) in [
                 (&lw.wq, &mut s.q[..q_dim]),
                 (&lw.wk, &mut s.k[..kv_dim]),
@@ -416,101 +606,41 @@ impl<'a> Llama<'a> {
             }
 
             // RoPE on the rotated part of each query and key head.
-            if c.rope_dim == hd {
-                rope(&mut s.q[..q_dim], hd, &s.rope_cache);
-                rope(&mut s.k[..kv_dim], hd, &s.rope_cache);
-            } else {
-                for head in s.q[..q_dim]
-                    .chunks_exact_mut(hd)
-                    .chain(s.k[..kv_dim].chunks_exact_mut(hd))
-                {
-                    rope(&mut head[..c.rope_dim], c.rope_dim, &s.rope_cache);
-                }
-            }
+            rope_qk(
+                &mut s.q[..q_dim],
+                &mut s.k[..kv_dim],
+                hd,
+                c.rope_dim,
+                &s.rope_cache,
+            );
 
-            // Cache K and V at this position.
-            let row = |p: usize| (l * s.n_ctx + p) * s.kv_dim;
-            match &mut s.kv {
-                KvCache::F16 { k, v } => {
-                    for (d, &x) in k[row(pos)..row(pos) + kv_dim]
-                        .iter_mut()
-                        .zip(&s.k[..kv_dim])
-                    {
-                        *d = quant::fp32_to_fp16_bits(x);
-                    }
-                    for (d, &x) in v[row(pos)..row(pos) + kv_dim]
-                        .iter_mut()
-                        .zip(&s.v[..kv_dim])
-                    {
-                        *d = quant::fp32_to_fp16_bits(x);
-                    }
-                }
-                KvCache::F32 { k, v } => {
-                    k[row(pos)..row(pos) + kv_dim].copy_from_slice(&s.k[..kv_dim]);
-                    v[row(pos)..row(pos) + kv_dim].copy_from_slice(&s.v[..kv_dim]);
-                }
-            }
-
-            // Attention over positions 0..=pos, each query head reading its key/value group.
-            let group = n_head / n_head_kv.max(1);
-            for h in 0..n_head {
-                let q = &s.q[h * hd..(h + 1) * hd];
-                let kv_off = (h / group) * hd;
-                let out = &mut s.xb[h * hd..(h + 1) * hd];
-                match &s.kv {
-                    // Flash attention as ggml's CPU backend runs it for one token (llama.cpp
-                    // enables it on CPU): the query rounded to f16, f16 dot products with
-                    // the keys, an online softmax (running maximum `m`, sum `sum`) and the
-                    // weighted values accumulated in f16, divided by the sum at the end.
-                    KvCache::F16 { k, v } => {
-                        kernels::scalar::quantize_row_f16(q, &mut s.q16);
-                        s.vkq16.fill(0);
-                        let (mut sum, mut m) = (0f32, f32::NEG_INFINITY);
-                        for t in 0..=pos {
-                            let base = row(t) + kv_off;
-                            let score =
-                                kernels::vec_dot_f16(&k[base..base + hd], &s.q16) * kq_scale;
-                            let (mut ms, mut vs) = (1f32, 1f32);
-                            if score > m {
-                                // A new maximum: rescale what was accumulated.
-                                ms = kernels::scalar::expf(m - score);
-                                m = score;
-                                kernels::vec_scale_f16(&mut s.vkq16, ms);
-                            } else {
-                                vs = kernels::scalar::expf(score - m);
-                            }
-                            kernels::vec_mad_f16(&mut s.vkq16, &v[base..base + hd], vs);
-                            sum = sum.mul_add(ms, vs); // ggml's build fuses `S*ms + vs`
-                        }
-                        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-                        for (o, &a) in out.iter_mut().zip(&s.vkq16) {
-                            *o = quant::fp16_bits_to_fp32(a) * inv;
-                        }
-                    }
-                    KvCache::F32 { k, v } => {
-                        let att = &mut s.att[..=pos];
-                        for (t, a) in att.iter_mut().enumerate() {
-                            let base = row(t) + kv_off;
-                            let dot = k[base..base + hd]
-                                .iter()
-                                .zip(q)
-                                .map(|(&kv, &qv)| kv * qv)
-                                .sum::<f32>();
-                            *a = dot * kq_scale;
-                        }
-                        softmax(att);
-                        out.fill(0.0);
-                        for (t, &a) in att.iter().enumerate() {
-                            let base = row(t) + kv_off;
-                            for (o, &vv) in out.iter_mut().zip(&v[base..base + hd]) {
-                                *o += a * vv;
-                            }
-                        }
-                    }
-                }
-            }
+            // Cache K and V at this position, then attend over positions 0..=pos.
+            let layer = LayerKv::new(l, s.n_ctx, s.kv_dim);
+            layer.store(&mut s.kv, pos, &s.k[..kv_dim], &s.v[..kv_dim]);
+            let scratch = AttnScratch {
+                q16: &mut s.q16,
+                vkq16: &mut s.vkq16,
+                att: &mut s.att,
+            };
+            let heads = Heads {
+                n_head,
+                n_head_kv,
+                head_dim: hd,
+                kq_scale,
+            };
+            layer.attend(
+                &s.kv,
+                heads,
+                pos,
+                &s.q[..q_dim],
+                &mut s.xb[..q_dim],
+                scratch,
+            )?;
 
             // Output projection and residual.
+            if let Some(cal) = &mut s.calib {
+                cal.add(l, Site::AttnOutput, &s.xb[..q_dim]);
+            }
             let act = quantize_act(lw.wo.ty, &s.xb[..q_dim], &mut s.act)?;
             lw.wo.matvec(act, &mut s.xb2, pool)?;
             s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
@@ -518,22 +648,37 @@ impl<'a> Llama<'a> {
             // FFN: RMSNorm, SiLU(gate) * up, down, residual.
             if n_ff > 0 {
                 rmsnorm(&mut s.xb[..e], &s.x, &lw.ffn_norm, c.rms_eps);
+                if let Some(cal) = &mut s.calib {
+                    cal.add(l, Site::Ffn, &s.xb[..e]);
+                }
                 let act = quantize_act(lw.w_gate.ty, &s.xb[..e], &mut s.act)?;
                 lw.w_gate.matvec(act, &mut s.hb[..n_ff], pool)?;
                 let act = quantize_act(lw.w_up.ty, &s.xb[..e], &mut s.act)?;
                 lw.w_up.matvec(act, &mut s.hb2[..n_ff], pool)?;
                 kernels::swiglu_f32(&mut s.hb[..n_ff], &s.hb2[..n_ff]);
+                if let Some(cal) = &mut s.calib {
+                    cal.add(l, Site::FfnDown, &s.hb[..n_ff]);
+                }
                 let act = quantize_act(lw.w_down.ty, &s.hb[..n_ff], &mut s.act)?;
                 lw.w_down.matvec(act, &mut s.xb2, pool)?;
                 s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
             }
+            if let Some(cal) = &mut s.calib {
+                cal.block_end(l, &s.x);
+            }
         }
 
-        if !want_logits {
+        if !want_logits && s.calib.is_none() {
             return Ok(&[]);
         }
         // Final norm and classifier.
         rmsnorm(&mut s.xb[..e], &s.x, &w.output_norm, c.rms_eps);
+        if let Some(cal) = &mut s.calib {
+            cal.add_output(&s.xb[..e]);
+            if !want_logits {
+                return Ok(&[]);
+            }
+        }
         let act = quantize_act(w.output.ty, &s.xb[..e], &mut s.act)?;
         w.output.matvec(act, &mut s.logits, pool)?;
         Ok(&s.logits)

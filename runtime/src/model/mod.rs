@@ -4,7 +4,7 @@ pub mod config;
 pub mod llama;
 
 pub use config::Config;
-pub use llama::{KvType, Llama};
+pub use llama::{KvType, Llama, LOGITS_BYTES, MAX_BATCH};
 
 use formats::gguf::GgufError;
 use formats::quant::GgmlType;

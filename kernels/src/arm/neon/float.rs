@@ -1,9 +1,13 @@
 //! NEON dot products of the float types (ggml's `ggml_vec_dot_f16` and friends in
-//! `ggml-cpu/vec.cpp`), **bit-identical to the scalar ones**: each product rounded to f32 (four
-//! at a time), widened to f64 and added into the oracle's eight f64 lanes (lane `l` takes the
-//! values `8c + l`, two lanes per register), the lanes then summed in order and the tail after
-//! them, one value at a time. The products of two halves are exact in f32.
+//! `ggml-cpu/vec.cpp`), each with the arithmetic of the x86 table's kernel for that type:
+//!
+//! - F16 as the AVX2 kernel ([`vec_dot_f16_f16`]), ggml's x86 order;
+//! - F32 and BF16 **bit-identical to the scalar ones** (which the AVX2 table runs too): each
+//!   product rounded to f32 (four at a time), widened to f64 and added into the oracle's eight
+//!   f64 lanes (lane `l` takes the values `8c + l`, two lanes per register), the lanes then
+//!   summed in order and the tail after them, one value at a time.
 
+use super::F32x8;
 use core::arch::aarch64::*;
 
 /// Values per step: the oracle's eight lanes.
@@ -80,7 +84,11 @@ fn load_u16(v: &[u16; LANES]) -> uint16x8_t {
     unsafe { vld1q_u16(v.as_ptr()) }
 }
 
-/// F16 weights against F16 activations (f16 bits).
+/// F16 weights against F16 activations (f16 bits) as the AVX2 kernel (ggml's
+/// `ggml_vec_dot_f16` on x86): four eight-lane accumulators ([`F32x8`]) over steps of 32
+/// values, one fused multiply-add each, folded 0+2, 1+3, then 0+1, the halves added and two
+/// pairwise adds; a tail of fewer than 32 values added one product at a time in f64, the sum
+/// rounded to f32 at the end. (Flash attention's `K . Q`, and F16 weights.)
 ///
 /// # Safety
 /// The CPU must support NEON (every AArch64 CPU does).
@@ -88,23 +96,27 @@ fn load_u16(v: &[u16; LANES]) -> uint16x8_t {
 pub unsafe fn vec_dot_f16_f16(x: &[u16], y: &[u16]) -> f32 {
     debug_assert_eq!(x.len(), y.len());
     let (x, y, n) = common(x, y);
-    let xs: &[[u16; LANES]] = bytemuck::cast_slice(&x[..n / LANES * LANES]);
-    let ys: &[[u16; LANES]] = bytemuck::cast_slice(&y[..n / LANES * LANES]);
-    let halves = |v: &[u16; LANES]| {
-        let h = load_u16(v);
-        (
-            super::fp16_lanes(vmovl_u16(vget_low_u16(h))),
-            super::fp16_lanes(vmovl_high_u16(h)),
-        )
-    };
-    dot_f64_lanes(
-        n,
-        |c| {
-            let (a, b) = (halves(&xs[c]), halves(&ys[c]));
-            (vmulq_f32(a.0, b.0), vmulq_f32(a.1, b.1))
-        },
-        |i| super::fp16(x[i]) * super::fp16(y[i]),
-    )
+    let body = n / 32 * 32;
+    let xs: &[[u16; LANES]] = bytemuck::cast_slice(&x[..body]);
+    let ys: &[[u16; LANES]] = bytemuck::cast_slice(&y[..body]);
+    let f32x8 = |v: &[u16; LANES]| super::fp16x8(load_u16(v));
+    let mut sum: [F32x8; 4] = [[vdupq_n_f32(0.0); 2]; 4];
+    for (xs, ys) in xs.chunks_exact(4).zip(ys.chunks_exact(4)) {
+        for (j, s) in sum.iter_mut().enumerate() {
+            let (a, b) = (f32x8(&xs[j]), f32x8(&ys[j]));
+            *s = [vfmaq_f32(s[0], a[0], b[0]), vfmaq_f32(s[1], a[1], b[1])];
+        }
+    }
+    let add = |a: F32x8, b: F32x8| [vaddq_f32(a[0], b[0]), vaddq_f32(a[1], b[1])];
+    let v = add(add(sum[0], sum[2]), add(sum[1], sum[3]));
+    // `hadd(t0, t0)` twice: (t0 + t1) + (t2 + t3).
+    let t0 = vaddq_f32(v[0], v[1]);
+    let t1 = vpaddq_f32(t0, t0);
+    let mut total = f64::from(vpadds_f32(vget_low_f32(t1)));
+    for (&a, &b) in x[body..].iter().zip(&y[body..]) {
+        total += f64::from(super::fp16(a) * super::fp16(b));
+    }
+    total as f32
 }
 
 /// BF16 weights against BF16 activations (bf16 bits): the top halves of f32s.

@@ -1,5 +1,7 @@
-//! The kernels for AArch64 CPUs, after ggml's `ggml-cpu/arch/arm/quants.c`: the same file and
-//! function names as [`crate::scalar`], which they are tested against (`tests/parity.rs`).
+//! The kernels for AArch64 CPUs: the same file and function names as [`crate::scalar`], which
+//! they are tested against (`tests/parity.rs`), and **the same f32 arithmetic as the AVX2
+//! kernels** (`x86::avx2`, ggml's x86 order), so that an AArch64 build computes the x86 build's
+//! logits bit for bit (issue #5; `tests/cross_isa.rs` holds both to one golden file).
 //!
 //! Every kernel is written once, generic over `const DOTPROD: bool`, and instantiated twice:
 //! the functions of this module (`neon::vec_dot_q4_0_q8_0`, ...) with
@@ -7,21 +9,28 @@
 //! (`neon::dotprod::vec_dot_q4_0_q8_0`, ...) with `"neon,dotprod"` for CPUs with the
 //! dot-product extension (Cortex-A55/A76 and later, Apple M1, Graviton 2, ...). Their one
 //! safety condition is that the CPU has those features, which `dispatch.rs` checks before it
-//! hands them out. The activation quantizers do not multiply and have one version.
+//! hands them out. The activation quantizers, the float kernels and the vector steps do not
+//! multiply integers and have one version.
 //!
-//! **Integer exactness.** Sixteen signed bytes times sixteen signed bytes are summed into four
-//! i32 lanes by [`dot`]: with `SDOT` directly (four products per lane), without it by widening
-//! multiplies into i16 (`SMULL`: a product of two i8 always fits) and pairwise accumulation
-//! into i32 (`SADALP`). Both are exact for any bytes, so every kernel sums the same integers as
-//! the oracle; only the order of the f32 additions differs (a vector accumulator of four lanes
-//! for the 32-value block types, one running sum per super-block for the K-quants). The
-//! K-quant kernels rely on the activation's `bsums` being the sums of its quants, as
-//! `quantize_row_q8_k` writes them.
+//! **The AVX2 order.** Each 8-lane `__m256` accumulator of an AVX2 kernel is an [`F32x8`] here:
+//! two `float32x4_t`, lanes 0-3 and 4-7, updated with `FMLA` (fused, like `vfmadd`) by the
+//! same per-block scale products, and reduced by the same tree ([`hsum_f32x8`]: the halves
+//! added lane by lane, then lanes 0+2 and 1+3, then those two), never `FADDP`'s pairwise
+//! order. What goes into a lane must be the same integer as well: AVX2's `maddubs`/`madd`
+//! put the products of bytes `4l..4l + 4` of a 32-byte piece into i32 lane `l`, and so does
+//! [`dot4`] (with `SDOT`, or without it by widening multiplies and pairwise adds); the
+//! K-quants keep their two halves' integer sums apart ([`I32x8`]) as the two 128-bit halves
+//! of the AVX2 register are. Integer sums are exact on both (no i16 pair saturates for the
+//! operands the activation quantizers produce), so only the float steps needed copying.
 //!
-//! **No `vdotq_s32`.** The dot-product intrinsics are still unstable in Rust (`stdarch_neon_
-//! dotprod`), so [`sdot`] issues the instruction through `asm!`; the `.arch_extension`
-//! directive lets the assembler accept it in the baseline instantiation too, where the branch
-//! that holds it is dead (`DOTPROD` is a constant false there) and never runs.
+//! **Integer exactness.** [`dot4`] is exact for any bytes. The K-quant kernels rely on the
+//! activation's `bsums` being the sums of its quants, as `quantize_row_q8_k` writes them.
+//!
+//! **No `vdotq_s32`, no `vcvt_f32_f16`.** The dot-product intrinsics are still unstable in
+//! Rust (`stdarch_neon_dotprod`) and the f16 conversions stable only above this crate's MSRV,
+//! so [`sdot`], [`fcvtl`] and `vec.rs`'s `FCVTN` are issued through `asm!`; the `.arch_extension`
+//! directive lets the assembler accept `SDOT` in the baseline instantiation too, where the
+//! branch that holds it is dead (`DOTPROD` is a constant false there) and never runs.
 
 /// `pub unsafe fn $vec_dot(x, y)` and `pub unsafe fn $matvec(w, act, out)` for NEON from the
 /// generic `$body::<DOTPROD>(x, y)`, in this module (`DOTPROD = false`, feature `neon`) and in a
@@ -78,11 +87,13 @@ macro_rules! entry_points {
 
 mod float;
 mod quantize;
+mod vec;
 mod vec_dot;
 mod vec_dot_k;
 
 pub use float::*;
 pub use quantize::*;
+pub use vec::*;
 pub use vec_dot::*;
 pub use vec_dot_k::*;
 
@@ -144,55 +155,82 @@ fn store_i8(v: &mut [i8; 16], x: int8x16_t) {
     unsafe { vst1q_s8(v.as_mut_ptr(), x) }
 }
 
-/// Four f16 (bits, one per u32 lane) to f32, exactly: the oracle's branch-free conversion
-/// (`scalar::fp16`) lane-wise, exponent and mantissa moved to their f32 places and rebiased by
-/// one exact multiply by `2^112` (subnormal halves included), infinities and NaNs given the
-/// f32 exponent 255 with their payload. (`FCVTL`'s intrinsic, `vcvt_f32_f16`, is stable only
-/// since Rust 1.94, above this crate's MSRV.)
+/// Four halves (bits) to f32 (`FCVTL`, part of AArch64's Advanced SIMD): exact for every
+/// finite half and the infinities, as F16C's `vcvtph2ps` (a signalling NaN comes out quiet,
+/// as there). (`vcvt_f32_f16` is stable only since Rust 1.94, above this crate's MSRV.)
 #[inline]
 #[target_feature(enable = "neon")]
-fn fp16_lanes(h: uint32x4_t) -> float32x4_t {
-    const TWO_POW_112: f32 = f32::from_bits((112 + 127) << 23);
-    let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
-    let magnitude = vandq_u32(h, vdupq_n_u32(0x7fff));
-    let shifted = vshlq_n_u32::<13>(magnitude);
-    let finite = vreinterpretq_u32_f32(vmulq_n_f32(vreinterpretq_f32_u32(shifted), TWO_POW_112));
-    let special = vorrq_u32(shifted, vdupq_n_u32(0x7f80_0000));
-    let is_special = vcgeq_u32(magnitude, vdupq_n_u32(0x7c00));
-    let abs = vbslq_u32(is_special, special, finite);
-    vreinterpretq_f32_u32(vorrq_u32(abs, sign))
+fn fcvtl(h: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: `FCVTL` is part of the Advanced SIMD instructions every AArch64 CPU has; it
+    // reads and writes only the two vector registers named.
+    unsafe {
+        asm!(
+            "fcvtl {out:v}.4s, {h:v}.4h",
+            h = in(vreg) h,
+            out = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
 }
 
-/// Four f16 (bits) to f32, exactly ([`fp16_lanes`]).
+/// The high four halves of `h` to f32 (`FCVTL2`), as [`fcvtl`].
+#[inline]
+#[target_feature(enable = "neon")]
+fn fcvtl2(h: uint16x8_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: as in `fcvtl`.
+    unsafe {
+        asm!(
+            "fcvtl2 {out:v}.4s, {h:v}.8h",
+            h = in(vreg) h,
+            out = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// Eight halves (bits) to f32 ([`fcvtl`]): lanes 0-3, 4-7.
+#[inline]
+#[target_feature(enable = "neon")]
+fn fp16x8(h: uint16x8_t) -> [float32x4_t; 2] {
+    [fcvtl(vget_low_u16(h)), fcvtl2(h)]
+}
+
+/// Four halves (bits) to f32 ([`fcvtl`]).
 #[inline]
 #[target_feature(enable = "neon")]
 fn fp16x4(h: [u16; 4]) -> float32x4_t {
     let bits =
         u64::from(h[0]) | u64::from(h[1]) << 16 | u64::from(h[2]) << 32 | u64::from(h[3]) << 48;
-    fp16_lanes(vmovl_u16(vcreate_u16(bits)))
+    fcvtl(vcreate_u16(bits))
 }
 
-/// One f16 (bits) to f32, exactly.
+/// One half (bits) to f32 ([`fcvtl`]).
 #[inline]
 #[target_feature(enable = "neon")]
 fn fp16(h: u16) -> f32 {
     vgetq_lane_f32::<0>(fp16x4([h, 0, 0, 0]))
 }
 
-/// `acc + ` the products of `a` and `b` summed in fours: lane `l` adds bytes `4l..4l + 4`
-/// with `SDOT`; without it lane `l` adds bytes `2l, 2l + 1, 2l + 8, 2l + 9` (the lanes differ,
-/// the total is the same). Exact for any bytes.
+/// `acc + ` the products of `a` and `b` summed in fours: lane `l` adds bytes `4l..4l + 4`,
+/// the lanes of AVX2's `madd(maddubs(a, b), 1)`. One `SDOT` with the dot-product extension;
+/// without it widening multiplies into i16 (`SMULL`: a product of two i8 always fits), adds
+/// of neighbouring products into i32 (`SADDLP`) and of neighbouring pairs (`ADDP`). Exact for
+/// any bytes.
 #[inline]
 #[target_feature(enable = "neon")]
-fn dot<const DOTPROD: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+fn dot4<const DOTPROD: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     if DOTPROD {
         // SAFETY: `DOTPROD` is true only in the `dotprod` kernels, which run only on CPUs with
         // the dot-product extension (their `# Safety` condition).
         unsafe { sdot(acc, a, b) }
     } else {
-        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
-        let hi = vmull_high_s8(a, b);
-        vpadalq_s16(vpadalq_s16(acc, lo), hi)
+        let lo = vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+        let hi = vpaddlq_s16(vmull_high_s8(a, b));
+        vaddq_s32(acc, vpaddq_s32(lo, hi))
     }
 }
 
@@ -223,4 +261,88 @@ unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 #[inline(always)]
 fn halves<T: Pod>(v: &[T; 32]) -> &[[T; 16]; 2] {
     bytemuck::cast_ref(v)
+}
+
+/// An AVX2 `__m256` of f32: lanes 0-3 in `[0]`, lanes 4-7 in `[1]`.
+type F32x8 = [float32x4_t; 2];
+
+/// An AVX2 `__m256i` of i32, as [`F32x8`].
+type I32x8 = [int32x4_t; 2];
+
+/// Eight zero lanes.
+#[inline]
+#[target_feature(enable = "neon")]
+fn zero_f32x8() -> F32x8 {
+    [vdupq_n_f32(0.0); 2]
+}
+
+/// `fma(d, f32(sums), acc)` lane by lane: `_mm256_fmadd_ps(set1(d), cvtepi32_ps(sums), acc)`
+/// (one rounding, as `FMLA`; the conversions round to nearest even on both).
+#[inline]
+#[target_feature(enable = "neon")]
+fn fma_scaled(acc: F32x8, sums: I32x8, d: f32) -> F32x8 {
+    [
+        vfmaq_n_f32(acc[0], vcvtq_f32_s32(sums[0]), d),
+        vfmaq_n_f32(acc[1], vcvtq_f32_s32(sums[1]), d),
+    ]
+}
+
+/// The sum of the eight lanes in AVX2's `hsum_f32x8` order: the halves lane by lane, then
+/// [`hsum_f32x4`].
+#[inline]
+#[target_feature(enable = "neon")]
+fn hsum_f32x8(v: F32x8) -> f32 {
+    hsum_f32x4(vaddq_f32(v[1], v[0]))
+}
+
+/// The sum of the four lanes in AVX2's `hsum_f32x4` order: `(s0 + s2) + (s1 + s3)`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn hsum_f32x4(s: float32x4_t) -> f32 {
+    vpadds_f32(vadd_f32(vget_low_f32(s), vget_high_f32(s)))
+}
+
+/// `a * b + c` with one rounding (`FMADD`; `f32::mul_add` needs `std`).
+#[inline]
+#[target_feature(enable = "neon")]
+fn fma_f32(a: f32, b: f32, c: f32) -> f32 {
+    vget_lane_f32::<0>(vfma_n_f32(vdup_n_f32(c), vdup_n_f32(a), b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use formats::quant::fp16_bits_to_fp32;
+
+    /// `FCVTL` gives every half's value exactly (NaNs stay NaN), one lane at a time and in
+    /// every lane of the wide conversions.
+    #[test]
+    fn half_conversions_are_exact_for_every_bit_pattern() {
+        let same = |a: f32, h: u16| {
+            let b = fp16_bits_to_fp32(h);
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{h:#06x}: {a} vs {b}"
+            );
+        };
+        for base in (0..=u16::MAX).step_by(8) {
+            let h: [u16; 8] = core::array::from_fn(|i| base + i as u16);
+            // SAFETY: every AArch64 CPU has NEON.
+            let (one, wide) = unsafe {
+                let one = fp16(h[0]);
+                let wide = fp16x8(vld1q_u16(h.as_ptr()));
+                (one, wide)
+            };
+            same(one, h[0]);
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` has room for eight f32.
+            unsafe {
+                vst1q_f32(lanes.as_mut_ptr(), wide[0]);
+                vst1q_f32(lanes.as_mut_ptr().add(4), wide[1]);
+            }
+            for (&a, &h) in lanes.iter().zip(&h) {
+                same(a, h);
+            }
+        }
+    }
 }

@@ -1,10 +1,11 @@
-//! NEON activation quantizers, **bit-exact with the scalar ones** (and so with ggml's
-//! reference quantizers) for every input, NaN and infinities included: the same f32
-//! operations per value, the maxima folded with the same comparisons in the same lane order,
-//! and the quants' low byte kept as the scalar `as i8` keeps it. No multiply-accumulate, so
-//! one version serves both the baseline and the `dotprod` tables.
+//! NEON activation quantizers, **bit-exact with the AVX2 ones** for every input, NaN and
+//! infinities included: Q8_0 and Q8_1 as ggml's x86 CPU quantizer (`x86/avx2/quantize.rs`,
+//! within one rounding of the scalar oracle, ggml's reference), Q8_K as ggml's reference (which
+//! the scalar and AVX2 ones are too): the same f32 operations per value, the maxima folded
+//! with the same comparisons in the same lane order, x86's conversions' out-of-range results.
+//! No multiply-accumulate, so one version serves both the baseline and the `dotprod` tables.
 
-use super::{halves, load_i16, store_i8};
+use super::{load_i16, store_i8};
 use core::arch::aarch64::*;
 use formats::quant::{fp32_to_fp16_bits, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
 
@@ -34,60 +35,85 @@ fn lanes(v: float32x4_t) -> [f32; 4] {
     ]
 }
 
-/// The scalar `round_to_i8` on four lanes, still as i32 (its low byte is the quant): round
-/// half away from zero from the truncation (`FCVTZS`, which saturates and sends NaN to 0 as
-/// Rust's `as i32` does) and the exact remainder; NaN and anything outside the i32 range give
-/// `i32::MIN`.
+/// AVX2's `_mm256_max_ps(a, b)` on four lanes: `a` where `a > b`, else `b` (so `b` when
+/// either is NaN), not `FMAX`'s NaN rules.
 #[inline]
 #[target_feature(enable = "neon")]
-fn round_half_away(v: float32x4_t) -> int32x4_t {
-    let t = vcvtq_s32_f32(v);
-    let frac = vsubq_f32(v, vcvtq_f32_s32(t));
-    // All ones (-1) where the remainder reaches a half.
-    let up = vreinterpretq_s32_u32(vcgeq_f32(frac, vdupq_n_f32(0.5)));
-    let down = vreinterpretq_s32_u32(vcleq_f32(frac, vdupq_n_f32(-0.5)));
-    let r = vaddq_s32(vsubq_s32(t, up), down);
-    // |v| < 2^31, false for NaN.
-    let in_range = vcaltq_f32(v, vdupq_n_f32(2_147_483_648.0));
-    vbslq_s32(in_range, r, vdupq_n_s32(i32::MIN))
+fn max_x86(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+    vbslq_f32(vcgtq_f32(a, b), a, b)
 }
 
-/// The low bytes of 16 i32 lanes, in order.
+/// AVX2's `_mm256_cvtps_epi32(_mm256_round_ps(v, nearest))` on four lanes: round half to even
+/// (`FCVTNS`); NaN and anything outside the i32 range give x86's `i32::MIN` where `FCVTNS`
+/// would saturate.
+#[inline]
+#[target_feature(enable = "neon")]
+fn round_even_x86(v: float32x4_t) -> int32x4_t {
+    // |v| < 2^31, false for NaN.
+    let in_range = vcaltq_f32(v, vdupq_n_f32(2_147_483_648.0));
+    vbslq_s32(in_range, vcvtnq_s32_f32(v), vdupq_n_s32(i32::MIN))
+}
+
+/// Sixteen i32 lanes narrowed with signed saturation to bytes, in order (AVX2's
+/// `packs_epi32` then `packs_epi16`, reordered).
+#[inline]
+#[target_feature(enable = "neon")]
+fn saturate_bytes(q: [int32x4_t; 4]) -> int8x16_t {
+    let a = vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1]));
+    let b = vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3]));
+    vcombine_s8(vqmovn_s16(a), vqmovn_s16(b))
+}
+
+/// One Q8_0 / Q8_1 block as the AVX2 quantizer (ggml's CPU quantizer on x86) computes it,
+/// operation for operation: the absolute maximum folded by `maxps` in its lane order, `d =
+/// amax / 127`, quants `round_even(x * (127 / amax))` saturated to bytes. Writes the quants,
+/// returns `d` (before its rounding to f16) and the sum of the unsaturated i32 quants (Q8_1's
+/// `s`). Not the scalar oracle (ggml's reference: `1 / d`, half away from zero), from which
+/// a quant may differ by one.
+#[inline]
+#[target_feature(enable = "neon")]
+fn quantize_block_q8(x: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
+    let x: &[[f32; 4]; 8] = bytemuck::cast_ref(x);
+    let v = x.map(|x| load4(&x));
+    // AVX2's eight lanes are v[2k] (lanes 0-3) and v[2k + 1] (lanes 4-7) for k = 0..4.
+    let mut m = [vabsq_f32(v[0]), vabsq_f32(v[1])];
+    for k in 1..4 {
+        m = [
+            max_x86(m[0], vabsq_f32(v[2 * k])),
+            max_x86(m[1], vabsq_f32(v[2 * k + 1])),
+        ];
+    }
+    // max(high half, low half), then lanes 0 and 2, 1 and 3, then those two.
+    let m4 = max_x86(m[1], m[0]);
+    let m2 = max_x86(m4, vextq_f32::<2>(m4, m4));
+    let amax = {
+        let (a, b) = (vgetq_lane_f32::<0>(m2), vgetq_lane_f32::<1>(m2));
+        if a > b {
+            a
+        } else {
+            b
+        }
+    };
+    let d = amax / 127.0;
+    let id = vdupq_n_f32(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let i = v.map(|v| round_even_x86(vmulq_f32(v, id)));
+    let mut sum = vdupq_n_s32(0);
+    for i in i {
+        sum = vaddq_s32(sum, i);
+    }
+    let out: &mut [[i8; 16]; 2] = bytemuck::cast_mut(qs);
+    store_i8(&mut out[0], saturate_bytes([i[0], i[1], i[2], i[3]]));
+    store_i8(&mut out[1], saturate_bytes([i[4], i[5], i[6], i[7]]));
+    (d, vaddvq_s32(sum))
+}
+
+/// The low bytes of 16 i32 lanes, in order (Q8_K's quants, as AVX2's `low_bytes`).
 #[inline]
 #[target_feature(enable = "neon")]
 fn low_bytes(q: [int32x4_t; 4]) -> int8x16_t {
     let a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
     let b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
     vcombine_s8(vmovn_s16(a), vmovn_s16(b))
-}
-
-/// One Q8_0 / Q8_1 block: writes the quants, returns `d = amax / 127` (before its rounding
-/// to f16), exactly as the scalar `quantize_block_q8`.
-#[inline]
-#[target_feature(enable = "neon")]
-fn quantize_block_q8(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
-    let x: &[[f32; 4]; 8] = bytemuck::cast_ref(x);
-    let v = x.map(|x| load4(&x));
-    // The scalar code's eight lanes: lanes 0-3 take the even registers, 4-7 the odd ones,
-    // each `if m > a { m } else { a }`.
-    let mut m = [vdupq_n_f32(0.0); 2];
-    for (k, v) in v.iter().enumerate() {
-        let a = vabsq_f32(*v);
-        let m = &mut m[k % 2];
-        *m = vbslq_f32(vcgtq_f32(*m, a), *m, a);
-    }
-    let [m0, m1] = m;
-    let amax = lanes(m0)
-        .into_iter()
-        .chain(lanes(m1))
-        .fold(0f32, |m, a| if m > a { m } else { a });
-    let d = amax / 127.0;
-    let id = vdupq_n_f32(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let q = v.map(|v| round_half_away(vmulq_f32(v, id)));
-    let out: &mut [[i8; 16]; 2] = bytemuck::cast_mut(qs);
-    store_i8(&mut out[0], low_bytes([q[0], q[1], q[2], q[3]]));
-    store_i8(&mut out[1], low_bytes([q[4], q[5], q[6], q[7]]));
-    d
 }
 
 /// Quantize a row to Q8_0, one block per 32 values: the activation format of Q4_0, Q5_0,
@@ -98,7 +124,7 @@ fn quantize_block_q8(x: &[f32; 32], qs: &mut [i8; 32]) -> f32 {
 #[target_feature(enable = "neon")]
 pub unsafe fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     for (xb, yb) in arrays::<32>(x).iter().zip(y) {
-        yb.d = fp32_to_fp16_bits(quantize_block_q8(xb, &mut yb.qs));
+        yb.d = fp32_to_fp16_bits(quantize_block_q8(xb, &mut yb.qs).0);
     }
 }
 
@@ -110,11 +136,9 @@ pub unsafe fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
 #[target_feature(enable = "neon")]
 pub unsafe fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
     for (xb, yb) in arrays::<32>(x).iter().zip(y) {
-        let d = quantize_block_q8(xb, &mut yb.qs);
-        let [a, b] = halves(&yb.qs).map(|h| super::load_i8(&h));
-        let sum = i32::from(vaddlvq_s8(a)) + i32::from(vaddlvq_s8(b));
+        let (d, sum) = quantize_block_q8(xb, &mut yb.qs);
         yb.d = fp32_to_fp16_bits(d);
-        yb.s = fp32_to_fp16_bits(sum as f32 * d);
+        yb.s = fp32_to_fp16_bits(d * sum as f32);
     }
 }
 

@@ -1,70 +1,98 @@
-//! NEON dot products of the 32-value block types with their Q8_0 / Q8_1 activations (after
-//! ggml's `ggml_vec_dot_*` in `arch/arm/quants.c`): a block's 32 products summed exactly into
-//! four i32 lanes by [`dot`], converted and multiplied by the block's scale into an f32
-//! accumulator; two blocks per step with an accumulator each, so the two multiply-add chains
-//! overlap. The weights' quants are turned into signed bytes first (`q - 8`, `q - 16`, the
-//! IQ4_NL table), so the products are the oracle's.
+//! NEON dot products of the 32-value block types with their Q8_0 / Q8_1 activations, in the
+//! arithmetic of the AVX2 kernels (`x86/avx2/vec_dot.rs`): a block's 32 products summed
+//! exactly into eight i32 lanes (lane `l` the products of values `4l..4l + 4`, by [`dot4`]),
+//! converted and multiplied by the block's scale into one eight-lane accumulator per row
+//! ([`F32x8`]) with a fused multiply-add, the lanes summed by [`hsum_f32x8`] at the end.
+//!
+//! As on AVX2, every kernel is written once for `R` rows against one activation
+//! (`*_rows::<DOTPROD, R>`): the activation side of a block (its quants, its scale) is
+//! loaded once and used by all `R` rows, each row with its own accumulator, so the
+//! independent FMA chains hide each other's latency. A row's arithmetic is the same whatever
+//! `R` is, so `vec_dot_*` (`R = 1`) and `matvec_*` ([`ROWS`] at a time, then one by one)
+//! agree bit for bit. The weights' quants are turned into signed bytes (`q - 8`, `q - 16`, the
+//! IQ4_NL table) or kept unsigned below 32 (Q4_1, Q5_1): either way the lane integers are the
+//! AVX2 kernels'.
 
-use super::{dot, fp16x4, halves, load_i8, load_u8};
+use super::{
+    dot4, fma_f32, fma_scaled, fp16, fp16x4, halves, hsum_f32x8, load_i8, load_u8, zero_f32x8,
+    F32x8, I32x8,
+};
 use core::arch::aarch64::*;
 use formats::quant::{
     BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
 };
 
-/// The skeleton of every kernel here: blocks in pairs, `step(x, y, accumulator)` adding one
-/// block into the accumulator of its parity, then the odd block out; returns the sum of the
-/// two accumulators.
-#[inline]
-#[target_feature(enable = "neon")]
-fn blocks<X, Y>(
-    x: &[X],
-    y: &[Y],
-    mut step: impl FnMut(&X, &Y, float32x4_t) -> float32x4_t,
-) -> float32x4_t {
-    let n = x.len().min(y.len());
-    let (x, y) = (&x[..n], &y[..n]);
-    let mut acc = [vdupq_n_f32(0.0); 2];
-    let mut pairs_x = x.chunks_exact(2);
-    let mut pairs_y = y.chunks_exact(2);
-    for (xp, yp) in (&mut pairs_x).zip(&mut pairs_y) {
-        acc[0] = step(&xp[0], &yp[0], acc[0]);
-        acc[1] = step(&xp[1], &yp[1], acc[1]);
+/// Rows per pass of the `matvec_*` kernels.
+pub const ROWS: usize = 4;
+
+/// The row-blocked skeleton (AVX2's `rows`): blocks `0..n` (the shortest slice); for each,
+/// `prep` of the activation block once, then `step(weight block, prepared, accumulator)` for
+/// every row, one accumulator per row. Returns the `R` accumulators.
+#[inline(always)]
+fn rows<X, Y, P: Copy, A: Copy, const R: usize>(
+    xs: [&[X]; R],
+    ys: &[Y],
+    zero: A,
+    prep: impl Fn(&Y) -> P,
+    step: impl Fn(&X, P, A) -> A,
+) -> [A; R] {
+    let n = xs.iter().fold(ys.len(), |n, row| n.min(row.len()));
+    let mut rows: [&[X]; R] = [&[]; R];
+    for (short, row) in rows.iter_mut().zip(xs) {
+        *short = &row[..n];
     }
-    for (xb, yb) in pairs_x.remainder().iter().zip(pairs_y.remainder()) {
-        acc[0] = step(xb, yb, acc[0]);
+    let mut acc = [zero; R];
+    for (b, y) in ys[..n].iter().enumerate() {
+        let p = prep(y);
+        for r in 0..R {
+            acc[r] = step(&rows[r][b], p, acc[r]);
+        }
     }
-    vaddq_f32(acc[0], acc[1])
+    acc
 }
 
-/// `acc + d * sum`, the per-block float step.
-#[inline]
-#[target_feature(enable = "neon")]
-fn scale_into(acc: float32x4_t, sum: int32x4_t, d: f32) -> float32x4_t {
-    vmlaq_n_f32(acc, vcvtq_f32_s32(sum), d)
+/// The first `R` rows of `n` blocks of `w` (empty where `w` is short).
+#[inline(always)]
+fn split_rows<X, const R: usize>(w: &[X], n: usize) -> [&[X]; R] {
+    let mut rows: [&[X]; R] = [&[]; R];
+    for (row, chunk) in rows.iter_mut().zip(w.chunks_exact(n)) {
+        *row = chunk;
+    }
+    rows
 }
 
-/// The 32 products of a block: `lo` (values 0..16) with the first 16 activation quants,
-/// `hi` (16..32) with the last 16.
+/// An activation block's quants as two registers (values 0..16, 16..32).
 #[inline]
 #[target_feature(enable = "neon")]
-fn block_sum<const DOTPROD: bool>(lo: int8x16_t, hi: int8x16_t, y: &[i8; 32]) -> int32x4_t {
-    let [y0, y1] = halves(y).map(|h| load_i8(&h));
-    dot::<DOTPROD>(dot::<DOTPROD>(vdupq_n_s32(0), lo, y0), hi, y1)
+fn load_q8(qs: &[i8; 32]) -> [int8x16_t; 2] {
+    halves(qs).map(|h| load_i8(&h))
 }
 
-/// A nibble block's quants as bytes: (values 0..16 = low nibbles, 16..32 = high nibbles).
+/// The block's 32 products in AVX2's eight lanes: `q` (values 0..16, 16..32) against the
+/// activation's quants `y`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn nibbles(qs: &[u8; 16]) -> (uint8x16_t, uint8x16_t) {
+fn block_sums<const DOTPROD: bool>(q: [int8x16_t; 2], y: [int8x16_t; 2]) -> I32x8 {
+    let zero = vdupq_n_s32(0);
+    [
+        dot4::<DOTPROD>(zero, q[0], y[0]),
+        dot4::<DOTPROD>(zero, q[1], y[1]),
+    ]
+}
+
+/// A nibble block's quants as bytes (values 0..16 = low nibbles, 16..32 = high nibbles).
+#[inline]
+#[target_feature(enable = "neon")]
+fn nibbles(qs: &[u8; 16]) -> [uint8x16_t; 2] {
     let q = load_u8(qs);
-    (vandq_u8(q, vdupq_n_u8(0x0f)), vshrq_n_u8::<4>(q))
+    [vandq_u8(q, vdupq_n_u8(0x0f)), vshrq_n_u8::<4>(q)]
 }
 
 /// The fifth bits of a Q5 block in the layout of [`nibbles`]: 0x10 where bit `i` of the
 /// little-endian `qh` (value `i`) is set.
 #[inline]
 #[target_feature(enable = "neon")]
-fn fifth_bits(qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
+fn fifth_bits(qh: [u8; 4]) -> [uint8x16_t; 2] {
     let bytes = vreinterpretq_u8_u32(vdupq_n_u32(u32::from_le_bytes(qh)));
     // Byte i of a half takes byte i / 8 of the word (bytes 2, 3 for values 16..32)...
     let pick = |lo: u64, hi: u64| vqtbl1q_u8(bytes, vcombine_u8(vcreate_u8(lo), vcreate_u8(hi)));
@@ -74,128 +102,275 @@ fn fifth_bits(qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
     let bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
     let m16 = vdupq_n_u8(0x10);
     let fifth = |v| vandq_u8(vtstq_u8(v, bit), m16);
-    (fifth(low), fifth(high))
+    [fifth(low), fifth(high)]
 }
 
-/// `(lo - offset, hi - offset)` as signed bytes.
+/// `q - offset` as signed bytes.
 #[inline]
 #[target_feature(enable = "neon")]
-fn signed(q: (uint8x16_t, uint8x16_t), offset: i8) -> (int8x16_t, int8x16_t) {
+fn signed(q: [uint8x16_t; 2], offset: i8) -> [int8x16_t; 2] {
     let o = vdupq_n_s8(offset);
+    q.map(|q| vsubq_s8(vreinterpretq_s8_u8(q), o))
+}
+
+/// A Q5 block's quants (0..32): the nibbles with the fifth bits on top.
+#[inline]
+#[target_feature(enable = "neon")]
+fn five_bit(qs: &[u8; 16], qh: [u8; 4]) -> [uint8x16_t; 2] {
+    let [lo, hi] = nibbles(qs);
+    let [h_lo, h_hi] = fifth_bits(qh);
+    [vorrq_u8(lo, h_lo), vorrq_u8(hi, h_hi)]
+}
+
+/// `pub unsafe fn $vec_dot(x, y)` and `pub unsafe fn $matvec(w, act, out)` from the
+/// row-blocked `$rows::<DOTPROD, R>`, in this module (`DOTPROD = false`, feature `neon`) and
+/// in a `dotprod` submodule (`DOTPROD = true`, features `neon,dotprod`).
+macro_rules! row_blocked_entry_points {
+    ($(($vec_dot:ident, $matvec:ident, $rows:ident, $w:ty, $a:ty, $doc:literal)),+ $(,)?) => {
+        $(
+            #[doc = $doc]
+            ///
+            /// # Safety
+            /// The CPU must support NEON (every AArch64 CPU does).
+            #[target_feature(enable = "neon")]
+            pub unsafe fn $vec_dot(x: &[$w], y: &[$a]) -> f32 {
+                $rows::<false, 1>([x], y)[0]
+            }
+
+            #[doc = concat!("[`", stringify!($vec_dot), "`] on every row of a matrix: `out[r]` \
+                for row `r` of `w`, which holds `out.len()` rows of `act.len()` blocks ([`ROWS`] \
+                rows per pass; a short `w` leaves the last outputs untouched).")]
+            ///
+            /// # Safety
+            /// The CPU must support NEON (every AArch64 CPU does).
+            #[target_feature(enable = "neon")]
+            pub unsafe fn $matvec(w: &[$w], act: &[$a], out: &mut [f32]) {
+                matvec(w, act, out, |r| $rows::<false, ROWS>(r, act), |r| {
+                    $rows::<false, 1>(r, act)
+                });
+            }
+        )+
+
+        /// The same kernels with the dot-product extension (`SDOT`).
+        pub mod dotprod {
+            use super::*;
+            $(
+                #[doc = $doc]
+                ///
+                /// # Safety
+                /// The CPU must support NEON and the dot-product extension (`dotprod`).
+                #[target_feature(enable = "neon,dotprod")]
+                pub unsafe fn $vec_dot(x: &[$w], y: &[$a]) -> f32 {
+                    $rows::<true, 1>([x], y)[0]
+                }
+
+                #[doc = concat!("[`", stringify!($vec_dot), "`] on every row of a matrix.")]
+                ///
+                /// # Safety
+                /// The CPU must support NEON and the dot-product extension (`dotprod`).
+                #[target_feature(enable = "neon,dotprod")]
+                pub unsafe fn $matvec(w: &[$w], act: &[$a], out: &mut [f32]) {
+                    matvec(w, act, out, |r| $rows::<true, ROWS>(r, act), |r| {
+                        $rows::<true, 1>(r, act)
+                    });
+                }
+            )+
+        }
+    };
+}
+
+/// The rows of `w` ([`ROWS`] at a time through `many`, the rest through `one`) into `out`;
+/// all zero for an empty activation.
+#[inline(always)]
+fn matvec<W, A>(
+    w: &[W],
+    act: &[A],
+    out: &mut [f32],
+    many: impl Fn([&[W]; ROWS]) -> [f32; ROWS],
+    one: impl Fn([&[W]; 1]) -> [f32; 1],
+) {
+    let n = act.len();
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let mut done = 0;
+    for (o, rows) in out.chunks_exact_mut(ROWS).zip(w.chunks_exact(ROWS * n)) {
+        o.copy_from_slice(&many(split_rows(rows, n)));
+        done += ROWS;
+    }
+    for (o, row) in out[done..].iter_mut().zip(w[done * n..].chunks_exact(n)) {
+        *o = one([row])[0];
+    }
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn q4_0_rows<const DOTPROD: bool, const R: usize>(
+    x: [&[BlockQ4_0]; R],
+    y: &[BlockQ8_0],
+) -> [f32; R] {
+    let acc = rows(
+        x,
+        y,
+        zero_f32x8(),
+        |y| (load_q8(&y.qs), fp16(y.d)),
+        |x, p, acc| {
+            let d = fp16(x.d) * p.1;
+            let q = signed(nibbles(&x.qs), 8);
+            fma_scaled(acc, block_sums::<DOTPROD>(q, p.0), d)
+        },
+    );
+    acc.map(|a| hsum_f32x8(a))
+}
+
+/// A Q4_1 / Q5_1 row's accumulators: the scaled quant sums, and `m * s` in lane 0.
+type WithMin = (F32x8, f32);
+
+/// One Q4_1 / Q5_1 block: `(x.d * y.d) * sums` into the lanes (AVX2's
+/// `fmadd(d, cvtepi32(sums), acc)`), `fma(x.m, y.s, min)` apart.
+#[inline]
+#[target_feature(enable = "neon")]
+fn step_with_min(acc: WithMin, sums: I32x8, (d, m): (u16, u16), (yd, ys): (f32, f32)) -> WithMin {
+    let s = fp16x4([d, m, 0, 0]);
+    let (xd, xm) = (vgetq_lane_f32::<0>(s), vgetq_lane_f32::<1>(s));
+    (fma_scaled(acc.0, sums, xd * yd), fma_f32(xm, ys, acc.1))
+}
+
+/// An activation block of Q8_1: its quants, `d` and `s`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn prep_q8_1(y: &BlockQ8_1) -> ([int8x16_t; 2], (f32, f32)) {
+    let s = fp16x4([y.d, y.s, 0, 0]);
     (
-        vsubq_s8(vreinterpretq_s8_u8(q.0), o),
-        vsubq_s8(vreinterpretq_s8_u8(q.1), o),
+        load_q8(&y.qs),
+        (vgetq_lane_f32::<0>(s), vgetq_lane_f32::<1>(s)),
     )
 }
 
-/// `(lo | fifth lo, hi | fifth hi)`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn five_bit(qs: &[u8; 16], qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
-    let (lo, hi) = nibbles(qs);
-    let (h_lo, h_hi) = fifth_bits(qh);
-    (vorrq_u8(lo, h_lo), vorrq_u8(hi, h_hi))
-}
-
-/// The sum of the four lanes.
-#[inline]
-#[target_feature(enable = "neon")]
-fn finish(acc: float32x4_t) -> f32 {
-    vaddvq_f32(acc)
-}
-
-#[inline]
-#[target_feature(enable = "neon")]
-fn q4_0<const DOTPROD: bool>(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    finish(blocks(x, y, |x, y, acc| {
-        let (lo, hi) = signed(nibbles(&x.qs), 8);
-        let d = vgetq_lane_f32::<0>(fp16x4([x.d, 0, 0, 0])) * super::fp16(y.d);
-        scale_into(acc, block_sum::<DOTPROD>(lo, hi, &y.qs), d)
-    }))
-}
-
-/// A Q4_1 / Q5_1 block against a Q8_1 block: the scaled quant sum into `acc`, `m * s`
-/// into `mins`.
-#[inline]
-#[target_feature(enable = "neon")]
-fn step_with_min(
-    acc: float32x4_t,
-    mins: &mut f32,
-    sum: int32x4_t,
-    (d, m): (u16, u16),
-    y: &BlockQ8_1,
-) -> float32x4_t {
-    let s = fp16x4([d, m, y.d, y.s]);
-    let (xd, xm) = (vgetq_lane_f32::<0>(s), vgetq_lane_f32::<1>(s));
-    let (yd, ys) = (vgetq_lane_f32::<2>(s), vgetq_lane_f32::<3>(s));
-    *mins += xm * ys;
-    scale_into(acc, sum, xd * yd)
+fn q4_1_rows<const DOTPROD: bool, const R: usize>(
+    x: [&[BlockQ4_1]; R],
+    y: &[BlockQ8_1],
+) -> [f32; R] {
+    let acc = rows(
+        x,
+        y,
+        (zero_f32x8(), 0.0),
+        |y| prep_q8_1(y),
+        |x, p, acc| {
+            let q = signed(nibbles(&x.qs), 0);
+            step_with_min(acc, block_sums::<DOTPROD>(q, p.0), (x.d, x.m), p.1)
+        },
+    );
+    acc.map(|(a, m)| hsum_f32x8(a) + m)
 }
 
 #[inline]
 #[target_feature(enable = "neon")]
-fn q4_1<const DOTPROD: bool>(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    let mut mins = 0f32;
-    let acc = blocks(x, y, |x, y, acc| {
-        let (lo, hi) = signed(nibbles(&x.qs), 0);
-        let sum = block_sum::<DOTPROD>(lo, hi, &y.qs);
-        step_with_min(acc, &mut mins, sum, (x.d, x.m), y)
-    });
-    finish(acc) + mins
+fn q5_0_rows<const DOTPROD: bool, const R: usize>(
+    x: [&[BlockQ5_0]; R],
+    y: &[BlockQ8_0],
+) -> [f32; R] {
+    let acc = rows(
+        x,
+        y,
+        zero_f32x8(),
+        |y| (load_q8(&y.qs), fp16(y.d)),
+        |x, p, acc| {
+            let d = fp16(x.d) * p.1;
+            let q = signed(five_bit(&x.qs, x.qh), 16);
+            fma_scaled(acc, block_sums::<DOTPROD>(q, p.0), d)
+        },
+    );
+    acc.map(|a| hsum_f32x8(a))
 }
 
 #[inline]
 #[target_feature(enable = "neon")]
-fn q5_0<const DOTPROD: bool>(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    finish(blocks(x, y, |x, y, acc| {
-        let (lo, hi) = signed(five_bit(&x.qs, x.qh), 16);
-        let d = fp16x4([x.d, y.d, 0, 0]);
-        let d = vgetq_lane_f32::<0>(d) * vgetq_lane_f32::<1>(d);
-        scale_into(acc, block_sum::<DOTPROD>(lo, hi, &y.qs), d)
-    }))
+fn q5_1_rows<const DOTPROD: bool, const R: usize>(
+    x: [&[BlockQ5_1]; R],
+    y: &[BlockQ8_1],
+) -> [f32; R] {
+    let acc = rows(
+        x,
+        y,
+        (zero_f32x8(), 0.0),
+        |y| prep_q8_1(y),
+        |x, p, acc| {
+            let q = signed(five_bit(&x.qs, x.qh), 0);
+            step_with_min(acc, block_sums::<DOTPROD>(q, p.0), (x.d, x.m), p.1)
+        },
+    );
+    acc.map(|(a, m)| hsum_f32x8(a) + m)
 }
 
 #[inline]
 #[target_feature(enable = "neon")]
-fn q5_1<const DOTPROD: bool>(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
-    let mut mins = 0f32;
-    let acc = blocks(x, y, |x, y, acc| {
-        let (lo, hi) = signed(five_bit(&x.qs, x.qh), 0);
-        let sum = block_sum::<DOTPROD>(lo, hi, &y.qs);
-        step_with_min(acc, &mut mins, sum, (x.d, x.m), y)
-    });
-    finish(acc) + mins
+fn q8_0_rows<const DOTPROD: bool, const R: usize>(
+    x: [&[BlockQ8_0]; R],
+    y: &[BlockQ8_0],
+) -> [f32; R] {
+    let acc = rows(
+        x,
+        y,
+        zero_f32x8(),
+        |y| (load_q8(&y.qs), fp16(y.d)),
+        |x, p, acc| {
+            let d = fp16(x.d) * p.1;
+            fma_scaled(acc, block_sums::<DOTPROD>(load_q8(&x.qs), p.0), d)
+        },
+    );
+    acc.map(|a| hsum_f32x8(a))
 }
 
 #[inline]
 #[target_feature(enable = "neon")]
-fn q8_0<const DOTPROD: bool>(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    finish(blocks(x, y, |x, y, acc| {
-        let [lo, hi] = halves(&x.qs).map(|h| load_i8(&h));
-        let d = fp16x4([x.d, y.d, 0, 0]);
-        let d = vgetq_lane_f32::<0>(d) * vgetq_lane_f32::<1>(d);
-        scale_into(acc, block_sum::<DOTPROD>(lo, hi, &y.qs), d)
-    }))
-}
-
-#[inline]
-#[target_feature(enable = "neon")]
-fn iq4_nl<const DOTPROD: bool>(x: &[BlockIq4Nl], y: &[BlockQ8_0]) -> f32 {
+fn iq4_nl_rows<const DOTPROD: bool, const R: usize>(
+    x: [&[BlockIq4Nl]; R],
+    y: &[BlockQ8_0],
+) -> [f32; R] {
     let values = load_i8(&KVALUES_IQ4NL);
-    finish(blocks(x, y, |x, y, acc| {
-        let (lo, hi) = nibbles(&x.qs);
-        let (lo, hi) = (vqtbl1q_s8(values, lo), vqtbl1q_s8(values, hi));
-        let d = fp16x4([y.d, x.d, 0, 0]);
-        let d = vgetq_lane_f32::<0>(d) * vgetq_lane_f32::<1>(d);
-        scale_into(acc, block_sum::<DOTPROD>(lo, hi, &y.qs), d)
-    }))
+    // As AVX2 (and ggml): even and odd blocks in two accumulators (swapped after every block,
+    // so the even ones always go to the first), an odd last block added in scalar code.
+    let even = y.len() & !1;
+    let acc = rows(
+        x,
+        &y[..even],
+        (zero_f32x8(), zero_f32x8()),
+        |y| (load_q8(&y.qs), fp16(y.d)),
+        |x, p, acc: (F32x8, F32x8)| {
+            let [lo, hi] = nibbles(&x.qs);
+            let q = [vqtbl1q_s8(values, lo), vqtbl1q_s8(values, hi)];
+            let d = p.1 * fp16(x.d);
+            (acc.1, fma_scaled(acc.0, block_sums::<DOTPROD>(q, p.0), d))
+        },
+    );
+    let mut out = acc.map(|(a, b)| hsum_f32x8([vaddq_f32(a[0], b[0]), vaddq_f32(a[1], b[1])]));
+    if let Some(yt) = y.get(even) {
+        for (o, row) in out.iter_mut().zip(x) {
+            if let Some(xt) = row.get(even) {
+                let sum: i32 = (0..16)
+                    .map(|j| {
+                        let (lo, hi) = (xt.qs[j] & 0x0f, xt.qs[j] >> 4);
+                        i32::from(yt.qs[j]) * i32::from(KVALUES_IQ4NL[usize::from(lo)])
+                            + i32::from(yt.qs[j + 16]) * i32::from(KVALUES_IQ4NL[usize::from(hi)])
+                    })
+                    .sum();
+                let d = fp16(yt.d) * fp16(xt.d);
+                *o = fma_f32(d, sum as f32, *o);
+            }
+        }
+    }
+    out
 }
 
-entry_points!(
+row_blocked_entry_points!(
     (
         vec_dot_q4_0_q8_0,
         matvec_q4_0_q8_0,
-        q4_0,
+        q4_0_rows,
         BlockQ4_0,
         BlockQ8_0,
         "Q4_0 weights (`d * (q - 8)`) against Q8_0 activations."
@@ -203,7 +378,7 @@ entry_points!(
     (
         vec_dot_q4_1_q8_1,
         matvec_q4_1_q8_1,
-        q4_1,
+        q4_1_rows,
         BlockQ4_1,
         BlockQ8_1,
         "Q4_1 weights (`d * q + m`) against Q8_1 activations: `m` meets the activation sum `s`."
@@ -211,7 +386,7 @@ entry_points!(
     (
         vec_dot_q5_0_q8_0,
         matvec_q5_0_q8_0,
-        q5_0,
+        q5_0_rows,
         BlockQ5_0,
         BlockQ8_0,
         "Q5_0 weights (`d * (q - 16)`) against Q8_0 activations."
@@ -219,7 +394,7 @@ entry_points!(
     (
         vec_dot_q5_1_q8_1,
         matvec_q5_1_q8_1,
-        q5_1,
+        q5_1_rows,
         BlockQ5_1,
         BlockQ8_1,
         "Q5_1 weights (`d * q + m`) against Q8_1 activations."
@@ -227,7 +402,7 @@ entry_points!(
     (
         vec_dot_q8_0_q8_0,
         matvec_q8_0_q8_0,
-        q8_0,
+        q8_0_rows,
         BlockQ8_0,
         BlockQ8_0,
         "Q8_0 weights against Q8_0 activations."
@@ -235,7 +410,7 @@ entry_points!(
     (
         vec_dot_iq4_nl_q8_0,
         matvec_iq4_nl_q8_0,
-        iq4_nl,
+        iq4_nl_rows,
         BlockIq4Nl,
         BlockQ8_0,
         "IQ4_NL weights (`d * KVALUES_IQ4NL[q]`) against Q8_0 activations: the nibbles index \

@@ -19,15 +19,20 @@
 //! The K-quant kernels also rely on the activation's `bsums` being the sums of its quants,
 //! as `quantize_row_q8_k` writes them.
 //!
-//! **Against ggml.** The K-quant and Q8_0 kernels sum in ggml's order (eight lanes, one
-//! accumulator, its FMAs and horizontal sums), so their results are bit-identical to the
-//! AVX2 kernels llama.cpp runs (`tests/tests/vec_dot_vs_ggml.rs` counts them); the nibble
-//! types trade that for two rows per register (below), IQ4_NL for one accumulator per row.
+//! **Against ggml.** The kernels sum in ggml's order (eight lanes, one accumulator, its FMAs
+//! and horizontal sums), so their results are bit-identical to the AVX2 kernels llama.cpp
+//! runs (`tests/tests/vec_dot_vs_ggml.rs`). Where llama.cpp repacks a matrix into 8-row
+//! interleaved blocks (Q4_0, Q4_K and IQ4_NL with a multiple of 8 rows) it multiplies in
+//! another order, which the `gemv_*_8x8_*` kernels reproduce and `crate::matvec` picks for
+//! such matrices (`vec_dot.rs`).
 //!
 //! Each `vec_dot_*` has a `matvec_*` twin: the same kernel over the rows of a matrix, each
 //! row's result bit-identical to `vec_dot_*` on it. For the 32-value block types `matvec_*`
 //! takes several rows per pass over the activation, so that what the rows share (the
 //! activation's quants, its scale, its block sums) is loaded and converted once.
+//!
+//! `matmul.rs` has the matrix-matrix products of prompt processing: the same per-pair
+//! arithmetic as `vec_dot_*`, each weight block unpacked once for several tokens.
 
 /// `pub unsafe fn $name(w, act, out)`: `out[r] = $dot(row r of w, act)`, where `w` holds
 /// `out.len()` rows of `act.len()` blocks (a short `w` leaves the last outputs untouched).
@@ -51,10 +56,15 @@ macro_rules! matvec_of {
     };
 }
 
+mod attention;
+mod matmul;
 mod quantize;
 mod vec;
 mod vec_dot;
 mod vec_dot_k;
+
+pub use attention::*;
+pub(crate) use matmul::MATMUL;
 
 pub use quantize::*;
 pub use vec::*;

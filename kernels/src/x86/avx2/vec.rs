@@ -39,6 +39,7 @@ fn f16_tail(y: &mut u16, f: impl Fn(__m128) -> __m128) {
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_mad_f16(y: &mut [u16], x: &[u16], v: f32) {
     let n = y.len().min(x.len());
@@ -61,6 +62,7 @@ pub unsafe fn vec_mad_f16(y: &mut [u16], x: &[u16], v: f32) {
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_scale_f16(y: &mut [u16], v: f32) {
     let vv = _mm256_set1_ps(v);

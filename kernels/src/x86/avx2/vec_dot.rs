@@ -18,7 +18,7 @@
 //!   (`8 * (y[2i] + y[2i + 1])`, computed once per activation block) before widening: the
 //!   same integers as the oracle's `(q - 8) * y`, in four lanes per row.
 
-use super::{dot_i8_i8, dot_u8_i8, fp16, hsum_f32x8, load128, load256, prefetch_ahead};
+use super::{dot_i8_i8, dot_u8_i8, fp16, hsum_f32x8, hsum_i32x8, load128, load256, prefetch_ahead};
 use core::arch::x86_64::*;
 use formats::quant::{
     BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
@@ -69,7 +69,7 @@ fn split_rows<X, const R: usize>(w: &[X], n: usize) -> [&[X]; R] {
 /// nibbles (values 0..16) in the low half.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn nibbles(qs: &[u8; 16]) -> __m256i {
+pub(super) fn nibbles(qs: &[u8; 16]) -> __m256i {
     let q = load128(qs);
     let both = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
@@ -78,7 +78,7 @@ fn nibbles(qs: &[u8; 16]) -> __m256i {
 /// ggml's `bytes_from_bits_32`: byte `i` all ones where bit `i` of `qh` is set.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn bytes_from_bits(qh: [u8; 4]) -> __m256i {
+pub(super) fn bytes_from_bits(qh: [u8; 4]) -> __m256i {
     let pick = _mm256_set_epi64x(
         0x0303_0303_0303_0303,
         0x0202_0202_0202_0202,
@@ -94,7 +94,7 @@ fn bytes_from_bits(qh: [u8; 4]) -> __m256i {
 /// fused multiply-add.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fma_ss(m: f32, s: f32, sum: __m128) -> __m128 {
+pub(super) fn fma_ss(m: f32, s: f32, sum: __m128) -> __m128 {
     _mm_fmadd_ss(_mm_set_ss(m), _mm_set_ss(s), sum)
 }
 
@@ -337,6 +337,7 @@ entry_points!(
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_f16_f16(x: &[u16], y: &[u16]) -> f32 {
     let n = x.len().min(y.len());
@@ -365,3 +366,135 @@ pub unsafe fn vec_dot_f16_f16(x: &[u16], y: &[u16]) -> f32 {
 }
 
 matvec_of!(matvec_f16_f16, vec_dot_f16_f16, u16, u16);
+
+// ---------------------------------------------------------------------------------------------
+// llama.cpp's 8-row interleaved order (issue #3). On AVX2, llama.cpp repacks every Q4_0, Q4_K
+// and IQ4_NL matrix whose row count is a multiple of 8 into blocks of eight rows
+// (`ggml-cpu/repack.cpp`) and multiplies it by one activation row with `ggml_gemv_*_8x8_*`
+// (`arch/x86/repack.cpp`): a block's integer dot product is summed whole for each row (the
+// same integer as above), then `acc = fma(isum, dx * dy, acc)`, one f32 lane per row, block
+// after block, with no horizontal sum at the end. The `gemv_*` kernels below compute those
+// rows on the plain row-major blocks, eight rows at a time (lane `r` is row `r`, as in
+// ggml's register), a remainder one row at a time with the same arithmetic.
+// ---------------------------------------------------------------------------------------------
+
+/// Lane `r` of the result: the sum of the eight i32 lanes of `v[r]` (exact, in any order).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn row_sums8(v: [__m256i; 8]) -> __m256i {
+    // Each hadd sums neighbouring lanes within 128-bit halves: after two rounds the low half
+    // holds the four low lanes' sums of four rows, the high half their four high lanes'.
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h45 = _mm256_hadd_epi32(v[4], v[5]);
+    let h67 = _mm256_hadd_epi32(v[6], v[7]);
+    let h0123 = _mm256_hadd_epi32(h01, h23);
+    let h4567 = _mm256_hadd_epi32(h45, h67);
+    let low = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
+    let high = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
+    _mm256_add_epi32(low, high)
+}
+
+/// Eight f16 scales as eight f32 lanes (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn fp16x8(d: [u16; 8]) -> __m256 {
+    _mm256_cvtph_ps(load128(&d))
+}
+
+/// The eight lanes of `v` in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn lanes8(v: __m256) -> [f32; 8] {
+    // SAFETY: both are 32 bytes of plain f32s; every bit pattern is valid for each.
+    unsafe { core::mem::transmute::<__m256, [f32; 8]>(v) }
+}
+
+/// The interleaved-order skeleton of the 32-value types with one f16 scale per block, against
+/// Q8_0 activations: `isum(x, y quants)` gives a block's integer dot product spread over
+/// eight i32 lanes, `d(x)` its scale's bits. `w` holds `out.len()` rows of `act.len()` blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn gemv_b32<X>(
+    w: &[X],
+    act: &[BlockQ8_0],
+    out: &mut [f32],
+    isum: impl Fn(&X, __m256i) -> __m256i,
+    d: impl Fn(&X) -> u16,
+) {
+    let n = act.len();
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let mut done = 0;
+    for (o, rows) in out.chunks_exact_mut(8).zip(w.chunks_exact(8 * n)) {
+        let rows: [&[X]; 8] = split_rows(rows, n);
+        let mut acc = _mm256_setzero_ps();
+        for (b, y) in act.iter().enumerate() {
+            let yq = load256(&y.qs);
+            // Plain loops, not `array::map`: its closures would not inherit the CPU features
+            // and stay calls.
+            let (mut sums, mut dx) = ([_mm256_setzero_si256(); 8], [0u16; 8]);
+            for r in 0..8 {
+                let x = &rows[r][b];
+                prefetch_ahead(x);
+                sums[r] = isum(x, yq);
+                dx[r] = d(x);
+            }
+            let scale = _mm256_mul_ps(fp16x8(dx), _mm256_set1_ps(fp16(y.d)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(row_sums8(sums)), scale, acc);
+        }
+        o.copy_from_slice(&lanes8(acc));
+        done += 8;
+    }
+    for (o, row) in out[done..].iter_mut().zip(w[done * n..].chunks_exact(n)) {
+        let mut acc = _mm_setzero_ps();
+        for (x, y) in row.iter().zip(act) {
+            let sum = hsum_i32x8(isum(x, load256(&y.qs)));
+            acc = fma_ss(sum as f32, fp16(d(x)) * fp16(y.d), acc);
+        }
+        *o = _mm_cvtss_f32(acc);
+    }
+}
+
+/// Q4_0 weights against Q8_0 activations in llama.cpp's 8-row interleaved order
+/// (`ggml_gemv_q4_0_8x8_q8_0`): `out[r]` for row `r` of `w`, which holds `out.len()` rows of
+/// `act.len()` blocks. For matrices of a multiple of 8 rows; a row's result does not depend
+/// on the rows around it.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemv_q4_0_8x8_q8_0(w: &[BlockQ4_0], act: &[BlockQ8_0], out: &mut [f32]) {
+    gemv_b32(
+        w,
+        act,
+        out,
+        |x, y| dot_i8_i8(_mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)), y),
+        |x| x.d,
+    );
+}
+
+/// IQ4_NL weights against Q8_0 activations in llama.cpp's 8-row interleaved order
+/// (`ggml_gemv_iq4_nl_8x8_q8_0`), as [`gemv_q4_0_8x8_q8_0`].
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemv_iq4_nl_8x8_q8_0(w: &[BlockIq4Nl], act: &[BlockQ8_0], out: &mut [f32]) {
+    let values = load128(&KVALUES_IQ4NL);
+    let m4 = _mm_set1_epi8(0x0f);
+    gemv_b32(
+        w,
+        act,
+        out,
+        |x, y| {
+            let q = load128(&x.qs);
+            let lo = _mm_shuffle_epi8(values, _mm_and_si128(q, m4));
+            let hi = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16::<4>(q), m4));
+            dot_i8_i8(_mm256_set_m128i(hi, lo), y)
+        },
+        |x| x.d,
+    );
+}

@@ -4,21 +4,24 @@
 //! lanes, and the lanes scaled by `d` into one f32 accumulator. Offsets and minimums are not
 //! subtracted per value: they meet the activation's 16-value sums `bsums` instead.
 
-use super::{fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, load128, load256, prefetch_ahead};
+use super::vec_dot::{fp16x8, lanes8, row_sums8};
+use super::{
+    fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, hsum_i32x8, load128, load256, prefetch_ahead,
+};
 use crate::scalar::{scales_mins_k4, scales_q3_k};
 use core::arch::x86_64::*;
 use formats::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 
 /// The activation quants of a super-block as 32-byte pieces.
 #[inline(always)]
-fn q8_pieces(y: &BlockQ8K) -> &[[i8; 32]; QK_K / 32] {
+pub(super) fn q8_pieces(y: &BlockQ8K) -> &[[i8; 32]; QK_K / 32] {
     bytemuck::cast_ref(&y.qs)
 }
 
 /// The i16 lane `k` (0..8) of each 128-bit half of `v`, broadcast over that half.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn broadcast_i16(v: __m256i, k: usize) -> __m256i {
+pub(super) fn broadcast_i16(v: __m256i, k: usize) -> __m256i {
     let (lo, hi) = (2 * k as i16, 2 * k as i16 + 1);
     _mm256_shuffle_epi8(v, _mm256_set1_epi16((hi << 8) | lo))
 }
@@ -149,7 +152,7 @@ fn k4_min_products(mins: [u8; 8], y: &BlockQ8K) -> __m128i {
 /// Q4_K/Q5_K's eight 6-bit sub-block scales as i16 in both halves of a register.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn k4_scales(scales: [u8; 8]) -> __m256i {
+pub(super) fn k4_scales(scales: [u8; 8]) -> __m256i {
     let sc = _mm_cvtepu8_epi16(_mm_set_epi64x(0, i64::from_le_bytes(scales)));
     _mm256_set_m128i(sc, sc)
 }
@@ -160,35 +163,99 @@ fn k4_scales(scales: [u8; 8]) -> __m256i {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    let m4 = _mm256_set1_epi8(0x0f);
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for (x, y) in x.iter().zip(y) {
         prefetch_ahead(x);
         let d = y.d * fp16(x.d);
         let dmin = -y.d * fp16(x.dmin);
-        let (scales, mins) = scales_mins_k4(&x.scales);
-        let prod = k4_min_products(mins, y);
+        let (sumi, prod) = q4_k_sums(x, y);
         acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
-
-        // Value 64 * j + l is the low nibble of qs[32 * j + l], 64 * j + 32 + l the high one.
-        let scales = k4_scales(scales);
-        let q4: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
-        let q8 = q8_pieces(y);
-        let mut sumi = _mm256_setzero_si256();
-        for j in 0..4 {
-            let bits = load256(&q4[j]);
-            let lo = _mm256_and_si256(bits, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            let p_lo = _mm256_maddubs_epi16(lo, load256(&q8[2 * j]));
-            let p_hi = _mm256_maddubs_epi16(hi, load256(&q8[2 * j + 1]));
-            let p_lo = _mm256_madd_epi16(broadcast_i16(scales, 2 * j), p_lo);
-            let p_hi = _mm256_madd_epi16(broadcast_i16(scales, 2 * j + 1), p_hi);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
-        }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32x8(acc) + hsum_f32x4(acc_m)
+}
+
+/// A Q4_K super-block's integer sums against a Q8_K one: `sum(sc * q * y)` over eight i32
+/// lanes, and the minimums' `sum(m * bsums)` over four ([`k4_min_products`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_sums(x: &BlockQ4K, y: &BlockQ8K) -> (__m256i, __m128i) {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let (scales, mins) = scales_mins_k4(&x.scales);
+    let prod = k4_min_products(mins, y);
+    // Value 64 * j + l is the low nibble of qs[32 * j + l], 64 * j + 32 + l the high one.
+    let scales = k4_scales(scales);
+    let q4: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+    let q8 = q8_pieces(y);
+    let mut sumi = _mm256_setzero_si256();
+    for j in 0..4 {
+        let bits = load256(&q4[j]);
+        let lo = _mm256_and_si256(bits, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+        let p_lo = _mm256_maddubs_epi16(lo, load256(&q8[2 * j]));
+        let p_hi = _mm256_maddubs_epi16(hi, load256(&q8[2 * j + 1]));
+        let p_lo = _mm256_madd_epi16(broadcast_i16(scales, 2 * j), p_lo);
+        let p_hi = _mm256_madd_epi16(broadcast_i16(scales, 2 * j + 1), p_hi);
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+    }
+    (sumi, prod)
+}
+
+/// Q4_K weights against Q8_K activations in llama.cpp's 8-row interleaved order
+/// (`ggml_gemv_q4_K_8x8_q8_K`; see `vec_dot.rs`): per row and super-block the integer sums of
+/// [`q4_k_sums`] whole, `acc = fma(isum, d * y.d, acc)` and `acc_min = fma(imin, dmin * y.d,
+/// acc_min)`, and `acc - acc_min` at the end. `out[r]` for row `r` of `w`, which holds
+/// `out.len()` rows of `act.len()` super-blocks; a row's result does not depend on the rows
+/// around it.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemv_q4_k_8x8_q8_k(w: &[BlockQ4K], act: &[BlockQ8K], out: &mut [f32]) {
+    let n = act.len();
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let mut done = 0;
+    for (o, rows) in out.chunks_exact_mut(8).zip(w.chunks_exact(8 * n)) {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_min = _mm256_setzero_ps();
+        for (b, y) in act.iter().enumerate() {
+            // Plain loops, not `array::map`: its closures would not inherit the CPU features
+            // and stay calls.
+            let mut sums = [_mm256_setzero_si256(); 8];
+            let mut mins = [_mm256_setzero_si256(); 8];
+            let (mut dx, mut dmin_x) = ([0u16; 8], [0u16; 8]);
+            for r in 0..8 {
+                let x = &rows[r * n + b];
+                prefetch_ahead(x);
+                let (sumi, prod) = q4_k_sums(x, y);
+                sums[r] = sumi;
+                mins[r] = _mm256_set_m128i(_mm_setzero_si128(), prod);
+                (dx[r], dmin_x[r]) = (x.d, x.dmin);
+            }
+            let (isum, imin) = (row_sums8(sums), row_sums8(mins));
+            let yd = _mm256_set1_ps(y.d);
+            let d = _mm256_mul_ps(fp16x8(dx), yd);
+            let dmin = _mm256_mul_ps(fp16x8(dmin_x), yd);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc);
+            acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dmin, acc_min);
+        }
+        o.copy_from_slice(&lanes8(_mm256_sub_ps(acc, acc_min)));
+        done += 8;
+    }
+    for (o, row) in out[done..].iter_mut().zip(w[done * n..].chunks_exact(n)) {
+        let (mut acc, mut acc_min) = (_mm_setzero_ps(), _mm_setzero_ps());
+        for (x, y) in row.iter().zip(act) {
+            let (sumi, prod) = q4_k_sums(x, y);
+            let (isum, imin) = (hsum_i32x8(sumi) as f32, hsum_i32x4(prod) as f32);
+            acc = _mm_fmadd_ss(_mm_set_ss(isum), _mm_set_ss(fp16(x.d) * y.d), acc);
+            acc_min = _mm_fmadd_ss(_mm_set_ss(imin), _mm_set_ss(fp16(x.dmin) * y.d), acc_min);
+        }
+        *o = _mm_cvtss_f32(_mm_sub_ss(acc, acc_min));
+    }
 }
 
 /// Q5_K weights (`d * sc * q - dmin * m`, 5-bit `q`) against Q8_K activations.

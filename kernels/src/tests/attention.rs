@@ -1,0 +1,126 @@
+//! Flash attention over an f16 cache (`attention.rs`): on every kernel table this CPU runs,
+//! several queries attended together give each query's result alone through the table's own
+//! vector steps (the portable version), bit for bit, whatever the head size (with and without
+//! SIMD tails), the stride and each query's number of positions; and the shapes are checked.
+
+use super::*;
+use crate::attention::{attend_f16_generic, F16Query, MAX_QUERIES};
+use crate::dispatch::{table, Isa};
+use crate::KernelError;
+use formats::quant::fp32_to_fp16_bits;
+
+/// `n` halves of a normal distribution times `scale`.
+fn halves(n: usize, scale: f64, rng: &mut Rng) -> Vec<u16> {
+    (0..n)
+        .map(|_| fp32_to_fp16_bits((rng.normal() * scale) as f32))
+        .collect()
+}
+
+#[test]
+fn queries_together_are_each_query_alone() {
+    let mut rng = Rng::new(53);
+    for t in Isa::ALL.iter().filter_map(|&isa| table(isa)) {
+        // Head sizes: whole 32-value steps, an f64 tail in the dot product, a tail of the f16
+        // steps; a key scale that makes new maxima common, and one that makes them rare.
+        for (hd, key_scale) in [(64, 1.0), (40, 3.0), (12, 0.3), (128, 1.0)] {
+            let stride = hd + 8;
+            let n_pos = 57;
+            let k = halves(n_pos * stride, key_scale, &mut rng);
+            let v = halves(n_pos * stride, 1.0, &mut rng);
+            let nq = MAX_QUERIES.min(13);
+            let q16 = halves(nq * hd, 1.0, &mut rng);
+            let counts: Vec<usize> = (0..nq).map(|g| [1, n_pos, 30, 2, 45][g % 5]).collect();
+            let scale = 1.0 / (hd as f32).sqrt();
+
+            let mut together = vec![f32::NAN; nq * hd];
+            let mut queries: Vec<F16Query<'_>> = q16
+                .chunks_exact(hd)
+                .zip(together.chunks_exact_mut(hd))
+                .zip(&counts)
+                .map(|((q16, out), &n_pos)| F16Query { q16, n_pos, out })
+                .collect();
+            let mut vkq = vec![0u16; nq * hd];
+            t.attend_f16(&mut queries, &k, &v, stride, scale, &mut vkq)
+                .unwrap();
+
+            for (g, (q, &n)) in q16.chunks_exact(hd).zip(&counts).enumerate() {
+                let mut alone = vec![f32::NAN; hd];
+                let mut one = [F16Query {
+                    q16: q,
+                    n_pos: n,
+                    out: &mut alone,
+                }];
+                attend_f16_generic(t, &mut one, &k, &v, stride, scale, &mut vkq);
+                for (i, (a, b)) in together[g * hd..(g + 1) * hd]
+                    .iter()
+                    .zip(&alone)
+                    .enumerate()
+                {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{} hd={hd} query {g} ({n} positions) value {i}: together {a}, alone {b}",
+                        t.isa()
+                    );
+                }
+                assert!(alone.iter().all(|x| x.is_finite()));
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_shapes_are_checked() {
+    let t = crate::active();
+    let (hd, stride) = (16, 16);
+    let k = vec![0u16; 4 * stride];
+    let mut vkq = vec![0u16; 2 * hd];
+    let q = vec![0u16; hd];
+    let mut out = vec![0f32; hd];
+    let mut short = vec![0f32; hd - 1];
+    let bad = |r: Result<(), KernelError>| matches!(r, Err(KernelError::Attention(_)));
+
+    // Keys for 4 positions: a fifth is refused, as is a short output or scratch.
+    let mut five = [F16Query {
+        q16: &q,
+        n_pos: 5,
+        out: &mut out,
+    }];
+    assert!(bad(t.attend_f16(&mut five, &k, &k, stride, 1.0, &mut vkq)));
+    let mut wrong_out = [F16Query {
+        q16: &q,
+        n_pos: 4,
+        out: &mut short,
+    }];
+    assert!(bad(t.attend_f16(
+        &mut wrong_out,
+        &k,
+        &k,
+        stride,
+        1.0,
+        &mut vkq
+    )));
+    let mut four = [F16Query {
+        q16: &q,
+        n_pos: 4,
+        out: &mut out,
+    }];
+    assert!(bad(t.attend_f16(
+        &mut four,
+        &k,
+        &k,
+        stride,
+        1.0,
+        &mut vkq[..hd - 1]
+    )));
+    // Zero positions: zeros.
+    let mut none = [F16Query {
+        q16: &q,
+        n_pos: 0,
+        out: &mut out,
+    }];
+    none[0].out.fill(f32::NAN);
+    t.attend_f16(&mut none, &k, &k, stride, 1.0, &mut vkq)
+        .unwrap();
+    assert!(out.iter().all(|&x| x == 0.0));
+}

@@ -1,0 +1,812 @@
+//! AVX2 matrix-matrix products for prompt processing (see `crate::matmul`): a tile of `R`
+//! weight rows times `T` tokens, each weight block unpacked once for the `T` tokens and each
+//! activation block prepared once for the `R` rows.
+//!
+//! **Bit-identical to `vec_dot.rs` / `vec_dot_k.rs`.** Every (row, token) pair has its own
+//! accumulator and gets, block by block, the float steps of the vec_dot kernel of its type in
+//! the same order: the same scale products (`fp16(x.d) * fp16(y.d)`, in the same operand
+//! order), the same FMAs into the same lanes, the same horizontal sums. Only integer work is
+//! split differently between the weight side and the activation side, and integer sums are
+//! exact whatever their order: each i32 lane holds the same value as in the vec_dot kernel.
+//! `tests/parity.rs` holds every kernel here to `matvec` bit for bit: a change to a vec_dot
+//! kernel's float order must be made here too.
+//!
+//! Types without a kernel here (F32, F16, BF16, IQ4_NL, Q2_K, Q3_K) are tiled over their
+//! matrix-vector kernels (`crate::matmul::tiled`).
+
+use super::vec_dot::{bytes_from_bits, nibbles};
+use super::vec_dot_k::{broadcast_i16, k4_scales, q8_pieces};
+use super::{
+    dot_u8_i8, fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, load128, load256, prefetch_ahead,
+};
+use crate::matmul::MatmulKernels;
+use crate::scalar::scales_mins_k4;
+use core::arch::x86_64::*;
+use formats::quant::{
+    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0,
+    BlockQ8_1, QK_K,
+};
+
+/// A safe `fn` calling the AVX2 matrix kernel `$f`, for [`MATMUL`] only.
+macro_rules! avx2 {
+    ($f:ident) => {
+        Some(|w, a, outs| {
+            // SAFETY: `MATMUL` is reachable only through the AVX2 kernel table, which
+            // `dispatch::table` returns only once it found AVX2, FMA and F16C usable.
+            unsafe { $f(w, a, outs) }
+        })
+    };
+}
+
+/// The AVX2 table's matrix-matrix kernels (`None`: tiled over the matrix-vector kernel).
+pub(crate) static MATMUL: MatmulKernels = MatmulKernels {
+    q4_0: avx2!(matmul_q4_0_q8_0),
+    q4_1: avx2!(matmul_q4_1_q8_1),
+    q5_0: avx2!(matmul_q5_0_q8_0),
+    q5_1: avx2!(matmul_q5_1_q8_1),
+    q8_0: avx2!(matmul_q8_0_q8_0),
+    q4_k: avx2!(matmul_q4_k_q8_k),
+    q5_k: avx2!(matmul_q5_k_q8_k),
+    q6_k: avx2!(matmul_q6_k_q8_k),
+    ..MatmulKernels::TILED
+};
+
+/// The tile skeleton: blocks `0..n` (the shortest slice); for each, `unpack` of every row's
+/// weight block once, then for every token `prep` of its activation block once and
+/// `step(unpacked, prepared, accumulator)` for every row, one accumulator per (row, token).
+/// (Always inlined into the `#[target_feature]` kernels, whose closures carry the features.)
+#[inline(always)]
+fn tile<'y, X, Y, U: Copy, P: Copy, A: Copy, const R: usize, const T: usize>(
+    xs: [&[X]; R],
+    ys: [&'y [Y]; T],
+    zero: A,
+    unpack: impl Fn(&X) -> U,
+    prep: impl Fn(&'y Y) -> P,
+    step: impl Fn(&U, P, A) -> A,
+) -> [[A; T]; R] {
+    let n = xs.iter().fold(usize::MAX, |n, row| n.min(row.len()));
+    let n = ys.iter().fold(n, |n, act| n.min(act.len()));
+    let mut rows: [&[X]; R] = [&[]; R];
+    for (short, row) in rows.iter_mut().zip(xs) {
+        *short = &row[..n];
+    }
+    let mut acts: [&'y [Y]; T] = [&[]; T];
+    for (short, act) in acts.iter_mut().zip(ys) {
+        *short = &act[..n];
+    }
+    let mut acc = [[zero; T]; R];
+    for b in 0..n {
+        prefetch_ahead(&rows[0][b]);
+        let mut u = [unpack(&rows[0][b]); R];
+        for r in 1..R {
+            prefetch_ahead(&rows[r][b]);
+            u[r] = unpack(&rows[r][b]);
+        }
+        for t in 0..T {
+            let p = prep(&acts[t][b]);
+            for r in 0..R {
+                acc[r][t] = step(&u[r], p, acc[r][t]);
+            }
+        }
+    }
+    acc
+}
+
+/// `pub unsafe fn $name(w, acts, outs)`: the rows of `w` times the `outs.len()` activations of
+/// `acts` through `$tile` ([`R`] rows by [`T`] tokens, the remainders one row or one token at
+/// a time), `outs[t][r]`.
+macro_rules! matmul_kernel {
+    ($name:ident, $tile:ident, $w:ty, $a:ty, $doc:literal) => {
+        matmul_kernel!($name, $tile, $w, $a, $doc, R, T);
+    };
+    ($name:ident, $tile:ident, $w:ty, $a:ty, $doc:literal, $R:expr, $T:expr) => {
+        #[doc = $doc]
+        ///
+        /// `outs[t][r]` is the dot product of row `r` of `w` with activation `t` of `acts`,
+        /// bit-identical to the vec_dot kernel; `w` holds the rows (as many as the shortest
+        /// `outs[t]`) of `acts.len() / outs.len()` blocks each (short inputs leave outputs
+        /// untouched).
+        ///
+        /// # Safety
+        /// The CPU must support AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $name(w: &[$w], acts: &[$a], outs: &mut [&mut [f32]]) {
+            const RR: usize = $R;
+            const TT: usize = $T;
+            let n_tokens = outs.len();
+            let Some(nb) = acts.len().checked_div(n_tokens).filter(|&nb| nb > 0) else {
+                outs.iter_mut().for_each(|o| o.fill(0.0));
+                return;
+            };
+            let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
+            let rows = rows.min(w.len() / nb);
+            let full_r = rows / RR * RR;
+            let (tiles_t, rest_t) = acts.split_at(n_tokens / TT * TT * nb);
+            let (outs_t, rest_o) = outs.split_at_mut(n_tokens / TT * TT);
+            for r in (0..full_r).step_by(RR) {
+                let xs: [&[$w]; RR] = core::array::from_fn(|i| &w[(r + i) * nb..(r + i + 1) * nb]);
+                for (yg, og) in tiles_t
+                    .chunks_exact(TT * nb)
+                    .zip(outs_t.chunks_exact_mut(TT))
+                {
+                    let ys: [&[$a]; TT] = core::array::from_fn(|k| &yg[k * nb..(k + 1) * nb]);
+                    let res = $tile::<RR, TT>(xs, ys);
+                    for (k, o) in og.iter_mut().enumerate() {
+                        for i in 0..RR {
+                            o[r + i] = res[i][k];
+                        }
+                    }
+                }
+                for (y, o) in rest_t.chunks_exact(nb).zip(rest_o.iter_mut()) {
+                    let res = $tile::<RR, 1>(xs, [y]);
+                    for i in 0..RR {
+                        o[r + i] = res[i][0];
+                    }
+                }
+            }
+            for r in full_r..rows {
+                let x = &w[r * nb..(r + 1) * nb];
+                for (yg, og) in tiles_t
+                    .chunks_exact(TT * nb)
+                    .zip(outs_t.chunks_exact_mut(TT))
+                {
+                    let ys: [&[$a]; TT] = core::array::from_fn(|k| &yg[k * nb..(k + 1) * nb]);
+                    let res = $tile::<1, TT>([x], ys);
+                    for (k, o) in og.iter_mut().enumerate() {
+                        o[r] = res[0][k];
+                    }
+                }
+                for (y, o) in rest_t.chunks_exact(nb).zip(rest_o.iter_mut()) {
+                    o[r] = $tile::<1, 1>([x], [y])[0][0];
+                }
+            }
+        }
+    };
+}
+
+/// Rows per tile of the 32-value block types (each pair of a row and a token has its own
+/// eight-lane accumulator: 2 x 4 of them, with the unpacked rows and a token's block, about
+/// fill the sixteen registers).
+const R: usize = 2;
+/// Tokens per tile of the 32-value block types.
+const T: usize = 4;
+/// Tokens per tile of the K-quants: one row, whose unpacked super-block (16 registers' worth)
+/// every token reads from the stack.
+const T_K: usize = 8;
+
+/// Each accumulator of a tile (an `[[A; TT]; RR]` array) to its result by `|$a| $e`, in plain
+/// loops (inlined, unlike `array::map`'s closures in a `#[target_feature]` function).
+macro_rules! finish_all {
+    ($acc:expr, |$a:pat_param| $e:expr) => {{
+        let acc = $acc;
+        let mut out = [[0f32; TT]; RR];
+        for (o, r) in out.iter_mut().zip(acc.iter()) {
+            for (o, &$a) in o.iter_mut().zip(r.iter()) {
+                *o = $e;
+            }
+        }
+        out
+    }};
+}
+
+/// The 32-value block skeleton: as [`tile`], but a step gets one row's unpacked block and the
+/// prepared blocks of all `T` tokens at once (their scales in the lanes of one register), and
+/// updates that row's accumulators of all `T` tokens.
+#[inline(always)]
+fn tile32<'y, X, Y, U: Copy, P, A: Copy, const R: usize, const T: usize>(
+    xs: [&[X]; R],
+    ys: [&'y [Y]; T],
+    zero: A,
+    unpack: impl Fn(&X) -> U,
+    prep: impl Fn([&'y Y; T]) -> P,
+    step: impl Fn(&U, &P, &mut A),
+) -> [A; R] {
+    let n = xs.iter().fold(usize::MAX, |n, row| n.min(row.len()));
+    let n = ys.iter().fold(n, |n, act| n.min(act.len()));
+    let mut rows: [&[X]; R] = [&[]; R];
+    for (short, row) in rows.iter_mut().zip(xs) {
+        *short = &row[..n];
+    }
+    let mut acts: [&'y [Y]; T] = [&[]; T];
+    for (short, act) in acts.iter_mut().zip(ys) {
+        *short = &act[..n];
+    }
+    let mut acc = [zero; R];
+    for b in 0..n {
+        let mut blocks = [&acts[0][b]; T];
+        for t in 1..T {
+            blocks[t] = &acts[t][b];
+        }
+        let p = prep(blocks);
+        for r in 0..R {
+            prefetch_ahead(&rows[r][b]);
+            step(&unpack(&rows[r][b]), &p, &mut acc[r]);
+        }
+    }
+    acc
+}
+
+/// Up to eight f16 values (`h[t]`, the rest zero) as the f32 lanes of a register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn halves<const T: usize>(h: [u16; T]) -> __m256 {
+    let lane = |t: usize| if t < T { h[t] as i16 } else { 0 };
+    let packed = _mm_set_epi16(
+        lane(7),
+        lane(6),
+        lane(5),
+        lane(4),
+        lane(3),
+        lane(2),
+        lane(1),
+        lane(0),
+    );
+    _mm256_cvtph_ps(packed)
+}
+
+/// Lane `t` of `v` in every lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lane(v: __m256, t: usize) -> __m256 {
+    _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(t as i32))
+}
+
+/// The lanes of `v`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lanes(v: __m256) -> [f32; 8] {
+    let mut out = [0f32; 8];
+    // SAFETY: `out` is 32 writable bytes; `storeu` needs no alignment.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// `T` tokens' Q8_0 blocks: their quants (loaded where used) and their scales as f32 lanes.
+#[derive(Clone, Copy)]
+struct Q8_0s<'y, const T: usize> {
+    q: [&'y [i8; 32]; T],
+    d: __m256,
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_0s<const T: usize>(y: [&BlockQ8_0; T]) -> Q8_0s<'_, T> {
+    let mut d = [0u16; T];
+    let mut q = [&y[0].qs; T];
+    for t in 0..T {
+        d[t] = y[t].d;
+        q[t] = &y[t].qs;
+    }
+    Q8_0s { q, d: halves(d) }
+}
+
+/// `T` tokens' Q8_1 blocks: their quants (loaded where used), scales and sums (as f32 lanes).
+#[derive(Clone, Copy)]
+struct Q8_1s<'y, const T: usize> {
+    q: [&'y [i8; 32]; T],
+    d: __m256,
+    s: __m256,
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_1s<const T: usize>(y: [&BlockQ8_1; T]) -> Q8_1s<'_, T> {
+    let (mut d, mut s) = ([0u16; T], [0u16; T]);
+    let mut q = [&y[0].qs; T];
+    for t in 0..T {
+        (d[t], s[t]) = (y[t].d, y[t].s);
+        q[t] = &y[t].qs;
+    }
+    Q8_1s {
+        q,
+        d: halves(d),
+        s: halves(s),
+    }
+}
+
+/// A signed weight block for `dot_i8_i8`: its scale in every lane, its quants and their
+/// absolute values (the weight-side half of `_mm256_sign_epi8(x, x)`, `_mm256_sign_epi8(y, x)`).
+#[derive(Clone, Copy)]
+struct Signed {
+    d: __m256,
+    q: __m256i,
+    abs: __m256i,
+}
+
+impl Signed {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn new(d: u16, q: __m256i) -> Self {
+        Signed {
+            d: _mm256_set1_ps(fp16(d)),
+            q,
+            abs: _mm256_sign_epi8(q, q),
+        }
+    }
+}
+
+/// The step of `vec_dot_q4_0_q8_0`, `vec_dot_q5_0_q8_0` and `vec_dot_q8_0_q8_0` for every
+/// token: `fma(fp16(x.d) * fp16(y.d), dot_i8_i8(q, y), acc)` (the scale products of all tokens
+/// in one multiply: lane `t` is the same product).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_step<const T: usize>(x: &Signed, y: &Q8_0s<'_, T>, acc: &mut [__m256; T]) {
+    let d = _mm256_mul_ps(x.d, y.d);
+    for t in 0..T {
+        let sums = dot_u8_i8(x.abs, _mm256_sign_epi8(load256(y.q[t]), x.q));
+        acc[t] = _mm256_fmadd_ps(lane(d, t), _mm256_cvtepi32_ps(sums), acc[t]);
+    }
+}
+
+/// A signed-weight tile's results: the sum of each accumulator's lanes (`vec_dot.rs`'s
+/// `finish`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn finish_signed<const R: usize, const T: usize>(acc: [[__m256; T]; R]) -> [[f32; T]; R] {
+    let mut out = [[0f32; T]; R];
+    for (o, a) in out.iter_mut().zip(acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = hsum_f32x8(a);
+        }
+    }
+    out
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_0_tile<const RR: usize, const TT: usize>(
+    x: [&[BlockQ4_0]; RR],
+    y: [&[BlockQ8_0]; TT],
+) -> [[f32; TT]; RR] {
+    let acc = tile32(
+        x,
+        y,
+        [_mm256_setzero_ps(); TT],
+        |x| Signed::new(x.d, _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8))),
+        |y| q8_0s(y),
+        |x, y, acc| signed_step(x, y, acc),
+    );
+    finish_signed(acc)
+}
+
+matmul_kernel!(
+    matmul_q4_0_q8_0,
+    q4_0_tile,
+    BlockQ4_0,
+    BlockQ8_0,
+    "Q4_0 weights (`d * (q - 8)`) times Q8_0 activations (`vec_dot_q4_0_q8_0` per pair)."
+);
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0_tile<const RR: usize, const TT: usize>(
+    x: [&[BlockQ5_0]; RR],
+    y: [&[BlockQ8_0]; TT],
+) -> [[f32; TT]; RR] {
+    let acc = tile32(
+        x,
+        y,
+        [_mm256_setzero_ps(); TT],
+        |x| {
+            // q - 16: the nibble with 0xf0 (-16) where the fifth bit is clear.
+            let high = _mm256_andnot_si256(bytes_from_bits(x.qh), _mm256_set1_epi8(-16));
+            Signed::new(x.d, _mm256_or_si256(nibbles(&x.qs), high))
+        },
+        |y| q8_0s(y),
+        |x, y, acc| signed_step(x, y, acc),
+    );
+    finish_signed(acc)
+}
+
+matmul_kernel!(
+    matmul_q5_0_q8_0,
+    q5_0_tile,
+    BlockQ5_0,
+    BlockQ8_0,
+    "Q5_0 weights (`d * (q - 16)`) times Q8_0 activations (`vec_dot_q5_0_q8_0` per pair)."
+);
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_0_tile<const RR: usize, const TT: usize>(
+    x: [&[BlockQ8_0]; RR],
+    y: [&[BlockQ8_0]; TT],
+) -> [[f32; TT]; RR] {
+    let acc = tile32(
+        x,
+        y,
+        [_mm256_setzero_ps(); TT],
+        |x| Signed::new(x.d, load256(&x.qs)),
+        |y| q8_0s(y),
+        |x, y, acc| signed_step(x, y, acc),
+    );
+    finish_signed(acc)
+}
+
+matmul_kernel!(
+    matmul_q8_0_q8_0,
+    q8_0_tile,
+    BlockQ8_0,
+    BlockQ8_0,
+    "Q8_0 weights times Q8_0 activations (`vec_dot_q8_0_q8_0` per pair)."
+);
+
+/// An unsigned weight block with a minimum (Q4_1, Q5_1): `d` and `m` in every lane, the
+/// quants.
+#[derive(Clone, Copy)]
+struct WithMin {
+    d: __m256,
+    m: __m256,
+    q: __m256i,
+}
+
+impl WithMin {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn new(d: u16, m: u16, q: __m256i) -> Self {
+        WithMin {
+            d: _mm256_set1_ps(fp16(d)),
+            m: _mm256_set1_ps(fp16(m)),
+            q,
+        }
+    }
+}
+
+/// One row's accumulators of a tile of unsigned weights with minimums: the eight-lane scaled
+/// sums of each token, and the minimum parts of all tokens (lane `t`: token `t`).
+type MinAcc<const T: usize> = ([__m256; T], __m256);
+
+/// The step of `vec_dot_q4_1_q8_1` and `vec_dot_q5_1_q8_1` for every token: the scaled sum
+/// in eight lanes, and `fma(fp16(x.m), fp16(y.s), acc_m)` (vec_dot's fused lane-0 update) in
+/// lane `t` of one register for all tokens. `$d_first`: whether the FMA takes the scale as its
+/// first factor (Q4_1) or the sums (Q5_1).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn with_min_step<const T: usize>(
+    x: &WithMin,
+    y: &Q8_1s<'_, T>,
+    acc: &mut MinAcc<T>,
+    d_first: bool,
+) {
+    let d = _mm256_mul_ps(x.d, y.d);
+    for t in 0..T {
+        let sums = _mm256_cvtepi32_ps(dot_u8_i8(x.q, load256(y.q[t])));
+        let dt = lane(d, t);
+        acc.0[t] = if d_first {
+            _mm256_fmadd_ps(dt, sums, acc.0[t])
+        } else {
+            _mm256_fmadd_ps(sums, dt, acc.0[t])
+        };
+    }
+    acc.1 = _mm256_fmadd_ps(x.m, y.s, acc.1);
+}
+
+/// A tile's results with minimums: each scaled sum's lanes added up, plus the token's minimum
+/// part (`vec_dot.rs`: `finish(a) + m`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn finish_with_min<const R: usize, const T: usize>(acc: [MinAcc<T>; R]) -> [[f32; T]; R] {
+    let mut out = [[0f32; T]; R];
+    for (o, (a, m)) in out.iter_mut().zip(acc) {
+        let m = lanes(m);
+        for (t, (o, a)) in o.iter_mut().zip(a).enumerate() {
+            *o = hsum_f32x8(a) + m[t];
+        }
+    }
+    out
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_1_tile<const RR: usize, const TT: usize>(
+    x: [&[BlockQ4_1]; RR],
+    y: [&[BlockQ8_1]; TT],
+) -> [[f32; TT]; RR] {
+    let acc = tile32(
+        x,
+        y,
+        ([_mm256_setzero_ps(); TT], _mm256_setzero_ps()),
+        |x| WithMin::new(x.d, x.m, nibbles(&x.qs)),
+        |y| q8_1s(y),
+        |x, y, acc| with_min_step(x, y, acc, true),
+    );
+    finish_with_min(acc)
+}
+
+matmul_kernel!(
+    matmul_q4_1_q8_1,
+    q4_1_tile,
+    BlockQ4_1,
+    BlockQ8_1,
+    "Q4_1 weights (`d * q + m`) times Q8_1 activations (`vec_dot_q4_1_q8_1` per pair)."
+);
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_1_tile<const RR: usize, const TT: usize>(
+    x: [&[BlockQ5_1]; RR],
+    y: [&[BlockQ8_1]; TT],
+) -> [[f32; TT]; RR] {
+    let acc = tile32(
+        x,
+        y,
+        ([_mm256_setzero_ps(); TT], _mm256_setzero_ps()),
+        |x| {
+            let high = _mm256_and_si256(bytes_from_bits(x.qh), _mm256_set1_epi8(0x10));
+            WithMin::new(x.d, x.m, _mm256_or_si256(nibbles(&x.qs), high))
+        },
+        |y| q8_1s(y),
+        |x, y, acc| with_min_step(x, y, acc, false),
+    );
+    finish_with_min(acc)
+}
+
+matmul_kernel!(
+    matmul_q5_1_q8_1,
+    q5_1_tile,
+    BlockQ5_1,
+    BlockQ8_1,
+    "Q5_1 weights (`d * q + m`) times Q8_1 activations (`vec_dot_q5_1_q8_1` per pair)."
+);
+
+/// A Q4_K / Q5_K super-block unpacked: `d`, `dmin`, the eight minimums as i16, the eight
+/// sub-block scales each broadcast over a register, and the 256 quants (0..32) in order.
+#[derive(Clone, Copy)]
+struct K4 {
+    d: f32,
+    dmin: f32,
+    mins: __m128i,
+    scales: [__m256i; 8],
+    q: [__m256i; 8],
+}
+
+/// The shared part of Q4_K and Q5_K: scales and minimums, `q` left for the caller.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_head(d: u16, dmin: u16, packed: &[u8; 12]) -> K4 {
+    let (scales, mins) = scales_mins_k4(packed);
+    let scales = k4_scales(scales);
+    let mut broadcast = [_mm256_setzero_si256(); 8];
+    for (k, b) in broadcast.iter_mut().enumerate() {
+        *b = broadcast_i16(scales, k);
+    }
+    K4 {
+        d: fp16(d),
+        dmin: fp16(dmin),
+        mins: _mm_cvtepu8_epi16(_mm_set_epi64x(0, i64::from_le_bytes(mins))),
+        scales: broadcast,
+        q: [_mm256_setzero_si256(); 8],
+    }
+}
+
+/// An activation super-block for Q4_K / Q5_K: `d`, the sums of its 32-value pieces (the
+/// activation half of `k4_min_products`), its quants.
+#[derive(Clone, Copy)]
+struct Q8KPrep<'a> {
+    d: f32,
+    pair_sums: __m128i,
+    q8: &'a [[i8; 32]; QK_K / 32],
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_k_prep(y: &BlockQ8K) -> Q8KPrep<'_> {
+    let bsums = load256(&y.bsums);
+    Q8KPrep {
+        d: y.d,
+        pair_sums: _mm_hadd_epi16(
+            _mm256_castsi256_si128(bsums),
+            _mm256_extracti128_si256::<1>(bsums),
+        ),
+        q8: q8_pieces(y),
+    }
+}
+
+/// The eight scaled 32-value piece sums of a Q4_K / Q5_K super-block, in i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_sumi(x: &K4, q8: &[[i8; 32]; QK_K / 32]) -> __m256i {
+    let mut sumi = _mm256_setzero_si256();
+    for j in 0..4 {
+        let p_lo = _mm256_maddubs_epi16(x.q[2 * j], load256(&q8[2 * j]));
+        let p_hi = _mm256_maddubs_epi16(x.q[2 * j + 1], load256(&q8[2 * j + 1]));
+        let p_lo = _mm256_madd_epi16(x.scales[2 * j], p_lo);
+        let p_hi = _mm256_madd_epi16(x.scales[2 * j + 1], p_hi);
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+    }
+    sumi
+}
+
+/// `vec_dot_q4_k_q8_k`'s step: the minimums into a four-lane accumulator, the scaled quants
+/// into an eight-lane one.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_tile<const RR: usize, const TT: usize>(
+    x: [&[BlockQ4K]; RR],
+    y: [&[BlockQ8K]; TT],
+) -> [[f32; TT]; RR] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let acc = tile(
+        x,
+        y,
+        (_mm256_setzero_ps(), _mm_setzero_ps()),
+        |x| {
+            let mut k = k4_head(x.d, x.dmin, &x.scales);
+            let q4: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+            for j in 0..4 {
+                let bits = load256(&q4[j]);
+                k.q[2 * j] = _mm256_and_si256(bits, m4);
+                k.q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            }
+            k
+        },
+        |y| q8_k_prep(y),
+        |x, p, acc| {
+            let d = p.d * x.d;
+            let dmin = -p.d * x.dmin;
+            let prod = _mm_madd_epi16(x.mins, p.pair_sums);
+            let acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc.1);
+            let sumi = k4_sumi(x, p.q8);
+            let acc_d = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc.0);
+            (acc_d, acc_m)
+        },
+    );
+    finish_all!(acc, |(a, m)| hsum_f32x8(a) + hsum_f32x4(m))
+}
+
+matmul_kernel!(
+    matmul_q4_k_q8_k,
+    q4_k_tile,
+    BlockQ4K,
+    BlockQ8K,
+    "Q4_K weights times Q8_K activations (`vec_dot_q4_k_q8_k` per pair).",
+    1,
+    T_K
+);
+
+/// `vec_dot_q5_k_q8_k`'s step: as Q4_K, the minimums summed in integers and fused into a
+/// scalar sum once per super-block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_k_tile<const RR: usize, const TT: usize>(
+    x: [&[BlockQ5K]; RR],
+    y: [&[BlockQ8K]; TT],
+) -> [[f32; TT]; RR] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m16 = _mm256_set1_epi8(0x10);
+    let acc = tile(
+        x,
+        y,
+        (_mm256_setzero_ps(), 0f32),
+        |x| {
+            let mut k = k4_head(x.d, x.dmin, &x.scales);
+            let q4: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+            let mut high = load256(&x.qh);
+            for j in 0..4 {
+                let bits = load256(&q4[j]);
+                let h_lo = _mm256_and_si256(_mm256_slli_epi16::<4>(high), m16);
+                let h_hi = _mm256_and_si256(_mm256_slli_epi16::<3>(high), m16);
+                k.q[2 * j] = _mm256_or_si256(_mm256_and_si256(bits, m4), h_lo);
+                k.q[2 * j + 1] =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), h_hi);
+                high = _mm256_srli_epi16::<2>(high);
+            }
+            k
+        },
+        |y| q8_k_prep(y),
+        |x, p, acc| {
+            let d = p.d * x.d;
+            let dmin = -p.d * x.dmin;
+            let min_sum = hsum_i32x4(_mm_madd_epi16(x.mins, p.pair_sums));
+            let fma = _mm_fmadd_ss(
+                _mm_set_ss(dmin),
+                _mm_set_ss(min_sum as f32),
+                _mm_set_ss(acc.1),
+            );
+            let sumi = k4_sumi(x, p.q8);
+            let acc_d = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc.0);
+            (acc_d, _mm_cvtss_f32(fma))
+        },
+    );
+    finish_all!(acc, |(a, summs)| hsum_f32x8(a) + summs)
+}
+
+matmul_kernel!(
+    matmul_q5_k_q8_k,
+    q5_k_tile,
+    BlockQ5K,
+    BlockQ8K,
+    "Q5_K weights times Q8_K activations (`vec_dot_q5_k_q8_k` per pair).",
+    1,
+    T_K
+);
+
+/// A Q6_K super-block unpacked: `d`, its sixteen scales as i16 (against the activation's
+/// block sums), the 256 quants (0..64) in 32-value pieces, and each piece's two scales spread
+/// over its sixteen pair sums.
+#[derive(Clone, Copy)]
+struct K6 {
+    d: f32,
+    scales16: __m256i,
+    q: [__m256i; 8],
+    piece_scales: [__m256i; 8],
+}
+
+/// `vec_dot_q6_k_q8_k`'s step: the offset 32 subtracted as `32 * sum(sc * bsums)`, then the
+/// eight pieces, one FMA per super-block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_tile<const RR: usize, const TT: usize>(
+    x: [&[BlockQ6K]; RR],
+    y: [&[BlockQ8K]; TT],
+) -> [[f32; TT]; RR] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m3 = _mm256_set1_epi8(3);
+    let acc = tile(
+        x,
+        y,
+        _mm256_setzero_ps(),
+        |x| {
+            let scales = load128(&x.scales);
+            let ql: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.ql);
+            let qh: &[[u8; 32]; 2] = bytemuck::cast_ref(&x.qh);
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut piece_scales = [_mm256_setzero_si256(); 8];
+            for j in 0..2 {
+                let (l0, l1) = (load256(&ql[2 * j]), load256(&ql[2 * j + 1]));
+                let h = load256(&qh[j]);
+                q[4 * j] = _mm256_or_si256(
+                    _mm256_and_si256(l0, m4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(h, m3)),
+                );
+                q[4 * j + 1] = _mm256_or_si256(
+                    _mm256_and_si256(l1, m4),
+                    _mm256_slli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(0x0c))),
+                );
+                q[4 * j + 2] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
+                    _mm256_and_si256(h, _mm256_set1_epi8(0x30)),
+                );
+                q[4 * j + 3] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
+                    _mm256_srli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(0xc0_u8 as i8))),
+                );
+                for s in 0..4 {
+                    let k = (8 * j + 2 * s) as i64;
+                    let pick =
+                        _mm_set_epi64x(0x0101_0101_0101_0101 * (k + 1), 0x0101_0101_0101_0101 * k);
+                    piece_scales[4 * j + s] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
+                }
+            }
+            K6 {
+                d: fp16(x.d),
+                scales16: _mm256_cvtepi8_epi16(scales),
+                q,
+                piece_scales,
+            }
+        },
+        |y: &BlockQ8K| (y.d, load256(&y.bsums), q8_pieces(y)),
+        |x, p, acc| {
+            let d = p.0 * x.d;
+            let offsets = _mm256_madd_epi16(p.1, x.scales16);
+            let mut sumi =
+                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(offsets));
+            for i in 0..8 {
+                let prod = _mm256_maddubs_epi16(x.q[i], load256(&p.2[i]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(x.piece_scales[i], prod));
+            }
+            _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc)
+        },
+    );
+    finish_all!(acc, |a| hsum_f32x8(a))
+}
+
+matmul_kernel!(
+    matmul_q6_k_q8_k,
+    q6_k_tile,
+    BlockQ6K,
+    BlockQ8K,
+    "Q6_K weights times Q8_K activations (`vec_dot_q6_k_q8_k` per pair).",
+    1,
+    T_K
+);
