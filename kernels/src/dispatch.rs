@@ -123,6 +123,8 @@ pub(crate) struct Interleaved {
     pub(crate) q4_0: Matvec<BlockQ4_0, BlockQ8_0>,
     pub(crate) q4_k: Matvec<BlockQ4K, BlockQ8K>,
     pub(crate) iq4_nl: Matvec<BlockIq4Nl, BlockQ8_0>,
+    /// The matrix-matrix form of `q4_0` (`None`: tiled over it).
+    pub(crate) q4_0_matmul: Option<crate::matmul::Matmul<BlockQ4_0, BlockQ8_0>>,
 }
 
 impl KernelTable {
@@ -208,6 +210,7 @@ static AVX2: KernelTable = KernelTable {
         q4_0: avx2!(gemv_q4_0_8x8_q8_0(w, a, out)),
         q4_k: avx2!(gemv_q4_k_8x8_q8_k(w, a, out)),
         iq4_nl: avx2!(gemv_iq4_nl_8x8_q8_0(w, a, out)),
+        q4_0_matmul: Some(avx2!(gemm_q4_0_8x8_q8_0(w, a, outs))),
     }),
     vec_mad_f16: avx2!(vec_mad_f16(y, x, v)),
     vec_scale_f16: avx2!(vec_scale_f16(y, v)),

@@ -1,47 +1,55 @@
 //! Parallel sections for matrix products: the output rows are split into contiguous ranges,
 //! one per thread, so each thread streams its own stretch of the weight matrix.
 //!
-//! Two ways to run a section, chosen by `SINTRA_POOL` (`rayon`, the default, or `scoped`) so
-//! that `sintra-rt bench` can compare them: rayon's persistent workers, which spin briefly
-//! before sleeping, so back-to-back sections skip the wake-up; or a fresh `std::thread::scope`
-//! per section (no shared state at all, ~20 µs of spawning each time).
+//! Decode steps run their matrix-vector products on a [`Crew`] (`crew.rs`): `threads - 1`
+//! workers started for the step that spin between sections and claim chunks of rows from a
+//! shared counter. Prompt batches (matrix-matrix products, attention over many tokens: fewer,
+//! longer sections) run on rayon's persistent workers. `SINTRA_POOL=rayon` runs decode on
+//! rayon too and `SINTRA_POOL=scoped` runs every section on freshly spawned scoped threads, so
+//! that `sintra-rt bench` can compare them.
 //!
-//! Three kinds of section: [`Pool::for_rows`] (a matrix-vector product: one output value per
-//! row), [`Pool::for_rows_batched`] (a matrix-matrix product: one output row per token, each
-//! thread writing its row range of every token's row) and [`Pool::for_units`] (independent
-//! units of unequal cost, such as the tokens of a batch in attention).
+//! Three kinds of rayon section: [`Pool::for_rows`] (a matrix-vector product: one output value
+//! per row), [`Pool::for_rows_batched`] (a matrix-matrix product: one output row per token,
+//! each thread writing its row range of every token's row) and [`Pool::for_units`]
+//! (independent units of unequal cost, such as the tokens of a batch in attention).
 //!
-//! **Rayon against a spin-barrier pool (issue #4).** Commit 18efffc ("runtime/threads:
-//! experimental spin-barrier pool") added a third kind behind this API (`SINTRA_POOL=spin`):
-//! `Pool::run` started `threads - 1` workers in a `std::thread::scope` for the whole forward pass; each section published its job and bumped
-//! an epoch the workers spun on (yielding after 16k spins), and the caller ran part 0 and spun
-//! until every worker had checked in. Measured with `sintra-rt bench -p 512 -n 128 -r 3`, rayon
-//! and spin runs interleaved, on this repository's 2-core x86-64 VM (AMD EPYC, AVX2) while other
-//! builds and tests ran (load average 4-11), tokens/s (one value per run; the Q4_0 file is
-//! `formats`' requantization of the Q4_1 one). One thread runs no pool, so both columns run the
-//! same code there: their difference is the noise.
+//! **Rayon against a spinning pool (issue #4).** A first spin-barrier pool (commit 18efffc:
+//! every section a barrier over all threads) lost to rayon badly on this loaded 2-core VM
+//! (tg128 3-8 tokens/s against rayon's 55-79: a descheduled worker stalled every barrier for
+//! a time slice). Rayon was kept, and decode barely scaled: its workers sleep after a few µs
+//! without work, so most of the ~120 sections of a step paid a futex wake-up and ran on one
+//! thread. The crew fixes both: it spins, and it never waits on a barrier (chunks are claimed,
+//! and a chunk a late worker holds is recomputed by the caller after a few chunk times).
+//! Measured with `sintra-rt bench -p 512 -n 128 -t 2 -r 3` (release build, SmolLM2-135M,
+//! tokens/s, two runs each, interleaved), on this repository's 2-core x86-64 VM (Intel Xeon,
+//! AVX2 kernels):
 //!
-//! | model | threads | rayon pp512 | spin pp512 | rayon tg128 | spin tg128 |
-//! | ----- | ------: | ----------: | ---------: | ----------: | ---------: |
-//! | SmolLM2 Q4_1 | 1 | 140 | 133 | 87 | 64 |
-//! | SmolLM2 Q4_0 | 1 | 99 | 130 | 76 | 94 |
-//! | SmolLM2 Q4_1 | 2 | 71, 99, 93, 124, 99 | 54, 71, 73, 68, 70 | 66, 62, 62, 79, 55 | 3.2, 3.8, 3.8, 4.5, 3.7 |
-//! | SmolLM2 Q4_0 | 2 | 99, 99, 111 | 87, 71, 71 | 77, 78, 77 | 3.9, 4.0, 7.7 |
+//! | model | machine | rayon tg128 | crew tg128 | rayon pp512 | crew pp512 |
+//! | ----- | ------- | ----------: | ---------: | ----------: | ---------: |
+//! | Q4_1 | idle | 91, 100 | 141, 158 | 334, 354 | 353, 348 |
+//! | Q4_0 | idle | 116, 114 | 177, 161 | 354, 355 | 347, 355 |
+//! | Q4_1 (`-p 128 -n 64`) | two busy loops running | 39, 39 | 69, 50 | | |
 //!
-//! Rayon is kept. A barrier makes every section wait for the slowest thread, and a worker that
-//! the OS has descheduled (the machine has more runnable threads than cores) stalls the caller
-//! for a time slice, ~210 times a token in decode; rayon's join lets the caller run the part
-//! nobody has stolen yet, so it degrades gracefully. On an idle machine a spin pool might save
-//! the few microseconds of a rayon join per section; devices are rarely idle, and the spin pool
-//! also needed `unsafe` outside the kernels (a job's lifetime erased for the workers).
+//! (pp is rayon's in both columns: prompt batches always run there.) One thread measured 54
+//! tokens/s beside the two busy loops: the crew still gains under load.
+
+mod crew;
+
+pub use crew::{Crew, Mat, Product};
 
 use core::ops::Range;
 use rayon::prelude::*;
+use std::sync::atomic::AtomicU32;
+use std::sync::Mutex;
 
 #[derive(Debug)]
 pub struct Pool {
     threads: usize,
     rayon: Option<rayon::ThreadPool>,
+    /// Decode steps run their sections on a [`Crew`] (the default) rather than on rayon.
+    crew: bool,
+    /// The crew's result rows, kept between steps (sized by the widest matrix seen).
+    crew_out: Mutex<Vec<AtomicU32>>,
 }
 
 /// Below this many output values per thread a section runs on one thread: spawning costs more.
@@ -50,7 +58,8 @@ const MIN_ROWS_PER_THREAD: usize = 64;
 impl Pool {
     pub fn new(threads: usize) -> Self {
         let threads = threads.max(1);
-        let scoped = std::env::var("SINTRA_POOL").is_ok_and(|v| v == "scoped");
+        let choice = std::env::var("SINTRA_POOL").unwrap_or_default();
+        let scoped = choice == "scoped";
         let rayon = (threads > 1 && !scoped)
             .then(|| {
                 rayon::ThreadPoolBuilder::new()
@@ -59,12 +68,19 @@ impl Pool {
                     .ok()
             })
             .flatten();
-        Pool { threads, rayon }
+        Pool {
+            threads,
+            rayon,
+            crew: threads > 1 && !scoped && choice != "rayon",
+            crew_out: Mutex::new(Vec::new()),
+        }
     }
 
-    /// Which implementation runs the sections.
+    /// Which implementation runs the sections (of decode; prompt batches run on rayon).
     pub fn kind(&self) -> &'static str {
-        if self.rayon.is_some() {
+        if self.crew {
+            "crew"
+        } else if self.rayon.is_some() {
             "rayon"
         } else if self.threads > 1 {
             "scoped"
@@ -86,6 +102,25 @@ impl Pool {
             Some(pool) => pool.install(f),
             None => f(),
         }
+    }
+
+    /// Run `f` (one decode step) with a [`Crew`] for its matrix-vector products of up to
+    /// `max_rows` rows each: the crew's spinning workers by default, rayon's with
+    /// `SINTRA_POOL=rayon` or `scoped`, none on one thread.
+    pub fn decode<'w, R: Send>(
+        &self,
+        max_rows: usize,
+        f: impl FnOnce(&Crew<'_, 'w>) -> R + Send,
+    ) -> R {
+        if !self.crew {
+            return crew::with_rayon(self, f);
+        }
+        let mut out = self.crew_out.lock().unwrap_or_else(|p| p.into_inner());
+        let need = max_rows * (self.threads - 1);
+        if out.len() < need {
+            out.resize_with(need, || AtomicU32::new(0));
+        }
+        crew::with_crew(self.threads, &out, max_rows, f)
     }
 
     /// Call `f(rows, out[rows])` over disjoint row ranges covering `out`, in parallel; the

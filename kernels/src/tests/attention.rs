@@ -20,9 +20,17 @@ fn halves(n: usize, scale: f64, rng: &mut Rng) -> Vec<u16> {
 fn queries_together_are_each_query_alone() {
     let mut rng = Rng::new(53);
     for t in Isa::ALL.iter().filter_map(|&isa| table(isa)) {
-        // Head sizes: whole 32-value steps, an f64 tail in the dot product, a tail of the f16
-        // steps; a key scale that makes new maxima common, and one that makes them rare.
-        for (hd, key_scale) in [(64, 1.0), (40, 3.0), (12, 0.3), (128, 1.0)] {
+        // Head sizes: whole 32-value steps (the converted path on AVX2, up to its longest head
+        // and past it), an f64 tail in the dot product, a tail of the f16 steps; a key scale
+        // that makes new maxima common, and one that makes them rare.
+        for (hd, key_scale) in [
+            (64, 1.0),
+            (40, 3.0),
+            (12, 0.3),
+            (128, 1.0),
+            (256, 3.0),
+            (288, 1.0),
+        ] {
             let stride = hd + 8;
             let n_pos = 57;
             let k = halves(n_pos * stride, key_scale, &mut rng);

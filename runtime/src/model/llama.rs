@@ -13,7 +13,7 @@ pub use batch::{LOGITS_BYTES, MAX_BATCH};
 use super::config::{Config, LayerShape};
 use super::ModelError;
 use crate::calibrate::{Calibration, Site};
-use crate::threads::Pool;
+use crate::threads::{Crew, Mat, Pool, Product};
 use formats::gguf::{GgufFile, TensorInfo};
 use formats::quant::{self, GgmlType};
 
@@ -63,14 +63,13 @@ impl<'a> Weight<'a> {
         })
     }
 
-    /// `out = W x` for an activation already quantized to this weight's vec-dot type, split
-    /// over the pool's threads by contiguous row ranges.
-    fn matvec(&self, act: &[u8], out: &mut [f32], pool: &Pool) -> Result<(), ModelError> {
-        let w = *self;
-        pool.for_rows(out, |rows, out| {
-            kernels::matvec(w.ty, w.data, rows, w.n_in, act, out)
-        })
-        .map_err(|e| ModelError::Tensor(e.to_string()))
+    /// The matrix as the crew's sections take it.
+    fn mat(&self) -> Mat<'a> {
+        Mat {
+            ty: self.ty,
+            data: self.data,
+            n_in: self.n_in,
+        }
     }
 
     /// Row `i` as f32 (embedding lookup).
@@ -203,7 +202,8 @@ pub struct RunState {
     att: Vec<f32>,        // (n_ctx) scores of one head (f32 cache)
     q16: Vec<u16>,        // (MAX_QUERIES, head_dim) query heads as f16 (f16 cache)
     vkq16: Vec<u16>,      // (MAX_QUERIES, head_dim) their f16 value accumulators (f16 cache)
-    act: Vec<u64>,        // quantized activation for the current matvec (u64: 8-byte aligned)
+    act: Vec<u64>,        // (3, act_words) quantized activations of a section (u64: 8-byte aligned)
+    act_words: usize,     // u64s per quantized activation
     rope_cache: Vec<f32>, // (rope_dim) cos, sin pairs for the current position
     pub logits: Vec<f32>, // (n_vocab)
     kv: KvCache,
@@ -239,7 +239,8 @@ impl RunState {
             att: vec![0.0; n_ctx],
             q16: vec![0; kernels::MAX_QUERIES * c.head_dim],
             vkq16: vec![0; kernels::MAX_QUERIES * c.head_dim],
-            act: vec![0; act_bytes.div_ceil(8) + 1],
+            act: vec![0; 3 * act_bytes.div_ceil(8)],
+            act_words: act_bytes.div_ceil(8),
             rope_cache: vec![0.0; c.rope_dim],
             logits: vec![0.0; c.n_vocab],
             kv: match kv_type {
@@ -264,6 +265,47 @@ impl RunState {
             KvCache::F32 { k, v } => 4 * (k.len() + v.len()),
         }
     }
+}
+
+/// `outs[i] = ws[i] x` for the `N` weights of one input, as one section of the crew: `x`
+/// quantized once per distinct weight type, into the `N` activation slots of `act`.
+fn project<'a, const N: usize>(
+    ws: [&Weight<'a>; N],
+    x: &[f32],
+    outs: [&mut [f32]; N],
+    act: &mut [u64],
+    words: usize,
+    crew: &Crew<'_, 'a>,
+) -> Result<(), ModelError> {
+    let mut src = [0usize; N];
+    let mut lens = [0usize; N];
+    for i in 0..N {
+        match (0..i).find(|&j| ws[j].ty == ws[i].ty) {
+            Some(j) => src[i] = j,
+            None => {
+                let slot = act.get_mut(i * words..(i + 1) * words).ok_or_else(|| {
+                    ModelError::Tensor(format!("no activation slot {i} of {words} words"))
+                })?;
+                lens[i] = quantize_act(ws[i].ty, x, slot)?.len();
+                src[i] = i;
+            }
+        }
+    }
+    let act: &[u64] = act;
+    let mut k = 0;
+    let mut products = outs.map(|out| {
+        let slot = src[k];
+        let bytes = bytemuck::cast_slice::<u64, u8>(&act[slot * words..(slot + 1) * words]);
+        let p = Product {
+            mat: ws[k].mat(),
+            act: &bytes[..lens[slot]],
+            out,
+        };
+        k += 1;
+        p
+    });
+    crew.matvecs(&mut products)
+        .map_err(|e| ModelError::Tensor(e.to_string()))
 }
 
 /// Quantize `x` into `act` for a matvec with weights of type `ty`; returns the used bytes.
@@ -544,15 +586,23 @@ impl<'a> Llama<'a> {
         pool: &Pool,
         want_logits: bool,
     ) -> Result<&[f32], ModelError> {
-        pool.run(|| self.forward_on_pool(token, pos, pool, want_logits))
+        let c = &self.config;
+        let widest = c
+            .n_vocab
+            .max(c.max_q_dim() + 2 * c.max_kv_dim())
+            .max(2 * c.max_ff())
+            .max(c.n_embd);
+        pool.decode(widest, |crew| {
+            self.forward_on_crew(token, pos, crew, want_logits)
+        })
     }
 
-    /// The forward pass itself, on one of the pool's threads (see [`Pool::run`]).
-    fn forward_on_pool(
+    /// The forward pass itself, its matrix products on `crew` (see [`Pool::decode`]).
+    fn forward_on_crew(
         &mut self,
         token: u32,
         pos: usize,
-        pool: &Pool,
+        crew: &Crew<'_, 'a>,
         want_logits: bool,
     ) -> Result<&[f32], ModelError> {
         let c = &self.config;
@@ -596,14 +646,14 @@ impl<'a> Llama<'a> {
             if let Some(cal) = &mut s.calib {
                 cal.add(l, Site::Attn, &s.xb[..e]);
             }
-            for (wt, out) in [
-                (&lw.wq, &mut s.q[..q_dim]),
-                (&lw.wk, &mut s.k[..kv_dim]),
-                (&lw.wv, &mut s.v[..kv_dim]),
-            ] {
-                let act = quantize_act(wt.ty, &s.xb[..e], &mut s.act)?;
-                wt.matvec(act, out, pool)?;
-            }
+            project(
+                [&lw.wq, &lw.wk, &lw.wv],
+                &s.xb[..e],
+                [&mut s.q[..q_dim], &mut s.k[..kv_dim], &mut s.v[..kv_dim]],
+                &mut s.act,
+                s.act_words,
+                crew,
+            )?;
 
             // RoPE on the rotated part of each query and key head.
             rope_qk(
@@ -641,8 +691,8 @@ impl<'a> Llama<'a> {
             if let Some(cal) = &mut s.calib {
                 cal.add(l, Site::AttnOutput, &s.xb[..q_dim]);
             }
-            let act = quantize_act(lw.wo.ty, &s.xb[..q_dim], &mut s.act)?;
-            lw.wo.matvec(act, &mut s.xb2, pool)?;
+            let (words, out) = (s.act_words, &mut s.xb2);
+            project([&lw.wo], &s.xb[..q_dim], [out], &mut s.act, words, crew)?;
             s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
 
             // FFN: RMSNorm, SiLU(gate) * up, down, residual.
@@ -651,16 +701,20 @@ impl<'a> Llama<'a> {
                 if let Some(cal) = &mut s.calib {
                     cal.add(l, Site::Ffn, &s.xb[..e]);
                 }
-                let act = quantize_act(lw.w_gate.ty, &s.xb[..e], &mut s.act)?;
-                lw.w_gate.matvec(act, &mut s.hb[..n_ff], pool)?;
-                let act = quantize_act(lw.w_up.ty, &s.xb[..e], &mut s.act)?;
-                lw.w_up.matvec(act, &mut s.hb2[..n_ff], pool)?;
+                project(
+                    [&lw.w_gate, &lw.w_up],
+                    &s.xb[..e],
+                    [&mut s.hb[..n_ff], &mut s.hb2[..n_ff]],
+                    &mut s.act,
+                    s.act_words,
+                    crew,
+                )?;
                 kernels::swiglu_f32(&mut s.hb[..n_ff], &s.hb2[..n_ff]);
                 if let Some(cal) = &mut s.calib {
                     cal.add(l, Site::FfnDown, &s.hb[..n_ff]);
                 }
-                let act = quantize_act(lw.w_down.ty, &s.hb[..n_ff], &mut s.act)?;
-                lw.w_down.matvec(act, &mut s.xb2, pool)?;
+                let (words, out) = (s.act_words, &mut s.xb2);
+                project([&lw.w_down], &s.hb[..n_ff], [out], &mut s.act, words, crew)?;
                 s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
             }
             if let Some(cal) = &mut s.calib {
@@ -679,8 +733,15 @@ impl<'a> Llama<'a> {
                 return Ok(&[]);
             }
         }
-        let act = quantize_act(w.output.ty, &s.xb[..e], &mut s.act)?;
-        w.output.matvec(act, &mut s.logits, pool)?;
+        let words = s.act_words;
+        project(
+            [&w.output],
+            &s.xb[..e],
+            [&mut s.logits],
+            &mut s.act,
+            words,
+            crew,
+        )?;
         Ok(&s.logits)
     }
 }

@@ -4,7 +4,13 @@
 //! queries at once, so that each position's keys and values are read from memory once for all
 //! of them. Each query keeps its own maximum, sum and f16 accumulator: its result is the
 //! portable version's, bit for bit (`tests/parity.rs`).
+//!
+//! For heads of a multiple of 32 values up to [`MAX_HEAD`] (every llama-family model we know),
+//! the f16 to f32 conversions, which are exact, are done once instead of once per query and
+//! position: the queries once per call, each position's key and value once for all queries.
+//! The products, sums and roundings are the same instructions in the same order.
 
+use super::vec::{load_f16x8, store_f16x8};
 use super::{fp16, vec_dot_f16_f16, vec_mad_f16, vec_scale_f16};
 use crate::attention::{query_len, F16Query, MAX_QUERIES};
 use core::arch::x86_64::*;
@@ -26,6 +32,11 @@ pub unsafe fn attend_f16(
     let nq = queries.len().min(MAX_QUERIES);
     let queries = &mut queries[..nq];
     let hd = query_len(queries);
+    if hd > 0 && hd.is_multiple_of(32) && hd <= MAX_HEAD {
+        // SAFETY: the caller guarantees the CPU features, the same for this kernel.
+        unsafe { attend_f16_converted(queries, k, v, stride, scale, vkq, hd) };
+        return;
+    }
     let mut m = [f32::NEG_INFINITY; MAX_QUERIES];
     let mut sum = [0f32; MAX_QUERIES];
     let vkq = &mut vkq[..queries.len() * hd];
@@ -52,6 +63,100 @@ pub unsafe fn attend_f16(
             // SAFETY: as above.
             unsafe { vec_mad_f16(acc, vr, vs) };
             // ggml's build fuses `S * ms + vs`.
+            sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
+                _mm_set_ss(sum[g]),
+                _mm_set_ss(ms),
+                _mm_set_ss(vs),
+            ));
+        }
+    }
+    for (g, (query, acc)) in queries.iter_mut().zip(vkq.chunks_exact(hd)).enumerate() {
+        let inv = if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] };
+        for (o, &a) in query.out.iter_mut().zip(acc) {
+            *o = fp16(a) * inv;
+        }
+    }
+}
+
+/// The longest head [`attend_f16_converted`] takes.
+const MAX_HEAD: usize = 256;
+
+/// `load_f16x8` of `x[8 * j..]` for every `j` into `out` (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn convert(x: &[u16], out: &mut [__m256]) {
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = load_f16x8(&x[8 * j..]);
+    }
+}
+
+/// [`attend_f16`] for heads of `hd` values, `hd` a multiple of 32 and at most [`MAX_HEAD`]:
+/// `vec_dot_f16_f16`'s four accumulators and folds, `vec_mad_f16`'s FMA and rounding, on
+/// values converted to f32 once.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn attend_f16_converted(
+    queries: &mut [F16Query<'_>],
+    k: &[u16],
+    v: &[u16],
+    stride: usize,
+    scale: f32,
+    vkq: &mut [u16],
+    hd: usize,
+) {
+    let lanes = hd / 8;
+    let mut q = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
+    for (qf, query) in q.iter_mut().zip(queries.iter()) {
+        convert(query.q16, &mut qf[..lanes]);
+    }
+    let mut m = [f32::NEG_INFINITY; MAX_QUERIES];
+    let mut sum = [0f32; MAX_QUERIES];
+    let vkq = &mut vkq[..queries.len() * hd];
+    vkq.fill(0);
+    let (mut kf, mut vf) = (
+        [_mm256_setzero_ps(); MAX_HEAD / 8],
+        [_mm256_setzero_ps(); MAX_HEAD / 8],
+    );
+    let n_pos = queries.iter().map(|q| q.n_pos).max().unwrap_or(0);
+    for p in 0..n_pos {
+        convert(&k[p * stride..][..hd], &mut kf[..lanes]);
+        convert(&v[p * stride..][..hd], &mut vf[..lanes]);
+        for (g, (query, acc)) in queries.iter().zip(vkq.chunks_exact_mut(hd)).enumerate() {
+            if p >= query.n_pos {
+                continue;
+            }
+            // `vec_dot_f16_f16(k, q)`: four accumulators over steps of 32, folded 0+2, 1+3.
+            let mut s4 = [_mm256_setzero_ps(); 4];
+            for step in 0..lanes / 4 {
+                for (j, s) in s4.iter_mut().enumerate() {
+                    let i = 4 * step + j;
+                    *s = _mm256_fmadd_ps(kf[i], q[g][i], *s);
+                }
+            }
+            let a = _mm256_add_ps(s4[0], s4[2]);
+            let b = _mm256_add_ps(s4[1], s4[3]);
+            let t = _mm256_add_ps(a, b);
+            let t0 = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+            let t1 = _mm_hadd_ps(t0, t0);
+            let dot = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t1, t1))) as f32;
+            let score = dot * scale;
+            let (mut ms, mut vs) = (1f32, 1f32);
+            if score > m[g] {
+                ms = crate::scalar::expf(m[g] - score);
+                m[g] = score;
+                // SAFETY: as above.
+                unsafe { vec_scale_f16(acc, ms) };
+            } else {
+                vs = crate::scalar::expf(score - m[g]);
+            }
+            // `vec_mad_f16(acc, v, vs)`.
+            let vv = _mm256_set1_ps(vs);
+            for (j, vj) in vf[..lanes].iter().enumerate() {
+                let y = &mut acc[8 * j..];
+                store_f16x8(y, _mm256_fmadd_ps(*vj, vv, load_f16x8(y)));
+            }
             sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
                 _mm_set_ss(sum[g]),
                 _mm_set_ss(ms),

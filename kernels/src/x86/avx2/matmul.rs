@@ -14,10 +14,11 @@
 //! Types without a kernel here (F32, F16, BF16, IQ4_NL, Q2_K, Q3_K) are tiled over their
 //! matrix-vector kernels (`crate::matmul::tiled`).
 
-use super::vec_dot::{bytes_from_bits, nibbles};
+use super::vec_dot::{bytes_from_bits, fp16x8, nibbles};
 use super::vec_dot_k::{broadcast_i16, k4_scales, q8_pieces};
 use super::{
-    dot_u8_i8, fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, load128, load256, prefetch_ahead,
+    dot_u8_i8, fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, hsum_i32x8, load128, load256,
+    prefetch_ahead,
 };
 use crate::matmul::MatmulKernels;
 use crate::scalar::scales_mins_k4;
@@ -810,3 +811,90 @@ matmul_kernel!(
     1,
     T_K
 );
+
+/// Tokens per tile of [`gemm_q4_0_8x8_q8_0`].
+const T_8X8: usize = 4;
+
+/// Q4_0 weights times Q8_0 activations in llama.cpp's 8-row interleaved order, the matrix
+/// form of `gemv_q4_0_8x8_q8_0`: `outs[t][r]` is that kernel's result for row `r` of `w` and
+/// activation `t` of `acts`, bit for bit. Every (row, token) pair's block gets the same float
+/// step, `acc = fma(float(isum), fp16(x.d) * fp16(y.d), acc)`, with `isum` the block's whole
+/// integer dot product, which is exact however it is summed: here as `sum(q * y) - 8 *
+/// sum(y)` from the unsigned nibbles (two instructions a pair, `maddubs` and `madd`), each row
+/// group's nibbles unpacked once for all the tokens of a tile, each token's `sum(y)` once for
+/// the eight rows.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_0_8x8_q8_0(w: &[BlockQ4_0], acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+    let n_tokens = outs.len();
+    let Some(nb) = acts.len().checked_div(n_tokens).filter(|&nb| nb > 0) else {
+        outs.iter_mut().for_each(|o| o.fill(0.0));
+        return;
+    };
+    let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
+    let rows = rows.min(w.len() / nb);
+    let groups = rows / 8;
+    let ones = _mm256_set1_epi16(1);
+    let m4 = _mm256_set1_epi8(0x0f);
+    for g in 0..groups {
+        let group = &w[g * 8 * nb..(g + 1) * 8 * nb];
+        let mut t0 = 0;
+        while t0 < n_tokens {
+            let tt = (n_tokens - t0).min(T_8X8);
+            let mut acc = [_mm256_setzero_ps(); T_8X8];
+            for b in 0..nb {
+                let mut q = [_mm256_setzero_si256(); 8];
+                let mut dx = [0u16; 8];
+                for r in 0..8 {
+                    let x = &group[r * nb + b];
+                    prefetch_ahead(x);
+                    let packed = load128(&x.qs);
+                    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(packed), packed);
+                    q[r] = _mm256_and_si256(both, m4);
+                    dx[r] = x.d;
+                }
+                let dx = fp16x8(dx);
+                for (k, acc) in acc.iter_mut().enumerate().take(tt) {
+                    let y = &acts[(t0 + k) * nb + b];
+                    let yq = load256(&y.qs);
+                    // sum(q * y) per row, in eight lanes each, folded into one lane per row.
+                    let s = |r: usize| _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], yq), ones);
+                    let h01 = _mm256_hadd_epi32(s(0), s(1));
+                    let h23 = _mm256_hadd_epi32(s(2), s(3));
+                    let h0123 = _mm256_hadd_epi32(h01, h23);
+                    let h45 = _mm256_hadd_epi32(s(4), s(5));
+                    let h67 = _mm256_hadd_epi32(s(6), s(7));
+                    let h4567 = _mm256_hadd_epi32(h45, h67);
+                    let low = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
+                    let high = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
+                    let qy = _mm256_add_epi32(low, high);
+                    // 8 * sum(y), the nibbles' offset.
+                    let sy = hsum_i32x8(_mm256_madd_epi16(
+                        _mm256_maddubs_epi16(_mm256_set1_epi8(8), yq),
+                        ones,
+                    ));
+                    let isum = _mm256_sub_epi32(qy, _mm256_set1_epi32(sy));
+                    let scale = _mm256_mul_ps(dx, _mm256_set1_ps(fp16(y.d)));
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
+                }
+            }
+            for (k, acc) in acc.iter().enumerate().take(tt) {
+                outs[t0 + k][g * 8..g * 8 + 8].copy_from_slice(&lanes(*acc));
+            }
+            t0 += tt;
+        }
+    }
+    // The rows after the last whole group: `gemv_q4_0_8x8_q8_0`'s one-row arithmetic.
+    let done = groups * 8;
+    if done < rows {
+        for (t, out) in outs.iter_mut().enumerate() {
+            let act = &acts[t * nb..(t + 1) * nb];
+            // SAFETY: the caller guarantees the CPU features.
+            unsafe {
+                super::gemv_q4_0_8x8_q8_0(&w[done * nb..rows * nb], act, &mut out[done..rows])
+            };
+        }
+    }
+}

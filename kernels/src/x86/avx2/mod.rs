@@ -64,6 +64,7 @@ mod vec_dot;
 mod vec_dot_k;
 
 pub use attention::*;
+pub use matmul::gemm_q4_0_8x8_q8_0;
 pub(crate) use matmul::MATMUL;
 
 pub use quantize::*;

@@ -9,7 +9,7 @@ use core::arch::x86_64::*;
 /// The first eight halves of `x` (at least eight) as f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load_f16x8(x: &[u16]) -> __m256 {
+pub(super) fn load_f16x8(x: &[u16]) -> __m256 {
     assert!(x.len() >= 8);
     // SAFETY: `x` has at least 16 readable bytes (asserted); `loadu` needs no alignment.
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(x.as_ptr().cast()) })
@@ -18,7 +18,7 @@ fn load_f16x8(x: &[u16]) -> __m256 {
 /// Store eight f32 as halves (round to nearest even) into the first eight of `y`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn store_f16x8(y: &mut [u16], v: __m256) {
+pub(super) fn store_f16x8(y: &mut [u16], v: __m256) {
     assert!(y.len() >= 8);
     let h = _mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(v);
     // SAFETY: `y` has at least 16 writable bytes (asserted); `storeu` needs no alignment.
