@@ -190,14 +190,11 @@ impl KernelTable {
                     return Ok(());
                 }};
             }
-            match (w, k.q4_0_matmul) {
-                (GgmlType::Q4_0, Some(kernel)) => {
-                    let wr = cast::<BlockQ4_0>(w_rows, Operand::Weights, w)?;
-                    let a = cast::<BlockQ8_0>(acts, Operand::Activation, act_ty)?;
-                    kernel(wr, a, outs);
-                    return Ok(());
-                }
-                _ => {}
+            if let (GgmlType::Q4_0, Some(kernel)) = (w, k.q4_0_matmul) {
+                let wr = cast::<BlockQ4_0>(w_rows, Operand::Weights, w)?;
+                let a = cast::<BlockQ8_0>(acts, Operand::Activation, act_ty)?;
+                kernel(wr, a, outs);
+                return Ok(());
             }
             match w {
                 GgmlType::Q4_0 => interleaved!(BlockQ4_0, BlockQ8_0, q4_0),
