@@ -35,6 +35,10 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later).
     Avx2,
+    /// [`Isa::Avx2`] with AVX-VNNI (`vpdpbusd` on 256-bit registers: Alder Lake, Sapphire
+    /// Rapids, Zen 5 and later): the same kernels but the prompt's matrix products of the
+    /// signed 32-value types, whose integer sums it does in one instruction (same results).
+    Avx2Vnni,
     /// AArch64 with NEON (Advanced SIMD), on every AArch64 CPU.
     Neon,
     /// AArch64 with NEON and the dot-product extension (`SDOT`; Armv8.2 and later).
@@ -43,24 +47,33 @@ pub enum Isa {
 
 impl Isa {
     /// Every instruction set, in order of preference (last is best).
-    pub const ALL: &'static [Isa] = &[Isa::Scalar, Isa::Avx2, Isa::Neon, Isa::NeonDotprod];
+    pub const ALL: &'static [Isa] = &[
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx2Vnni,
+        Isa::Neon,
+        Isa::NeonDotprod,
+    ];
 
-    /// The lowercase name (`"scalar"`, `"avx2"`, `"neon"`, `"neon+dotprod"`), as
+    /// The lowercase name (`"scalar"`, `"avx2"`, `"avx2+vnni"`, `"neon"`, `"neon+dotprod"`), as
     /// `SINTRA_KERNELS` and `--version` spell it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx2Vnni => "avx2+vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon+dotprod",
         }
     }
 
     /// The instruction set called `name` ([`Isa::name`]; `"dotprod"` also names
-    /// [`Isa::NeonDotprod`]), if there is one.
+    /// [`Isa::NeonDotprod`] and `"vnni"` [`Isa::Avx2Vnni`]), if there is one.
     pub fn from_name(name: &str) -> Option<Isa> {
-        if name == "dotprod" {
-            return Some(Isa::NeonDotprod);
+        match name {
+            "dotprod" => return Some(Isa::NeonDotprod),
+            "vnni" => return Some(Isa::Avx2Vnni),
+            _ => {}
         }
         Isa::ALL.iter().copied().find(|isa| isa.name() == name)
     }
@@ -186,7 +199,10 @@ macro_rules! avx2 {
 /// AVX2 (with FMA and F16C) where this crate has a kernel, the scalar oracle elsewhere (F32
 /// and BF16, which the runtime does not use for its large matrices).
 #[cfg(target_arch = "x86_64")]
-static AVX2: KernelTable = KernelTable {
+static AVX2: KernelTable = AVX2_TABLE;
+
+#[cfg(target_arch = "x86_64")]
+const AVX2_TABLE: KernelTable = KernelTable {
     isa: Isa::Avx2,
     quantize_q8_0: avx2!(quantize_row_q8_0(x, y)),
     quantize_q8_1: avx2!(quantize_row_q8_1(x, y)),
@@ -216,6 +232,34 @@ static AVX2: KernelTable = KernelTable {
     vec_scale_f16: avx2!(vec_scale_f16(y, v)),
     swiglu_f32: avx2!(swiglu_f32(gate, up)),
     attend_f16: Some(avx2!(attend_f16(queries, k, v, stride, scale, vkq))),
+};
+
+/// A safe `fn` calling the AVX2 + AVX-VNNI kernel `$f`, for [`AVX2_VNNI`] only.
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2_vnni {
+    ($f:ident($($arg:ident),+)) => {
+        |$($arg),+| {
+            // SAFETY: this closure is only reachable through the AVX2_VNNI table, which
+            // `table` returns only once `avx2_fma_f16c` and `cpu_has_avxvnni` found AVX2, FMA,
+            // F16C and AVX-VNNI usable.
+            unsafe { crate::x86::avx2::$f($($arg),+) }
+        }
+    };
+}
+
+/// AVX2's table with AVX-VNNI matrix-matrix products (`x86::avx2::MATMUL_VNNI`, and the Q4_0
+/// GEMM in the interleaved order).
+#[cfg(target_arch = "x86_64")]
+static AVX2_VNNI: KernelTable = KernelTable {
+    isa: Isa::Avx2Vnni,
+    matmul: &crate::x86::avx2::MATMUL_VNNI,
+    interleaved: Some(Interleaved {
+        q4_0: avx2!(gemv_q4_0_8x8_q8_0(w, a, out)),
+        q4_k: avx2!(gemv_q4_k_8x8_q8_k(w, a, out)),
+        iq4_nl: avx2!(gemv_iq4_nl_8x8_q8_0(w, a, out)),
+        q4_0_matmul: Some(avx2_vnni!(gemm_q4_0_8x8_q8_0_vnni(w, a, outs))),
+    }),
+    ..AVX2_TABLE
 };
 
 /// A safe `fn` calling the NEON kernel `$f` (`neon::$f`, or `neon::dotprod::$f` when
@@ -349,6 +393,33 @@ fn avx2_fma_f16c() -> bool {
     unsafe { __cpuid_count(7, 0) }.ebx & AVX2 != 0
 }
 
+/// Whether the CPU has AVX-VNNI (CPUID.(EAX=7,ECX=1):EAX bit 4), asked once. Its registers
+/// are AVX's, whose OS support [`avx2_fma_f16c`] checks.
+#[cfg(target_arch = "x86_64")]
+// `__cpuid` is a safe function since Rust 1.87 and an unsafe one before.
+#[allow(unused_unsafe)]
+fn cpu_has_avxvnni() -> bool {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    const UNKNOWN: u8 = 0;
+    const NO: u8 = 1;
+    const YES: u8 = 2;
+    static HAS: AtomicU8 = AtomicU8::new(UNKNOWN);
+    match HAS.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            // SAFETY: `cpuid` exists on every x86-64 CPU; leaf 0 is always valid.
+            let max_leaf = unsafe { __cpuid(0) }.eax;
+            // SAFETY: leaf 7 is asked only where it exists, its subleaf 1 only where leaf 7
+            // subleaf 0 says it does (EAX: the highest subleaf).
+            let has = max_leaf >= 7
+                && unsafe { __cpuid_count(7, 0) }.eax >= 1
+                && unsafe { __cpuid_count(7, 1) }.eax & (1 << 4) != 0;
+            HAS.store(if has { YES } else { NO }, Ordering::Relaxed);
+            has
+        }
+        state => state == YES,
+    }
+}
+
 /// The extended control register 0 (which register states the OS saves).
 ///
 /// # Safety
@@ -366,6 +437,8 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         Isa::Scalar => Some(&SCALAR),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if cpu_has_avx2() => Some(&AVX2),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Vnni if cpu_has_avx2() && cpu_has_avxvnni() => Some(&AVX2_VNNI),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Some(&NEON),
         #[cfg(target_arch = "aarch64")]

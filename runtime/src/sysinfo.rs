@@ -85,7 +85,8 @@ pub fn cpu_features() -> Vec<String> {
             "f16c",
             "avx512f",
             "avx512bw",
-            "avx512vnni"
+            "avx512vnni",
+            "avxvnni"
         );
     }
     #[cfg(target_arch = "aarch64")]

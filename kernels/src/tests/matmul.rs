@@ -122,6 +122,15 @@ fn matmul_is_matvec_bit_for_bit_on_interleaved_matrices() {
                 check(t, w, m.bytes(), n, &xs, "interleaved matrix");
             }
         }
+        // Rows longer than the AVX2 Q4_0 GEMM's block buffers (512 blocks) take its fallback.
+        let (rows, n) = (16, 32 * 520);
+        let values: Vec<f32> = (0..rows * n).map(|_| rng.normal() as f32).collect();
+        let w = GgmlType::Q4_0;
+        let m = Aligned::from_bytes(&formats::quant::quantize(w, &values, n, None).unwrap());
+        let xs: Vec<Vec<f32>> = (0..3)
+            .map(|i| activation_row(n, i % 2 == 1, &mut rng))
+            .collect();
+        check(t, w, m.bytes(), n, &xs, "interleaved matrix of long rows");
     }
 }
 

@@ -56,7 +56,7 @@ fn tolerance(w: GgmlType) -> f64 {
 
 /// The SIMD instruction sets this build has kernels for.
 const SIMD: &[Isa] = if cfg!(target_arch = "x86_64") {
-    &[Isa::Avx2]
+    &[Isa::Avx2, Isa::Avx2Vnni]
 } else if cfg!(target_arch = "aarch64") {
     &[Isa::Neon, Isa::NeonDotprod]
 } else {
@@ -164,11 +164,15 @@ fn the_detected_isa_is_the_one_std_detects() {
     let std_says = is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c");
+    let vnni = std_says && is_x86_feature_detected!("avxvnni");
     assert_eq!(Isa::Avx2.available(), std_says);
-    assert_eq!(
-        crate::detect(),
-        if std_says { Isa::Avx2 } else { Isa::Scalar }
-    );
+    assert_eq!(Isa::Avx2Vnni.available(), vnni);
+    let best = match (std_says, vnni) {
+        (true, true) => Isa::Avx2Vnni,
+        (true, false) => Isa::Avx2,
+        _ => Isa::Scalar,
+    };
+    assert_eq!(crate::detect(), best);
 }
 
 #[test]

@@ -17,8 +17,8 @@
 use super::vec_dot::{bytes_from_bits, fp16x8, nibbles};
 use super::vec_dot_k::{broadcast_i16, k4_scales, q8_pieces};
 use super::{
-    dot_u8_i8, fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, hsum_i32x8, load128, load256,
-    prefetch_ahead,
+    broadcast_word, dot_u8_i8, fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, hsum_i32x8, load128,
+    load256, prefetch_ahead,
 };
 use crate::matmul::MatmulKernels;
 use crate::scalar::scales_mins_k4;
@@ -39,8 +39,33 @@ macro_rules! avx2 {
     };
 }
 
-/// The AVX2 table's matrix-matrix kernels (`None`: tiled over the matrix-vector kernel).
-pub(crate) static MATMUL: MatmulKernels = MatmulKernels {
+/// A safe `fn` calling the AVX2 + AVX-VNNI matrix kernel `$f`, for [`MATMUL_VNNI`] only.
+macro_rules! vnni {
+    ($f:ident) => {
+        Some(|w, a, outs| {
+            // SAFETY: `MATMUL_VNNI` is reachable only through the AVX2 + VNNI kernel table,
+            // which `dispatch::table` returns only once it found AVX2, FMA, F16C and AVX-VNNI
+            // usable.
+            unsafe { $f(w, a, outs) }
+        })
+    };
+}
+
+/// The AVX2 table's matrix-matrix kernels.
+pub(crate) static MATMUL: MatmulKernels = MATMUL_AVX2;
+
+/// The AVX2 + AVX-VNNI table's: the signed 32-value types' tiles with `vpdpbusd` in place of
+/// `maddubs` + `madd` (the same i32 lanes: each is a sum of four exact products), the rest
+/// AVX2's.
+pub(crate) static MATMUL_VNNI: MatmulKernels = MatmulKernels {
+    q4_0: vnni!(matmul_q4_0_q8_0_vnni),
+    q5_0: vnni!(matmul_q5_0_q8_0_vnni),
+    q8_0: vnni!(matmul_q8_0_q8_0_vnni),
+    ..MATMUL_AVX2
+};
+
+/// The AVX2 matrix-matrix kernels (`None`: tiled over the matrix-vector kernel).
+const MATMUL_AVX2: MatmulKernels = MatmulKernels {
     q4_0: avx2!(matmul_q4_0_q8_0),
     q4_1: avx2!(matmul_q4_1_q8_1),
     q5_0: avx2!(matmul_q5_0_q8_0),
@@ -101,6 +126,9 @@ macro_rules! matmul_kernel {
         matmul_kernel!($name, $tile, $w, $a, $doc, R, T);
     };
     ($name:ident, $tile:ident, $w:ty, $a:ty, $doc:literal, $R:expr, $T:expr) => {
+        matmul_kernel!($name, $tile, $w, $a, $doc, $R, $T, "avx2,fma,f16c");
+    };
+    ($name:ident, $tile:ident, $w:ty, $a:ty, $doc:literal, $R:expr, $T:expr, $features:literal) => {
         #[doc = $doc]
         ///
         /// `outs[t][r]` is the dot product of row `r` of `w` with activation `t` of `acts`,
@@ -109,8 +137,8 @@ macro_rules! matmul_kernel {
         /// untouched).
         ///
         /// # Safety
-        /// The CPU must support AVX2, FMA and F16C.
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
         pub unsafe fn $name(w: &[$w], acts: &[$a], outs: &mut [&mut [f32]]) {
             const RR: usize = $R;
             const TT: usize = $T;
@@ -124,24 +152,35 @@ macro_rules! matmul_kernel {
             let full_r = rows / RR * RR;
             let (tiles_t, rest_t) = acts.split_at(n_tokens / TT * TT * nb);
             let (outs_t, rest_o) = outs.split_at_mut(n_tokens / TT * TT);
-            for r in (0..full_r).step_by(RR) {
-                let xs: [&[$w]; RR] = core::array::from_fn(|i| &w[(r + i) * nb..(r + i + 1) * nb]);
+            // Cache blocking: a block of rows (about [`ROW_BLOCK_BYTES`] of weights) stays in
+            // L1 while every token passes over it, a few tokens' activations at a time.
+            let block_rows = (ROW_BLOCK_BYTES / (nb * size_of::<$w>()).max(1) / RR).max(1) * RR;
+            for r0 in (0..full_r).step_by(block_rows) {
+                let r1 = (r0 + block_rows).min(full_r);
                 for (yg, og) in tiles_t
                     .chunks_exact(TT * nb)
                     .zip(outs_t.chunks_exact_mut(TT))
                 {
                     let ys: [&[$a]; TT] = core::array::from_fn(|k| &yg[k * nb..(k + 1) * nb]);
-                    let res = $tile::<RR, TT>(xs, ys);
-                    for (k, o) in og.iter_mut().enumerate() {
-                        for i in 0..RR {
-                            o[r + i] = res[i][k];
+                    for r in (r0..r1).step_by(RR) {
+                        let xs: [&[$w]; RR] =
+                            core::array::from_fn(|i| &w[(r + i) * nb..(r + i + 1) * nb]);
+                        let res = $tile::<RR, TT>(xs, ys);
+                        for (k, o) in og.iter_mut().enumerate() {
+                            for i in 0..RR {
+                                o[r + i] = res[i][k];
+                            }
                         }
                     }
                 }
                 for (y, o) in rest_t.chunks_exact(nb).zip(rest_o.iter_mut()) {
-                    let res = $tile::<RR, 1>(xs, [y]);
-                    for i in 0..RR {
-                        o[r + i] = res[i][0];
+                    for r in (r0..r1).step_by(RR) {
+                        let xs: [&[$w]; RR] =
+                            core::array::from_fn(|i| &w[(r + i) * nb..(r + i + 1) * nb]);
+                        let res = $tile::<RR, 1>(xs, [y]);
+                        for i in 0..RR {
+                            o[r + i] = res[i][0];
+                        }
                     }
                 }
             }
@@ -169,6 +208,13 @@ macro_rules! matmul_kernel {
 /// eight-lane accumulator: 2 x 4 of them, with the unpacked rows and a token's block, about
 /// fill the sixteen registers).
 const R: usize = 2;
+/// Weight bytes of a row block of the tiled kernels, which every token of a batch passes over
+/// before the next block: in L1 beside a few tokens' activations.
+const ROW_BLOCK_BYTES: usize = 16 << 10;
+
+/// Rows per tile of the AVX-VNNI kernels (their step needs fewer registers: 3 x 4
+/// accumulators fit, and each token's activation block serves one more row).
+const R_VNNI: usize = 3;
 /// Tokens per tile of the 32-value block types.
 const T: usize = 4;
 /// Tokens per tile of the K-quants: one row, whose unpacked super-block (16 registers' worth)
@@ -352,6 +398,85 @@ fn finish_signed<const R: usize, const T: usize>(acc: [[__m256; T]; R]) -> [[f32
     }
     out
 }
+
+/// [`signed_step`] with AVX-VNNI: `vpdpbusd` gives `dot_u8_i8`'s lanes in one instruction.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+fn signed_step_vnni<const T: usize>(x: &Signed, y: &Q8_0s<'_, T>, acc: &mut [__m256; T]) {
+    let d = _mm256_mul_ps(x.d, y.d);
+    for t in 0..T {
+        let sy = _mm256_sign_epi8(load256(y.q[t]), x.q);
+        let sums = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), x.abs, sy);
+        acc[t] = _mm256_fmadd_ps(lane(d, t), _mm256_cvtepi32_ps(sums), acc[t]);
+    }
+}
+
+/// `$tile_vnni`: `$tile` (a signed 32-value type's tile, weights unpacked by `$unpack`) with
+/// [`signed_step_vnni`].
+macro_rules! signed_tile_vnni {
+    ($name:ident, $w:ty, $unpack:expr) => {
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+        fn $name<const RR: usize, const TT: usize>(
+            x: [&[$w]; RR],
+            y: [&[BlockQ8_0]; TT],
+        ) -> [[f32; TT]; RR] {
+            let acc = tile32(
+                x,
+                y,
+                [_mm256_setzero_ps(); TT],
+                $unpack,
+                |y| q8_0s(y),
+                |x, y, acc| signed_step_vnni(x, y, acc),
+            );
+            finish_signed(acc)
+        }
+    };
+}
+
+signed_tile_vnni!(q4_0_tile_vnni, BlockQ4_0, |x: &BlockQ4_0| Signed::new(
+    x.d,
+    _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8))
+));
+signed_tile_vnni!(q5_0_tile_vnni, BlockQ5_0, |x: &BlockQ5_0| {
+    let high = _mm256_andnot_si256(bytes_from_bits(x.qh), _mm256_set1_epi8(-16));
+    Signed::new(x.d, _mm256_or_si256(nibbles(&x.qs), high))
+});
+signed_tile_vnni!(q8_0_tile_vnni, BlockQ8_0, |x: &BlockQ8_0| Signed::new(
+    x.d,
+    load256(&x.qs)
+));
+
+matmul_kernel!(
+    matmul_q4_0_q8_0_vnni,
+    q4_0_tile_vnni,
+    BlockQ4_0,
+    BlockQ8_0,
+    "[`matmul_q4_0_q8_0`] with AVX-VNNI.",
+    R_VNNI,
+    T,
+    "avx2,fma,f16c,avxvnni"
+);
+matmul_kernel!(
+    matmul_q5_0_q8_0_vnni,
+    q5_0_tile_vnni,
+    BlockQ5_0,
+    BlockQ8_0,
+    "[`matmul_q5_0_q8_0`] with AVX-VNNI.",
+    R_VNNI,
+    T,
+    "avx2,fma,f16c,avxvnni"
+);
+matmul_kernel!(
+    matmul_q8_0_q8_0_vnni,
+    q8_0_tile_vnni,
+    BlockQ8_0,
+    BlockQ8_0,
+    "[`matmul_q8_0_q8_0`] with AVX-VNNI.",
+    R_VNNI,
+    T,
+    "avx2,fma,f16c,avxvnni"
+);
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -813,88 +938,180 @@ matmul_kernel!(
 );
 
 /// Tokens per tile of [`gemm_q4_0_8x8_q8_0`].
-const T_8X8: usize = 4;
+const T_8X8: usize = 8;
 
-/// Q4_0 weights times Q8_0 activations in llama.cpp's 8-row interleaved order, the matrix
-/// form of `gemv_q4_0_8x8_q8_0`: `outs[t][r]` is that kernel's result for row `r` of `w` and
-/// activation `t` of `acts`, bit for bit. Every (row, token) pair's block gets the same float
-/// step, `acc = fma(float(isum), fp16(x.d) * fp16(y.d), acc)`, with `isum` the block's whole
-/// integer dot product, which is exact however it is summed: here as `sum(q * y) - 8 *
-/// sum(y)` from the unsigned nibbles (two instructions a pair, `maddubs` and `madd`), each row
-/// group's nibbles unpacked once for all the tokens of a tile, each token's `sum(y)` once for
-/// the eight rows.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
+/// The most blocks per row [`gemm_q4_0_8x8_q8_0`] takes its fast way (rows of up to 16384
+/// values); longer rows are tiled over the matrix-vector kernel.
+const NB_8X8: usize = 512;
+
+/// The 8x8 transpose of 32-bit lanes: lane `r` of result `k` is lane `k` of `q[r]`.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemm_q4_0_8x8_q8_0(w: &[BlockQ4_0], acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
-    let n_tokens = outs.len();
-    let Some(nb) = acts.len().checked_div(n_tokens).filter(|&nb| nb > 0) else {
-        outs.iter_mut().for_each(|o| o.fill(0.0));
-        return;
-    };
-    let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
-    let rows = rows.min(w.len() / nb);
-    let groups = rows / 8;
-    let ones = _mm256_set1_epi16(1);
-    let m4 = _mm256_set1_epi8(0x0f);
-    for g in 0..groups {
-        let group = &w[g * 8 * nb..(g + 1) * 8 * nb];
-        let mut t0 = 0;
-        while t0 < n_tokens {
-            let tt = (n_tokens - t0).min(T_8X8);
-            let mut acc = [_mm256_setzero_ps(); T_8X8];
-            for b in 0..nb {
-                let mut q = [_mm256_setzero_si256(); 8];
-                let mut dx = [0u16; 8];
-                for r in 0..8 {
-                    let x = &group[r * nb + b];
-                    prefetch_ahead(x);
-                    let packed = load128(&x.qs);
-                    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(packed), packed);
-                    q[r] = _mm256_and_si256(both, m4);
-                    dx[r] = x.d;
-                }
-                let dx = fp16x8(dx);
-                for (k, acc) in acc.iter_mut().enumerate().take(tt) {
-                    let y = &acts[(t0 + k) * nb + b];
-                    let yq = load256(&y.qs);
-                    // sum(q * y) per row, in eight lanes each, folded into one lane per row.
-                    let s = |r: usize| _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], yq), ones);
-                    let h01 = _mm256_hadd_epi32(s(0), s(1));
-                    let h23 = _mm256_hadd_epi32(s(2), s(3));
-                    let h0123 = _mm256_hadd_epi32(h01, h23);
-                    let h45 = _mm256_hadd_epi32(s(4), s(5));
-                    let h67 = _mm256_hadd_epi32(s(6), s(7));
-                    let h4567 = _mm256_hadd_epi32(h45, h67);
-                    let low = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
-                    let high = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
-                    let qy = _mm256_add_epi32(low, high);
-                    // 8 * sum(y), the nibbles' offset.
-                    let sy = hsum_i32x8(_mm256_madd_epi16(
-                        _mm256_maddubs_epi16(_mm256_set1_epi8(8), yq),
-                        ones,
-                    ));
-                    let isum = _mm256_sub_epi32(qy, _mm256_set1_epi32(sy));
-                    let scale = _mm256_mul_ps(dx, _mm256_set1_ps(fp16(y.d)));
-                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
-                }
-            }
-            for (k, acc) in acc.iter().enumerate().take(tt) {
-                outs[t0 + k][g * 8..g * 8 + 8].copy_from_slice(&lanes(*acc));
-            }
-            t0 += tt;
-        }
-    }
-    // The rows after the last whole group: `gemv_q4_0_8x8_q8_0`'s one-row arithmetic.
-    let done = groups * 8;
-    if done < rows {
-        for (t, out) in outs.iter_mut().enumerate() {
-            let act = &acts[t * nb..(t + 1) * nb];
-            // SAFETY: the caller guarantees the CPU features.
-            unsafe {
-                super::gemv_q4_0_8x8_q8_0(&w[done * nb..rows * nb], act, &mut out[done..rows])
-            };
-        }
-    }
+fn transpose8(q: [__m256i; 8]) -> [__m256i; 8] {
+    let t0 = _mm256_unpacklo_epi32(q[0], q[1]);
+    let t1 = _mm256_unpackhi_epi32(q[0], q[1]);
+    let t2 = _mm256_unpacklo_epi32(q[2], q[3]);
+    let t3 = _mm256_unpackhi_epi32(q[2], q[3]);
+    let t4 = _mm256_unpacklo_epi32(q[4], q[5]);
+    let t5 = _mm256_unpackhi_epi32(q[4], q[5]);
+    let t6 = _mm256_unpacklo_epi32(q[6], q[7]);
+    let t7 = _mm256_unpackhi_epi32(q[6], q[7]);
+    let u0 = _mm256_unpacklo_epi64(t0, t2);
+    let u1 = _mm256_unpackhi_epi64(t0, t2);
+    let u2 = _mm256_unpacklo_epi64(t1, t3);
+    let u3 = _mm256_unpackhi_epi64(t1, t3);
+    let u4 = _mm256_unpacklo_epi64(t4, t6);
+    let u5 = _mm256_unpackhi_epi64(t4, t6);
+    let u6 = _mm256_unpacklo_epi64(t5, t7);
+    let u7 = _mm256_unpackhi_epi64(t5, t7);
+    [
+        _mm256_permute2x128_si256::<0x20>(u0, u4),
+        _mm256_permute2x128_si256::<0x20>(u1, u5),
+        _mm256_permute2x128_si256::<0x20>(u2, u6),
+        _mm256_permute2x128_si256::<0x20>(u3, u7),
+        _mm256_permute2x128_si256::<0x31>(u0, u4),
+        _mm256_permute2x128_si256::<0x31>(u1, u5),
+        _mm256_permute2x128_si256::<0x31>(u2, u6),
+        _mm256_permute2x128_si256::<0x31>(u3, u7),
+    ]
 }
+
+/// `pub unsafe fn $name(w, acts, outs)`: the Q4_0 GEMM in the 8-row interleaved order for the
+/// CPU features `$features`, `$isum` the block's integer dot product for the eight rows (lane
+/// `r`: row `r`) from the transposed nibbles `$a`, the token's block `$y` and `8 * sum(y)`
+/// (`$sy`).
+macro_rules! gemm_q4_0_8x8 {
+    ($name:ident, $features:literal, $doc:literal, |$a:ident, $y:ident, $sy:ident| $isum:expr) => {
+        #[doc = $doc]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name(w: &[BlockQ4_0], acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+            let n_tokens = outs.len();
+            let Some(nb) = acts.len().checked_div(n_tokens).filter(|&nb| nb > 0) else {
+                outs.iter_mut().for_each(|o| o.fill(0.0));
+                return;
+            };
+            let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
+            let rows = rows.min(w.len() / nb);
+            if nb > NB_8X8 {
+                crate::matmul::tiled(&w[..rows * nb], acts, outs, |w, a, out| {
+                    // SAFETY: the caller guarantees the CPU features.
+                    unsafe { super::gemv_q4_0_8x8_q8_0(w, a, out) }
+                });
+                return;
+            }
+            let groups = rows / 8;
+            let ones = _mm256_set1_epi16(1);
+            let m4 = _mm256_set1_epi8(0x0f);
+            // Per token of a tile and block: 8 * sum(y) and fp16(y.d).
+            let mut sy = [[0i32; NB_8X8]; T_8X8];
+            let mut dy = [[0f32; NB_8X8]; T_8X8];
+            let mut t0 = 0;
+            while t0 < n_tokens {
+                let tt = (n_tokens - t0).min(T_8X8);
+                for k in 0..tt {
+                    for b in 0..nb {
+                        let y = &acts[(t0 + k) * nb + b];
+                        let s = _mm256_madd_epi16(
+                            _mm256_maddubs_epi16(_mm256_set1_epi8(8), load256(&y.qs)),
+                            ones,
+                        );
+                        sy[k][b] = hsum_i32x8(s);
+                        dy[k][b] = fp16(y.d);
+                    }
+                }
+                for g in 0..groups {
+                    let group = &w[g * 8 * nb..(g + 1) * 8 * nb];
+                    let mut acc = [_mm256_setzero_ps(); T_8X8];
+                    for b in 0..nb {
+                        let mut q = [_mm256_setzero_si256(); 8];
+                        let mut dx = [0u16; 8];
+                        for r in 0..8 {
+                            let x = &group[r * nb + b];
+                            prefetch_ahead(x);
+                            let packed = load128(&x.qs);
+                            let both = _mm256_set_m128i(_mm_srli_epi16::<4>(packed), packed);
+                            q[r] = _mm256_and_si256(both, m4);
+                            dx[r] = x.d;
+                        }
+                        let a = transpose8(q);
+                        let dx = fp16x8(dx);
+                        for (k, acc) in acc.iter_mut().enumerate().take(tt) {
+                            let y = &acts[(t0 + k) * nb + b];
+                            let isum = {
+                                let ($a, $y, $sy) = (&a, y, sy[k][b]);
+                                $isum
+                            };
+                            let scale = _mm256_mul_ps(dx, _mm256_set1_ps(dy[k][b]));
+                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
+                        }
+                    }
+                    for (k, acc) in acc.iter().enumerate().take(tt) {
+                        outs[t0 + k][g * 8..g * 8 + 8].copy_from_slice(&lanes(*acc));
+                    }
+                }
+                t0 += tt;
+            }
+            // The rows after the last whole group: `gemv_q4_0_8x8_q8_0`'s one-row arithmetic.
+            let done = groups * 8;
+            if done < rows {
+                for (t, out) in outs.iter_mut().enumerate() {
+                    let act = &acts[t * nb..(t + 1) * nb];
+                    // SAFETY: the caller guarantees the CPU features.
+                    unsafe {
+                        super::gemv_q4_0_8x8_q8_0(
+                            &w[done * nb..rows * nb],
+                            act,
+                            &mut out[done..rows],
+                        )
+                    };
+                }
+            }
+        }
+    };
+}
+
+// Q4_0 weights times Q8_0 activations in llama.cpp's 8-row interleaved order, the matrix
+// form of `gemv_q4_0_8x8_q8_0`: `outs[t][r]` is that kernel's result for row `r` of `w` and
+// activation `t` of `acts`, bit for bit. Every (row, token) pair's block gets the same float
+// step, `acc = fma(float(isum), fp16(x.d) * fp16(y.d), acc)`, with `isum` the block's whole
+// integer dot product, which is exact however it is summed. Here it is summed with one row
+// per lane, as llama.cpp's repacked layout does, without repacking the file: a group of 8
+// rows' unsigned nibbles is unpacked and transposed (lane `r` of register `k`: quants
+// `4k..4k + 4` of row `r`) once per block for a tile of [`T_8X8`] tokens; each token then
+// multiplies them by its quants `4k..4k + 4` in every lane (`maddubs`, the eight results
+// added in i16: at most 16 products of 15 by 128 each, which fits), one `madd` into i32,
+// minus `8 * sum(y)` for the nibbles' offset, computed once per token and block.
+//
+//
+// This is the AVX2 version; `gemm_q4_0_8x8_q8_0_vnni` adds up with AVX-VNNI.
+gemm_q4_0_8x8!(
+    gemm_q4_0_8x8_q8_0,
+    "avx2,fma,f16c",
+    "Q4_0 weights times Q8_0 activations in llama.cpp's 8-row interleaved order (AVX2).",
+    |a, y, sy| {
+        let mut s16 = _mm256_maddubs_epi16(a[0], broadcast_word(&y.qs, 0));
+        for (j, aj) in a.iter().enumerate().skip(1) {
+            let p = _mm256_maddubs_epi16(*aj, broadcast_word(&y.qs, j));
+            s16 = _mm256_add_epi16(s16, p);
+        }
+        let qy = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+        _mm256_sub_epi32(qy, _mm256_set1_epi32(sy))
+    }
+);
+
+gemm_q4_0_8x8!(
+    gemm_q4_0_8x8_q8_0_vnni,
+    "avx2,fma,f16c,avxvnni",
+    "[`gemm_q4_0_8x8_q8_0`] with AVX-VNNI: the eight `maddubs` become `vpdpbusd`s accumulating \
+     in i32 from `-8 * sum(y)`.",
+    |a, y, sy| {
+        let mut acc = _mm256_set1_epi32(-sy);
+        for (j, aj) in a.iter().enumerate() {
+            acc = _mm256_dpbusd_avx_epi32(acc, *aj, broadcast_word(&y.qs, j));
+        }
+        acc
+    }
+);

@@ -64,8 +64,9 @@ mod vec_dot;
 mod vec_dot_k;
 
 pub use attention::*;
-pub use matmul::gemm_q4_0_8x8_q8_0;
 pub(crate) use matmul::MATMUL;
+pub(crate) use matmul::MATMUL_VNNI;
+pub use matmul::{gemm_q4_0_8x8_q8_0, gemm_q4_0_8x8_q8_0_vnni};
 
 pub use quantize::*;
 pub use vec::*;
@@ -93,6 +94,24 @@ fn load128<T: Pod>(v: &T) -> __m128i {
     // SAFETY: `v` is a reference to 16 readable bytes (asserted above); `loadu` has no
     // alignment requirement.
     unsafe { _mm_loadu_si128((v as *const T).cast()) }
+}
+
+/// Bytes `4j..4j + 4` of `v` (a 32-byte block field) as an i32 in every lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn broadcast_word<T: Pod>(v: &T, j: usize) -> __m256i {
+    const { assert!(size_of::<T>() == 32) };
+    assert!(j < 8);
+    // SAFETY: `v` is a reference to 32 readable bytes (asserted above) and `4j + 4 <= 32`;
+    // `read_unaligned` has no alignment requirement, and any 4 bytes are a valid i32.
+    let word = unsafe {
+        (v as *const T)
+            .cast::<u8>()
+            .add(4 * j)
+            .cast::<i32>()
+            .read_unaligned()
+    };
+    _mm256_set1_epi32(word)
 }
 
 /// Store a register into the 32 bytes of `v` (a block field).
