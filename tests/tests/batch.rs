@@ -1,6 +1,7 @@
 //! Prompt processing in batches (issue #4) against feeding the same tokens one at a time: the
-//! logits of every position, and the cache they leave behind, must be bit-identical. Over 150
-//! tokens of eval.txt (three batches, the last one partial; several classifier chunks), on the
+//! logits of every position, and the cache they leave behind, must be bit-identical. Over two
+//! batches and 22 tokens of eval.txt (three batches, the last one partial; several classifier
+//! chunks), on the
 //! original Q4_1 file and on versions in every type the AVX2 matrix kernels specialize (Q8_0,
 //! Q4_0, Q5_0 + Q4_K, Q5_1 + Q5_K, Q8_0 + Q6_K), with the f16 and the f32 cache, on one thread
 //! and on two. Calibration statistics too.
@@ -13,7 +14,10 @@ use runtime::threads::Pool;
 use runtime::tokenizer::Tokenizer;
 use sintra_tests::requant;
 
-const N_TOKENS: usize = 150;
+const N_TOKENS: usize = 2 * MAX_BATCH + 22;
+
+/// Context of the test's models: the tokens and the few decoded after them.
+const N_CTX: usize = N_TOKENS + 8;
 
 /// The first logits that differ: (position, first differing index) or `None`.
 fn first_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> Option<(usize, usize)> {
@@ -35,7 +39,7 @@ fn check(ty: GgmlType, kv: KvType, threads: usize) {
     const { assert!(N_TOKENS > 2 * MAX_BATCH) };
     let pool = Pool::new(threads);
 
-    let mut one = Llama::new(&file, 256, kv).unwrap();
+    let mut one = Llama::new(&file, N_CTX, kv).unwrap();
     let mut want: Vec<Vec<f32>> = tokens
         .iter()
         .enumerate()
@@ -44,7 +48,7 @@ fn check(ty: GgmlType, kv: KvType, threads: usize) {
 
     // Logits from position 5 on: the classifier skips the first ones.
     let from = 5;
-    let mut batched = Llama::new(&file, 256, kv).unwrap();
+    let mut batched = Llama::new(&file, N_CTX, kv).unwrap();
     let mut got = Vec::new();
     batched
         .forward_batch(tokens, 0, &pool, from, |i, l| {
@@ -78,7 +82,7 @@ fn check(ty: GgmlType, kv: KvType, threads: usize) {
             Ok::<(), ModelError>(())
         })
         .unwrap();
-    let mut again = Llama::new(&file, 256, kv).unwrap();
+    let mut again = Llama::new(&file, N_CTX, kv).unwrap();
     for (pos, &t) in tokens.iter().enumerate() {
         again.forward_opt(t, pos, &pool, false).unwrap();
     }
