@@ -70,12 +70,7 @@ pub unsafe fn attend_f16(
             ));
         }
     }
-    for (g, (query, acc)) in queries.iter_mut().zip(vkq.chunks_exact(hd)).enumerate() {
-        let inv = if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] };
-        for (o, &a) in query.out.iter_mut().zip(acc) {
-            *o = fp16(a) * inv;
-        }
-    }
+    finish(queries, vkq, &sum, hd);
 }
 
 /// The longest head [`attend_f16_converted`] takes.
@@ -164,6 +159,13 @@ unsafe fn attend_f16_converted(
             ));
         }
     }
+    finish(queries, vkq, &sum, hd);
+}
+
+/// Each query's result: its f16 accumulator (`hd` halves of `vkq` each) divided by its sum.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn finish(queries: &mut [F16Query<'_>], vkq: &[u16], sum: &[f32], hd: usize) {
     for (g, (query, acc)) in queries.iter_mut().zip(vkq.chunks_exact(hd)).enumerate() {
         let inv = if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] };
         for (o, &a) in query.out.iter_mut().zip(acc) {
