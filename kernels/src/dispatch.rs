@@ -201,6 +201,15 @@ macro_rules! avx2 {
 #[cfg(target_arch = "x86_64")]
 static AVX2: KernelTable = AVX2_TABLE;
 
+/// The AVX2 kernels in llama.cpp's 8-row interleaved order.
+#[cfg(target_arch = "x86_64")]
+const AVX2_INTERLEAVED: Interleaved = Interleaved {
+    q4_0: avx2!(gemv_q4_0_8x8_q8_0(w, a, out)),
+    q4_k: avx2!(gemv_q4_k_8x8_q8_k(w, a, out)),
+    iq4_nl: avx2!(gemv_iq4_nl_8x8_q8_0(w, a, out)),
+    q4_0_matmul: Some(avx2!(gemm_q4_0_8x8_q8_0(w, a, outs))),
+};
+
 #[cfg(target_arch = "x86_64")]
 const AVX2_TABLE: KernelTable = KernelTable {
     isa: Isa::Avx2,
@@ -222,12 +231,7 @@ const AVX2_TABLE: KernelTable = KernelTable {
     q5_k: avx2!(matvec_q5_k_q8_k(w, a, out)),
     q6_k: avx2!(matvec_q6_k_q8_k(w, a, out)),
     matmul: &crate::x86::avx2::MATMUL,
-    interleaved: Some(Interleaved {
-        q4_0: avx2!(gemv_q4_0_8x8_q8_0(w, a, out)),
-        q4_k: avx2!(gemv_q4_k_8x8_q8_k(w, a, out)),
-        iq4_nl: avx2!(gemv_iq4_nl_8x8_q8_0(w, a, out)),
-        q4_0_matmul: Some(avx2!(gemm_q4_0_8x8_q8_0(w, a, outs))),
-    }),
+    interleaved: Some(AVX2_INTERLEAVED),
     vec_mad_f16: avx2!(vec_mad_f16(y, x, v)),
     vec_scale_f16: avx2!(vec_scale_f16(y, v)),
     swiglu_f32: avx2!(swiglu_f32(gate, up)),
@@ -254,10 +258,8 @@ static AVX2_VNNI: KernelTable = KernelTable {
     isa: Isa::Avx2Vnni,
     matmul: &crate::x86::avx2::MATMUL_VNNI,
     interleaved: Some(Interleaved {
-        q4_0: avx2!(gemv_q4_0_8x8_q8_0(w, a, out)),
-        q4_k: avx2!(gemv_q4_k_8x8_q8_k(w, a, out)),
-        iq4_nl: avx2!(gemv_iq4_nl_8x8_q8_0(w, a, out)),
         q4_0_matmul: Some(avx2_vnni!(gemm_q4_0_8x8_q8_0_vnni(w, a, outs))),
+        ..AVX2_INTERLEAVED
     }),
     ..AVX2_TABLE
 };

@@ -27,7 +27,7 @@
 
 use crate::dispatch::{KernelTable, Matvec};
 use crate::error::{KernelError, Operand};
-use crate::matvec::{cast, row_bytes, vec_dot_type};
+use crate::matvec::{cast, row_bytes, vec_dot_type, weight_rows};
 use core::ops::Range;
 use formats::quant::{
     BlockIq4Nl, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
@@ -136,22 +136,7 @@ impl KernelTable {
                 need,
             });
         }
-        if !w_bytes.len().is_multiple_of(row_bytes) {
-            return Err(KernelError::WeightMatrixSize {
-                ty: w,
-                got: w_bytes.len(),
-                row_bytes,
-            });
-        }
-        let nrows = w_bytes.len() / row_bytes;
-        if rows.start > rows.end || rows.end > nrows {
-            return Err(KernelError::RowRange {
-                ty: w,
-                start: rows.start,
-                end: rows.end,
-                rows: nrows,
-            });
-        }
+        let nrows = weight_rows(w, w_bytes, row_bytes, &rows)?;
         if let Some((t, o)) = outs.iter().enumerate().find(|(_, o)| o.len() != rows.len()) {
             return Err(KernelError::ProductOutputLength {
                 token: t,

@@ -83,6 +83,33 @@ pub fn activation_bytes(w: GgmlType, n: usize) -> Result<usize, KernelError> {
     row_bytes(w, n).map(|(_, act)| act)
 }
 
+/// The number of rows of `row_bytes` bytes in the weight matrix `w_bytes` (of type `w`),
+/// checking that it is whole rows and that `rows` lies within them.
+pub(crate) fn weight_rows(
+    w: GgmlType,
+    w_bytes: &[u8],
+    row_bytes: usize,
+    rows: &Range<usize>,
+) -> Result<usize, KernelError> {
+    if !w_bytes.len().is_multiple_of(row_bytes) {
+        return Err(KernelError::WeightMatrixSize {
+            ty: w,
+            got: w_bytes.len(),
+            row_bytes,
+        });
+    }
+    let nrows = w_bytes.len() / row_bytes;
+    if rows.start > rows.end || rows.end > nrows {
+        return Err(KernelError::RowRange {
+            ty: w,
+            start: rows.start,
+            end: rows.end,
+            rows: nrows,
+        });
+    }
+    Ok(nrows)
+}
+
 /// `bytes` as blocks of `B`, or [`KernelError::Misaligned`]. The caller has checked that the
 /// length is whole blocks, so alignment is the only way the cast can fail.
 pub(crate) fn cast<B: Pod>(
@@ -191,22 +218,7 @@ impl KernelTable {
                 need: act_bytes,
             });
         }
-        if !w_bytes.len().is_multiple_of(row_bytes) {
-            return Err(KernelError::WeightMatrixSize {
-                ty: w,
-                got: w_bytes.len(),
-                row_bytes,
-            });
-        }
-        let nrows = w_bytes.len() / row_bytes;
-        if rows.start > rows.end || rows.end > nrows {
-            return Err(KernelError::RowRange {
-                ty: w,
-                start: rows.start,
-                end: rows.end,
-                rows: nrows,
-            });
-        }
+        let nrows = weight_rows(w, w_bytes, row_bytes, &rows)?;
         if out.len() != rows.len() {
             return Err(KernelError::OutputLength {
                 got: out.len(),

@@ -72,37 +72,43 @@ fn wait_until(done: impl Fn() -> bool) {
     }
 }
 
-/// The posted section, as the workers copy it.
 /// A chunk of a section: (product, its rows, the product's first row in the section's row
 /// space, where the workers' results go in [`Shared::out`]).
 type Chunk = (usize, Range<usize>, usize);
 
+/// The posted section, as the workers copy it.
 #[derive(Debug, Default)]
 struct Job<'w> {
     /// The section number this job belongs to.
     seq: u32,
     /// Each product's matrix and activation bytes.
     mats: Vec<(Mat<'w>, Vec<u8>)>,
-    /// The chunks: (product, its rows, the product's first row in the section's row space).
     chunks: Vec<Chunk>,
 }
 
 impl<'w> Job<'w> {
-    /// Make `self` a copy of `other`, reusing allocations.
-    fn copy_from(&mut self, other: &Job<'w>) {
-        self.seq = other.seq;
-        self.mats.truncate(other.mats.len());
-        for (i, (m, act)) in other.mats.iter().enumerate() {
-            if i < self.mats.len() {
-                let mine = &mut self.mats[i];
-                mine.0 = *m;
-                mine.1.clear();
-                mine.1.extend_from_slice(act);
-            } else {
-                self.mats.push((*m, act.clone()));
+    /// Make `self` section `seq` of these matrices and activations and `chunks`, reusing
+    /// allocations.
+    fn assign<'a>(
+        &mut self,
+        seq: u32,
+        mats: impl ExactSizeIterator<Item = (Mat<'w>, &'a [u8])>,
+        chunks: &[Chunk],
+    ) {
+        self.seq = seq;
+        self.mats.truncate(mats.len());
+        for (i, (m, act)) in mats.enumerate() {
+            match self.mats.get_mut(i) {
+                Some(mine) => {
+                    mine.0 = m;
+                    mine.1.clear();
+                    mine.1.extend_from_slice(act);
+                }
+                None => self.mats.push((m, act.to_vec())),
             }
         }
-        self.chunks.clone_from(&other.chunks);
+        self.chunks.clear();
+        self.chunks.extend_from_slice(chunks);
     }
 }
 
@@ -172,7 +178,11 @@ fn worker(shared: &Shared<'_, '_>, w: usize) {
         if shared.quit.load(Ordering::Acquire) {
             return;
         }
-        job.copy_from(&shared.job.lock().unwrap_or_else(|p| p.into_inner()));
+        {
+            let posted = shared.job.lock().unwrap_or_else(|p| p.into_inner());
+            let mats = posted.mats.iter().map(|(m, act)| (*m, act.as_slice()));
+            job.assign(posted.seq, mats, &posted.chunks);
+        }
         seen = job.seq;
         while let Some(c) = shared.claim(job.seq, job.chunks.len()) {
             let (p, range, at) = job.chunks[c].clone();
@@ -251,23 +261,12 @@ impl<'w> Crew<'_, 'w> {
         }
         let seq = {
             let mut job = self.shared.job.lock().unwrap_or_else(|p| p.into_inner());
-            job.seq = job.seq.wrapping_add(1);
-            job.mats.truncate(products.len());
-            for (i, p) in products.iter().enumerate() {
-                if i < job.mats.len() {
-                    let m = &mut job.mats[i];
-                    m.0 = p.mat;
-                    m.1.clear();
-                    m.1.extend_from_slice(p.act);
-                } else {
-                    job.mats.push((p.mat, p.act.to_vec()));
-                }
-            }
-            job.chunks.clone_from(&chunks);
+            let seq = job.seq.wrapping_add(1);
+            job.assign(seq, products.iter().map(|p| (p.mat, p.act)), &chunks);
             self.shared
                 .claim
-                .store(u64::from(job.seq) << 32, Ordering::Release);
-            job.seq
+                .store(u64::from(seq) << 32, Ordering::Release);
+            seq
         };
         self.shared.seq.store(seq, Ordering::Release);
 

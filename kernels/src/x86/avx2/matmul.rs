@@ -411,12 +411,13 @@ fn signed_step_vnni<const T: usize>(x: &Signed, y: &Q8_0s<'_, T>, acc: &mut [__m
     }
 }
 
-/// `$tile_vnni`: `$tile` (a signed 32-value type's tile, weights unpacked by `$unpack`) with
-/// [`signed_step_vnni`].
-macro_rules! signed_tile_vnni {
-    ($name:ident, $w:ty, $unpack:expr) => {
+/// `fn $name::<RR, TT>(x, y)`: the tile of a signed 32-value type (weights unpacked by
+/// `$unpack`) against Q8_0 activations through `$step` ([`signed_step`], or
+/// [`signed_step_vnni`] with AVX-VNNI), for the CPU features `$features`.
+macro_rules! signed_tile {
+    ($name:ident, $w:ty, $unpack:ident, $step:ident, $features:literal) => {
         #[inline]
-        #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+        #[target_feature(enable = $features)]
         fn $name<const RR: usize, const TT: usize>(
             x: [&[$w]; RR],
             y: [&[BlockQ8_0]; TT],
@@ -425,27 +426,80 @@ macro_rules! signed_tile_vnni {
                 x,
                 y,
                 [_mm256_setzero_ps(); TT],
-                $unpack,
+                |x| $unpack(x),
                 |y| q8_0s(y),
-                |x, y, acc| signed_step_vnni(x, y, acc),
+                |x, y, acc| $step(x, y, acc),
             );
             finish_signed(acc)
         }
     };
 }
 
-signed_tile_vnni!(q4_0_tile_vnni, BlockQ4_0, |x: &BlockQ4_0| Signed::new(
-    x.d,
-    _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8))
-));
-signed_tile_vnni!(q5_0_tile_vnni, BlockQ5_0, |x: &BlockQ5_0| {
+/// A Q4_0 block as signed quants (`q - 8`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_q4_0(x: &BlockQ4_0) -> Signed {
+    Signed::new(x.d, _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)))
+}
+
+/// A Q5_0 block as signed quants (`q - 16`: the nibble with 0xf0, -16, where the fifth bit is
+/// clear).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_q5_0(x: &BlockQ5_0) -> Signed {
     let high = _mm256_andnot_si256(bytes_from_bits(x.qh), _mm256_set1_epi8(-16));
     Signed::new(x.d, _mm256_or_si256(nibbles(&x.qs), high))
-});
-signed_tile_vnni!(q8_0_tile_vnni, BlockQ8_0, |x: &BlockQ8_0| Signed::new(
-    x.d,
-    load256(&x.qs)
-));
+}
+
+/// A Q8_0 block as signed quants.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_q8_0(x: &BlockQ8_0) -> Signed {
+    Signed::new(x.d, load256(&x.qs))
+}
+
+signed_tile!(
+    q4_0_tile,
+    BlockQ4_0,
+    signed_q4_0,
+    signed_step,
+    "avx2,fma,f16c"
+);
+signed_tile!(
+    q5_0_tile,
+    BlockQ5_0,
+    signed_q5_0,
+    signed_step,
+    "avx2,fma,f16c"
+);
+signed_tile!(
+    q8_0_tile,
+    BlockQ8_0,
+    signed_q8_0,
+    signed_step,
+    "avx2,fma,f16c"
+);
+signed_tile!(
+    q4_0_tile_vnni,
+    BlockQ4_0,
+    signed_q4_0,
+    signed_step_vnni,
+    "avx2,fma,f16c,avxvnni"
+);
+signed_tile!(
+    q5_0_tile_vnni,
+    BlockQ5_0,
+    signed_q5_0,
+    signed_step_vnni,
+    "avx2,fma,f16c,avxvnni"
+);
+signed_tile!(
+    q8_0_tile_vnni,
+    BlockQ8_0,
+    signed_q8_0,
+    signed_step_vnni,
+    "avx2,fma,f16c,avxvnni"
+);
 
 matmul_kernel!(
     matmul_q4_0_q8_0_vnni,
@@ -478,23 +532,6 @@ matmul_kernel!(
     "avx2,fma,f16c,avxvnni"
 );
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_0_tile<const RR: usize, const TT: usize>(
-    x: [&[BlockQ4_0]; RR],
-    y: [&[BlockQ8_0]; TT],
-) -> [[f32; TT]; RR] {
-    let acc = tile32(
-        x,
-        y,
-        [_mm256_setzero_ps(); TT],
-        |x| Signed::new(x.d, _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8))),
-        |y| q8_0s(y),
-        |x, y, acc| signed_step(x, y, acc),
-    );
-    finish_signed(acc)
-}
-
 matmul_kernel!(
     matmul_q4_0_q8_0,
     q4_0_tile,
@@ -503,27 +540,6 @@ matmul_kernel!(
     "Q4_0 weights (`d * (q - 8)`) times Q8_0 activations (`vec_dot_q4_0_q8_0` per pair)."
 );
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q5_0_tile<const RR: usize, const TT: usize>(
-    x: [&[BlockQ5_0]; RR],
-    y: [&[BlockQ8_0]; TT],
-) -> [[f32; TT]; RR] {
-    let acc = tile32(
-        x,
-        y,
-        [_mm256_setzero_ps(); TT],
-        |x| {
-            // q - 16: the nibble with 0xf0 (-16) where the fifth bit is clear.
-            let high = _mm256_andnot_si256(bytes_from_bits(x.qh), _mm256_set1_epi8(-16));
-            Signed::new(x.d, _mm256_or_si256(nibbles(&x.qs), high))
-        },
-        |y| q8_0s(y),
-        |x, y, acc| signed_step(x, y, acc),
-    );
-    finish_signed(acc)
-}
-
 matmul_kernel!(
     matmul_q5_0_q8_0,
     q5_0_tile,
@@ -531,23 +547,6 @@ matmul_kernel!(
     BlockQ8_0,
     "Q5_0 weights (`d * (q - 16)`) times Q8_0 activations (`vec_dot_q5_0_q8_0` per pair)."
 );
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q8_0_tile<const RR: usize, const TT: usize>(
-    x: [&[BlockQ8_0]; RR],
-    y: [&[BlockQ8_0]; TT],
-) -> [[f32; TT]; RR] {
-    let acc = tile32(
-        x,
-        y,
-        [_mm256_setzero_ps(); TT],
-        |x| Signed::new(x.d, load256(&x.qs)),
-        |y| q8_0s(y),
-        |x, y, acc| signed_step(x, y, acc),
-    );
-    finish_signed(acc)
-}
 
 matmul_kernel!(
     matmul_q8_0_q8_0,
