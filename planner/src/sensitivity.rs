@@ -35,21 +35,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Types the allocator chooses from (each tensor: those whose blocks fit its rows).
-pub const CANDIDATE_TYPES: &[GgmlType] = &[
-    GgmlType::Q8_0,
-    GgmlType::Q6_K,
-    GgmlType::Q5_K,
-    GgmlType::Q5_1,
-    GgmlType::Q5_0,
-    GgmlType::Q4_K,
-    GgmlType::Q4_1,
-    GgmlType::Q4_0,
-    GgmlType::IQ4_NL,
-    GgmlType::Q3_K,
-    GgmlType::Q2_K,
-];
-
+/// Types the allocator chooses from (each tensor: those whose blocks fit its rows): the
+/// heuristic architect's ladder of quantized types, best quality first.
+pub const CANDIDATE_TYPES: &[GgmlType] = crate::architect::heuristic::QUANTIZED_LADDER;
 /// One tensor's measured probe and its offline error per type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TensorSensitivity {

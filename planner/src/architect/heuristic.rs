@@ -21,7 +21,8 @@ use anyhow::Result;
 use formats::quant::GgmlType;
 use std::collections::BTreeSet;
 
-/// Default types tried, best quality first.
+/// Default types tried, best quality first: F16, then the quantized types the allocator
+/// chooses from.
 const LADDER: &[GgmlType] = &[
     GgmlType::F16,
     GgmlType::Q8_0,
@@ -37,6 +38,12 @@ const LADDER: &[GgmlType] = &[
     GgmlType::Q2_K,
 ];
 
+/// [`LADDER`] without F16: the types the allocator chooses from
+/// ([`crate::sensitivity::CANDIDATE_TYPES`]).
+pub(crate) const QUANTIZED_LADDER: &[GgmlType] = match LADDER {
+    [GgmlType::F16, rest @ ..] => rest,
+    _ => panic!("LADDER starts with F16"),
+};
 /// Bandwidth assumed when the profile gives none (the fitted efficiency absorbs the error).
 const FALLBACK_BANDWIDTH_GBPS: f64 = 10.0;
 
