@@ -62,8 +62,13 @@ fn matmul_is_matvec_bit_for_bit_on_quantized_rows() {
     let mut rng = Rng::new(41);
     for t in tables() {
         for &w in WEIGHT_TYPES {
-            // 13 rows: odd, past every row tile; a long row spans several of `tiled`'s tiles.
-            for (n, tokens) in [(3 * w.block_size().max(64), TOKENS), (4096, &[1, 6][..])] {
+            // 13 rows: odd, past every row tile; a long row spans several of `tiled`'s tiles;
+            // rows of 260 blocks of 32 are past the AVX-VNNI offset kernels' 256.
+            for (n, tokens) in [
+                (3 * w.block_size().max(64), TOKENS),
+                (4096, &[1, 6][..]),
+                ((32 * 260usize).next_multiple_of(w.block_size()), &[7][..]),
+            ] {
                 let rows = 13;
                 let values: Vec<f32> = (0..rows * n).map(|_| rng.normal() as f32).collect();
                 let m = formats::quant::quantize(w, &values, n, None).unwrap();
