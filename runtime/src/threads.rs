@@ -55,6 +55,10 @@ pub struct Pool {
 /// Below this many output values per thread a section runs on one thread: spawning costs more.
 const MIN_ROWS_PER_THREAD: usize = 64;
 
+/// Below this many tokens per thread a batch's per-token work (norms, quantization, RoPE,
+/// SwiGLU) runs on one thread.
+const MIN_TOKENS_PER_THREAD: usize = 8;
+
 impl Pool {
     pub fn new(threads: usize) -> Self {
         let threads = threads.max(1);
@@ -196,15 +200,16 @@ impl Pool {
     /// `out` as `n` units of `unit` values each, unit `i` costing about `cost(i)`: `f(units,
     /// out[units])` over disjoint ranges of units covering all of them, one per thread, of
     /// about equal total cost, in parallel; the first error is the result.
-    pub fn for_units<F, E>(
+    pub fn for_units<T, F, E>(
         &self,
-        out: &mut [f32],
+        out: &mut [T],
         unit: usize,
         cost: impl Fn(usize) -> usize,
         f: F,
     ) -> Result<(), E>
     where
-        F: Fn(Range<usize>, &mut [f32]) -> Result<(), E> + Sync,
+        T: Send,
+        F: Fn(Range<usize>, &mut [T]) -> Result<(), E> + Sync,
         E: Send,
     {
         let n = out.len().checked_div(unit).unwrap_or(0);
@@ -226,11 +231,27 @@ impl Pool {
                 start = i + 1;
             }
         }
-        let run = |(units, chunk): (Range<usize>, &mut [f32])| f(units, chunk);
+        let run = |(units, chunk): (Range<usize>, &mut [T])| f(units, chunk);
         if let Some(pool) = &self.rayon {
             return pool.install(|| parts.into_par_iter().try_for_each(run));
         }
         self.scoped(parts.into_iter(), run)
+    }
+
+    /// `out` as `n` rows of `unit` values (a batch's tokens): `f(rows, out[rows])` over equal
+    /// disjoint ranges of rows, in parallel where there are enough rows for it to pay
+    /// ([`MIN_TOKENS_PER_THREAD`] a thread); the first error is the result.
+    pub fn for_tokens<T, F, E>(&self, out: &mut [T], unit: usize, f: F) -> Result<(), E>
+    where
+        T: Send,
+        F: Fn(Range<usize>, &mut [T]) -> Result<(), E> + Sync,
+        E: Send,
+    {
+        let n = out.len().checked_div(unit).unwrap_or(0);
+        if n < 2 * MIN_TOKENS_PER_THREAD || self.threads == 1 {
+            return f(0..n, &mut out[..n * unit]);
+        }
+        self.for_units(&mut out[..n * unit], unit, |_| 1, f)
     }
 
     /// Run `f` on every part, the first on this thread and the others on scoped threads.

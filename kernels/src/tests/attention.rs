@@ -132,3 +132,55 @@ fn attention_shapes_are_checked() {
         .unwrap();
     assert!(out.iter().all(|&x| x == 0.0));
 }
+
+/// The AVX2 `expf` (eight lanes, glibc's FMA algorithm) against the C library's scalar
+/// `expf`, bit for bit: every 61st float from 0 down to past the underflow (attention's
+/// arguments are never positive), every 61st up to past the overflow, the thresholds of
+/// glibc's slow path and their neighbours, infinities, NaN, zeros and subnormals.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_expf_is_the_c_librarys() {
+    if table(Isa::Avx2).is_none() {
+        return; // No AVX2 here: the kernel cannot run (the x86-64 CI machine has it).
+    }
+    let mut xs: Vec<f32> = Vec::new();
+    let neg_end = (-110f32).to_bits();
+    xs.extend((0x8000_0000..=neg_end).step_by(61).map(f32::from_bits));
+    xs.extend((0..=90f32.to_bits()).step_by(61).map(f32::from_bits));
+    for edge in [
+        88.0f32,
+        -88.0,
+        88.72283,
+        -103.97208,
+        -103.27892,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+    ] {
+        let b = edge.to_bits();
+        xs.extend((b - 64..b + 64).map(f32::from_bits));
+    }
+    xs.extend([
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        0.0,
+        -0.0,
+        f32::from_bits(1),
+        f32::from_bits(0x8000_0001),
+    ]);
+    let mut got = vec![0f32; xs.len()];
+    // SAFETY: the AVX2 table exists, so this CPU has AVX2, FMA and F16C.
+    unsafe { crate::x86::avx2::expf_slice(&xs, &mut got) };
+    let mut wrong = 0;
+    for (&x, &g) in xs.iter().zip(&got) {
+        let want = crate::scalar::expf(x);
+        if g.to_bits() != want.to_bits() && !(g.is_nan() && want.is_nan()) {
+            if wrong < 10 {
+                eprintln!("expf({x:e}) = {want:e} ({:#x}), AVX2 {g:e} ({:#x})", want.to_bits(), g.to_bits());
+            }
+            wrong += 1;
+        }
+    }
+    assert_eq!(wrong, 0, "{wrong} of {} inputs differ", xs.len());
+}

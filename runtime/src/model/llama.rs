@@ -360,14 +360,16 @@ fn rope(v: &mut [f32], head_dim: usize, cache: &[f32]) {
 
 /// RoPE on the first `rope_dim` values of every query head of `q` and key head of `k`.
 fn rope_qk(q: &mut [f32], k: &mut [f32], head_dim: usize, rope_dim: usize, cache: &[f32]) {
+    rope_heads(q, head_dim, rope_dim, cache);
+    rope_heads(k, head_dim, rope_dim, cache);
+}
+
+/// [`rope`] of the first `rope_dim` values of each head of `v` (heads of `head_dim`).
+fn rope_heads(v: &mut [f32], head_dim: usize, rope_dim: usize, cache: &[f32]) {
     if rope_dim == head_dim {
-        rope(q, head_dim, cache);
-        rope(k, head_dim, cache);
+        rope(v, head_dim, cache);
     } else {
-        for head in q
-            .chunks_exact_mut(head_dim)
-            .chain(k.chunks_exact_mut(head_dim))
-        {
+        for head in v.chunks_exact_mut(head_dim) {
             rope(&mut head[..rope_dim], rope_dim, cache);
         }
     }

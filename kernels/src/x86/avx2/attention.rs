@@ -10,7 +10,9 @@
 //! position: the queries once per call, each position's key and value once for all queries.
 //! The products, sums and roundings are the same instructions in the same order.
 
+use super::expf::expf8;
 use super::vec::{load_f16x8, store_f16x8};
+use super::vec_dot::lanes8;
 use super::{fp16, vec_dot_f16_f16, vec_mad_f16, vec_scale_f16};
 use crate::attention::{query_len, F16Query, MAX_QUERIES};
 use core::arch::x86_64::*;
@@ -73,6 +75,14 @@ pub unsafe fn attend_f16(
     finish(queries, vkq, &sum, hd);
 }
 
+/// Eight floats as the lanes of a register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load8(x: &[f32; 8]) -> __m256 {
+    // SAFETY: `x` is 32 readable bytes; `loadu` needs no alignment.
+    unsafe { _mm256_loadu_ps(x.as_ptr()) }
+}
+
 /// The longest head [`attend_f16_converted`] takes.
 const MAX_HEAD: usize = 256;
 
@@ -115,10 +125,16 @@ unsafe fn attend_f16_converted(
         [_mm256_setzero_ps(); MAX_HEAD / 8],
     );
     let n_pos = queries.iter().map(|q| q.n_pos).max().unwrap_or(0);
+    let nq = queries.len();
     for p in 0..n_pos {
         convert(&k[p * stride..][..hd], &mut kf[..lanes]);
         convert(&v[p * stride..][..hd], &mut vf[..lanes]);
-        for (g, (query, acc)) in queries.iter().zip(vkq.chunks_exact_mut(hd)).enumerate() {
+        // The queries that see position `p`: their scores, then each one's `expf` argument
+        // (`m - s` at a new maximum, else `s - m`), all the exponentials eight at a time,
+        // then each one's f16 accumulator. (Per query, the steps of the portable version.)
+        let mut arg = [0f32; MAX_QUERIES];
+        let mut new_max = [false; MAX_QUERIES];
+        for (g, query) in queries.iter().enumerate() {
             if p >= query.n_pos {
                 continue;
             }
@@ -137,15 +153,32 @@ unsafe fn attend_f16_converted(
             let t1 = _mm_hadd_ps(t0, t0);
             let dot = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t1, t1))) as f32;
             let score = dot * scale;
-            let (mut ms, mut vs) = (1f32, 1f32);
             if score > m[g] {
-                ms = crate::scalar::expf(m[g] - score);
+                arg[g] = m[g] - score;
+                new_max[g] = true;
                 m[g] = score;
-                // SAFETY: as above.
-                unsafe { vec_scale_f16(acc, ms) };
             } else {
-                vs = crate::scalar::expf(score - m[g]);
+                arg[g] = score - m[g];
             }
+        }
+        let mut e = [0f32; MAX_QUERIES];
+        for (a, e) in arg[..nq].chunks(8).zip(e.chunks_mut(8)) {
+            let mut x = [0f32; 8];
+            x[..a.len()].copy_from_slice(a);
+            e[..a.len()].copy_from_slice(&lanes8(expf8(load8(&x)))[..a.len()]);
+        }
+        for (g, (query, acc)) in queries.iter().zip(vkq.chunks_exact_mut(hd)).enumerate() {
+            if p >= query.n_pos {
+                continue;
+            }
+            let (ms, vs) = if new_max[g] {
+                // A new maximum: rescale what was accumulated.
+                // SAFETY: as above.
+                unsafe { vec_scale_f16(acc, e[g]) };
+                (e[g], 1f32)
+            } else {
+                (1f32, e[g])
+            };
             // `vec_mad_f16(acc, v, vs)`.
             let vv = _mm256_set1_ps(vs);
             for (j, vj) in vf[..lanes].iter().enumerate() {

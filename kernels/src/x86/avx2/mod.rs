@@ -57,6 +57,7 @@ macro_rules! matvec_of {
 }
 
 mod attention;
+mod expf;
 mod matmul;
 mod quantize;
 mod vec;
@@ -64,6 +65,7 @@ mod vec_dot;
 mod vec_dot_k;
 
 pub use attention::*;
+pub use expf::expf_slice;
 pub(crate) use matmul::MATMUL;
 pub(crate) use matmul::MATMUL_VNNI;
 pub use matmul::{gemm_q4_0_8x8_q8_0, gemm_q4_0_8x8_q8_0_vnni};

@@ -15,7 +15,7 @@
 //! time, only for the positions whose logits are wanted.
 
 use super::{
-    rmsnorm, rope_cache, rope_qk, AttnScratch, Heads, LayerKv, LayerShape, Llama, ModelError, Pool,
+    rmsnorm, rope_cache, rope_heads, AttnScratch, Heads, LayerKv, LayerShape, Llama, ModelError, Pool,
     Weight,
 };
 use crate::calibrate::{Calibration, Site};
@@ -90,12 +90,14 @@ fn kernel_err(e: kernels::KernelError) -> ModelError {
 }
 
 /// The `n` rows of `x` (`x.len() / n` values each) quantized for weights of type `ty`, end to
-/// end in `act`: the input of a matrix product, for every weight of that type.
+/// end in `act`: the input of a matrix product, for every weight of that type. Rows are
+/// quantized in parallel on the pool's threads.
 fn quantize_rows<'b>(
     ty: GgmlType,
     x: &[f32],
     n: usize,
     act: &'b mut [u64],
+    pool: &Pool,
 ) -> Result<&'b [u8], ModelError> {
     let n_in = x.len() / n.max(1);
     let row = kernels::activation_bytes(ty, n_in).map_err(kernel_err)?;
@@ -104,9 +106,13 @@ fn quantize_rows<'b>(
         .ok_or_else(|| {
             ModelError::Tensor(format!("{n} activations of {row} bytes exceed the buffer"))
         })?;
-    for (xr, ar) in x.chunks_exact(n_in).zip(bytes.chunks_exact_mut(row)) {
-        kernels::quantize_activation(ty, xr, ar).map_err(kernel_err)?;
-    }
+    pool.for_tokens(bytes, row, |rows, out| {
+        let xs = x[rows.start * n_in..rows.end * n_in].chunks_exact(n_in);
+        for (xr, ar) in xs.zip(out.chunks_exact_mut(row)) {
+            kernels::quantize_activation(ty, xr, ar).map_err(kernel_err)?;
+        }
+        Ok(())
+    })?;
     Ok(bytes)
 }
 
@@ -131,7 +137,7 @@ fn matmuls(
     let mut quantized: Option<GgmlType> = None;
     for (w, out) in ws.iter_mut() {
         if quantized != Some(w.ty) {
-            quantize_rows(w.ty, x, n, act)?;
+            quantize_rows(w.ty, x, n, act, pool)?;
             quantized = Some(w.ty);
         }
         let row = kernels::activation_bytes(w.ty, w.n_in).map_err(kernel_err)?;
@@ -145,12 +151,23 @@ fn matmuls(
     Ok(())
 }
 
-/// `rmsnorm` of every row of `x` (`n` rows) into the rows of `out`.
-fn rmsnorm_rows(out: &mut [f32], x: &[f32], n: usize, weight: &[f32], eps: f32) {
+/// `rmsnorm` of every row of `x` (`n` rows) into the rows of `out`, rows in parallel.
+fn rmsnorm_rows(
+    pool: &Pool,
+    out: &mut [f32],
+    x: &[f32],
+    n: usize,
+    weight: &[f32],
+    eps: f32,
+) -> Result<(), ModelError> {
     let e = weight.len();
-    for (o, xr) in out.chunks_exact_mut(e).zip(x.chunks_exact(e)).take(n) {
-        rmsnorm(o, xr, weight, eps);
-    }
+    pool.for_tokens(&mut out[..n * e], e, |rows, out| {
+        let xs = x[rows.start * e..rows.end * e].chunks_exact(e);
+        for (o, xr) in out.chunks_exact_mut(e).zip(xs) {
+            rmsnorm(o, xr, weight, eps);
+        }
+        Ok(())
+    })
 }
 
 impl Llama<'_> {
@@ -250,7 +267,7 @@ impl Llama<'_> {
             }
 
             // Attention: RMSNorm, then Q, K, V from the same quantized input.
-            rmsnorm_rows(&mut b.xb, &b.x, n, &lw.attn_norm, c.rms_eps);
+            rmsnorm_rows(pool, &mut b.xb, &b.x, n, &lw.attn_norm, c.rms_eps)?;
             matmuls(
                 &mut [
                     (&lw.wq, &mut b.q[..]),
@@ -264,16 +281,23 @@ impl Llama<'_> {
                 s.calib.as_deref_mut().map(|cal| (cal, l, Site::Attn)),
             )?;
 
-            // RoPE, then the batch's keys and values into the cache.
+            // RoPE (tokens in parallel), then the batch's keys and values into the cache.
+            let rope_dim = c.rope_dim;
+            for (v, dim) in [(&mut b.q, q_dim), (&mut b.k, kv_dim)] {
+                let rope = &b.rope;
+                pool.for_tokens(&mut v[..n * dim], dim, |rows, v| {
+                    for (i, v) in rows.zip(v.chunks_exact_mut(dim)) {
+                        rope_heads(v, hd, rope_dim, &rope[i * rope_dim..(i + 1) * rope_dim]);
+                    }
+                    Ok::<(), ModelError>(())
+                })?;
+            }
             let layer = LayerKv::new(l, s.n_ctx, s.kv_dim);
             for i in 0..n {
-                let rope = &b.rope[i * c.rope_dim..(i + 1) * c.rope_dim];
-                let q = &mut b.q[i * q_dim..(i + 1) * q_dim];
                 let (k, v) = (
-                    &mut b.k[i * kv_dim..(i + 1) * kv_dim],
+                    &b.k[i * kv_dim..(i + 1) * kv_dim],
                     &b.v[i * kv_dim..(i + 1) * kv_dim],
                 );
-                rope_qk(q, k, hd, c.rope_dim, rope);
                 layer.store(&mut s.kv, pos0 + i, k, v);
             }
 
@@ -320,7 +344,7 @@ impl Llama<'_> {
 
             // FFN: RMSNorm, SiLU(gate) * up, down, residual.
             if n_ff > 0 {
-                rmsnorm_rows(&mut b.xb, &b.x, n, &lw.ffn_norm, c.rms_eps);
+                rmsnorm_rows(pool, &mut b.xb, &b.x, n, &lw.ffn_norm, c.rms_eps)?;
                 matmuls(
                     &mut [(&lw.w_gate, &mut b.hb[..]), (&lw.w_up, &mut b.hb2[..])],
                     &b.xb[..n * e],
@@ -329,14 +353,15 @@ impl Llama<'_> {
                     pool,
                     s.calib.as_deref_mut().map(|cal| (cal, l, Site::Ffn)),
                 )?;
-                // Row by row: the SIMD kernel's tail depends on the row length.
-                for (g, u) in
-                    b.hb.chunks_exact_mut(n_ff)
-                        .zip(b.hb2.chunks_exact(n_ff))
-                        .take(n)
-                {
-                    kernels::swiglu_f32(g, u);
-                }
+                // Row by row (the SIMD kernel's tail depends on the row length), in parallel.
+                let up = &b.hb2;
+                pool.for_tokens(&mut b.hb[..n * n_ff], n_ff, |rows, gate| {
+                    let ups = up[rows.start * n_ff..rows.end * n_ff].chunks_exact(n_ff);
+                    for (g, u) in gate.chunks_exact_mut(n_ff).zip(ups) {
+                        kernels::swiglu_f32(g, u);
+                    }
+                    Ok::<(), ModelError>(())
+                })?;
                 matmuls(
                     &mut [(&lw.w_down, &mut b.xb2[..])],
                     &b.hb[..n * n_ff],
@@ -386,12 +411,13 @@ impl Llama<'_> {
         }
         let (e, m) = (c.n_embd, rows.len());
         rmsnorm_rows(
+            pool,
             &mut b.xb,
             &b.x[rows.start * e..rows.end * e],
             m,
             &w.output_norm,
             c.rms_eps,
-        );
+        )?;
         let logits = &mut b.logits[..m * c.n_vocab];
         // (Calibration heard the classifier's input in `forward_ubatch`.)
         matmuls(
