@@ -39,6 +39,11 @@ pub enum Isa {
     /// Rapids, Zen 5 and later): the same kernels but the prompt's matrix products of the
     /// signed 32-value types, whose integer sums it does in one instruction (same results).
     Avx2Vnni,
+    /// [`Isa::Avx2Vnni`] with AVX-512 F, BW, VL and VNNI (Sapphire Rapids, Granite Rapids,
+    /// Zen 5): the prompt's matrix products of Q4_0, Q5_0 and Q8_0 weights two (row, token)
+    /// pairs to a 512-bit register (same results); the rest AVX2 + AVX-VNNI's. CPUs with
+    /// AVX-512 VNNI but not AVX-VNNI (Ice Lake, Zen 4) get the AVX2 table.
+    Avx512Vnni,
     /// AArch64 with NEON (Advanced SIMD), on every AArch64 CPU.
     Neon,
     /// AArch64 with NEON and the dot-product extension (`SDOT`; Armv8.2 and later).
@@ -51,28 +56,33 @@ impl Isa {
         Isa::Scalar,
         Isa::Avx2,
         Isa::Avx2Vnni,
+        Isa::Avx512Vnni,
         Isa::Neon,
         Isa::NeonDotprod,
     ];
 
-    /// The lowercase name (`"scalar"`, `"avx2"`, `"avx2+vnni"`, `"neon"`, `"neon+dotprod"`), as
+    /// The lowercase name (`"scalar"`, `"avx2"`, `"avx2+vnni"`, `"avx512+vnni"`, `"neon"`,
+    /// `"neon+dotprod"`), as
     /// `SINTRA_KERNELS` and `--version` spell it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx2Vnni => "avx2+vnni",
+            Isa::Avx512Vnni => "avx512+vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon+dotprod",
         }
     }
 
     /// The instruction set called `name` ([`Isa::name`]; `"dotprod"` also names
-    /// [`Isa::NeonDotprod`] and `"vnni"` [`Isa::Avx2Vnni`]), if there is one.
+    /// [`Isa::NeonDotprod`], `"vnni"` [`Isa::Avx2Vnni`] and `"avx512"` [`Isa::Avx512Vnni`]), if
+    /// there is one.
     pub fn from_name(name: &str) -> Option<Isa> {
         match name {
             "dotprod" => return Some(Isa::NeonDotprod),
             "vnni" => return Some(Isa::Avx2Vnni),
+            "avx512" => return Some(Isa::Avx512Vnni),
             _ => {}
         }
         Isa::ALL.iter().copied().find(|isa| isa.name() == name)
@@ -254,7 +264,11 @@ macro_rules! avx2_vnni {
 /// AVX2's table with AVX-VNNI matrix-matrix products (`x86::avx2::MATMUL_VNNI`, and the Q4_0
 /// GEMM in the interleaved order).
 #[cfg(target_arch = "x86_64")]
-static AVX2_VNNI: KernelTable = KernelTable {
+static AVX2_VNNI: KernelTable = AVX2_VNNI_TABLE;
+
+/// [`AVX2_VNNI`] as a constant, for the tables built on it.
+#[cfg(target_arch = "x86_64")]
+const AVX2_VNNI_TABLE: KernelTable = KernelTable {
     isa: Isa::Avx2Vnni,
     matmul: &crate::x86::avx2::MATMUL_VNNI,
     interleaved: Some(Interleaved {
@@ -262,6 +276,15 @@ static AVX2_VNNI: KernelTable = KernelTable {
         ..AVX2_INTERLEAVED
     }),
     ..AVX2_TABLE
+};
+
+/// AVX2 + AVX-VNNI's table with AVX-512 VNNI matrix-matrix products for Q4_0, Q5_0 and Q8_0
+/// (`x86::avx512::MATMUL`).
+#[cfg(target_arch = "x86_64")]
+static AVX512_VNNI: KernelTable = KernelTable {
+    isa: Isa::Avx512Vnni,
+    matmul: &crate::x86::avx512::MATMUL,
+    ..AVX2_VNNI_TABLE
 };
 
 /// A safe `fn` calling the NEON kernel `$f` (`neon::$f`, or `neon::dotprod::$f` when
@@ -422,6 +445,37 @@ fn cpu_has_avxvnni() -> bool {
     }
 }
 
+/// Whether the CPU has AVX-512 F, BW, VL and VNNI (CPUID.(EAX=7,ECX=0): EBX bits 16, 30, 31,
+/// ECX bit 11) and the OS saves the opmask and ZMM registers (XCR0 bits 5 to 7), asked once.
+/// Callers check AVX2 ([`avx2_fma_f16c`], which also makes `xgetbv` usable) first.
+#[cfg(target_arch = "x86_64")]
+// `__cpuid` is a safe function since Rust 1.87 and an unsafe one before.
+#[allow(unused_unsafe)]
+fn cpu_has_avx512vnni() -> bool {
+    use core::arch::x86_64::__cpuid_count;
+    const UNKNOWN: u8 = 0;
+    const NO: u8 = 1;
+    const YES: u8 = 2;
+    const EBX: u32 = (1 << 16) | (1 << 30) | (1 << 31);
+    const ECX: u32 = 1 << 11;
+    const XCR0_ZMM: u64 = 0b1110_0000;
+    static HAS: AtomicU8 = AtomicU8::new(UNKNOWN);
+    match HAS.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            // SAFETY: only asked after `cpu_has_avx2`, which found leaf 7 and OSXSAVE.
+            let leaf7 = unsafe { __cpuid_count(7, 0) };
+            let has = cpu_has_avx2()
+                && leaf7.ebx & EBX == EBX
+                && leaf7.ecx & ECX == ECX
+                // SAFETY: `cpu_has_avx2` found OSXSAVE set, so `xgetbv` is usable.
+                && unsafe { xcr0() } & XCR0_ZMM == XCR0_ZMM;
+            HAS.store(if has { YES } else { NO }, Ordering::Relaxed);
+            has
+        }
+        state => state == YES,
+    }
+}
+
 /// The extended control register 0 (which register states the OS saves).
 ///
 /// # Safety
@@ -441,6 +495,10 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         Isa::Avx2 if cpu_has_avx2() => Some(&AVX2),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Vnni if cpu_has_avx2() && cpu_has_avxvnni() => Some(&AVX2_VNNI),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni if cpu_has_avx2() && cpu_has_avxvnni() && cpu_has_avx512vnni() => {
+            Some(&AVX512_VNNI)
+        }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Some(&NEON),
         #[cfg(target_arch = "aarch64")]

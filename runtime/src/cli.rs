@@ -42,8 +42,8 @@ OPTIONS:
 
 ENVIRONMENT:
   SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle),
-                       avx2 or vnni (x86-64; also spelt avx2+vnni), neon or dotprod
-                       (aarch64; also spelt neon+dotprod)
+                       avx2, vnni or avx512 (x86-64; also spelt avx2+vnni, avx512+vnni),
+                       neon or dotprod (aarch64; also spelt neon+dotprod)
 ";
 
 /// Parsed command line.

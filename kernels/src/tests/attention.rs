@@ -177,7 +177,11 @@ fn avx2_expf_is_the_c_librarys() {
         let want = crate::scalar::expf(x);
         if g.to_bits() != want.to_bits() && !(g.is_nan() && want.is_nan()) {
             if wrong < 10 {
-                eprintln!("expf({x:e}) = {want:e} ({:#x}), AVX2 {g:e} ({:#x})", want.to_bits(), g.to_bits());
+                eprintln!(
+                    "expf({x:e}) = {want:e} ({:#x}), AVX2 {g:e} ({:#x})",
+                    want.to_bits(),
+                    g.to_bits()
+                );
             }
             wrong += 1;
         }

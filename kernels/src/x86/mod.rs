@@ -3,3 +3,4 @@
 //! `dispatch.rs`.
 
 pub mod avx2;
+pub mod avx512;

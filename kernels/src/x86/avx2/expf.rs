@@ -15,15 +15,15 @@
 
 use core::arch::x86_64::*;
 
-/// `32 / ln 2`.
-const INV_LN2_N: f64 = 46.166241308446828;
+/// `32 / ln 2` (glibc's `__exp2f_data.invln2_scaled`; the constants are its bits).
+const INV_LN2_N: u64 = 0x4047_1547_652b_82fe;
 /// `0x1.8p52`: added to round to an integer in the low mantissa bits.
-const SHIFT: f64 = 6755399441055744.0;
+const SHIFT: u64 = 0x4338_0000_0000_0000;
 /// The cubic's coefficients for `r` (highest first), scaled for `N = 32`.
-const C: [f64; 3] = [
-    1.6938359250920212e-06,
-    0.00023459809789509004,
-    0.021660849396613134,
+const C: [u64; 3] = [
+    0x3ebc_6af8_4b91_2394,
+    0x3f2e_bfce_50fa_c4f3,
+    0x3f96_2e42_ff0c_52d6,
 ];
 /// `2^(i/32)` as f64 bits, less `i << 47` (glibc's `__exp2f_data.tab`), so that adding `k << 47`
 /// gives `2^(k/32)`.
@@ -69,8 +69,8 @@ const FAST_TOP: i32 = 0x42a;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn expf4(xd: __m256d) -> __m128 {
-    let inv = _mm256_set1_pd(INV_LN2_N);
-    let shift = _mm256_set1_pd(SHIFT);
+    let inv = _mm256_set1_pd(f64::from_bits(INV_LN2_N));
+    let shift = _mm256_set1_pd(f64::from_bits(SHIFT));
     let z = _mm256_fmadd_pd(inv, xd, shift);
     let ki = _mm256_castpd_si256(z);
     let kd = _mm256_sub_pd(z, shift);
@@ -79,9 +79,13 @@ fn expf4(xd: __m256d) -> __m128 {
     // SAFETY: every index is masked to 0..32, inside `TAB`.
     let t = unsafe { _mm256_i64gather_epi64::<8>(TAB.as_ptr().cast(), idx) };
     let s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64::<47>(ki)));
-    let z = _mm256_fmadd_pd(r, _mm256_set1_pd(C[0]), _mm256_set1_pd(C[1]));
+    let z = _mm256_fmadd_pd(
+        r,
+        _mm256_set1_pd(f64::from_bits(C[0])),
+        _mm256_set1_pd(f64::from_bits(C[1])),
+    );
     let r2 = _mm256_mul_pd(r, r);
-    let y = _mm256_fmadd_pd(r, _mm256_set1_pd(C[2]), _mm256_set1_pd(1.0));
+    let y = _mm256_fmadd_pd(r, _mm256_set1_pd(f64::from_bits(C[2])), _mm256_set1_pd(1.0));
     let y = _mm256_fmadd_pd(z, r2, y);
     _mm256_cvtpd_ps(_mm256_mul_pd(y, s))
 }

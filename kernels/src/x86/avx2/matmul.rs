@@ -724,14 +724,14 @@ macro_rules! offset_kernel {
 /// A Q4_0 block's scale and quants (`q`, stored 8 above the value).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn unsigned_q4_0(x: &BlockQ4_0) -> (u16, __m256i) {
+pub(crate) fn unsigned_q4_0(x: &BlockQ4_0) -> (u16, __m256i) {
     (x.d, nibbles(&x.qs))
 }
 
 /// A Q5_0 block's scale and quants (the nibble and the fifth bit: 16 above the value).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn unsigned_q5_0(x: &BlockQ5_0) -> (u16, __m256i) {
+pub(crate) fn unsigned_q5_0(x: &BlockQ5_0) -> (u16, __m256i) {
     let high = _mm256_and_si256(bytes_from_bits(x.qh), _mm256_set1_epi8(0x10));
     (x.d, _mm256_or_si256(nibbles(&x.qs), high))
 }
@@ -739,7 +739,7 @@ fn unsigned_q5_0(x: &BlockQ5_0) -> (u16, __m256i) {
 /// A Q8_0 block's scale and quants plus 128 (the sign bit flipped).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn unsigned_q8_0(x: &BlockQ8_0) -> (u16, __m256i) {
+pub(crate) fn unsigned_q8_0(x: &BlockQ8_0) -> (u16, __m256i) {
     let q = load256(&x.qs);
     (x.d, _mm256_xor_si256(q, _mm256_set1_epi8(0x80_u8 as i8)))
 }

@@ -15,8 +15,8 @@
 //! time, only for the positions whose logits are wanted.
 
 use super::{
-    rmsnorm, rope_cache, rope_heads, AttnScratch, Heads, LayerKv, LayerShape, Llama, ModelError, Pool,
-    Weight,
+    rmsnorm, rope_cache, rope_heads, AttnScratch, Heads, LayerKv, LayerShape, Llama, ModelError,
+    Pool, Weight,
 };
 use crate::calibrate::{Calibration, Site};
 use crate::model::Config;
