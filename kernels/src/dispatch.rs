@@ -425,24 +425,16 @@ fn avx2_fma_f16c() -> bool {
 #[allow(unused_unsafe)]
 fn cpu_has_avxvnni() -> bool {
     use core::arch::x86_64::{__cpuid, __cpuid_count};
-    const UNKNOWN: u8 = 0;
-    const NO: u8 = 1;
-    const YES: u8 = 2;
     static HAS: AtomicU8 = AtomicU8::new(UNKNOWN);
-    match HAS.load(Ordering::Relaxed) {
-        UNKNOWN => {
-            // SAFETY: `cpuid` exists on every x86-64 CPU; leaf 0 is always valid.
-            let max_leaf = unsafe { __cpuid(0) }.eax;
-            // SAFETY: leaf 7 is asked only where it exists, its subleaf 1 only where leaf 7
-            // subleaf 0 says it does (EAX: the highest subleaf).
-            let has = max_leaf >= 7
-                && unsafe { __cpuid_count(7, 0) }.eax >= 1
-                && unsafe { __cpuid_count(7, 1) }.eax & (1 << 4) != 0;
-            HAS.store(if has { YES } else { NO }, Ordering::Relaxed);
-            has
-        }
-        state => state == YES,
-    }
+    asked_once(&HAS, || {
+        // SAFETY: `cpuid` exists on every x86-64 CPU; leaf 0 is always valid.
+        let max_leaf = unsafe { __cpuid(0) }.eax;
+        // SAFETY: leaf 7 is asked only where it exists, its subleaf 1 only where leaf 7
+        // subleaf 0 says it does (EAX: the highest subleaf).
+        max_leaf >= 7
+            && unsafe { __cpuid_count(7, 0) }.eax >= 1
+            && unsafe { __cpuid_count(7, 1) }.eax & (1 << 4) != 0
+    })
 }
 
 /// Whether the CPU has AVX-512 F, BW, VL and VNNI (CPUID.(EAX=7,ECX=0): EBX bits 16, 30, 31,
@@ -453,28 +445,41 @@ fn cpu_has_avxvnni() -> bool {
 #[allow(unused_unsafe)]
 fn cpu_has_avx512vnni() -> bool {
     use core::arch::x86_64::__cpuid_count;
-    const UNKNOWN: u8 = 0;
-    const NO: u8 = 1;
-    const YES: u8 = 2;
     const EBX: u32 = (1 << 16) | (1 << 30) | (1 << 31);
     const ECX: u32 = 1 << 11;
     const XCR0_ZMM: u64 = 0b1110_0000;
     static HAS: AtomicU8 = AtomicU8::new(UNKNOWN);
-    match HAS.load(Ordering::Relaxed) {
+    asked_once(&HAS, || {
+        if !cpu_has_avx2() {
+            return false;
+        }
+        // SAFETY: `cpu_has_avx2` found leaf 7 (and OSXSAVE, which makes `xgetbv` usable).
+        let leaf7 = unsafe { __cpuid_count(7, 0) };
+        // SAFETY: as above.
+        leaf7.ebx & EBX == EBX && leaf7.ecx & ECX == ECX && unsafe { xcr0() } & XCR0_ZMM == XCR0_ZMM
+    })
+}
+
+/// A CPU feature's answer kept in `cell` ([`UNKNOWN`] until `ask` is first called).
+#[cfg(target_arch = "x86_64")]
+fn asked_once(cell: &AtomicU8, ask: impl FnOnce() -> bool) -> bool {
+    match cell.load(Ordering::Relaxed) {
         UNKNOWN => {
-            // SAFETY: only asked after `cpu_has_avx2`, which found leaf 7 and OSXSAVE.
-            let leaf7 = unsafe { __cpuid_count(7, 0) };
-            let has = cpu_has_avx2()
-                && leaf7.ebx & EBX == EBX
-                && leaf7.ecx & ECX == ECX
-                // SAFETY: `cpu_has_avx2` found OSXSAVE set, so `xgetbv` is usable.
-                && unsafe { xcr0() } & XCR0_ZMM == XCR0_ZMM;
-            HAS.store(if has { YES } else { NO }, Ordering::Relaxed);
+            let has = ask();
+            cell.store(if has { YES } else { NO }, Ordering::Relaxed);
             has
         }
         state => state == YES,
     }
 }
+
+/// The states of an [`asked_once`] cell.
+#[cfg(target_arch = "x86_64")]
+const UNKNOWN: u8 = 0;
+#[cfg(target_arch = "x86_64")]
+const NO: u8 = 1;
+#[cfg(target_arch = "x86_64")]
+const YES: u8 = 2;
 
 /// The extended control register 0 (which register states the OS saves).
 ///
@@ -510,18 +515,8 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
 /// [`avx2_fma_f16c`], asked once (`cpuid` is slow under virtualization).
 #[cfg(target_arch = "x86_64")]
 fn cpu_has_avx2() -> bool {
-    const UNKNOWN: u8 = 0;
-    const NO: u8 = 1;
-    const YES: u8 = 2;
     static HAS_AVX2: AtomicU8 = AtomicU8::new(UNKNOWN);
-    match HAS_AVX2.load(Ordering::Relaxed) {
-        UNKNOWN => {
-            let has = avx2_fma_f16c();
-            HAS_AVX2.store(if has { YES } else { NO }, Ordering::Relaxed);
-            has
-        }
-        state => state == YES,
-    }
+    asked_once(&HAS_AVX2, avx2_fma_f16c)
 }
 
 /// The best instruction set this build has kernels for that the CPU can run.

@@ -11,6 +11,11 @@
 //! `tests/parity.rs` holds every kernel here to `matvec` bit for bit: a change to a vec_dot
 //! kernel's float order must be made here too.
 //!
+//! With AVX-VNNI, the signed 32-value types (Q4_0, Q5_0, Q8_0) keep their quants unsigned
+//! (`q + offset`) and start `vpdpbusd` from the token's `-offset * sum(y)` lanes: one
+//! instruction gives each exact lane, and each token tile's quants, offsets and scales are
+//! prepared once per row block (`offset_matmul`). `x86::avx512` widens these to 512 bits.
+//!
 //! Types without a kernel here (F32, F16, BF16, IQ4_NL, Q2_K, Q3_K) are tiled over their
 //! matrix-vector kernels (`crate::matmul::tiled`).
 
@@ -54,9 +59,10 @@ macro_rules! vnni {
 /// The AVX2 table's matrix-matrix kernels.
 pub(crate) static MATMUL: MatmulKernels = MATMUL_AVX2;
 
-/// The AVX2 + AVX-VNNI table's: the signed 32-value types' tiles with `vpdpbusd` in place of
-/// `maddubs` + `madd` (the same i32 lanes: each is a sum of four exact products), the rest
-/// AVX2's.
+/// The AVX2 + AVX-VNNI table's: the signed 32-value types through the offset kernels
+/// ([`offset_matmul`]: unsigned quants, `vpdpbusd` from `-offset * sum(y)`, the same i32 lanes,
+/// each a sum of four exact products; rows of more than [`NB_OFFSET`] blocks through the
+/// signed tiles with `vpdpbusd` in place of `maddubs` + `madd`), the rest AVX2's.
 pub(crate) static MATMUL_VNNI: MatmulKernels = MatmulKernels {
     q4_0: vnni!(matmul_q4_0_q8_0_offset),
     q5_0: vnni!(matmul_q5_0_q8_0_offset),

@@ -152,14 +152,14 @@ fn prefetch_ahead<X>(x: &X) {
 /// f16 bits to f32 (exact), with F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fp16(h: u16) -> f32 {
+pub(crate) fn fp16(h: u16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
 }
 
 /// The sum of the eight lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_f32x8(v: __m256) -> f32 {
+pub(crate) fn hsum_f32x8(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_extractf128_ps::<1>(v), _mm256_castps256_ps128(v));
     hsum_f32x4(s)
 }

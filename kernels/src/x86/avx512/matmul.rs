@@ -13,8 +13,8 @@
 
 use crate::matmul::MatmulKernels;
 use crate::x86::avx2::{
-    matmul_q4_0_q8_0_offset, matmul_q5_0_q8_0_offset, matmul_q8_0_q8_0_offset, unsigned_q4_0,
-    unsigned_q5_0, unsigned_q8_0,
+    fp16, hsum_f32x8, matmul_q4_0_q8_0_offset, matmul_q5_0_q8_0_offset, matmul_q8_0_q8_0_offset,
+    unsigned_q4_0, unsigned_q5_0, unsigned_q8_0,
 };
 use core::arch::x86_64::*;
 use formats::quant::{BlockQ4_0, BlockQ5_0, BlockQ8_0};
@@ -76,22 +76,6 @@ fn halves_ps(v: __m512) -> (__m256, __m256) {
     )
 }
 
-/// `vec_dot.rs`'s horizontal sum of eight lanes (high half plus low, then pairs).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
-fn hsum8(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_extractf128_ps::<1>(v), _mm256_castps256_ps128(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-}
-
-/// f16 bits to f32 (exact).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
-fn fp16(h: u16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
-}
-
 /// Prepare `nb` blocks of the `T` tokens `ys` for weights stored `off` above their value.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
@@ -151,8 +135,8 @@ fn tile<X, const RR: usize>(
     for (o, a) in out.iter_mut().zip(acc) {
         for (p, a) in a.into_iter().enumerate() {
             let (lo, hi) = halves_ps(a);
-            o[2 * p] = hsum8(lo);
-            o[2 * p + 1] = hsum8(hi);
+            o[2 * p] = hsum_f32x8(lo);
+            o[2 * p + 1] = hsum_f32x8(hi);
         }
     }
     out
