@@ -10,9 +10,8 @@
 //! position: the queries once per call, each position's key and value once for all queries.
 //! The products, sums and roundings are the same instructions in the same order.
 
-use super::expf::expf8;
+use super::expf::expf_slice;
 use super::vec::{load_f16x8, store_f16x8};
-use super::vec_dot::lanes8;
 use super::{fp16, vec_dot_f16_f16, vec_mad_f16, vec_scale_f16};
 use crate::attention::{query_len, F16Query, MAX_QUERIES};
 use core::arch::x86_64::*;
@@ -73,14 +72,6 @@ pub unsafe fn attend_f16(
         }
     }
     finish(queries, vkq, &sum, hd);
-}
-
-/// Eight floats as the lanes of a register.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load8(x: &[f32; 8]) -> __m256 {
-    // SAFETY: `x` is 32 readable bytes; `loadu` needs no alignment.
-    unsafe { _mm256_loadu_ps(x.as_ptr()) }
 }
 
 /// The longest head [`attend_f16_converted`] takes.
@@ -162,11 +153,8 @@ unsafe fn attend_f16_converted(
             }
         }
         let mut e = [0f32; MAX_QUERIES];
-        for (a, e) in arg[..nq].chunks(8).zip(e.chunks_mut(8)) {
-            let mut x = [0f32; 8];
-            x[..a.len()].copy_from_slice(a);
-            e[..a.len()].copy_from_slice(&lanes8(expf8(load8(&x)))[..a.len()]);
-        }
+        // SAFETY: the caller guarantees the CPU features, the same for this kernel.
+        unsafe { expf_slice(&arg[..nq], &mut e[..nq]) };
         for (g, (query, acc)) in queries.iter().zip(vkq.chunks_exact_mut(hd)).enumerate() {
             if p >= query.n_pos {
                 continue;
