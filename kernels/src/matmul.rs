@@ -83,15 +83,29 @@ impl MatmulKernels {
 /// there while every token's activation streams past it.
 const TILE_BYTES: usize = 16 << 10;
 
+/// The shape of a matrix kernel's call with `w_blocks` weight blocks, `act_blocks` activation
+/// blocks and one output row per token: `(nb, rows)`, the blocks per row (per token) and the
+/// rows to compute (the shortest output, at most as many as `w` holds). `None`, with every
+/// output zeroed, when there are no tokens or no blocks.
+pub(crate) fn shape(
+    w_blocks: usize,
+    act_blocks: usize,
+    outs: &mut [&mut [f32]],
+) -> Option<(usize, usize)> {
+    let Some(nb) = act_blocks.checked_div(outs.len()).filter(|&nb| nb > 0) else {
+        outs.iter_mut().for_each(|o| o.fill(0.0));
+        return None;
+    };
+    let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
+    Some((nb, rows.min(w_blocks / nb)))
+}
+
 /// The matrix product as one matrix-vector product per token over tiles of rows: `matvec`'s
 /// results exactly, with each weight row read from memory once per batch.
 pub(crate) fn tiled<W, A>(w: &[W], acts: &[A], outs: &mut [&mut [f32]], matvec: Matvec<W, A>) {
-    let n_tokens = outs.len();
-    let Some(nb) = acts.len().checked_div(n_tokens).filter(|&nb| nb > 0) else {
-        outs.iter_mut().for_each(|o| o.fill(0.0));
+    let Some((nb, rows)) = shape(w.len(), acts.len(), outs) else {
         return;
     };
-    let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
     let tile = (TILE_BYTES / (nb * size_of::<W>()).max(1)).max(1);
     for r0 in (0..rows).step_by(tile) {
         let r1 = (r0 + tile).min(rows);

@@ -25,7 +25,7 @@ use super::{
     broadcast_word, dot_u8_i8, fp16, hsum_f32x4, hsum_f32x8, hsum_i32x4, hsum_i32x8, load128,
     load256, prefetch_ahead,
 };
-use crate::matmul::MatmulKernels;
+use crate::matmul::{shape, MatmulKernels};
 use crate::scalar::scales_mins_k4;
 use core::arch::x86_64::*;
 use formats::quant::{
@@ -149,12 +149,9 @@ macro_rules! matmul_kernel {
             const RR: usize = $R;
             const TT: usize = $T;
             let n_tokens = outs.len();
-            let Some(nb) = acts.len().checked_div(n_tokens).filter(|&nb| nb > 0) else {
-                outs.iter_mut().for_each(|o| o.fill(0.0));
+            let Some((nb, rows)) = shape(w.len(), acts.len(), outs) else {
                 return;
             };
-            let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
-            let rows = rows.min(w.len() / nb);
             let full_r = rows / RR * RR;
             let (tiles_t, rest_t) = acts.split_at(n_tokens / TT * TT * nb);
             let (outs_t, rest_o) = outs.split_at_mut(n_tokens / TT * TT);
@@ -635,9 +632,9 @@ fn offset_tile<X, const RR: usize, const TT: usize>(
     finish_signed(acc)
 }
 
-/// The driver of the offset kernels: rows of `nb` (at most [`NB_OFFSET`]) blocks times the
-/// `outs.len()` tokens of `acts`, in row blocks of about [`ROW_BLOCK_BYTES`] that every token
-/// passes over, a tile of [`T_OFF`] tokens prepared once per row block.
+/// The driver of the offset kernels: the first `rows` rows of `nb` (at most [`NB_OFFSET`])
+/// blocks times the `outs.len()` tokens of `acts`, in row blocks of about [`ROW_BLOCK_BYTES`]
+/// that every token passes over, a tile of [`T_OFF`] tokens prepared once per row block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 fn offset_matmul<X>(
@@ -645,12 +642,11 @@ fn offset_matmul<X>(
     acts: &[BlockQ8_0],
     outs: &mut [&mut [f32]],
     nb: usize,
+    rows: usize,
     off: u8,
     unpack: impl Fn(&X) -> (u16, __m256i),
 ) {
     let n_tokens = outs.len();
-    let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
-    let rows = rows.min(w.len() / nb);
     let off = _mm256_set1_epi8(off as i8);
     let full_t = n_tokens / T_OFF * T_OFF;
     let block_rows = (ROW_BLOCK_BYTES / (nb * size_of::<X>()).max(1) / R_OFF).max(1) * R_OFF;
@@ -714,15 +710,14 @@ macro_rules! offset_kernel {
         /// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
         #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
         pub unsafe fn $name(w: &[$w], acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
-            let Some(nb) = acts.len().checked_div(outs.len()).filter(|&nb| nb > 0) else {
-                outs.iter_mut().for_each(|o| o.fill(0.0));
+            let Some((nb, rows)) = shape(w.len(), acts.len(), outs) else {
                 return;
             };
             if nb > NB_OFFSET {
                 // SAFETY: the caller guarantees the CPU features, the same for this kernel.
                 return unsafe { $signed(w, acts, outs) };
             }
-            offset_matmul(w, acts, outs, nb, $off, |x| $unpack(x));
+            offset_matmul(w, acts, outs, nb, rows, $off, |x| $unpack(x));
         }
     };
 }
@@ -1231,12 +1226,9 @@ macro_rules! gemm_q4_0_8x8 {
         #[target_feature(enable = $features)]
         pub unsafe fn $name(w: &[BlockQ4_0], acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
             let n_tokens = outs.len();
-            let Some(nb) = acts.len().checked_div(n_tokens).filter(|&nb| nb > 0) else {
-                outs.iter_mut().for_each(|o| o.fill(0.0));
+            let Some((nb, rows)) = shape(w.len(), acts.len(), outs) else {
                 return;
             };
-            let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
-            let rows = rows.min(w.len() / nb);
             if nb > NB_8X8 {
                 crate::matmul::tiled(&w[..rows * nb], acts, outs, |w, a, out| {
                     // SAFETY: the caller guarantees the CPU features.

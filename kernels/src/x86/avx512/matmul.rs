@@ -11,7 +11,7 @@
 //! products come from one multiply of the row's scale by the two tokens' scales (each over
 //! its half). A tile is [`R`] rows by [`T`] tokens: 16 accumulators of the 32 registers.
 
-use crate::matmul::MatmulKernels;
+use crate::matmul::{shape, MatmulKernels};
 use crate::x86::avx2::{
     fp16, hsum_f32x8, matmul_q4_0_q8_0_offset, matmul_q5_0_q8_0_offset, matmul_q8_0_q8_0_offset,
     unsigned_q4_0, unsigned_q5_0, unsigned_q8_0,
@@ -156,15 +156,12 @@ fn matmul<X>(
     rest: impl Fn(&[X], &[BlockQ8_0], &mut [&mut [f32]]),
 ) {
     let n_tokens = outs.len();
-    let Some(nb) = acts.len().checked_div(n_tokens).filter(|&nb| nb > 0) else {
-        outs.iter_mut().for_each(|o| o.fill(0.0));
+    let Some((nb, rows)) = shape(w.len(), acts.len(), outs) else {
         return;
     };
     if nb > NB {
         return rest(w, acts, outs);
     }
-    let rows = outs.iter().map(|o| o.len()).min().unwrap_or(0);
-    let rows = rows.min(w.len() / nb);
     let full_t = n_tokens / T * T;
     // About 16 KiB of weights per row block, in L1 while every token tile passes over it.
     let block_rows = ((16 << 10) / (nb * size_of::<X>()).max(1) / R).max(1) * R;
