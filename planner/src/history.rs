@@ -83,6 +83,16 @@ const MIGRATIONS: &[&str] = &[
         event TEXT NOT NULL,
         detail TEXT NOT NULL
     );",
+    // 2: every figure with its uncertainty (issue #13): the generation speed's min-max range,
+    // the standard errors of top-1 and KL divergence, the windows scored, and the device's load.
+    "ALTER TABLE experiments ADD COLUMN tps_min REAL;
+    ALTER TABLE experiments ADD COLUMN tps_max REAL;
+    ALTER TABLE experiments ADD COLUMN tps_samples INTEGER;
+    ALTER TABLE experiments ADD COLUMN top1_se REAL;
+    ALTER TABLE experiments ADD COLUMN kld_se REAL;
+    ALTER TABLE experiments ADD COLUMN windows INTEGER;
+    ALTER TABLE experiments ADD COLUMN load_others REAL;
+    ALTER TABLE experiments ADD COLUMN load_avg REAL;",
 ];
 
 /// An open history database.
@@ -231,10 +241,14 @@ impl History {
 
     /// Record an experiment (replacing one of the same iteration left by an interrupted run).
     pub fn record_experiment(&self, run: &str, e: &Experiment) -> Result<()> {
+        let tg = e.speed.as_ref().and_then(|s| s.tg);
+        let load = e.speed.as_ref().and_then(|s| s.load);
         self.conn.execute(
             "INSERT OR REPLACE INTO experiments (run_id, iteration, recipe, plan_key, architect, status, error, mock,
-               size_bytes, bytes_per_token, tps, top1, kld, delta_ppl, latency_ms, passes, json, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+               size_bytes, bytes_per_token, tps, top1, kld, delta_ppl, latency_ms, passes, json, created_at,
+               tps_min, tps_max, tps_samples, top1_se, kld_se, windows, load_others, load_avg)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+               ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
             params![
                 run,
                 e.iteration,
@@ -254,6 +268,14 @@ impl History {
                 e.passes(),
                 serde_json::to_string(e)?,
                 now(),
+                tg.map(|t| t.min),
+                tg.map(|t| t.max),
+                tg.map(|t| t.n),
+                e.quality.as_ref().map(|q| q.top1_se),
+                e.quality.as_ref().map(|q| q.kld_se),
+                e.quality.as_ref().map(|q| q.windows),
+                load.map(|l| l.others_cpu_share),
+                load.map(|l| l.load_avg_1m),
             ],
         )?;
         Ok(())

@@ -1,5 +1,6 @@
 //! Where the planner keeps its state: `$SINTRA_HOME` (default `~/.sintra`) holds `history.db`,
-//! `checkpoints/` and `cache/` (the original model's saved logits).
+//! `checkpoints/`, and unless `$SINTRA_CACHE` moves them, the per-model caches `cache/` (the
+//! original model's saved logits), `calibration/` and `sensitivity/`.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -16,6 +17,18 @@ pub fn sintra_home() -> Result<PathBuf> {
 /// A directory under `$SINTRA_HOME`, created if missing.
 pub fn subdir(name: &str) -> Result<PathBuf> {
     let d = sintra_home()?.join(name);
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    Ok(d)
+}
+
+/// A directory for what is computed once per model and reused by every run (calibration
+/// statistics, the sensitivity pass, the original's saved logits): under `$SINTRA_CACHE` when
+/// set, else under `$SINTRA_HOME`. Created if missing.
+pub fn cache_subdir(name: &str) -> Result<PathBuf> {
+    let d = match std::env::var_os("SINTRA_CACHE") {
+        Some(c) => PathBuf::from(c).join(name),
+        None => sintra_home()?.join(name),
+    };
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     Ok(d)
 }

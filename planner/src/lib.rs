@@ -27,3 +27,4 @@ pub mod recipe;
 pub mod report;
 pub mod sensitivity;
 pub mod targets;
+pub mod texts;

@@ -102,9 +102,16 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
             let _ = writeln!(s, "No experiment succeeded.\n");
         }
     }
+    if let Some(evidence) = crate::experiment::infeasibility(exps, t) {
+        let _ = writeln!(s, "## Targets not met\n");
+        for l in evidence.lines() {
+            let _ = writeln!(s, "- {l}");
+        }
+        let _ = writeln!(s);
+    }
     let _ = writeln!(
         s,
-        "## Experiments\n\n| # | recipe | by | size MiB | bits/w | tok/s | pp tok/s | latency ms | top-1 | KLD | ΔPPL | targets |\n| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        "## Experiments\n\nSpeed: median of the repetitions after a warm-up, rounds added until its 95% interval is within 5%, outliers left out and re-run; the original is measured in rounds interleaved with each candidate's and the figure is scaled to the original's reference (the ratio column is candidate / original in the same rounds). Quality: top-1 agreement and KL divergence with one standard error over the windows scored (more windows when two figures are within two standard errors). Load: CPU share used by other processes during the measurement / 1-minute load average.\n\n| # | recipe | by | size MiB | bits/w | tok/s (range) | vs original | pp tok/s | latency ms | top-1 ± se | KLD ± se | ΔPPL | windows | load | targets |\n| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for e in exps {
         let _ = writeln!(s, "{}", row(e));
@@ -134,9 +141,9 @@ pub fn table(cp: &Checkpoint) -> String {
         "#".into(),
         "recipe".into(),
         "MiB".into(),
-        "tok/s".into(),
-        "top-1".into(),
-        "KLD".into(),
+        "tok/s (range)".into(),
+        "top-1 ± se".into(),
+        "KLD ± se".into(),
         "dPPL".into(),
         "targets".into(),
     ]];
@@ -167,9 +174,9 @@ pub fn table(cp: &Checkpoint) -> String {
             ),
             e.label.clone(),
             format!("{:.1}", mib(e.size_bytes)),
-            f(e.tps(), 2),
-            f(e.top1(), 4),
-            f(e.quality.as_ref().map(|q| q.kld), 5),
+            tps_text(e),
+            e.quality.as_ref().map_or("-".into(), |q| q.top1_text()),
+            e.quality.as_ref().map_or("-".into(), |q| q.kld_text()),
             f(e.quality.as_ref().map(|q| q.delta_ppl), 3),
             verdict,
         ]);
@@ -220,21 +227,47 @@ fn row(e: &Experiment) -> String {
         (None, None) => "-".into(),
     };
     format!(
-        "| {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {}{} |",
+        "| {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",
         e.iteration,
         e.label,
         e.architect,
         mib(e.size_bytes),
         e.bpw,
-        f(e.tps(), 2),
+        tps_text(e),
+        e.speed
+            .as_ref()
+            .and_then(|s| s.baseline)
+            .map_or("-".into(), |b| format!("{:.3}x", b.ratio)),
         f(e.speed.as_ref().map(|s| s.pp_tps), 1),
         f(e.speed.as_ref().map(|s| s.latency_ms), 0),
-        f(e.top1(), 4),
-        f(e.quality.as_ref().map(|q| q.kld), 5),
+        e.quality.as_ref().map_or("-".into(), |q| q.top1_text()),
+        e.quality.as_ref().map_or("-".into(), |q| q.kld_text()),
         f(e.quality.as_ref().map(|q| q.delta_ppl), 3),
+        e.quality
+            .as_ref()
+            .map_or("-".into(), |q| q.windows.to_string()),
+        e.speed
+            .as_ref()
+            .and_then(|s| s.load)
+            .map_or("-".into(), |l| format!(
+                "{:.0}% / {:.2}",
+                100.0 * l.others_cpu_share,
+                l.load_avg_1m
+            )),
         targets,
         if e.mock { " (mock)" } else { "" }
     )
+}
+
+/// `41.30 (40.1-42.0)`: the judged figure and the candidate's own min-max range.
+fn tps_text(e: &Experiment) -> String {
+    match &e.speed {
+        None => "-".into(),
+        Some(s) => match s.tg {
+            Some(t) => format!("{:.2} ({:.1}-{:.1})", s.tg_tps, t.min, t.max),
+            None => format!("{:.2}", s.tg_tps),
+        },
+    }
 }
 
 fn esc(s: &str) -> String {

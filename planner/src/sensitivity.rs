@@ -438,6 +438,37 @@ pub fn allocate(
     (predicted_size(model, &r.plan(model)) <= budget).then_some(r)
 }
 
+/// The cheapest allocation whose predicted top-1 agreement (`top1_of` the predicted KL
+/// divergence) reaches `min_top1`: bisection on the byte budget between the smallest allocation
+/// and the source's size. `None` when even the best allocation below the source's size is
+/// predicted short of it.
+pub fn allocate_for_accuracy(
+    model: &ModelInfo,
+    sens: &Sensitivity,
+    allowed: &[GgmlType],
+    min_top1: f64,
+    top1_of: impl Fn(f64) -> f64,
+) -> Option<Recipe> {
+    let meets = |budget: u64| {
+        allocate(model, sens, allowed, budget)
+            .filter(|r| top1_of(sens.predicted_kld(model, r)) >= min_top1)
+    };
+    let mut hi = model.file_len.saturating_sub(1);
+    let mut best = meets(hi)?;
+    let mut lo = model.file_len / 8;
+    while hi - lo > model.file_len / 1000 {
+        let mid = lo + (hi - lo) / 2;
+        match meets(mid) {
+            Some(r) => {
+                best = r;
+                hi = mid;
+            }
+            None => lo = mid,
+        }
+    }
+    Some(best)
+}
+
 /// A readable recipe for per-tensor choices: the most common type as default, then one
 /// override per (tensor class, type) listing its layers.
 fn recipe_from(chosen: &[(&TensorMeta, GgmlType)], imatrix: bool) -> Recipe {

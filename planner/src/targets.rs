@@ -38,14 +38,29 @@ pub struct Targets {
     pub max_latency_ms: Option<f64>,
     /// Bytes the model may take in memory.
     pub max_memory_bytes: f64,
+    /// The original's generation speed measured on the device before the loop (median), the
+    /// reference each candidate's interleaved measurement is scaled to. `None` under `--mock`.
+    #[serde(default)]
+    pub reference_tps: Option<f64>,
 }
 
 /// The original model's generation speed on the profile's device, measured before the loop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeasuredOriginal {
+    /// Median of the protocol's repetitions.
     pub tg_tps: f64,
+    /// Its spread (absent when only one figure is known).
+    pub spread: Option<crate::measure::stats::Spread>,
     /// Where (for the target's source).
     pub device: String,
+}
+
+impl MeasuredOriginal {
+    /// `41.30 tok/s (median of 9, 95% CI ..., range ...)`.
+    pub fn describe(&self) -> String {
+        self.spread
+            .map_or(format!("{:.2} tok/s", self.tg_tps), |s| s.describe("tok/s"))
+    }
 }
 
 /// Whether no target speed is given, so that [`resolve`] will derive one (and a real run should
@@ -104,8 +119,8 @@ pub fn resolve(
             (
                 t,
                 format!(
-                    "measured: the original ran at {:.2} tok/s on {} (weights read at {streamed:.2} GB/s, {why}); Q4_K predicted at {at_q4k:.2} tok/s; target {SPEED_MARGIN} x that",
-                    m.tg_tps, m.device
+                    "measured: the original ran at {} on {} (weights read at {streamed:.2} GB/s, {why}); Q4_K predicted at {at_q4k:.2} tok/s; target {SPEED_MARGIN} x that",
+                    m.describe(), m.device
                 ),
             )
         }
@@ -145,6 +160,7 @@ pub fn resolve(
         min_accuracy_source,
         max_latency_ms: profile.targets.max_latency_ms,
         max_memory_bytes: profile.memory_bytes() * MEMORY_HEADROOM,
+        reference_tps: None,
     })
 }
 
@@ -164,6 +180,7 @@ mod tests {
         assert!(est.min_tps_source.starts_with("estimate"), "{est:?}");
         let m = MeasuredOriginal {
             tg_tps: 20.0,
+            spread: None,
             device: "host".into(),
         };
         let t = resolve(&profile, &model, None, None, Some(&m)).unwrap();

@@ -27,6 +27,74 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// CPU time counters (Linux `/proc/stat` and `/proc/self/stat`, clock ticks).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTimes {
+    /// Ticks the whole machine spent busy (user, nice, system, irq, softirq, steal).
+    busy: u64,
+    /// Every tick of the whole machine (busy, idle, iowait).
+    total: u64,
+    /// Ticks this process (all its threads) ran.
+    own: u64,
+}
+
+/// The counters now, `None` where the OS does not give them.
+pub fn cpu_times() -> Option<CpuTimes> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let f = |i: usize| v.get(i).copied().unwrap_or(0);
+    let busy = f(0) + f(1) + f(2) + f(5) + f(6) + f(7);
+    let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, so split after its `)`): state is
+    // field 3, utime 14 and stime 15.
+    let rest: Vec<&str> = own_stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let own = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    Some(CpuTimes {
+        busy,
+        total: busy + f(3) + f(4),
+        own,
+    })
+}
+
+/// The 1-minute load average, `None` where unknown.
+pub fn load_avg_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What else the machine did since `start` (taken with the load average `load_1m` when a
+/// benchmark began): the share of all CPU time that other processes used.
+pub fn machine_load(
+    start: Option<CpuTimes>,
+    load_1m: Option<f64>,
+) -> Option<formats::wire::MachineLoad> {
+    let (a, b) = (start?, cpu_times()?);
+    let total = b.total.saturating_sub(a.total);
+    let others = b
+        .busy
+        .saturating_sub(a.busy)
+        .saturating_sub(b.own.saturating_sub(a.own));
+    Some(formats::wire::MachineLoad {
+        load_avg_1m: load_1m?,
+        others_cpu_share: if total == 0 {
+            0.0
+        } else {
+            (others as f64 / total as f64).clamp(0.0, 1.0)
+        },
+    })
+}
+
 /// Apply `SINTRA_KERNELS` (`auto`, or an instruction set's name such as `scalar`, `avx2`,
 /// `neon` or `dotprod`, see `kernels::Isa::from_name`) to the
 /// kernels' run-time dispatch, so that the scalar oracle can be compared with the SIMD

@@ -69,8 +69,8 @@ fn kv_type(kv_f32: bool) -> KvType {
 }
 
 /// llama-bench's measurement: `n_prompt` tokens of prompt processing and `n_gen` tokens of
-/// generation, each `repetitions` times from an empty cache. `on_rep` hears after each
-/// repetition.
+/// generation, each `repetitions` times from an empty cache, after a discarded warm-up. `on_rep`
+/// hears after each repetition. The result says what else the machine was doing meanwhile.
 pub fn bench(
     file: &GgufFile,
     req: &BenchRequest,
@@ -88,25 +88,38 @@ pub fn bench(
     let mut runs = Vec::new();
     let total = reps * (u32::from(n_prompt > 0) + u32::from(n_gen > 0));
     let mut done = 0;
+    let load_1m = sysinfo::load_avg_1m();
+    let cpu_start = sysinfo::cpu_times();
+    let mut run = |n: usize, is_pp: bool| -> Result<f64, RuntimeError> {
+        let t = Instant::now();
+        if is_pp {
+            // A prompt: in batches, the classifier only on the last position.
+            let tokens: Vec<u32> = (0..n).map(token).collect();
+            model
+                .forward_batch(&tokens, 0, &pool, n - 1, |_, _| Ok::<(), ModelError>(()))
+                .map_err(eval_err)?;
+        } else {
+            for pos in 0..n {
+                model.forward(token(pos), pos, &pool).map_err(eval_err)?;
+            }
+        }
+        Ok(n as f64 / t.elapsed().as_secs_f64().max(1e-9))
+    };
+    // A warm-up, discarded (as llama-bench does): the first pass faults the mapped weights in,
+    // starts the threads and wakes the cores from their low clocks.
+    if n_prompt > 0 {
+        run(n_prompt.min(64), true)?;
+    }
+    if n_gen > 0 {
+        run(n_gen.min(16), false)?;
+    }
     for (n, is_pp) in [(n_prompt, true), (n_gen, false)] {
         if n == 0 {
             continue;
         }
         let mut samples = Vec::new();
         for rep in 0..reps {
-            let t = Instant::now();
-            if is_pp {
-                // A prompt: in batches, the classifier only on the last position.
-                let tokens: Vec<u32> = (0..n).map(token).collect();
-                model
-                    .forward_batch(&tokens, 0, &pool, n - 1, |_, _| Ok::<(), ModelError>(()))
-                    .map_err(eval_err)?;
-            } else {
-                for pos in 0..n {
-                    model.forward(token(pos), pos, &pool).map_err(eval_err)?;
-                }
-            }
-            let tok_s = n as f64 / t.elapsed().as_secs_f64().max(1e-9);
+            let tok_s = run(n, is_pp)?;
             samples.push(tok_s);
             done += 1;
             on_rep(Progress {
@@ -131,6 +144,7 @@ pub fn bench(
         kv_type: if req.kv_f32 { "f32" } else { "f16" }.to_string(),
         runs,
         peak_rss_bytes: sysinfo::peak_rss_bytes(),
+        load: sysinfo::machine_load(cpu_start, load_1m),
     })
 }
 

@@ -37,12 +37,17 @@ pub fn smollm2_q4_1() -> PathBuf {
     model_path("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
-/// A file of `../shared/data` (calibration.txt, eval.txt).
-pub fn shared_data(file: &str) -> PathBuf {
-    let path = repo_root().join("../shared/data").join(file);
+/// A text of the setup cache (`SINTRA_DATA` or `.cache/data`: `eval.txt`, held out, and
+/// `calibration.txt`; written by `scripts/setup.sh` from a pinned rustup `rust-docs`). Panics
+/// with the fix when it is missing: tests that need it get it, they never skip.
+pub fn data_file(file: &str) -> PathBuf {
+    let dir = std::env::var_os("SINTRA_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".cache/data"));
+    let path = dir.join(file);
     assert!(
         path.is_file(),
-        "shared data file {} is missing",
+        "text {} is missing: run `bash scripts/setup.sh` first",
         path.display()
     );
     path

@@ -19,7 +19,7 @@
 //! qemu runs the model some 10-50x slower than the host, so the text is one 128-token window
 //! (the second half of it scored, as llama.cpp's perplexity does).
 
-use sintra_tests::{dist_runtime, shared_data, smollm2_q4_1};
+use sintra_tests::{data_file, dist_runtime, smollm2_q4_1};
 use std::path::Path;
 use std::process::Command;
 
@@ -75,7 +75,7 @@ fn final_ppl(stdout: &str) -> f64 {
 fn aarch64_build_under_qemu_matches_the_host_perplexity() {
     let _alone = sintra_tests::measuring_lock();
     let model = smollm2_q4_1();
-    let eval = std::fs::read_to_string(shared_data("eval.txt")).unwrap();
+    let eval = std::fs::read_to_string(data_file("eval.txt")).unwrap();
     let mut end = TEXT_BYTES.min(eval.len());
     while !eval.is_char_boundary(end) {
         end -= 1;

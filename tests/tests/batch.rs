@@ -33,7 +33,7 @@ fn check(ty: GgmlType, kv: KvType, threads: usize) {
     runtime::sysinfo::select_kernels().unwrap();
     let path = requant::smollm2_as(ty);
     let file = GgufFile::open(&path).unwrap();
-    let text = std::fs::read_to_string(sintra_tests::shared_data("eval.txt")).unwrap();
+    let text = std::fs::read_to_string(sintra_tests::data_file("eval.txt")).unwrap();
     let tok = Tokenizer::from_gguf(&file.header).unwrap();
     let tokens = &tok.encode(&text, tok.add_bos(), false)[..N_TOKENS];
     const { assert!(N_TOKENS > 2 * MAX_BATCH) };
@@ -151,7 +151,7 @@ fn calibration_in_batches_is_token_by_token_calibration() {
     runtime::sysinfo::select_kernels().unwrap();
     let path = sintra_tests::smollm2_q4_1();
     let file = GgufFile::open(&path).unwrap();
-    let text = std::fs::read_to_string(sintra_tests::shared_data("calibration.txt")).unwrap();
+    let text = std::fs::read_to_string(sintra_tests::data_file("calibration.txt")).unwrap();
     let tok = Tokenizer::from_gguf(&file.header).unwrap();
     let n_ctx = 100;
     let tokens = &tok.encode(&text, tok.add_bos(), false)[..n_ctx];

@@ -10,7 +10,7 @@ use formats::gguf::{GgufFile, Value};
 use runtime::model::{KvType, Llama};
 use runtime::threads::Pool;
 use runtime::tokenizer::Tokenizer;
-use sintra_tests::{llama, release_bin_path, shared_data, smollm2_q4_1};
+use sintra_tests::{data_file, llama, release_bin_path, smollm2_q4_1};
 use std::path::Path;
 use std::process::Command;
 
@@ -65,7 +65,7 @@ fn written_files_load_and_generate_in_llama_cpp_and_sintra_rt() {
         .args(["calibrate", "-m"])
         .arg(&src)
         .arg("-f")
-        .arg(shared_data("calibration.txt"))
+        .arg(data_file("calibration.txt"))
         .args(["-c", "256", "--chunks", "2", "-t", "2", "-o"])
         .arg(&imatrix));
     let sintra = release_bin_path("planner", "sintra");

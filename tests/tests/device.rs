@@ -8,7 +8,7 @@
 //! (scripts/setup.sh installs them), and permission to start sshd (root, as in CI).
 
 use formats::wire::{self, ErrorKind, Request, Response, PROTOCOL_VERSION};
-use sintra_tests::{bin_path, dist_runtime, shared_data, smollm2_q4_1};
+use sintra_tests::{bin_path, data_file, dist_runtime, smollm2_q4_1};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -186,7 +186,7 @@ fn ssh_aarch64_runtime_deploys_benchmarks_and_matches_host_perplexity() {
     let aarch64 = dist_runtime(AARCH64);
     let x86 = dist_runtime(X86_64);
     let model = smollm2_q4_1();
-    let eval = shared_data("eval.txt");
+    let eval = data_file("eval.txt");
     let isa = aarch64_version_isa(&aarch64);
     let sshd = Sshd::start();
     let remote = sshd.remote_dir("device");

@@ -279,7 +279,7 @@ fn optimizer_fits_q8_0_to_a_speed_target() {
     let home = tmp.path().join("home");
     let cmd = release_sintra(&home, tmp.path());
     let q8 = sintra_tests::requant::smollm2_as(formats::quant::GgmlType::Q8_0);
-    let eval = sintra_tests::shared_data("eval.txt");
+    let eval = sintra_tests::data_file("eval.txt");
 
     // The speed target is 1.1 x the Q8_0 source's own speed, which the planner measures on
     // the device in the same session just before the loop (so the source misses it by
@@ -390,7 +390,7 @@ fn real_run_killed_mid_iteration_and_resumed() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let cmd = release_sintra(&home, tmp.path());
-    let eval = sintra_tests::shared_data("eval.txt");
+    let eval = sintra_tests::data_file("eval.txt");
     let run_args = [
         "--auto-detect",
         "--max-iters",
@@ -693,7 +693,7 @@ fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let eval = sintra_tests::shared_data("eval.txt");
+    let eval = sintra_tests::data_file("eval.txt");
     let out = cmd(&[
         "--auto-detect",
         "--max-iters",
@@ -759,7 +759,7 @@ fn optimizer_measures_speed_on_the_profile_device_over_ssh() {
         ),
     )
     .unwrap();
-    let eval = sintra_tests::shared_data("eval.txt");
+    let eval = sintra_tests::data_file("eval.txt");
     let out = cmd(&[
         profile.to_str().unwrap(),
         "--ssh-config",

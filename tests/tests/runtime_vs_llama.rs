@@ -53,7 +53,7 @@ const N_CTX: usize = 512;
 const N_CHUNKS: usize = 8;
 
 fn eval_tokens(file: &GgufFile) -> (Vec<u32>, Option<u32>) {
-    let text = std::fs::read_to_string(sintra_tests::shared_data("eval.txt")).unwrap();
+    let text = std::fs::read_to_string(sintra_tests::data_file("eval.txt")).unwrap();
     let tok = Tokenizer::from_gguf(&file.header).unwrap();
     let tokens = tok.encode(&text, tok.add_bos(), false);
     let bos = if tok.add_bos() {

@@ -7,7 +7,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use runtime::tokenizer::{attr, Tokenizer};
-use sintra_tests::{gemma3_270m_q4_k_m, llama, shared_data, smollm2_q4_1};
+use sintra_tests::{data_file, gemma3_270m_q4_k_m, llama, smollm2_q4_1};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -69,7 +69,7 @@ fn smollm2_as(pre: &'static str) -> Pair {
 
 fn eval_text() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| std::fs::read_to_string(shared_data("eval.txt")).expect("eval.txt"))
+    TEXT.get_or_init(|| std::fs::read_to_string(data_file("eval.txt")).expect("eval.txt"))
 }
 
 impl Pair {

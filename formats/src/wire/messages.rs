@@ -219,6 +219,19 @@ pub struct BenchResult {
     /// Peak resident set size of the runtime process since the model was loaded (where the OS
     /// can reset the high-water mark, as Linux can; else since the process started).
     pub peak_rss_bytes: u64,
+    /// What else the machine was doing (protocol 2): `None` where the OS does not say.
+    pub load: Option<MachineLoad>,
+}
+
+/// The device's load around a benchmark, so that a figure measured on a busy machine can be
+/// told apart from one measured on an idle one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MachineLoad {
+    /// The 1-minute load average when the benchmark started.
+    pub load_avg_1m: f64,
+    /// Share of the machine's CPU time (all cores) that other processes used while the
+    /// benchmark ran, 0 to 1.
+    pub others_cpu_share: f64,
 }
 
 /// One llama-bench test: `pp512` (n_prompt 512) or `tg128` (n_gen 128).

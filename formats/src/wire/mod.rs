@@ -23,7 +23,8 @@ use serde::Serialize;
 /// The version of the messages in [`messages`]. Bump it on any change to their encoding
 /// (appending an enum variant included): the planner refuses a runtime with another version
 /// and says both numbers.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: `BenchResult::load`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts (a perplexity text travels in one frame).
 pub const MAX_FRAME: usize = 16 << 20;

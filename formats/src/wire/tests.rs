@@ -38,7 +38,7 @@ fn request_hello() {
             protocol_version: PROTOCOL_VERSION,
             planner_version: "0.1.0".to_string(),
         },
-        "01080105302e312e3000",
+        "01080205302e312e3000",
     );
 }
 
@@ -165,7 +165,7 @@ fn response_calibrated() {
 
 #[test]
 fn response_hello() {
-    check(Response::Hello(hello()), "01410105302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f64048080808020808080801800");
+    check(Response::Hello(hello()), "01410205302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f64048080808020808080801800");
 }
 
 #[test]
@@ -232,8 +232,12 @@ fn response_bench() {
                 },
             ],
             peak_rss_bytes: 100 << 20,
+            load: Some(MachineLoad {
+                load_avg_1m: 0.5,
+                others_cpu_share: 0.25,
+            }),
         }),
-        "0f04046e656f6e04036631360280040202010101010103594001010101048059400480010101010101010734408080803200",
+        "0f04046e656f6e04036631360280040202010101010103594001010101048059400480010101010101010834408080803201010101010103e03f010101010103d03f00",
     );
 }
 

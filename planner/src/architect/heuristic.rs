@@ -11,6 +11,10 @@
 //!   top-1 agreements.
 //! - Candidates: every allowed type alone, and mixes in the style of llama.cpp's `_M` presets
 //!   (attention V and FFN down at a higher type; embeddings and classifier at Q8_0 or Q6_K).
+//!   With the sensitivity pass (the default), first the bit allocator's cheapest mixes predicted
+//!   to reach the accuracy target (and a margin above it), then its mix at each preset's size;
+//!   their top-1 comes from the predicted KL divergence through a relation refitted to every
+//!   measurement ([`QualityFit`]).
 //!   Recipes that produce a file already measured (same tensor types) are never proposed, nor
 //!   recipes whose file would not be smaller than the source.
 
@@ -77,13 +81,31 @@ impl Heuristic {
         // With a sensitivity pass: at every size a preset-style candidate has, the allocator's
         // mix of the same size (importance-weighted), which spends the bits where the measured
         // sensitivities say they buy the most.
-        let mixes: Vec<Recipe> = match ctx.sensitivity {
-            None => Vec::new(),
-            Some(s) => pool
-                .iter()
-                .map(|r| predicted_size(model, &r.plan(model)))
-                .filter_map(|budget| crate::sensitivity::allocate(model, s, ctx.allowed, budget))
-                .collect(),
+        // And the cheapest mixes predicted to reach the accuracy target (and a little more, for
+        // the noise of a measurement over a few windows), aimed at it directly.
+        let qfit = ctx.sensitivity.map(|s| QualityFit::from(ctx, s));
+        let mixes: Vec<Recipe> = match (ctx.sensitivity, qfit) {
+            (Some(s), Some(q)) => {
+                let aimed = [0.0, ACCURACY_MARGIN].into_iter().filter_map(|m| {
+                    crate::sensitivity::allocate_for_accuracy(
+                        model,
+                        s,
+                        ctx.allowed,
+                        (ctx.targets.min_accuracy + m).min(1.0),
+                        |kld| q.top1(kld),
+                    )
+                });
+                aimed
+                    .chain(
+                        pool.iter()
+                            .map(|r| predicted_size(model, &r.plan(model)))
+                            .filter_map(|budget| {
+                                crate::sensitivity::allocate(model, s, ctx.allowed, budget)
+                            }),
+                    )
+                    .collect()
+            }
+            _ => Vec::new(),
         };
         let n_mixes = mixes.len();
         pool.splice(0..0, mixes);
@@ -100,12 +122,10 @@ impl Heuristic {
                 // (an upcast) cannot score better than the source itself.
                 continue;
             }
-            let top1 = match ctx.sensitivity {
+            let top1 = match (ctx.sensitivity, qfit) {
                 // The allocator's mixes: top-1 from the predicted KL divergence, with the
-                // relation the probes measured (top1 = exp(-b sqrt(kld))).
-                Some(s) if i < n_mixes => {
-                    (-kld_coefficient(s) * s.predicted_kld(model, &recipe).sqrt()).exp()
-                }
+                // relation fitted to this run's measurements (the probes' before any).
+                (Some(s), Some(q)) if i < n_mixes => q.top1(s.predicted_kld(model, &recipe)),
                 _ => (-fit.a * prior_error(model, &recipe).sqrt()).exp(),
             };
             out.push(Scored {
@@ -206,15 +226,54 @@ impl Fit {
     }
 }
 
-/// `b` in `top1 = exp(-b sqrt(kld))`, the median over the sensitivity probes.
-fn kld_coefficient(s: &crate::sensitivity::Sensitivity) -> f64 {
-    let mut b: Vec<f64> = s
-        .tensors
-        .iter()
-        .filter(|t| t.kld > 1e-9 && t.top1 > 0.0 && t.top1 < 1.0)
-        .map(|t| -t.top1.ln() / t.kld.sqrt())
-        .collect();
-    median(&mut b).unwrap_or(1.0)
+/// Top-1 agreement aimed above the target by the allocator's second mix: about two standard
+/// errors of a top-1 measured over 2 windows (510 positions) at 0.9.
+const ACCURACY_MARGIN: f64 = 0.025;
+
+/// How the sensitivity pass's predicted KL divergence turns into top-1 agreement:
+/// `top1 = exp(-b sqrt(scale * kld))`. `b` is the median over this run's measured candidates
+/// (over the probes before any), and `scale` the median of measured / predicted KL divergence
+/// over the measured mixes (1 before any): each measurement corrects the next prediction.
+#[derive(Debug, Clone, Copy)]
+struct QualityFit {
+    b: f64,
+    scale: f64,
+}
+
+impl QualityFit {
+    fn from(ctx: &Context<'_>, s: &crate::sensitivity::Sensitivity) -> QualityFit {
+        let coeff = |kld: f64, top1: f64| {
+            (kld > 1e-9 && top1 > 0.0 && top1 < 1.0).then(|| -top1.ln() / kld.sqrt())
+        };
+        let mut measured_b = Vec::new();
+        let mut ratios = Vec::new();
+        for e in ctx.experiments {
+            let Some(q) = &e.quality else { continue };
+            measured_b.extend(coeff(q.kld, q.top1));
+            if let Ok(r) = Recipe::from_json(&e.recipe) {
+                let predicted = s.predicted_kld(ctx.model, &r);
+                if predicted.is_finite() && predicted > 1e-9 && q.kld > 1e-9 {
+                    ratios.push(q.kld / predicted);
+                }
+            }
+        }
+        let b = median(&mut measured_b).unwrap_or_else(|| {
+            let mut probes: Vec<f64> = s
+                .tensors
+                .iter()
+                .filter_map(|t| coeff(t.kld, t.top1))
+                .collect();
+            median(&mut probes).unwrap_or(1.0)
+        });
+        QualityFit {
+            b,
+            scale: median(&mut ratios).unwrap_or(1.0),
+        }
+    }
+
+    fn top1(&self, predicted_kld: f64) -> f64 {
+        (-self.b * (self.scale * predicted_kld).sqrt()).exp()
+    }
 }
 
 fn median(v: &mut Vec<f64>) -> Option<f64> {

@@ -32,12 +32,12 @@ pub fn run(
     let calib = match (r.needs_calibration(), imatrix) {
         (_, Some(p)) => Some(Calibration::load(p)?),
         (true, None) => {
-            let text = super::root::resolve_calib_text(calib_text)?;
+            let text = crate::texts::calib_text(calib_text)?;
             let spec = CalibrationSpec::new(&text, threads);
             Some(calibration::ensure(
                 &info,
                 &spec,
-                &crate::home::subdir("calibration")?,
+                &crate::home::cache_subdir("calibration")?,
             )?)
         }
         (false, None) => None,

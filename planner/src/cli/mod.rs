@@ -82,18 +82,23 @@ pub struct RootArgs {
     /// Debug logging (same as RUST_LOG=debug).
     #[arg(long)]
     pub debug: bool,
-    /// Held-out text for quality (default: $SINTRA_EVAL_TEXT, ./data/eval.txt or ../shared/data/eval.txt).
+    /// Held-out text for quality (default: $SINTRA_EVAL_TEXT, else eval.txt from the setup
+    /// script's cache, .cache/data).
     #[arg(long)]
     pub eval_text: Option<PathBuf>,
     /// Calibration text for importance matrices and pruning statistics (default:
-    /// $SINTRA_CALIB_TEXT, ./data/calibration.txt or ../shared/data/calibration.txt). Never the
-    /// held-out text.
+    /// $SINTRA_CALIB_TEXT, else calibration.txt from the setup script's cache, .cache/data).
+    /// Never the held-out text.
     #[arg(long)]
     pub calib_text: Option<PathBuf>,
-    /// Measure each weight matrix's sensitivity (KL divergence of lowering it, on the
-    /// calibration text; minutes on first use, cached per model) and let the heuristic propose
-    /// mixes that spend bits where they buy the most quality.
+    /// Skip the sensitivity pass. By default each weight matrix's sensitivity is measured
+    /// (KL divergence of lowering it, on the calibration text; minutes on first use, cached per
+    /// model in $SINTRA_CACHE) and the bit allocator proposes the mixes that reach the accuracy
+    /// target with the fewest bytes.
     #[arg(long)]
+    pub no_sensitivity: bool,
+    /// The sensitivity pass (the default; kept so that older command lines still work).
+    #[arg(long, hide = true, conflicts_with = "no_sensitivity")]
     pub sensitivity: bool,
     /// 512-token windows of the held-out text scored per candidate (each scores 255 positions;
     /// more windows, steadier top-1 and KLD, slower iterations).

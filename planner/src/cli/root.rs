@@ -63,15 +63,15 @@ pub fn run(a: RootArgs) -> Result<()> {
         eval_text: if a.mock {
             None
         } else {
-            Some(resolve_eval_text(a.eval_text.as_deref())?)
+            Some(crate::texts::eval_text(a.eval_text.as_deref())?)
         },
         eval_chunks: a.eval_chunks.max(1),
         calib_text: if a.mock {
             None
         } else {
-            resolve_calib_text(a.calib_text.as_deref()).ok()
+            crate::texts::calib_text(a.calib_text.as_deref()).ok()
         },
-        sensitivity: a.sensitivity && !a.mock,
+        sensitivity: !a.no_sensitivity && !a.mock,
         bench: BenchSpec {
             n_prompt: 64,
             n_gen: 32,
@@ -87,20 +87,28 @@ pub fn run(a: RootArgs) -> Result<()> {
     let mut measured = None;
     if !config.mock {
         let mut m = wire_measurer(&profile, &config, &model)?;
-        if a.target_speedup.is_some() || crate::targets::speed_is_derived(&profile, a.target_tps) {
-            let speed = m.bench_file(&model.path).with_context(|| {
-                format!(
-                    "benchmarking the original model {} to derive the speed target (or give --target-tps)",
-                    model.path.display()
-                )
-            })?;
-            measured = Some(crate::targets::MeasuredOriginal {
-                tg_tps: speed.tg_tps,
-                device: m.speed_device(),
-            });
-            // The original is mapped now: score it for the quality baseline too.
-            m.ensure_base()?;
-        }
+        // The original is measured by the protocol in every real run: it is the reference that
+        // each candidate's interleaved rounds are scaled to, and a derived target comes from it.
+        let speed = m.measure_original().with_context(|| {
+            format!(
+                "benchmarking the original model {} on the device",
+                model.path.display()
+            )
+        })?;
+        println!(
+            "original on {}: {}{}",
+            m.speed_device(),
+            speed.tg.map_or(format!("{:.2} tok/s", speed.tg_tps), |t| t
+                .describe("tok/s")),
+            load_note(speed.load.as_ref())
+        );
+        measured = Some(crate::targets::MeasuredOriginal {
+            tg_tps: speed.tg_tps,
+            spread: speed.tg,
+            device: m.speed_device(),
+        });
+        // The original is mapped now: score it for the quality baseline too.
+        m.ensure_base(config.eval_chunks)?;
         measure = Some(m);
     }
     let mut targets = crate::targets::resolve(
@@ -113,10 +121,12 @@ pub fn run(a: RootArgs) -> Result<()> {
     if let (Some(x), Some(m)) = (a.target_speedup, &measured) {
         targets.min_tps = ((x * m.tg_tps) * 100.0).floor() / 100.0;
         targets.min_tps_source = format!(
-            "--target-speedup {x}: {x} x the original's {:.2} tok/s measured on {} in this session",
-            m.tg_tps, m.device
+            "--target-speedup {x}: {x} x the original's {} on {} in this session",
+            m.describe(),
+            m.device
         );
     }
+    targets.reference_tps = measured.as_ref().map(|m| m.tg_tps);
     let mut cp = Checkpoint {
         format_version: FORMAT_VERSION,
         run_id,
@@ -175,6 +185,17 @@ fn resume(id: &str, a: &RootArgs) -> Result<()> {
     execute(&mut cp, &model, None)
 }
 
+/// `, while other processes used 12% of the CPU (load average 0.40)`, or nothing.
+pub fn load_note(load: Option<&formats::wire::MachineLoad>) -> String {
+    load.map_or(String::new(), |l| {
+        format!(
+            ", while other processes used {:.0}% of the CPU (load average {:.2})",
+            100.0 * l.others_cpu_share,
+            l.load_avg_1m
+        )
+    })
+}
+
 /// Run the loop; `measure`: the measurer already opened (else one is made for `cp`).
 fn execute(cp: &mut Checkpoint, model: &ModelInfo, measure: Option<WireMeasurer>) -> Result<()> {
     let home = crate::home::sintra_home()?;
@@ -189,7 +210,13 @@ fn execute(cp: &mut Checkpoint, model: &ModelInfo, measure: Option<WireMeasurer>
                 spec: cp.config.bench,
             })
         }
-        None => Box::new(wire_measurer(&cp.profile, &cp.config, model)?),
+        None => {
+            let mut m = wire_measurer(&cp.profile, &cp.config, model)?;
+            if let Some(r) = cp.targets.reference_tps {
+                m.set_reference(r);
+            }
+            Box::new(m)
+        }
     };
     history.start_run(
         &cp.run_id,
@@ -211,7 +238,7 @@ fn execute(cp: &mut Checkpoint, model: &ModelInfo, measure: Option<WireMeasurer>
         let c = crate::calibration::ensure(
             model,
             &crate::calibration::CalibrationSpec::new(&text, threads),
-            &crate::home::subdir("calibration")?,
+            &crate::home::cache_subdir("calibration")?,
         )?;
         let s = crate::sensitivity::ensure(
             model,
@@ -223,7 +250,7 @@ fn execute(cp: &mut Checkpoint, model: &ModelInfo, measure: Option<WireMeasurer>
                 threads,
                 imatrix: true,
             },
-            &crate::home::subdir("sensitivity")?,
+            &crate::home::cache_subdir("sensitivity")?,
         )?;
         (Some(c), Some(s))
     } else {
@@ -271,11 +298,10 @@ fn wire_measurer(profile: &Profile, config: &RunConfig, model: &ModelInfo) -> Re
         .eval_text
         .clone()
         .context("checkpoint has no eval text for a real run")?;
-    let base = crate::home::subdir("cache")?.join(format!(
-        "logits-{}-{}-c{EVAL_CTX}-k{}.bin",
+    let base = crate::home::cache_subdir("cache")?.join(format!(
+        "logits-{}-{}-c{EVAL_CTX}",
         model.fingerprint,
         file_hash(&text)?,
-        config.eval_chunks
     ));
     // Quality runs here: the device's thread count means nothing on this host (0: all cores).
     let quality_threads = if device.is_some() {
@@ -349,61 +375,6 @@ pub fn resolve_model(id: Option<&str>, file: Option<&str>) -> Result<PathBuf> {
         return Ok(got.path);
     }
     bail!("model '{id}' not found (not a file, nor in the model cache)")
-}
-
-/// The held-out text: the flag, `$SINTRA_EVAL_TEXT`, `./data/eval.txt` or `../shared/data/eval.txt`.
-pub fn resolve_eval_text(flag: Option<&Path>) -> Result<PathBuf> {
-    resolve_text(
-        flag,
-        "--eval-text",
-        "SINTRA_EVAL_TEXT",
-        "eval.txt",
-        "held-out text for quality",
-    )
-}
-
-/// The calibration text: the flag, `$SINTRA_CALIB_TEXT`, `./data/calibration.txt` or
-/// `../shared/data/calibration.txt`.
-pub fn resolve_calib_text(flag: Option<&Path>) -> Result<PathBuf> {
-    resolve_text(
-        flag,
-        "--calib-text",
-        "SINTRA_CALIB_TEXT",
-        "calibration.txt",
-        "calibration text",
-    )
-}
-
-fn resolve_text(
-    flag: Option<&Path>,
-    flag_name: &str,
-    env: &str,
-    file: &str,
-    what: &str,
-) -> Result<PathBuf> {
-    if let Some(p) = flag {
-        if !p.is_file() {
-            bail!("{flag_name} {}: no such file", p.display());
-        }
-        return Ok(p.to_path_buf());
-    }
-    let mut tried = Vec::new();
-    let mut cands: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os(env) {
-        cands.push(p.into());
-    }
-    cands.push(format!("data/{file}").into());
-    cands.push(format!("../shared/data/{file}").into());
-    for c in cands {
-        if c.is_file() {
-            return Ok(std::fs::canonicalize(&c).unwrap_or(c));
-        }
-        tried.push(c.display().to_string());
-    }
-    bail!(
-        "no {what} (tried {}): pass {flag_name} FILE",
-        tried.join(", ")
-    )
 }
 
 fn file_hash(p: &Path) -> Result<String> {

@@ -30,6 +30,9 @@ impl Measurer for MockMeasurer {
             latency_ms: 1000.0 * self.spec.n_prompt as f64 / pp,
             peak_rss_bytes: Some(c.size_bytes + (64 << 20)),
             measured_on: "mock".into(),
+            tg: None,
+            load: None,
+            baseline: None,
         })
     }
 
@@ -47,10 +50,13 @@ impl Measurer for MockMeasurer {
         let ppl = ppl_base * kld.exp();
         Ok(Quality {
             kld,
+            kld_se: 0.0,
             top1: (-0.5 * kld.sqrt()).exp(),
+            top1_se: 0.0,
             ppl,
             ppl_base,
             delta_ppl: ppl - ppl_base,
+            windows: 0,
         })
     }
 }

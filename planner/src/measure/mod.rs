@@ -4,6 +4,7 @@
 //! documented formula.
 
 pub mod mock;
+pub mod stats;
 pub mod wire;
 
 use crate::model_info::ModelInfo;
@@ -21,13 +22,23 @@ pub struct BenchSpec {
     pub threads: u32,
 }
 
-/// Speed of one candidate on the device.
+/// Speed of one candidate on the device, measured by the protocol of [`wire`]: a discarded
+/// warm-up, rounds of repetitions until the median is known to within
+/// [`stats::SETTLED_REL`], outliers left out and re-run, the original interleaved with the
+/// candidate, and the machine's load recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Speed {
-    /// Generation, tokens per second (mean over repetitions).
+    /// Generation, tokens per second: the figure the targets are judged on. The median of the
+    /// candidate's repetitions; when the original was measured interleaved with it, that median
+    /// times `reference / original's interleaved median`, so that a machine that slowed down
+    /// (or sped up) meanwhile moves neither the candidate nor the verdict.
     pub tg_tps: f64,
+    /// Sample standard deviation of the generation repetitions.
     pub tg_sd: f64,
-    /// Prompt processing, tokens per second.
+    /// The candidate's own generation samples, summarized (not rescaled).
+    #[serde(default)]
+    pub tg: Option<stats::Spread>,
+    /// Prompt processing, tokens per second (median).
     pub pp_tps: f64,
     /// Time to the first token of the prompt: `n_prompt / pp_tps`, milliseconds.
     pub latency_ms: f64,
@@ -35,19 +46,55 @@ pub struct Speed {
     pub peak_rss_bytes: Option<u64>,
     /// Where it was measured (`host`, `mock`, a device name).
     pub measured_on: String,
+    /// The device's load during the measurement (the busiest round), when it reports it.
+    #[serde(default)]
+    pub load: Option<formats::wire::MachineLoad>,
+    /// The original, re-measured in rounds interleaved with this candidate's.
+    #[serde(default)]
+    pub baseline: Option<Baseline>,
 }
 
-/// Quality of one candidate against the original model on held-out text.
+/// The original model re-measured beside a candidate.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Baseline {
+    /// The original's generation samples in the candidate's rounds.
+    pub tg: stats::Spread,
+    /// The run's reference figure for the original (measured before the loop).
+    pub reference_tps: f64,
+    /// Candidate median / original median, same rounds.
+    pub ratio: f64,
+}
+
+/// Quality of one candidate against the original model on held-out text. Every figure has its
+/// standard error (llama.cpp's `±`), from the scored positions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Quality {
     /// Mean KL divergence of the candidate's next-token distribution from the original's.
     pub kld: f64,
+    #[serde(default)]
+    pub kld_se: f64,
     /// Fraction of positions where both models' most likely token agree (the accuracy score).
     pub top1: f64,
+    #[serde(default)]
+    pub top1_se: f64,
     pub ppl: f64,
     pub ppl_base: f64,
     /// `ppl - ppl_base`.
     pub delta_ppl: f64,
+    /// Windows of held-out text scored.
+    #[serde(default)]
+    pub windows: u32,
+}
+
+impl Quality {
+    /// `0.8412 ± 0.0162`.
+    pub fn top1_text(&self) -> String {
+        format!("{:.4} ± {:.4}", self.top1, self.top1_se)
+    }
+    /// `0.04512 ± 0.00210`.
+    pub fn kld_text(&self) -> String {
+        format!("{:.5} ± {:.5}", self.kld, self.kld_se)
+    }
 }
 
 /// A written (or, under `--mock`, only planned) candidate model.
@@ -68,6 +115,11 @@ pub trait Measurer {
     fn bench(&mut self, c: &Candidate<'_>) -> Result<Speed>;
     /// The candidate's quality against the original model, on the host.
     fn quality(&mut self, c: &Candidate<'_>) -> Result<Quality>;
+    /// The quality of a written candidate over more windows of held-out text, when its figures
+    /// and another's are within each other's noise. The default scores nothing more.
+    fn quality_more(&mut self, _path: &Path) -> Result<Option<Quality>> {
+        Ok(None)
+    }
     /// End the runtime sessions; a line saying how many were opened, if any were.
     fn shutdown(&mut self) -> Option<String> {
         None

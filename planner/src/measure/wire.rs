@@ -14,15 +14,24 @@
 //! A runtime that dies, hangs or garbles the stream fails the experiment being measured (the
 //! loop records it); the session is dropped and the next measurement starts a fresh one.
 
-use super::{BenchSpec, Candidate, Measurer, Quality, Speed};
+use super::{stats, Baseline, BenchSpec, Candidate, Measurer, Quality, Speed};
 use crate::device::{text_for_windows, DeviceError, DeviceSpec, Session, Transport};
 use anyhow::{bail, Context, Result};
-use formats::wire::{BenchRequest, LogitsMode, PerplexityRequest, Progress};
+use formats::wire::{BenchRequest, BenchResult, LogitsMode, PerplexityRequest, Progress};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The name every candidate takes on a remote device (one file, replaced each time).
 const REMOTE_CANDIDATE: &str = "candidate.gguf";
+/// The original's name there (uploaded once: it is re-measured beside every candidate).
+const REMOTE_ORIGINAL: &str = "original.gguf";
+/// Rounds of repetitions at most per measurement (each round is one benchmark request).
+const MAX_ROUNDS: u32 = 6;
+/// Rounds at least: the original and the candidate each measured twice, interleaved.
+const MIN_ROUNDS: u32 = 2;
+/// Held-out windows scored when two figures are within each other's noise: this many times
+/// the run's `--eval-chunks`.
+pub const MORE_WINDOWS: u32 = 4;
 
 /// One runtime: its session, opened on first use and dropped when the runtime is lost.
 #[derive(Debug)]
@@ -83,13 +92,14 @@ impl Runtime {
         r
     }
 
-    /// Map `model` in the session unless it is mapped already.
-    fn load(&mut self, model: &Path) -> Result<(), DeviceError> {
+    /// Map `model` in the session unless it is mapped already; on a remote device it is kept
+    /// as `remote_name` (uploaded only when its SHA-256 there differs).
+    fn load(&mut self, model: &Path, remote_name: &str) -> Result<(), DeviceError> {
         if self.loaded.as_deref() == Some(model) {
             return Ok(());
         }
         let name = match &self.spec.transport {
-            Transport::Ssh(_) => REMOTE_CANDIDATE.to_string(),
+            Transport::Ssh(_) => remote_name.to_string(),
             _ => String::new(),
         };
         self.loaded = None;
@@ -130,44 +140,54 @@ fn progress(pb: &indicatif::ProgressBar, what: &str) -> impl FnMut(&Progress) {
 pub struct QualitySpec {
     /// The original model, the reference.
     pub original: PathBuf,
-    /// The held-out text, already cut to what the windows need.
+    /// The held-out text, already cut to what the most windows need.
     pub text: String,
     /// Window size, tokens.
     pub n_ctx: u32,
-    /// Windows scored.
+    /// Windows scored per candidate (more, [`MORE_WINDOWS`] times as many, when figures are
+    /// within the noise).
     pub chunks: u32,
     pub threads: u32,
-    /// Where the original's log-probabilities are kept (written once, atomically).
-    pub base_logits: PathBuf,
+    /// Where the original's log-probabilities are kept (one file per number of windows, written
+    /// once, atomically): this path with `-k{windows}.bin` appended.
+    pub base_logits_prefix: PathBuf,
 }
 
 impl QualitySpec {
-    /// Read the held-out text and cut it to `chunks` windows of `n_ctx` tokens.
+    /// Read the held-out text and cut it to what `MORE_WINDOWS * chunks` windows of `n_ctx`
+    /// tokens need.
     pub fn new(
         original: &Path,
         text_file: &Path,
         n_ctx: u32,
         chunks: u32,
         threads: u32,
-        base_logits: PathBuf,
+        base_logits_prefix: PathBuf,
     ) -> Result<QualitySpec> {
         let text = std::fs::read_to_string(text_file)
             .with_context(|| format!("reading the held-out text {}", text_file.display()))?;
         Ok(QualitySpec {
             original: original.to_path_buf(),
-            text: text_for_windows(&text, n_ctx, chunks).to_string(),
+            text: text_for_windows(&text, n_ctx, MORE_WINDOWS * chunks).to_string(),
             n_ctx,
             chunks,
             threads,
-            base_logits,
+            base_logits_prefix,
         })
     }
 
-    fn request(&self, logits: LogitsMode) -> PerplexityRequest {
+    /// The original's log-probabilities over `windows` windows.
+    pub fn base_logits(&self, windows: u32) -> PathBuf {
+        let mut p = self.base_logits_prefix.clone().into_os_string();
+        p.push(format!("-k{windows}.bin"));
+        p.into()
+    }
+
+    fn request(&self, windows: u32, logits: LogitsMode) -> PerplexityRequest {
         PerplexityRequest {
-            text: self.text.clone(),
+            text: text_for_windows(&self.text, self.n_ctx, windows).to_string(),
             n_ctx: self.n_ctx,
-            max_chunks: Some(self.chunks),
+            max_chunks: Some(windows),
             threads: self.threads,
             logits,
         }
@@ -183,6 +203,8 @@ pub struct WireMeasurer {
     device: Option<Runtime>,
     bench: BenchSpec,
     quality: QualitySpec,
+    /// The original's generation speed, measured before the loop (the run's reference).
+    reference_tps: Option<f64>,
 }
 
 impl WireMeasurer {
@@ -205,6 +227,7 @@ impl WireMeasurer {
             device: device.map(Runtime::new),
             bench,
             quality,
+            reference_tps: None,
         }
     }
 
@@ -217,9 +240,8 @@ impl WireMeasurer {
         }
     }
 
-    /// Benchmark a model file on the profile's device (candidates, and the original before the
-    /// loop to measure the device's efficiency).
-    pub fn bench_file(&mut self, path: &Path) -> Result<Speed> {
+    /// One round: a benchmark request of `reps` repetitions (after the runtime's warm-up).
+    fn bench_round(&mut self, path: &Path, remote_name: &str, what: &str) -> Result<BenchResult> {
         let s = self.bench;
         let req = BenchRequest {
             n_prompt: s.n_prompt,
@@ -228,42 +250,109 @@ impl WireMeasurer {
             repetitions: s.reps.max(1),
             kv_f32: false,
         };
-        let on = self.speed_device();
-        let what = format!("benchmarking on {on}");
         let rt = self.device.as_mut().unwrap_or(&mut self.host);
-        let pb = spinner(&what);
-        let r = rt.load(path).and_then(|()| {
-            let mut on_progress = progress(&pb, &what);
+        let pb = spinner(what);
+        let r = rt.load(path, remote_name).and_then(|()| {
+            let mut on_progress = progress(&pb, what);
             rt.call(|sess| sess.bench(req, &mut on_progress))
         });
         pb.finish_and_clear();
-        speed_from(&r?, s.n_prompt, on)
+        Ok(r?)
     }
 
-    /// Save the original's log-probabilities unless they are cached (done by the first quality
-    /// measurement otherwise; call it while the original is loaded to spare a reload).
-    pub fn ensure_base(&mut self) -> Result<()> {
+    /// The measurement protocol for `path` on the profile's device: rounds of repetitions (each
+    /// after a discarded warm-up) until the median is known to within
+    /// [`stats::SETTLED_REL`] or [`MAX_ROUNDS`], outliers left out (and so re-run: a round is
+    /// added while too few samples remain); with `interleave`, the original is measured in
+    /// rounds alternating with the candidate's, and the candidate's figure is scaled by the
+    /// original's drift from the run's reference.
+    fn measure(&mut self, path: &Path, interleave: bool) -> Result<Speed> {
+        let on = self.speed_device();
+        let original = self.quality.original.clone();
+        let interleave = interleave && self.reference_tps.is_some() && path != original;
+        let mut cand: Vec<BenchResult> = Vec::new();
+        let mut base: Vec<BenchResult> = Vec::new();
+        for round in 1..=MAX_ROUNDS {
+            if interleave {
+                let what =
+                    format!("benchmarking the original on {on} (round {round}, interleaved)");
+                base.push(self.bench_round(&original, REMOTE_ORIGINAL, &what)?);
+            }
+            let name = if path == original {
+                REMOTE_ORIGINAL
+            } else {
+                REMOTE_CANDIDATE
+            };
+            let what = format!("benchmarking on {on} (round {round})");
+            cand.push(self.bench_round(path, name, &what)?);
+            let settled = |rs: &[BenchResult]| {
+                samples(rs, true)
+                    .and_then(|v| stats::Spread::of(&v))
+                    .is_some_and(|sp| sp.settled())
+            };
+            if round >= MIN_ROUNDS && settled(&cand) && (!interleave || settled(&base)) {
+                break;
+            }
+        }
+        let mut speed = speed_from(&cand, self.bench.n_prompt, on)?;
+        if interleave {
+            let reference_tps = self.reference_tps.expect("checked");
+            let tg = samples(&base, true)
+                .and_then(|v| stats::Spread::of(&v))
+                .context("the original's interleaved rounds gave no generation samples")?;
+            let own = speed.tg_tps;
+            speed.tg_tps = own * reference_tps / tg.median;
+            speed.baseline = Some(Baseline {
+                tg,
+                reference_tps,
+                ratio: own / tg.median,
+            });
+        }
+        Ok(speed)
+    }
+
+    /// Measure the original model by the protocol and keep it as the run's reference, against
+    /// which every candidate's interleaved rounds are scaled.
+    pub fn measure_original(&mut self) -> Result<Speed> {
+        let original = self.quality.original.clone();
+        let s = self.measure(&original, false)?;
+        self.reference_tps = Some(s.tg_tps);
+        Ok(s)
+    }
+
+    /// A reference measured earlier (a resumed run keeps its own).
+    pub fn set_reference(&mut self, tps: f64) {
+        self.reference_tps = Some(tps);
+    }
+
+    /// Save the original's log-probabilities over `windows` windows unless they are cached
+    /// (done by the first quality measurement otherwise; call it while the original is loaded
+    /// to spare a reload).
+    pub fn ensure_base(&mut self, windows: u32) -> Result<()> {
         let q = &self.quality;
-        if q.base_logits.is_file() {
+        let path = q.base_logits(windows);
+        if path.is_file() {
             return Ok(());
         }
-        if let Some(d) = q.base_logits.parent() {
+        if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
-        let tmp = q
-            .base_logits
-            .with_extension(format!("tmp-{}", std::process::id()));
-        let req = q.request(LogitsMode::Save {
-            path: tmp.display().to_string(),
-        });
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let req = q.request(
+            windows,
+            LogitsMode::Save {
+                path: tmp.display().to_string(),
+            },
+        );
         let original = q.original.clone();
-        let pb = spinner("scoring the original model");
+        let what = format!("scoring the original model ({windows} windows)");
+        let pb = spinner(&what);
         let r = self
             .host
-            .load(&original)
+            .load(&original, REMOTE_ORIGINAL)
             .map_err(anyhow::Error::from)
             .and_then(|()| {
-                let mut on = progress(&pb, "scoring the original model");
+                let mut on = progress(&pb, &what);
                 Ok(self.host.call(|s| s.perplexity(req, &mut on))?)
             });
         pb.finish_and_clear();
@@ -274,18 +363,57 @@ impl WireMeasurer {
                 return Err(e.context(format!("scoring the original model {}", original.display())));
             }
         };
-        if r.n_chunks < self.quality.chunks {
+        if r.n_chunks < windows {
             let _ = std::fs::remove_file(&tmp);
             bail!(
-                "the held-out text gave {} windows of {} tokens, fewer than the {} asked for (--eval-chunks)",
+                "the held-out text gave {} windows of {} tokens, fewer than the {windows} asked for (--eval-chunks {} and up to {MORE_WINDOWS} times that)",
                 r.n_chunks,
                 self.quality.n_ctx,
                 self.quality.chunks
             );
         }
-        std::fs::rename(&tmp, &self.quality.base_logits)
-            .with_context(|| format!("renaming into {}", self.quality.base_logits.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("renaming into {}", path.display()))?;
         Ok(())
+    }
+
+    /// Quality of `path` over `windows` windows of the held-out text.
+    fn score(&mut self, path: &Path, windows: u32) -> Result<Quality> {
+        self.ensure_base(windows)?;
+        let req = self.quality.request(
+            windows,
+            LogitsMode::KlDivergence {
+                base_path: self.quality.base_logits(windows).display().to_string(),
+            },
+        );
+        let what = format!("evaluating quality on the host ({windows} windows)");
+        let pb = spinner(&what);
+        let host = &mut self.host;
+        let r = host.load(path, REMOTE_CANDIDATE).and_then(|()| {
+            let mut on = progress(&pb, &what);
+            host.call(|s| s.perplexity(req, &mut on))
+        });
+        pb.finish_and_clear();
+        let r = r?;
+        let k = r
+            .kld
+            .context("the runtime answered a kl-divergence run without kl divergence")?;
+        if r.n_chunks < windows {
+            bail!(
+                "the candidate scored {} windows, fewer than the {windows} of the original",
+                r.n_chunks
+            );
+        }
+        Ok(Quality {
+            kld: k.kld_mean,
+            kld_se: k.kld_err,
+            top1: k.same_top,
+            top1_se: k.same_top_err,
+            ppl: r.ppl,
+            ppl_base: k.ppl_base,
+            delta_ppl: r.ppl - k.ppl_base,
+            windows,
+        })
     }
 
     /// End the sessions politely (the runtimes exit).
@@ -303,67 +431,70 @@ impl Drop for WireMeasurer {
     }
 }
 
-/// Speed from a bench result: the tg run, the pp run.
-pub fn speed_from(b: &formats::wire::BenchResult, n_prompt: u32, on: String) -> Result<Speed> {
-    let run = |gen: bool| {
-        b.runs
-            .iter()
-            .find(|r| if gen { r.n_gen > 0 } else { r.n_prompt > 0 })
-            .map(|r| r.mean_std())
+/// Every repetition's tokens/s of the generation (`gen`) or prompt runs of `rounds`.
+fn samples(rounds: &[BenchResult], gen: bool) -> Option<Vec<f64>> {
+    let v: Vec<f64> = rounds
+        .iter()
+        .flat_map(|b| {
+            b.runs
+                .iter()
+                .filter(move |r| if gen { r.n_gen > 0 } else { r.n_prompt > 0 })
+        })
+        .flat_map(|r| r.samples_tok_s.iter().copied())
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// Speed from the rounds of one file: medians over every repetition (outliers left out), the
+/// largest peak RSS, and the load of the busiest round.
+pub fn speed_from(rounds: &[BenchResult], n_prompt: u32, on: String) -> Result<Speed> {
+    let tg_samples =
+        samples(rounds, true).context("the runtime reported no generation (tg) run")?;
+    let pp_samples = samples(rounds, false).context("the runtime reported no prompt (pp) run")?;
+    let tg = stats::Spread::of(&tg_samples);
+    let pp = stats::Spread::of(&pp_samples);
+    let (Some(tg), Some(pp)) = (tg, pp) else {
+        bail!("the runtime reported a speed that is not positive (tg {tg_samples:?}, pp {pp_samples:?})");
     };
-    let (tg_tps, tg_sd) = run(true).context("the runtime reported no generation (tg) run")?;
-    let (pp_tps, _) = run(false).context("the runtime reported no prompt (pp) run")?;
-    if !(tg_tps.is_finite() && tg_tps > 0.0 && pp_tps.is_finite() && pp_tps > 0.0) {
-        bail!("the runtime reported a speed that is not positive (tg {tg_tps}, pp {pp_tps})");
+    let sd = formats::wire::BenchRun {
+        n_prompt: 0,
+        n_gen: 1,
+        samples_tok_s: tg_samples,
     }
+    .mean_std()
+    .1;
+    let peak = rounds.iter().map(|b| b.peak_rss_bytes).max().unwrap_or(0);
+    let load = rounds
+        .iter()
+        .filter_map(|b| b.load)
+        .max_by(|a, b| a.others_cpu_share.total_cmp(&b.others_cpu_share));
     Ok(Speed {
-        tg_tps,
-        tg_sd,
-        pp_tps,
-        latency_ms: 1000.0 * n_prompt as f64 / pp_tps,
-        peak_rss_bytes: (b.peak_rss_bytes > 0).then_some(b.peak_rss_bytes),
+        tg_tps: tg.median,
+        tg_sd: sd,
+        tg: Some(tg),
+        pp_tps: pp.median,
+        latency_ms: 1000.0 * n_prompt as f64 / pp.median,
+        peak_rss_bytes: (peak > 0).then_some(peak),
         measured_on: on,
+        load,
+        baseline: None,
     })
 }
 
 impl Measurer for WireMeasurer {
     fn bench(&mut self, c: &Candidate<'_>) -> Result<Speed> {
         let path = c.path.context("a benchmark needs a written model")?;
-        self.bench_file(path)
+        self.measure(path, true)
     }
 
     fn quality(&mut self, c: &Candidate<'_>) -> Result<Quality> {
         let path = c.path.context("quality needs a written model")?;
-        self.ensure_base()?;
-        let req = self.quality.request(LogitsMode::KlDivergence {
-            base_path: self.quality.base_logits.display().to_string(),
-        });
-        let what = "evaluating quality on the host";
-        let pb = spinner(what);
-        let host = &mut self.host;
-        let r = host.load(path).and_then(|()| {
-            let mut on = progress(&pb, what);
-            host.call(|s| s.perplexity(req, &mut on))
-        });
-        pb.finish_and_clear();
-        let r = r?;
-        let k = r
-            .kld
-            .context("the runtime answered a kl-divergence run without kl divergence")?;
-        if r.n_chunks < self.quality.chunks {
-            bail!(
-                "the candidate scored {} windows, fewer than the {} of the original",
-                r.n_chunks,
-                self.quality.chunks
-            );
-        }
-        Ok(Quality {
-            kld: k.kld_mean,
-            top1: k.same_top,
-            ppl: r.ppl,
-            ppl_base: k.ppl_base,
-            delta_ppl: r.ppl - k.ppl_base,
-        })
+        self.score(path, self.quality.chunks)
+    }
+
+    fn quality_more(&mut self, path: &Path) -> Result<Option<Quality>> {
+        self.score(path, MORE_WINDOWS * self.quality.chunks)
+            .map(Some)
     }
 
     fn shutdown(&mut self) -> Option<String> {
@@ -382,11 +513,10 @@ impl Measurer for WireMeasurer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use formats::wire::{BenchResult, BenchRun};
+    use formats::wire::{BenchRun, MachineLoad};
 
-    #[test]
-    fn speed_from_a_bench_result() {
-        let b = BenchResult {
+    fn round(pp: &[f64], tg: &[f64], busy: f64) -> BenchResult {
+        BenchResult {
             isa: "avx2".into(),
             threads: 2,
             kv_type: "f16".into(),
@@ -394,26 +524,46 @@ mod tests {
                 BenchRun {
                     n_prompt: 64,
                     n_gen: 0,
-                    samples_tok_s: vec![320.0, 321.0],
+                    samples_tok_s: pp.to_vec(),
                 },
                 BenchRun {
                     n_prompt: 0,
                     n_gen: 32,
-                    samples_tok_s: vec![40.0, 42.0],
+                    samples_tok_s: tg.to_vec(),
                 },
             ],
             peak_rss_bytes: 120,
-        };
-        let s = speed_from(&b, 64, "host".into()).unwrap();
-        assert_eq!((s.tg_tps, s.pp_tps), (41.0, 320.5));
-        assert!((s.tg_sd - 2f64.sqrt()).abs() < 1e-12);
+            load: Some(MachineLoad {
+                load_avg_1m: 1.0,
+                others_cpu_share: busy,
+            }),
+        }
+    }
+
+    #[test]
+    fn speed_from_rounds_takes_medians_and_leaves_outliers_out() {
+        let rounds = [
+            round(&[320.0, 321.0, 322.0], &[40.0, 42.0, 41.0], 0.01),
+            round(&[319.0, 320.5, 321.0], &[41.0, 12.0, 41.5], 0.30),
+        ];
+        let s = speed_from(&rounds, 64, "host".into()).unwrap();
+        let tg = s.tg.unwrap();
+        assert_eq!((tg.n, tg.outliers), (5, 1), "{tg:?}");
+        assert_eq!(s.tg_tps, 41.0);
+        assert_eq!(s.pp_tps, 320.75);
+        assert!((s.latency_ms - 1000.0 * 64.0 / 320.75).abs() < 1e-9);
         assert_eq!(s.peak_rss_bytes, Some(120));
-        assert!((s.latency_ms - 1000.0 * 64.0 / 320.5).abs() < 1e-9);
-        let mut no_tg = b.clone();
+        assert_eq!(
+            s.load.unwrap().others_cpu_share,
+            0.30,
+            "the busiest round's load"
+        );
+        let mut no_tg = rounds[0].clone();
         no_tg.runs.pop();
-        assert!(format!("{:#}", speed_from(&no_tg, 64, "h".into()).unwrap_err()).contains("(tg)"));
-        let mut zero = b;
-        zero.runs[1].samples_tok_s = vec![0.0];
-        assert!(speed_from(&zero, 64, "h".into()).is_err());
+        assert!(
+            format!("{:#}", speed_from(&[no_tg], 64, "h".into()).unwrap_err()).contains("(tg)")
+        );
+        let zero = round(&[1.0], &[0.0], 0.0);
+        assert!(speed_from(&[zero], 64, "h".into()).is_err());
     }
 }
