@@ -62,8 +62,15 @@ impl Experiment {
     }
 }
 
+/// Whether two top-1 agreements are within two standard errors of their difference: neither
+/// can be called more accurate.
+pub fn within_noise(a: &Quality, b: &Quality) -> bool {
+    (a.top1 - b.top1).abs() < 2.0 * (a.top1_se.powi(2) + b.top1_se.powi(2)).sqrt()
+}
+
 /// `Greater` when `a` is better: passing beats failing; among passing, higher accuracy, then
-/// higher speed; among failing, fewer missed targets, then higher accuracy.
+/// higher speed (accuracies within each other's noise count as equal); among failing, fewer
+/// missed targets, then higher accuracy.
 pub fn compare(a: &Experiment, b: &Experiment) -> Ordering {
     let measured = |e: &Experiment| e.status == Status::Ok;
     let key = |e: &Experiment| {
@@ -75,9 +82,13 @@ pub fn compare(a: &Experiment, b: &Experiment) -> Ordering {
     };
     key(a).cmp(&key(b)).then_with(|| {
         let f = |x: Option<f64>| x.unwrap_or(f64::NEG_INFINITY);
-        f(a.top1())
-            .total_cmp(&f(b.top1()))
-            .then(f(a.tps()).total_cmp(&f(b.tps())))
+        let tie = matches!((&a.quality, &b.quality), (Some(qa), Some(qb)) if within_noise(qa, qb));
+        let accuracy = if tie {
+            Ordering::Equal
+        } else {
+            f(a.top1()).total_cmp(&f(b.top1()))
+        };
+        accuracy.then(f(a.tps()).total_cmp(&f(b.tps())))
     })
 }
 
@@ -137,7 +148,7 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
         .collect();
     match most(&accurate, &tps) {
         Some(e) => lines.push(format!(
-            "at the accuracy target (top-1 >= {:.3}) the fastest measured is {:.2} tok/s (#{} {}, top-1 {:.4}): `--target-tps {:.2}` keeps the accuracy target and is met",
+            "at the accuracy target (top-1 >= {:.4}) the fastest measured is {:.2} tok/s (#{} {}, top-1 {:.4}): `--target-tps {:.2}` keeps the accuracy target and is met",
             t.min_accuracy,
             tps(e),
             e.iteration,
@@ -148,7 +159,7 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
         None => {
             let a = most(&measured, &top1).expect("not empty");
             lines.push(format!(
-                "no recipe reached the accuracy target (top-1 >= {:.3}): the most accurate measured is #{} {} at top-1 {} ({:.2} tok/s)",
+                "no recipe reached the accuracy target (top-1 >= {:.4}): the most accurate measured is #{} {} at top-1 {} ({:.2} tok/s)",
                 t.min_accuracy,
                 a.iteration,
                 a.label,

@@ -25,6 +25,7 @@ pub mod optimize;
 pub mod profile;
 pub mod recipe;
 pub mod report;
+pub mod run;
 pub mod sensitivity;
 pub mod targets;
 pub mod texts;

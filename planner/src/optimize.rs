@@ -6,7 +6,6 @@
 //! reported with the Pareto front of everything tried.
 
 use crate::architect::{plan_key, Architect, Context};
-use crate::calibration::{self, Calibration, CalibrationSpec};
 use crate::checkpoint::Checkpoint;
 use crate::critic::judge;
 use crate::executor;
@@ -16,7 +15,7 @@ use crate::measure::{Candidate, Measurer};
 use crate::model_info::ModelInfo;
 use crate::recipe::{bytes_per_token, predicted_size};
 use crate::report;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
 
@@ -27,9 +26,9 @@ pub struct Loop<'a> {
     pub history: &'a History,
     pub architect: &'a mut dyn Architect,
     pub measure: &'a mut dyn Measurer,
-    /// The model's calibration statistics, computed (or read from the cache) the first time a
-    /// recipe needs them.
-    pub calibration: Option<Calibration>,
+    /// The model's calibration statistics, computed (or read from the cache) once, the first
+    /// time the sensitivity pass or a recipe needs them.
+    pub statistics: crate::run::Statistics,
     /// The sensitivity pass (`--sensitivity`), for the architect.
     pub sensitivity: Option<crate::sensitivity::Sensitivity>,
 }
@@ -79,7 +78,7 @@ impl Loop<'_> {
         self.cp.stop_reason = None;
         loop {
             if let Some(why) = stop_reason(self.cp) {
-                self.finish(&why)?;
+                crate::run::finish(self, &why)?;
                 return Ok(());
             }
             let iteration = self.cp.experiments.len() as u32 + 1;
@@ -95,7 +94,7 @@ impl Loop<'_> {
             };
             let proposal = self.architect.propose(&ctx)?;
             let Some(p) = proposal else {
-                self.finish("the architect has no untried recipe left")?;
+                crate::run::finish(self, "the architect has no untried recipe left")?;
                 return Ok(());
             };
             for x in &p.exchanges {
@@ -169,19 +168,12 @@ impl Loop<'_> {
             let written = if self.cp.config.mock {
                 None
             } else {
-                if p.recipe.needs_calibration() && self.calibration.is_none() {
-                    let text = self.cp.config.calib_text.clone().context(
-                        "the recipe needs calibration statistics and no calibration text was found (--calib-text)",
-                    )?;
-                    let spec = CalibrationSpec::new(&text, self.cp.config.bench.threads);
-                    self.calibration = Some(calibration::ensure(
-                        model,
-                        &spec,
-                        &crate::home::cache_subdir("calibration")?,
-                    )?);
-                }
-                let w =
-                    executor::execute(&p.recipe, model, &path, true, self.calibration.as_ref())?;
+                let calibration = if p.recipe.needs_calibration() {
+                    Some(self.statistics.calibration(model, &self.cp.config)?)
+                } else {
+                    None
+                };
+                let w = executor::execute(&p.recipe, model, &path, true, calibration)?;
                 e.size_bytes = w.bytes;
                 Some(path.as_path())
             };
@@ -216,22 +208,26 @@ impl Loop<'_> {
         let Some(q) = e.quality.clone() else {
             return Ok(());
         };
+        let default_windows = self.cp.config.eval_chunks;
         let target = self.cp.targets.min_accuracy;
         let near_target = (q.top1 - target).abs() < 2.0 * q.top1_se;
+        // The best so far, when this candidate is within the noise of it and one of the two
+        // was scored on the run's default windows only.
         let best = experiment::best(&self.cp.experiments)
             .filter(|b| {
-                b.quality.as_ref().is_some_and(|bq| {
-                    bq.windows == q.windows
-                        && (q.top1 - bq.top1).abs()
-                            < 2.0 * (q.top1_se.powi(2) + bq.top1_se.powi(2)).sqrt()
-                })
+                b.quality
+                    .as_ref()
+                    .is_some_and(|bq| experiment::within_noise(&q, bq))
             })
-            .map(|b| b.iteration);
+            .map(|b| (b.iteration, b.quality.as_ref().map_or(0, |bq| bq.windows)));
         if !near_target && best.is_none() {
             return Ok(());
         }
+        if q.windows > default_windows && best.is_none_or(|(_, w)| w > default_windows) {
+            return Ok(());
+        }
         let path = candidate_path(out_dir, e.iteration);
-        if path.is_file() {
+        if q.windows == default_windows && path.is_file() {
             if let Some(more) = self.measure.quality_more(&path)? {
                 self.history.trace(
                     &self.cp.run_id,
@@ -257,7 +253,10 @@ impl Loop<'_> {
             }
         }
         let best_file = out_dir.join("model.gguf");
-        if let (Some(i), true) = (best, best_file.is_file()) {
+        if let (Some((i, windows)), true) = (best, best_file.is_file()) {
+            if windows > default_windows {
+                return Ok(());
+            }
             if let Some(more) = self.measure.quality_more(&best_file)? {
                 if let Some(b) = self.cp.experiments.iter_mut().find(|b| b.iteration == i) {
                     if let Some(s) = &b.speed {
@@ -273,62 +272,6 @@ impl Loop<'_> {
                 }
             }
         }
-        Ok(())
-    }
-
-    fn finish(&mut self, why: &str) -> Result<()> {
-        self.cp.stop_reason = Some(why.to_string());
-        self.cp.save()?;
-        let out_dir = self.cp.config.output_dir.clone();
-        report::write(&out_dir, self.cp, &self.model.name)?;
-        let best = experiment::best(&self.cp.experiments);
-        self.history.finish_run(
-            &self.cp.run_id,
-            if best.is_some_and(Experiment::passes) {
-                "met"
-            } else {
-                "not met"
-            },
-            best.map(|b| b.iteration),
-        )?;
-        self.history.trace(&self.cp.run_id, "stopped", why)?;
-        if let Some(line) = self.measure.shutdown() {
-            println!("{line}");
-        }
-        println!("\n{}", report::table(self.cp));
-        println!("stopped: {why}");
-        if let Some(evidence) = experiment::infeasibility(&self.cp.experiments, &self.cp.targets) {
-            self.history
-                .trace(&self.cp.run_id, "targets not met", &evidence)?;
-            println!("targets not met:");
-            for l in evidence.lines() {
-                println!("  - {l}");
-            }
-        }
-        match best {
-            Some(b) => println!(
-                "best: #{} {} ({}) -> {}",
-                b.iteration,
-                b.label,
-                if b.passes() {
-                    "meets every target"
-                } else {
-                    "misses a target"
-                },
-                out_dir.display()
-            ),
-            None => println!("no experiment succeeded -> {}", out_dir.display()),
-        }
-        let mut outputs: Vec<String> = ["model.gguf", "recipe.json", "report.md", "pareto.svg"]
-            .iter()
-            .map(|f| out_dir.join(f))
-            .filter(|p| p.is_file())
-            .map(|p| p.display().to_string())
-            .collect();
-        if outputs.is_empty() {
-            outputs.push(out_dir.display().to_string());
-        }
-        println!("outputs: {}", outputs.join(", "));
         Ok(())
     }
 }
@@ -349,8 +292,16 @@ pub fn one_line(e: &Experiment) -> String {
             e.size_bytes as f64 / (1 << 20) as f64,
             s.tg_tps,
             s.baseline.map_or(String::new(), |b| format!(
-                " ({:.3}x the original in the same rounds)",
-                b.ratio
+                " ({:.3}x the original in the same rounds{})",
+                b.ratio,
+                if b.drift().abs() > crate::measure::DRIFT_NOTE {
+                    format!(
+                        ", which ran {:+.0}% from its reference: the machine's speed changed",
+                        100.0 * b.drift()
+                    )
+                } else {
+                    String::new()
+                }
             )),
             q.top1_text(),
             q.kld_text(),

@@ -111,7 +111,7 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "## Experiments\n\nSpeed: median of the repetitions after a warm-up, rounds added until its 95% interval is within 5%, outliers left out and re-run; the original is measured in rounds interleaved with each candidate's and the figure is scaled to the original's reference (the ratio column is candidate / original in the same rounds). Quality: top-1 agreement and KL divergence with one standard error over the windows scored (more windows when two figures are within two standard errors). Load: CPU share used by other processes during the measurement / 1-minute load average.\n\n| # | recipe | by | size MiB | bits/w | tok/s (range) | vs original | pp tok/s | latency ms | top-1 ± se | KLD ± se | ΔPPL | windows | load | targets |\n| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        "## Experiments\n\nSpeed: median of the repetitions after a warm-up, rounds added until its 95% interval is within 5%, outliers left out and re-run; the original is re-measured in rounds interleaved with each candidate's (the \"vs original\" column is candidate / original in the same rounds). Quality: top-1 agreement and KL divergence with one standard error over the windows scored (more windows when two figures are within two standard errors). Load: CPU share used by other processes during the measurement / 1-minute load average.\n\n| # | recipe | by | size MiB | bits/w | tok/s (range) | vs original | pp tok/s | latency ms | top-1 ± se | KLD ± se | ΔPPL | windows | load | targets |\n| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for e in exps {
         let _ = writeln!(s, "{}", row(e));
@@ -137,11 +137,12 @@ pub fn table(cp: &Checkpoint) -> String {
     let exps = &cp.experiments;
     let best_it = best(exps).map(|b| b.iteration);
     let f = |x: Option<f64>, p: usize| x.map_or("-".to_string(), |v| format!("{v:.p$}"));
-    let mut rows: Vec<[String; 8]> = vec![[
+    let mut rows: Vec<[String; 9]> = vec![[
         "#".into(),
         "recipe".into(),
         "MiB".into(),
         "tok/s (range)".into(),
+        "x orig".into(),
         "top-1 ± se".into(),
         "KLD ± se".into(),
         "dPPL".into(),
@@ -175,13 +176,14 @@ pub fn table(cp: &Checkpoint) -> String {
             e.label.clone(),
             format!("{:.1}", mib(e.size_bytes)),
             tps_text(e),
+            ratio_text(e),
             e.quality.as_ref().map_or("-".into(), |q| q.top1_text()),
             e.quality.as_ref().map_or("-".into(), |q| q.kld_text()),
             f(e.quality.as_ref().map(|q| q.delta_ppl), 3),
             verdict,
         ]);
     }
-    let mut w = [0usize; 8];
+    let mut w = [0usize; 9];
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
@@ -198,7 +200,7 @@ pub fn table(cp: &Checkpoint) -> String {
         for (i, c) in r.iter().enumerate() {
             let pad = w[i] - c.chars().count();
             // Text columns to the left, numbers to the right.
-            if matches!(i, 1 | 7) {
+            if matches!(i, 1 | 8) {
                 line += &format!("{c}{}  ", " ".repeat(pad));
             } else {
                 line += &format!("{}{c}  ", " ".repeat(pad));
@@ -234,10 +236,7 @@ fn row(e: &Experiment) -> String {
         mib(e.size_bytes),
         e.bpw,
         tps_text(e),
-        e.speed
-            .as_ref()
-            .and_then(|s| s.baseline)
-            .map_or("-".into(), |b| format!("{:.3}x", b.ratio)),
+        ratio_text(e),
         f(e.speed.as_ref().map(|s| s.pp_tps), 1),
         f(e.speed.as_ref().map(|s| s.latency_ms), 0),
         e.quality.as_ref().map_or("-".into(), |q| q.top1_text()),
@@ -259,7 +258,15 @@ fn row(e: &Experiment) -> String {
     )
 }
 
-/// `41.30 (40.1-42.0)`: the judged figure and the candidate's own min-max range.
+/// `1.066x`: the candidate's speed over the original's, measured in the same rounds.
+fn ratio_text(e: &Experiment) -> String {
+    e.speed
+        .as_ref()
+        .and_then(|s| s.baseline)
+        .map_or("-".into(), |b| format!("{:.3}x", b.ratio))
+}
+
+/// `41.30 (40.1-42.0)`: the median and the min-max range of the repetitions.
 fn tps_text(e: &Experiment) -> String {
     match &e.speed {
         None => "-".into(),

@@ -53,6 +53,15 @@ pub fn data_file(file: &str) -> PathBuf {
     path
 }
 
+/// The planner's per-model caches (`SINTRA_CACHE`: calibration, the sensitivity pass, the
+/// original's saved logits) shared by the tests that run `sintra`, under the target directory:
+/// each is computed once per test run, as a user's first run computes it once.
+pub fn model_cache() -> PathBuf {
+    let d = repo_root().join("target/test-cache");
+    std::fs::create_dir_all(&d).expect("creating target/test-cache");
+    d
+}
+
 /// Gemma 3 270M in Q4_K_M: its SentencePiece-style ("llama") vocabulary tests the tokenizer.
 pub fn gemma3_270m_q4_k_m() -> PathBuf {
     model_path("gemma-3-270m-q4_k_m.gguf")

@@ -7,6 +7,7 @@ mod device;
 mod gguf;
 mod planner;
 mod quant_vs_ggml;
+mod quickstart;
 mod requantize;
 mod runtime_errors;
 mod runtime_vs_llama;

@@ -245,6 +245,7 @@ fn release_sintra(home: &Path, cwd: &Path) -> impl Fn(&[&str]) -> Command {
             .current_dir(&cwd)
             .env("SINTRA_HOME", &home)
             .env_remove("SINTRA_RUNTIME_DIR")
+            .env("SINTRA_CACHE", sintra_tests::model_cache())
             .env(
                 "SINTRA_MODELS",
                 sintra_tests::smollm2_q4_1().parent().unwrap(),
@@ -298,6 +299,7 @@ fn optimizer_fits_q8_0_to_a_speed_target() {
         "1",
         "--target-accuracy",
         "0.7",
+        "--no-sensitivity",
         "--max-iters",
         "5",
         "--patience",
@@ -393,6 +395,7 @@ fn real_run_killed_mid_iteration_and_resumed() {
     let eval = sintra_tests::data_file("eval.txt");
     let run_args = [
         "--auto-detect",
+        "--no-sensitivity",
         "--max-iters",
         "3",
         "--patience",
@@ -696,6 +699,7 @@ fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
     let eval = sintra_tests::data_file("eval.txt");
     let out = cmd(&[
         "--auto-detect",
+        "--no-sensitivity",
         "--max-iters",
         "2",
         "--target-tps",
@@ -712,8 +716,15 @@ fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
     .unwrap();
     let stdout = ok(&out);
     assert!(stdout.contains("no experiment succeeded"), "{stdout}");
+    // Three runtimes: the one the original's benchmark started (killed, and with a given
+    // target the run goes on without the original beside the candidates), then one per
+    // experiment, each started afresh after the last died.
     assert!(
-        stdout.contains("runtime sessions (wire protocol handshakes): 2 on this host"),
+        stdout.contains("the original model could not be benchmarked"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("runtime sessions (wire protocol handshakes): 3 on this host"),
         "a new runtime was not started after the first died:\n{stdout}"
     );
     let cp = checkpoints(&home).pop().unwrap();
@@ -766,6 +777,7 @@ fn optimizer_measures_speed_on_the_profile_device_over_ssh() {
         sshd.ssh_config().to_str().unwrap(),
         "--remote-dir",
         remote.to_str().unwrap(),
+        "--no-sensitivity",
         "--max-iters",
         "2",
         "--patience",
@@ -794,13 +806,21 @@ fn optimizer_measures_speed_on_the_profile_device_over_ssh() {
         assert_eq!(e["speed"]["measured_on"], "sintra-test", "{e:#}");
         assert!(e["speed"]["tg_tps"].as_f64().unwrap() > 0.0);
         assert!(e["quality"]["top1"].as_f64().unwrap() > 0.5);
+        // The original was re-measured on the device in rounds interleaved with the candidate's.
+        assert!(
+            e["speed"]["baseline"]["ratio"].as_f64().unwrap() > 0.0,
+            "{e:#}"
+        );
     }
-    // On the device: the runtime built for the profile's triple, and one candidate file.
+    // On the device: the runtime built for the profile's triple, the original (kept under its
+    // own name: it is measured beside every candidate) and one candidate file.
     assert!(remote.join(format!("sintra-rt-{TRIPLE}")).is_file());
     let models: Vec<_> = std::fs::read_dir(remote.join("models"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(models, vec!["candidate.gguf".to_string()]);
+    let mut models = models;
+    models.sort();
+    assert_eq!(models, vec!["candidate.gguf", "original.gguf"]);
 }

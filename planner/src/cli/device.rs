@@ -11,7 +11,6 @@ use anyhow::{bail, Context};
 use formats::wire::{
     BenchRequest, Hello, LogitsMode, MemoryBandwidth, PerplexityRequest, Progress,
 };
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -103,35 +102,31 @@ pub struct BenchArgs {
     pub conn: ConnectionOpts,
 }
 
-/// The `connection` section of a hardware profile. The rest of the profile is read elsewhere;
-/// this is all a device transport needs.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectionSection {
+/// Where a device is and how to start its runtime: from the command line's TARGET, or from a
+/// hardware profile's `connection` (parsed once, with the rest of the profile, by
+/// [`crate::profile::Profile`]).
+#[derive(Debug, Clone, Default)]
+struct ConnectionSection {
     /// Host name, ssh alias, `local` or `tcp://HOST:PORT`.
-    pub host: String,
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub exec_prefix: Option<String>,
-    pub runtime_target: Option<String>,
+    host: String,
+    user: Option<String>,
+    port: Option<u16>,
+    exec_prefix: Option<String>,
+    runtime_target: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ProfileConnection {
-    connection: Option<ConnectionSection>,
-}
-
-/// Read the `connection` section of a profile YAML.
-pub fn read_profile_connection(path: &Path) -> anyhow::Result<ConnectionSection> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let p: ProfileConnection =
-        serde_yaml_ng::from_str(&text).with_context(|| format!("{}", path.display()))?;
-    p.connection.with_context(|| {
-        format!(
-            "{}: no `connection` section (host, user, port, exec_prefix, runtime_target)",
-            path.display()
-        )
-    })
+impl From<&crate::profile::Connection> for ConnectionSection {
+    fn from(c: &crate::profile::Connection) -> Self {
+        ConnectionSection {
+            host: c.host.clone(),
+            user: c.user.clone(),
+            // 22 is the profile's default and ssh's: leave it to ssh, so that an ssh config's
+            // `Port` for the host applies.
+            port: (c.port != 22).then_some(c.port),
+            exec_prefix: c.exec_prefix.clone(),
+            runtime_target: Some(c.runtime_target.clone()),
+        }
+    }
 }
 
 /// Split `[user@]host[:port]`.
@@ -168,7 +163,13 @@ pub fn device_spec(target: &str, o: &ConnectionOpts) -> anyhow::Result<DeviceSpe
             Some("yaml" | "yml")
         );
     let section = if is_profile {
-        read_profile_connection(path)?
+        let p = crate::profile::Profile::load(target)?;
+        let c = p.connection.as_ref().with_context(|| {
+            format!(
+                "{target}: no `connection` section (host, user, port, exec_prefix, runtime_target)"
+            )
+        })?;
+        ConnectionSection::from(c)
     } else {
         let (user, host, port) = if target == "local" || target.starts_with("tcp://") {
             (None, target.to_string(), None)
@@ -225,15 +226,7 @@ pub fn spec_for_profile(
     remote_dir: Option<String>,
     timeout: u64,
 ) -> anyhow::Result<DeviceSpec> {
-    let section = ConnectionSection {
-        host: c.host.clone(),
-        user: c.user.clone(),
-        // 22 is the profile's default and ssh's: leave it to ssh, so that an ssh config's
-        // `Port` for the host applies.
-        port: (c.port != 22).then_some(c.port),
-        exec_prefix: c.exec_prefix.clone(),
-        runtime_target: Some(c.runtime_target.clone()),
-    };
+    let section = ConnectionSection::from(c);
     let opts = ConnectionOpts {
         runtime: None,
         runtime_target: None,
@@ -507,21 +500,48 @@ mod tests {
     fn profile_connection_section() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pi.yaml");
+        let target = path.to_str().unwrap();
+        let opts = || ConnectionOpts {
+            runtime: None,
+            runtime_target: None,
+            exec_prefix: None,
+            remote_dir: ".sintra".into(),
+            ssh_config: None,
+            ssh_options: Vec::new(),
+            timeout: 30,
+            connect_timeout: 10,
+            json: false,
+        };
         std::fs::write(
             &path,
-            "name: pi4\nconstraints: {cpu_arch: arm64}\nconnection:\n  host: raspberrypi.local\n  user: pi\n  port: 2222\n  exec_prefix: nice -n -5\n  runtime_target: aarch64-unknown-linux-musl\n",
+            "name: pi4\nconstraints: {cpu_arch: arm64, ram_gb: 4}\nconnection:\n  host: raspberrypi.local\n  user: pi\n  port: 2222\n  exec_prefix: nice -n -5\n  runtime_target: aarch64-unknown-linux-musl\n",
         )
         .unwrap();
-        let c = read_profile_connection(&path).unwrap();
-        assert_eq!(c.host, "raspberrypi.local");
-        assert_eq!(c.user.as_deref(), Some("pi"));
-        assert_eq!(c.port, Some(2222));
-        assert_eq!(c.exec_prefix.as_deref(), Some("nice -n -5"));
-        std::fs::write(&path, "connection:\n  host: x\n  prot: 22\n").unwrap();
-        let e = read_profile_connection(&path).unwrap_err();
+        let spec = device_spec(target, &opts()).unwrap();
+        let Transport::Ssh(ssh) = &spec.transport else {
+            panic!("not ssh: {spec:?}")
+        };
+        assert_eq!(ssh.host, "raspberrypi.local");
+        assert_eq!(ssh.user.as_deref(), Some("pi"));
+        assert_eq!(ssh.port, Some(2222));
+        assert_eq!(ssh.exec_prefix.as_deref(), Some("nice -n -5"));
+        assert_eq!(
+            spec.runtime_target.as_deref(),
+            Some("aarch64-unknown-linux-musl")
+        );
+        std::fs::write(
+            &path,
+            "name: x\nconstraints: {cpu_arch: arm64, ram_gb: 4}\nconnection:\n  host: x\n  prot: 22\n",
+        )
+        .unwrap();
+        let e = device_spec(target, &opts()).unwrap_err();
         assert!(format!("{e:#}").contains("prot"), "{e:#}");
-        std::fs::write(&path, "name: x\n").unwrap();
-        let e = read_profile_connection(&path).unwrap_err();
+        std::fs::write(
+            &path,
+            "name: x\nconstraints: {cpu_arch: arm64, ram_gb: 4}\n",
+        )
+        .unwrap();
+        let e = device_spec(target, &opts()).unwrap_err();
         assert!(
             format!("{e:#}").contains("no `connection` section"),
             "{e:#}"

@@ -28,14 +28,12 @@ pub struct BenchSpec {
 /// candidate, and the machine's load recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Speed {
-    /// Generation, tokens per second: the figure the targets are judged on. The median of the
-    /// candidate's repetitions; when the original was measured interleaved with it, that median
-    /// times `reference / original's interleaved median`, so that a machine that slowed down
-    /// (or sped up) meanwhile moves neither the candidate nor the verdict.
+    /// Generation, tokens per second: the figure the targets are judged on, the median of the
+    /// candidate's repetitions.
     pub tg_tps: f64,
     /// Sample standard deviation of the generation repetitions.
     pub tg_sd: f64,
-    /// The candidate's own generation samples, summarized (not rescaled).
+    /// The candidate's generation samples, summarized.
     #[serde(default)]
     pub tg: Option<stats::Spread>,
     /// Prompt processing, tokens per second (median).
@@ -54,7 +52,7 @@ pub struct Speed {
     pub baseline: Option<Baseline>,
 }
 
-/// The original model re-measured beside a candidate.
+/// The original model re-measured beside a candidate, in rounds interleaved with its.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Baseline {
     /// The original's generation samples in the candidate's rounds.
@@ -64,6 +62,16 @@ pub struct Baseline {
     /// Candidate median / original median, same rounds.
     pub ratio: f64,
 }
+
+impl Baseline {
+    /// How far the original's median in these rounds is from its reference (0.1: 10% faster).
+    pub fn drift(&self) -> f64 {
+        self.tg.median / self.reference_tps - 1.0
+    }
+}
+
+/// Drift of the original beyond which a candidate's line says the machine changed speed.
+pub const DRIFT_NOTE: f64 = 0.1;
 
 /// Quality of one candidate against the original model on held-out text. Every figure has its
 /// standard error (llama.cpp's `±`), from the scored positions.

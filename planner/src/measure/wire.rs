@@ -264,8 +264,9 @@ impl WireMeasurer {
     /// after a discarded warm-up) until the median is known to within
     /// [`stats::SETTLED_REL`] or [`MAX_ROUNDS`], outliers left out (and so re-run: a round is
     /// added while too few samples remain); with `interleave`, the original is measured in
-    /// rounds alternating with the candidate's, and the candidate's figure is scaled by the
-    /// original's drift from the run's reference.
+    /// rounds alternating with the candidate's: the candidate's speed relative to it, and how
+    /// far the machine drifted from the run's reference meanwhile, are recorded beside the
+    /// candidate's own figure.
     fn measure(&mut self, path: &Path, interleave: bool) -> Result<Speed> {
         let on = self.speed_device();
         let original = self.quality.original.clone();
@@ -300,12 +301,10 @@ impl WireMeasurer {
             let tg = samples(&base, true)
                 .and_then(|v| stats::Spread::of(&v))
                 .context("the original's interleaved rounds gave no generation samples")?;
-            let own = speed.tg_tps;
-            speed.tg_tps = own * reference_tps / tg.median;
             speed.baseline = Some(Baseline {
                 tg,
                 reference_tps,
-                ratio: own / tg.median,
+                ratio: speed.tg_tps / tg.median,
             });
         }
         Ok(speed)
