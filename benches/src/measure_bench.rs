@@ -95,25 +95,8 @@ fn machine() -> String {
 
 fn run() -> anyhow::Result<()> {
     let o = parse()?;
-    // The planner starts the `sintra-rt` next to this binary: build it there (same profile).
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe.parent().context("no directory for this executable")?;
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let target_dir = profile_dir.parent().context("no target directory")?;
-    let st = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "runtime",
-            "--bin",
-            "sintra-rt",
-            "--profile",
-        ])
-        .arg(if release { "release" } else { "test" })
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status()?;
-    anyhow::ensure!(st.success(), "building sintra-rt failed");
+    // The planner starts the `sintra-rt` next to this binary.
+    sintra_tests::build_runtime_beside_this_binary()?;
     let eval = sintra_tests::data_file("eval.txt");
     let base = std::env::temp_dir().join(format!("measure-bench-{}", std::process::id()));
     let quality = QualitySpec::new(&o.model, &eval, 512, 1, o.threads, base)?;

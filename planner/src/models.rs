@@ -11,20 +11,24 @@ pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// built from (so `sintra` finds it from any directory, and so do the unit tests),
 /// `$SINTRA_HOME/models`, `~/.cache/sintra/models`.
 pub fn model_dirs() -> Vec<PathBuf> {
+    cache_dirs("SINTRA_MODELS", "models")
+}
+
+/// The setup script's cache directories for `sub` (`models`, `data`), in the order they are
+/// searched: `$env`, `./.cache/<sub>`, the cache of the checkout this binary was built from,
+/// `$SINTRA_HOME/<sub>`, `~/.cache/sintra/<sub>`.
+pub(crate) fn cache_dirs(env: &str, sub: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(d) = std::env::var_os("SINTRA_MODELS") {
+    if let Some(d) = std::env::var_os(env) {
         dirs.push(PathBuf::from(d));
     }
-    dirs.push(PathBuf::from(".cache/models"));
-    dirs.push(PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../.cache/models"
-    )));
+    dirs.push(PathBuf::from(".cache").join(sub));
+    dirs.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache")).join(sub));
     if let Some(d) = std::env::var_os("SINTRA_HOME") {
-        dirs.push(PathBuf::from(d).join("models"));
+        dirs.push(PathBuf::from(d).join(sub));
     }
     if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cache/sintra/models"));
+        dirs.push(PathBuf::from(home).join(".cache/sintra").join(sub));
     }
     dirs
 }

@@ -14,22 +14,7 @@ pub const CALIB_FILE: &str = "calibration.txt";
 /// script's cache when run from a checkout), the cache of the checkout this binary was built
 /// from (so `sintra` finds it from any directory), `$SINTRA_HOME/data`, `~/.cache/sintra/data`.
 pub fn data_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(d) = std::env::var_os("SINTRA_DATA") {
-        dirs.push(PathBuf::from(d));
-    }
-    dirs.push(PathBuf::from(".cache/data"));
-    dirs.push(PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../.cache/data"
-    )));
-    if let Some(d) = std::env::var_os("SINTRA_HOME") {
-        dirs.push(PathBuf::from(d).join("data"));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cache/sintra/data"));
-    }
-    dirs
+    crate::models::cache_dirs("SINTRA_DATA", "data")
 }
 
 /// The held-out text: `--eval-text`, `$SINTRA_EVAL_TEXT`, or `eval.txt` in [`data_dirs`].

@@ -62,6 +62,37 @@ pub fn model_cache() -> PathBuf {
     d
 }
 
+/// Build `sintra-rt` next to the running executable (the planner starts the runtime it finds
+/// there), with the same cargo and target directory: the release profile beside a release
+/// binary, else the optimized test profile (the one the test suite built llama.cpp with).
+pub fn build_runtime_beside_this_binary() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no directory for this executable"))?;
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let target_dir = profile_dir
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no target directory"))?;
+    let st = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "runtime",
+            "--bin",
+            "sintra-rt",
+            "--profile",
+        ])
+        .arg(if release { "release" } else { "test" })
+        .env("CARGO_TARGET_DIR", target_dir)
+        .status()?;
+    if !st.success() {
+        return Err(std::io::Error::other("building sintra-rt failed"));
+    }
+    Ok(profile_dir.join("sintra-rt"))
+}
+
 /// Gemma 3 270M in Q4_K_M: its SentencePiece-style ("llama") vocabulary tests the tokenizer.
 pub fn gemma3_270m_q4_k_m() -> PathBuf {
     model_path("gemma-3-270m-q4_k_m.gguf")

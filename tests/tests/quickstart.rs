@@ -193,16 +193,7 @@ fn readme_first_command_runs_on_a_fresh_copy_with_nothing_beside_it() {
 }
 
 fn release_sintra(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(sintra_tests::release_bin_path("planner", "sintra"))
-        .args(args)
-        .current_dir(cwd)
-        .env("SINTRA_HOME", home)
-        .env("SINTRA_CACHE", sintra_tests::model_cache())
-        .env_remove("SINTRA_RUNTIME_DIR")
-        .env(
-            "SINTRA_MODELS",
-            sintra_tests::smollm2_q4_1().parent().unwrap(),
-        )
+    crate::planner::release_sintra(home, cwd)(args)
         .output()
         .unwrap()
 }
