@@ -128,8 +128,8 @@ fn run() -> anyhow::Result<()> {
     anyhow::ensure!(st.success(), "building sintra-rt failed");
     let src = sintra_tests::smollm2_q4_1();
     let model = ModelInfo::load(&src)?;
-    let shared = sintra_tests::shared_data("calibration.txt");
-    let eval_text = std::fs::read_to_string(sintra_tests::shared_data("eval.txt"))?;
+    let shared = sintra_tests::data_file("calibration.txt");
+    let eval_text = std::fs::read_to_string(sintra_tests::data_file("eval.txt"))?;
 
     eprintln!("[1/5] calibration on {}", shared.display());
     let mut cspec = CalibrationSpec::new(&shared, o.threads);
