@@ -231,7 +231,8 @@ fn row(e: &Experiment) -> String {
     format!(
         "| {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",
         e.iteration,
-        e.label,
+        // A label's regular expressions hold `|`, which would end the markdown cell.
+        e.label.replace('|', "\\|"),
         e.architect,
         mib(e.size_bytes),
         e.bpw,

@@ -44,12 +44,20 @@ pub fn start(
     model: &ModelInfo,
     mut config: RunConfig,
     wanted: Wanted,
-) -> Result<(Checkpoint, Option<WireMeasurer>)> {
+) -> Result<(Checkpoint, Prepared)> {
     if wanted.speedup.is_some() && config.mock {
         bail!("--target-speedup needs the original model measured on the device; --mock measures nothing (give --target-tps)");
     }
     let run_id = new_run_id();
     config.output_dir = config.output_dir.join(&run_id);
+    // The model's statistics first (minutes the first time): the original's reference speed is
+    // then measured right before the candidates, under the same conditions.
+    let mut statistics = Statistics::default();
+    let sensitivity = if config.sensitivity {
+        Some(statistics.sensitivity(model, &config)?)
+    } else {
+        None
+    };
     let mut measure = None;
     let mut measured = None;
     if !config.mock {
@@ -132,7 +140,23 @@ pub fn start(
             .map_or(String::new(), |l| format!(", latency <= {l:.0} ms"))
     );
     println!("speed target from {}", cp.targets.min_tps_source);
-    Ok((cp, measure))
+    Ok((
+        cp,
+        Prepared {
+            measure,
+            statistics,
+            sensitivity,
+        },
+    ))
+}
+
+/// What a new run opened before its loop: the measurer (`None` under `--mock`) and the model's
+/// statistics.
+#[derive(Debug)]
+pub struct Prepared {
+    measure: Option<WireMeasurer>,
+    statistics: Statistics,
+    sensitivity: Option<Sensitivity>,
 }
 
 /// Continue run `id` (`latest`: the newest checkpoint), with `max_iters` if given.
@@ -164,12 +188,20 @@ pub fn resume(id: &str, max_iters: Option<u32>) -> Result<()> {
     execute(&mut cp, &model, None)
 }
 
-/// Run the loop; `measure`: the measurer already opened (else one is made for `cp`).
-pub fn execute(
-    cp: &mut Checkpoint,
-    model: &ModelInfo,
-    measure: Option<WireMeasurer>,
-) -> Result<()> {
+/// Run the loop, with what [`start`] opened (a resumed run opens it here).
+pub fn execute(cp: &mut Checkpoint, model: &ModelInfo, prepared: Option<Prepared>) -> Result<()> {
+    let (measure, statistics, sensitivity) = match prepared {
+        Some(p) => (p.measure, p.statistics, p.sensitivity),
+        None => {
+            let mut statistics = Statistics::default();
+            let sensitivity = if cp.config.sensitivity {
+                Some(statistics.sensitivity(model, &cp.config)?)
+            } else {
+                None
+            };
+            (None, statistics, sensitivity)
+        }
+    };
     let home = crate::home::sintra_home()?;
     let history = History::open(&home.join("history.db"))?;
     let mut architect = build_architect(&cp.config)?;
@@ -200,12 +232,6 @@ pub fn execute(
         &cp.config.output_dir.display().to_string(),
     )?;
     cp.save()?;
-    let mut statistics = Statistics::default();
-    let sensitivity = if cp.config.sensitivity {
-        Some(statistics.sensitivity(model, &cp.config)?)
-    } else {
-        None
-    };
     Loop {
         cp,
         model,

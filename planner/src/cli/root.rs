@@ -52,8 +52,8 @@ pub fn run(a: RootArgs) -> Result<()> {
         return dry_run(&profile, &model, &targets, &a);
     }
     let config = settings(&a, &profile, &model)?;
-    let (mut cp, measure) = crate::run::start(profile, &model, config, wanted)?;
-    crate::run::execute(&mut cp, &model, measure)
+    let (mut cp, prepared) = crate::run::start(profile, &model, config, wanted)?;
+    crate::run::execute(&mut cp, &model, Some(prepared))
 }
 
 /// The run's settings from the command line (defaults filled in, texts found).
