@@ -1,23 +1,29 @@
 //! `compress-report`: our recipes against llama.cpp's quantization presets on SmolLM2-135M, from
-//! one run (issue #7).
+//! one run (issues #7, #13), starting from an unquantized original on equal footing for both.
 //!
 //! ```sh
 //! cargo build --workspace --profile test --bins && target/debug/compress-report [--eval-chunks 4] [--threads 2] [--out target/compress-report]
 //! ```
 //! (The workspace-wide test-profile build shares llama.cpp with the test suite; building the
 //! benches crate alone would compile llama.cpp again with other features.)
+//! 0. The original: the published Q4_1 file dequantized, every weight moved by a deterministic
+//!    uniform offset within half its block's quantization step, written as F16
+//!    (`sintra_tests::original`: no quantization grid lines up with it, and the published file
+//!    is a plausible quantization of it). Every file below is made from it and scored against it;
+//!    the published Q4_1 file is scored too, for reference.
 //! 1. Calibration (`sintra-rt calibrate` through the wire, as the planner does) on
 //!    `calibration.txt`: importance matrix and block influence.
 //! 2. llama.cpp's presets Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, made by llama.cpp
-//!    itself (`llama_model_quantize`) from an F32 copy of the published Q4_1 file, without and
-//!    with an importance matrix (ours: both sides get the same information).
+//!    itself (`llama_model_quantize`) from the original, without and with an importance matrix
+//!    (ours: both sides get the same information).
 //! 3. The planner's sensitivity pass (per-matrix KL divergence probes on the calibration text)
 //!    and, for every preset's file size, the allocator's recipe within that size, written by the
 //!    planner's executor.
 //! 4. Layer dropping: 4 of 30 blocks chosen by block influence, at random (3 seeds) and the
 //!    last 4.
 //! 5. Every file scored against the original on held-out `eval.txt` by sintra-rt (KL
-//!    divergence, top-1 agreement, PPL) and its decode speed (tg64, median of 3) measured.
+//!    divergence, top-1 agreement, PPL, each with its standard error) and its decode speed (tg64,
+//!    median of 3) measured.
 //!
 //! Prints a markdown table and a dominance check per preset, and writes `pareto.svg` (KL
 //! divergence against size) and `report.md` under `--out`.
@@ -59,7 +65,9 @@ struct Row {
     bytes: u64,
     bpw: f64,
     kld: f64,
+    kld_se: f64,
     top1: f64,
+    top1_se: f64,
     ppl: f64,
     tps: f64,
 }
@@ -126,7 +134,8 @@ fn run() -> anyhow::Result<()> {
     });
     let st = cargo.env("CARGO_TARGET_DIR", target_dir).status()?;
     anyhow::ensure!(st.success(), "building sintra-rt failed");
-    let src = sintra_tests::smollm2_q4_1();
+    eprintln!("[0/5] the original (F16, from the published Q4_1 file)");
+    let src = sintra_tests::original::smollm2_original();
     let model = ModelInfo::load(&src)?;
     let shared = sintra_tests::data_file("calibration.txt");
     let eval_text = std::fs::read_to_string(sintra_tests::data_file("eval.txt"))?;
@@ -137,28 +146,38 @@ fn run() -> anyhow::Result<()> {
     let calib = calibration::ensure(&model, &cspec, &o.out.join("calibration"))?;
 
     eprintln!("[2/5] llama.cpp presets (without and with the importance matrix)");
-    let mut files: Vec<(&'static str, String, PathBuf)> =
-        vec![("original", "Q4_1 (source)".into(), src.clone())];
+    let mut files: Vec<(&'static str, String, PathBuf)> = vec![
+        ("original", "F16 original".into(), src.clone()),
+        (
+            "published",
+            "Q4_1 (published)".into(),
+            sintra_tests::smollm2_q4_1(),
+        ),
+    ];
+    // The smaller of each preset's two files (without and with the importance matrix): the
+    // budget our recipe must fit.
+    let mut budgets = Vec::new();
     for p in PRESETS {
-        files.push((
-            "llama.cpp",
-            p.name().to_string(),
-            presets::smollm2_preset(p),
-        ));
-        let path = o.out.join(format!("llama-{}-imatrix.gguf", p.name()));
-        if !path.is_file() {
-            let tmp = path.with_extension("tmp");
-            presets::llama_quantize_imatrix(
-                &presets::smollm2_f32(),
-                &tmp,
-                p,
-                o.threads as i32,
-                Some(&calib.importance),
-            )
-            .map_err(anyhow::Error::msg)?;
-            std::fs::rename(&tmp, &path)?;
+        let mut budget = u64::MAX;
+        for (group, suffix, imatrix) in [
+            ("llama.cpp", "", None),
+            ("llama.cpp+imatrix", " imatrix", Some(&calib.importance)),
+        ] {
+            let path = o.out.join(format!(
+                "llama-{}{}.gguf",
+                p.name(),
+                suffix.replace(' ', "-")
+            ));
+            if !path.is_file() {
+                let tmp = path.with_extension("tmp");
+                presets::llama_quantize_imatrix(&src, &tmp, p, o.threads as i32, imatrix)
+                    .map_err(anyhow::Error::msg)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            budget = budget.min(std::fs::metadata(&path)?.len());
+            files.push((group, format!("{}{suffix}", p.name()), path));
         }
-        files.push(("llama.cpp+imatrix", format!("{} imatrix", p.name()), path));
+        budgets.push((p, budget));
     }
 
     eprintln!("[3/5] sensitivity pass and allocation");
@@ -171,8 +190,7 @@ fn run() -> anyhow::Result<()> {
     };
     let sens = sensitivity::ensure(&model, &calib, &sspec, &o.out.join("sensitivity"))?;
     let mut recipes = Vec::new();
-    for p in PRESETS {
-        let budget = std::fs::metadata(presets::smollm2_preset(p))?.len();
+    for &(p, budget) in &budgets {
         match sensitivity::allocate(&model, &sens, RECIPE_TYPES, budget) {
             Some(r) => recipes.push((format!("sintra ≤ {}", p.name()), r)),
             None => eprintln!("  no recipe fits {} ({budget} bytes)", p.name()),
@@ -261,16 +279,20 @@ fn run() -> anyhow::Result<()> {
             bytes,
             bpw: loaded.file.header.n_tensor_bytes() as f64 * 8.0 / params.max(1) as f64,
             kld: r.kld.as_ref().map_or(0.0, |k| k.kld_mean),
+            kld_se: r.kld.as_ref().map_or(0.0, |k| k.kld_err),
             top1: r.kld.as_ref().map_or(1.0, |k| k.same_top),
+            top1_se: r.kld.as_ref().map_or(0.0, |k| k.same_top_err),
             ppl: r.ppl,
             tps: tg.get(tg.len() / 2).copied().unwrap_or(0.0),
         };
         eprintln!(
-            "  {:<34} {:>7.2} MiB  KLD {:.5}  top-1 {:.4}  PPL {:.3}  {:.1} tok/s",
+            "  {:<34} {:>7.2} MiB  KLD {:.5}±{:.5}  top-1 {:.4}±{:.4}  PPL {:.3}  {:.1} tok/s",
             row.name,
             mib(row.bytes),
             row.kld,
+            row.kld_se,
             row.top1,
+            row.top1_se,
             row.ppl,
             row.tps
         );
@@ -280,30 +302,38 @@ fn run() -> anyhow::Result<()> {
     let mut md = String::new();
     let _ = writeln!(
         md,
+        "Original: SmolLM2-135M-Instruct's published Q4_1 weights dequantized, each moved by a \
+         deterministic uniform offset within half its block's quantization step, stored as F16 \
+         (`tests/src/original.rs`). Every file is made from it and scored against it on {} \
+         windows of 512 tokens of the held-out text; ± is one standard error.\n",
+        o.eval_chunks
+    );
+    let _ = writeln!(
+        md,
         "| group | file | MiB | bpw | KLD | top-1 | PPL | tg64 tok/s |\n|---|---|---:|---:|---:|---:|---:|---:|"
     );
     for r in &rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2} | {:.3} | {:.5} | {:.4} | {:.3} | {:.1} |",
+            "| {} | {} | {:.2} | {:.3} | {:.5} ± {:.5} | {:.4} ± {:.4} | {:.3} | {:.1} |",
             r.group,
             r.name,
             mib(r.bytes),
             r.bpw,
             r.kld,
+            r.kld_se,
             r.top1,
+            r.top1_se,
             r.ppl,
             r.tps
         );
     }
     let _ = writeln!(
         md,
-        "\nDominance (at every preset's size, a recipe of ours no larger with lower KLD):\n"
+        "\nDominance (at every preset's size, a recipe of ours no larger with lower KLD; \
+         \"within the noise\" when the gap is under two standard errors of the difference):\n"
     );
-    let ours: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.group == "sintra" || r.group == "original")
-        .collect();
+    let ours: Vec<&Row> = rows.iter().filter(|r| r.group == "sintra").collect();
     let mut all_dominated = true;
     for p in rows.iter().filter(|r| r.group.starts_with("llama.cpp")) {
         let best = ours
@@ -312,9 +342,12 @@ fn run() -> anyhow::Result<()> {
             .min_by(|a, b| a.kld.total_cmp(&b.kld));
         let ok = best.is_some_and(|b| b.kld < p.kld);
         all_dominated &= ok;
+        let noise = best.is_some_and(|b| {
+            (b.kld - p.kld).abs() < 2.0 * (b.kld_se.powi(2) + p.kld_se.powi(2)).sqrt()
+        });
         let _ = writeln!(
             md,
-            "- {} {} ({:.2} MiB, KLD {:.5}): {}",
+            "- {} {} ({:.2} MiB, KLD {:.5}): {}{}",
             if ok { "✓" } else { "✗" },
             p.name,
             mib(p.bytes),
@@ -322,7 +355,8 @@ fn run() -> anyhow::Result<()> {
             match best {
                 Some(b) => format!("{} ({:.2} MiB, KLD {:.5})", b.name, mib(b.bytes), b.kld),
                 None => "nothing of ours this small".into(),
-            }
+            },
+            if noise { " (within the noise)" } else { "" }
         );
     }
     let drop_top1 = |prefix: &str| -> Vec<f64> {
@@ -435,6 +469,7 @@ fn svg(rows: &[Row]) -> String {
         ("llama.cpp", "#d62728"),
         ("llama.cpp+imatrix", "#ff7f0e"),
         ("sintra", "#1f77b4"),
+        ("published", "#7f7f7f"),
     ] {
         let mut g: Vec<&&Row> = pts.iter().filter(|r| r.group == group).collect();
         g.sort_by_key(|r| r.bytes);
@@ -455,6 +490,7 @@ fn svg(rows: &[Row]) -> String {
         ("llama.cpp presets", "#d62728"),
         ("llama.cpp presets + imatrix", "#ff7f0e"),
         ("sintra (allocator)", "#1f77b4"),
+        ("published Q4_1", "#7f7f7f"),
     ]
     .iter()
     .enumerate()

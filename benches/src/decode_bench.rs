@@ -6,8 +6,19 @@
 //! here with the same thread count).
 //!
 //! ```sh
-//! cargo run --release -p sintra-benches --bin decode-bench -- [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
+//! cargo run --release -p sintra-benches --bin decode-bench -- [--anchor native|avx2|default] [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
 //! ```
+//!
+//! **The anchor** (issue #14) is llama.cpp built for the CPU it runs on, as its CMake builds it by
+//! default (`GGML_NATIVE=ON`): `--anchor native` (the default) builds this binary again with
+//! `RUSTFLAGS="-C target-cpu=native"` in its own target directory (`target/anchor-native`;
+//! llama-cpp-sys-2's build script then turns `GGML_NATIVE` on) and runs the llama.cpp side from
+//! that build; nothing of ours runs in that process. `--anchor avx2` holds both engines to one
+//! instruction set: llama.cpp built with only `avx2,fma,f16c` enabled (`target/anchor-avx2`)
+//! against sintra-rt with `SINTRA_KERNELS=avx2`. `--anchor default` is llama.cpp as
+//! llama-cpp-2 builds it without flags (the weak anchor of issue #4, for comparison only). The
+//! table names the machine (CPU model and flags), our kernel table and llama.cpp's own system
+//! info.
 //! The Q4_0, Q4_K_M and Q8_0 files are made by llama.cpp's own `llama_model_quantize` from an
 //! F32 copy of SmolLM2-135M-Instruct (see `sintra_tests::presets`); Q4_1 is the published file.
 //! llama.cpp runs in a child process of this binary (`--llama-child`), measured the way
@@ -40,8 +51,54 @@ fn main() -> ExitCode {
     }
 }
 
+/// Which llama.cpp the bench compares against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Anchor {
+    /// Built for this CPU (`-C target-cpu=native`: `GGML_NATIVE=ON`).
+    Native,
+    /// Both held to AVX2 + FMA + F16C.
+    Avx2,
+    /// llama-cpp-2's default build (this binary's own).
+    Default,
+}
+
+impl Anchor {
+    fn name(self) -> &'static str {
+        match self {
+            Anchor::Native => "native",
+            Anchor::Avx2 => "avx2",
+            Anchor::Default => "default",
+        }
+    }
+
+    /// The `RUSTFLAGS` of the anchor's build (`None`: this binary).
+    fn rustflags(self) -> Option<&'static str> {
+        match self {
+            Anchor::Native => Some("-C target-cpu=native"),
+            Anchor::Avx2 => Some("-C target-feature=+avx2,+fma,+f16c"),
+            Anchor::Default => None,
+        }
+    }
+
+    /// What the table calls it.
+    fn describe(self) -> &'static str {
+        match self {
+            Anchor::Native => {
+                "llama.cpp built for this CPU (GGML_NATIVE=ON via -C target-cpu=native)"
+            }
+            Anchor::Avx2 => {
+                "llama.cpp built with avx2,fma,f16c only; sintra-rt held to its avx2 table"
+            }
+            Anchor::Default => {
+                "llama.cpp as llama-cpp-2 builds it without flags (not native: a weak anchor)"
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Options {
+    anchor: Anchor,
     types: Vec<String>,
     threads: Vec<usize>,
     reps: usize,
@@ -51,6 +108,7 @@ struct Options {
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
+        anchor: Anchor::Native,
         types: ["Q4_0", "Q4_K_M", "Q8_0", "Q4_1"]
             .map(String::from)
             .to_vec(),
@@ -73,6 +131,14 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 .ok_or_else(|| format!("{what} {v:?} is not a positive integer"))
         };
         match flag.as_str() {
+            "--anchor" => {
+                o.anchor = match value()?.as_str() {
+                    "native" => Anchor::Native,
+                    "avx2" => Anchor::Avx2,
+                    "default" => Anchor::Default,
+                    v => return Err(format!("--anchor {v:?}: choose native, avx2 or default")),
+                }
+            }
             "--types" => o.types = value()?.split(',').map(str::to_string).collect(),
             "--threads" => {
                 o.threads = value()?
@@ -84,7 +150,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--pp" => o.pp = num(value()?, "--pp")?,
             "--tg" => o.tg = num(value()?, "--tg")?,
             "-h" | "--help" => {
-                println!("usage: decode-bench [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]");
+                println!("usage: decode-bench [--anchor native|avx2|default] [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown flag {flag:?} (try --help)")),
@@ -107,6 +173,8 @@ struct Measured {
     pp: Vec<f64>,
     tg: Vec<f64>,
     rss: u64,
+    /// llama.cpp's `llama_print_system_info()` (empty for sintra-rt).
+    system_info: String,
 }
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -114,10 +182,14 @@ fn run(args: &[String]) -> Result<(), String> {
     let rt = sintra_rt()?;
     let version = Command::new(&rt)
         .arg("--version")
+        .envs(kernels_env(o.anchor))
         .output()
         .map_err(|e| format!("cannot run {}: {e}", rt.display()))?;
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
     eprintln!("sintra-rt: {version}");
+    let anchor = anchor_binary(o.anchor)?;
+    let machine = machine();
+    eprintln!("machine: {machine}");
 
     let mut bandwidth = Vec::new();
     for &t in &o.threads {
@@ -144,7 +216,7 @@ fn run(args: &[String]) -> Result<(), String> {
         let kv = kv_bytes(&file, o.pp.max(o.tg))?;
         for &(t, bw) in &bandwidth {
             eprintln!("{name}, {t} thread(s): llama.cpp …");
-            let llama = run_llama_child(&path, t, &o)?;
+            let llama = run_llama_child(&anchor, &path, t, &o)?;
             eprintln!("{name}, {t} thread(s): sintra-rt …");
             let ours = run_sintra(&rt, &path, t, &o)?;
             rows.push(Row {
@@ -159,8 +231,98 @@ fn run(args: &[String]) -> Result<(), String> {
             });
         }
     }
-    print_table(&rows, &o, &version);
+    let system_info = rows
+        .first()
+        .map_or(String::new(), |r| r.llama.system_info.clone());
+    print_table(&rows, &o, &version, &machine, &system_info);
     Ok(())
+}
+
+/// `SINTRA_KERNELS` for sintra-rt under `anchor`: AVX2 when both are held to it.
+fn kernels_env(anchor: Anchor) -> Vec<(&'static str, &'static str)> {
+    match anchor {
+        Anchor::Avx2 => vec![("SINTRA_KERNELS", "avx2")],
+        _ => Vec::new(),
+    }
+}
+
+/// The binary whose `--llama-child` runs the anchor's llama.cpp: this one, or this bench built
+/// again with the anchor's `RUSTFLAGS` in its own target directory (the first build compiles
+/// llama.cpp: minutes; later ones are cached).
+fn anchor_binary(anchor: Anchor) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let Some(flags) = anchor.rustflags() else {
+        return Ok(exe);
+    };
+    let target_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("no target directory")?
+        .join(format!("anchor-{}", anchor.name()));
+    eprintln!(
+        "building the anchor: decode-bench with RUSTFLAGS=\"{flags}\" in {} (the first build compiles llama.cpp)",
+        target_dir.display()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "sintra-benches",
+            "--bin",
+            "decode-bench",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", flags)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .current_dir(sintra_tests::repo_root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the {} anchor failed", anchor.name()));
+    }
+    let bin = target_dir.join("release/decode-bench");
+    if !bin.is_file() {
+        return Err(format!("{} was not built", bin.display()));
+    }
+    Ok(bin)
+}
+
+/// The CPU's model and the flags that decide kernels (from `/proc/cpuinfo`), and its core count.
+fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map_or(String::new(), |(_, v)| v.trim().to_string())
+    };
+    let flags = field("flags");
+    let wanted = [
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_int8",
+        "asimd",
+        "asimddp",
+        "i8mm",
+    ];
+    let have: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{} ({cpus} CPUs; {})", field("model name"), have.join(" "))
 }
 
 #[derive(Debug)]
@@ -195,12 +357,16 @@ fn range(v: &[f64]) -> String {
     format!("{min:.1}–{max:.1}")
 }
 
-fn print_table(rows: &[Row], o: &Options, version: &str) {
+fn print_table(rows: &[Row], o: &Options, version: &str, machine: &str, system_info: &str) {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     println!(
-        "\nsintra-rt ({version}) vs llama.cpp (llama-cpp-2, same file, same threads); median [range] over {} repetitions after a warm-up\n",
+        "\nsintra-rt vs {}; same files, same threads; median [range] over {} repetitions after a warm-up\n",
+        o.anchor.describe(),
         o.reps
     );
+    println!("- machine: {machine}");
+    println!("- sintra-rt: {version}");
+    println!("- llama.cpp: {}\n", system_info.trim());
     println!("| type | file MiB | threads | test | llama.cpp t/s | sintra-rt t/s | ratio | goal |");
     println!("| ---- | -------: | ------: | ---- | ------------: | ------------: | ----: | ---- |");
     for r in rows {
@@ -299,6 +465,7 @@ fn run_sintra(rt: &Path, model: &Path, threads: usize, o: &Options) -> Result<Me
         .arg("-m")
         .arg(model)
         .args(["-p", &o.pp.to_string(), "-n", &o.tg.to_string()])
+        .envs(kernels_env(o.anchor))
         .args([
             "-t",
             &threads.to_string(),
@@ -341,9 +508,13 @@ fn run_sintra(rt: &Path, model: &Path, threads: usize, o: &Options) -> Result<Me
     Ok(m)
 }
 
-fn run_llama_child(model: &Path, threads: usize, o: &Options) -> Result<Measured, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let out = Command::new(exe)
+fn run_llama_child(
+    anchor: &Path,
+    model: &Path,
+    threads: usize,
+    o: &Options,
+) -> Result<Measured, String> {
+    let out = Command::new(anchor)
         .arg("--llama-child")
         .arg(model)
         .args([threads, o.pp, o.tg, o.reps].map(|n| n.to_string()))
@@ -367,6 +538,7 @@ fn run_llama_child(model: &Path, threads: usize, o: &Options) -> Result<Measured
         pp: list("pp"),
         tg: list("tg"),
         rss: json["rss"].as_u64().unwrap_or(0),
+        system_info: json["system_info"].as_str().unwrap_or("").to_string(),
     })
 }
 
@@ -424,17 +596,14 @@ fn llama_child(args: &[String]) -> Result<(), String> {
     let tg_samples: Vec<f64> = (0..reps)
         .map(|_| run_tg(&mut ctx))
         .collect::<Result<_, _>>()?;
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     println!(
-        "{{\"pp\": [{}], \"tg\": [{}], \"rss\": {}}}",
-        list(&pp_samples),
-        list(&tg_samples),
-        peak_rss()
+        "{}",
+        serde_json::json!({
+            "pp": pp_samples,
+            "tg": tg_samples,
+            "rss": peak_rss(),
+            "system_info": sintra_tests::llama::system_info(),
+        })
     );
     Ok(())
 }

@@ -12,7 +12,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: one `Targets` type (each target `{value, source}`), the original's reference speed
+/// beside it.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What a run was asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -53,6 +55,10 @@ pub struct Checkpoint {
     pub config: RunConfig,
     pub profile: Profile,
     pub targets: Targets,
+    /// The original's generation speed measured on the device before the loop (median), the
+    /// reference each candidate's interleaved measurement is scaled to. `None` under `--mock`.
+    #[serde(default)]
+    pub reference_tps: Option<f64>,
     pub experiments: Vec<Experiment>,
     /// Set when the loop stopped on its own (targets met and no progress, nothing left, or
     /// `--max-iters`); a finished run can still be resumed with a larger `--max-iters`.
@@ -90,16 +96,19 @@ impl Checkpoint {
         let path = Self::path(id)?;
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no checkpoint for run '{id}' ({})", path.display()))?;
-        let c: Checkpoint = serde_json::from_str(&text)
+        // The version first: an older format is named as such, not as a parse error.
+        let value: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a sintra checkpoint", path.display()))?;
-        if c.format_version != FORMAT_VERSION {
+        let version = value.get("format_version").and_then(|v| v.as_u64());
+        if version != Some(FORMAT_VERSION as u64) {
             bail!(
-                "{}: checkpoint format {} (this sintra reads {FORMAT_VERSION})",
+                "{}: checkpoint format {} (this sintra reads {FORMAT_VERSION}; start the run again)",
                 path.display(),
-                c.format_version
+                version.map_or("missing".to_string(), |v| v.to_string())
             );
         }
-        Ok(c)
+        serde_json::from_value(value)
+            .with_context(|| format!("{}: not a sintra checkpoint", path.display()))
     }
 
     /// Every checkpoint, most recently updated first. Unreadable files are reported, not fatal.

@@ -57,17 +57,17 @@ pub fn judge(speed: &Speed, quality: &Quality, size_bytes: u64, t: &Targets) -> 
         Check {
             name: "tokens_per_second".into(),
             value: speed.tg_tps,
-            limit: t.min_tps,
-            ok: speed.tg_tps >= t.min_tps,
+            limit: t.min_tps(),
+            ok: speed.tg_tps >= t.min_tps(),
         },
         Check {
             name: "accuracy".into(),
             value: quality.top1,
-            limit: t.min_accuracy,
-            ok: quality.top1 >= t.min_accuracy,
+            limit: t.min_accuracy(),
+            ok: quality.top1 >= t.min_accuracy(),
         },
     ];
-    if let Some(max) = t.max_latency_ms {
+    if let Some(max) = t.max_latency() {
         checks.push(Check {
             name: "latency_ms".into(),
             value: speed.latency_ms,
@@ -81,8 +81,8 @@ pub fn judge(speed: &Speed, quality: &Quality, size_bytes: u64, t: &Targets) -> 
     checks.push(Check {
         name: "memory_bytes".into(),
         value: mem,
-        limit: t.max_memory_bytes,
-        ok: mem <= t.max_memory_bytes,
+        limit: t.max_memory_bytes(),
+        ok: mem <= t.max_memory_bytes(),
     });
     Verdict { checks }
 }

@@ -2,7 +2,8 @@
 //! the memory bandwidth measured (a short copy loop). Targets are left empty so that they are
 //! derived from the roofline (see `targets.rs`).
 
-use crate::profile::{Constraints, Profile, Targets};
+use crate::profile::{Constraints, Profile};
+use crate::targets::Targets;
 use anyhow::{Context, Result};
 use std::time::Instant;
 

@@ -117,12 +117,12 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
     let fast: Vec<&Experiment> = measured
         .iter()
         .copied()
-        .filter(|e| tps(e) >= t.min_tps)
+        .filter(|e| tps(e) >= t.min_tps())
         .collect();
     match most(&fast, &top1) {
         Some(e) => lines.push(format!(
             "at the speed target (>= {:.2} tok/s) the best top-1 measured is {} (#{} {}, {:.2} tok/s): `--target-accuracy {:.3}` keeps the speed target and is met",
-            t.min_tps,
+            t.min_tps(),
             e.quality.as_ref().map_or(String::new(), |q| q.top1_text()),
             e.iteration,
             e.label,
@@ -133,7 +133,7 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
             let f = most(&measured, &tps).expect("not empty");
             lines.push(format!(
                 "no recipe reached the speed target (>= {:.2} tok/s): the fastest measured is #{} {} at {:.2} tok/s (top-1 {:.4})",
-                t.min_tps,
+                t.min_tps(),
                 f.iteration,
                 f.label,
                 tps(f),
@@ -144,12 +144,12 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
     let accurate: Vec<&Experiment> = measured
         .iter()
         .copied()
-        .filter(|e| top1(e) >= t.min_accuracy)
+        .filter(|e| top1(e) >= t.min_accuracy())
         .collect();
     match most(&accurate, &tps) {
         Some(e) => lines.push(format!(
             "at the accuracy target (top-1 >= {:.4}) the fastest measured is {:.2} tok/s (#{} {}, top-1 {:.4}): `--target-tps {:.2}` keeps the accuracy target and is met",
-            t.min_accuracy,
+            t.min_accuracy(),
             tps(e),
             e.iteration,
             e.label,
@@ -160,7 +160,7 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
             let a = most(&measured, &top1).expect("not empty");
             lines.push(format!(
                 "no recipe reached the accuracy target (top-1 >= {:.4}): the most accurate measured is #{} {} at top-1 {} ({:.2} tok/s)",
-                t.min_accuracy,
+                t.min_accuracy(),
                 a.iteration,
                 a.label,
                 a.quality.as_ref().map_or(String::new(), |q| q.top1_text()),
@@ -267,13 +267,10 @@ pub(crate) mod tests {
     #[test]
     fn infeasibility_names_the_best_at_each_target_and_the_nearest_feasible_ones() {
         let targets = crate::targets::Targets {
-            min_tps: 25.0,
-            min_tps_source: "test".into(),
-            min_accuracy: 0.97,
-            min_accuracy_source: "test".into(),
+            min_tokens_per_second: Some(crate::targets::Target::new(25.0, "test")),
+            min_accuracy_score: Some(crate::targets::Target::new(0.97, "test")),
             max_latency_ms: None,
-            max_memory_bytes: 1e12,
-            reference_tps: None,
+            max_memory_mib: None,
         };
         let exps = vec![
             exp(1, 10.0, 0.99, false),

@@ -209,7 +209,7 @@ impl Loop<'_> {
             return Ok(());
         };
         let default_windows = self.cp.config.eval_chunks;
-        let target = self.cp.targets.min_accuracy;
+        let target = self.cp.targets.min_accuracy();
         let near_target = (q.top1 - target).abs() < 2.0 * q.top1_se;
         // The best so far, when this candidate is within the noise of it and one of the two
         // was scored on the run's default windows only.

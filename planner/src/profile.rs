@@ -4,6 +4,7 @@
 //! field. The profiles shipped in `profiles/` are also built into the binary, so `sintra rpi5`
 //! works from anywhere.
 
+use crate::targets::Targets;
 use formats::quant::GgmlType;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -50,21 +51,6 @@ pub struct Constraints {
     /// Sustained memory bandwidth in GB/s: the roofline's ceiling for token generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bandwidth_gbps: Option<f64>,
-}
-
-/// What the compressed model must achieve; a missing target is derived (see `targets.rs`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Targets {
-    /// Generated tokens per second, at least.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_tokens_per_second: Option<f64>,
-    /// Top-1 agreement with the original model on held-out text, 0..1, at least.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_accuracy_score: Option<f64>,
-    /// Time to the first token of a 64-token prompt, milliseconds, at most.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_latency_ms: Option<f64>,
 }
 
 /// How to reach the device over SSH (the transport lands with the device channel).
@@ -264,10 +250,14 @@ impl Profile {
             }
         }
         let t = &self.targets;
-        if let Some(v) = t.min_tokens_per_second {
+        let value = |t: &Option<crate::targets::Target>| t.as_ref().map(|t| t.value);
+        if let Some(v) = value(&t.min_tokens_per_second) {
             positive("targets.min_tokens_per_second", v)?;
         }
-        if let Some(v) = t.min_accuracy_score {
+        if let Some(v) = value(&t.max_memory_mib) {
+            positive("targets.max_memory_mib", v)?;
+        }
+        if let Some(v) = value(&t.min_accuracy_score) {
             if !(v.is_finite() && v > 0.0 && v <= 1.0) {
                 return Err(bad(
                     "targets.min_accuracy_score",
@@ -275,7 +265,7 @@ impl Profile {
                 ));
             }
         }
-        if let Some(v) = t.max_latency_ms {
+        if let Some(v) = value(&t.max_latency_ms) {
             positive("targets.max_latency_ms", v)?;
         }
         for q in &self.supported_quantizations {

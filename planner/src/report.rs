@@ -5,6 +5,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::experiment::{best, pareto, Experiment};
 use crate::home::write_atomic;
+use crate::targets::Targets;
 use anyhow::Result;
 use std::fmt::Write;
 use std::path::Path;
@@ -57,19 +58,22 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
     let _ = writeln!(
         s,
         "| tokens/s (generation) | >= {:.2} | {} |",
-        t.min_tps, t.min_tps_source
+        t.min_tps(),
+        Targets::source(&t.min_tokens_per_second)
     );
     let _ = writeln!(
         s,
         "| accuracy (top-1 agreement) | >= {:.3} | {} |",
-        t.min_accuracy, t.min_accuracy_source
+        t.min_accuracy(),
+        Targets::source(&t.min_accuracy_score)
     );
-    match t.max_latency_ms {
+    match t.max_latency() {
         Some(l) => {
             let _ = writeln!(
                 s,
-                "| latency (first token, {}-token prompt) | <= {l:.0} ms | profile |",
-                cp.config.bench.n_prompt
+                "| latency (first token, {}-token prompt) | <= {l:.0} ms | {} |",
+                cp.config.bench.n_prompt,
+                Targets::source(&t.max_latency_ms)
             );
         }
         None => {
@@ -78,8 +82,9 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "| memory | <= {:.0} MiB | profile memory x 0.8 |\n",
-        t.max_memory_bytes / (1 << 20) as f64
+        "| memory | <= {:.0} MiB | {} |\n",
+        t.max_memory_bytes() / (1 << 20) as f64,
+        Targets::source(&t.max_memory_mib)
     );
     let _ = writeln!(s, "## Best recipe\n");
     match best(exps) {
@@ -191,8 +196,8 @@ pub fn table(cp: &Checkpoint) -> String {
     }
     let mut s = format!(
         "targets: tok/s >= {:.2}, top-1 >= {:.3}{}\n",
-        cp.targets.min_tps,
-        cp.targets.min_accuracy,
+        cp.targets.min_tps(),
+        cp.targets.min_accuracy(),
         if cp.config.mock { " [MOCK]" } else { "" }
     );
     for r in &rows {
@@ -294,8 +299,11 @@ pub fn svg(cp: &Checkpoint) -> String {
         .filter(|e| e.tps().is_some() && e.top1().is_some())
         .collect();
     let t = &cp.targets;
-    let xs = exps.iter().filter_map(|e| e.tps()).chain([t.min_tps]);
-    let ys = exps.iter().filter_map(|e| e.top1()).chain([t.min_accuracy]);
+    let xs = exps.iter().filter_map(|e| e.tps()).chain([t.min_tps()]);
+    let ys = exps
+        .iter()
+        .filter_map(|e| e.top1())
+        .chain([t.min_accuracy()]);
     let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let pad = |a: f64, b: f64| {
@@ -350,8 +358,8 @@ pub fn svg(cp: &Checkpoint) -> String {
     let _ = writeln!(
         s,
         r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{b}" stroke="#c33" stroke-dasharray="4 3"/><line x1="{l}" y1="{y:.1}" x2="{xr}" y2="{y:.1}" stroke="#c33" stroke-dasharray="4 3"/>"##,
-        x = px(t.min_tps),
-        y = py(t.min_accuracy),
+        x = px(t.min_tps()),
+        y = py(t.min_accuracy()),
         b = h - bot,
         xr = w - r
     );

@@ -105,14 +105,15 @@ pub fn start(
         measured.as_ref(),
     )?;
     if let (Some(x), Some(m)) = (wanted.speedup, &measured) {
-        targets.min_tps = ((x * m.tg_tps) * 100.0).floor() / 100.0;
-        targets.min_tps_source = format!(
-            "--target-speedup {x}: {x} x the original's {} on {} in this session",
-            m.describe(),
-            m.device
-        );
+        targets.min_tokens_per_second = Some(crate::targets::Target::new(
+            ((x * m.tg_tps) * 100.0).floor() / 100.0,
+            format!(
+                "--target-speedup {x}: {x} x the original's {} on {} in this session",
+                m.describe(),
+                m.device
+            ),
+        ));
     }
-    targets.reference_tps = measured.as_ref().map(|m| m.tg_tps);
     let cp = Checkpoint {
         format_version: FORMAT_VERSION,
         run_id,
@@ -120,6 +121,7 @@ pub fn start(
         config,
         profile,
         targets,
+        reference_tps: measured.as_ref().map(|m| m.tg_tps),
         experiments: Vec::new(),
         stop_reason: None,
     };
@@ -133,13 +135,16 @@ pub fn start(
         } else {
             ""
         },
-        cp.targets.min_tps,
-        cp.targets.min_accuracy,
+        cp.targets.min_tps(),
+        cp.targets.min_accuracy(),
         cp.targets
-            .max_latency_ms
+            .max_latency()
             .map_or(String::new(), |l| format!(", latency <= {l:.0} ms"))
     );
-    println!("speed target from {}", cp.targets.min_tps_source);
+    println!(
+        "speed target from {}",
+        crate::targets::Targets::source(&cp.targets.min_tokens_per_second)
+    );
     Ok((
         cp,
         Prepared {
@@ -216,7 +221,7 @@ pub fn execute(cp: &mut Checkpoint, model: &ModelInfo, prepared: Option<Prepared
         }
         None => {
             let mut m = wire_measurer(&cp.profile, &cp.config, model)?;
-            if let Some(r) = cp.targets.reference_tps {
+            if let Some(r) = cp.reference_tps {
                 m.set_reference(r);
             }
             Box::new(m)

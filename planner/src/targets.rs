@@ -9,12 +9,15 @@
 //! the noise of a shared machine. (A half-roofline guess asks a 2-core x86 laptop for several
 //! times what any CPU runtime generates.) Without a measurement (`--dry-run`, `--mock`) the
 //! estimate is [`ROOFLINE_EFFICIENCY`] of the roofline `B / bytes_per_token`, and says so.
+//!
+//! One [`Targets`] type serves the profile (its `targets:` section: bare numbers), the command
+//! line (which overrides them) and the run (every target resolved, each with its source).
 
 use crate::model_info::ModelInfo;
 use crate::profile::Profile;
 use crate::recipe::{bytes_per_token, Recipe};
 use formats::quant::GgmlType;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default top-1 agreement when neither the profile nor the command line gives one.
 pub const DEFAULT_MIN_ACCURACY: f64 = 0.9;
@@ -28,20 +31,87 @@ pub const DEFAULT_MEMORY_SHARE: f64 = 0.5;
 /// Fraction of the device's memory a model may use (the rest is for the OS).
 pub const MEMORY_HEADROOM: f64 = 0.8;
 
-/// Resolved targets, each with where it came from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One target: its value and where it came from (`profile rpi5`, `--target-tps`, `measured:
+/// ...`). In a profile's YAML a bare number (its source is the profile); in a checkpoint
+/// `{value, source}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub value: f64,
+    pub source: String,
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a number")]
+        enum Repr {
+            Bare(f64),
+            Full { value: f64, source: String },
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Bare(value) => Target {
+                value,
+                source: String::new(),
+            },
+            Repr::Full { value, source } => Target { value, source },
+        })
+    }
+}
+
+impl Target {
+    pub fn new(value: f64, source: impl Into<String>) -> Self {
+        Target {
+            value,
+            source: source.into(),
+        }
+    }
+}
+
+/// What the compressed model must achieve. A profile gives any of them; [`resolve`] applies the
+/// command line and derives the speed, accuracy and memory a profile leaves out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Targets {
-    pub min_tps: f64,
-    pub min_tps_source: String,
-    pub min_accuracy: f64,
-    pub min_accuracy_source: String,
-    pub max_latency_ms: Option<f64>,
-    /// Bytes the model may take in memory.
-    pub max_memory_bytes: f64,
-    /// The original's generation speed measured on the device before the loop (median), the
-    /// reference each candidate's interleaved measurement is scaled to. `None` under `--mock`.
-    #[serde(default)]
-    pub reference_tps: Option<f64>,
+    /// Generated tokens per second, at least.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens_per_second: Option<Target>,
+    /// Top-1 agreement with the original model on held-out text, 0..1, at least.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_accuracy_score: Option<Target>,
+    /// Time to the first token of a 64-token prompt, milliseconds, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ms: Option<Target>,
+    /// Memory the model may take, MiB, at most (derived: [`MEMORY_HEADROOM`] of the device's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mib: Option<Target>,
+}
+
+impl Targets {
+    /// The speed to reach (0 while unresolved: no minimum).
+    pub fn min_tps(&self) -> f64 {
+        self.min_tokens_per_second.as_ref().map_or(0.0, |t| t.value)
+    }
+
+    /// The top-1 agreement to reach (0 while unresolved: no minimum).
+    pub fn min_accuracy(&self) -> f64 {
+        self.min_accuracy_score.as_ref().map_or(0.0, |t| t.value)
+    }
+
+    pub fn max_latency(&self) -> Option<f64> {
+        self.max_latency_ms.as_ref().map(|t| t.value)
+    }
+
+    /// Bytes the model may take in memory (unbounded while unresolved).
+    pub fn max_memory_bytes(&self) -> f64 {
+        self.max_memory_mib
+            .as_ref()
+            .map_or(f64::INFINITY, |t| t.value * (1u64 << 20) as f64)
+    }
+
+    /// Where a target came from (`""` when it is not set).
+    pub fn source(t: &Option<Target>) -> &str {
+        t.as_ref().map_or("", |t| t.source.as_str())
+    }
 }
 
 /// The original model's generation speed on the profile's device, measured before the loop.
@@ -95,9 +165,22 @@ pub fn resolve(
 ) -> anyhow::Result<Targets> {
     let q4k = Recipe::uniform(GgmlType::Q4_K);
     let bpt_q4k = (bytes_per_token(model, &q4k.plan(model)) as f64).max(1.0);
-    let (min_tps, min_tps_source) = match (cli_tps, profile.targets.min_tokens_per_second) {
+    let from_profile = |t: &Option<Target>| {
+        t.as_ref().map(|t| {
+            let source = if t.source.is_empty() {
+                format!("profile {}", profile.name)
+            } else {
+                t.source.clone()
+            };
+            Target::new(t.value, source)
+        })
+    };
+    let (min_tps, min_tps_source) = match (
+        cli_tps,
+        from_profile(&profile.targets.min_tokens_per_second),
+    ) {
         (Some(t), _) => (t, "--target-tps".to_string()),
-        (None, Some(t)) => (t, format!("profile {}", profile.name)),
+        (None, Some(t)) => (t.value, t.source),
         (None, None) if measured.is_some() => {
             let m = measured.expect("checked");
             let bpt = original_bytes_per_token(model) as f64;
@@ -141,26 +224,35 @@ pub fn resolve(
             )
         }
     };
-    let (min_accuracy, min_accuracy_source) =
-        match (cli_accuracy, profile.targets.min_accuracy_score) {
-            (Some(a), _) => (a, "--target-accuracy".to_string()),
-            (None, Some(a)) => (a, format!("profile {}", profile.name)),
-            (None, None) => (DEFAULT_MIN_ACCURACY, "default".to_string()),
-        };
+    let (min_accuracy, min_accuracy_source) = match (
+        cli_accuracy,
+        from_profile(&profile.targets.min_accuracy_score),
+    ) {
+        (Some(a), _) => (a, "--target-accuracy".to_string()),
+        (None, Some(a)) => (a.value, a.source),
+        (None, None) => (DEFAULT_MIN_ACCURACY, "default".to_string()),
+    };
     if !(min_tps.is_finite() && min_tps > 0.0) {
         anyhow::bail!("--target-tps must be a positive number, found {min_tps}");
     }
     if !(min_accuracy.is_finite() && min_accuracy > 0.0 && min_accuracy <= 1.0) {
         anyhow::bail!("--target-accuracy must be in (0, 1], found {min_accuracy}");
     }
+    let memory = from_profile(&profile.targets.max_memory_mib).unwrap_or_else(|| {
+        Target::new(
+            (profile.memory_bytes() * MEMORY_HEADROOM / (1u64 << 20) as f64).floor(),
+            format!(
+                "{MEMORY_HEADROOM} x the {:.1} GB of profile {}",
+                profile.memory_bytes() / 1e9,
+                profile.name
+            ),
+        )
+    });
     Ok(Targets {
-        min_tps,
-        min_tps_source,
-        min_accuracy,
-        min_accuracy_source,
-        max_latency_ms: profile.targets.max_latency_ms,
-        max_memory_bytes: profile.memory_bytes() * MEMORY_HEADROOM,
-        reference_tps: None,
+        min_tokens_per_second: Some(Target::new(min_tps, min_tps_source)),
+        min_accuracy_score: Some(Target::new(min_accuracy, min_accuracy_source)),
+        max_latency_ms: from_profile(&profile.targets.max_latency_ms),
+        max_memory_mib: Some(memory),
     })
 }
 
@@ -177,35 +269,92 @@ mod tests {
         assert!(speed_is_derived(&profile, None));
         assert!(!speed_is_derived(&profile, Some(3.0)));
         let est = resolve(&profile, &model, None, None, None).unwrap();
-        assert!(est.min_tps_source.starts_with("estimate"), "{est:?}");
+        assert!(
+            Targets::source(&est.min_tokens_per_second).starts_with("estimate"),
+            "{est:?}"
+        );
         let m = MeasuredOriginal {
             tg_tps: 20.0,
             spread: None,
             device: "host".into(),
         };
         let t = resolve(&profile, &model, None, None, Some(&m)).unwrap();
-        assert!(t.min_tps_source.starts_with("measured"), "{t:?}");
+        assert!(
+            Targets::source(&t.min_tokens_per_second).starts_with("measured"),
+            "{t:?}"
+        );
         // The memory share of the time per token shrinks with the bytes; the rest does not.
         let q4k = Recipe::uniform(GgmlType::Q4_K);
         let bpt = original_bytes_per_token(&model) as f64;
         let share = 20.0 * bpt / 1e9 / profile.constraints.memory_bandwidth_gbps.unwrap();
         let ratio = bytes_per_token(&model, &q4k.plan(&model)) as f64 / bpt;
         let want = SPEED_MARGIN * 20.0 / (share * ratio + 1.0 - share);
-        assert!((t.min_tps - want).abs() < 0.011, "{} vs {want}", t.min_tps);
+        assert!(
+            (t.min_tps() - want).abs() < 0.011,
+            "{} vs {want}",
+            t.min_tps()
+        );
         // Bounded by the pure roofline scaling (all memory) and the original's speed (none).
-        assert!(t.min_tps <= SPEED_MARGIN * 20.0 / ratio + 0.01, "{t:?}");
-        assert!(t.min_tps >= SPEED_MARGIN * 20.0 - 0.01, "{t:?}");
+        assert!(t.min_tps() <= SPEED_MARGIN * 20.0 / ratio + 0.01, "{t:?}");
+        assert!(t.min_tps() >= SPEED_MARGIN * 20.0 - 0.01, "{t:?}");
         // Without a bandwidth, half the time is assumed to be memory traffic.
         let mut nobw = profile.clone();
         nobw.constraints.memory_bandwidth_gbps = None;
         let t = resolve(&nobw, &model, None, None, Some(&m)).unwrap();
         let want = SPEED_MARGIN * 20.0 / (0.5 * ratio + 0.5);
-        assert!((t.min_tps - want).abs() < 0.011, "{} vs {want}", t.min_tps);
+        assert!(
+            (t.min_tps() - want).abs() < 0.011,
+            "{} vs {want}",
+            t.min_tps()
+        );
         // A given target wins over the measurement.
         let t = resolve(&profile, &model, Some(3.0), None, Some(&m)).unwrap();
         assert_eq!(
-            (t.min_tps, t.min_tps_source.as_str()),
+            (t.min_tps(), Targets::source(&t.min_tokens_per_second)),
             (3.0, "--target-tps")
+        );
+    }
+
+    #[test]
+    fn one_type_from_a_profile_to_a_checkpoint() {
+        let profile = Profile::from_yaml(
+            "name: board\nconstraints: {cpu_arch: arm64, ram_gb: 4}\n\
+             targets: {min_tokens_per_second: 5, max_memory_mib: 300, max_latency_ms: 900}\n",
+            "board.yaml",
+        )
+        .unwrap();
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let t = resolve(&profile, &model, None, Some(0.8), None).unwrap();
+        assert_eq!(
+            t.min_tokens_per_second,
+            Some(Target::new(5.0, "profile board"))
+        );
+        assert_eq!(
+            t.min_accuracy_score,
+            Some(Target::new(0.8, "--target-accuracy"))
+        );
+        assert_eq!(t.max_latency(), Some(900.0));
+        assert_eq!(t.max_memory_bytes(), 300.0 * (1u64 << 20) as f64);
+        // Without a memory target: the device's memory less the headroom, and says so.
+        let mut open = profile.clone();
+        open.targets.max_memory_mib = None;
+        let t2 = resolve(&open, &model, None, None, None).unwrap();
+        assert_eq!(t2.max_memory_mib.as_ref().unwrap().value, 3051.0);
+        assert!(Targets::source(&t2.max_memory_mib).contains("profile board"));
+        assert_eq!(Targets::source(&t2.min_accuracy_score), "default");
+        // A checkpoint keeps every source.
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Targets>(&json).unwrap(), t);
+        // A profile's target that is not a number is an error naming the field.
+        let bad = Profile::from_yaml(
+            "name: b\nconstraints: {cpu_arch: arm64, ram_gb: 4}\ntargets: {max_memory_mib: lots}\n",
+            "b.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("max_memory_mib") && bad.contains("a number"),
+            "{bad}"
         );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod ggml;
 pub mod llama;
+pub mod original;
 pub mod presets;
 pub mod requant;
 pub mod rows;

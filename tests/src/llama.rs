@@ -21,6 +21,16 @@ pub fn backend() -> &'static LlamaBackend {
     })
 }
 
+/// llama.cpp's own account of the instruction sets it was built for (`llama_print_system_info`:
+/// `CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | ...`).
+pub fn system_info() -> String {
+    backend();
+    // SAFETY: llama.cpp returns a pointer to a NUL-terminated string in a static buffer, valid
+    // until the next call; it is copied at once.
+    let info = unsafe { std::ffi::CStr::from_ptr(llama_cpp_sys_2::llama_print_system_info()) };
+    info.to_string_lossy().into_owned()
+}
+
 /// Load a model for CPU inference.
 pub fn load(path: &Path) -> Result<LlamaModel, String> {
     LlamaModel::load_from_file(backend(), path, &LlamaModelParams::default())

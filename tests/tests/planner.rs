@@ -321,9 +321,13 @@ fn optimizer_fits_q8_0_to_a_speed_target() {
     );
     let cp = checkpoints(&home).pop().expect("a checkpoint");
     let id = cp["run_id"].as_str().unwrap().to_string();
-    let target_tps = cp["targets"]["min_tps"].as_f64().unwrap();
+    let target_tps = cp["targets"]["min_tokens_per_second"]["value"]
+        .as_f64()
+        .unwrap();
     let target = format!("{target_tps:.2}");
-    let source = cp["targets"]["min_tps_source"].as_str().unwrap();
+    let source = cp["targets"]["min_tokens_per_second"]["source"]
+        .as_str()
+        .unwrap();
     assert!(source.starts_with("--target-speedup 1.1"), "{source}");
     let exps = experiments(&cp);
     assert!(

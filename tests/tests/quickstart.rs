@@ -110,7 +110,9 @@ fn check_run(stdout: &str, home: &Path) -> Value {
         assert!(e["quality"]["top1_se"].as_f64().unwrap() > 0.0, "{e:#}");
         assert!(e["quality"]["kld_se"].as_f64().unwrap() > 0.0, "{e:#}");
     }
-    let source = cp["targets"]["min_tps_source"].as_str().unwrap();
+    let source = cp["targets"]["min_tokens_per_second"]["source"]
+        .as_str()
+        .unwrap();
     assert!(
         !source.starts_with("measured") || source.contains("median of"),
         "a derived speed target does not say which measurement and its spread: {source}"
@@ -220,7 +222,11 @@ fn optimizer_meets_the_targets_of_a_synthetic_device_or_says_what_can_be_met() {
     let stdout = stdout_of(&out, "sintra edge-board.yaml");
     eprintln!("{stdout}");
     let cp = check_run(&stdout, &home);
-    assert_eq!(cp["targets"]["min_accuracy"], 0.9);
+    assert_eq!(cp["targets"]["min_accuracy_score"]["value"], 0.9);
+    assert_eq!(
+        cp["targets"]["min_accuracy_score"]["source"],
+        "profile edge-board"
+    );
 }
 
 /// Targets no recipe can meet: the run says so, with the best accuracy measured at the speed

@@ -42,6 +42,7 @@
 
 use formats::gguf::GgufFile;
 use formats::quant::GgmlType;
+use kernels::Isa;
 use runtime::model::{KvType, Llama};
 use runtime::perplexity::{perplexity, PplOptions};
 use runtime::threads::Pool;
@@ -209,17 +210,22 @@ fn greedy_generation_matches_llama_cpp() {
 /// Our logits against llama.cpp's token-by-token ones on the first 64 tokens of eval.txt (its
 /// flash attention on one part: fewer than 512 cells): bit for bit on AVX2, for the five files
 /// and the IQ4_NL one (llama.cpp repacks Q4_0, Q4_K and IQ4_NL matrices there; see the top).
+/// Checked on every x86 table this CPU runs (AVX2, and AVX2 + AVX-VNNI and AVX-512 VNNI where
+/// present, whose decode kernels are AVX2's), whichever is active; a CPU without AVX2 fails
+/// with the reason, it does not pass by checking nothing.
 #[test]
 fn logits_are_llama_cpps_bit_for_bit() {
     runtime::sysinfo::select_kernels().unwrap();
-    if kernels::isa_name() != "avx2" {
-        // The scalar oracle is not bit-exact with ggml by design; this is the AVX2 claim.
-        eprintln!(
-            "kernels are {}, not avx2: nothing to check",
-            kernels::isa_name()
-        );
-        return;
-    }
+    let before = Isa::from_name(kernels::isa_name()).expect("the active table has a name");
+    let tables: Vec<Isa> = [Isa::Avx2, Isa::Avx2Vnni, Isa::Avx512Vnni]
+        .into_iter()
+        .filter(|&isa| kernels::use_isa(isa).is_ok())
+        .collect();
+    assert!(
+        tables.contains(&Isa::Avx2),
+        "the bit-for-bit claim is the AVX2 table's and this CPU or build cannot run it (active: {})",
+        before.name()
+    );
     let pool = Pool::new(2);
     for ty in [
         GgmlType::Q4_1,
@@ -234,29 +240,36 @@ fn logits_are_llama_cpps_bit_for_bit() {
         let (tokens, _) = eval_tokens(&file);
         let tokens = &tokens[..64];
         let theirs = llama::sequential_logits(&path, tokens, 2).unwrap();
-        let mut model = Llama::new(&file, 256, KvType::F16).unwrap();
-        let mut first_diff = None;
-        let mut max_diff = 0f32;
-        for (j, &t) in tokens.iter().enumerate() {
-            let ours = model.forward(t, j, &pool).unwrap();
-            let d = ours
-                .iter()
-                .zip(&theirs[j])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            max_diff = max_diff.max(d);
-            if d > 0.0 && first_diff.is_none() {
-                first_diff = Some(j);
+        for &isa in &tables {
+            kernels::use_isa(isa).unwrap();
+            let mut model = Llama::new(&file, 256, KvType::F16).unwrap();
+            let mut first_diff = None;
+            let mut max_diff = 0f32;
+            for (j, &t) in tokens.iter().enumerate() {
+                let ours = model.forward(t, j, &pool).unwrap();
+                let d = ours
+                    .iter()
+                    .zip(&theirs[j])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                max_diff = max_diff.max(d);
+                if d > 0.0 && first_diff.is_none() {
+                    first_diff = Some(j);
+                }
             }
+            eprintln!(
+                "{ty} on {}: first position with different logits {first_diff:?}, max |diff| {max_diff:e}",
+                isa.name()
+            );
+            assert_eq!(
+                first_diff,
+                None,
+                "{ty} on {}: logits differ from llama.cpp's by up to {max_diff:e}",
+                isa.name()
+            );
         }
-        eprintln!(
-            "{ty}: first position with different logits {first_diff:?}, max |diff| {max_diff:e}"
-        );
-        assert_eq!(
-            first_diff, None,
-            "{ty}: logits differ from llama.cpp's by up to {max_diff:e}"
-        );
     }
+    kernels::use_isa(before).unwrap();
 }
 
 #[test]

@@ -91,7 +91,7 @@ impl Heuristic {
                         model,
                         s,
                         ctx.allowed,
-                        (ctx.targets.min_accuracy + m).min(1.0),
+                        (ctx.targets.min_accuracy() + m).min(1.0),
                         |kld| q.top1(kld),
                     )
                 });
@@ -139,14 +139,14 @@ impl Heuristic {
         }
         let t = ctx.targets;
         let score = |s: &Scored| -> f64 {
-            let mem_ok = s.size as f64 * 1.1 <= t.max_memory_bytes;
-            if s.tps >= t.min_tps && s.top1 >= t.min_accuracy && mem_ok {
+            let mem_ok = s.size as f64 * 1.1 <= t.max_memory_bytes();
+            if s.tps >= t.min_tps() && s.top1 >= t.min_accuracy() && mem_ok {
                 // Feasible: the most accurate wins, speed breaks ties.
                 2.0 + s.top1 + 1e-6 * s.tps.min(1e5)
             } else {
                 // Infeasible: the smallest relative shortfall wins.
-                let short = (t.min_tps - s.tps).max(0.0) / t.min_tps
-                    + (t.min_accuracy - s.top1).max(0.0) / t.min_accuracy
+                let short = (t.min_tps() - s.tps).max(0.0) / t.min_tps()
+                    + (t.min_accuracy() - s.top1).max(0.0) / t.min_accuracy()
                     + if mem_ok { 0.0 } else { 1.0 };
                 1.0 - short
             }

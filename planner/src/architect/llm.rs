@@ -75,8 +75,8 @@ pub fn context_json(ctx: &Context<'_>) -> String {
     json!({
         "device": {"name": ctx.profile.name, "cpu_arch": c.cpu_arch, "ram_gb": c.ram_gb, "cores": c.cores,
                    "simd": c.simd, "memory_bandwidth_gbps": c.memory_bandwidth_gbps},
-        "targets": {"min_tps": ctx.targets.min_tps, "min_accuracy": ctx.targets.min_accuracy,
-                    "max_latency_ms": ctx.targets.max_latency_ms, "max_memory_mb": ctx.targets.max_memory_bytes / 1e6},
+        "targets": {"min_tps": ctx.targets.min_tps(), "min_accuracy": ctx.targets.min_accuracy(),
+                    "max_latency_ms": ctx.targets.max_latency(), "max_memory_mb": ctx.targets.max_memory_bytes() / 1e6},
         "model": {"name": m.name, "arch": m.arch, "layers": m.n_layers, "params": m.n_params,
                   "bits_per_weight": (m.bpw() * 100.0).round() / 100.0, "tied_embeddings": m.tied_embeddings,
                   "tensors": tensors},

@@ -158,13 +158,14 @@ fn dry_run(
     println!("DRY RUN: nothing is written, measured or recorded.\n");
     println!("profile:\n{}", indent(&serde_yaml_ng::to_string(profile)?));
     println!(
-        "targets:\n  tokens/s >= {:.2} ({})\n  top-1 agreement >= {:.3} ({})\n  latency <= {}\n  memory <= {:.0} MiB\n",
-        targets.min_tps,
-        targets.min_tps_source,
-        targets.min_accuracy,
-        targets.min_accuracy_source,
-        targets.max_latency_ms.map_or("not set".into(), |l| format!("{l:.0} ms")),
-        targets.max_memory_bytes / (1 << 20) as f64
+        "targets:\n  tokens/s >= {:.2} ({})\n  top-1 agreement >= {:.3} ({})\n  latency <= {}\n  memory <= {:.0} MiB ({})\n",
+        targets.min_tps(),
+        crate::targets::Targets::source(&targets.min_tokens_per_second),
+        targets.min_accuracy(),
+        crate::targets::Targets::source(&targets.min_accuracy_score),
+        targets.max_latency().map_or("not set".into(), |l| format!("{l:.0} ms")),
+        targets.max_memory_bytes() / (1 << 20) as f64,
+        crate::targets::Targets::source(&targets.max_memory_mib)
     );
     println!(
         "model: {} ({}, {} layers, {:.1} M parameters, {:.2} bits per weight, {:.1} MiB)\n  {}\n",

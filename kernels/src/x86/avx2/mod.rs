@@ -31,7 +31,7 @@
 //! takes several rows per pass over the activation, so that what the rows share (the
 //! activation's quants, its scale, its block sums) is loaded and converted once.
 //!
-//! `matmul.rs` has the matrix-matrix products of prompt processing: the same per-pair
+//! `matmul/` has the matrix-matrix products of prompt processing: the same per-pair
 //! arithmetic as `vec_dot_*`, each weight block unpacked once for several tokens.
 
 /// `pub unsafe fn $name(w, act, out)`: `out[r] = $dot(row r of w, act)`, where `w` holds

@@ -157,6 +157,124 @@ pub(super) fn k4_scales(scales: [u8; 8]) -> __m256i {
     _mm256_set_m128i(sc, sc)
 }
 
+// One unpacking per K-quant type, shared by the dot products here and the prompt's tiles
+// (`matmul/k_quants.rs`): the 256 unsigned quants as eight 32-value pieces, in order, and
+// their scales spread over each piece's sixteen i16 pair sums.
+
+/// Q4_K/Q5_K's eight sub-block scales, each over a whole register (piece `k`'s).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn k4_piece_scales(scales: [u8; 8]) -> [__m256i; 8] {
+    let scales = k4_scales(scales);
+    let mut out = [_mm256_setzero_si256(); 8];
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = broadcast_i16(scales, k);
+    }
+    out
+}
+
+/// A Q4_K super-block's quants (0..16): value `64j + l` is the low nibble of `qs[32j + l]`,
+/// `64j + 32 + l` the high one.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q4_k_quants(x: &BlockQ4K) -> [__m256i; 8] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let q4: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+    let mut q = [_mm256_setzero_si256(); 8];
+    for j in 0..4 {
+        let bits = load256(&q4[j]);
+        q[2 * j] = _mm256_and_si256(bits, m4);
+        q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+    }
+    q
+}
+
+/// A Q5_K super-block's quants (0..32): Q4_K's, plus 16 where bit `2j` (low nibbles) or
+/// `2j + 1` (high) of `qh[l]` is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q5_k_quants(x: &BlockQ5K) -> [__m256i; 8] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m16 = _mm256_set1_epi8(0x10);
+    let q4: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
+    let mut high = load256(&x.qh);
+    let mut q = [_mm256_setzero_si256(); 8];
+    for j in 0..4 {
+        let bits = load256(&q4[j]);
+        // Bits 0 and 1 of each byte of `high` to bit 4 (what a shift brings in from the
+        // neighbouring byte is masked off).
+        let h_lo = _mm256_and_si256(_mm256_slli_epi16::<4>(high), m16);
+        let h_hi = _mm256_and_si256(_mm256_slli_epi16::<3>(high), m16);
+        q[2 * j] = _mm256_or_si256(_mm256_and_si256(bits, m4), h_lo);
+        q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), h_hi);
+        high = _mm256_srli_epi16::<2>(high);
+    }
+    q
+}
+
+/// Q4_K/Q5_K's scaled piece sums `sum(sc * q * y)` in eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn k4_sumi(
+    scales: &[__m256i; 8],
+    q: &[__m256i; 8],
+    q8: &[[i8; 32]; QK_K / 32],
+) -> __m256i {
+    let mut sumi = _mm256_setzero_si256();
+    for j in 0..4 {
+        let p_lo = _mm256_maddubs_epi16(q[2 * j], load256(&q8[2 * j]));
+        let p_hi = _mm256_maddubs_epi16(q[2 * j + 1], load256(&q8[2 * j + 1]));
+        let p_lo = _mm256_madd_epi16(scales[2 * j], p_lo);
+        let p_hi = _mm256_madd_epi16(scales[2 * j + 1], p_hi);
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+    }
+    sumi
+}
+
+/// A Q6_K super-block's quants (0..64). Within each 128: values `l`, `l + 32`, `l + 64`,
+/// `l + 96` take the low nibble of `ql[l]`, of `ql[l + 32]`, the high nibble of `ql[l]`, of
+/// `ql[l + 32]`, and bits 0-1, 2-3, 4-5, 6-7 of `qh[l]` on top.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q6_k_quants(x: &BlockQ6K) -> [__m256i; 8] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m3 = _mm256_set1_epi8(3);
+    let ql: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.ql);
+    let qh: &[[u8; 32]; 2] = bytemuck::cast_ref(&x.qh);
+    let mut q = [_mm256_setzero_si256(); 8];
+    for j in 0..2 {
+        let (l0, l1) = (load256(&ql[2 * j]), load256(&ql[2 * j + 1]));
+        let h = load256(&qh[j]);
+        q[4 * j] = _mm256_or_si256(
+            _mm256_and_si256(l0, m4),
+            _mm256_slli_epi16::<4>(_mm256_and_si256(h, m3)),
+        );
+        q[4 * j + 1] = _mm256_or_si256(
+            _mm256_and_si256(l1, m4),
+            _mm256_slli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(0x0c))),
+        );
+        q[4 * j + 2] = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
+            _mm256_and_si256(h, _mm256_set1_epi8(0x30)),
+        );
+        q[4 * j + 3] = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
+            _mm256_srli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(0xc0_u8 as i8))),
+        );
+    }
+    q
+}
+
+/// The i16 scales of Q6_K's piece `i` (its sub-blocks `2i` and `2i + 1`, sixteen values
+/// each) over the piece's low and high eight pair sums; `scales` the sixteen i8 scales.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q6_k_piece_scales(scales: __m128i, i: usize) -> __m256i {
+    let k = 2 * i as i64;
+    let pick = _mm_set_epi64x(0x0101_0101_0101_0101 * (k + 1), 0x0101_0101_0101_0101 * k);
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick))
+}
+
 /// Q4_K weights (`d * sc * q - dmin * m`, 4-bit `q`) against Q8_K activations.
 ///
 /// # Safety
@@ -181,24 +299,9 @@ pub unsafe fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_sums(x: &BlockQ4K, y: &BlockQ8K) -> (__m256i, __m128i) {
-    let m4 = _mm256_set1_epi8(0x0f);
     let (scales, mins) = scales_mins_k4(&x.scales);
     let prod = k4_min_products(mins, y);
-    // Value 64 * j + l is the low nibble of qs[32 * j + l], 64 * j + 32 + l the high one.
-    let scales = k4_scales(scales);
-    let q4: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
-    let q8 = q8_pieces(y);
-    let mut sumi = _mm256_setzero_si256();
-    for j in 0..4 {
-        let bits = load256(&q4[j]);
-        let lo = _mm256_and_si256(bits, m4);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-        let p_lo = _mm256_maddubs_epi16(lo, load256(&q8[2 * j]));
-        let p_hi = _mm256_maddubs_epi16(hi, load256(&q8[2 * j + 1]));
-        let p_lo = _mm256_madd_epi16(broadcast_i16(scales, 2 * j), p_lo);
-        let p_hi = _mm256_madd_epi16(broadcast_i16(scales, 2 * j + 1), p_hi);
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
-    }
+    let sumi = k4_sumi(&k4_piece_scales(scales), &q4_k_quants(x), q8_pieces(y));
     (sumi, prod)
 }
 
@@ -264,8 +367,6 @@ pub unsafe fn gemv_q4_k_8x8_q8_k(w: &[BlockQ4K], act: &[BlockQ8K], out: &mut [f3
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m16 = _mm256_set1_epi8(0x10);
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0f32;
     for (x, y) in x.iter().zip(y) {
@@ -283,27 +384,7 @@ pub unsafe fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
         );
         summs = _mm_cvtss_f32(fma);
 
-        // As Q4_K, plus 16 where bit 2j (low nibbles) or 2j + 1 (high) of qh[l] is set.
-        let scales = k4_scales(scales);
-        let q4: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.qs);
-        let q8 = q8_pieces(y);
-        let mut high = load256(&x.qh);
-        let mut sumi = _mm256_setzero_si256();
-        for j in 0..4 {
-            let bits = load256(&q4[j]);
-            // Bits 0 and 1 of each byte of `high` to bit 4 (what a shift brings in from the
-            // neighbouring byte is masked off).
-            let h_lo = _mm256_and_si256(_mm256_slli_epi16::<4>(high), m16);
-            let h_hi = _mm256_and_si256(_mm256_slli_epi16::<3>(high), m16);
-            let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), h_lo);
-            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), h_hi);
-            let p_lo = _mm256_maddubs_epi16(lo, load256(&q8[2 * j]));
-            let p_hi = _mm256_maddubs_epi16(hi, load256(&q8[2 * j + 1]));
-            let p_lo = _mm256_madd_epi16(broadcast_i16(scales, 2 * j), p_lo);
-            let p_hi = _mm256_madd_epi16(broadcast_i16(scales, 2 * j + 1), p_hi);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
-            high = _mm256_srli_epi16::<2>(high);
-        }
+        let sumi = k4_sumi(&k4_piece_scales(scales), &q5_k_quants(x), q8_pieces(y));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32x8(acc) + summs
@@ -317,8 +398,6 @@ pub unsafe fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m3 = _mm256_set1_epi8(3);
     let mut acc = _mm256_setzero_ps();
     for (x, y) in x.iter().zip(y) {
         prefetch_ahead(x);
@@ -326,44 +405,10 @@ pub unsafe fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
         let scales = load128(&x.scales);
         let offsets = _mm256_madd_epi16(load256(&y.bsums), _mm256_cvtepi8_epi16(scales));
         let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(offsets));
-
-        // Within each 128: values l, l + 32, l + 64, l + 96 take the low nibble of ql[l], of
-        // ql[l + 32], the high nibble of ql[l], of ql[l + 32], and bits 0-1, 2-3, 4-5, 6-7
-        // of qh[l] on top.
-        let ql: &[[u8; 32]; 4] = bytemuck::cast_ref(&x.ql);
-        let qh: &[[u8; 32]; 2] = bytemuck::cast_ref(&x.qh);
         let q8 = q8_pieces(y);
-        for j in 0..2 {
-            let (l0, l1) = (load256(&ql[2 * j]), load256(&ql[2 * j + 1]));
-            let h = load256(&qh[j]);
-            let q = [
-                _mm256_or_si256(
-                    _mm256_and_si256(l0, m4),
-                    _mm256_slli_epi16::<4>(_mm256_and_si256(h, m3)),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(l1, m4),
-                    _mm256_slli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(0x0c))),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
-                    _mm256_and_si256(h, _mm256_set1_epi8(0x30)),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
-                    _mm256_srli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(0xc0_u8 as i8))),
-                ),
-            ];
-            for (s, q) in q.into_iter().enumerate() {
-                let p = _mm256_maddubs_epi16(q, load256(&q8[4 * j + s]));
-                // Sub-blocks 8j + 2s and 8j + 2s + 1 (16 values each): their scales as i16
-                // over the low and high eight pair sums.
-                let k = (8 * j + 2 * s) as i64;
-                let pick =
-                    _mm_set_epi64x(0x0101_0101_0101_0101 * (k + 1), 0x0101_0101_0101_0101 * k);
-                let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p));
-            }
+        for (i, q) in q6_k_quants(x).into_iter().enumerate() {
+            let p = _mm256_maddubs_epi16(q, load256(&q8[i]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(q6_k_piece_scales(scales, i), p));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
