@@ -4,7 +4,11 @@
 # (fat LTO, one codegen unit, panic=abort, stripped).
 #
 #   bash cross/build.sh                 # every target below that rustup has or can add
-#   bash cross/build.sh aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+#   bash cross/build.sh aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf
+#
+# armv7 (32-bit Raspberry Pi OS) is glibc's gnueabihf target linked statically (`+crt-static`,
+# Debian's gcc-arm-linux-gnueabihf and libc6-dev-armhf-cross; .cargo/config.toml): rustup's
+# mirror here carries no rust-std for armv7 musl.
 #
 # Prints each binary's path and size; a binary over the size budget (2 MB) fails the build.
 # Without arguments, a target whose standard library rustup cannot install is reported and
@@ -13,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-ALL=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf)
+ALL=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
 BUDGET=$((2 * 1000 * 1000))
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 

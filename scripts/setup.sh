@@ -9,12 +9,16 @@ log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 # --- system packages -------------------------------------------------------------------------
 # cmake, clang, libclang-dev: llama-cpp-sys-2 builds llama.cpp (our reference) from source.
 # qemu-user-static: runs the aarch64/armv7 builds (NEON kernels) in tests.
+# gcc-arm-linux-gnueabihf, libc6-dev-armhf-cross: link the static armv7 runtime (glibc's
+# static libraries; .cargo/config.toml).
 # openssh-server: the device-over-ssh end-to-end test.
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v clang >/dev/null || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
+command -v arm-linux-gnueabihf-gcc >/dev/null || need_apt+=(gcc-arm-linux-gnueabihf)
+[ -f /usr/arm-linux-gnueabihf/lib/libc.a ] || need_apt+=(libc6-dev-armhf-cross)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
@@ -24,14 +28,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # --- rust targets ------------------------------------------------------------------------------
-# x86_64 and aarch64 musl are required (static runtime, NEON tests under qemu). armv7 is best
-# effort: some rustup mirrors do not carry its rust-std, and nothing in the test suite needs it.
-for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+# The static runtime's targets, each run in tests (aarch64 and armv7 under qemu). armv7 is
+# glibc's gnueabihf linked statically: rustup's mirror carries no rust-std for armv7 musl.
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
   rustup target list --installed | grep -qx "$t" || { log "adding rust target $t"; rustup target add "$t" >/dev/null; }
 done
-t=armv7-unknown-linux-musleabihf
-rustup target list --installed | grep -qx "$t" || rustup target add "$t" >/dev/null 2>&1 \
-  || log "warning: rust target $t is not available from this rustup mirror; armv7 builds are skipped"
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null
 
 # --- test models -------------------------------------------------------------------------------

@@ -35,6 +35,11 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later).
     Avx2,
+    /// [`Isa::Avx2`] with AVX-512 F, BW, VL and VNNI but without AVX-VNNI (Ice Lake, Tiger
+    /// Lake, Rocket Lake, Zen 4): the prompt's matrix products of Q4_0, Q5_0 and Q8_0 weights
+    /// two (row, token) pairs to a 512-bit register with EVEX `vpdpbusd` (same results); the
+    /// rest AVX2's.
+    Avx512,
     /// [`Isa::Avx2`] with AVX-VNNI (`vpdpbusd` on 256-bit registers: Alder Lake, Sapphire
     /// Rapids, Zen 5 and later): the same kernels but the prompt's matrix products of the
     /// signed 32-value types, whose integer sums it does in one instruction (same results).
@@ -42,7 +47,7 @@ pub enum Isa {
     /// [`Isa::Avx2Vnni`] with AVX-512 F, BW, VL and VNNI (Sapphire Rapids, Granite Rapids,
     /// Zen 5): the prompt's matrix products of Q4_0, Q5_0 and Q8_0 weights two (row, token)
     /// pairs to a 512-bit register (same results); the rest AVX2 + AVX-VNNI's. CPUs with
-    /// AVX-512 VNNI but not AVX-VNNI (Ice Lake, Zen 4) get the AVX2 table.
+    /// AVX-512 VNNI but not AVX-VNNI (Ice Lake, Zen 4) get [`Isa::Avx512`].
     Avx512Vnni,
     /// AArch64 with NEON (Advanced SIMD), on every AArch64 CPU.
     Neon,
@@ -55,19 +60,21 @@ impl Isa {
     pub const ALL: &'static [Isa] = &[
         Isa::Scalar,
         Isa::Avx2,
+        Isa::Avx512,
         Isa::Avx2Vnni,
         Isa::Avx512Vnni,
         Isa::Neon,
         Isa::NeonDotprod,
     ];
 
-    /// The lowercase name (`"scalar"`, `"avx2"`, `"avx2+vnni"`, `"avx512+vnni"`, `"neon"`,
+    /// The lowercase name (`"scalar"`, `"avx2"`, `"avx512"`, `"avx2+vnni"`, `"avx512+vnni"`, `"neon"`,
     /// `"neon+dotprod"`), as
     /// `SINTRA_KERNELS` and `--version` spell it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
             Isa::Avx2Vnni => "avx2+vnni",
             Isa::Avx512Vnni => "avx512+vnni",
             Isa::Neon => "neon",
@@ -76,13 +83,11 @@ impl Isa {
     }
 
     /// The instruction set called `name` ([`Isa::name`]; `"dotprod"` also names
-    /// [`Isa::NeonDotprod`], `"vnni"` [`Isa::Avx2Vnni`] and `"avx512"` [`Isa::Avx512Vnni`]), if
-    /// there is one.
+    /// [`Isa::NeonDotprod`] and `"vnni"` [`Isa::Avx2Vnni`]), if there is one.
     pub fn from_name(name: &str) -> Option<Isa> {
         match name {
             "dotprod" => return Some(Isa::NeonDotprod),
             "vnni" => return Some(Isa::Avx2Vnni),
-            "avx512" => return Some(Isa::Avx512Vnni),
             _ => {}
         }
         Isa::ALL.iter().copied().find(|isa| isa.name() == name)
@@ -273,6 +278,24 @@ const AVX2_VNNI_TABLE: KernelTable = KernelTable {
     matmul: &crate::x86::avx2::MATMUL_VNNI,
     interleaved: Some(Interleaved {
         q4_0_matmul: Some(avx2_vnni!(gemm_q4_0_8x8_q8_0_vnni(w, a, outs))),
+        ..AVX2_INTERLEAVED
+    }),
+    ..AVX2_TABLE
+};
+
+/// AVX2's table with AVX-512 VNNI matrix-matrix products for Q4_0, Q5_0 and Q8_0 that need
+/// no AVX-VNNI (`x86::avx512::MATMUL_NO_AVXVNNI`).
+#[cfg(target_arch = "x86_64")]
+static AVX512: KernelTable = KernelTable {
+    isa: Isa::Avx512,
+    matmul: &crate::x86::avx512::MATMUL_NO_AVXVNNI,
+    interleaved: Some(Interleaved {
+        q4_0_matmul: Some(|w, a, outs| {
+            // SAFETY: this closure is only reachable through the AVX512 table, which `table`
+            // returns only once `avx2_fma_f16c` and `cpu_has_avx512vnni` found AVX2, FMA, F16C
+            // and AVX-512 F, BW, VL and VNNI usable.
+            unsafe { crate::x86::avx2::gemm_q4_0_8x8_q8_0_evex(w, a, outs) }
+        }),
         ..AVX2_INTERLEAVED
     }),
     ..AVX2_TABLE
@@ -498,6 +521,8 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         Isa::Scalar => Some(&SCALAR),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if cpu_has_avx2() => Some(&AVX2),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if cpu_has_avx2() && cpu_has_avx512vnni() => Some(&AVX512),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Vnni if cpu_has_avx2() && cpu_has_avxvnni() => Some(&AVX2_VNNI),
         #[cfg(target_arch = "x86_64")]

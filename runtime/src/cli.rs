@@ -42,7 +42,8 @@ OPTIONS:
 
 ENVIRONMENT:
   SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle),
-                       avx2, vnni or avx512 (x86-64; also spelt avx2+vnni, avx512+vnni),
+                       avx2, avx512 (AVX-512 VNNI without AVX-VNNI), vnni (avx2+vnni) or
+                       avx512+vnni (x86-64),
                        neon or dotprod (aarch64; also spelt neon+dotprod)
 ";
 

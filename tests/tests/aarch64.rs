@@ -1,4 +1,4 @@
-//! The aarch64 build end to end (issues #4 and #5): the static `sintra-rt` for
+//! The ARM builds end to end (issues #4, #5 and #14; the armv7 one at the end): the static `sintra-rt` for
 //! `aarch64-unknown-linux-musl`, run under qemu-user (`qemu-aarch64-static`), against the
 //! static host build (`x86_64-unknown-linux-musl`, the same libc and so the same libm) on the
 //! same text.
@@ -165,4 +165,83 @@ fn aarch64_build_under_qemu_matches_the_host_perplexity() {
         arm_simd_logits.len(),
         host_simd_logits.len()
     );
+}
+
+/// The 32-bit build (issue #14): 32-bit Raspberry Pi OS runs `armv7-unknown-linux-gnueabihf`
+/// linked statically (`+crt-static`: no dynamic loader asked for, so it runs on any armv7 Linux
+/// whatever its glibc). Its kernels are the scalar table (Rust's 32-bit ARM NEON intrinsics are
+/// not stable), so it must give the host scalar build's perplexity, held to [`PORT_BOUND`].
+/// Measured: 34.4112 against the static musl host build's 34.4377, 0.077% apart: glibc's libm
+/// against musl's (the x86-64 glibc build gives 34.4112 too). One 128-token window under
+/// `qemu-arm-static`, about a minute.
+#[test]
+fn armv7_build_under_qemu_matches_the_host_perplexity() {
+    const ARMV7: &str = "armv7-unknown-linux-gnueabihf";
+    let _alone = sintra_tests::measuring_lock();
+    let model = smollm2_q4_1();
+    let eval = std::fs::read_to_string(data_file("eval.txt")).unwrap();
+    let mut end = TEXT_BYTES.min(eval.len());
+    while !eval.is_char_boundary(end) {
+        end -= 1;
+    }
+    let dir = std::env::temp_dir().join(format!("sintra-armv7-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("eval-slice.txt");
+    std::fs::write(&text, &eval[..end]).unwrap();
+
+    let arm = dist_runtime(ARMV7);
+    let bytes = std::fs::read(&arm).unwrap();
+    assert!(
+        !has_interpreter(&bytes),
+        "{} asks for a dynamic loader (PT_INTERP): it is not static",
+        arm.display()
+    );
+    let version = run(Some("qemu-arm-static"), "auto", &arm, &["--version"]);
+    assert!(
+        version.contains(ARMV7) && version.contains("kernels: scalar"),
+        "--version under qemu: {version}"
+    );
+    let host = dist_runtime(HOST_TARGET);
+    let chunks = CHUNKS.to_string();
+    let args = [
+        "perplexity",
+        "-m",
+        model.to_str().unwrap(),
+        "-f",
+        text.to_str().unwrap(),
+        "-c",
+        "128",
+        "--chunks",
+        &chunks,
+    ];
+    let host_ppl = final_ppl(&run(None, "scalar", &host, &args));
+    let start = std::time::Instant::now();
+    let arm_ppl = final_ppl(&run(Some("qemu-arm-static"), "auto", &arm, &args));
+    std::fs::remove_dir_all(&dir).ok();
+    let apart = (arm_ppl - host_ppl).abs() / host_ppl;
+    eprintln!(
+        "armv7 under qemu: {} PPL {arm_ppl:.4} ({:.1} s); host scalar {host_ppl:.4} ({:.4}% apart)",
+        version.trim(),
+        start.elapsed().as_secs_f64(),
+        100.0 * apart
+    );
+    assert!(
+        apart <= PORT_BOUND,
+        "armv7 PPL {arm_ppl} vs host scalar {host_ppl}: {:.4}% apart (more than {}%)",
+        100.0 * apart,
+        100.0 * PORT_BOUND
+    );
+}
+
+/// Whether a 32-bit little-endian ELF file has a `PT_INTERP` program header (asks for a dynamic
+/// loader). Panics on a file that is not one.
+fn has_interpreter(elf: &[u8]) -> bool {
+    assert!(
+        elf.len() > 0x34 && elf[..4] == *b"\x7fELF" && elf[4] == 1 && elf[5] == 1,
+        "not a 32-bit little-endian ELF file"
+    );
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = (u32_at(0x1c), u16_at(0x2a), u16_at(0x2c));
+    (0..phnum).any(|i| u32_at(phoff + i * phentsize) == 3)
 }

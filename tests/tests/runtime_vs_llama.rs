@@ -210,14 +210,14 @@ fn greedy_generation_matches_llama_cpp() {
 /// Our logits against llama.cpp's token-by-token ones on the first 64 tokens of eval.txt (its
 /// flash attention on one part: fewer than 512 cells): bit for bit on AVX2, for the five files
 /// and the IQ4_NL one (llama.cpp repacks Q4_0, Q4_K and IQ4_NL matrices there; see the top).
-/// Checked on every x86 table this CPU runs (AVX2, and AVX2 + AVX-VNNI and AVX-512 VNNI where
+/// Checked on every x86 table this CPU runs (AVX2, and the AVX-512 and AVX-VNNI ones where
 /// present, whose decode kernels are AVX2's), whichever is active; a CPU without AVX2 fails
 /// with the reason, it does not pass by checking nothing.
 #[test]
 fn logits_are_llama_cpps_bit_for_bit() {
     runtime::sysinfo::select_kernels().unwrap();
     let before = Isa::from_name(kernels::isa_name()).expect("the active table has a name");
-    let tables: Vec<Isa> = [Isa::Avx2, Isa::Avx2Vnni, Isa::Avx512Vnni]
+    let tables: Vec<Isa> = [Isa::Avx2, Isa::Avx512, Isa::Avx2Vnni, Isa::Avx512Vnni]
         .into_iter()
         .filter(|&isa| kernels::use_isa(isa).is_ok())
         .collect();

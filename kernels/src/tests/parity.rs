@@ -56,7 +56,7 @@ fn tolerance(w: GgmlType) -> f64 {
 
 /// The SIMD instruction sets this build has kernels for.
 const SIMD: &[Isa] = if cfg!(target_arch = "x86_64") {
-    &[Isa::Avx2, Isa::Avx2Vnni, Isa::Avx512Vnni]
+    &[Isa::Avx2, Isa::Avx512, Isa::Avx2Vnni, Isa::Avx512Vnni]
 } else if cfg!(target_arch = "aarch64") {
     &[Isa::Neon, Isa::NeonDotprod]
 } else {
@@ -165,18 +165,20 @@ fn the_detected_isa_is_the_one_std_detects() {
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c");
     let vnni = std_says && is_x86_feature_detected!("avxvnni");
-    let avx512 = vnni
+    let avx512 = std_says
         && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("avx512vnni");
     assert_eq!(Isa::Avx2.available(), std_says);
+    assert_eq!(Isa::Avx512.available(), avx512);
     assert_eq!(Isa::Avx2Vnni.available(), vnni);
-    assert_eq!(Isa::Avx512Vnni.available(), avx512);
+    assert_eq!(Isa::Avx512Vnni.available(), vnni && avx512);
     let best = match (std_says, vnni, avx512) {
         (true, true, true) => Isa::Avx512Vnni,
         (true, true, false) => Isa::Avx2Vnni,
-        (true, false, _) => Isa::Avx2,
+        (true, false, true) => Isa::Avx512,
+        (true, false, false) => Isa::Avx2,
         _ => Isa::Scalar,
     };
     assert_eq!(crate::detect(), best);

@@ -104,7 +104,7 @@ pub fn triple_for_machine(machine: &str) -> Result<&'static str, DeviceError> {
         "x86_64" | "amd64" => Ok("x86_64-unknown-linux-musl"),
         "aarch64" | "arm64" => Ok("aarch64-unknown-linux-musl"),
         // armv8l: a 64-bit CPU running a 32-bit OS (32-bit Raspberry Pi OS on a Pi 3/4/5).
-        "armv7l" | "armv8l" => Ok("armv7-unknown-linux-musleabihf"),
+        "armv7l" | "armv8l" => Ok("armv7-unknown-linux-gnueabihf"),
         other => Err(DeviceError::Setup(format!(
             "no sintra-rt build for machine '{other}' (uname -m): pass --runtime-target and --runtime"
         ))),

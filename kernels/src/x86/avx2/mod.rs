@@ -69,7 +69,8 @@ pub use expf::expf_slice;
 pub(crate) use matmul::MATMUL;
 pub(crate) use matmul::MATMUL_VNNI;
 pub use matmul::{
-    gemm_q4_0_8x8_q8_0, gemm_q4_0_8x8_q8_0_vnni, matmul_q4_0_q8_0_offset, matmul_q5_0_q8_0_offset,
+    gemm_q4_0_8x8_q8_0, gemm_q4_0_8x8_q8_0_evex, gemm_q4_0_8x8_q8_0_vnni, matmul_q4_0_q8_0,
+    matmul_q4_0_q8_0_offset, matmul_q5_0_q8_0, matmul_q5_0_q8_0_offset, matmul_q8_0_q8_0,
     matmul_q8_0_q8_0_offset,
 };
 pub(crate) use matmul::{unsigned_q4_0, unsigned_q5_0, unsigned_q8_0};

@@ -13,8 +13,9 @@
 
 use crate::matmul::{shape, MatmulKernels};
 use crate::x86::avx2::{
-    fp16, hsum_f32x8, matmul_q4_0_q8_0_offset, matmul_q5_0_q8_0_offset, matmul_q8_0_q8_0_offset,
-    unsigned_q4_0, unsigned_q5_0, unsigned_q8_0,
+    fp16, hsum_f32x8, matmul_q4_0_q8_0, matmul_q4_0_q8_0_offset, matmul_q5_0_q8_0,
+    matmul_q5_0_q8_0_offset, matmul_q8_0_q8_0, matmul_q8_0_q8_0_offset, unsigned_q4_0,
+    unsigned_q5_0, unsigned_q8_0,
 };
 use core::arch::x86_64::*;
 use formats::quant::{BlockQ4_0, BlockQ5_0, BlockQ8_0};
@@ -31,12 +32,35 @@ macro_rules! avx512 {
     };
 }
 
+/// A safe `fn` calling the AVX-512 matrix kernel `$f` that needs no AVX-VNNI, for
+/// [`MATMUL_NO_AVXVNNI`] only.
+macro_rules! avx512_only {
+    ($f:ident) => {
+        Some(|w, a, outs| {
+            // SAFETY: `MATMUL_NO_AVXVNNI` is reachable only through the AVX-512 table without
+            // AVX-VNNI, which `dispatch::table` returns only once it found AVX-512 F, BW, VL
+            // and VNNI, AVX2, FMA and F16C usable (with the OS saving the ZMM registers).
+            unsafe { $f(w, a, outs) }
+        })
+    };
+}
+
 /// The AVX-512 table's matrix-matrix kernels: these three, the rest AVX2 + AVX-VNNI's.
 pub(crate) static MATMUL: MatmulKernels = MatmulKernels {
     q4_0: avx512!(matmul_q4_0_q8_0_512),
     q5_0: avx512!(matmul_q5_0_q8_0_512),
     q8_0: avx512!(matmul_q8_0_q8_0_512),
     ..crate::x86::avx2::MATMUL_VNNI
+};
+
+/// The matrix-matrix kernels of CPUs with AVX-512 VNNI but not AVX-VNNI (Ice Lake, Tiger Lake,
+/// Rocket Lake, Zen 4): the same three (EVEX `vpdpbusd` needs only AVX-512 VNNI), their short
+/// remainders through AVX2's signed tiles, the rest AVX2's.
+pub(crate) static MATMUL_NO_AVXVNNI: MatmulKernels = MatmulKernels {
+    q4_0: avx512_only!(matmul_q4_0_q8_0_512_evex),
+    q5_0: avx512_only!(matmul_q5_0_q8_0_512_evex),
+    q8_0: avx512_only!(matmul_q8_0_q8_0_512_evex),
+    ..crate::x86::avx2::MATMUL
 };
 
 /// Rows per tile.
@@ -60,14 +84,14 @@ struct Pairs {
 
 /// Both halves of a 512-bit register from two 256-bit ones.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn join_i(lo: __m256i, hi: __m256i) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
 /// The two halves of a 512-bit float register.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn halves_ps(v: __m512) -> (__m256, __m256) {
     let d = _mm512_castps_pd(v);
     (
@@ -78,7 +102,7 @@ fn halves_ps(v: __m512) -> (__m256, __m256) {
 
 /// Prepare `nb` blocks of the `T` tokens `ys` for weights stored `off` above their value.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn prepare(prep: &mut [Pairs; NB], ys: [&[BlockQ8_0]; T], nb: usize, off: u8) {
     let off = _mm512_set1_epi8(off as i8);
     let zero = _mm512_setzero_si512();
@@ -107,7 +131,7 @@ fn prepare(prep: &mut [Pairs; NB], ys: [&[BlockQ8_0]; T], nb: usize, off: u8) {
 /// `RR` rows (`unpack`: a block's f16 scale and unsigned quants) by the tile's prepared
 /// tokens over `nb` blocks: `[row][token]` results.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn tile<X, const RR: usize>(
     xs: [&[X]; RR],
     prep: &[Pairs; NB],
@@ -146,7 +170,7 @@ fn tile<X, const RR: usize>(
 /// token tile passes; the last `n_tokens % T` tokens, and rows of more than [`NB`] blocks,
 /// through `rest` (the AVX2 + AVX-VNNI kernel of the type).
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn matmul<X>(
     w: &[X],
     acts: &[BlockQ8_0],
@@ -206,6 +230,17 @@ fn matmul<X>(
 /// value) times Q8_0 activations through [`matmul`], the rest through `$rest`.
 macro_rules! kernel {
     ($name:ident, $w:ty, $unpack:ident, $off:expr, $rest:ident, $doc:literal) => {
+        kernel!(
+            $name,
+            $w,
+            $unpack,
+            $off,
+            $rest,
+            $doc,
+            "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni"
+        );
+    };
+    ($name:ident, $w:ty, $unpack:ident, $off:expr, $rest:ident, $doc:literal, $features:literal) => {
         #[doc = $doc]
         ///
         /// `outs[t][r]` is the dot product of row `r` of `w` with activation `t` of `acts`,
@@ -213,8 +248,8 @@ macro_rules! kernel {
         /// `outs[t]`) of `acts.len() / outs.len()` blocks each.
         ///
         /// # Safety
-        /// The CPU must support AVX-512 F, BW, VL and VNNI, AVX2, FMA, F16C and AVX-VNNI.
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
         pub unsafe fn $name(w: &[$w], acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
             matmul(
                 w,
@@ -254,4 +289,31 @@ kernel!(
     128,
     matmul_q8_0_q8_0_offset,
     "Q8_0 weights times Q8_0 activations with AVX-512 VNNI."
+);
+kernel!(
+    matmul_q4_0_q8_0_512_evex,
+    BlockQ4_0,
+    unsigned_q4_0,
+    8,
+    matmul_q4_0_q8_0,
+    "[`matmul_q4_0_q8_0_512`] without AVX-VNNI (the remainders through AVX2's tiles).",
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
+);
+kernel!(
+    matmul_q5_0_q8_0_512_evex,
+    BlockQ5_0,
+    unsigned_q5_0,
+    16,
+    matmul_q5_0_q8_0,
+    "[`matmul_q5_0_q8_0_512`] without AVX-VNNI (the remainders through AVX2's tiles).",
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
+);
+kernel!(
+    matmul_q8_0_q8_0_512_evex,
+    BlockQ8_0,
+    unsigned_q8_0,
+    128,
+    matmul_q8_0_q8_0,
+    "[`matmul_q8_0_q8_0_512`] without AVX-VNNI (the remainders through AVX2's tiles).",
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
 );

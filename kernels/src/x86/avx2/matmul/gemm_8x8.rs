@@ -178,3 +178,17 @@ gemm_q4_0_8x8!(
         acc
     }
 );
+
+gemm_q4_0_8x8!(
+    gemm_q4_0_8x8_q8_0_evex,
+    "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
+    "[`gemm_q4_0_8x8_q8_0_vnni`] with AVX-512 VNNI's EVEX `vpdpbusd` on 256-bit registers, for \
+     CPUs without AVX-VNNI (Ice Lake, Zen 4).",
+    |a, y, sy| {
+        let mut acc = _mm256_set1_epi32(-sy);
+        for (j, aj) in a.iter().enumerate() {
+            acc = _mm256_dpbusd_epi32(acc, *aj, broadcast_word(&y.qs, j));
+        }
+        acc
+    }
+);

@@ -368,9 +368,9 @@ mod offset;
 mod signed;
 mod with_min;
 
-pub use gemm_8x8::{gemm_q4_0_8x8_q8_0, gemm_q4_0_8x8_q8_0_vnni};
+pub use gemm_8x8::{gemm_q4_0_8x8_q8_0, gemm_q4_0_8x8_q8_0_evex, gemm_q4_0_8x8_q8_0_vnni};
 use k_quants::{matmul_q4_k_q8_k, matmul_q5_k_q8_k, matmul_q6_k_q8_k};
 pub use offset::{matmul_q4_0_q8_0_offset, matmul_q5_0_q8_0_offset, matmul_q8_0_q8_0_offset};
 pub(crate) use offset::{unsigned_q4_0, unsigned_q5_0, unsigned_q8_0};
-use signed::{matmul_q4_0_q8_0, matmul_q5_0_q8_0, matmul_q8_0_q8_0};
+pub use signed::{matmul_q4_0_q8_0, matmul_q5_0_q8_0, matmul_q8_0_q8_0};
 use with_min::{matmul_q4_1_q8_1, matmul_q5_1_q8_1};
