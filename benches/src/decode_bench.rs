@@ -98,6 +98,9 @@ impl Anchor {
 
 #[derive(Debug)]
 struct Options {
+    /// `--files-only`: make the files, print their paths, measure nothing (for
+    /// `benches/arm-proxy.sh`).
+    files_only: bool,
     anchor: Anchor,
     types: Vec<String>,
     threads: Vec<usize>,
@@ -108,6 +111,7 @@ struct Options {
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
+        files_only: false,
         anchor: Anchor::Native,
         types: ["Q4_0", "Q4_K_M", "Q8_0", "Q4_1"]
             .map(String::from)
@@ -140,6 +144,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--types" => o.types = value()?.split(',').map(str::to_string).collect(),
+            "--files-only" => o.files_only = true,
             "--threads" => {
                 o.threads = value()?
                     .split(',')
@@ -150,7 +155,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--pp" => o.pp = num(value()?, "--pp")?,
             "--tg" => o.tg = num(value()?, "--tg")?,
             "-h" | "--help" => {
-                println!("usage: decode-bench [--anchor native|avx2|default] [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]");
+                println!("usage: decode-bench [--anchor native|avx2|default] [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128] [--files-only]");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown flag {flag:?} (try --help)")),
@@ -179,6 +184,12 @@ struct Measured {
 
 fn run(args: &[String]) -> Result<(), String> {
     let o = parse_options(args)?;
+    if o.files_only {
+        for name in &o.types {
+            println!("{name} {}", model_file(name).display());
+        }
+        return Ok(());
+    }
     let rt = sintra_rt()?;
     let version = Command::new(&rt)
         .arg("--version")
@@ -200,16 +211,7 @@ fn run(args: &[String]) -> Result<(), String> {
 
     let mut rows = Vec::new();
     for name in &o.types {
-        let preset = Preset::parse(name).expect("validated");
-        let path = if preset == Preset::Q4_1 {
-            sintra_tests::smollm2_q4_1()
-        } else {
-            eprintln!(
-                "making {} with llama.cpp's llama_model_quantize (cached)",
-                preset.name()
-            );
-            presets::smollm2_preset(preset)
-        };
+        let path = model_file(name);
         let file = GgufFile::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let traffic = bytes_per_token(&file, o.tg)?;
         let size = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
@@ -236,6 +238,21 @@ fn run(args: &[String]) -> Result<(), String> {
         .map_or(String::new(), |r| r.llama.system_info.clone());
     print_table(&rows, &o, &version, &machine, &system_info);
     Ok(())
+}
+
+/// The file of type `name` (validated): the published Q4_1 file, or made by llama.cpp's
+/// `llama_model_quantize` (cached).
+fn model_file(name: &str) -> PathBuf {
+    let preset = Preset::parse(name).expect("validated");
+    if preset == Preset::Q4_1 {
+        sintra_tests::smollm2_q4_1()
+    } else {
+        eprintln!(
+            "making {} with llama.cpp's llama_model_quantize (cached)",
+            preset.name()
+        );
+        presets::smollm2_preset(preset)
+    }
 }
 
 /// `SINTRA_KERNELS` for sintra-rt under `anchor`: AVX2 when both are held to it.
