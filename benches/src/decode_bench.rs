@@ -199,7 +199,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
     eprintln!("sintra-rt: {version}");
     let anchor = anchor_binary(o.anchor)?;
-    let machine = machine();
+    let machine = sintra_tests::machine();
     eprintln!("machine: {machine}");
 
     let mut bandwidth = Vec::new();
@@ -305,41 +305,6 @@ fn anchor_binary(anchor: Anchor) -> Result<PathBuf, String> {
         return Err(format!("{} was not built", bin.display()));
     }
     Ok(bin)
-}
-
-/// The CPU's model and the flags that decide kernels (from `/proc/cpuinfo`), and its core count.
-fn machine() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map_or(String::new(), |(_, v)| v.trim().to_string())
-    };
-    let flags = field("flags");
-    let wanted = [
-        "avx2",
-        "fma",
-        "f16c",
-        "avx512f",
-        "avx512bw",
-        "avx512vl",
-        "avx512_vnni",
-        "avx_vnni",
-        "avx512_bf16",
-        "avx512_fp16",
-        "amx_int8",
-        "asimd",
-        "asimddp",
-        "i8mm",
-    ];
-    let have: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{} ({cpus} CPUs; {})", field("model name"), have.join(" "))
 }
 
 #[derive(Debug)]

@@ -58,41 +58,6 @@ fn parse() -> anyhow::Result<Opts> {
     Ok(o)
 }
 
-/// The CPU's model name and the flags that matter to the kernels, from `/proc/cpuinfo`.
-fn machine() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |k: &str| {
-        info.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let flags = field("flags");
-    let wanted = [
-        "avx2",
-        "fma",
-        "f16c",
-        "avx512f",
-        "avx512bw",
-        "avx512vl",
-        "avx512_vnni",
-        "avx_vnni",
-        "amx_int8",
-    ];
-    let have: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
-    format!(
-        "{} ({} logical CPUs; {})",
-        field("model name"),
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        have.join(" ")
-    )
-}
-
 fn run() -> anyhow::Result<()> {
     let o = parse()?;
     // The planner starts the `sintra-rt` next to this binary.
@@ -107,7 +72,7 @@ fn run() -> anyhow::Result<()> {
         threads: o.threads,
     };
     let mut m = WireMeasurer::new(None, spec, quality, Duration::from_secs(300));
-    println!("machine: {}", machine());
+    println!("machine: {}", sintra_tests::machine());
     println!(
         "model: {} ({} thread(s); pp{} + tg{} x {} repetitions a round, as `sintra` measures)",
         o.model.display(),

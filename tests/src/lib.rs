@@ -199,3 +199,44 @@ pub fn measuring_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The CPU's model name, logical CPU count and the flags that decide kernels (from
+/// `/proc/cpuinfo`), for benchmark tables: our machines differ from session to session.
+pub fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |k: &str| {
+        info.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let wanted = [
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_int8",
+        "asimd",
+        "asimddp",
+        "i8mm",
+    ];
+    let have: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    format!(
+        "{} ({} logical CPUs; {})",
+        field("model name"),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        have.join(" ")
+    )
+}

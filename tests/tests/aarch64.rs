@@ -61,6 +61,21 @@ fn run(runner: Option<&str>, kernels: &str, program: &Path, args: &[&str]) -> St
     stdout
 }
 
+/// The first [`TEXT_BYTES`] of eval.txt (to a character boundary) in `eval-slice.txt` of a new
+/// temporary directory named after `what`: `(directory, file)`.
+fn eval_slice(what: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let eval = std::fs::read_to_string(data_file("eval.txt")).unwrap();
+    let mut end = TEXT_BYTES.min(eval.len());
+    while !eval.is_char_boundary(end) {
+        end -= 1;
+    }
+    let dir = std::env::temp_dir().join(format!("sintra-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("eval-slice.txt");
+    std::fs::write(&text, &eval[..end]).unwrap();
+    (dir, text)
+}
+
 /// The `Final estimate: PPL = X +/- E` of a perplexity run.
 fn final_ppl(stdout: &str) -> f64 {
     stdout
@@ -75,15 +90,7 @@ fn final_ppl(stdout: &str) -> f64 {
 fn aarch64_build_under_qemu_matches_the_host_perplexity() {
     let _alone = sintra_tests::measuring_lock();
     let model = smollm2_q4_1();
-    let eval = std::fs::read_to_string(data_file("eval.txt")).unwrap();
-    let mut end = TEXT_BYTES.min(eval.len());
-    while !eval.is_char_boundary(end) {
-        end -= 1;
-    }
-    let dir = std::env::temp_dir().join(format!("sintra-aarch64-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = dir.join("eval-slice.txt");
-    std::fs::write(&text, &eval[..end]).unwrap();
+    let (dir, text) = eval_slice("aarch64");
 
     let host = dist_runtime(HOST_TARGET);
     let arm = dist_runtime(TARGET);
@@ -179,15 +186,7 @@ fn armv7_build_under_qemu_matches_the_host_perplexity() {
     const ARMV7: &str = "armv7-unknown-linux-gnueabihf";
     let _alone = sintra_tests::measuring_lock();
     let model = smollm2_q4_1();
-    let eval = std::fs::read_to_string(data_file("eval.txt")).unwrap();
-    let mut end = TEXT_BYTES.min(eval.len());
-    while !eval.is_char_boundary(end) {
-        end -= 1;
-    }
-    let dir = std::env::temp_dir().join(format!("sintra-armv7-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = dir.join("eval-slice.txt");
-    std::fs::write(&text, &eval[..end]).unwrap();
+    let (dir, text) = eval_slice("armv7");
 
     let arm = dist_runtime(ARMV7);
     let bytes = std::fs::read(&arm).unwrap();

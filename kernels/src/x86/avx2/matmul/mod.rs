@@ -104,16 +104,7 @@ fn tile<'y, X, Y, U: Copy, P: Copy, A: Copy, const R: usize, const T: usize>(
     prep: impl Fn(&'y Y) -> P,
     step: impl Fn(&U, P, A) -> A,
 ) -> [[A; T]; R] {
-    let n = xs.iter().fold(usize::MAX, |n, row| n.min(row.len()));
-    let n = ys.iter().fold(n, |n, act| n.min(act.len()));
-    let mut rows: [&[X]; R] = [&[]; R];
-    for (short, row) in rows.iter_mut().zip(xs) {
-        *short = &row[..n];
-    }
-    let mut acts: [&'y [Y]; T] = [&[]; T];
-    for (short, act) in acts.iter_mut().zip(ys) {
-        *short = &act[..n];
-    }
+    let (n, rows, acts) = shortest(xs, ys);
     let mut acc = [[zero; T]; R];
     for b in 0..n {
         prefetch_ahead(&rows[0][b]);
@@ -130,6 +121,26 @@ fn tile<'y, X, Y, U: Copy, P: Copy, A: Copy, const R: usize, const T: usize>(
         }
     }
     acc
+}
+
+/// The rows and activations cut to the shortest of them (`n` blocks), so that the tiles'
+/// loops index without bounds checks.
+#[inline(always)]
+fn shortest<'x, 'y, X, Y, const R: usize, const T: usize>(
+    xs: [&'x [X]; R],
+    ys: [&'y [Y]; T],
+) -> (usize, [&'x [X]; R], [&'y [Y]; T]) {
+    let n = xs.iter().fold(usize::MAX, |n, row| n.min(row.len()));
+    let n = ys.iter().fold(n, |n, act| n.min(act.len()));
+    let mut rows: [&[X]; R] = [&[]; R];
+    for (short, row) in rows.iter_mut().zip(xs) {
+        *short = &row[..n];
+    }
+    let mut acts: [&'y [Y]; T] = [&[]; T];
+    for (short, act) in acts.iter_mut().zip(ys) {
+        *short = &act[..n];
+    }
+    (n, rows, acts)
 }
 
 /// `pub unsafe fn $name(w, acts, outs)`: the rows of `w` times the `outs.len()` activations of
@@ -259,16 +270,7 @@ fn tile32<'y, X, Y, U: Copy, P, A: Copy, const R: usize, const T: usize>(
     prep: impl Fn([&'y Y; T]) -> P,
     step: impl Fn(&U, &P, &mut A),
 ) -> [A; R] {
-    let n = xs.iter().fold(usize::MAX, |n, row| n.min(row.len()));
-    let n = ys.iter().fold(n, |n, act| n.min(act.len()));
-    let mut rows: [&[X]; R] = [&[]; R];
-    for (short, row) in rows.iter_mut().zip(xs) {
-        *short = &row[..n];
-    }
-    let mut acts: [&'y [Y]; T] = [&[]; T];
-    for (short, act) in acts.iter_mut().zip(ys) {
-        *short = &act[..n];
-    }
+    let (n, rows, acts) = shortest(xs, ys);
     let mut acc = [zero; R];
     for b in 0..n {
         let mut blocks = [&acts[0][b]; T];
