@@ -76,6 +76,17 @@ fn eval_slice(what: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     (dir, text)
 }
 
+/// `perplexity` of `model` on `text` in [`CHUNKS`] windows of 128 tokens.
+fn perplexity_args(model: &Path, text: &Path) -> Vec<String> {
+    let mut args: Vec<String> = ["perplexity", "-m"].map(String::from).to_vec();
+    args.push(model.display().to_string());
+    args.push("-f".into());
+    args.push(text.display().to_string());
+    args.extend(["-c", "128", "--chunks"].map(String::from));
+    args.push(CHUNKS.to_string());
+    args
+}
+
 /// The `Final estimate: PPL = X +/- E` of a perplexity run.
 fn final_ppl(stdout: &str) -> f64 {
     stdout
@@ -109,21 +120,10 @@ fn aarch64_build_under_qemu_matches_the_host_perplexity() {
         "the NEON = AVX2 claim needs a host that runs the AVX2 table: {host_version}"
     );
 
-    let chunks = CHUNKS.to_string();
     let perplexity = |runner, kernels, program, logits: &Path| {
-        let args = [
-            "perplexity",
-            "-m",
-            model.to_str().unwrap(),
-            "-f",
-            text.to_str().unwrap(),
-            "-c",
-            "128",
-            "--chunks",
-            &chunks,
-            "--save-logits",
-            logits.to_str().unwrap(),
-        ];
+        let mut args = perplexity_args(&model, &text);
+        args.extend(["--save-logits".to_string(), logits.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let start = std::time::Instant::now();
         let ppl = final_ppl(&run(runner, kernels, program, &args));
         let bytes = std::fs::read(logits).unwrap();
@@ -201,18 +201,8 @@ fn armv7_build_under_qemu_matches_the_host_perplexity() {
         "--version under qemu: {version}"
     );
     let host = dist_runtime(HOST_TARGET);
-    let chunks = CHUNKS.to_string();
-    let args = [
-        "perplexity",
-        "-m",
-        model.to_str().unwrap(),
-        "-f",
-        text.to_str().unwrap(),
-        "-c",
-        "128",
-        "--chunks",
-        &chunks,
-    ];
+    let args = perplexity_args(&model, &text);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let host_ppl = final_ppl(&run(None, "scalar", &host, &args));
     let start = std::time::Instant::now();
     let arm_ppl = final_ppl(&run(Some("qemu-arm-static"), "auto", &arm, &args));
