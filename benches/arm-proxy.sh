@@ -9,7 +9,9 @@
 #
 # Each engine decodes N = 16 and N = 48 tokens one at a time from an empty cache after the same
 # discarded warm-up (min(N, 16) tokens); the difference of the two counts over 32 is the
-# instructions of one decode step at positions 16-47, without loading, warm-up or exit. Not a
+# instructions of one decode step at positions 16-47, without loading, warm-up or exit. For
+# prompts, one batch of P = 64 and of P = 128 tokens after a warm-up batch of 64: the
+# difference over 64 is the marginal instructions of a prompt token between 64 and 128. Not a
 # speed: instructions differ in cost (a `sdot` against a scalar add), memory stalls are not
 # counted, and qemu's `-cpu` model only decides which instructions exist. It is repeatable
 # (the counts are exact and deterministic) and says which engine does less work per token on
@@ -66,15 +68,24 @@ per_token() {
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
   local kind=$1; shift
-  local a b
-  if [ "$kind" = sintra ]; then
-    a=$(insns "${envs[@]}" -- "$RT" bench -m "$1" -p 0 -n 16 -t 1 -r 1)
-    b=$(insns "${envs[@]}" -- "$RT" bench -m "$1" -p 0 -n 48 -t 1 -r 1)
-  else
-    a=$(insns "${envs[@]}" -- "$LLAMA" "$1" 16 1)
-    b=$(insns "${envs[@]}" -- "$LLAMA" "$1" 48 1)
-  fi
-  python3 -c "print(f'{($b - $a) / 32 / 1e6:.2f}')"
+  local a b n=32
+  case "$kind" in
+    sintra)
+      a=$(insns "${envs[@]}" -- "$RT" bench -m "$1" -p 0 -n 16 -t 1 -r 1)
+      b=$(insns "${envs[@]}" -- "$RT" bench -m "$1" -p 0 -n 48 -t 1 -r 1) ;;
+    llama)
+      a=$(insns "${envs[@]}" -- "$LLAMA" "$1" 16 1)
+      b=$(insns "${envs[@]}" -- "$LLAMA" "$1" 48 1) ;;
+    sintra-pp)
+      n=64
+      a=$(insns "${envs[@]}" -- "$RT" bench -m "$1" -p 64 -n 0 -t 1 -r 1)
+      b=$(insns "${envs[@]}" -- "$RT" bench -m "$1" -p 128 -n 0 -t 1 -r 1) ;;
+    llama-pp)
+      n=64
+      a=$(insns "${envs[@]}" -- "$LLAMA" "$1" 64 1 pp)
+      b=$(insns "${envs[@]}" -- "$LLAMA" "$1" 128 1 pp) ;;
+  esac
+  python3 -c "print(f'{($b - $a) / $n / 1e6:.2f}')"
 }
 
 echo
@@ -94,4 +105,19 @@ while read -r name path; do
   n=$(per_token SINTRA_KERNELS=neon -- sintra "$path")
   r=$(python3 -c "print(f'{$d / $l:.2f}')")
   echo "| $name | $l | $d | ${r}x | $n |"
+done <<<"$FILES"
+
+echo
+echo "Guest instructions per prompt token (millions; tokens 64-127 of one batch, 1 thread)"
+echo
+echo "| type | llama.cpp (armv8.2-a+dotprod) | sintra-rt neon+dotprod | ratio |"
+echo "| ---- | ---: | ---: | ---: |"
+while read -r name path; do
+  [ -n "$name" ] || continue
+  log "$name: prompt, llama.cpp"
+  l=$(per_token X=1 -- llama-pp "$path")
+  log "$name: prompt, sintra-rt neon+dotprod"
+  d=$(per_token SINTRA_KERNELS=dotprod -- sintra-pp "$path")
+  r=$(python3 -c "print(f'{$d / $l:.2f}')")
+  echo "| $name | $l | $d | ${r}x |"
 done <<<"$FILES"
