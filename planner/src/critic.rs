@@ -42,6 +42,7 @@ impl Verdict {
                     ),
                     "latency_ms" => format!("latency {:.0} <= {:.0} ms {ok}", c.value, c.limit),
                     "accuracy" => format!("top-1 {:.4} >= {:.4} {ok}", c.value, c.limit),
+                    "speedup" => format!("{:.3}x the original >= {:.2}x {ok}", c.value, c.limit),
                     _ => format!("tok/s {:.2} >= {:.2} {ok}", c.value, c.limit),
                 }
             })
@@ -50,16 +51,31 @@ impl Verdict {
     }
 }
 
-/// Check tokens/s, accuracy (top-1 agreement), latency and memory. Memory is the peak RSS the
-/// device reported, else the file size plus 10%.
-pub fn judge(speed: &Speed, quality: &Quality, size_bytes: u64, t: &Targets) -> Verdict {
-    let mut checks = vec![
-        Check {
+/// The speed target, checked: with a relative target (`min_speedup`) the candidate's ratio to
+/// the original in the same interleaved rounds, else (or when the candidate was measured without
+/// the original beside it) its median tokens/s.
+pub fn speed_check(speed: &Speed, t: &Targets) -> Check {
+    match (t.min_speedup(), speed.baseline) {
+        (Some(x), Some(b)) => Check {
+            name: "speedup".into(),
+            value: b.ratio,
+            limit: x,
+            ok: b.ratio >= x,
+        },
+        _ => Check {
             name: "tokens_per_second".into(),
             value: speed.tg_tps,
             limit: t.min_tps(),
             ok: speed.tg_tps >= t.min_tps(),
         },
+    }
+}
+
+/// Check speed ([`speed_check`]), accuracy (top-1 agreement), latency and memory. Memory is the
+/// peak RSS the device reported, else the file size plus 10%.
+pub fn judge(speed: &Speed, quality: &Quality, size_bytes: u64, t: &Targets) -> Verdict {
+    let mut checks = vec![
+        speed_check(speed, t),
         Check {
             name: "accuracy".into(),
             value: quality.top1,

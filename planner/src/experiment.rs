@@ -113,16 +113,25 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
     }
     let tps = |e: &Experiment| e.tps().unwrap_or(0.0);
     let top1 = |e: &Experiment| e.top1().unwrap_or(0.0);
+    // "Fastest" in the target's terms: the ratio to the original for a relative target.
+    let pace = |e: &Experiment| match (t.min_speedup(), e.speed.as_ref().and_then(|s| s.baseline)) {
+        (Some(_), Some(b)) => b.ratio,
+        _ => tps(e),
+    };
     let mut lines = Vec::new();
     let fast: Vec<&Experiment> = measured
         .iter()
         .copied()
-        .filter(|e| tps(e) >= t.min_tps())
+        .filter(|e| {
+            e.speed
+                .as_ref()
+                .is_some_and(|s| crate::critic::speed_check(s, t).ok)
+        })
         .collect();
     match most(&fast, &top1) {
         Some(e) => lines.push(format!(
-            "at the speed target (>= {:.2} tok/s) the best top-1 measured is {} (#{} {}, {:.2} tok/s): `--target-accuracy {:.3}` keeps the speed target and is met",
-            t.min_tps(),
+            "at the speed target ({}) the best top-1 measured is {} (#{} {}, {:.2} tok/s): `--target-accuracy {:.3}` keeps the speed target and is met",
+            t.speed_text(),
             e.quality.as_ref().map_or(String::new(), |q| q.top1_text()),
             e.iteration,
             e.label,
@@ -130,13 +139,14 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
             (top1(e) * 1000.0).floor() / 1000.0
         )),
         None => {
-            let f = most(&measured, &tps).expect("not empty");
+            let f = most(&measured, &pace).expect("not empty");
             lines.push(format!(
-                "no recipe reached the speed target (>= {:.2} tok/s): the fastest measured is #{} {} at {:.2} tok/s (top-1 {:.4})",
-                t.min_tps(),
+                "no recipe reached the speed target ({}): the fastest measured is #{} {} at {:.2} tok/s{} (top-1 {:.4})",
+                t.speed_text(),
                 f.iteration,
                 f.label,
                 tps(f),
+                ratio_text(f),
                 top1(f)
             ));
         }
@@ -146,15 +156,20 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
         .copied()
         .filter(|e| top1(e) >= t.min_accuracy())
         .collect();
-    match most(&accurate, &tps) {
+    match most(&accurate, &pace) {
         Some(e) => lines.push(format!(
-            "at the accuracy target (top-1 >= {:.4}) the fastest measured is {:.2} tok/s (#{} {}, top-1 {:.4}): `--target-tps {:.2}` keeps the accuracy target and is met",
+            "at the accuracy target (top-1 >= {:.4}) the fastest measured is {:.2} tok/s{} (#{} {}, top-1 {:.4}): {} keeps the accuracy target and is met",
             t.min_accuracy(),
             tps(e),
+            ratio_text(e),
             e.iteration,
             e.label,
             top1(e),
-            (tps(e) * 100.0).floor() / 100.0
+            match (t.min_speedup(), e.speed.as_ref().and_then(|s| s.baseline)) {
+                (Some(_), Some(b)) =>
+                    format!("`--target-speedup {:.2}`", (b.ratio * 100.0).floor() / 100.0),
+                _ => format!("`--target-tps {:.2}`", (tps(e) * 100.0).floor() / 100.0),
+            }
         )),
         None => {
             let a = most(&measured, &top1).expect("not empty");
@@ -169,6 +184,16 @@ pub fn infeasibility(exps: &[Experiment], t: &crate::targets::Targets) -> Option
         }
     }
     Some(lines.join("\n"))
+}
+
+/// ` (1.06x the original in the same rounds)` when the original was measured beside it.
+fn ratio_text(e: &Experiment) -> String {
+    e.speed
+        .as_ref()
+        .and_then(|s| s.baseline)
+        .map_or(String::new(), |b| {
+            format!(" ({:.3}x the original in the same rounds)", b.ratio)
+        })
 }
 
 /// The experiment of `v` with the largest `f`.
@@ -271,6 +296,7 @@ pub(crate) mod tests {
             min_accuracy_score: Some(crate::targets::Target::new(0.97, "test")),
             max_latency_ms: None,
             max_memory_mib: None,
+            min_speedup: None,
         };
         let exps = vec![
             exp(1, 10.0, 0.99, false),
@@ -295,5 +321,64 @@ pub(crate) mod tests {
             "{why}"
         );
         assert!(infeasibility(&[exp(1, 30.0, 0.99, true)], &targets).is_none());
+    }
+
+    /// A relative target is judged on the ratio to the original in the same rounds, not on
+    /// tokens/s against a reference the machine has since drifted from.
+    #[test]
+    fn a_speedup_target_is_judged_on_the_interleaved_ratio() {
+        use crate::critic::{judge, speed_check};
+        use crate::measure::{stats::Spread, Baseline};
+        let targets = crate::targets::Targets {
+            min_tokens_per_second: Some(crate::targets::Target::new(110.0, "test")),
+            min_accuracy_score: Some(crate::targets::Target::new(0.7, "test")),
+            max_latency_ms: None,
+            max_memory_mib: None,
+            min_speedup: Some(crate::targets::Target::new(1.1, "test")),
+        };
+        // The machine ran 15% slower during these rounds: 98 tok/s is 1.2x the original's 82.
+        let mut e = exp(1, 98.0, 0.9, false);
+        let spread = |median: f64| Spread::of(&[median; 6]).unwrap();
+        let speed = e.speed.as_mut().unwrap();
+        speed.baseline = Some(Baseline {
+            tg: spread(82.0),
+            reference_tps: 100.0,
+            ratio: 98.0 / 82.0,
+        });
+        let c = speed_check(speed, &targets);
+        assert_eq!((c.name.as_str(), c.ok), ("speedup", true), "{c:?}");
+        assert!(
+            (c.value - 98.0 / 82.0).abs() < 1e-12 && c.limit == 1.1,
+            "{c:?}"
+        );
+        // Without the original beside it the absolute figure is all there is.
+        let mut alone = speed.clone();
+        alone.baseline = None;
+        let c = speed_check(&alone, &targets);
+        assert_eq!(
+            (c.name.as_str(), c.ok),
+            ("tokens_per_second", false),
+            "{c:?}"
+        );
+        let v = judge(speed, e.quality.as_ref().unwrap(), 1, &targets);
+        assert!(v.passes(), "{}", v.summary());
+        assert!(
+            v.summary().contains("1.195x the original >= 1.10x ok"),
+            "{}",
+            v.summary()
+        );
+        // Evidence in the target's terms.
+        let mut slow = exp(2, 120.0, 0.9, false);
+        slow.speed.as_mut().unwrap().baseline = Some(Baseline {
+            tg: spread(115.0),
+            reference_tps: 100.0,
+            ratio: 120.0 / 115.0,
+        });
+        let why = infeasibility(&[slow], &targets).unwrap();
+        assert!(
+            why.contains("no recipe reached the speed target (>= 1.10x the original")
+                && why.contains("--target-speedup 1.04"),
+            "{why}"
+        );
     }
 }

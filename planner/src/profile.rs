@@ -268,6 +268,9 @@ impl Profile {
         if let Some(v) = value(&t.max_latency_ms) {
             positive("targets.max_latency_ms", v)?;
         }
+        if let Some(v) = value(&t.min_speedup) {
+            positive("targets.min_speedup", v)?;
+        }
         for q in &self.supported_quantizations {
             if !q.eq_ignore_ascii_case("gguf")
                 && GgmlType::from_name(q).is_none()
@@ -420,6 +423,10 @@ mod tests {
                 "max_latency",
             ),
             (
+                format!("{GOOD}targets: {{min_speedup: -2}}\n"),
+                "targets.min_speedup",
+            ),
+            (
                 format!("{GOOD}supported_quantizations: [Q4_X]\n"),
                 "supported_quantizations",
             ),
@@ -446,6 +453,12 @@ mod tests {
             );
             assert!(e.starts_with("p.yaml"), "error should name the file: {e}");
         }
+    }
+
+    #[test]
+    fn a_relative_speed_target_parses() {
+        let p = Profile::from_yaml(&format!("{GOOD}targets: {{min_speedup: 1.5}}\n"), "p").unwrap();
+        assert_eq!(p.targets.min_speedup(), Some(1.5));
     }
 
     #[test]

@@ -45,8 +45,13 @@ pub fn start(
     mut config: RunConfig,
     wanted: Wanted,
 ) -> Result<(Checkpoint, Prepared)> {
-    if wanted.speedup.is_some() && config.mock {
-        bail!("--target-speedup needs the original model measured on the device; --mock measures nothing (give --target-tps)");
+    if let Some(x) = wanted.speedup {
+        if !(x.is_finite() && x > 0.0) {
+            bail!("the speedup target must be a positive number, found {x}");
+        }
+        if config.mock {
+            bail!("a speedup target (--target-speedup, or the profile's targets.min_speedup) needs the original model measured on the device; --mock measures nothing (give --target-tps)");
+        }
     }
     let run_id = new_run_id();
     config.output_dir = config.output_dir.join(&run_id);
@@ -113,6 +118,13 @@ pub fn start(
                 m.device
             ),
         ));
+        targets.min_speedup = Some(crate::targets::Target::new(
+            x,
+            format!(
+                "--target-speedup {x}: judged against the original re-measured in each candidate's rounds on {}",
+                m.device
+            ),
+        ));
     }
     let cp = Checkpoint {
         format_version: FORMAT_VERSION,
@@ -126,7 +138,7 @@ pub fn start(
         stop_reason: None,
     };
     println!(
-        "run {}: {} on {}{}; targets: >= {:.2} tok/s, top-1 >= {:.3}{}",
+        "run {}: {} on {}{}; targets: {}, top-1 >= {:.3}{}",
         cp.run_id,
         model.name,
         cp.profile.name,
@@ -135,7 +147,7 @@ pub fn start(
         } else {
             ""
         },
-        cp.targets.min_tps(),
+        cp.targets.speed_text(),
         cp.targets.min_accuracy(),
         cp.targets
             .max_latency()

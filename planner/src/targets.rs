@@ -84,6 +84,13 @@ pub struct Targets {
     /// Memory the model may take, MiB, at most (derived: [`MEMORY_HEADROOM`] of the device's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_memory_mib: Option<Target>,
+    /// Generation speed as a multiple of the original's, at least (`--target-speedup`). Judged
+    /// on the ratio of the candidate's median to the original's in the same interleaved rounds,
+    /// which a change in the machine's speed moves together; `min_tokens_per_second` then holds
+    /// this multiple of the original's reference figure (for predictions and plots), and is
+    /// judged only when no interleaved figure exists. Wins over `min_tokens_per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_speedup: Option<Target>,
 }
 
 impl Targets {
@@ -95,6 +102,23 @@ impl Targets {
     /// The top-1 agreement to reach (0 while unresolved: no minimum).
     pub fn min_accuracy(&self) -> f64 {
         self.min_accuracy_score.as_ref().map_or(0.0, |t| t.value)
+    }
+
+    /// The multiple of the original's speed to reach, when the target is relative.
+    pub fn min_speedup(&self) -> Option<f64> {
+        self.min_speedup.as_ref().map(|t| t.value)
+    }
+
+    /// The speed target in words: `>= 106.15 tok/s` or `>= 1.10x the original (106.15 tok/s at
+    /// its reference)`.
+    pub fn speed_text(&self) -> String {
+        match self.min_speedup() {
+            Some(x) => format!(
+                ">= {x:.2}x the original in the same rounds ({:.2} tok/s at its reference)",
+                self.min_tps()
+            ),
+            None => format!(">= {:.2} tok/s", self.min_tps()),
+        }
     }
 
     pub fn max_latency(&self) -> Option<f64> {
@@ -253,6 +277,7 @@ pub fn resolve(
         min_accuracy_score: Some(Target::new(min_accuracy, min_accuracy_source)),
         max_latency_ms: from_profile(&profile.targets.max_latency_ms),
         max_memory_mib: Some(memory),
+        min_speedup: None,
     })
 }
 

@@ -38,14 +38,19 @@ pub fn run(a: RootArgs) -> Result<()> {
     };
     let model_path = resolve_model(a.model_id.as_deref(), a.model_file.as_deref())?;
     let model = ModelInfo::load(&model_path)?;
+    // The profile's relative speed target applies unless the command line gives a speed.
+    let speedup = a.target_speedup.or(match a.target_tps {
+        Some(_) => None,
+        None => profile.targets.min_speedup(),
+    });
     let wanted = Wanted {
         tps: a.target_tps,
         accuracy: a.target_accuracy,
-        speedup: a.target_speedup,
+        speedup,
     };
     if a.dry_run {
-        if a.target_speedup.is_some() {
-            bail!("--target-speedup needs the original model measured on the device; --dry-run measures nothing (give --target-tps)");
+        if speedup.is_some() {
+            bail!("a speedup target (--target-speedup, or the profile's targets.min_speedup) needs the original model measured on the device; --dry-run measures nothing (give --target-tps)");
         }
         let targets =
             crate::targets::resolve(&profile, &model, a.target_tps, a.target_accuracy, None)?;
