@@ -91,6 +91,7 @@ impl Loop<'_> {
                 past: &past,
                 mock: self.cp.config.mock,
                 sensitivity: self.sensitivity.as_ref(),
+                reference_tps: self.cp.reference_tps,
             };
             let proposal = self.architect.propose(&ctx)?;
             let Some(p) = proposal else {

@@ -2,10 +2,10 @@
 //! tensor plan), generation speed and accuracy, fits itself to every measurement, and proposes
 //! the untried candidate most likely to meet the targets with the best accuracy.
 //!
-//! - Speed: generating a token streams every weight once, so `tps = efficiency * bandwidth /
-//!   bytes_per_token`. `efficiency` starts at 0.5 and becomes the median of
-//!   `measured_tps * bytes_per_token / bandwidth` over this run's and earlier runs' measurements
-//!   on the same device and model.
+//! - Speed: generating a token streams every weight once, at a cost per byte read that depends
+//!   on the weight type: half the memory roofline before any measurement, then fitted to the
+//!   original's speed, this run's candidates (drift-corrected) and earlier runs' on the same
+//!   device and model ([`super::speed::SpeedFit`]).
 //! - Accuracy: a prior error per requantized tensor, `share_of_params * 2 * 2^(-2 (bpw - 2))`,
 //!   summed to `e`; `top1 = exp(-a sqrt(e))` with `a` starting at 0.5 and fitted to the measured
 //!   top-1 agreements.
@@ -18,6 +18,7 @@
 //!   Recipes that produce a file already measured (same tensor types) are never proposed, nor
 //!   recipes whose file would not be smaller than the source.
 
+use super::speed::{bytes_by_type, SpeedFit};
 use super::{plan_key, Architect, Context, Proposal};
 use crate::model_info::ModelInfo;
 use crate::recipe::{bytes_per_token, predicted_size, Override, Recipe};
@@ -129,7 +130,7 @@ impl Heuristic {
                 _ => (-fit.a * prior_error(model, &recipe).sqrt()).exp(),
             };
             out.push(Scored {
-                tps: fit.efficiency * bw * 1e9 / bpt.max(1) as f64,
+                tps: fit.speed.tps(&bytes_by_type(model, &plan)),
                 top1,
                 recipe,
                 key,
@@ -191,30 +192,23 @@ impl Architect for Heuristic {
     }
 }
 
-/// The cost model's two fitted numbers.
-#[derive(Debug, Clone, Copy)]
+/// The cost model's fitted parts.
+#[derive(Debug, Clone)]
 struct Fit {
-    efficiency: f64,
+    speed: SpeedFit,
     a: f64,
 }
 
 impl Fit {
     fn from(ctx: &Context<'_>, bw: f64) -> Fit {
-        let mut effs = Vec::new();
         let mut accs = Vec::new();
-        let roof = |bpt: u64| bw * 1e9 / bpt.max(1) as f64;
         for e in ctx.experiments {
-            if let (Some(tps), Some(top1)) = (e.tps(), e.top1()) {
-                effs.push(tps / roof(e.bytes_per_token));
+            if let (Some(_), Some(top1)) = (e.tps(), e.top1()) {
                 if let Ok(r) = Recipe::from_json(&e.recipe) {
                     accs.push((prior_error(ctx.model, &r), top1));
                 }
             }
         }
-        for p in ctx.past.iter().filter(|p| p.mock == ctx.mock) {
-            effs.push(p.tps / roof(p.bytes_per_token));
-        }
-        let efficiency = median(&mut effs).unwrap_or(0.5);
         // top1 = exp(-a sqrt(e))  =>  a = -ln(top1) / sqrt(e), averaged over informative points.
         let mut a_s: Vec<f64> = accs
             .iter()
@@ -222,7 +216,10 @@ impl Fit {
             .map(|(e, t)| -t.ln() / e.sqrt())
             .collect();
         let a = median(&mut a_s).unwrap_or(0.5);
-        Fit { efficiency, a }
+        Fit {
+            speed: SpeedFit::from(ctx, bw),
+            a,
+        }
     }
 }
 
@@ -276,7 +273,7 @@ impl QualityFit {
     }
 }
 
-fn median(v: &mut Vec<f64>) -> Option<f64> {
+pub(super) fn median(v: &mut Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite() && *x > 0.0);
     if v.is_empty() {
         return None;
@@ -375,6 +372,7 @@ mod tests {
                 past: &[],
                 mock: true,
                 sensitivity: None,
+                reference_tps: None,
             };
             let Some(p) = h.propose(&ctx).unwrap() else {
                 break;
@@ -405,12 +403,10 @@ mod tests {
             past: &[],
             mock: true,
             sensitivity: None,
+            reference_tps: None,
         };
-        let fit = Fit::from(&ctx, profile.constraints.memory_bandwidth_gbps.unwrap());
-        assert!(
-            (fit.efficiency - 0.125).abs() < 1e-6,
-            "efficiency {}",
-            fit.efficiency
-        );
+        let bw = profile.constraints.memory_bandwidth_gbps.unwrap();
+        let eff = Fit::from(&ctx, bw).speed.efficiency(bw);
+        assert!((eff - 0.125).abs() < 1e-6, "efficiency {eff}");
     }
 }

@@ -232,6 +232,7 @@ mod tests {
             past: &[],
             mock: true,
             sensitivity: None,
+            reference_tps: None,
         };
         let p = a.propose(&ctx).unwrap();
         let seen = seen.borrow().clone();

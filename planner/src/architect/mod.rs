@@ -4,6 +4,7 @@
 
 pub mod heuristic;
 pub mod llm;
+pub mod speed;
 
 use crate::experiment::Experiment;
 use crate::model_info::ModelInfo;
@@ -40,6 +41,8 @@ pub struct Context<'a> {
     /// The sensitivity pass, when the run made one (`--sensitivity`): the heuristic then also
     /// proposes the allocator's mixes.
     pub sensitivity: Option<&'a crate::sensitivity::Sensitivity>,
+    /// The original's generation speed on the device, measured at the start of the run.
+    pub reference_tps: Option<f64>,
 }
 
 /// One LLM exchange, recorded in the history database's `prompts` table.

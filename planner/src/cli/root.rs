@@ -198,6 +198,7 @@ fn dry_run(
         past: &[],
         mock: a.mock,
         sensitivity: None,
+        reference_tps: None,
     };
     println!("first candidates (cost model before any measurement):");
     println!(
