@@ -51,7 +51,12 @@ pub enum Isa {
     Avx512Vnni,
     /// AArch64 with NEON (Advanced SIMD), on every AArch64 CPU.
     Neon,
-    /// AArch64 with NEON and the dot-product extension (`SDOT`; Armv8.2 and later).
+    /// [`Isa::NeonDotprod`] in the AVX2 table's arithmetic throughout: the x86 build's logits
+    /// bit for bit (the cross-ISA tests' table, `SINTRA_KERNELS=dotprod-exact`).
+    NeonDotprodExact,
+    /// AArch64 with NEON and the dot-product extension (`SDOT`; Armv8.2 and later): the Q8_0
+    /// and Q4_0 decode kernels in their own, faster order (`arm::neon::fast`), the rest
+    /// [`Isa::NeonDotprodExact`]'s.
     NeonDotprod,
 }
 
@@ -64,6 +69,7 @@ impl Isa {
         Isa::Avx2Vnni,
         Isa::Avx512Vnni,
         Isa::Neon,
+        Isa::NeonDotprodExact,
         Isa::NeonDotprod,
     ];
 
@@ -78,6 +84,7 @@ impl Isa {
             Isa::Avx2Vnni => "avx2+vnni",
             Isa::Avx512Vnni => "avx512+vnni",
             Isa::Neon => "neon",
+            Isa::NeonDotprodExact => "neon+dotprod-exact",
             Isa::NeonDotprod => "neon+dotprod",
         }
     }
@@ -87,6 +94,7 @@ impl Isa {
     pub fn from_name(name: &str) -> Option<Isa> {
         match name {
             "dotprod" => return Some(Isa::NeonDotprod),
+            "dotprod-exact" => return Some(Isa::NeonDotprodExact),
             "vnni" => return Some(Isa::Avx2Vnni),
             _ => {}
         }
@@ -362,11 +370,15 @@ static NEON: KernelTable = KernelTable {
     attend_f16: None,
 };
 
-/// NEON with `SDOT` for the integer products; the quantizers and float kernels, which have
-/// no integer products, are [`NEON`]'s.
+/// NEON with `SDOT` for the integer products, in the AVX2 table's arithmetic (the x86 build's
+/// logits bit for bit); the quantizers and float kernels, which have no integer products, are
+/// [`NEON`]'s.
 #[cfg(target_arch = "aarch64")]
-static NEON_DOTPROD: KernelTable = KernelTable {
-    isa: Isa::NeonDotprod,
+static NEON_DOTPROD_EXACT: KernelTable = NEON_DOTPROD_EXACT_TABLE;
+
+#[cfg(target_arch = "aarch64")]
+const NEON_DOTPROD_EXACT_TABLE: KernelTable = KernelTable {
+    isa: Isa::NeonDotprodExact,
     quantize_q8_0: NEON.quantize_q8_0,
     quantize_q8_1: NEON.quantize_q8_1,
     quantize_q8_k: NEON.quantize_q8_k,
@@ -390,6 +402,25 @@ static NEON_DOTPROD: KernelTable = KernelTable {
     vec_scale_f16: NEON.vec_scale_f16,
     swiglu_f32: NEON.swiglu_f32,
     attend_f16: None,
+};
+
+/// The default on CPUs with the dot-product extension: [`NEON_DOTPROD_EXACT`] with Q8_0 and
+/// Q4_0 decode kernels free of AVX2's float order (`arm::neon::fast`: four rows' block sums
+/// folded into one register; within the parity tests' tolerance of the scalar oracle, not
+/// bit-identical to the x86 build).
+#[cfg(target_arch = "aarch64")]
+static NEON_DOTPROD: KernelTable = KernelTable {
+    isa: Isa::NeonDotprod,
+    q4_0: |w, a, out| {
+        // SAFETY: this closure is only reachable through the NEON_DOTPROD table, which `table`
+        // returns only once `cpu_has_dotprod` found the dot-product extension.
+        unsafe { crate::arm::neon::fast::matvec_q4_0_q8_0(w, a, out) }
+    },
+    q8_0: |w, a, out| {
+        // SAFETY: as for `q4_0` above.
+        unsafe { crate::arm::neon::fast::matvec_q8_0_q8_0(w, a, out) }
+    },
+    ..NEON_DOTPROD_EXACT_TABLE
 };
 
 /// Whether the CPU has the dot-product extension, asked of the OS once (with `std`; a
@@ -532,6 +563,8 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Some(&NEON),
         #[cfg(target_arch = "aarch64")]
+        Isa::NeonDotprodExact if cpu_has_dotprod() => Some(&NEON_DOTPROD_EXACT),
+        #[cfg(target_arch = "aarch64")]
         Isa::NeonDotprod if cpu_has_dotprod() => Some(&NEON_DOTPROD),
         _ => None,
     }
@@ -625,5 +658,10 @@ mod tests {
         let arm = cfg!(target_arch = "aarch64");
         assert_eq!(Isa::Neon.available(), arm);
         assert!(!Isa::NeonDotprod.available() || arm);
+        assert_eq!(
+            Isa::NeonDotprodExact.available(),
+            Isa::NeonDotprod.available()
+        );
+        assert_eq!(Isa::from_name("dotprod-exact"), Some(Isa::NeonDotprodExact));
     }
 }

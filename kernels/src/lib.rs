@@ -12,7 +12,9 @@
 //! - `arm::neon` (on AArch64) likewise, in two versions: NEON for every AArch64 CPU and
 //!   `arm::neon::dotprod` for CPUs with the `SDOT` instruction; both compute the AVX2 kernels'
 //!   f32 values bit for bit (their lanes, FMAs and sum trees), so the two ISAs give the same
-//!   logits (`tests/cross_isa.rs` holds them to one golden file).
+//!   logits (`tests/cross_isa.rs` holds them to one golden file; the `neon+dotprod-exact`
+//!   table). The default `neon+dotprod` table decodes Q8_0 and Q4_0 with `arm::neon::fast`,
+//!   which sums in its own order (within the parity tests' tolerance of the oracle).
 //! - `dispatch.rs` detects the CPU's features once and picks a [`KernelTable`] ([`active`]);
 //!   [`use_isa`] / [`force_scalar`] override the choice (the runtime's `SINTRA_KERNELS`).
 //! - [`matvec`], [`matmul`], [`vec_dot`], [`quantize_activation`] are the type-erased entry

@@ -44,7 +44,9 @@ ENVIRONMENT:
   SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle),
                        avx2, avx512 (AVX-512 VNNI without AVX-VNNI), vnni (avx2+vnni) or
                        avx512+vnni (x86-64),
-                       neon or dotprod (aarch64; also spelt neon+dotprod)
+                       neon, dotprod (aarch64; also spelt neon+dotprod) or
+                       dotprod-exact (neon+dotprod-exact: the x86 build's logits bit
+                       for bit; dotprod decodes Q8_0 and Q4_0 in a faster order)
 ";
 
 /// Parsed command line.

@@ -219,7 +219,7 @@ fn simd_tables_reproduce_the_avx2_golden_results() {
     let isas: &[Isa] = if cfg!(target_arch = "x86_64") {
         &[Isa::Avx2, Isa::Avx512, Isa::Avx2Vnni, Isa::Avx512Vnni]
     } else if cfg!(target_arch = "aarch64") {
-        &[Isa::Neon, Isa::NeonDotprod]
+        &[Isa::Neon, Isa::NeonDotprodExact]
     } else {
         &[]
     };

@@ -58,7 +58,7 @@ fn tolerance(w: GgmlType) -> f64 {
 const SIMD: &[Isa] = if cfg!(target_arch = "x86_64") {
     &[Isa::Avx2, Isa::Avx512, Isa::Avx2Vnni, Isa::Avx512Vnni]
 } else if cfg!(target_arch = "aarch64") {
-    &[Isa::Neon, Isa::NeonDotprod]
+    &[Isa::Neon, Isa::NeonDotprodExact, Isa::NeonDotprod]
 } else {
     &[]
 };

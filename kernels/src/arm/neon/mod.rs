@@ -23,6 +23,11 @@
 //! of the AVX2 register are. Integer sums are exact on both (no i16 pair saturates for the
 //! operands the activation quantizers produce), so only the float steps needed copying.
 //!
+//! **The fast path.** [`fast`] holds the default table's Q8_0 and Q4_0 decode kernels, which
+//! leave the AVX2 order (issue #14): four rows' exact integer block sums in one register, one
+//! fused multiply-add per block and row. The `neon+dotprod-exact` table keeps this module's
+//! AVX2-order kernels for the cross-ISA tests.
+//!
 //! **Integer exactness.** [`dot4`] is exact for any bytes. The K-quant kernels rely on the
 //! activation's `bsums` being the sums of its quants, as `quantize_row_q8_k` writes them.
 //!
@@ -85,6 +90,7 @@ macro_rules! entry_points {
     };
 }
 
+pub mod fast;
 mod float;
 mod quantize;
 mod vec;
