@@ -146,6 +146,9 @@ pub struct KernelTable {
     /// them into 8-row interleaved blocks on AVX2), the kernels that reproduce that order
     /// ([`crate::matvec`] picks them for such matrices); `None` where it does not.
     pub(crate) interleaved: Option<Interleaved>,
+    /// Kernels for weights packed at load time in groups of four rows (`crate::packed`);
+    /// `None`: this table multiplies the file's layout only.
+    pub(crate) packed: Option<crate::packed::PackedKernels>,
     pub(crate) vec_mad_f16: fn(&mut [u16], &[u16], f32),
     pub(crate) vec_scale_f16: fn(&mut [u16], f32),
     pub(crate) swiglu_f32: fn(&mut [f32], &[f32]),
@@ -201,6 +204,7 @@ static SCALAR: KernelTable = KernelTable {
     q6_k: |w, a, out| dot_rows(w, a, out, scalar::vec_dot_q6_k_q8_k),
     matmul: &MatmulKernels::TILED,
     interleaved: None,
+    packed: None,
     vec_mad_f16: scalar::vec_mad_f16,
     vec_scale_f16: scalar::vec_scale_f16,
     swiglu_f32: scalar::swiglu_f32,
@@ -255,6 +259,7 @@ const AVX2_TABLE: KernelTable = KernelTable {
     q6_k: avx2!(matvec_q6_k_q8_k(w, a, out)),
     matmul: &crate::x86::avx2::MATMUL,
     interleaved: Some(AVX2_INTERLEAVED),
+    packed: None,
     vec_mad_f16: avx2!(vec_mad_f16(y, x, v)),
     vec_scale_f16: avx2!(vec_scale_f16(y, v)),
     swiglu_f32: avx2!(swiglu_f32(gate, up)),
@@ -364,6 +369,7 @@ static NEON: KernelTable = KernelTable {
     // Tiled over the matrix-vector kernels until NEON has unpack-once kernels (`matmul.rs`).
     matmul: &MatmulKernels::TILED,
     interleaved: None,
+    packed: None,
     vec_mad_f16: neon!(vec_mad_f16(y, x, v)),
     vec_scale_f16: neon!(vec_scale_f16(y, v)),
     swiglu_f32: neon!(swiglu_f32(gate, up)),
@@ -398,6 +404,7 @@ const NEON_DOTPROD_EXACT_TABLE: KernelTable = KernelTable {
     q6_k: neon!(dotprod::matvec_q6_k_q8_k(w, a, out)),
     matmul: &MatmulKernels::TILED,
     interleaved: None,
+    packed: None,
     vec_mad_f16: NEON.vec_mad_f16,
     vec_scale_f16: NEON.vec_scale_f16,
     swiglu_f32: NEON.swiglu_f32,
@@ -420,6 +427,16 @@ static NEON_DOTPROD: KernelTable = KernelTable {
         // SAFETY: as for `q4_0` above.
         unsafe { crate::arm::neon::fast::matvec_q8_0_q8_0(w, a, out) }
     },
+    packed: Some(crate::packed::PackedKernels {
+        q8_0: |w, first, a, out| {
+            // SAFETY: as for `q4_0` above.
+            unsafe { crate::arm::neon::packed::matvec_q8_0x4_q8_0(w, first, a, out) }
+        },
+        q4_0: |w, first, a, out| {
+            // SAFETY: as for `q4_0` above.
+            unsafe { crate::arm::neon::packed::matvec_q4_0x4_q8_0(w, first, a, out) }
+        },
+    }),
     ..NEON_DOTPROD_EXACT_TABLE
 };
 

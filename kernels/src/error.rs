@@ -28,6 +28,10 @@ pub enum KernelError {
     /// The weight type has no kernel (see [`crate::supported`]).
     #[error("weight type {0} has no kernel")]
     Unsupported(GgmlType),
+    /// The matrix cannot be (or was not) packed: a type without a packed layout or kernel in
+    /// this table, or a row count that is not whole groups of four.
+    #[error("a {ty} matrix of {rows} rows has no packed layout or kernel here")]
+    NotPacked { ty: GgmlType, rows: usize },
     /// The row length is zero or not a whole number of blocks of the weight type.
     #[error("row length {n} is not a positive multiple of the {ty} block size {block}")]
     RowLength {

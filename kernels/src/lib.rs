@@ -38,6 +38,7 @@ mod dispatch;
 mod error;
 mod matmul;
 mod matvec;
+pub mod packed;
 pub mod scalar;
 mod vec;
 #[cfg(target_arch = "x86_64")]

@@ -197,11 +197,22 @@ mod mapped {
     use std::path::{Path, PathBuf};
 
     /// A memory-mapped GGUF file: the parsed header plus zero-copy views of tensor data.
-    #[derive(Debug)]
     pub struct GgufFile {
         pub header: Gguf,
         path: PathBuf,
         map: memmap2::Mmap,
+        /// Buffers derived from tensors ([`GgufFile::derived`]: repacked weights), by key,
+        /// made once and kept as long as the file.
+        derived: elsa::sync::FrozenMap<String, Box<[u64]>>,
+    }
+
+    impl std::fmt::Debug for GgufFile {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("GgufFile")
+                .field("path", &self.path)
+                .field("len", &self.map.len())
+                .finish_non_exhaustive()
+        }
     }
 
     /// A tensor's table entry and its bytes inside the map.
@@ -240,7 +251,58 @@ mod mapped {
                 header,
                 path: path.to_path_buf(),
                 map,
+                derived: elsa::sync::FrozenMap::new(),
             })
+        }
+
+        /// The buffer derived under `key` (a tensor's repacked weights, say): made by `make` the
+        /// first time (`len` bytes, 8-aligned), the same bytes afterwards, for as long as the
+        /// file lives, like its tensor views.
+        pub fn derived<E>(
+            &self,
+            key: &str,
+            len: usize,
+            make: impl FnOnce(&mut [u8]) -> Result<(), E>,
+        ) -> Result<&[u8], E> {
+            let words: &[u64] = match self.derived.get(key) {
+                Some(w) => w,
+                None => {
+                    let mut w = vec![0u64; len.div_ceil(8)].into_boxed_slice();
+                    make(&mut bytemuck::cast_slice_mut(&mut w)[..len])?;
+                    self.derived.insert(key.to_string(), w)
+                }
+            };
+            Ok(&bytemuck::cast_slice(words)[..len])
+        }
+
+        /// Tell the OS that the pages wholly inside `data` (a view into this file's map) will
+        /// not be needed soon: they leave the process's resident memory (a later read maps
+        /// them in again from the file, unchanged). For tensors whose bytes were derived into
+        /// another buffer, so that the two are not both resident. Ignored for a slice outside
+        /// the map and where the OS refuses.
+        pub fn release(&self, data: &[u8]) {
+            let base = self.map.as_ptr() as usize;
+            let start = (data.as_ptr() as usize).wrapping_sub(base);
+            let Some(end) = start.checked_add(data.len()) else {
+                return;
+            };
+            if end > self.map.len() {
+                return;
+            }
+            let page = rustix::param::page_size();
+            let (first, last) = (start.div_ceil(page) * page, end / page * page);
+            if first < last {
+                // SAFETY: the map is read-only and private (`open`): dropping its pages loses
+                // nothing, they read back as the file's bytes, which views still see
+                // unchanged. The range is inside the map (checked above).
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        last - first,
+                    )
+                };
+            }
         }
 
         /// The file's path.

@@ -12,6 +12,7 @@ mod cross_isa;
 mod entry_points;
 mod interleaved;
 mod matmul;
+mod packed;
 mod parity;
 
 use crate::{activation_bytes, quantize_activation, vec_dot_type};

@@ -17,15 +17,22 @@ use crate::threads::{Crew, Mat, Pool, Product};
 use formats::gguf::{GgufFile, TensorInfo};
 use formats::quant::{self, GgmlType};
 
+/// Rows packed between two releases of the file's pages ([`Weight::from_file`]): a multiple
+/// of the packing groups' four rows.
+const PACK_ROWS: usize = 256;
+
 /// A weight matrix in its file type: `n_out` rows of `n_in` values, row-major, as ggml stores
 /// `[n_in, n_out]` tensors.
 #[derive(Debug, Clone, Copy)]
 pub struct Weight<'a> {
     pub ty: GgmlType,
+    /// The file's rows, or (`packed`) the same rows packed in groups of four for the active
+    /// kernels (`kernels::packed`), made once per file ([`GgufFile::derived`]).
     pub data: &'a [u8],
     pub n_in: usize,
     pub n_out: usize,
     pub row_bytes: usize,
+    pub packed: bool,
 }
 
 impl<'a> Weight<'a> {
@@ -54,12 +61,45 @@ impl<'a> Weight<'a> {
                 expected: format!("rows that are whole {} blocks", view.info.ty),
                 found: view.info.shape(),
             })?;
+        let ty = view.info.ty;
+        // Repacked where the kernels in use multiply a packed layout (issue #14's fast path):
+        // once per file, and the file's pages of the tensor released, so that the model is
+        // not resident twice.
+        if let Some(len) =
+            kernels::packed::packed_len(ty, n_out, n_in).filter(|_| kernels::packed::packs(ty))
+        {
+            // A few hundred rows at a time, the file's pages released as they are packed: at
+            // most a slice is resident twice. (Packed groups take the bytes of their four
+            // rows, in the same place.)
+            let slice = PACK_ROWS * row_bytes;
+            let data = file.derived(name, len, |dst| {
+                let mut done = 0;
+                for (src, dst) in view.data.chunks(slice).zip(dst.chunks_mut(slice)) {
+                    kernels::packed::pack(ty, src, n_in, dst)
+                        .map_err(|e| ModelError::Tensor(format!("{name}: packing: {e}")))?;
+                    // Everything packed so far: the pages a slice shares with the previous one
+                    // are whole now.
+                    done += src.len();
+                    file.release(&view.data[..done]);
+                }
+                Ok(())
+            })?;
+            return Ok(Weight {
+                ty,
+                data,
+                n_in,
+                n_out,
+                row_bytes,
+                packed: true,
+            });
+        }
         Ok(Weight {
-            ty: view.info.ty,
+            ty,
             data: view.data,
             n_in,
             n_out,
             row_bytes,
+            packed: false,
         })
     }
 
@@ -69,12 +109,24 @@ impl<'a> Weight<'a> {
             ty: self.ty,
             data: self.data,
             n_in: self.n_in,
+            packed: self.packed,
         }
     }
 
     /// Row `i` as f32 (embedding lookup).
     fn row_f32(&self, i: usize, out: &mut [f32]) -> Result<(), ModelError> {
-        let bytes = &self.data[i * self.row_bytes..(i + 1) * self.row_bytes];
+        let unpacked;
+        let bytes = if self.packed {
+            // The row in the file's layout again (u64 storage: aligned for its blocks).
+            let mut row = vec![0u64; self.row_bytes.div_ceil(8)];
+            let b = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut row)[..self.row_bytes];
+            kernels::packed::unpack_row(self.ty, self.data, i, self.n_in, b)
+                .map_err(|e| ModelError::Tensor(e.to_string()))?;
+            unpacked = row;
+            &bytemuck::cast_slice::<u64, u8>(&unpacked)[..self.row_bytes]
+        } else {
+            &self.data[i * self.row_bytes..(i + 1) * self.row_bytes]
+        };
         match quant::dequantize_into(self.ty, bytes, out) {
             Ok(()) => Ok(()),
             // Under-aligned rows (a file with an odd alignment): take the copying path.

@@ -30,12 +30,30 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A weight matrix as a section sees it: rows of `n_in` values of type `ty`, row-major.
+/// A weight matrix as a section sees it: rows of `n_in` values of type `ty`, row-major, or
+/// packed in groups of four rows (`packed`: `kernels::packed`, made at load time).
 #[derive(Debug, Clone, Copy)]
 pub struct Mat<'w> {
     pub ty: GgmlType,
     pub data: &'w [u8],
     pub n_in: usize,
+    pub packed: bool,
+}
+
+impl Mat<'_> {
+    /// Rows `rows` of the matrix times `act` into `out`, through the kernels for its layout.
+    pub fn matvec(
+        &self,
+        rows: Range<usize>,
+        act: &[u8],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        if self.packed {
+            kernels::packed::matvec_packed(self.ty, self.data, rows, self.n_in, act, out)
+        } else {
+            kernels::matvec(self.ty, self.data, rows, self.n_in, act, out)
+        }
+    }
 }
 
 /// One product of a section: `out = mat * act` (`act` quantized for `mat.ty`).
@@ -188,7 +206,7 @@ fn worker(shared: &Shared<'_, '_>, w: usize) {
             let (p, range, at) = job.chunks[c].clone();
             let (mat, act) = &job.mats[p];
             rows.resize(range.len(), 0.0);
-            let r = kernels::matvec(mat.ty, mat.data, range.clone(), mat.n_in, act, &mut rows);
+            let r = mat.matvec(range.clone(), act, &mut rows);
             if let Err(e) = r {
                 shared.fail(e);
             }
@@ -216,7 +234,7 @@ pub struct Crew<'s, 'w> {
 /// `out = mat * act` on one thread.
 fn matvec_here(p: &mut Product<'_, '_>) -> Result<(), KernelError> {
     let rows = 0..p.out.len();
-    kernels::matvec(p.mat.ty, p.mat.data, rows, p.mat.n_in, p.act, p.out)
+    p.mat.matvec(rows, p.act, p.out)
 }
 
 impl<'w> Crew<'_, 'w> {
@@ -227,9 +245,7 @@ impl<'w> Crew<'_, 'w> {
             for p in products.iter_mut() {
                 let m = p.mat;
                 let act = p.act;
-                pool.for_rows(p.out, |rows, out| {
-                    kernels::matvec(m.ty, m.data, rows, m.n_in, act, out)
-                })?;
+                pool.for_rows(p.out, |rows, out| m.matvec(rows, act, out))?;
             }
             return Ok(());
         }
@@ -279,7 +295,7 @@ impl<'w> Crew<'_, 'w> {
             let (i, range, _) = chunks[c].clone();
             let p = &mut products[i];
             let out = &mut p.out[range.clone()];
-            if let Err(e) = kernels::matvec(p.mat.ty, p.mat.data, range, p.mat.n_in, p.act, out) {
+            if let Err(e) = p.mat.matvec(range, p.act, out) {
                 result = Err(e);
             }
             mine[c] = true;
@@ -491,6 +507,7 @@ mod tests {
                                     ty: *ty,
                                     data: w,
                                     n_in: n,
+                                    packed: false,
                                 },
                                 act: &bytemuck::cast_slice::<u64, u8>(act)[..*len],
                                 out,

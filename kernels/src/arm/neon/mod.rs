@@ -92,6 +92,7 @@ macro_rules! entry_points {
 
 pub mod fast;
 mod float;
+pub mod packed;
 mod quantize;
 mod vec;
 mod vec_dot;

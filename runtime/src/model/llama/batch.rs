@@ -145,7 +145,12 @@ fn matmuls(
         let out = &mut out[..n * w.n_out];
         let w = **w;
         pool.for_rows_batched(out, w.n_out, |rows, parts| {
-            kernels::matmul(w.ty, w.data, rows, w.n_in, acts, parts).map_err(kernel_err)
+            if w.packed {
+                kernels::packed::matmul_packed(w.ty, w.data, rows, w.n_in, acts, parts)
+            } else {
+                kernels::matmul(w.ty, w.data, rows, w.n_in, acts, parts)
+            }
+            .map_err(kernel_err)
         })?;
     }
     Ok(())

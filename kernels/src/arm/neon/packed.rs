@@ -1,0 +1,234 @@
+//! Decode kernels for weights packed in groups of four rows (`crate::packed`): one 16-byte load
+//! holds four values of each of four rows, and one indexed `SDOT` adds each row's four products
+//! into its own lane, so a block of four rows is 8 `SDOT`s into one register, one conversion,
+//! one scale product (the four rows' f16 scales are one 8-byte load) and one `FMLA`: no
+//! pairwise folds, no per-row address arithmetic. The arithmetic is [`super::fast`]'s, bit
+//! for bit: the same exact integer block sums, `fma(d_x * d_y, sum, acc)` per block and row
+//! (Q4_0's `16 (q - 8)` products are scaled back by `d / 16`, exactly). Two groups (eight
+//! rows) share each activation block's loads.
+
+use super::{fcvtl, fp16, halves, load_i8, load_u8};
+use crate::packed::{BlockQ4_0x4, BlockQ8_0x4, GROUP};
+use core::arch::aarch64::*;
+use core::arch::asm;
+use formats::quant::BlockQ8_0;
+
+/// `SDOT acc.4s, a.16b, b.4b[L]`: lane `r` of `acc` adds the products of `a`'s bytes
+/// `4r..4r + 4` with `b`'s bytes `4L..4L + 4`.
+///
+/// # Safety
+/// The CPU must support the dot-product extension (`dotprod`).
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn sdot_lane<const L: i32>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: the caller guarantees the instruction exists; it reads and writes only the three
+    // vector registers named.
+    unsafe {
+        asm!(
+            ".arch_extension dotprod",
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.4b[{l}]",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            l = const L,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// The four rows' scales (f16 bits) as f32.
+#[inline]
+#[target_feature(enable = "neon")]
+fn scales(d: [u16; GROUP]) -> float32x4_t {
+    fcvtl(vcreate_u16(u64::from_le_bytes(bytemuck::cast(d))))
+}
+
+/// An activation block as the packed kernels take it: its quants and its scale.
+#[derive(Clone, Copy)]
+struct Y {
+    q: [int8x16_t; 2],
+    d: f32,
+}
+
+/// A packed block type: the four rows' exact integer block sums against `y` (possibly times a
+/// power of two, undone by [`Packed::SCALE`]).
+trait Packed: Copy {
+    /// What the activation's scale is multiplied by (exactly: a power of two).
+    const SCALE: f32;
+    fn d(&self) -> [u16; GROUP];
+    /// # Safety
+    /// The CPU must support the dot-product extension.
+    unsafe fn sums(&self, y: &Y) -> int32x4_t;
+}
+
+impl Packed for BlockQ8_0x4 {
+    const SCALE: f32 = 1.0;
+    #[inline(always)]
+    fn d(&self) -> [u16; GROUP] {
+        self.d
+    }
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn sums(&self, y: &Y) -> int32x4_t {
+        let q: &[[i8; 16]; 8] = bytemuck::cast_ref(&self.qs);
+        let q = q.map(|v| load_i8(&v));
+        let [y0, y1] = y.q;
+        let mut s = vdupq_n_s32(0);
+        // SAFETY: the caller guarantees the dot-product extension (every `sdot_lane` here).
+        unsafe {
+            s = sdot_lane::<0>(s, q[0], y0);
+            s = sdot_lane::<1>(s, q[1], y0);
+            s = sdot_lane::<2>(s, q[2], y0);
+            s = sdot_lane::<3>(s, q[3], y0);
+            s = sdot_lane::<0>(s, q[4], y1);
+            s = sdot_lane::<1>(s, q[5], y1);
+            s = sdot_lane::<2>(s, q[6], y1);
+            s = sdot_lane::<3>(s, q[7], y1);
+        }
+        s
+    }
+}
+
+impl Packed for BlockQ4_0x4 {
+    /// The products are `16 (q - 8) * y`.
+    const SCALE: f32 = 0.0625;
+    #[inline(always)]
+    fn d(&self) -> [u16; GROUP] {
+        self.d
+    }
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn sums(&self, y: &Y) -> int32x4_t {
+        let q: &[[u8; 16]; 4] = bytemuck::cast_ref(&self.qs);
+        // `16 (q - 8)` as signed bytes: the low nibbles shifted up, the high ones masked.
+        let lo = q.map(|v| vreinterpretq_s8_u8(vshlq_n_u8::<4>(load_u8(&v))));
+        let hi = q.map(|v| vreinterpretq_s8_u8(vandq_u8(load_u8(&v), vdupq_n_u8(0xf0))));
+        let [y0, y1] = y.q;
+        let mut s = vdupq_n_s32(0);
+        // SAFETY: the caller guarantees the dot-product extension (every `sdot_lane` here).
+        unsafe {
+            s = sdot_lane::<0>(s, lo[0], y0);
+            s = sdot_lane::<0>(s, hi[0], y1);
+            s = sdot_lane::<1>(s, lo[1], y0);
+            s = sdot_lane::<1>(s, hi[1], y1);
+            s = sdot_lane::<2>(s, lo[2], y0);
+            s = sdot_lane::<2>(s, hi[2], y1);
+            s = sdot_lane::<3>(s, lo[3], y0);
+            s = sdot_lane::<3>(s, hi[3], y1);
+        }
+        s
+    }
+}
+
+/// `G` groups (`w[g]`, each `y.len()` blocks) against `y`: each group's four row sums. An
+/// activation block is loaded once for all `G` groups; each group's lanes are
+/// `fma(d_x * (d_y * SCALE), sums, acc)` block after block.
+///
+/// # Safety
+/// The CPU must support the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn groups<P: Packed, const G: usize>(w: [&[P]; G], y: &[BlockQ8_0]) -> [float32x4_t; G] {
+    let mut acc = [vdupq_n_f32(0.0); G];
+    for (b, yb) in y.iter().enumerate() {
+        let a = Y {
+            q: halves(&yb.qs).map(|h| load_i8(&h)),
+            d: fp16(yb.d) * P::SCALE,
+        };
+        for g in 0..G {
+            let blk = &w[g][b];
+            // SAFETY: the caller guarantees the dot-product extension.
+            let s = unsafe { blk.sums(&a) };
+            let d = vmulq_n_f32(scales(blk.d()), a.d);
+            acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(s), d);
+        }
+    }
+    acc
+}
+
+/// The rows `first..first + out.len()` of the groups `w` (`act.len()` blocks per row) against
+/// `act`: two whole groups at a time, then one (the rows of a partial group are computed and
+/// the others dropped: each lane is its own row's arithmetic).
+///
+/// # Safety
+/// The CPU must support the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn rows<P: Packed>(w: &[P], first: usize, act: &[BlockQ8_0], out: &mut [f32]) {
+    let nb = act.len();
+    if nb == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let mut gs = w.chunks_exact(nb);
+    let mut done = 0;
+    let store = |v: float32x4_t, lo: usize, out: &mut [f32]| {
+        let mut lanes = [0f32; GROUP];
+        // SAFETY: `lanes` has room for the four f32 the store writes.
+        unsafe { vst1q_f32(lanes.as_mut_ptr(), v) };
+        out.copy_from_slice(&lanes[lo..lo + out.len()]);
+    };
+    // A range that starts inside a group: that group alone.
+    if first > 0 {
+        let Some(g) = gs.next() else { return };
+        // SAFETY: the caller guarantees the dot-product extension.
+        let [v] = unsafe { groups::<P, 1>([g], act) };
+        let n = (GROUP - first).min(out.len());
+        store(v, first, &mut out[..n]);
+        done = n;
+    }
+    while out.len() - done >= 2 * GROUP {
+        let (Some(g0), Some(g1)) = (gs.next(), gs.next()) else {
+            return;
+        };
+        // SAFETY: the caller guarantees the dot-product extension.
+        let v = unsafe { groups::<P, 2>([g0, g1], act) };
+        let o: &mut [f32; 2 * GROUP] = (&mut out[done..done + 2 * GROUP]).try_into().unwrap();
+        // SAFETY: `o` has room for the eight f32 the two stores write.
+        unsafe {
+            vst1q_f32(o.as_mut_ptr(), v[0]);
+            vst1q_f32(o.as_mut_ptr().add(GROUP), v[1]);
+        }
+        done += 2 * GROUP;
+    }
+    while done < out.len() {
+        let Some(g) = gs.next() else { return };
+        // SAFETY: the caller guarantees the dot-product extension.
+        let [v] = unsafe { groups::<P, 1>([g], act) };
+        let n = GROUP.min(out.len() - done);
+        store(v, 0, &mut out[done..done + n]);
+        done += n;
+    }
+}
+
+/// Rows `first..first + out.len()` of packed Q8_0 groups against Q8_0 activations.
+///
+/// # Safety
+/// The CPU must support NEON and the dot-product extension (`dotprod`).
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn matvec_q8_0x4_q8_0(
+    w: &[BlockQ8_0x4],
+    first: usize,
+    act: &[BlockQ8_0],
+    out: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the dot-product extension.
+    unsafe { rows(w, first, act, out) }
+}
+
+/// Rows `first..first + out.len()` of packed Q4_0 groups against Q8_0 activations.
+///
+/// # Safety
+/// The CPU must support NEON and the dot-product extension (`dotprod`).
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn matvec_q4_0x4_q8_0(
+    w: &[BlockQ4_0x4],
+    first: usize,
+    act: &[BlockQ8_0],
+    out: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the dot-product extension.
+    unsafe { rows(w, first, act, out) }
+}

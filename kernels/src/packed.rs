@@ -1,0 +1,293 @@
+//! Weights repacked at load time into groups of four rows (issue #14's fast path, as llama.cpp's
+//! CPU repack and ik_llama.cpp's `_R4` types): block `b` of a group holds the four rows' scales
+//! side by side, then their quants interleaved four bytes at a time, so that one 16-byte load
+//! holds four values of each of the four rows, and one indexed `SDOT` (`sdot v.4s, w.16b,
+//! y.4b[k]`) adds each row's products with the activation's values `4k..4k + 4` into that
+//! row's lane. Where the active table has kernels for a packed type ([`packs`]), the runtime
+//! calls [`pack`] once per matrix and [`matvec_packed`] / [`matmul_packed`] on the result;
+//! [`unpack_row`] gives one row back in the file's layout (an embedding lookup).
+//!
+//! - [`BlockQ8_0x4`]: `d[r]` row `r`'s scale; `qs[16k + 4r + j]` its quant `4k + j`, `k` in 0..8.
+//! - [`BlockQ4_0x4`]: `d[r]`; `qs[16k + 4r + j]` is row `r`'s byte `4k + j` (values `4k + j` in
+//!   the low nibble, `16 + 4k + j` in the high one) XOR `0x88`, so that each nibble is `q - 8`
+//!   in two's complement: `qs << 4` and `qs & 0xf0` are then `16 (q - 8)` as signed bytes, two
+//!   instructions for 32 signed values (the kernels scale by `d / 16`, exactly).
+//!
+//! The results are those of the default table's unpacked kernels bit for bit (the same exact
+//! integer block sums, the same `fma(d_x * d_y, sum, acc)` per block and row).
+
+use crate::dispatch::{active, KernelTable};
+use crate::error::{KernelError, Operand};
+use crate::matvec::{cast, vec_dot_type};
+use core::ops::Range;
+use formats::quant::{BlockQ4_0, BlockQ8_0, GgmlType};
+
+/// Rows per group.
+pub const GROUP: usize = 4;
+
+/// Four Q8_0 rows' block `b`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ8_0x4 {
+    /// The rows' scales (f16 bits).
+    pub d: [u16; GROUP],
+    /// `qs[16k + 4r + j]`: row `r`'s quant `4k + j`.
+    pub qs: [i8; 32 * GROUP],
+}
+
+/// Four Q4_0 rows' block `b`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ4_0x4 {
+    /// The rows' scales (f16 bits).
+    pub d: [u16; GROUP],
+    /// `qs[16k + 4r + j]`: row `r`'s byte `4k + j`, XOR `0x88`.
+    pub qs: [u8; 16 * GROUP],
+}
+
+/// The packed kernels of a table: rows of groups against one activation (`out[i]` for row
+/// `first + i` of the groups given, `first` in 0..4: a range that starts inside a group).
+#[derive(Debug)]
+pub(crate) struct PackedKernels {
+    pub(crate) q8_0: fn(w: &[BlockQ8_0x4], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
+    pub(crate) q4_0: fn(w: &[BlockQ4_0x4], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
+}
+
+/// Whether the active table multiplies weights of type `ty` packed (then [`pack`] packs them).
+pub fn packs(ty: GgmlType) -> bool {
+    active().packs(ty)
+}
+
+/// Bytes of `rows` rows of `n` values of type `ty` packed (the same as in the file), or `None`
+/// for a type without a packed layout or rows that are not whole groups.
+pub fn packed_len(ty: GgmlType, rows: usize, n: usize) -> Option<usize> {
+    if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) || !rows.is_multiple_of(GROUP) {
+        return None;
+    }
+    ty.row_size(n)?.checked_mul(rows)
+}
+
+/// Check a matrix of `ty` and its packed buffer; returns the row size and the row count.
+fn shape(ty: GgmlType, bytes: &[u8], n: usize) -> Result<(usize, usize), KernelError> {
+    let (row_bytes, _) = crate::matvec::row_bytes(ty, n)?;
+    let rows = crate::matvec::weight_rows(ty, bytes, row_bytes, &(0..0))?;
+    match packed_len(ty, rows, n) {
+        Some(_) => Ok((row_bytes, rows)),
+        None => Err(KernelError::NotPacked { ty, rows }),
+    }
+}
+
+/// Pack the rows of `src` (a matrix of `ty`, rows of `n` values, a multiple of 4 rows) into
+/// `dst` ([`packed_len`] bytes, 2-aligned).
+pub fn pack(ty: GgmlType, src: &[u8], n: usize, dst: &mut [u8]) -> Result<(), KernelError> {
+    let (_, rows) = shape(ty, src, n)?;
+    if dst.len() != src.len() {
+        return Err(KernelError::OutputLength {
+            got: dst.len(),
+            need: src.len(),
+        });
+    }
+    let nb = n / 32;
+    match ty {
+        GgmlType::Q8_0 => {
+            let s = cast::<BlockQ8_0>(src, Operand::Weights, ty)?;
+            let d = cast_mut::<BlockQ8_0x4>(dst, ty)?;
+            for g in 0..rows / GROUP {
+                for b in 0..nb {
+                    let out = &mut d[g * nb + b];
+                    for r in 0..GROUP {
+                        let blk = &s[(g * GROUP + r) * nb + b];
+                        out.d[r] = blk.d;
+                        for k in 0..8 {
+                            out.qs[16 * k + 4 * r..][..4].copy_from_slice(&blk.qs[4 * k..][..4]);
+                        }
+                    }
+                }
+            }
+        }
+        GgmlType::Q4_0 => {
+            let s = cast::<BlockQ4_0>(src, Operand::Weights, ty)?;
+            let d = cast_mut::<BlockQ4_0x4>(dst, ty)?;
+            for g in 0..rows / GROUP {
+                for b in 0..nb {
+                    let out = &mut d[g * nb + b];
+                    for r in 0..GROUP {
+                        let blk = &s[(g * GROUP + r) * nb + b];
+                        out.d[r] = blk.d;
+                        for k in 0..4 {
+                            for j in 0..4 {
+                                out.qs[16 * k + 4 * r + j] = blk.qs[4 * k + j] ^ 0x88;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => return Err(KernelError::NotPacked { ty, rows }),
+    }
+    Ok(())
+}
+
+/// Row `row` of a packed matrix (`packed`, rows of `n` values) in the file's layout, into `out`
+/// (one row's bytes).
+pub fn unpack_row(
+    ty: GgmlType,
+    packed: &[u8],
+    row: usize,
+    n: usize,
+    out: &mut [u8],
+) -> Result<(), KernelError> {
+    let (row_bytes, rows) = shape(ty, packed, n)?;
+    if row >= rows {
+        return Err(KernelError::RowRange {
+            ty,
+            start: row,
+            end: row + 1,
+            rows,
+        });
+    }
+    if out.len() != row_bytes {
+        return Err(KernelError::OutputLength {
+            got: out.len(),
+            need: row_bytes,
+        });
+    }
+    let (g, r, nb) = (row / GROUP, row % GROUP, n / 32);
+    match ty {
+        GgmlType::Q8_0 => {
+            let p = cast::<BlockQ8_0x4>(packed, Operand::Weights, ty)?;
+            let o = cast_mut::<BlockQ8_0>(out, ty)?;
+            for (b, blk) in o.iter_mut().enumerate() {
+                let src = &p[g * nb + b];
+                blk.d = src.d[r];
+                for k in 0..8 {
+                    blk.qs[4 * k..][..4].copy_from_slice(&src.qs[16 * k + 4 * r..][..4]);
+                }
+            }
+        }
+        GgmlType::Q4_0 => {
+            let p = cast::<BlockQ4_0x4>(packed, Operand::Weights, ty)?;
+            let o = cast_mut::<BlockQ4_0>(out, ty)?;
+            for (b, blk) in o.iter_mut().enumerate() {
+                let src = &p[g * nb + b];
+                blk.d = src.d[r];
+                for k in 0..4 {
+                    for j in 0..4 {
+                        blk.qs[4 * k + j] = src.qs[16 * k + 4 * r + j] ^ 0x88;
+                    }
+                }
+            }
+        }
+        _ => return Err(KernelError::NotPacked { ty, rows }),
+    }
+    Ok(())
+}
+
+fn cast_mut<B: bytemuck::Pod>(bytes: &mut [u8], ty: GgmlType) -> Result<&mut [B], KernelError> {
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| KernelError::Misaligned {
+        operand: Operand::Weights,
+        ty,
+        align: core::mem::align_of::<B>(),
+    })
+}
+
+impl KernelTable {
+    /// Whether this table multiplies weights of type `ty` packed.
+    pub fn packs(&self, ty: GgmlType) -> bool {
+        self.packed.is_some() && matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0)
+    }
+
+    /// [`crate::KernelTable::matvec`] on a matrix packed by [`pack`]: rows `rows` of it (any
+    /// range) times one activation row quantized for `ty`.
+    pub fn matvec_packed(
+        &self,
+        ty: GgmlType,
+        packed: &[u8],
+        rows: Range<usize>,
+        n: usize,
+        act: &[u8],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let (row_bytes, nrows) = shape(ty, packed, n)?;
+        let Some(k) = self.packed.as_ref().filter(|_| self.packs(ty)) else {
+            return Err(KernelError::NotPacked { ty, rows: nrows });
+        };
+        let (_, act_bytes) = crate::matvec::row_bytes(ty, n)?;
+        if act.len() != act_bytes {
+            return Err(KernelError::ActivationSize {
+                ty: vec_dot_type(ty),
+                n,
+                got: act.len(),
+                need: act_bytes,
+            });
+        }
+        if rows.start > rows.end || rows.end > nrows {
+            return Err(KernelError::RowRange {
+                ty,
+                start: rows.start,
+                end: rows.end,
+                rows: nrows,
+            });
+        }
+        if out.len() != rows.len() {
+            return Err(KernelError::OutputLength {
+                got: out.len(),
+                need: rows.len(),
+            });
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // The groups the range touches.
+        let (g0, g1) = (rows.start / GROUP, rows.end.div_ceil(GROUP));
+        let group_bytes = GROUP * row_bytes;
+        let w = &packed[g0 * group_bytes..g1 * group_bytes];
+        let a = cast::<BlockQ8_0>(act, Operand::Activation, GgmlType::Q8_0)?;
+        let first = rows.start % GROUP;
+        match ty {
+            GgmlType::Q8_0 => (k.q8_0)(cast(w, Operand::Weights, ty)?, first, a, out),
+            GgmlType::Q4_0 => (k.q4_0)(cast(w, Operand::Weights, ty)?, first, a, out),
+            _ => return Err(KernelError::NotPacked { ty, rows: nrows }),
+        }
+        Ok(())
+    }
+}
+
+/// [`KernelTable::matvec_packed`] with the kernels in use.
+pub fn matvec_packed(
+    ty: GgmlType,
+    packed: &[u8],
+    rows: Range<usize>,
+    n: usize,
+    act: &[u8],
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    active().matvec_packed(ty, packed, rows, n, act, out)
+}
+
+/// [`crate::matmul`] on a packed matrix: each token's activation (`acts`, one row each) through
+/// [`matvec_packed`] into `outs[token]`.
+pub fn matmul_packed(
+    ty: GgmlType,
+    packed: &[u8],
+    rows: Range<usize>,
+    n: usize,
+    acts: &[u8],
+    outs: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    let (_, act_bytes) = crate::matvec::row_bytes(ty, n)?;
+    if acts.len() != act_bytes * outs.len() {
+        return Err(KernelError::ActivationsSize {
+            ty: vec_dot_type(ty),
+            n,
+            tokens: outs.len(),
+            got: acts.len(),
+            need: act_bytes * outs.len(),
+        });
+    }
+    let t = active();
+    for (act, out) in acts.chunks_exact(act_bytes.max(1)).zip(outs.iter_mut()) {
+        t.matvec_packed(ty, packed, rows.clone(), n, act, out)?;
+    }
+    Ok(())
+}
