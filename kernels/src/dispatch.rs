@@ -436,6 +436,14 @@ static NEON_DOTPROD: KernelTable = KernelTable {
             // SAFETY: as for `q4_0` above.
             unsafe { crate::arm::neon::packed::matvec_q4_0x4_q8_0(w, first, a, out) }
         },
+        q8_0_mm: |w, first, a, outs| {
+            // SAFETY: as for `q4_0` above.
+            unsafe { crate::arm::neon::packed::matmul_q8_0x4_q8_0(w, first, a, outs) }
+        },
+        q4_0_mm: |w, first, a, outs| {
+            // SAFETY: as for `q4_0` above.
+            unsafe { crate::arm::neon::packed::matmul_q4_0x4_q8_0(w, first, a, outs) }
+        },
     }),
     ..NEON_DOTPROD_EXACT_TABLE
 };

@@ -51,7 +51,15 @@ pub struct BlockQ4_0x4 {
 pub(crate) struct PackedKernels {
     pub(crate) q8_0: fn(w: &[BlockQ8_0x4], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
     pub(crate) q4_0: fn(w: &[BlockQ4_0x4], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
+    /// The same rows times several tokens' activations (`acts`: one row of blocks per token,
+    /// `outs[token]`), each value the matrix-vector kernel's.
+    pub(crate) q8_0_mm: PackedMatmul<BlockQ8_0x4>,
+    pub(crate) q4_0_mm: PackedMatmul<BlockQ4_0x4>,
 }
+
+/// A packed matrix-matrix kernel ([`PackedKernels::q8_0_mm`]).
+pub(crate) type PackedMatmul<W> =
+    fn(w: &[W], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]);
 
 /// Whether the active table multiplies weights of type `ty` packed (then [`pack`] packs them).
 pub fn packs(ty: GgmlType) -> bool {
@@ -265,8 +273,8 @@ pub fn matvec_packed(
     active().matvec_packed(ty, packed, rows, n, act, out)
 }
 
-/// [`crate::matmul`] on a packed matrix: each token's activation (`acts`, one row each) through
-/// [`matvec_packed`] into `outs[token]`.
+/// [`crate::matmul`] on a packed matrix: rows `rows` times each token's activation (`acts`,
+/// one row each) into `outs[token]`, each value the one [`matvec_packed`] gives.
 pub fn matmul_packed(
     ty: GgmlType,
     packed: &[u8],
@@ -275,19 +283,65 @@ pub fn matmul_packed(
     acts: &[u8],
     outs: &mut [&mut [f32]],
 ) -> Result<(), KernelError> {
-    let (_, act_bytes) = crate::matvec::row_bytes(ty, n)?;
-    if acts.len() != act_bytes * outs.len() {
-        return Err(KernelError::ActivationsSize {
-            ty: vec_dot_type(ty),
-            n,
-            tokens: outs.len(),
-            got: acts.len(),
-            need: act_bytes * outs.len(),
-        });
+    active().matmul_packed(ty, packed, rows, n, acts, outs)
+}
+
+impl KernelTable {
+    /// [`matmul_packed`] on this table.
+    pub fn matmul_packed(
+        &self,
+        ty: GgmlType,
+        packed: &[u8],
+        rows: Range<usize>,
+        n: usize,
+        acts: &[u8],
+        outs: &mut [&mut [f32]],
+    ) -> Result<(), KernelError> {
+        let (row_bytes, nrows) = shape(ty, packed, n)?;
+        let Some(k) = self.packed.as_ref().filter(|_| self.packs(ty)) else {
+            return Err(KernelError::NotPacked { ty, rows: nrows });
+        };
+        let (_, act_bytes) = crate::matvec::row_bytes(ty, n)?;
+        let need = act_bytes
+            .checked_mul(outs.len())
+            .ok_or(KernelError::RowTooLong { ty, n })?;
+        if acts.len() != need {
+            return Err(KernelError::ActivationsSize {
+                ty: vec_dot_type(ty),
+                n,
+                tokens: outs.len(),
+                got: acts.len(),
+                need,
+            });
+        }
+        if rows.start > rows.end || rows.end > nrows {
+            return Err(KernelError::RowRange {
+                ty,
+                start: rows.start,
+                end: rows.end,
+                rows: nrows,
+            });
+        }
+        if let Some((t, o)) = outs.iter().enumerate().find(|(_, o)| o.len() != rows.len()) {
+            return Err(KernelError::ProductOutputLength {
+                token: t,
+                got: o.len(),
+                rows: rows.len(),
+            });
+        }
+        if rows.is_empty() || outs.is_empty() {
+            return Ok(());
+        }
+        let (g0, g1) = (rows.start / GROUP, rows.end.div_ceil(GROUP));
+        let group_bytes = GROUP * row_bytes;
+        let w = &packed[g0 * group_bytes..g1 * group_bytes];
+        let a = cast::<BlockQ8_0>(acts, Operand::Activation, GgmlType::Q8_0)?;
+        let first = rows.start % GROUP;
+        match ty {
+            GgmlType::Q8_0 => (k.q8_0_mm)(cast(w, Operand::Weights, ty)?, first, a, outs),
+            GgmlType::Q4_0 => (k.q4_0_mm)(cast(w, Operand::Weights, ty)?, first, a, outs),
+            _ => return Err(KernelError::NotPacked { ty, rows: nrows }),
+        }
+        Ok(())
     }
-    let t = active();
-    for (act, out) in acts.chunks_exact(act_bytes.max(1)).zip(outs.iter_mut()) {
-        t.matvec_packed(ty, packed, rows.clone(), n, act, out)?;
-    }
-    Ok(())
 }

@@ -5,7 +5,7 @@
 //! now) `matvec_packed` refuses the call.
 
 use super::{activation, Aligned, Rng};
-use crate::packed::{matvec_packed, pack, packed_len, packs, unpack_row};
+use crate::packed::{matmul_packed, matvec_packed, pack, packed_len, packs, unpack_row};
 use crate::KernelError;
 use formats::quant::GgmlType;
 
@@ -98,5 +98,52 @@ fn packed_rows_are_the_tables_own_results() {
         let mut short = vec![0f32; 3];
         assert!(matvec_packed(ty, p.bytes(), 0..4, n, act.bytes(), &mut short).is_err());
         assert!(matvec_packed(ty, p.bytes(), 18..21, n, act.bytes(), &mut short).is_err());
+    }
+}
+
+/// Several tokens through `matmul_packed`: every (row, token) value is `matvec_packed`'s for
+/// that token, bit for bit, on ranges that start and end inside groups and for 1 to 7 tokens
+/// (whole passes of four and the tail).
+#[test]
+fn packed_matmul_is_packed_matvec_per_token() {
+    let mut rng = Rng::new(47);
+    for ty in TYPES {
+        let (rows, n) = (24, 96);
+        let m = matrix(ty, rows, n, &mut rng);
+        let mut p = Aligned::zeroed(m.bytes().len());
+        pack(ty, m.bytes(), n, p.bytes_mut()).unwrap();
+        let row_act = crate::activation_bytes(ty, n).unwrap();
+        for tokens in 1..=7usize {
+            let mut acts = Aligned::zeroed(row_act * tokens);
+            for t in 0..tokens {
+                let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+                let a = activation(ty, &x);
+                acts.bytes_mut()[t * row_act..(t + 1) * row_act].copy_from_slice(a.bytes());
+            }
+            for range in [0..rows, 2..23, 4..8, 5..6] {
+                let mut outs: Vec<Vec<f32>> = vec![vec![f32::NAN; range.len()]; tokens];
+                let mut views: Vec<&mut [f32]> =
+                    outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                let r = matmul_packed(ty, p.bytes(), range.clone(), n, acts.bytes(), &mut views);
+                if !packs(ty) {
+                    assert_eq!(r, Err(KernelError::NotPacked { ty, rows }));
+                    continue;
+                }
+                r.unwrap();
+                for (t, got) in outs.iter().enumerate() {
+                    let act = &acts.bytes()[t * row_act..(t + 1) * row_act];
+                    let mut want = vec![0f32; range.len()];
+                    matvec_packed(ty, p.bytes(), range.clone(), n, act, &mut want).unwrap();
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(g, w)| g.to_bits() == w.to_bits());
+                    assert!(
+                        same,
+                        "{ty} {tokens} tokens, token {t}, rows {range:?}: {got:?} vs {want:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -52,15 +52,16 @@ struct Y {
     d: f32,
 }
 
-/// A packed block type: the four rows' exact integer block sums against `y` (possibly times a
-/// power of two, undone by [`Packed::SCALE`]).
+/// A packed block type: its quants as eight registers of signed bytes, register `k < 4` holding
+/// the four rows' values `4k..4k + 4` and register `4 + k` their values `16 + 4k..16 + 4k + 4`
+/// (possibly times a power of two, undone by [`Packed::SCALE`]).
 trait Packed: Copy {
     /// What the activation's scale is multiplied by (exactly: a power of two).
     const SCALE: f32;
     fn d(&self) -> [u16; GROUP];
     /// # Safety
-    /// The CPU must support the dot-product extension.
-    unsafe fn sums(&self, y: &Y) -> int32x4_t;
+    /// The CPU must support NEON (every AArch64 CPU does).
+    unsafe fn quants(&self) -> [int8x16_t; 8];
 }
 
 impl Packed for BlockQ8_0x4 {
@@ -70,24 +71,10 @@ impl Packed for BlockQ8_0x4 {
         self.d
     }
     #[inline]
-    #[target_feature(enable = "neon,dotprod")]
-    unsafe fn sums(&self, y: &Y) -> int32x4_t {
+    #[target_feature(enable = "neon")]
+    unsafe fn quants(&self) -> [int8x16_t; 8] {
         let q: &[[i8; 16]; 8] = bytemuck::cast_ref(&self.qs);
-        let q = q.map(|v| load_i8(&v));
-        let [y0, y1] = y.q;
-        let mut s = vdupq_n_s32(0);
-        // SAFETY: the caller guarantees the dot-product extension (every `sdot_lane` here).
-        unsafe {
-            s = sdot_lane::<0>(s, q[0], y0);
-            s = sdot_lane::<1>(s, q[1], y0);
-            s = sdot_lane::<2>(s, q[2], y0);
-            s = sdot_lane::<3>(s, q[3], y0);
-            s = sdot_lane::<0>(s, q[4], y1);
-            s = sdot_lane::<1>(s, q[5], y1);
-            s = sdot_lane::<2>(s, q[6], y1);
-            s = sdot_lane::<3>(s, q[7], y1);
-        }
-        s
+        q.map(|v| load_i8(&v))
     }
 }
 
@@ -99,26 +86,47 @@ impl Packed for BlockQ4_0x4 {
         self.d
     }
     #[inline]
-    #[target_feature(enable = "neon,dotprod")]
-    unsafe fn sums(&self, y: &Y) -> int32x4_t {
+    #[target_feature(enable = "neon")]
+    unsafe fn quants(&self) -> [int8x16_t; 8] {
         let q: &[[u8; 16]; 4] = bytemuck::cast_ref(&self.qs);
+        let high = vdupq_n_u8(0xf0);
         // `16 (q - 8)` as signed bytes: the low nibbles shifted up, the high ones masked.
         let lo = q.map(|v| vreinterpretq_s8_u8(vshlq_n_u8::<4>(load_u8(&v))));
-        let hi = q.map(|v| vreinterpretq_s8_u8(vandq_u8(load_u8(&v), vdupq_n_u8(0xf0))));
-        let [y0, y1] = y.q;
-        let mut s = vdupq_n_s32(0);
-        // SAFETY: the caller guarantees the dot-product extension (every `sdot_lane` here).
-        unsafe {
-            s = sdot_lane::<0>(s, lo[0], y0);
-            s = sdot_lane::<0>(s, hi[0], y1);
-            s = sdot_lane::<1>(s, lo[1], y0);
-            s = sdot_lane::<1>(s, hi[1], y1);
-            s = sdot_lane::<2>(s, lo[2], y0);
-            s = sdot_lane::<2>(s, hi[2], y1);
-            s = sdot_lane::<3>(s, lo[3], y0);
-            s = sdot_lane::<3>(s, hi[3], y1);
-        }
-        s
+        let hi = q.map(|v| vreinterpretq_s8_u8(vandq_u8(load_u8(&v), high)));
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
+}
+
+/// The four rows' exact integer block sums of `q` ([`Packed::quants`]) against `y`.
+///
+/// # Safety
+/// The CPU must support the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn sums(q: &[int8x16_t; 8], y: &Y) -> int32x4_t {
+    let [y0, y1] = y.q;
+    let mut s = vdupq_n_s32(0);
+    // SAFETY: the caller guarantees the dot-product extension (every `sdot_lane` here).
+    unsafe {
+        s = sdot_lane::<0>(s, q[0], y0);
+        s = sdot_lane::<1>(s, q[1], y0);
+        s = sdot_lane::<2>(s, q[2], y0);
+        s = sdot_lane::<3>(s, q[3], y0);
+        s = sdot_lane::<0>(s, q[4], y1);
+        s = sdot_lane::<1>(s, q[5], y1);
+        s = sdot_lane::<2>(s, q[6], y1);
+        s = sdot_lane::<3>(s, q[7], y1);
+    }
+    s
+}
+
+/// An activation block for the packed kernels.
+#[inline]
+#[target_feature(enable = "neon")]
+fn y_block<P: Packed>(yb: &BlockQ8_0) -> Y {
+    Y {
+        q: halves(&yb.qs).map(|h| load_i8(&h)),
+        d: fp16(yb.d) * P::SCALE,
     }
 }
 
@@ -133,14 +141,11 @@ impl Packed for BlockQ4_0x4 {
 unsafe fn groups<P: Packed, const G: usize>(w: [&[P]; G], y: &[BlockQ8_0]) -> [float32x4_t; G] {
     let mut acc = [vdupq_n_f32(0.0); G];
     for (b, yb) in y.iter().enumerate() {
-        let a = Y {
-            q: halves(&yb.qs).map(|h| load_i8(&h)),
-            d: fp16(yb.d) * P::SCALE,
-        };
+        let a = y_block::<P>(yb);
         for g in 0..G {
             let blk = &w[g][b];
-            // SAFETY: the caller guarantees the dot-product extension.
-            let s = unsafe { blk.sums(&a) };
+            // SAFETY: the caller guarantees the dot-product extension (and NEON is there).
+            let s = unsafe { sums(&blk.quants(), &a) };
             let d = vmulq_n_f32(scales(blk.d()), a.d);
             acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(s), d);
         }
@@ -201,6 +206,117 @@ unsafe fn rows<P: Packed>(w: &[P], first: usize, act: &[BlockQ8_0], out: &mut [f
         store(v, 0, &mut out[done..done + n]);
         done += n;
     }
+}
+
+/// One group (`w`, `y[t].len()` blocks) against `T` tokens' activations: each token's four row
+/// sums. A weight block is loaded (and Q4_0's unpacked) once for the `T` tokens; each (row,
+/// token) is [`groups`]'s arithmetic, so prompt and decode agree bit for bit.
+///
+/// # Safety
+/// The CPU must support the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn tokens<P: Packed, const T: usize>(w: &[P], y: [&[BlockQ8_0]; T]) -> [float32x4_t; T] {
+    let mut acc = [vdupq_n_f32(0.0); T];
+    for (b, blk) in w.iter().enumerate() {
+        // SAFETY: every AArch64 CPU has NEON.
+        let q = unsafe { blk.quants() };
+        let xd = scales(blk.d());
+        for t in 0..T {
+            let a = y_block::<P>(&y[t][b]);
+            // SAFETY: the caller guarantees the dot-product extension.
+            let s = unsafe { sums(&q, &a) };
+            acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(s), vmulq_n_f32(xd, a.d));
+        }
+    }
+    acc
+}
+
+/// Tokens per pass of [`mm`].
+const TOKENS: usize = 4;
+
+/// Rows `first..first + n` of the groups `w` (`nb` blocks per row, `n` the outputs' length)
+/// times every token's activation (`acts`, `nb` blocks each) into `outs[token]`: group by group,
+/// [`TOKENS`] tokens at a time (the group's blocks stay in cache), then one by one.
+///
+/// # Safety
+/// The CPU must support the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+    let Some(n) = outs.first().map(|o| o.len()) else {
+        return;
+    };
+    let nt = outs.len();
+    let nb = acts.len() / nt;
+    if nb == 0 {
+        outs.iter_mut().for_each(|o| o.fill(0.0));
+        return;
+    }
+    let ys: &[BlockQ8_0] = &acts[..nb * nt];
+    let mut done = 0;
+    for (g, gw) in w.chunks_exact(nb).enumerate() {
+        if done == n {
+            break;
+        }
+        let lo = if g == 0 { first } else { 0 };
+        let take = (GROUP - lo).min(n - done);
+        let mut put = |t: usize, v: float32x4_t| {
+            let mut lanes = [0f32; GROUP];
+            // SAFETY: `lanes` has room for the four f32 the store writes.
+            unsafe { vst1q_f32(lanes.as_mut_ptr(), v) };
+            outs[t][done..done + take].copy_from_slice(&lanes[lo..lo + take]);
+        };
+        let mut t = 0;
+        while t + TOKENS <= nt {
+            let y: [&[BlockQ8_0]; TOKENS] =
+                core::array::from_fn(|i| &ys[(t + i) * nb..(t + i + 1) * nb]);
+            // SAFETY: the caller guarantees the dot-product extension.
+            let v = unsafe { tokens::<P, TOKENS>(gw, y) };
+            for (i, v) in v.into_iter().enumerate() {
+                put(t + i, v);
+            }
+            t += TOKENS;
+        }
+        while t < nt {
+            // SAFETY: the caller guarantees the dot-product extension.
+            let [v] = unsafe { tokens::<P, 1>(gw, [&ys[t * nb..(t + 1) * nb]]) };
+            put(t, v);
+            t += 1;
+        }
+        done += take;
+    }
+}
+
+/// Rows `first..first + n` of packed Q8_0 groups times several tokens' Q8_0 activations
+/// (`outs[token]`, each `n` long).
+///
+/// # Safety
+/// The CPU must support NEON and the dot-product extension (`dotprod`).
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn matmul_q8_0x4_q8_0(
+    w: &[BlockQ8_0x4],
+    first: usize,
+    acts: &[BlockQ8_0],
+    outs: &mut [&mut [f32]],
+) {
+    // SAFETY: the caller guarantees the dot-product extension.
+    unsafe { mm(w, first, acts, outs) }
+}
+
+/// Rows `first..first + n` of packed Q4_0 groups times several tokens' Q8_0 activations.
+///
+/// # Safety
+/// The CPU must support NEON and the dot-product extension (`dotprod`).
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn matmul_q4_0x4_q8_0(
+    w: &[BlockQ4_0x4],
+    first: usize,
+    acts: &[BlockQ8_0],
+    outs: &mut [&mut [f32]],
+) {
+    // SAFETY: the caller guarantees the dot-product extension.
+    unsafe { mm(w, first, acts, outs) }
 }
 
 /// Rows `first..first + out.len()` of packed Q8_0 groups against Q8_0 activations.
