@@ -58,6 +58,10 @@ pub enum Isa {
     /// and Q4_0 decode kernels in their own, faster order (`arm::neon::fast`), the rest
     /// [`Isa::NeonDotprodExact`]'s.
     NeonDotprod,
+    /// [`Isa::NeonDotprod`] with the int8 matrix multiplication extension (`SMMLA`; Armv8.6:
+    /// Cortex-A510/A710/X2 and later, Graviton 3, Apple M2): prompt products of packed Q8_0 and
+    /// Q4_0 weights two rows by two tokens per instruction (same results).
+    NeonI8mm,
 }
 
 impl Isa {
@@ -71,6 +75,7 @@ impl Isa {
         Isa::Neon,
         Isa::NeonDotprodExact,
         Isa::NeonDotprod,
+        Isa::NeonI8mm,
     ];
 
     /// The lowercase name (`"scalar"`, `"avx2"`, `"avx512"`, `"avx2+vnni"`, `"avx512+vnni"`, `"neon"`,
@@ -86,6 +91,7 @@ impl Isa {
             Isa::Neon => "neon",
             Isa::NeonDotprodExact => "neon+dotprod-exact",
             Isa::NeonDotprod => "neon+dotprod",
+            Isa::NeonI8mm => "neon+i8mm",
         }
     }
 
@@ -95,6 +101,7 @@ impl Isa {
         match name {
             "dotprod" => return Some(Isa::NeonDotprod),
             "dotprod-exact" => return Some(Isa::NeonDotprodExact),
+            "i8mm" => return Some(Isa::NeonI8mm),
             "vnni" => return Some(Isa::Avx2Vnni),
             _ => {}
         }
@@ -412,11 +419,39 @@ const NEON_DOTPROD_EXACT_TABLE: KernelTable = KernelTable {
 };
 
 /// The default on CPUs with the dot-product extension: [`NEON_DOTPROD_EXACT`] with Q8_0 and
-/// Q4_0 decode kernels free of AVX2's float order (`arm::neon::fast`: four rows' block sums
-/// folded into one register; within the parity tests' tolerance of the scalar oracle, not
-/// bit-identical to the x86 build).
+/// Q4_0 kernels free of AVX2's float order: `arm::neon::fast` on the file's layout (four rows'
+/// block sums folded into one register) and `arm::neon::packed` on weights the runtime packed
+/// at load time; within the parity tests' tolerance of the scalar oracle, not bit-identical to
+/// the x86 build.
 #[cfg(target_arch = "aarch64")]
-static NEON_DOTPROD: KernelTable = KernelTable {
+static NEON_DOTPROD: KernelTable = NEON_DOTPROD_TABLE;
+
+/// [`NEON_DOTPROD`]'s kernels for packed weights (`arm::neon::packed`; [`NEON_I8MM`] shares
+/// its matrix-vector ones).
+#[cfg(target_arch = "aarch64")]
+const NEON_DOTPROD_PACKED: crate::packed::PackedKernels = crate::packed::PackedKernels {
+    q8_0: |w, first, a, out| {
+        // SAFETY: these closures are only reachable through the NEON_DOTPROD and NEON_I8MM
+        // tables, which `table` returns only once `cpu_has_dotprod` found the dot-product
+        // extension.
+        unsafe { crate::arm::neon::packed::matvec_q8_0x4_q8_0(w, first, a, out) }
+    },
+    q4_0: |w, first, a, out| {
+        // SAFETY: as for `q8_0` above.
+        unsafe { crate::arm::neon::packed::matvec_q4_0x4_q8_0(w, first, a, out) }
+    },
+    q8_0_mm: |w, first, a, outs| {
+        // SAFETY: as for `q8_0` above.
+        unsafe { crate::arm::neon::packed::matmul_q8_0x4_q8_0(w, first, a, outs) }
+    },
+    q4_0_mm: |w, first, a, outs| {
+        // SAFETY: as for `q8_0` above.
+        unsafe { crate::arm::neon::packed::matmul_q4_0x4_q8_0(w, first, a, outs) }
+    },
+};
+
+#[cfg(target_arch = "aarch64")]
+const NEON_DOTPROD_TABLE: KernelTable = KernelTable {
     isa: Isa::NeonDotprod,
     q4_0: |w, a, out| {
         // SAFETY: this closure is only reachable through the NEON_DOTPROD table, which `table`
@@ -427,26 +462,43 @@ static NEON_DOTPROD: KernelTable = KernelTable {
         // SAFETY: as for `q4_0` above.
         unsafe { crate::arm::neon::fast::matvec_q8_0_q8_0(w, a, out) }
     },
-    packed: Some(crate::packed::PackedKernels {
-        q8_0: |w, first, a, out| {
-            // SAFETY: as for `q4_0` above.
-            unsafe { crate::arm::neon::packed::matvec_q8_0x4_q8_0(w, first, a, out) }
-        },
-        q4_0: |w, first, a, out| {
-            // SAFETY: as for `q4_0` above.
-            unsafe { crate::arm::neon::packed::matvec_q4_0x4_q8_0(w, first, a, out) }
-        },
-        q8_0_mm: |w, first, a, outs| {
-            // SAFETY: as for `q4_0` above.
-            unsafe { crate::arm::neon::packed::matmul_q8_0x4_q8_0(w, first, a, outs) }
-        },
-        q4_0_mm: |w, first, a, outs| {
-            // SAFETY: as for `q4_0` above.
-            unsafe { crate::arm::neon::packed::matmul_q4_0x4_q8_0(w, first, a, outs) }
-        },
-    }),
+    packed: Some(NEON_DOTPROD_PACKED),
     ..NEON_DOTPROD_EXACT_TABLE
 };
+
+/// [`NEON_DOTPROD`] with `SMMLA` prompt products of packed weights
+/// (`arm::neon::packed::matmul_*_i8mm`).
+#[cfg(target_arch = "aarch64")]
+static NEON_I8MM: KernelTable = KernelTable {
+    isa: Isa::NeonI8mm,
+    packed: Some(crate::packed::PackedKernels {
+        q8_0_mm: |w, first, a, outs| {
+            // SAFETY: this closure is only reachable through the NEON_I8MM table, which `table`
+            // returns only once `cpu_has_dotprod` and `cpu_has_i8mm` found both extensions.
+            unsafe { crate::arm::neon::packed::matmul_q8_0x4_q8_0_i8mm(w, first, a, outs) }
+        },
+        q4_0_mm: |w, first, a, outs| {
+            // SAFETY: as for `q8_0_mm` above.
+            unsafe { crate::arm::neon::packed::matmul_q4_0x4_q8_0_i8mm(w, first, a, outs) }
+        },
+        ..NEON_DOTPROD_PACKED
+    }),
+    ..NEON_DOTPROD_TABLE
+};
+
+/// Whether the CPU has the int8 matrix multiplication extension, asked of the OS once (with
+/// `std`; a `no_std` build cannot ask and says no).
+#[cfg(target_arch = "aarch64")]
+fn cpu_has_i8mm() -> bool {
+    #[cfg(any(test, feature = "std"))]
+    {
+        std::arch::is_aarch64_feature_detected!("i8mm")
+    }
+    #[cfg(not(any(test, feature = "std")))]
+    {
+        false
+    }
+}
 
 /// Whether the CPU has the dot-product extension, asked of the OS once (with `std`; a
 /// `no_std` build cannot ask and says no).
@@ -591,6 +643,8 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         Isa::NeonDotprodExact if cpu_has_dotprod() => Some(&NEON_DOTPROD_EXACT),
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDotprod if cpu_has_dotprod() => Some(&NEON_DOTPROD),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonI8mm if cpu_has_dotprod() && cpu_has_i8mm() => Some(&NEON_I8MM),
         _ => None,
     }
 }
@@ -688,5 +742,7 @@ mod tests {
             Isa::NeonDotprod.available()
         );
         assert_eq!(Isa::from_name("dotprod-exact"), Some(Isa::NeonDotprodExact));
+        assert_eq!(Isa::from_name("i8mm"), Some(Isa::NeonI8mm));
+        assert!(!Isa::NeonI8mm.available() || Isa::NeonDotprod.available());
     }
 }

@@ -44,9 +44,10 @@ ENVIRONMENT:
   SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle),
                        avx2, avx512 (AVX-512 VNNI without AVX-VNNI), vnni (avx2+vnni) or
                        avx512+vnni (x86-64),
-                       neon, dotprod (aarch64; also spelt neon+dotprod) or
-                       dotprod-exact (neon+dotprod-exact: the x86 build's logits bit
-                       for bit; dotprod decodes Q8_0 and Q4_0 in a faster order)
+                       neon, dotprod (aarch64; also spelt neon+dotprod), i8mm
+                       (neon+i8mm: SMMLA prompt products) or dotprod-exact
+                       (neon+dotprod-exact: the x86 build's logits bit for bit;
+                       dotprod and i8mm run Q8_0 and Q4_0 packed, in a faster order)
 ";
 
 /// Parsed command line.

@@ -5,7 +5,7 @@
 //! now) `matvec_packed` refuses the call.
 
 use super::{activation, Aligned, Rng};
-use crate::packed::{matmul_packed, matvec_packed, pack, packed_len, packs, unpack_row};
+use crate::packed::{matvec_packed, pack, packed_len, packs, unpack_row};
 use crate::KernelError;
 use formats::quant::GgmlType;
 
@@ -103,7 +103,8 @@ fn packed_rows_are_the_tables_own_results() {
 
 /// Several tokens through `matmul_packed`: every (row, token) value is `matvec_packed`'s for
 /// that token, bit for bit, on ranges that start and end inside groups and for 1 to 7 tokens
-/// (whole passes of four and the tail).
+/// (whole passes of four and the tail), on every table this CPU runs (`SMMLA` pairs of tokens
+/// on `neon+i8mm`, under qemu's default CPU).
 #[test]
 fn packed_matmul_is_packed_matvec_per_token() {
     let mut rng = Rng::new(47);
@@ -120,12 +121,17 @@ fn packed_matmul_is_packed_matvec_per_token() {
                 let a = activation(ty, &x);
                 acts.bytes_mut()[t * row_act..(t + 1) * row_act].copy_from_slice(a.bytes());
             }
-            for range in [0..rows, 2..23, 4..8, 5..6] {
+            for (table, range) in crate::Isa::ALL
+                .iter()
+                .filter_map(|&isa| crate::table(isa))
+                .flat_map(|t| [(t, 0..rows), (t, 2..23), (t, 4..8), (t, 5..6)])
+            {
                 let mut outs: Vec<Vec<f32>> = vec![vec![f32::NAN; range.len()]; tokens];
                 let mut views: Vec<&mut [f32]> =
                     outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-                let r = matmul_packed(ty, p.bytes(), range.clone(), n, acts.bytes(), &mut views);
-                if !packs(ty) {
+                let r =
+                    table.matmul_packed(ty, p.bytes(), range.clone(), n, acts.bytes(), &mut views);
+                if !table.packs(ty) {
                     assert_eq!(r, Err(KernelError::NotPacked { ty, rows }));
                     continue;
                 }
@@ -133,14 +139,17 @@ fn packed_matmul_is_packed_matvec_per_token() {
                 for (t, got) in outs.iter().enumerate() {
                     let act = &acts.bytes()[t * row_act..(t + 1) * row_act];
                     let mut want = vec![0f32; range.len()];
-                    matvec_packed(ty, p.bytes(), range.clone(), n, act, &mut want).unwrap();
+                    table
+                        .matvec_packed(ty, p.bytes(), range.clone(), n, act, &mut want)
+                        .unwrap();
                     let same = got
                         .iter()
                         .zip(&want)
                         .all(|(g, w)| g.to_bits() == w.to_bits());
                     assert!(
                         same,
-                        "{ty} {tokens} tokens, token {t}, rows {range:?}: {got:?} vs {want:?}"
+                        "{} {ty} {tokens} tokens, token {t}, rows {range:?}: {got:?} vs {want:?}",
+                        table.isa()
                     );
                 }
             }

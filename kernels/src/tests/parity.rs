@@ -58,7 +58,12 @@ fn tolerance(w: GgmlType) -> f64 {
 const SIMD: &[Isa] = if cfg!(target_arch = "x86_64") {
     &[Isa::Avx2, Isa::Avx512, Isa::Avx2Vnni, Isa::Avx512Vnni]
 } else if cfg!(target_arch = "aarch64") {
-    &[Isa::Neon, Isa::NeonDotprodExact, Isa::NeonDotprod]
+    &[
+        Isa::Neon,
+        Isa::NeonDotprodExact,
+        Isa::NeonDotprod,
+        Isa::NeonI8mm,
+    ]
 } else {
     &[]
 };
@@ -580,8 +585,15 @@ mod neon {
     fn the_detected_isa_is_the_one_std_detects() {
         assert!(Isa::Neon.available());
         let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+        let i8mm = dotprod && std::arch::is_aarch64_feature_detected!("i8mm");
         assert_eq!(Isa::NeonDotprod.available(), dotprod);
-        let best = if dotprod { Isa::NeonDotprod } else { Isa::Neon };
+        assert_eq!(Isa::NeonDotprodExact.available(), dotprod);
+        assert_eq!(Isa::NeonI8mm.available(), i8mm);
+        let best = match (dotprod, i8mm) {
+            (_, true) => Isa::NeonI8mm,
+            (true, false) => Isa::NeonDotprod,
+            _ => Isa::Neon,
+        };
         assert_eq!(crate::detect(), best);
         assert!(!Isa::Avx2.available());
         eprintln!("parity: detected {best}");

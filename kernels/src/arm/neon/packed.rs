@@ -288,6 +288,185 @@ unsafe fn mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&
     }
 }
 
+/// `SMMLA acc.4s, a.16b, b.16b`: `acc` (2 x 2, row-major) += `a` (2 x 8 bytes, row-major) times
+/// `b` (2 x 8 bytes, one row per column) transposed: lane `2i + j` adds row `i` of `a` dotted
+/// with row `j` of `b`.
+///
+/// # Safety
+/// The CPU must support the int8 matrix multiplication extension (`i8mm`).
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: the caller guarantees the instruction exists; it reads and writes only the three
+    // vector registers named.
+    unsafe {
+        asm!(
+            ".arch_extension i8mm",
+            "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// One group (`w`) against `P2` pairs of tokens' activations with `SMMLA`: per pair, the four
+/// rows' sums for its first token and for its second. A 2 x 8 operand of rows is one
+/// `ZIP1`/`ZIP2` of two of [`Packed::quants`]' registers (four bytes of each row from each),
+/// made once per block for all pairs; a 2 x 8 operand of tokens one `ZIP` of the tokens' 64-bit
+/// halves. The integer sums are exact, and each (row, token) gets
+/// `fma(d_x * (d_y * SCALE), sum, acc)` as in [`tokens`]: the same values bit for bit.
+///
+/// # Safety
+/// The CPU must support the dot-product and int8 matrix multiplication extensions.
+#[inline]
+#[target_feature(enable = "neon,dotprod,i8mm")]
+unsafe fn token_pairs<P: Packed, const P2: usize>(
+    w: &[P],
+    y: [[&[BlockQ8_0]; 2]; P2],
+) -> [[float32x4_t; 2]; P2] {
+    // Per pair: rows 0-1 and rows 2-3, lanes `[r t0, r t1, r' t0, r' t1]`.
+    let mut acc = [[vdupq_n_f32(0.0); 2]; P2];
+    for (b, blk) in w.iter().enumerate() {
+        // SAFETY: every AArch64 CPU has NEON.
+        let q = unsafe { blk.quants() }.map(|v| vreinterpretq_s32_s8(v));
+        let rows01: [int8x16_t; 4] =
+            core::array::from_fn(|m| vreinterpretq_s8_s32(vzip1q_s32(q[2 * m], q[2 * m + 1])));
+        let rows23: [int8x16_t; 4] =
+            core::array::from_fn(|m| vreinterpretq_s8_s32(vzip2q_s32(q[2 * m], q[2 * m + 1])));
+        let xd = scales(blk.d());
+        let (x01, x23) = (vzip1q_f32(xd, xd), vzip2q_f32(xd, xd));
+        for (acc, y) in acc.iter_mut().zip(&y) {
+            let (a0, a1) = (y_block::<P>(&y[0][b]), y_block::<P>(&y[1][b]));
+            let half = |h: usize, hi: bool| {
+                let (x, z) = (vreinterpretq_s64_s8(a0.q[h]), vreinterpretq_s64_s8(a1.q[h]));
+                vreinterpretq_s8_s64(if hi {
+                    vzip2q_s64(x, z)
+                } else {
+                    vzip1q_s64(x, z)
+                })
+            };
+            let toks = [half(0, false), half(0, true), half(1, false), half(1, true)];
+            let (mut s01, mut s23) = (vdupq_n_s32(0), vdupq_n_s32(0));
+            for m in 0..4 {
+                // SAFETY: the caller guarantees the i8mm extension.
+                unsafe {
+                    s01 = smmla(s01, rows01[m], toks[m]);
+                    s23 = smmla(s23, rows23[m], toks[m]);
+                }
+            }
+            let yd2 = vset_lane_f32::<1>(a1.d, vdup_n_f32(a0.d));
+            let yd = vcombine_f32(yd2, yd2);
+            acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(s01), vmulq_f32(x01, yd));
+            acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(s23), vmulq_f32(x23, yd));
+        }
+    }
+    // Lanes `[r0 t, r1 t, r2 t, r3 t]` for each token of a pair.
+    acc.map(|[a01, a23]| [vuzp1q_f32(a01, a23), vuzp2q_f32(a01, a23)])
+}
+
+/// Token pairs per pass of [`mm_i8mm`].
+const PAIRS: usize = 2;
+
+/// [`mm`] with `SMMLA` for pairs of tokens, [`PAIRS`] pairs per pass (an odd last token through
+/// [`tokens`]).
+///
+/// # Safety
+/// The CPU must support the dot-product and int8 matrix multiplication extensions.
+#[inline]
+#[target_feature(enable = "neon,dotprod,i8mm")]
+unsafe fn mm_i8mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+    let Some(n) = outs.first().map(|o| o.len()) else {
+        return;
+    };
+    let nt = outs.len();
+    let nb = acts.len() / nt;
+    if nb == 0 {
+        outs.iter_mut().for_each(|o| o.fill(0.0));
+        return;
+    }
+    let ys: &[BlockQ8_0] = &acts[..nb * nt];
+    let tok = |t: usize| &ys[t * nb..(t + 1) * nb];
+    let mut done = 0;
+    for (g, gw) in w.chunks_exact(nb).enumerate() {
+        if done == n {
+            break;
+        }
+        let lo = if g == 0 { first } else { 0 };
+        let take = (GROUP - lo).min(n - done);
+        let mut put = |t: usize, v: float32x4_t| {
+            if take == GROUP {
+                let o: &mut [f32; GROUP] = (&mut outs[t][done..done + GROUP]).try_into().unwrap();
+                // SAFETY: `o` has room for the four f32 the store writes.
+                unsafe { vst1q_f32(o.as_mut_ptr(), v) };
+            } else {
+                let mut lanes = [0f32; GROUP];
+                // SAFETY: `lanes` has room for the four f32 the store writes.
+                unsafe { vst1q_f32(lanes.as_mut_ptr(), v) };
+                outs[t][done..done + take].copy_from_slice(&lanes[lo..lo + take]);
+            }
+        };
+        let mut t = 0;
+        while t + 2 * PAIRS <= nt {
+            let y: [[&[BlockQ8_0]; 2]; PAIRS] =
+                core::array::from_fn(|p| [tok(t + 2 * p), tok(t + 2 * p + 1)]);
+            // SAFETY: the caller guarantees the dot-product and i8mm extensions.
+            let v = unsafe { token_pairs::<P, PAIRS>(gw, y) };
+            for (p, [v0, v1]) in v.into_iter().enumerate() {
+                put(t + 2 * p, v0);
+                put(t + 2 * p + 1, v1);
+            }
+            t += 2 * PAIRS;
+        }
+        while t + 2 <= nt {
+            // SAFETY: the caller guarantees the dot-product and i8mm extensions.
+            let [[v0, v1]] = unsafe { token_pairs::<P, 1>(gw, [[tok(t), tok(t + 1)]]) };
+            put(t, v0);
+            put(t + 1, v1);
+            t += 2;
+        }
+        if t < nt {
+            // SAFETY: the caller guarantees the dot-product extension.
+            let [v] = unsafe { tokens::<P, 1>(gw, [tok(t)]) };
+            put(t, v);
+        }
+        done += take;
+    }
+}
+
+/// [`matmul_q8_0x4_q8_0`] with `SMMLA`.
+///
+/// # Safety
+/// The CPU must support NEON and the dot-product and int8 matrix multiplication extensions.
+#[target_feature(enable = "neon,dotprod,i8mm")]
+pub unsafe fn matmul_q8_0x4_q8_0_i8mm(
+    w: &[BlockQ8_0x4],
+    first: usize,
+    acts: &[BlockQ8_0],
+    outs: &mut [&mut [f32]],
+) {
+    // SAFETY: the caller guarantees the extensions.
+    unsafe { mm_i8mm(w, first, acts, outs) }
+}
+
+/// [`matmul_q4_0x4_q8_0`] with `SMMLA`.
+///
+/// # Safety
+/// The CPU must support NEON and the dot-product and int8 matrix multiplication extensions.
+#[target_feature(enable = "neon,dotprod,i8mm")]
+pub unsafe fn matmul_q4_0x4_q8_0_i8mm(
+    w: &[BlockQ4_0x4],
+    first: usize,
+    acts: &[BlockQ8_0],
+    outs: &mut [&mut [f32]],
+) {
+    // SAFETY: the caller guarantees the extensions.
+    unsafe { mm_i8mm(w, first, acts, outs) }
+}
+
 /// Rows `first..first + n` of packed Q8_0 groups times several tokens' Q8_0 activations
 /// (`outs[token]`, each `n` long).
 ///
