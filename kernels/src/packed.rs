@@ -199,6 +199,51 @@ fn cast_mut<B: bytemuck::Pod>(bytes: &mut [u8], ty: GgmlType) -> Result<&mut [B]
     })
 }
 
+/// A checked call on a packed matrix: the table's kernels, the groups the rows touch, where the
+/// rows start in the first of them, and the activation row size.
+struct Call<'k, 'w> {
+    kernels: &'k PackedKernels,
+    groups: &'w [u8],
+    first: usize,
+    act_bytes: usize,
+    nrows: usize,
+}
+
+impl KernelTable {
+    /// The checks common to [`Self::matvec_packed`] and [`Self::matmul_packed`]: the packed
+    /// matrix's shape, a kernel for it, the row range.
+    fn packed_call<'k, 'w>(
+        &'k self,
+        ty: GgmlType,
+        packed: &'w [u8],
+        rows: &Range<usize>,
+        n: usize,
+    ) -> Result<Call<'k, 'w>, KernelError> {
+        let (row_bytes, nrows) = shape(ty, packed, n)?;
+        let Some(kernels) = self.packed.as_ref().filter(|_| self.packs(ty)) else {
+            return Err(KernelError::NotPacked { ty, rows: nrows });
+        };
+        let (_, act_bytes) = crate::matvec::row_bytes(ty, n)?;
+        if rows.start > rows.end || rows.end > nrows {
+            return Err(KernelError::RowRange {
+                ty,
+                start: rows.start,
+                end: rows.end,
+                rows: nrows,
+            });
+        }
+        let (g0, g1) = (rows.start / GROUP, rows.end.div_ceil(GROUP));
+        let group_bytes = GROUP * row_bytes;
+        Ok(Call {
+            kernels,
+            groups: &packed[g0 * group_bytes..g1 * group_bytes],
+            first: rows.start % GROUP,
+            act_bytes,
+            nrows,
+        })
+    }
+}
+
 impl KernelTable {
     /// Whether this table multiplies weights of type `ty` packed.
     pub fn packs(&self, ty: GgmlType) -> bool {
@@ -216,25 +261,13 @@ impl KernelTable {
         act: &[u8],
         out: &mut [f32],
     ) -> Result<(), KernelError> {
-        let (row_bytes, nrows) = shape(ty, packed, n)?;
-        let Some(k) = self.packed.as_ref().filter(|_| self.packs(ty)) else {
-            return Err(KernelError::NotPacked { ty, rows: nrows });
-        };
-        let (_, act_bytes) = crate::matvec::row_bytes(ty, n)?;
-        if act.len() != act_bytes {
+        let c = self.packed_call(ty, packed, &rows, n)?;
+        if act.len() != c.act_bytes {
             return Err(KernelError::ActivationSize {
                 ty: vec_dot_type(ty),
                 n,
                 got: act.len(),
-                need: act_bytes,
-            });
-        }
-        if rows.start > rows.end || rows.end > nrows {
-            return Err(KernelError::RowRange {
-                ty,
-                start: rows.start,
-                end: rows.end,
-                rows: nrows,
+                need: c.act_bytes,
             });
         }
         if out.len() != rows.len() {
@@ -246,16 +279,12 @@ impl KernelTable {
         if rows.is_empty() {
             return Ok(());
         }
-        // The groups the range touches.
-        let (g0, g1) = (rows.start / GROUP, rows.end.div_ceil(GROUP));
-        let group_bytes = GROUP * row_bytes;
-        let w = &packed[g0 * group_bytes..g1 * group_bytes];
         let a = cast::<BlockQ8_0>(act, Operand::Activation, GgmlType::Q8_0)?;
-        let first = rows.start % GROUP;
+        let (w, k, first) = (c.groups, c.kernels, c.first);
         match ty {
             GgmlType::Q8_0 => (k.q8_0)(cast(w, Operand::Weights, ty)?, first, a, out),
             GgmlType::Q4_0 => (k.q4_0)(cast(w, Operand::Weights, ty)?, first, a, out),
-            _ => return Err(KernelError::NotPacked { ty, rows: nrows }),
+            _ => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
         }
         Ok(())
     }
@@ -297,12 +326,9 @@ impl KernelTable {
         acts: &[u8],
         outs: &mut [&mut [f32]],
     ) -> Result<(), KernelError> {
-        let (row_bytes, nrows) = shape(ty, packed, n)?;
-        let Some(k) = self.packed.as_ref().filter(|_| self.packs(ty)) else {
-            return Err(KernelError::NotPacked { ty, rows: nrows });
-        };
-        let (_, act_bytes) = crate::matvec::row_bytes(ty, n)?;
-        let need = act_bytes
+        let c = self.packed_call(ty, packed, &rows, n)?;
+        let need = c
+            .act_bytes
             .checked_mul(outs.len())
             .ok_or(KernelError::RowTooLong { ty, n })?;
         if acts.len() != need {
@@ -312,14 +338,6 @@ impl KernelTable {
                 tokens: outs.len(),
                 got: acts.len(),
                 need,
-            });
-        }
-        if rows.start > rows.end || rows.end > nrows {
-            return Err(KernelError::RowRange {
-                ty,
-                start: rows.start,
-                end: rows.end,
-                rows: nrows,
             });
         }
         if let Some((t, o)) = outs.iter().enumerate().find(|(_, o)| o.len() != rows.len()) {
@@ -332,15 +350,12 @@ impl KernelTable {
         if rows.is_empty() || outs.is_empty() {
             return Ok(());
         }
-        let (g0, g1) = (rows.start / GROUP, rows.end.div_ceil(GROUP));
-        let group_bytes = GROUP * row_bytes;
-        let w = &packed[g0 * group_bytes..g1 * group_bytes];
         let a = cast::<BlockQ8_0>(acts, Operand::Activation, GgmlType::Q8_0)?;
-        let first = rows.start % GROUP;
+        let (w, k, first) = (c.groups, c.kernels, c.first);
         match ty {
             GgmlType::Q8_0 => (k.q8_0_mm)(cast(w, Operand::Weights, ty)?, first, a, outs),
             GgmlType::Q4_0 => (k.q4_0_mm)(cast(w, Operand::Weights, ty)?, first, a, outs),
-            _ => return Err(KernelError::NotPacked { ty, rows: nrows }),
+            _ => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
         }
         Ok(())
     }

@@ -235,15 +235,18 @@ unsafe fn tokens<P: Packed, const T: usize>(w: &[P], y: [&[BlockQ8_0]; T]) -> [f
 /// Tokens per pass of [`mm`].
 const TOKENS: usize = 4;
 
-/// Rows `first..first + n` of the groups `w` (`nb` blocks per row, `n` the outputs' length)
-/// times every token's activation (`acts`, `nb` blocks each) into `outs[token]`: group by group,
-/// [`TOKENS`] tokens at a time (the group's blocks stay in cache), then one by one.
-///
-/// # Safety
-/// The CPU must support the dot-product extension.
-#[inline]
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+/// Rows `first..first + n` of the groups `w` (`n` the outputs' length) times every token's
+/// activation (`acts`, one row of blocks each) into `outs[token]`, group by group (the group's
+/// blocks stay in cache while `tile(group, tokens from t)` computes up to [`TOKENS`] tokens' four
+/// row sums at a time; it returns how many it did).
+#[inline(always)]
+fn by_group<P>(
+    w: &[P],
+    first: usize,
+    acts: &[BlockQ8_0],
+    outs: &mut [&mut [f32]],
+    tile: impl Fn(&[P], Rows<'_>) -> (usize, [float32x4_t; TOKENS]),
+) {
     let Some(n) = outs.first().map(|o| o.len()) else {
         return;
     };
@@ -253,7 +256,7 @@ unsafe fn mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&
         outs.iter_mut().for_each(|o| o.fill(0.0));
         return;
     }
-    let ys: &[BlockQ8_0] = &acts[..nb * nt];
+    let ys = &acts[..nb * nt];
     let mut done = 0;
     for (g, gw) in w.chunks_exact(nb).enumerate() {
         if done == n {
@@ -261,31 +264,68 @@ unsafe fn mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&
         }
         let lo = if g == 0 { first } else { 0 };
         let take = (GROUP - lo).min(n - done);
-        let mut put = |t: usize, v: float32x4_t| {
-            let mut lanes = [0f32; GROUP];
-            // SAFETY: `lanes` has room for the four f32 the store writes.
-            unsafe { vst1q_f32(lanes.as_mut_ptr(), v) };
-            outs[t][done..done + take].copy_from_slice(&lanes[lo..lo + take]);
-        };
         let mut t = 0;
-        while t + TOKENS <= nt {
-            let y: [&[BlockQ8_0]; TOKENS] =
-                core::array::from_fn(|i| &ys[(t + i) * nb..(t + i + 1) * nb]);
-            // SAFETY: the caller guarantees the dot-product extension.
-            let v = unsafe { tokens::<P, TOKENS>(gw, y) };
-            for (i, v) in v.into_iter().enumerate() {
-                put(t + i, v);
-            }
-            t += TOKENS;
-        }
         while t < nt {
-            // SAFETY: the caller guarantees the dot-product extension.
-            let [v] = unsafe { tokens::<P, 1>(gw, [&ys[t * nb..(t + 1) * nb]]) };
-            put(t, v);
-            t += 1;
+            let (k, v) = tile(gw, Rows(ys[t * nb..].chunks_exact(nb)));
+            for (i, v) in v.into_iter().take(k).enumerate() {
+                let out = &mut outs[t + i][done..done + take];
+                if take == GROUP {
+                    let o: &mut [f32; GROUP] = out.try_into().unwrap();
+                    // SAFETY: `o` has room for the four f32 the store writes.
+                    unsafe { vst1q_f32(o.as_mut_ptr(), v) };
+                } else {
+                    let mut lanes = [0f32; GROUP];
+                    // SAFETY: `lanes` has room for the four f32 the store writes.
+                    unsafe { vst1q_f32(lanes.as_mut_ptr(), v) };
+                    out.copy_from_slice(&lanes[lo..lo + take]);
+                }
+            }
+            t += k;
         }
         done += take;
     }
+}
+
+/// The activation rows of the tokens left, in order.
+#[derive(Clone)]
+struct Rows<'a>(core::slice::ChunksExact<'a, BlockQ8_0>);
+
+impl<'a> Rows<'a> {
+    /// The next `K` tokens' rows, or `None` (taking nothing) when fewer are left.
+    fn take<const K: usize>(&self) -> Option<[&'a [BlockQ8_0]; K]> {
+        let mut it = self.0.clone();
+        let mut out = [&[][..]; K];
+        for o in out.iter_mut() {
+            *o = it.next()?;
+        }
+        Some(out)
+    }
+
+    /// The next token's row (`by_group` calls a tile only while one is left; empty otherwise).
+    fn one(&self) -> [&'a [BlockQ8_0]; 1] {
+        self.take::<1>().unwrap_or([&[]])
+    }
+}
+
+/// [`by_group`] with indexed `SDOT`: [`TOKENS`] tokens per weight block, then one by one.
+///
+/// # Safety
+/// The CPU must support the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+    by_group(w, first, acts, outs, |gw, ys| {
+        match (ys.take::<TOKENS>(), ys.take::<1>()) {
+            // SAFETY: the caller guarantees the dot-product extension.
+            (Some(y), _) => (TOKENS, unsafe { tokens::<P, TOKENS>(gw, y) }),
+            (None, Some(y)) => {
+                // SAFETY: as above.
+                let [v] = unsafe { tokens::<P, 1>(gw, y) };
+                (1, [v; TOKENS])
+            }
+            (None, None) => (usize::MAX, [vdupq_n_f32(0.0); TOKENS]),
+        }
+    });
 }
 
 /// `SMMLA acc.4s, a.16b, b.16b`: `acc` (2 x 2, row-major) += `a` (2 x 8 bytes, row-major) times
@@ -368,73 +408,29 @@ unsafe fn token_pairs<P: Packed, const P2: usize>(
     acc.map(|[a01, a23]| [vuzp1q_f32(a01, a23), vuzp2q_f32(a01, a23)])
 }
 
-/// Token pairs per pass of [`mm_i8mm`].
-const PAIRS: usize = 2;
-
-/// [`mm`] with `SMMLA` for pairs of tokens, [`PAIRS`] pairs per pass (an odd last token through
-/// [`tokens`]).
+/// [`by_group`] with `SMMLA`: two pairs of tokens per weight block, then a pair, then an odd
+/// last token through [`tokens`].
 ///
 /// # Safety
 /// The CPU must support the dot-product and int8 matrix multiplication extensions.
 #[inline]
 #[target_feature(enable = "neon,dotprod,i8mm")]
 unsafe fn mm_i8mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
-    let Some(n) = outs.first().map(|o| o.len()) else {
-        return;
-    };
-    let nt = outs.len();
-    let nb = acts.len() / nt;
-    if nb == 0 {
-        outs.iter_mut().for_each(|o| o.fill(0.0));
-        return;
-    }
-    let ys: &[BlockQ8_0] = &acts[..nb * nt];
-    let tok = |t: usize| &ys[t * nb..(t + 1) * nb];
-    let mut done = 0;
-    for (g, gw) in w.chunks_exact(nb).enumerate() {
-        if done == n {
-            break;
-        }
-        let lo = if g == 0 { first } else { 0 };
-        let take = (GROUP - lo).min(n - done);
-        let mut put = |t: usize, v: float32x4_t| {
-            if take == GROUP {
-                let o: &mut [f32; GROUP] = (&mut outs[t][done..done + GROUP]).try_into().unwrap();
-                // SAFETY: `o` has room for the four f32 the store writes.
-                unsafe { vst1q_f32(o.as_mut_ptr(), v) };
-            } else {
-                let mut lanes = [0f32; GROUP];
-                // SAFETY: `lanes` has room for the four f32 the store writes.
-                unsafe { vst1q_f32(lanes.as_mut_ptr(), v) };
-                outs[t][done..done + take].copy_from_slice(&lanes[lo..lo + take]);
-            }
-        };
-        let mut t = 0;
-        while t + 2 * PAIRS <= nt {
-            let y: [[&[BlockQ8_0]; 2]; PAIRS] =
-                core::array::from_fn(|p| [tok(t + 2 * p), tok(t + 2 * p + 1)]);
+    by_group(w, first, acts, outs, |gw, ys| {
+        if let Some([a, b, c, d]) = ys.take::<4>() {
             // SAFETY: the caller guarantees the dot-product and i8mm extensions.
-            let v = unsafe { token_pairs::<P, PAIRS>(gw, y) };
-            for (p, [v0, v1]) in v.into_iter().enumerate() {
-                put(t + 2 * p, v0);
-                put(t + 2 * p + 1, v1);
-            }
-            t += 2 * PAIRS;
-        }
-        while t + 2 <= nt {
-            // SAFETY: the caller guarantees the dot-product and i8mm extensions.
-            let [[v0, v1]] = unsafe { token_pairs::<P, 1>(gw, [[tok(t), tok(t + 1)]]) };
-            put(t, v0);
-            put(t + 1, v1);
-            t += 2;
-        }
-        if t < nt {
+            let [[v0, v1], [v2, v3]] = unsafe { token_pairs::<P, 2>(gw, [[a, b], [c, d]]) };
+            (4, [v0, v1, v2, v3])
+        } else if let Some([a, b]) = ys.take::<2>() {
+            // SAFETY: as above.
+            let [[v0, v1]] = unsafe { token_pairs::<P, 1>(gw, [[a, b]]) };
+            (2, [v0, v1, v0, v1])
+        } else {
             // SAFETY: the caller guarantees the dot-product extension.
-            let [v] = unsafe { tokens::<P, 1>(gw, [tok(t)]) };
-            put(t, v);
+            let [v] = unsafe { tokens::<P, 1>(gw, ys.one()) };
+            (1, [v; TOKENS])
         }
-        done += take;
-    }
+    });
 }
 
 /// [`matmul_q8_0x4_q8_0`] with `SMMLA`.
