@@ -433,93 +433,44 @@ unsafe fn mm_i8mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &m
     });
 }
 
-/// [`matmul_q8_0x4_q8_0`] with `SMMLA`.
-///
-/// # Safety
-/// The CPU must support NEON and the dot-product and int8 matrix multiplication extensions.
-#[target_feature(enable = "neon,dotprod,i8mm")]
-pub unsafe fn matmul_q8_0x4_q8_0_i8mm(
-    w: &[BlockQ8_0x4],
-    first: usize,
-    acts: &[BlockQ8_0],
-    outs: &mut [&mut [f32]],
-) {
-    // SAFETY: the caller guarantees the extensions.
-    unsafe { mm_i8mm(w, first, acts, outs) }
+/// `pub unsafe fn $name(w, first, act(s), out(s))` for each packed type: `$body` (one of
+/// [`rows`], [`mm`], [`mm_i8mm`]) with the target features `$features`.
+macro_rules! entry_points {
+    ($features:literal, $body:ident, $act:ident: $at:ty, $out:ident: $ot:ty,
+     $(($name:ident, $w:ty, $doc:literal)),+ $(,)?) => {
+        $(
+            #[doc = $doc]
+            ///
+            /// # Safety
+            #[doc = concat!("The CPU must support the target features `", $features, "`.")]
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(w: &[$w], first: usize, $act: $at, $out: $ot) {
+                // SAFETY: the caller guarantees the target features.
+                unsafe { $body(w, first, $act, $out) }
+            }
+        )+
+    };
 }
 
-/// [`matmul_q4_0x4_q8_0`] with `SMMLA`.
-///
-/// # Safety
-/// The CPU must support NEON and the dot-product and int8 matrix multiplication extensions.
-#[target_feature(enable = "neon,dotprod,i8mm")]
-pub unsafe fn matmul_q4_0x4_q8_0_i8mm(
-    w: &[BlockQ4_0x4],
-    first: usize,
-    acts: &[BlockQ8_0],
-    outs: &mut [&mut [f32]],
-) {
-    // SAFETY: the caller guarantees the extensions.
-    unsafe { mm_i8mm(w, first, acts, outs) }
-}
+entry_points!(
+    "neon,dotprod", rows, act: &[BlockQ8_0], out: &mut [f32],
+    (matvec_q8_0x4_q8_0, BlockQ8_0x4,
+     "Rows `first..first + out.len()` of packed Q8_0 groups against Q8_0 activations."),
+    (matvec_q4_0x4_q8_0, BlockQ4_0x4,
+     "Rows `first..first + out.len()` of packed Q4_0 groups against Q8_0 activations."),
+);
 
-/// Rows `first..first + n` of packed Q8_0 groups times several tokens' Q8_0 activations
-/// (`outs[token]`, each `n` long).
-///
-/// # Safety
-/// The CPU must support NEON and the dot-product extension (`dotprod`).
-#[target_feature(enable = "neon,dotprod")]
-pub unsafe fn matmul_q8_0x4_q8_0(
-    w: &[BlockQ8_0x4],
-    first: usize,
-    acts: &[BlockQ8_0],
-    outs: &mut [&mut [f32]],
-) {
-    // SAFETY: the caller guarantees the dot-product extension.
-    unsafe { mm(w, first, acts, outs) }
-}
+entry_points!(
+    "neon,dotprod", mm, acts: &[BlockQ8_0], outs: &mut [&mut [f32]],
+    (matmul_q8_0x4_q8_0, BlockQ8_0x4,
+     "Rows `first..first + n` of packed Q8_0 groups times several tokens' Q8_0 activations \
+      (`outs[token]`, each `n` long)."),
+    (matmul_q4_0x4_q8_0, BlockQ4_0x4,
+     "Rows `first..first + n` of packed Q4_0 groups times several tokens' Q8_0 activations."),
+);
 
-/// Rows `first..first + n` of packed Q4_0 groups times several tokens' Q8_0 activations.
-///
-/// # Safety
-/// The CPU must support NEON and the dot-product extension (`dotprod`).
-#[target_feature(enable = "neon,dotprod")]
-pub unsafe fn matmul_q4_0x4_q8_0(
-    w: &[BlockQ4_0x4],
-    first: usize,
-    acts: &[BlockQ8_0],
-    outs: &mut [&mut [f32]],
-) {
-    // SAFETY: the caller guarantees the dot-product extension.
-    unsafe { mm(w, first, acts, outs) }
-}
-
-/// Rows `first..first + out.len()` of packed Q8_0 groups against Q8_0 activations.
-///
-/// # Safety
-/// The CPU must support NEON and the dot-product extension (`dotprod`).
-#[target_feature(enable = "neon,dotprod")]
-pub unsafe fn matvec_q8_0x4_q8_0(
-    w: &[BlockQ8_0x4],
-    first: usize,
-    act: &[BlockQ8_0],
-    out: &mut [f32],
-) {
-    // SAFETY: the caller guarantees the dot-product extension.
-    unsafe { rows(w, first, act, out) }
-}
-
-/// Rows `first..first + out.len()` of packed Q4_0 groups against Q8_0 activations.
-///
-/// # Safety
-/// The CPU must support NEON and the dot-product extension (`dotprod`).
-#[target_feature(enable = "neon,dotprod")]
-pub unsafe fn matvec_q4_0x4_q8_0(
-    w: &[BlockQ4_0x4],
-    first: usize,
-    act: &[BlockQ8_0],
-    out: &mut [f32],
-) {
-    // SAFETY: the caller guarantees the dot-product extension.
-    unsafe { rows(w, first, act, out) }
-}
+entry_points!(
+    "neon,dotprod,i8mm", mm_i8mm, acts: &[BlockQ8_0], outs: &mut [&mut [f32]],
+    (matmul_q8_0x4_q8_0_i8mm, BlockQ8_0x4, "[`matmul_q8_0x4_q8_0`] with `SMMLA`."),
+    (matmul_q4_0x4_q8_0_i8mm, BlockQ4_0x4, "[`matmul_q4_0x4_q8_0`] with `SMMLA`."),
+);
