@@ -140,6 +140,9 @@ fn y_block<P: Packed>(yb: &BlockQ8_0) -> Y {
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn groups<P: Packed, const G: usize>(w: [&[P]; G], y: &[BlockQ8_0]) -> [float32x4_t; G] {
     let mut acc = [vdupq_n_f32(0.0); G];
+    // Every slice cut to the shortest: the indexing below needs no bounds checks.
+    let n = w.iter().fold(y.len(), |n, g| n.min(g.len()));
+    let (w, y) = (w.map(|g| &g[..n]), &y[..n]);
     for (b, yb) in y.iter().enumerate() {
         let a = y_block::<P>(yb);
         for g in 0..G {
@@ -218,6 +221,9 @@ unsafe fn rows<P: Packed>(w: &[P], first: usize, act: &[BlockQ8_0], out: &mut [f
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn tokens<P: Packed, const T: usize>(w: &[P], y: [&[BlockQ8_0]; T]) -> [float32x4_t; T] {
     let mut acc = [vdupq_n_f32(0.0); T];
+    // Every slice cut to the shortest: the indexing below needs no bounds checks.
+    let n = y.iter().fold(w.len(), |n, t| n.min(t.len()));
+    let (w, y) = (&w[..n], y.map(|t| &t[..n]));
     for (b, blk) in w.iter().enumerate() {
         // SAFETY: every AArch64 CPU has NEON.
         let q = unsafe { blk.quants() };
@@ -370,6 +376,9 @@ unsafe fn token_pairs<P: Packed, const P2: usize>(
 ) -> [[float32x4_t; 2]; P2] {
     // Per pair: rows 0-1 and rows 2-3, lanes `[r t0, r t1, r' t0, r' t1]`.
     let mut acc = [[vdupq_n_f32(0.0); 2]; P2];
+    // Every slice cut to the shortest: the indexing below needs no bounds checks.
+    let n = y.iter().flatten().fold(w.len(), |n, t| n.min(t.len()));
+    let (w, y) = (&w[..n], y.map(|p| p.map(|t| &t[..n])));
     for (b, blk) in w.iter().enumerate() {
         // SAFETY: every AArch64 CPU has NEON.
         let q = unsafe { blk.quants() }.map(|v| vreinterpretq_s32_s8(v));
