@@ -20,8 +20,8 @@ use super::{fp16, fp16x4, halves, load_i8, load_u8, sdot};
 use core::arch::aarch64::*;
 use formats::quant::{BlockQ4_0, BlockQ8_0};
 
-/// Rows per pass.
-const ROWS: usize = 4;
+/// Rows per pass: the row-blocked skeleton's (`vec_dot::matvec`).
+use super::vec_dot::ROWS;
 
 /// A block's 32 products of `a` and `b` (values 0..16 and 16..32) in the four lanes of one
 /// register (their sum is the block's sum).
@@ -173,22 +173,19 @@ unsafe fn one_row<W: Weights>(x: &[W], y: &[BlockQ8_0]) -> f32 {
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn matvec<W: Weights>(w: &[W], act: &[BlockQ8_0], out: &mut [f32]) {
-    let n = act.len();
-    if n == 0 {
-        out.fill(0.0);
-        return;
-    }
-    let mut done = 0;
-    for (o, rows) in out.chunks_exact_mut(ROWS).zip(w.chunks_exact(ROWS * n)) {
-        let r: [&[W]; ROWS] = core::array::from_fn(|i| &rows[i * n..(i + 1) * n]);
-        // SAFETY: the caller guarantees the dot-product extension.
-        o.copy_from_slice(&unsafe { four_rows(r, act) });
-        done += ROWS;
-    }
-    for (o, row) in out[done..].iter_mut().zip(w[done * n..].chunks_exact(n)) {
-        // SAFETY: the caller guarantees the dot-product extension.
-        *o = unsafe { one_row(row, act) };
-    }
+    super::vec_dot::matvec(
+        w,
+        act,
+        out,
+        |r| {
+            // SAFETY: the caller guarantees the dot-product extension.
+            unsafe { four_rows(r, act) }
+        },
+        |[r]| {
+            // SAFETY: as above.
+            [unsafe { one_row(r, act) }]
+        },
+    );
 }
 
 /// Q8_0 weights against Q8_0 activations, in the order of this module.

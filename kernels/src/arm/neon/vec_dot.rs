@@ -182,7 +182,7 @@ macro_rules! row_blocked_entry_points {
 /// The rows of `w` ([`ROWS`] at a time through `many`, the rest through `one`) into `out`;
 /// all zero for an empty activation.
 #[inline(always)]
-fn matvec<W, A>(
+pub(super) fn matvec<W, A>(
     w: &[W],
     act: &[A],
     out: &mut [f32],
