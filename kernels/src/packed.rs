@@ -95,43 +95,88 @@ pub fn pack(ty: GgmlType, src: &[u8], n: usize, dst: &mut [u8]) -> Result<(), Ke
             need: src.len(),
         });
     }
-    let nb = n / 32;
     match ty {
-        GgmlType::Q8_0 => {
-            let s = cast::<BlockQ8_0>(src, Operand::Weights, ty)?;
-            let d = cast_mut::<BlockQ8_0x4>(dst, ty)?;
-            for g in 0..rows / GROUP {
-                for b in 0..nb {
-                    let out = &mut d[g * nb + b];
-                    for r in 0..GROUP {
-                        let blk = &s[(g * GROUP + r) * nb + b];
-                        out.d[r] = blk.d;
-                        for k in 0..8 {
-                            out.qs[16 * k + 4 * r..][..4].copy_from_slice(&blk.qs[4 * k..][..4]);
-                        }
-                    }
-                }
+        GgmlType::Q8_0 => pack_as::<BlockQ8_0>(src, dst, rows, n / 32, ty),
+        GgmlType::Q4_0 => pack_as::<BlockQ4_0>(src, dst, rows, n / 32, ty),
+        _ => Err(KernelError::NotPacked { ty, rows }),
+    }
+}
+
+/// A file block type and its packed group block: where row `r`'s scale and bytes go.
+trait Layout: bytemuck::Pod {
+    type Group: bytemuck::Pod;
+    /// Put `self` as row `r` of `group`.
+    fn put(&self, group: &mut Self::Group, r: usize);
+    /// Take row `r` of `group` into `self`.
+    fn take(&mut self, group: &Self::Group, r: usize);
+}
+
+impl Layout for BlockQ8_0 {
+    type Group = BlockQ8_0x4;
+    fn put(&self, group: &mut BlockQ8_0x4, r: usize) {
+        group.d[r] = self.d;
+        for k in 0..8 {
+            group.qs[16 * k + 4 * r..][..4].copy_from_slice(&self.qs[4 * k..][..4]);
+        }
+    }
+    fn take(&mut self, group: &BlockQ8_0x4, r: usize) {
+        self.d = group.d[r];
+        for k in 0..8 {
+            self.qs[4 * k..][..4].copy_from_slice(&group.qs[16 * k + 4 * r..][..4]);
+        }
+    }
+}
+
+impl Layout for BlockQ4_0 {
+    type Group = BlockQ4_0x4;
+    fn put(&self, group: &mut BlockQ4_0x4, r: usize) {
+        group.d[r] = self.d;
+        for k in 0..4 {
+            for j in 0..4 {
+                group.qs[16 * k + 4 * r + j] = self.qs[4 * k + j] ^ 0x88;
             }
         }
-        GgmlType::Q4_0 => {
-            let s = cast::<BlockQ4_0>(src, Operand::Weights, ty)?;
-            let d = cast_mut::<BlockQ4_0x4>(dst, ty)?;
-            for g in 0..rows / GROUP {
-                for b in 0..nb {
-                    let out = &mut d[g * nb + b];
-                    for r in 0..GROUP {
-                        let blk = &s[(g * GROUP + r) * nb + b];
-                        out.d[r] = blk.d;
-                        for k in 0..4 {
-                            for j in 0..4 {
-                                out.qs[16 * k + 4 * r + j] = blk.qs[4 * k + j] ^ 0x88;
-                            }
-                        }
-                    }
-                }
+    }
+    fn take(&mut self, group: &BlockQ4_0x4, r: usize) {
+        self.d = group.d[r];
+        for k in 0..4 {
+            for j in 0..4 {
+                self.qs[4 * k + j] = group.qs[16 * k + 4 * r + j] ^ 0x88;
             }
         }
-        _ => return Err(KernelError::NotPacked { ty, rows }),
+    }
+}
+
+/// [`pack`] for the file blocks `B` (`nb` per row).
+fn pack_as<B: Layout>(
+    src: &[u8],
+    dst: &mut [u8],
+    rows: usize,
+    nb: usize,
+    ty: GgmlType,
+) -> Result<(), KernelError> {
+    let s = cast::<B>(src, Operand::Weights, ty)?;
+    let d = cast_mut::<B::Group>(dst, ty)?;
+    for g in 0..rows / GROUP {
+        for b in 0..nb {
+            for r in 0..GROUP {
+                s[(g * GROUP + r) * nb + b].put(&mut d[g * nb + b], r);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`unpack_row`] for the file blocks `B`: row `r` of group `g` (`nb` blocks per row).
+fn unpack_as<B: Layout>(
+    packed: &[u8],
+    out: &mut [u8],
+    (g, r, nb): (usize, usize, usize),
+    ty: GgmlType,
+) -> Result<(), KernelError> {
+    let p = cast::<B::Group>(packed, Operand::Weights, ty)?;
+    for (b, blk) in cast_mut::<B>(out, ty)?.iter_mut().enumerate() {
+        blk.take(&p[g * nb + b], r);
     }
     Ok(())
 }
@@ -160,35 +205,12 @@ pub fn unpack_row(
             need: row_bytes,
         });
     }
-    let (g, r, nb) = (row / GROUP, row % GROUP, n / 32);
+    let at = (row / GROUP, row % GROUP, n / 32);
     match ty {
-        GgmlType::Q8_0 => {
-            let p = cast::<BlockQ8_0x4>(packed, Operand::Weights, ty)?;
-            let o = cast_mut::<BlockQ8_0>(out, ty)?;
-            for (b, blk) in o.iter_mut().enumerate() {
-                let src = &p[g * nb + b];
-                blk.d = src.d[r];
-                for k in 0..8 {
-                    blk.qs[4 * k..][..4].copy_from_slice(&src.qs[16 * k + 4 * r..][..4]);
-                }
-            }
-        }
-        GgmlType::Q4_0 => {
-            let p = cast::<BlockQ4_0x4>(packed, Operand::Weights, ty)?;
-            let o = cast_mut::<BlockQ4_0>(out, ty)?;
-            for (b, blk) in o.iter_mut().enumerate() {
-                let src = &p[g * nb + b];
-                blk.d = src.d[r];
-                for k in 0..4 {
-                    for j in 0..4 {
-                        blk.qs[4 * k + j] = src.qs[16 * k + 4 * r + j] ^ 0x88;
-                    }
-                }
-            }
-        }
-        _ => return Err(KernelError::NotPacked { ty, rows }),
+        GgmlType::Q8_0 => unpack_as::<BlockQ8_0>(packed, out, at, ty),
+        GgmlType::Q4_0 => unpack_as::<BlockQ4_0>(packed, out, at, ty),
+        _ => Err(KernelError::NotPacked { ty, rows }),
     }
-    Ok(())
 }
 
 fn cast_mut<B: bytemuck::Pod>(bytes: &mut [u8], ty: GgmlType) -> Result<&mut [B], KernelError> {
