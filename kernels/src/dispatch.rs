@@ -33,7 +33,18 @@ use formats::quant::{
 pub enum Isa {
     /// The portable oracle ([`crate::scalar`]), on every CPU.
     Scalar,
-    /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later).
+    /// [`Isa::Avx2`] without load-time packing: every product in ggml's order, llama.cpp's
+    /// logits bit for bit (a test mode, `SINTRA_KERNELS=avx2-exact`).
+    Avx2Exact,
+    /// [`Isa::Avx512`] without load-time packing (`avx512-exact`).
+    Avx512Exact,
+    /// [`Isa::Avx2Vnni`] without load-time packing (`avx2+vnni-exact`).
+    Avx2VnniExact,
+    /// [`Isa::Avx512Vnni`] without load-time packing (`avx512+vnni-exact`).
+    Avx512VnniExact,
+    /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later). Q4_0 and Q8_0 matrices are
+    /// packed at load time in groups of eight rows (`x86::avx2::packed`: one row per lane):
+    /// Q4_0 in llama.cpp's repacked order (its logits bit for bit), Q8_0 in its own order.
     Avx2,
     /// [`Isa::Avx2`] with AVX-512 F, BW, VL and VNNI but without AVX-VNNI (Ice Lake, Tiger
     /// Lake, Rocket Lake, Zen 4): the prompt's matrix products of Q4_0, Q5_0 and Q8_0 weights
@@ -68,6 +79,10 @@ impl Isa {
     /// Every instruction set, in order of preference (last is best).
     pub const ALL: &'static [Isa] = &[
         Isa::Scalar,
+        Isa::Avx2Exact,
+        Isa::Avx512Exact,
+        Isa::Avx2VnniExact,
+        Isa::Avx512VnniExact,
         Isa::Avx2,
         Isa::Avx512,
         Isa::Avx2Vnni,
@@ -78,12 +93,16 @@ impl Isa {
         Isa::NeonI8mm,
     ];
 
-    /// The lowercase name (`"scalar"`, `"avx2"`, `"avx512"`, `"avx2+vnni"`, `"avx512+vnni"`, `"neon"`,
-    /// `"neon+dotprod"`), as
+    /// The lowercase name (`"scalar"`, `"avx2"`, `"avx512"`, `"avx2+vnni"`, `"avx512+vnni"`,
+    /// `"neon"`, `"neon+dotprod"`, ...; an exact test mode ends in `-exact`), as
     /// `SINTRA_KERNELS` and `--version` spell it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            Isa::Avx2Exact => "avx2-exact",
+            Isa::Avx512Exact => "avx512-exact",
+            Isa::Avx2VnniExact => "avx2+vnni-exact",
+            Isa::Avx512VnniExact => "avx512+vnni-exact",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
             Isa::Avx2Vnni => "avx2+vnni",
@@ -103,9 +122,24 @@ impl Isa {
             "dotprod-exact" => return Some(Isa::NeonDotprodExact),
             "i8mm" => return Some(Isa::NeonI8mm),
             "vnni" => return Some(Isa::Avx2Vnni),
+            "vnni-exact" => return Some(Isa::Avx2VnniExact),
             _ => {}
         }
         Isa::ALL.iter().copied().find(|isa| isa.name() == name)
+    }
+
+    /// The table for the same CPU without the fast path's own summation order (packing, or on
+    /// AArch64 the fast kernels): its results are llama.cpp's bit for bit; `self` where that is
+    /// already so.
+    pub fn exact(self) -> Isa {
+        match self {
+            Isa::Avx2 => Isa::Avx2Exact,
+            Isa::Avx512 => Isa::Avx512Exact,
+            Isa::Avx2Vnni => Isa::Avx2VnniExact,
+            Isa::Avx512Vnni => Isa::Avx512VnniExact,
+            Isa::NeonDotprod | Isa::NeonI8mm => Isa::NeonDotprodExact,
+            other => other,
+        }
     }
 
     /// Whether this build has kernels for `self` and the CPU it runs on can execute them.
@@ -233,7 +267,20 @@ macro_rules! avx2 {
 /// AVX2 (with FMA and F16C) where this crate has a kernel, the scalar oracle elsewhere (F32
 /// and BF16, which the runtime does not use for its large matrices).
 #[cfg(target_arch = "x86_64")]
-static AVX2: KernelTable = AVX2_TABLE;
+static AVX2: KernelTable = KernelTable {
+    isa: Isa::Avx2,
+    packed: Some(crate::packed::PackedKernels {
+        q8_0: avx2!(matvec_q8_0x8_q8_0(w, first, a, out)),
+        q4_0: avx2!(matvec_q4_0x8_q8_0(w, first, a, out)),
+        q8_0_mm: avx2!(matmul_q8_0x8_q8_0(w, first, a, outs)),
+        q4_0_mm: avx2!(matmul_q4_0x8_q8_0(w, first, a, outs)),
+    }),
+    ..AVX2_TABLE
+};
+
+/// [`AVX2`] without packing (`Isa::Avx2Exact`).
+#[cfg(target_arch = "x86_64")]
+static AVX2_EXACT: KernelTable = AVX2_TABLE;
 
 /// The AVX2 kernels in llama.cpp's 8-row interleaved order.
 #[cfg(target_arch = "x86_64")]
@@ -246,7 +293,7 @@ const AVX2_INTERLEAVED: Interleaved = Interleaved {
 
 #[cfg(target_arch = "x86_64")]
 const AVX2_TABLE: KernelTable = KernelTable {
-    isa: Isa::Avx2,
+    isa: Isa::Avx2Exact,
     quantize_q8_0: avx2!(quantize_row_q8_0(x, y)),
     quantize_q8_1: avx2!(quantize_row_q8_1(x, y)),
     quantize_q8_k: avx2!(quantize_row_q8_k(x, y)),
@@ -289,12 +336,29 @@ macro_rules! avx2_vnni {
 /// AVX2's table with AVX-VNNI matrix-matrix products (`x86::avx2::MATMUL_VNNI`, and the Q4_0
 /// GEMM in the interleaved order).
 #[cfg(target_arch = "x86_64")]
-static AVX2_VNNI: KernelTable = AVX2_VNNI_TABLE;
+static AVX2_VNNI: KernelTable = KernelTable {
+    isa: Isa::Avx2Vnni,
+    packed: Some(AVX2_VNNI_PACKED),
+    ..AVX2_VNNI_TABLE
+};
+
+/// [`AVX2_VNNI`] without packing (`Isa::Avx2VnniExact`).
+#[cfg(target_arch = "x86_64")]
+static AVX2_VNNI_EXACT: KernelTable = AVX2_VNNI_TABLE;
+
+/// The AVX-VNNI kernels for packed weights.
+#[cfg(target_arch = "x86_64")]
+const AVX2_VNNI_PACKED: crate::packed::PackedKernels = crate::packed::PackedKernels {
+    q8_0: avx2_vnni!(matvec_q8_0x8_q8_0_vnni(w, first, a, out)),
+    q4_0: avx2_vnni!(matvec_q4_0x8_q8_0_vnni(w, first, a, out)),
+    q8_0_mm: avx2_vnni!(matmul_q8_0x8_q8_0_vnni(w, first, a, outs)),
+    q4_0_mm: avx2_vnni!(matmul_q4_0x8_q8_0_vnni(w, first, a, outs)),
+};
 
 /// [`AVX2_VNNI`] as a constant, for the tables built on it.
 #[cfg(target_arch = "x86_64")]
 const AVX2_VNNI_TABLE: KernelTable = KernelTable {
-    isa: Isa::Avx2Vnni,
+    isa: Isa::Avx2VnniExact,
     matmul: &crate::x86::avx2::MATMUL_VNNI,
     interleaved: Some(Interleaved {
         q4_0_matmul: Some(avx2_vnni!(gemm_q4_0_8x8_q8_0_vnni(w, a, outs))),
@@ -303,11 +367,40 @@ const AVX2_VNNI_TABLE: KernelTable = KernelTable {
     ..AVX2_TABLE
 };
 
+/// A safe `fn` calling the AVX2 + AVX-512 VNNI kernel `$f`, for [`AVX512`] only.
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx512_vnni {
+    ($f:ident($($arg:ident),+)) => {
+        |$($arg),+| {
+            // SAFETY: this closure is only reachable through the AVX512 table, which `table`
+            // returns only once `avx2_fma_f16c` and `cpu_has_avx512vnni` found AVX2, FMA, F16C
+            // and AVX-512 F, BW, VL and VNNI usable.
+            unsafe { crate::x86::avx2::$f($($arg),+) }
+        }
+    };
+}
+
 /// AVX2's table with AVX-512 VNNI matrix-matrix products for Q4_0, Q5_0 and Q8_0 that need
 /// no AVX-VNNI (`x86::avx512::MATMUL_NO_AVXVNNI`).
 #[cfg(target_arch = "x86_64")]
 static AVX512: KernelTable = KernelTable {
     isa: Isa::Avx512,
+    packed: Some(crate::packed::PackedKernels {
+        q8_0: avx512_vnni!(matvec_q8_0x8_q8_0_evex(w, first, a, out)),
+        q4_0: avx512_vnni!(matvec_q4_0x8_q8_0_evex(w, first, a, out)),
+        q8_0_mm: avx512_vnni!(matmul_q8_0x8_q8_0_evex(w, first, a, outs)),
+        q4_0_mm: avx512_vnni!(matmul_q4_0x8_q8_0_evex(w, first, a, outs)),
+    }),
+    ..AVX512_TABLE
+};
+
+/// [`AVX512`] without packing (`Isa::Avx512Exact`).
+#[cfg(target_arch = "x86_64")]
+static AVX512_EXACT: KernelTable = AVX512_TABLE;
+
+#[cfg(target_arch = "x86_64")]
+const AVX512_TABLE: KernelTable = KernelTable {
+    isa: Isa::Avx512Exact,
     matmul: &crate::x86::avx512::MATMUL_NO_AVXVNNI,
     interleaved: Some(Interleaved {
         q4_0_matmul: Some(|w, a, outs| {
@@ -326,6 +419,17 @@ static AVX512: KernelTable = KernelTable {
 #[cfg(target_arch = "x86_64")]
 static AVX512_VNNI: KernelTable = KernelTable {
     isa: Isa::Avx512Vnni,
+    packed: Some(AVX2_VNNI_PACKED),
+    ..AVX512_VNNI_TABLE
+};
+
+/// [`AVX512_VNNI`] without packing (`Isa::Avx512VnniExact`).
+#[cfg(target_arch = "x86_64")]
+static AVX512_VNNI_EXACT: KernelTable = AVX512_VNNI_TABLE;
+
+#[cfg(target_arch = "x86_64")]
+const AVX512_VNNI_TABLE: KernelTable = KernelTable {
+    isa: Isa::Avx512VnniExact,
     matmul: &crate::x86::avx512::MATMUL,
     ..AVX2_VNNI_TABLE
 };
@@ -630,12 +734,22 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if cpu_has_avx2() => Some(&AVX2),
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Exact if cpu_has_avx2() => Some(&AVX2_EXACT),
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if cpu_has_avx2() && cpu_has_avx512vnni() => Some(&AVX512),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Exact if cpu_has_avx2() && cpu_has_avx512vnni() => Some(&AVX512_EXACT),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Vnni if cpu_has_avx2() && cpu_has_avxvnni() => Some(&AVX2_VNNI),
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx2VnniExact if cpu_has_avx2() && cpu_has_avxvnni() => Some(&AVX2_VNNI_EXACT),
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni if cpu_has_avx2() && cpu_has_avxvnni() && cpu_has_avx512vnni() => {
             Some(&AVX512_VNNI)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512VnniExact if cpu_has_avx2() && cpu_has_avxvnni() && cpu_has_avx512vnni() => {
+            Some(&AVX512_VNNI_EXACT)
         }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => Some(&NEON),

@@ -1,20 +1,30 @@
-//! Weights repacked at load time into groups of four rows (issue #14's fast path, as llama.cpp's
-//! CPU repack and ik_llama.cpp's `_R4` types): block `b` of a group holds the four rows' scales
-//! side by side, then their quants interleaved four bytes at a time, so that one 16-byte load
-//! holds four values of each of the four rows, and one indexed `SDOT` (`sdot v.4s, w.16b,
-//! y.4b[k]`) adds each row's products with the activation's values `4k..4k + 4` into that
-//! row's lane. Where the active table has kernels for a packed type ([`packs`]), the runtime
-//! calls [`pack`] once per matrix and [`matvec_packed`] / [`matmul_packed`] on the result;
-//! [`unpack_row`] gives one row back in the file's layout (an embedding lookup).
+//! Weights repacked at load time into groups of [`GROUP`] rows (issue #14's fast path, as
+//! llama.cpp's CPU repack and ik_llama.cpp's `_R4`/`_R8` types): block `b` of a group holds the
+//! rows' scales side by side, then their quants interleaved four bytes at a time, so that one
+//! load holds four values of each row of the group and one instruction adds each row's products
+//! with the activation's values `4k..4k + 4` into that row's lane: an indexed `SDOT` (`sdot
+//! v.4s, w.16b, y.4b[k]`, four rows) on AArch64, `vpdpbusd` (or `maddubs` + `madd`) against
+//! the activation's word `k` broadcast on x86-64 (eight rows). Where the active table has
+//! kernels for a packed type ([`packs`]), the runtime calls [`pack`] once per matrix and
+//! [`matvec_packed`] / [`matmul_packed`] on the result; [`unpack_row`] gives one row back in
+//! the file's layout (an embedding lookup).
 //!
-//! - [`BlockQ8_0x4`]: `d[r]` row `r`'s scale; `qs[16k + 4r + j]` its quant `4k + j`, `k` in 0..8.
-//! - [`BlockQ4_0x4`]: `d[r]`; `qs[16k + 4r + j]` is row `r`'s byte `4k + j` (values `4k + j` in
-//!   the low nibble, `16 + 4k + j` in the high one) XOR `0x88`, so that each nibble is `q - 8`
-//!   in two's complement: `qs << 4` and `qs & 0xf0` are then `16 (q - 8)` as signed bytes, two
-//!   instructions for 32 signed values (the kernels scale by `d / 16`, exactly).
+//! - [`GroupQ8_0`]: `d[r]` row `r`'s scale; `qs[4 GROUP k + 4r + j]` its quant `4k + j`, `k` in
+//!   0..8, XOR [`Q8_0_FLIP`] (`0x80` on x86-64, so that `vpdpbusd` takes the weights as its
+//!   unsigned operand: `q + 128`, corrected by `-128 * sum(y)` per block).
+//! - [`GroupQ4_0`]: `d[r]`; `qs[4 GROUP k + 4r + j]` is row `r`'s byte `4k + j` (values `4k + j`
+//!   in the low nibble, `16 + 4k + j` in the high one) XOR [`Q4_0_FLIP`]: on AArch64 `0x88`, so
+//!   that each nibble is `q - 8` in two's complement (`qs << 4` and `qs & 0xf0` are then
+//!   `16 (q - 8)` as signed bytes, two instructions for 32 signed values; the kernels scale by
+//!   `d / 16`, exactly); on x86-64 the file's unsigned nibbles, as `vpdpbusd` wants them.
 //!
-//! The results are those of the default table's unpacked kernels bit for bit (the same exact
-//! integer block sums, the same `fma(d_x * d_y, sum, acc)` per block and row).
+//! On AArch64 the results are those of the default table's unpacked kernels bit for bit (the
+//! same exact integer block sums, the same `fma(d_x * d_y, sum, acc)` per block and row). On
+//! x86-64 every row gets `acc = fma(float(sum), fp16(d_x) * fp16(d_y), acc)` per block, with
+//! the block's whole integer sum: for Q4_0 that is llama.cpp's own repacked order (its
+//! `ggml_gemv_q4_0_8x8_q8_0`), so packed Q4_0 keeps its logits bit for bit; for Q8_0 it is
+//! not ggml's `vec_dot` order (eight partial sums per block), so packed Q8_0 is held by
+//! tolerances.
 
 use crate::dispatch::{active, KernelTable};
 use crate::error::{KernelError, Operand};
@@ -22,26 +32,41 @@ use crate::matvec::{cast, vec_dot_type};
 use core::ops::Range;
 use formats::quant::{BlockQ4_0, BlockQ8_0, GgmlType};
 
-/// Rows per group.
-pub const GROUP: usize = 4;
+/// Rows per group: four on AArch64 (a 128-bit register of f32 or i32 lanes), eight on x86-64
+/// (256 bits).
+pub const GROUP: usize = if cfg!(target_arch = "x86_64") { 8 } else { 4 };
 
-/// Four Q8_0 rows' block `b`.
+/// What the packed Q4_0 bytes are XORed with ([`GroupQ4_0`]).
+pub const Q4_0_FLIP: u8 = if cfg!(target_arch = "aarch64") {
+    0x88
+} else {
+    0
+};
+
+/// What the packed Q8_0 quants are XORed with ([`GroupQ8_0`]).
+pub const Q8_0_FLIP: u8 = if cfg!(target_arch = "x86_64") {
+    0x80
+} else {
+    0
+};
+
+/// [`GROUP`] Q8_0 rows' block `b`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BlockQ8_0x4 {
+pub struct GroupQ8_0 {
     /// The rows' scales (f16 bits).
     pub d: [u16; GROUP],
-    /// `qs[16k + 4r + j]`: row `r`'s quant `4k + j`.
+    /// `qs[4 GROUP k + 4r + j]`: row `r`'s quant `4k + j`, XOR [`Q8_0_FLIP`].
     pub qs: [i8; 32 * GROUP],
 }
 
-/// Four Q4_0 rows' block `b`.
+/// [`GROUP`] Q4_0 rows' block `b`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BlockQ4_0x4 {
+pub struct GroupQ4_0 {
     /// The rows' scales (f16 bits).
     pub d: [u16; GROUP],
-    /// `qs[16k + 4r + j]`: row `r`'s byte `4k + j`, XOR `0x88`.
+    /// `qs[4 GROUP k + 4r + j]`: row `r`'s byte `4k + j`, XOR [`Q4_0_FLIP`].
     pub qs: [u8; 16 * GROUP],
 }
 
@@ -49,12 +74,12 @@ pub struct BlockQ4_0x4 {
 /// `first + i` of the groups given, `first` in 0..4: a range that starts inside a group).
 #[derive(Debug)]
 pub(crate) struct PackedKernels {
-    pub(crate) q8_0: fn(w: &[BlockQ8_0x4], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
-    pub(crate) q4_0: fn(w: &[BlockQ4_0x4], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
+    pub(crate) q8_0: fn(w: &[GroupQ8_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
+    pub(crate) q4_0: fn(w: &[GroupQ4_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
     /// The same rows times several tokens' activations (`acts`: one row of blocks per token,
     /// `outs[token]`), each value the matrix-vector kernel's.
-    pub(crate) q8_0_mm: PackedMatmul<BlockQ8_0x4>,
-    pub(crate) q4_0_mm: PackedMatmul<BlockQ4_0x4>,
+    pub(crate) q8_0_mm: PackedMatmul<GroupQ8_0>,
+    pub(crate) q4_0_mm: PackedMatmul<GroupQ4_0>,
 }
 
 /// A packed matrix-matrix kernel ([`PackedKernels::q8_0_mm`]).
@@ -85,7 +110,7 @@ fn shape(ty: GgmlType, bytes: &[u8], n: usize) -> Result<(usize, usize), KernelE
     }
 }
 
-/// Pack the rows of `src` (a matrix of `ty`, rows of `n` values, a multiple of 4 rows) into
+/// Pack the rows of `src` (a matrix of `ty`, rows of `n` values, a multiple of [`GROUP`] rows) into
 /// `dst` ([`packed_len`] bytes, 2-aligned).
 pub fn pack(ty: GgmlType, src: &[u8], n: usize, dst: &mut [u8]) -> Result<(), KernelError> {
     let (_, rows) = shape(ty, src, n)?;
@@ -111,38 +136,39 @@ trait Layout: bytemuck::Pod {
     fn take(&mut self, group: &Self::Group, r: usize);
 }
 
+/// Where quant byte `4k + j` of row `r` lies in its group's `qs`.
+const fn at(k: usize, r: usize, j: usize) -> usize {
+    4 * GROUP * k + 4 * r + j
+}
+
 impl Layout for BlockQ8_0 {
-    type Group = BlockQ8_0x4;
-    fn put(&self, group: &mut BlockQ8_0x4, r: usize) {
+    type Group = GroupQ8_0;
+    fn put(&self, group: &mut GroupQ8_0, r: usize) {
         group.d[r] = self.d;
-        for k in 0..8 {
-            group.qs[16 * k + 4 * r..][..4].copy_from_slice(&self.qs[4 * k..][..4]);
+        for (i, &q) in self.qs.iter().enumerate() {
+            group.qs[at(i / 4, r, i % 4)] = (q as u8 ^ Q8_0_FLIP) as i8;
         }
     }
-    fn take(&mut self, group: &BlockQ8_0x4, r: usize) {
+    fn take(&mut self, group: &GroupQ8_0, r: usize) {
         self.d = group.d[r];
-        for k in 0..8 {
-            self.qs[4 * k..][..4].copy_from_slice(&group.qs[16 * k + 4 * r..][..4]);
+        for (i, q) in self.qs.iter_mut().enumerate() {
+            *q = (group.qs[at(i / 4, r, i % 4)] as u8 ^ Q8_0_FLIP) as i8;
         }
     }
 }
 
 impl Layout for BlockQ4_0 {
-    type Group = BlockQ4_0x4;
-    fn put(&self, group: &mut BlockQ4_0x4, r: usize) {
+    type Group = GroupQ4_0;
+    fn put(&self, group: &mut GroupQ4_0, r: usize) {
         group.d[r] = self.d;
-        for k in 0..4 {
-            for j in 0..4 {
-                group.qs[16 * k + 4 * r + j] = self.qs[4 * k + j] ^ 0x88;
-            }
+        for (i, &q) in self.qs.iter().enumerate() {
+            group.qs[at(i / 4, r, i % 4)] = q ^ Q4_0_FLIP;
         }
     }
-    fn take(&mut self, group: &BlockQ4_0x4, r: usize) {
+    fn take(&mut self, group: &GroupQ4_0, r: usize) {
         self.d = group.d[r];
-        for k in 0..4 {
-            for j in 0..4 {
-                self.qs[4 * k + j] = group.qs[16 * k + 4 * r + j] ^ 0x88;
-            }
+        for (i, q) in self.qs.iter_mut().enumerate() {
+            *q = group.qs[at(i / 4, r, i % 4)] ^ Q4_0_FLIP;
         }
     }
 }

@@ -1,13 +1,61 @@
-//! Weights packed in groups of four rows (`crate::packed`): the layout round-trips to the
+//! Weights packed in groups of [`GROUP`] rows (`crate::packed`): the layout round-trips to the
 //! file's rows byte for byte, bad shapes are refused by name, and on a table with packed
-//! kernels every row of every range is the table's own unpacked result bit for bit (and so
-//! within the parity tests' tolerance of the scalar oracle). On a table without them (x86 for
-//! now) `matvec_packed` refuses the call.
+//! kernels every row of every range is, bit for bit, the table's own unpacked result (AArch64)
+//! or [`x86_order`]'s, a scalar model of the x86-64 kernels' order (one FMA of the block's
+//! whole integer sum per block and row). On a table without them `matvec_packed` refuses the
+//! call.
 
 use super::{activation, Aligned, Rng};
-use crate::packed::{matvec_packed, pack, packed_len, packs, unpack_row};
+use crate::packed::{matvec_packed, pack, packed_len, packs, unpack_row, GROUP};
 use crate::KernelError;
-use formats::quant::GgmlType;
+use formats::quant::{BlockQ4_0, BlockQ8_0, GgmlType};
+
+/// The x86-64 packed kernels' arithmetic, one row at a time: per block the exact integer dot
+/// product, then `acc = fma(sum, fp16(d_x) * fp16(d_y), acc)`.
+fn x86_order(ty: GgmlType, w: &[u8], rows: core::ops::Range<usize>, act: &[u8]) -> Vec<f32> {
+    let y: &[BlockQ8_0] = bytemuck::cast_slice(act);
+    let nb = y.len();
+    let f16 = formats::quant::fp16_bits_to_fp32;
+    rows.map(|r| {
+        let mut acc = 0f32;
+        for (b, y) in y.iter().enumerate() {
+            let (d, sum) = match ty {
+                GgmlType::Q8_0 => {
+                    let x = &bytemuck::cast_slice::<u8, BlockQ8_0>(w)[r * nb + b];
+                    let s: i32 = (0..32)
+                        .map(|i| i32::from(x.qs[i]) * i32::from(y.qs[i]))
+                        .sum();
+                    (x.d, s)
+                }
+                _ => {
+                    let x = &bytemuck::cast_slice::<u8, BlockQ4_0>(w)[r * nb + b];
+                    let q = |i: usize| i32::from((x.qs[i % 16] >> (4 * (i / 16))) & 15) - 8;
+                    (x.d, (0..32).map(|i| q(i) * i32::from(y.qs[i])).sum())
+                }
+            };
+            acc = (sum as f32).mul_add(f16(d) * f16(y.d), acc);
+        }
+        acc
+    })
+    .collect()
+}
+
+/// What `table`'s packed kernels must give for rows `rows` of the file-layout matrix `w`: on
+/// x86-64 [`x86_order`], elsewhere the table's own unpacked kernels.
+fn want(
+    table: &crate::KernelTable,
+    ty: GgmlType,
+    (w, n): (&[u8], usize),
+    rows: core::ops::Range<usize>,
+    act: &[u8],
+) -> Vec<f32> {
+    if cfg!(target_arch = "x86_64") {
+        return x86_order(ty, w, rows, act);
+    }
+    let mut out = vec![0f32; rows.len()];
+    table.matvec(ty, w, rows, n, act, &mut out).unwrap();
+    out
+}
 
 const TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q4_0];
 
@@ -20,7 +68,7 @@ fn matrix(ty: GgmlType, rows: usize, n: usize, rng: &mut Rng) -> Aligned {
 fn packing_round_trips_and_bad_shapes_are_refused() {
     let mut rng = Rng::new(41);
     for ty in TYPES {
-        let (rows, n) = (12, 96);
+        let (rows, n) = (3 * GROUP, 96);
         let m = matrix(ty, rows, n, &mut rng);
         let len = packed_len(ty, rows, n).unwrap();
         assert_eq!(len, m.bytes().len());
@@ -37,13 +85,14 @@ fn packing_round_trips_and_bad_shapes_are_refused() {
                 "{ty} row {r}"
             );
         }
-        // Ten rows are not whole groups; a K-quant has no packed layout.
-        let ten = &m.bytes()[..10 * row_bytes];
+        // Rows that are not whole groups; a K-quant has no packed layout.
+        let part = GROUP + 2;
+        let cut = &m.bytes()[..part * row_bytes];
         assert_eq!(
-            pack(ty, ten, n, &mut vec![0u8; ten.len()]),
-            Err(KernelError::NotPacked { ty, rows: 10 })
+            pack(ty, cut, n, &mut vec![0u8; cut.len()]),
+            Err(KernelError::NotPacked { ty, rows: part })
         );
-        assert_eq!(packed_len(ty, 10, n), None);
+        assert_eq!(packed_len(ty, part, n), None);
         assert_eq!(
             unpack_row(ty, p.bytes(), rows, n, row.bytes_mut()),
             Err(KernelError::RowRange {
@@ -57,12 +106,13 @@ fn packing_round_trips_and_bad_shapes_are_refused() {
     assert_eq!(packed_len(GgmlType::Q4_K, 16, 256), None);
 }
 
+/// Every range of rows (starting and ending inside groups, empty, whole), for rows of 160 values
+/// and of 16,640 (520 blocks: more than the x86-64 kernels prepare in one pass).
 #[test]
 fn packed_rows_are_the_tables_own_results() {
     let mut rng = Rng::new(43);
-    let t = crate::active();
-    for ty in TYPES {
-        let (rows, n) = (20, 160);
+    for (ty, n) in TYPES.iter().flat_map(|&ty| [(ty, 160), (ty, 32 * 520)]) {
+        let rows = 5 * GROUP;
         let m = matrix(ty, rows, n, &mut rng);
         let mut p = Aligned::zeroed(m.bytes().len());
         pack(ty, m.bytes(), n, p.bytes_mut()).unwrap();
@@ -73,31 +123,80 @@ fn packed_rows_are_the_tables_own_results() {
             assert_eq!(
                 matvec_packed(ty, p.bytes(), 0..rows, n, act.bytes(), &mut out),
                 Err(KernelError::NotPacked { ty, rows }),
-                "{}",
-                t.isa()
             );
-            eprintln!("packed: {} has no packed {ty} kernel (refused)", t.isa());
+        }
+        for t in crate::Isa::ALL.iter().filter_map(|&isa| crate::table(isa)) {
+            if !t.packs(ty) {
+                eprintln!("packed: {} has no packed {ty} kernel", t.isa());
+                continue;
+            }
+            let want = want(t, ty, (m.bytes(), n), 0..rows, act.bytes());
+            let g = GROUP;
+            let ranges = [
+                0..rows,
+                0..g,
+                1..3,
+                3..rows - 3,
+                g + 1..rows,
+                rows - 1..rows,
+                g..g,
+            ];
+            for range in ranges {
+                let mut got = vec![f32::NAN; range.len()];
+                t.matvec_packed(ty, p.bytes(), range.clone(), n, act.bytes(), &mut got)
+                    .unwrap();
+                for (r, g) in range.clone().zip(&got) {
+                    assert_eq!(
+                        g.to_bits(),
+                        want[r].to_bits(),
+                        "{} {ty} n {n} row {r} of {range:?}: {g} vs {}",
+                        t.isa(),
+                        want[r]
+                    );
+                }
+            }
+            let mut short = vec![0f32; 3];
+            assert!(t
+                .matvec_packed(ty, p.bytes(), 0..4, n, act.bytes(), &mut short)
+                .is_err());
+            let past = rows - 2..rows + 1;
+            assert!(t
+                .matvec_packed(ty, p.bytes(), past, n, act.bytes(), &mut short)
+                .is_err());
+        }
+    }
+}
+
+/// On x86-64, packed Q4_0 is llama.cpp's repacked order, which the unpacked tables reproduce
+/// for matrices of a multiple of 8 rows: both give the same bits.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn packed_q4_0_is_the_interleaved_order_on_x86() {
+    let mut rng = Rng::new(53);
+    let ty = GgmlType::Q4_0;
+    let (rows, n) = (32, 256);
+    let m = matrix(ty, rows, n, &mut rng);
+    let mut p = Aligned::zeroed(m.bytes().len());
+    pack(ty, m.bytes(), n, p.bytes_mut()).unwrap();
+    let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let act = activation(ty, &x);
+    for table in crate::Isa::ALL.iter().filter_map(|&isa| crate::table(isa)) {
+        if !table.packs(ty) {
             continue;
         }
-        let mut want = vec![0f32; rows];
-        t.matvec(ty, m.bytes(), 0..rows, n, act.bytes(), &mut want)
+        let exact = crate::table(table.isa().exact()).unwrap();
+        let (mut got, mut want) = (vec![0f32; rows], vec![0f32; rows]);
+        table
+            .matvec_packed(ty, p.bytes(), 0..rows, n, act.bytes(), &mut got)
             .unwrap();
-        for range in [0..rows, 0..4, 1..3, 3..17, 5..20, 19..20, 8..8] {
-            let mut got = vec![f32::NAN; range.len()];
-            matvec_packed(ty, p.bytes(), range.clone(), n, act.bytes(), &mut got).unwrap();
-            for (r, g) in range.clone().zip(&got) {
-                assert_eq!(
-                    g.to_bits(),
-                    want[r].to_bits(),
-                    "{} {ty} row {r} of {range:?}: {g} vs {}",
-                    t.isa(),
-                    want[r]
-                );
-            }
-        }
-        let mut short = vec![0f32; 3];
-        assert!(matvec_packed(ty, p.bytes(), 0..4, n, act.bytes(), &mut short).is_err());
-        assert!(matvec_packed(ty, p.bytes(), 18..21, n, act.bytes(), &mut short).is_err());
+        exact
+            .matvec(ty, m.bytes(), 0..rows, n, act.bytes(), &mut want)
+            .unwrap();
+        let same = got
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{}: {got:?} vs {want:?}", table.isa());
     }
 }
 
@@ -109,7 +208,7 @@ fn packed_rows_are_the_tables_own_results() {
 fn packed_matmul_is_packed_matvec_per_token() {
     let mut rng = Rng::new(47);
     for ty in TYPES {
-        let (rows, n) = (24, 96);
+        let (rows, n) = (6 * GROUP, 96);
         let m = matrix(ty, rows, n, &mut rng);
         let mut p = Aligned::zeroed(m.bytes().len());
         pack(ty, m.bytes(), n, p.bytes_mut()).unwrap();
@@ -124,7 +223,15 @@ fn packed_matmul_is_packed_matvec_per_token() {
             for (table, range) in crate::Isa::ALL
                 .iter()
                 .filter_map(|&isa| crate::table(isa))
-                .flat_map(|t| [(t, 0..rows), (t, 2..23), (t, 4..8), (t, 5..6)])
+                .flat_map(|t| {
+                    let g = GROUP;
+                    [
+                        (t, 0..rows),
+                        (t, 2..rows - 1),
+                        (t, g..2 * g),
+                        (t, g + 1..g + 2),
+                    ]
+                })
             {
                 let mut outs: Vec<Vec<f32>> = vec![vec![f32::NAN; range.len()]; tokens];
                 let mut views: Vec<&mut [f32]> =

@@ -8,7 +8,7 @@
 //! rows) share each activation block's loads.
 
 use super::{fcvtl, fp16, halves, load_i8, load_u8};
-use crate::packed::{BlockQ4_0x4, BlockQ8_0x4, GROUP};
+use crate::packed::{GroupQ4_0, GroupQ8_0, GROUP};
 use core::arch::aarch64::*;
 use core::arch::asm;
 use formats::quant::BlockQ8_0;
@@ -64,7 +64,7 @@ trait Packed: Copy {
     unsafe fn quants(&self) -> [int8x16_t; 8];
 }
 
-impl Packed for BlockQ8_0x4 {
+impl Packed for GroupQ8_0 {
     const SCALE: f32 = 1.0;
     #[inline(always)]
     fn d(&self) -> [u16; GROUP] {
@@ -78,7 +78,7 @@ impl Packed for BlockQ8_0x4 {
     }
 }
 
-impl Packed for BlockQ4_0x4 {
+impl Packed for GroupQ4_0 {
     /// The products are `16 (q - 8) * y`.
     const SCALE: f32 = 0.0625;
     #[inline(always)]
@@ -463,23 +463,23 @@ macro_rules! entry_points {
 
 entry_points!(
     "neon,dotprod", rows, act: &[BlockQ8_0], out: &mut [f32],
-    (matvec_q8_0x4_q8_0, BlockQ8_0x4,
+    (matvec_q8_0x4_q8_0, GroupQ8_0,
      "Rows `first..first + out.len()` of packed Q8_0 groups against Q8_0 activations."),
-    (matvec_q4_0x4_q8_0, BlockQ4_0x4,
+    (matvec_q4_0x4_q8_0, GroupQ4_0,
      "Rows `first..first + out.len()` of packed Q4_0 groups against Q8_0 activations."),
 );
 
 entry_points!(
     "neon,dotprod", mm, acts: &[BlockQ8_0], outs: &mut [&mut [f32]],
-    (matmul_q8_0x4_q8_0, BlockQ8_0x4,
+    (matmul_q8_0x4_q8_0, GroupQ8_0,
      "Rows `first..first + n` of packed Q8_0 groups times several tokens' Q8_0 activations \
       (`outs[token]`, each `n` long)."),
-    (matmul_q4_0x4_q8_0, BlockQ4_0x4,
+    (matmul_q4_0x4_q8_0, GroupQ4_0,
      "Rows `first..first + n` of packed Q4_0 groups times several tokens' Q8_0 activations."),
 );
 
 entry_points!(
     "neon,dotprod,i8mm", mm_i8mm, acts: &[BlockQ8_0], outs: &mut [&mut [f32]],
-    (matmul_q8_0x4_q8_0_i8mm, BlockQ8_0x4, "[`matmul_q8_0x4_q8_0`] with `SMMLA`."),
-    (matmul_q4_0x4_q8_0_i8mm, BlockQ4_0x4, "[`matmul_q4_0x4_q8_0`] with `SMMLA`."),
+    (matmul_q8_0x4_q8_0_i8mm, GroupQ8_0, "[`matmul_q8_0x4_q8_0`] with `SMMLA`."),
+    (matmul_q4_0x4_q8_0_i8mm, GroupQ4_0, "[`matmul_q4_0x4_q8_0`] with `SMMLA`."),
 );

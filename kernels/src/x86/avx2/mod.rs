@@ -59,6 +59,7 @@ macro_rules! matvec_of {
 mod attention;
 mod expf;
 mod matmul;
+mod packed;
 mod quantize;
 mod vec;
 mod vec_dot;
@@ -75,6 +76,7 @@ pub use matmul::{
 };
 pub(crate) use matmul::{unsigned_q4_0, unsigned_q5_0, unsigned_q8_0};
 
+pub use packed::*;
 pub use quantize::*;
 pub use vec::*;
 pub use vec_dot::*;

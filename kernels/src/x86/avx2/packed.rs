@@ -1,0 +1,417 @@
+//! Products of weights packed at load time in groups of eight rows (`crate::packed`): one row
+//! per i32 lane, so no horizontal sums. Register `k` of a group's block holds four quants of
+//! each of the eight rows (bytes `4k..4k + 4` of every row's block); the activation's word `k`
+//! broadcast to all lanes multiplies it, by `vpdpbusd` (AVX-VNNI, or AVX-512 VNNI's EVEX form)
+//! or `maddubs` + `madd` (AVX2). Eight words (Q8_0) or four registers split into eight nibble
+//! registers (Q4_0) make a block's exact integer sum per row; then each row gets
+//! `acc = fma(float(sum), fp16(d_x) * fp16(d_y), acc)`, the float step of
+//! `gemv_q4_0_8x8_q8_0` (llama.cpp's repacked Q4_0 order), so packed Q4_0 gives the file
+//! layout's results bit for bit and packed Q8_0 a different order than ggml's `vec_dot`.
+//!
+//! The weights are the operand `vpdpbusd` takes unsigned: Q4_0's nibbles as they are (`q + 8`),
+//! Q8_0's quants XOR `0x80` (`q + 128`, [`crate::packed::Q8_0_FLIP`]); each block's sum starts
+//! from `-8 * sum(y)` or `-128 * sum(y)`, computed once per activation block. Plain AVX2 has
+//! no unsigned-by-signed product that takes `q + 128` without saturating, so its Q8_0 kernels
+//! flip the quants back and move their signs onto the activation (`dot_i8_i8`).
+//!
+//! The matrix-vector kernels serve a token's decode step, the matrix-matrix ones a prompt:
+//! each weight block is unpacked once for a tile of tokens, and every (row, token) pair gets the
+//! matrix-vector kernel's steps in the same order, so both give the same bits.
+
+use super::vec_dot::{fp16x8, lanes8};
+use super::{dot_i8_i8, dot_u8_i8, fp16, hsum_i32x8, load256, prefetch_ahead};
+use crate::packed::{GroupQ4_0, GroupQ8_0, GROUP};
+use core::arch::x86_64::*;
+use formats::quant::BlockQ8_0;
+
+const _: () = assert!(
+    GROUP == 8,
+    "the x86-64 kernels take one row per lane of eight"
+);
+
+/// The most activation blocks prepared at once (a pass over rows of up to 16384 values; longer
+/// rows take several passes, their accumulators kept in the outputs between them).
+const NB: usize = 512;
+
+/// Tokens per tile of the matrix-matrix kernels.
+const TOKENS: usize = 8;
+
+/// The eight weight registers of a group's block, ready for the integer product.
+type Quants = [__m256i; 8];
+
+/// Per activation block of a pass: the correction the integer sum starts from (`-offset *
+/// sum(y)`) and the scale as f32.
+struct Prepared {
+    corr: [i32; NB],
+    dy: [f32; NB],
+}
+
+/// Prepare `act` (at most [`NB`] blocks) for weights stored as `q + offset`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prepare(act: &[BlockQ8_0], offset: i32, p: &mut Prepared) {
+    let ones = _mm256_set1_epi8(1);
+    for (b, y) in act.iter().enumerate() {
+        let sum = hsum_i32x8(dot_u8_i8(ones, load256(&y.qs)));
+        p.corr[b] = -offset * sum;
+        p.dy[b] = fp16(y.d);
+    }
+}
+
+/// Register `k` of a group's quants: bytes `32k..32k + 32`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn word_rows<const N: usize>(qs: &[u8; N], k: usize) -> __m256i {
+    assert!(32 * k + 32 <= N);
+    // SAFETY: `32k + 32 <= N` bytes of `qs` are readable (asserted); `loadu` needs no alignment.
+    unsafe { _mm256_loadu_si256(qs.as_ptr().add(32 * k).cast()) }
+}
+
+/// Word `k` (bytes `4k..4k + 4`) of an activation block's quants in every lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn word(y: &BlockQ8_0, k: usize) -> __m256i {
+    super::broadcast_word(&y.qs, k)
+}
+
+/// A Q4_0 group block's nibbles: register `k` lane `r` holds row `r`'s quants `4k..4k + 4`
+/// (`k` in 0..8; the low nibbles are quants 0..16, the high ones 16..32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quants_q4_0(x: &GroupQ4_0) -> Quants {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let mut a = [_mm256_setzero_si256(); 8];
+    for k in 0..4 {
+        let p = word_rows(&x.qs, k);
+        a[k] = _mm256_and_si256(p, m4);
+        a[k + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(p), m4);
+    }
+    a
+}
+
+/// A Q8_0 group block's quants as stored (`q + 128`, unsigned).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quants_q8_0(x: &GroupQ8_0) -> Quants {
+    let qs: &[u8; 256] = bytemuck::cast_ref(&x.qs);
+    let mut a = [_mm256_setzero_si256(); 8];
+    for (k, a) in a.iter_mut().enumerate() {
+        *a = word_rows(qs, k);
+    }
+    a
+}
+
+/// A Q8_0 group block's quants signed again (for AVX2's `dot_i8_i8`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quants_q8_0_signed(x: &GroupQ8_0) -> Quants {
+    let flip = _mm256_set1_epi8(0x80u8 as i8);
+    let mut a = quants_q8_0(x);
+    for a in &mut a {
+        *a = _mm256_xor_si256(*a, flip);
+    }
+    a
+}
+
+/// A block's integer sums (lane `r`: row `r`) for unsigned quants of at most 15 (Q4_0), AVX2:
+/// the eight `maddubs` added in i16 (at most 16 products of 15 by 127 each: it fits), one
+/// `madd`, plus the correction.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn isum_nibbles(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
+    let mut s16 = _mm256_maddubs_epi16(a[0], word(y, 0));
+    for (k, a) in a.iter().enumerate().skip(1) {
+        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*a, word(y, k)));
+    }
+    let s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+    _mm256_add_epi32(s, _mm256_set1_epi32(corr))
+}
+
+/// A block's integer sums for signed quants, AVX2 (`dot_i8_i8` per word).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn isum_signed(a: &Quants, y: &BlockQ8_0, _corr: i32) -> __m256i {
+    let mut s = dot_i8_i8(a[0], word(y, 0));
+    for (k, a) in a.iter().enumerate().skip(1) {
+        s = _mm256_add_epi32(s, dot_i8_i8(*a, word(y, k)));
+    }
+    s
+}
+
+/// A block's integer sums for unsigned quants, AVX-VNNI: `vpdpbusd` from the correction.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+fn isum_vnni(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
+    let mut s = _mm256_set1_epi32(corr);
+    for (k, a) in a.iter().enumerate() {
+        s = _mm256_dpbusd_avx_epi32(s, *a, word(y, k));
+    }
+    s
+}
+
+/// [`isum_vnni`] with AVX-512 VNNI's EVEX `vpdpbusd` on 256-bit registers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+fn isum_evex(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
+    let mut s = _mm256_set1_epi32(corr);
+    for (k, a) in a.iter().enumerate() {
+        s = _mm256_dpbusd_epi32(s, *a, word(y, k));
+    }
+    s
+}
+
+/// The float step of every kernel here: `acc + float(sum) * (fp16(d_x) * fp16(d_y))`, one FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn step(acc: __m256, sum: __m256i, d: [u16; 8], dy: f32) -> __m256 {
+    let scale = _mm256_mul_ps(fp16x8(d), _mm256_set1_ps(dy));
+    _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc)
+}
+
+/// A group block of either type: its scales.
+trait Group: Sized {
+    fn d(&self) -> [u16; 8];
+}
+
+impl Group for GroupQ4_0 {
+    #[inline(always)]
+    fn d(&self) -> [u16; 8] {
+        self.d
+    }
+}
+
+impl Group for GroupQ8_0 {
+    #[inline(always)]
+    fn d(&self) -> [u16; 8] {
+        self.d
+    }
+}
+
+/// Where group `g`'s eight results go: `out[8g - first..]` when the group lies inside `out`,
+/// else one of two spare slots (the first and the last group of a range that starts or ends
+/// inside a group), copied out at the end by [`Slots::finish`].
+struct Slots<'o> {
+    out: &'o mut [f32],
+    first: usize,
+    spare: [[f32; 8]; 2],
+}
+
+impl<'o> Slots<'o> {
+    fn slot(&mut self, g: usize) -> &mut [f32; 8] {
+        let start = (GROUP * g).wrapping_sub(self.first);
+        if GROUP * g >= self.first && start + GROUP <= self.out.len() {
+            (&mut self.out[start..start + GROUP]).try_into().unwrap()
+        } else {
+            &mut self.spare[usize::from(g != 0)]
+        }
+    }
+
+    /// Copy the spare slots' rows that belong to `out` (`groups` groups in all).
+    fn finish(self, groups: usize) {
+        let n = self.out.len();
+        for (i, g) in [0, groups - 1].into_iter().enumerate() {
+            let whole = GROUP * g >= self.first && (GROUP * g - self.first) + GROUP <= n;
+            if whole || (i == 1 && g == 0) {
+                continue;
+            }
+            for (r, v) in self.spare[i].iter().enumerate() {
+                let at = (GROUP * g + r).wrapping_sub(self.first);
+                if GROUP * g + r >= self.first && at < n {
+                    self.out[at] = *v;
+                }
+            }
+        }
+    }
+}
+
+/// The matrix-vector driver: rows `first..first + out.len()` of the groups `w` (`act.len()`
+/// blocks per row) times `act`; `quants` unpacks a group block, `isum` gives its integer sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn matvec<G: Group>(
+    w: &[G],
+    first: usize,
+    act: &[BlockQ8_0],
+    out: &mut [f32],
+    offset: i32,
+    quants: impl Fn(&G) -> Quants,
+    isum: impl Fn(&Quants, &BlockQ8_0, i32) -> __m256i,
+) {
+    let nb = act.len();
+    if nb == 0 || out.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    let groups = (first + out.len()).div_ceil(GROUP);
+    let mut p = Prepared {
+        corr: [0; NB],
+        dy: [0.0; NB],
+    };
+    let mut slots = Slots {
+        out,
+        first,
+        spare: [[0.0; 8]; 2],
+    };
+    for c0 in (0..nb).step_by(NB) {
+        let c1 = (c0 + NB).min(nb);
+        prepare(&act[c0..c1], offset, &mut p);
+        for g in 0..groups {
+            let group = &w[g * nb + c0..g * nb + c1];
+            let slot = slots.slot(g);
+            let mut acc = if c0 == 0 {
+                _mm256_setzero_ps()
+            } else {
+                // SAFETY: `slot` is 8 readable f32s; `loadu` needs no alignment.
+                unsafe { _mm256_loadu_ps(slot.as_ptr()) }
+            };
+            for (b, (x, y)) in group.iter().zip(&act[c0..c1]).enumerate() {
+                prefetch_ahead(x);
+                let sum = isum(&quants(x), y, p.corr[b]);
+                acc = step(acc, sum, x.d(), p.dy[b]);
+            }
+            *slot = lanes8(acc);
+        }
+    }
+    slots.finish(groups);
+}
+
+/// The matrix-matrix driver: [`matvec`] for every token of `acts` (`outs[t]`), each group
+/// block unpacked once per tile of [`TOKENS`] tokens.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn matmul<G: Group>(
+    w: &[G],
+    first: usize,
+    acts: &[BlockQ8_0],
+    outs: &mut [&mut [f32]],
+    offset: i32,
+    quants: impl Fn(&G) -> Quants,
+    isum: impl Fn(&Quants, &BlockQ8_0, i32) -> __m256i,
+) {
+    let n_tokens = outs.len();
+    let rows = outs.first().map_or(0, |o| o.len());
+    if n_tokens == 0 || rows == 0 {
+        return;
+    }
+    let nb = acts.len() / n_tokens;
+    if nb == 0 || nb > NB || first != 0 || !rows.is_multiple_of(GROUP) {
+        // Long rows and ranges that cut groups: token by token (the same steps).
+        for (t, out) in outs.iter_mut().enumerate() {
+            matvec(
+                w,
+                first,
+                &acts[t * nb..(t + 1) * nb],
+                out,
+                offset,
+                &quants,
+                &isum,
+            );
+        }
+        return;
+    }
+    let groups = rows / GROUP;
+    let mut p: [Prepared; TOKENS] = core::array::from_fn(|_| Prepared {
+        corr: [0; NB],
+        dy: [0.0; NB],
+    });
+    for t0 in (0..n_tokens).step_by(TOKENS) {
+        let tt = (n_tokens - t0).min(TOKENS);
+        for (k, p) in p.iter_mut().enumerate().take(tt) {
+            prepare(&acts[(t0 + k) * nb..(t0 + k + 1) * nb], offset, p);
+        }
+        for g in 0..groups {
+            let group = &w[g * nb..(g + 1) * nb];
+            let mut acc = [_mm256_setzero_ps(); TOKENS];
+            for (b, x) in group.iter().enumerate() {
+                prefetch_ahead(x);
+                let a = quants(x);
+                for (k, acc) in acc.iter_mut().enumerate().take(tt) {
+                    let y = &acts[(t0 + k) * nb + b];
+                    *acc = step(*acc, isum(&a, y, p[k].corr[b]), x.d(), p[k].dy[b]);
+                }
+            }
+            for (k, acc) in acc.iter().enumerate().take(tt) {
+                outs[t0 + k][g * GROUP..(g + 1) * GROUP].copy_from_slice(&lanes8(*acc));
+            }
+        }
+    }
+}
+
+/// The four packed entry points for one instruction set: `$features`, the Q8_0 quants and
+/// their offset (`$q8`, `$offset8`), the integer sums of Q8_0 and of Q4_0 (`$isum8`,
+/// `$isum4`).
+macro_rules! packed_kernels {
+    ($features:literal, $what:literal,
+     [$mv8:ident, $mv4:ident, $mm8:ident, $mm4:ident],
+     q8: ($q8:ident, $offset8:expr, $isum8:ident), q4: $isum4:ident) => {
+        #[doc = concat!("Packed Q8_0 rows times a Q8_0 activation (", $what, "): `out[i]` for row `first + i` of the groups `w`.")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mv8(w: &[GroupQ8_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]) {
+            matvec(w, first, act, out, $offset8, |x| $q8(x), |a, y, c| $isum8(a, y, c));
+        }
+
+        #[doc = concat!("Packed Q4_0 rows times a Q8_0 activation (", $what, "), as [`", stringify!($mv8), "`].")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mv4(w: &[GroupQ4_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]) {
+            matvec(w, first, act, out, 8, |x| quants_q4_0(x), |a, y, c| $isum4(a, y, c));
+        }
+
+        #[doc = concat!("[`", stringify!($mv8), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mm8(w: &[GroupQ8_0], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+            matmul(w, first, acts, outs, $offset8, |x| $q8(x), |a, y, c| $isum8(a, y, c));
+        }
+
+        #[doc = concat!("[`", stringify!($mv4), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mm4(w: &[GroupQ4_0], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+            matmul(w, first, acts, outs, 8, |x| quants_q4_0(x), |a, y, c| $isum4(a, y, c));
+        }
+    };
+}
+
+packed_kernels!(
+    "avx2,fma,f16c",
+    "AVX2",
+    [matvec_q8_0x8_q8_0, matvec_q4_0x8_q8_0, matmul_q8_0x8_q8_0, matmul_q4_0x8_q8_0],
+    q8: (quants_q8_0_signed, 0, isum_signed),
+    q4: isum_nibbles
+);
+
+packed_kernels!(
+    "avx2,fma,f16c,avxvnni",
+    "AVX-VNNI",
+    [
+        matvec_q8_0x8_q8_0_vnni,
+        matvec_q4_0x8_q8_0_vnni,
+        matmul_q8_0x8_q8_0_vnni,
+        matmul_q4_0x8_q8_0_vnni
+    ],
+    q8: (quants_q8_0, 128, isum_vnni),
+    q4: isum_vnni
+);
+
+packed_kernels!(
+    "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
+    "AVX-512 VNNI on 256-bit registers",
+    [
+        matvec_q8_0x8_q8_0_evex,
+        matvec_q4_0x8_q8_0_evex,
+        matmul_q8_0x8_q8_0_evex,
+        matmul_q4_0x8_q8_0_evex
+    ],
+    q8: (quants_q8_0, 128, isum_evex),
+    q4: isum_evex
+);
