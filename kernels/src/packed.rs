@@ -30,7 +30,7 @@ use crate::dispatch::{active, KernelTable};
 use crate::error::{KernelError, Operand};
 use crate::matvec::{cast, vec_dot_type};
 use core::ops::Range;
-use formats::quant::{BlockQ4_0, BlockQ8_0, GgmlType};
+use formats::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, GgmlType};
 
 /// Rows per group: four on AArch64 (a 128-bit register of f32 or i32 lanes), eight on x86-64
 /// (256 bits).
@@ -60,6 +60,54 @@ pub struct GroupQ8_0 {
     pub qs: [i8; 32 * GROUP],
 }
 
+/// [`GROUP`] Q5_0 rows' block `b` (packed on x86-64 only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GroupQ5_0 {
+    /// The rows' scales (f16 bits).
+    pub d: [u16; GROUP],
+    /// Row `r`'s fifth bits, rearranged ([`spread_high_bits`]): bit `8j + k` is the fifth bit of
+    /// quant `4k + j`, so that shifting by `k` and masking every byte's bit gives word `k`'s.
+    pub qh: [u32; GROUP],
+    /// `qs[4 GROUP k + 4r + j]`: row `r`'s low-nibble byte `4k + j`.
+    pub qs: [u8; 16 * GROUP],
+}
+
+/// The fifth bits of a Q5_0 block (bit `i`: quant `i`) as [`GroupQ5_0::qh`] holds them: bit
+/// `4k + j` moves to `8j + k`.
+pub const fn spread_high_bits(qh: u32) -> u32 {
+    let mut out = 0;
+    let mut i = 0;
+    while i < 32 {
+        out |= ((qh >> i) & 1) << (8 * (i % 4) + i / 4);
+        i += 1;
+    }
+    out
+}
+
+/// [`spread_high_bits`] undone.
+pub const fn gather_high_bits(spread: u32) -> u32 {
+    let mut out = 0;
+    let mut i = 0;
+    while i < 32 {
+        out |= ((spread >> (8 * (i % 4) + i / 4)) & 1) << i;
+        i += 1;
+    }
+    out
+}
+
+/// [`GROUP`] Q4_1 rows' block `b` (packed on x86-64 only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GroupQ4_1 {
+    /// The rows' scales (f16 bits).
+    pub d: [u16; GROUP],
+    /// The rows' minimums (f16 bits).
+    pub m: [u16; GROUP],
+    /// `qs[4 GROUP k + 4r + j]`: row `r`'s byte `4k + j`.
+    pub qs: [u8; 16 * GROUP],
+}
+
 /// [`GROUP`] Q4_0 rows' block `b`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -74,17 +122,28 @@ pub struct GroupQ4_0 {
 /// `first + i` of the groups given, `first` in 0..4: a range that starts inside a group).
 #[derive(Debug)]
 pub(crate) struct PackedKernels {
-    pub(crate) q8_0: fn(w: &[GroupQ8_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
-    pub(crate) q4_0: fn(w: &[GroupQ4_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]),
+    pub(crate) q8_0: PackedMatvec<GroupQ8_0>,
+    pub(crate) q4_0: PackedMatvec<GroupQ4_0>,
     /// The same rows times several tokens' activations (`acts`: one row of blocks per token,
     /// `outs[token]`), each value the matrix-vector kernel's.
     pub(crate) q8_0_mm: PackedMatmul<GroupQ8_0>,
     pub(crate) q4_0_mm: PackedMatmul<GroupQ4_0>,
+    /// Q5_0, where the table packs it: the matrix-vector and matrix-matrix kernels.
+    pub(crate) q5_0: Option<(PackedMatvec<GroupQ5_0>, PackedMatmul<GroupQ5_0>)>,
+    /// Q4_1 (against Q8_1 activations), where the table packs it.
+    pub(crate) q4_1: Option<(
+        PackedMatvec<GroupQ4_1, BlockQ8_1>,
+        PackedMatmul<GroupQ4_1, BlockQ8_1>,
+    )>,
 }
 
+/// A packed matrix-vector kernel ([`PackedKernels::q8_0`]).
+pub(crate) type PackedMatvec<W, A = BlockQ8_0> =
+    fn(w: &[W], first: usize, act: &[A], out: &mut [f32]);
+
 /// A packed matrix-matrix kernel ([`PackedKernels::q8_0_mm`]).
-pub(crate) type PackedMatmul<W> =
-    fn(w: &[W], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]);
+pub(crate) type PackedMatmul<W, A = BlockQ8_0> =
+    fn(w: &[W], first: usize, acts: &[A], outs: &mut [&mut [f32]]);
 
 /// Whether the active table multiplies weights of type `ty` packed (then [`pack`] packs them).
 pub fn packs(ty: GgmlType) -> bool {
@@ -94,7 +153,11 @@ pub fn packs(ty: GgmlType) -> bool {
 /// Bytes of `rows` rows of `n` values of type `ty` packed (the same as in the file), or `None`
 /// for a type without a packed layout or rows that are not whole groups.
 pub fn packed_len(ty: GgmlType, rows: usize, n: usize) -> Option<usize> {
-    if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) || !rows.is_multiple_of(GROUP) {
+    if !matches!(
+        ty,
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_1
+    ) || !rows.is_multiple_of(GROUP)
+    {
         return None;
     }
     ty.row_size(n)?.checked_mul(rows)
@@ -123,6 +186,8 @@ pub fn pack(ty: GgmlType, src: &[u8], n: usize, dst: &mut [u8]) -> Result<(), Ke
     match ty {
         GgmlType::Q8_0 => pack_as::<BlockQ8_0>(src, dst, rows, n / 32, ty),
         GgmlType::Q4_0 => pack_as::<BlockQ4_0>(src, dst, rows, n / 32, ty),
+        GgmlType::Q5_0 => pack_as::<BlockQ5_0>(src, dst, rows, n / 32, ty),
+        GgmlType::Q4_1 => pack_as::<BlockQ4_1>(src, dst, rows, n / 32, ty),
         _ => Err(KernelError::NotPacked { ty, rows }),
     }
 }
@@ -169,6 +234,40 @@ impl Layout for BlockQ4_0 {
         self.d = group.d[r];
         for (i, q) in self.qs.iter_mut().enumerate() {
             *q = group.qs[at(i / 4, r, i % 4)] ^ Q4_0_FLIP;
+        }
+    }
+}
+
+impl Layout for BlockQ4_1 {
+    type Group = GroupQ4_1;
+    fn put(&self, group: &mut GroupQ4_1, r: usize) {
+        (group.d[r], group.m[r]) = (self.d, self.m);
+        for (i, &q) in self.qs.iter().enumerate() {
+            group.qs[at(i / 4, r, i % 4)] = q;
+        }
+    }
+    fn take(&mut self, group: &GroupQ4_1, r: usize) {
+        (self.d, self.m) = (group.d[r], group.m[r]);
+        for (i, q) in self.qs.iter_mut().enumerate() {
+            *q = group.qs[at(i / 4, r, i % 4)];
+        }
+    }
+}
+
+impl Layout for BlockQ5_0 {
+    type Group = GroupQ5_0;
+    fn put(&self, group: &mut GroupQ5_0, r: usize) {
+        group.d[r] = self.d;
+        group.qh[r] = spread_high_bits(u32::from_le_bytes(self.qh));
+        for (i, &q) in self.qs.iter().enumerate() {
+            group.qs[at(i / 4, r, i % 4)] = q;
+        }
+    }
+    fn take(&mut self, group: &GroupQ5_0, r: usize) {
+        self.d = group.d[r];
+        self.qh = gather_high_bits(group.qh[r]).to_le_bytes();
+        for (i, q) in self.qs.iter_mut().enumerate() {
+            *q = group.qs[at(i / 4, r, i % 4)];
         }
     }
 }
@@ -235,6 +334,8 @@ pub fn unpack_row(
     match ty {
         GgmlType::Q8_0 => unpack_as::<BlockQ8_0>(packed, out, at, ty),
         GgmlType::Q4_0 => unpack_as::<BlockQ4_0>(packed, out, at, ty),
+        GgmlType::Q5_0 => unpack_as::<BlockQ5_0>(packed, out, at, ty),
+        GgmlType::Q4_1 => unpack_as::<BlockQ4_1>(packed, out, at, ty),
         _ => Err(KernelError::NotPacked { ty, rows }),
     }
 }
@@ -295,7 +396,12 @@ impl KernelTable {
 impl KernelTable {
     /// Whether this table multiplies weights of type `ty` packed.
     pub fn packs(&self, ty: GgmlType) -> bool {
-        self.packed.is_some() && matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0)
+        match (&self.packed, ty) {
+            (Some(_), GgmlType::Q8_0 | GgmlType::Q4_0) => true,
+            (Some(k), GgmlType::Q5_0) => k.q5_0.is_some(),
+            (Some(k), GgmlType::Q4_1) => k.q4_1.is_some(),
+            _ => false,
+        }
     }
 
     /// [`crate::KernelTable::matvec`] on a matrix packed by [`pack`]: rows `rows` of it (any
@@ -327,11 +433,20 @@ impl KernelTable {
         if rows.is_empty() {
             return Ok(());
         }
-        let a = cast::<BlockQ8_0>(act, Operand::Activation, GgmlType::Q8_0)?;
         let (w, k, first) = (c.groups, c.kernels, c.first);
+        if let (GgmlType::Q4_1, Some((mv, _))) = (ty, k.q4_1) {
+            let a = cast::<BlockQ8_1>(act, Operand::Activation, GgmlType::Q8_1)?;
+            mv(cast(w, Operand::Weights, ty)?, first, a, out);
+            return Ok(());
+        }
+        let a = cast::<BlockQ8_0>(act, Operand::Activation, GgmlType::Q8_0)?;
         match ty {
             GgmlType::Q8_0 => (k.q8_0)(cast(w, Operand::Weights, ty)?, first, a, out),
             GgmlType::Q4_0 => (k.q4_0)(cast(w, Operand::Weights, ty)?, first, a, out),
+            GgmlType::Q5_0 => match k.q5_0 {
+                Some((mv, _)) => mv(cast(w, Operand::Weights, ty)?, first, a, out),
+                None => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
+            },
             _ => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
         }
         Ok(())
@@ -398,11 +513,20 @@ impl KernelTable {
         if rows.is_empty() || outs.is_empty() {
             return Ok(());
         }
-        let a = cast::<BlockQ8_0>(acts, Operand::Activation, GgmlType::Q8_0)?;
         let (w, k, first) = (c.groups, c.kernels, c.first);
+        if let (GgmlType::Q4_1, Some((_, mm))) = (ty, k.q4_1) {
+            let a = cast::<BlockQ8_1>(acts, Operand::Activation, GgmlType::Q8_1)?;
+            mm(cast(w, Operand::Weights, ty)?, first, a, outs);
+            return Ok(());
+        }
+        let a = cast::<BlockQ8_0>(acts, Operand::Activation, GgmlType::Q8_0)?;
         match ty {
             GgmlType::Q8_0 => (k.q8_0_mm)(cast(w, Operand::Weights, ty)?, first, a, outs),
             GgmlType::Q4_0 => (k.q4_0_mm)(cast(w, Operand::Weights, ty)?, first, a, outs),
+            GgmlType::Q5_0 => match k.q5_0 {
+                Some((_, mm)) => mm(cast(w, Operand::Weights, ty)?, first, a, outs),
+                None => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
+            },
             _ => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
         }
         Ok(())

@@ -8,14 +8,32 @@
 use super::{activation, Aligned, Rng};
 use crate::packed::{matvec_packed, pack, packed_len, packs, unpack_row, GROUP};
 use crate::KernelError;
-use formats::quant::{BlockQ4_0, BlockQ8_0, GgmlType};
+use formats::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, GgmlType};
 
 /// The x86-64 packed kernels' arithmetic, one row at a time: per block the exact integer dot
 /// product, then `acc = fma(sum, fp16(d_x) * fp16(d_y), acc)`.
 fn x86_order(ty: GgmlType, w: &[u8], rows: core::ops::Range<usize>, act: &[u8]) -> Vec<f32> {
+    let f16 = formats::quant::fp16_bits_to_fp32;
+    if ty == GgmlType::Q4_1 {
+        // The same, then `acc = fma(fp16(m_x), fp16(s_y), acc)` per block.
+        let y: &[BlockQ8_1] = bytemuck::cast_slice(act);
+        let x: &[BlockQ4_1] = bytemuck::cast_slice(w);
+        let nb = y.len();
+        return rows
+            .map(|r| {
+                let mut acc = 0f32;
+                for (x, y) in x[r * nb..(r + 1) * nb].iter().zip(y) {
+                    let q = |i: usize| i32::from((x.qs[i % 16] >> (4 * (i / 16))) & 15);
+                    let sum: i32 = (0..32).map(|i| q(i) * i32::from(y.qs[i])).sum();
+                    acc = (sum as f32).mul_add(f16(x.d) * f16(y.d), acc);
+                    acc = f16(x.m).mul_add(f16(y.s), acc);
+                }
+                acc
+            })
+            .collect();
+    }
     let y: &[BlockQ8_0] = bytemuck::cast_slice(act);
     let nb = y.len();
-    let f16 = formats::quant::fp16_bits_to_fp32;
     rows.map(|r| {
         let mut acc = 0f32;
         for (b, y) in y.iter().enumerate() {
@@ -26,6 +44,15 @@ fn x86_order(ty: GgmlType, w: &[u8], rows: core::ops::Range<usize>, act: &[u8]) 
                         .map(|i| i32::from(x.qs[i]) * i32::from(y.qs[i]))
                         .sum();
                     (x.d, s)
+                }
+                GgmlType::Q5_0 => {
+                    let x = &bytemuck::cast_slice::<u8, BlockQ5_0>(w)[r * nb + b];
+                    let qh = u32::from_le_bytes(x.qh);
+                    let q = |i: usize| {
+                        let low = (x.qs[i % 16] >> (4 * (i / 16))) & 15;
+                        i32::from(low) + 16 * ((qh >> i) & 1) as i32 - 16
+                    };
+                    (x.d, (0..32).map(|i| q(i) * i32::from(y.qs[i])).sum())
                 }
                 _ => {
                     let x = &bytemuck::cast_slice::<u8, BlockQ4_0>(w)[r * nb + b];
@@ -57,7 +84,12 @@ fn want(
     out
 }
 
-const TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q4_0];
+const TYPES: [GgmlType; 4] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q5_0,
+    GgmlType::Q4_1,
+];
 
 fn matrix(ty: GgmlType, rows: usize, n: usize, rng: &mut Rng) -> Aligned {
     let values: Vec<f32> = (0..rows * n).map(|_| rng.normal() as f32).collect();

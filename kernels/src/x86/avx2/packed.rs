@@ -20,9 +20,9 @@
 
 use super::vec_dot::{fp16x8, lanes8};
 use super::{dot_i8_i8, dot_u8_i8, fp16, hsum_i32x8, load256, prefetch_ahead};
-use crate::packed::{GroupQ4_0, GroupQ8_0, GROUP};
+use crate::packed::{GroupQ4_0, GroupQ4_1, GroupQ5_0, GroupQ8_0, GROUP};
 use core::arch::x86_64::*;
-use formats::quant::BlockQ8_0;
+use formats::quant::{BlockQ8_0, BlockQ8_1};
 
 const _: () = assert!(
     GROUP == 8,
@@ -39,22 +39,73 @@ const TOKENS: usize = 8;
 /// The eight weight registers of a group's block, ready for the integer product.
 type Quants = [__m256i; 8];
 
+/// An activation block: Q8_0, or Q8_1 (with `s = d * sum(qs)`, for the types with a minimum).
+trait Act {
+    fn qs(&self) -> &[i8; 32];
+    fn d(&self) -> u16;
+    fn s(&self) -> u16;
+}
+
+impl Act for BlockQ8_0 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    fn s(&self) -> u16 {
+        0
+    }
+}
+
+impl Act for BlockQ8_1 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    fn s(&self) -> u16 {
+        self.s
+    }
+}
+
 /// Per activation block of a pass: the correction the integer sum starts from (`-offset *
-/// sum(y)`) and the scale as f32.
+/// sum(y)`), the scale and `s` as f32.
 struct Prepared {
     corr: [i32; NB],
     dy: [f32; NB],
+    sy: [f32; NB],
+}
+
+impl Prepared {
+    const fn new() -> Self {
+        Prepared {
+            corr: [0; NB],
+            dy: [0.0; NB],
+            sy: [0.0; NB],
+        }
+    }
 }
 
 /// Prepare `act` (at most [`NB`] blocks) for weights stored as `q + offset`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn prepare(act: &[BlockQ8_0], offset: i32, p: &mut Prepared) {
+fn prepare<A: Act>(act: &[A], offset: i32, p: &mut Prepared) {
     let ones = _mm256_set1_epi8(1);
     for (b, y) in act.iter().enumerate() {
-        let sum = hsum_i32x8(dot_u8_i8(ones, load256(&y.qs)));
-        p.corr[b] = -offset * sum;
-        p.dy[b] = fp16(y.d);
+        if offset != 0 {
+            let sum = hsum_i32x8(dot_u8_i8(ones, load256(y.qs())));
+            p.corr[b] = -offset * sum;
+        }
+        p.dy[b] = fp16(y.d());
+        p.sy[b] = fp16(y.s());
     }
 }
 
@@ -70,8 +121,8 @@ fn word_rows<const N: usize>(qs: &[u8; N], k: usize) -> __m256i {
 /// Word `k` (bytes `4k..4k + 4`) of an activation block's quants in every lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn word(y: &BlockQ8_0, k: usize) -> __m256i {
-    super::broadcast_word(&y.qs, k)
+fn word<A: Act>(y: &A, k: usize) -> __m256i {
+    super::broadcast_word(y.qs(), k)
 }
 
 /// A Q4_0 group block's nibbles: register `k` lane `r` holds row `r`'s quants `4k..4k + 4`
@@ -79,12 +130,52 @@ fn word(y: &BlockQ8_0, k: usize) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quants_q4_0(x: &GroupQ4_0) -> Quants {
+    nibbles(&x.qs)
+}
+
+/// A Q4_1 group block's nibbles, as [`quants_q4_0`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quants_q4_1(x: &GroupQ4_1) -> Quants {
+    nibbles(&x.qs)
+}
+
+/// Eight rows' nibble bytes unpacked (see [`quants_q4_0`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(qs: &[u8; 128]) -> Quants {
     let m4 = _mm256_set1_epi8(0x0f);
     let mut a = [_mm256_setzero_si256(); 8];
     for k in 0..4 {
-        let p = word_rows(&x.qs, k);
+        let p = word_rows(qs, k);
         a[k] = _mm256_and_si256(p, m4);
         a[k + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(p), m4);
+    }
+    a
+}
+
+/// A Q5_0 group block's quants plus 16 (0..32): the nibbles as Q4_0's, each with its fifth
+/// bit as 16. Register `k`'s fifth bits lie at bits `8j + k` of the rearranged `qh`
+/// (`crate::packed::spread_high_bits`): shifted to `8j + 4`, masked, added.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quants_q5_0(x: &GroupQ5_0) -> Quants {
+    let mut a = nibbles(&x.qs);
+    // SAFETY: `qh` is 32 readable bytes; `loadu` needs no alignment.
+    let h = unsafe { _mm256_loadu_si256(x.qh.as_ptr().cast()) };
+    let bits = [
+        _mm256_slli_epi32::<4>(h),
+        _mm256_slli_epi32::<3>(h),
+        _mm256_slli_epi32::<2>(h),
+        _mm256_slli_epi32::<1>(h),
+        h,
+        _mm256_srli_epi32::<1>(h),
+        _mm256_srli_epi32::<2>(h),
+        _mm256_srli_epi32::<3>(h),
+    ];
+    let m = _mm256_set1_epi8(0x10);
+    for (a, b) in a.iter_mut().zip(bits) {
+        *a = _mm256_or_si256(*a, _mm256_and_si256(b, m));
     }
     a
 }
@@ -118,7 +209,7 @@ fn quants_q8_0_signed(x: &GroupQ8_0) -> Quants {
 /// `madd`, plus the correction.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn isum_nibbles(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
+fn isum_nibbles<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
     let mut s16 = _mm256_maddubs_epi16(a[0], word(y, 0));
     for (k, a) in a.iter().enumerate().skip(1) {
         s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*a, word(y, k)));
@@ -127,10 +218,27 @@ fn isum_nibbles(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
     _mm256_add_epi32(s, _mm256_set1_epi32(corr))
 }
 
+/// A block's integer sums for unsigned quants of at most 31 (Q5_0), AVX2: two sums of four
+/// `maddubs` in i16 (at most 8 products of 31 by 127 each), two `madd`s.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn isum_five_bits<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let mut s = _mm256_set1_epi32(corr);
+    for half in 0..2 {
+        let mut s16 = _mm256_maddubs_epi16(a[4 * half], word(y, 4 * half));
+        for k in 4 * half + 1..4 * half + 4 {
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(a[k], word(y, k)));
+        }
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(s16, ones));
+    }
+    s
+}
+
 /// A block's integer sums for signed quants, AVX2 (`dot_i8_i8` per word).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn isum_signed(a: &Quants, y: &BlockQ8_0, _corr: i32) -> __m256i {
+fn isum_signed<A: Act>(a: &Quants, y: &A, _corr: i32) -> __m256i {
     let mut s = dot_i8_i8(a[0], word(y, 0));
     for (k, a) in a.iter().enumerate().skip(1) {
         s = _mm256_add_epi32(s, dot_i8_i8(*a, word(y, k)));
@@ -141,7 +249,7 @@ fn isum_signed(a: &Quants, y: &BlockQ8_0, _corr: i32) -> __m256i {
 /// A block's integer sums for unsigned quants, AVX-VNNI: `vpdpbusd` from the correction.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn isum_vnni(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
+fn isum_vnni<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
     let mut s = _mm256_set1_epi32(corr);
     for (k, a) in a.iter().enumerate() {
         s = _mm256_dpbusd_avx_epi32(s, *a, word(y, k));
@@ -152,7 +260,7 @@ fn isum_vnni(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
 /// [`isum_vnni`] with AVX-512 VNNI's EVEX `vpdpbusd` on 256-bit registers.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-fn isum_evex(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
+fn isum_evex<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
     let mut s = _mm256_set1_epi32(corr);
     for (k, a) in a.iter().enumerate() {
         s = _mm256_dpbusd_epi32(s, *a, word(y, k));
@@ -160,20 +268,46 @@ fn isum_evex(a: &Quants, y: &BlockQ8_0, corr: i32) -> __m256i {
     s
 }
 
-/// The float step of every kernel here: `acc + float(sum) * (fp16(d_x) * fp16(d_y))`, one FMA.
+/// The float step of every kernel here: `acc + float(sum) * (fp16(d_x) * fp16(d_y))`, one FMA,
+/// then for a type with minimums `+ fp16(m_x) * fp16(s_y)`, another.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn step(acc: __m256, sum: __m256i, d: [u16; 8], dy: f32) -> __m256 {
-    let scale = _mm256_mul_ps(fp16x8(d), _mm256_set1_ps(dy));
-    _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc)
+fn step<G: Group>(acc: __m256, sum: __m256i, x: &G, p: &Prepared, b: usize) -> __m256 {
+    let scale = _mm256_mul_ps(fp16x8(x.d()), _mm256_set1_ps(p.dy[b]));
+    let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc);
+    match x.m() {
+        Some(m) => _mm256_fmadd_ps(fp16x8(m), _mm256_set1_ps(p.sy[b]), acc),
+        None => acc,
+    }
 }
 
-/// A group block of either type: its scales.
+/// A group block: its scales, and its minimums where the type has them.
 trait Group: Sized {
     fn d(&self) -> [u16; 8];
+    fn m(&self) -> Option<[u16; 8]> {
+        None
+    }
+}
+
+impl Group for GroupQ4_1 {
+    #[inline(always)]
+    fn d(&self) -> [u16; 8] {
+        self.d
+    }
+    #[inline(always)]
+    fn m(&self) -> Option<[u16; 8]> {
+        Some(self.m)
+    }
 }
 
 impl Group for GroupQ4_0 {
+    #[inline(always)]
+    fn d(&self) -> [u16; 8] {
+        self.d
+    }
+}
+
+impl Group for GroupQ5_0 {
     #[inline(always)]
     fn d(&self) -> [u16; 8] {
         self.d
@@ -228,14 +362,14 @@ impl<'o> Slots<'o> {
 /// blocks per row) times `act`; `quants` unpacks a group block, `isum` gives its integer sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matvec<G: Group>(
+fn matvec<G: Group, A: Act>(
     w: &[G],
     first: usize,
-    act: &[BlockQ8_0],
+    act: &[A],
     out: &mut [f32],
     offset: i32,
     quants: impl Fn(&G) -> Quants,
-    isum: impl Fn(&Quants, &BlockQ8_0, i32) -> __m256i,
+    isum: impl Fn(&Quants, &A, i32) -> __m256i,
 ) {
     let nb = act.len();
     if nb == 0 || out.is_empty() {
@@ -243,10 +377,7 @@ fn matvec<G: Group>(
         return;
     }
     let groups = (first + out.len()).div_ceil(GROUP);
-    let mut p = Prepared {
-        corr: [0; NB],
-        dy: [0.0; NB],
-    };
+    let mut p = Prepared::new();
     let mut slots = Slots {
         out,
         first,
@@ -267,7 +398,7 @@ fn matvec<G: Group>(
             for (b, (x, y)) in group.iter().zip(&act[c0..c1]).enumerate() {
                 prefetch_ahead(x);
                 let sum = isum(&quants(x), y, p.corr[b]);
-                acc = step(acc, sum, x.d(), p.dy[b]);
+                acc = step(acc, sum, x, &p, b);
             }
             *slot = lanes8(acc);
         }
@@ -279,14 +410,14 @@ fn matvec<G: Group>(
 /// block unpacked once per tile of [`TOKENS`] tokens.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matmul<G: Group>(
+fn matmul<G: Group, A: Act>(
     w: &[G],
     first: usize,
-    acts: &[BlockQ8_0],
+    acts: &[A],
     outs: &mut [&mut [f32]],
     offset: i32,
     quants: impl Fn(&G) -> Quants,
-    isum: impl Fn(&Quants, &BlockQ8_0, i32) -> __m256i,
+    isum: impl Fn(&Quants, &A, i32) -> __m256i,
 ) {
     let n_tokens = outs.len();
     let rows = outs.first().map_or(0, |o| o.len());
@@ -310,10 +441,7 @@ fn matmul<G: Group>(
         return;
     }
     let groups = rows / GROUP;
-    let mut p: [Prepared; TOKENS] = core::array::from_fn(|_| Prepared {
-        corr: [0; NB],
-        dy: [0.0; NB],
-    });
+    let mut p: [Prepared; TOKENS] = core::array::from_fn(|_| Prepared::new());
     for t0 in (0..n_tokens).step_by(TOKENS) {
         let tt = (n_tokens - t0).min(TOKENS);
         for (k, p) in p.iter_mut().enumerate().take(tt) {
@@ -327,7 +455,7 @@ fn matmul<G: Group>(
                 let a = quants(x);
                 for (k, acc) in acc.iter_mut().enumerate().take(tt) {
                     let y = &acts[(t0 + k) * nb + b];
-                    *acc = step(*acc, isum(&a, y, p[k].corr[b]), x.d(), p[k].dy[b]);
+                    *acc = step(*acc, isum(&a, y, p[k].corr[b]), x, &p[k], b);
                 }
             }
             for (k, acc) in acc.iter().enumerate().take(tt) {
@@ -342,8 +470,8 @@ fn matmul<G: Group>(
 /// `$isum4`).
 macro_rules! packed_kernels {
     ($features:literal, $what:literal,
-     [$mv8:ident, $mv4:ident, $mm8:ident, $mm4:ident],
-     q8: ($q8:ident, $offset8:expr, $isum8:ident), q4: $isum4:ident) => {
+     [$mv8:ident, $mv4:ident, $mm8:ident, $mm4:ident, $mv5:ident, $mm5:ident, $mv41:ident, $mm41:ident],
+     q8: ($q8:ident, $offset8:expr, $isum8:ident), q4: $isum4:ident, q5: $isum5:ident) => {
         #[doc = concat!("Packed Q8_0 rows times a Q8_0 activation (", $what, "): `out[i]` for row `first + i` of the groups `w`.")]
         ///
         /// # Safety
@@ -379,15 +507,61 @@ macro_rules! packed_kernels {
         pub unsafe fn $mm4(w: &[GroupQ4_0], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
             matmul(w, first, acts, outs, 8, |x| quants_q4_0(x), |a, y, c| $isum4(a, y, c));
         }
+
+        #[doc = concat!("Packed Q5_0 rows times a Q8_0 activation (", $what, "), as [`", stringify!($mv8), "`].")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mv5(w: &[GroupQ5_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]) {
+            matvec(w, first, act, out, 16, |x| quants_q5_0(x), |a, y, c| $isum5(a, y, c));
+        }
+
+        #[doc = concat!("[`", stringify!($mv5), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mm5(w: &[GroupQ5_0], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+            matmul(w, first, acts, outs, 16, |x| quants_q5_0(x), |a, y, c| $isum5(a, y, c));
+        }
+
+        #[doc = concat!("Packed Q4_1 rows times a Q8_1 activation (", $what, "), as [`", stringify!($mv8), "`].")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mv41(w: &[GroupQ4_1], first: usize, act: &[BlockQ8_1], out: &mut [f32]) {
+            matvec(w, first, act, out, 0, |x| quants_q4_1(x), |a, y, c| $isum4(a, y, c));
+        }
+
+        #[doc = concat!("[`", stringify!($mv41), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mm41(w: &[GroupQ4_1], first: usize, acts: &[BlockQ8_1], outs: &mut [&mut [f32]]) {
+            matmul(w, first, acts, outs, 0, |x| quants_q4_1(x), |a, y, c| $isum4(a, y, c));
+        }
     };
 }
 
 packed_kernels!(
     "avx2,fma,f16c",
     "AVX2",
-    [matvec_q8_0x8_q8_0, matvec_q4_0x8_q8_0, matmul_q8_0x8_q8_0, matmul_q4_0x8_q8_0],
+    [
+        matvec_q8_0x8_q8_0,
+        matvec_q4_0x8_q8_0,
+        matmul_q8_0x8_q8_0,
+        matmul_q4_0x8_q8_0,
+        matvec_q5_0x8_q8_0,
+        matmul_q5_0x8_q8_0,
+        matvec_q4_1x8_q8_1,
+        matmul_q4_1x8_q8_1
+    ],
     q8: (quants_q8_0_signed, 0, isum_signed),
-    q4: isum_nibbles
+    q4: isum_nibbles,
+    q5: isum_five_bits
 );
 
 packed_kernels!(
@@ -397,10 +571,15 @@ packed_kernels!(
         matvec_q8_0x8_q8_0_vnni,
         matvec_q4_0x8_q8_0_vnni,
         matmul_q8_0x8_q8_0_vnni,
-        matmul_q4_0x8_q8_0_vnni
+        matmul_q4_0x8_q8_0_vnni,
+        matvec_q5_0x8_q8_0_vnni,
+        matmul_q5_0x8_q8_0_vnni,
+        matvec_q4_1x8_q8_1_vnni,
+        matmul_q4_1x8_q8_1_vnni
     ],
     q8: (quants_q8_0, 128, isum_vnni),
-    q4: isum_vnni
+    q4: isum_vnni,
+    q5: isum_vnni
 );
 
 packed_kernels!(
@@ -410,8 +589,13 @@ packed_kernels!(
         matvec_q8_0x8_q8_0_evex,
         matvec_q4_0x8_q8_0_evex,
         matmul_q8_0x8_q8_0_evex,
-        matmul_q4_0x8_q8_0_evex
+        matmul_q4_0x8_q8_0_evex,
+        matvec_q5_0x8_q8_0_evex,
+        matmul_q5_0x8_q8_0_evex,
+        matvec_q4_1x8_q8_1_evex,
+        matmul_q4_1x8_q8_1_evex
     ],
     q8: (quants_q8_0, 128, isum_evex),
-    q4: isum_evex
+    q4: isum_evex,
+    q5: isum_evex
 );
