@@ -204,6 +204,8 @@ mod mapped {
         /// Buffers derived from tensors ([`GgufFile::derived`]: repacked weights), by key,
         /// made once and kept as long as the file.
         derived: elsa::sync::FrozenMap<String, Box<[u64]>>,
+        /// Set by the first [`GgufFile::release`], which turns huge pages off for the map.
+        small_pages: std::sync::Once,
     }
 
     impl std::fmt::Debug for GgufFile {
@@ -252,6 +254,7 @@ mod mapped {
                 path: path.to_path_buf(),
                 map,
                 derived: elsa::sync::FrozenMap::new(),
+                small_pages: std::sync::Once::new(),
             })
         }
 
@@ -292,17 +295,31 @@ mod mapped {
             let page = rustix::param::page_size();
             let (first, last) = (start.div_ceil(page) * page, end / page * page);
             if first < last {
-                // SAFETY: the map is read-only and private (`open`): dropping its pages loses
-                // nothing, they read back as the file's bytes, which views still see
-                // unchanged. The range is inside the map (checked above).
-                let _ = unsafe {
-                    self.map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        first,
-                        last - first,
-                    )
-                };
+                self.small_pages.call_once(|| {
+                    // A page cache of large folios (ext4 since Linux 6.16, tmpfs) maps a 2 MiB
+                    // run of the file as one huge page: releasing part of it drops the whole
+                    // mapping, and the next read of any page in it maps all 2 MiB again,
+                    // released tensors included (measured on a Q4_K_M file whose repacked
+                    // Q5_0 tensors lie between K-quant ones: 8 MiB back after the first
+                    // decode, over the memory budget). Small pages only, then.
+                    let _ = self.map.advise(memmap2::Advice::NoHugePage);
+                });
+                self.dont_need(first..last);
             }
+        }
+
+        /// Drop the map's pages in `range` (page-aligned, inside the map) from this process.
+        fn dont_need(&self, range: core::ops::Range<usize>) {
+            // SAFETY: the map is read-only and private (`open`): dropping its pages loses
+            // nothing, they read back as the file's bytes, which views still see unchanged.
+            // The range is inside the map (the callers check it).
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    range.start,
+                    range.len(),
+                )
+            };
         }
 
         /// The file's path.

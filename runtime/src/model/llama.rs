@@ -18,7 +18,7 @@ use formats::gguf::{GgufFile, TensorInfo};
 use formats::quant::{self, GgmlType};
 
 /// Rows packed between two releases of the file's pages ([`Weight::from_file`]): a multiple
-/// of the packing groups' four rows.
+/// of the packing groups' rows (`kernels::packed::GROUP`: four on AArch64, eight on x86-64).
 const PACK_ROWS: usize = 256;
 
 /// A weight matrix in its file type: `n_out` rows of `n_in` values, row-major, as ggml stores
@@ -26,7 +26,7 @@ const PACK_ROWS: usize = 256;
 #[derive(Debug, Clone, Copy)]
 pub struct Weight<'a> {
     pub ty: GgmlType,
-    /// The file's rows, or (`packed`) the same rows packed in groups of four for the active
+    /// The file's rows, or (`packed`) the same rows packed in groups of rows for the active
     /// kernels (`kernels::packed`), made once per file ([`GgufFile::derived`]).
     pub data: &'a [u8],
     pub n_in: usize,
@@ -69,7 +69,7 @@ impl<'a> Weight<'a> {
             kernels::packed::packed_len(ty, n_out, n_in).filter(|_| kernels::packed::packs(ty))
         {
             // A few hundred rows at a time, the file's pages released as they are packed: at
-            // most a slice is resident twice. (Packed groups take the bytes of their four
+            // most a slice is resident twice. (Packed groups take the bytes of their
             // rows, in the same place.)
             let slice = PACK_ROWS * row_bytes;
             let data = file.derived(name, len, |dst| {

@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A weight matrix as a section sees it: rows of `n_in` values of type `ty`, row-major, or
-/// packed in groups of four rows (`packed`: `kernels::packed`, made at load time).
+/// packed in groups of rows (`packed`: `kernels::packed`, made at load time).
 #[derive(Debug, Clone, Copy)]
 pub struct Mat<'w> {
     pub ty: GgmlType,

@@ -33,6 +33,12 @@
 //!
 //! `matmul/` has the matrix-matrix products of prompt processing: the same per-pair
 //! arithmetic as `vec_dot_*`, each weight block unpacked once for several tokens.
+//!
+//! `packed.rs` is issue #14's fast path: Q4_0, Q4_1, Q5_0 and Q8_0 matrices the runtime packed
+//! at load time in groups of eight rows (`crate::packed`), one row per lane, multiplied by the
+//! activation's words broadcast (no horizontal sums, each block's float step once per eight
+//! rows). The default x86 tables use it; the `-exact` tables (`avx2-exact`, ...) do not pack
+//! and keep ggml's order throughout (the bit-for-bit tests' tables).
 
 /// `pub unsafe fn $name(w, act, out)`: `out[r] = $dot(row r of w, act)`, where `w` holds
 /// `out.len()` rows of `act.len()` blocks (a short `w` leaves the last outputs untouched).
