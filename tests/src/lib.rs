@@ -200,6 +200,53 @@ pub fn measuring_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The kernel table is one per process (`kernels::use_isa`), and the tables no longer agree bit
+/// for bit (issue #14: the default ones pack weights and sum in their own order). A test that
+/// runs a model in this process and compares results holds [`kernels_as_selected`], so that no
+/// test switches the table under it; a test that switches holds [`kernels_switched`] and puts
+/// the table back before letting go.
+static KERNELS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Run on the table `SINTRA_KERNELS` selects (the best this CPU runs by default), unchanged
+/// until the guard is dropped.
+pub fn kernels_as_selected() -> std::sync::RwLockReadGuard<'static, ()> {
+    let guard = KERNELS.read().unwrap_or_else(|e| e.into_inner());
+    runtime::sysinfo::select_kernels().unwrap();
+    guard
+}
+
+/// Switch tables freely until the guard is dropped (no test runs a model meanwhile).
+pub fn kernels_switched() -> std::sync::RwLockWriteGuard<'static, ()> {
+    KERNELS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The exact form of the selected table (`kernels::Isa::exact`: no packing, ggml's order, the
+/// logits of llama.cpp's token-by-token path bit for bit) until the guard is dropped, for the
+/// tests whose claim is identity with llama.cpp rather than a tolerance.
+#[derive(Debug)]
+pub struct ExactKernels {
+    before: kernels::Isa,
+    _switched: std::sync::RwLockWriteGuard<'static, ()>,
+}
+
+/// Switch to [`ExactKernels`].
+pub fn exact_kernels() -> ExactKernels {
+    let switched = kernels_switched();
+    runtime::sysinfo::select_kernels().unwrap();
+    let before = kernels::Isa::from_name(kernels::isa_name()).expect("the table has a name");
+    kernels::use_isa(before.exact()).unwrap();
+    ExactKernels {
+        before,
+        _switched: switched,
+    }
+}
+
+impl Drop for ExactKernels {
+    fn drop(&mut self) {
+        kernels::use_isa(self.before).unwrap();
+    }
+}
+
 /// The CPU's model name, logical CPU count and the flags that decide kernels (from
 /// `/proc/cpuinfo`), for benchmark tables: our machines differ from session to session.
 pub fn machine() -> String {

@@ -30,7 +30,7 @@ fn first_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> Option<(usize, usize)> {
 }
 
 fn check(ty: GgmlType, kv: KvType, threads: usize) {
-    runtime::sysinfo::select_kernels().unwrap();
+    let _kernels = sintra_tests::kernels_as_selected();
     let path = requant::smollm2_as(ty);
     let file = GgufFile::open(&path).unwrap();
     let text = std::fs::read_to_string(sintra_tests::data_file("eval.txt")).unwrap();
@@ -148,7 +148,7 @@ fn batch_errors_are_errors() {
 /// those of the same window one token at a time, to the last bit of every f64 sum.
 #[test]
 fn calibration_in_batches_is_token_by_token_calibration() {
-    runtime::sysinfo::select_kernels().unwrap();
+    let _kernels = sintra_tests::kernels_as_selected();
     let path = sintra_tests::smollm2_q4_1();
     let file = GgufFile::open(&path).unwrap();
     let text = std::fs::read_to_string(sintra_tests::data_file("calibration.txt")).unwrap();

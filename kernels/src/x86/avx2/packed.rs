@@ -250,22 +250,24 @@ fn isum_signed<A: Act>(a: &Quants, y: &A, _corr: i32) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 fn isum_vnni<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
-    let mut s = _mm256_set1_epi32(corr);
+    // Two chains of four (even and odd words), so that a block waits on four `vpdpbusd`
+    // latencies, not eight.
+    let mut s = [_mm256_set1_epi32(corr), _mm256_setzero_si256()];
     for (k, a) in a.iter().enumerate() {
-        s = _mm256_dpbusd_avx_epi32(s, *a, word(y, k));
+        s[k % 2] = _mm256_dpbusd_avx_epi32(s[k % 2], *a, word(y, k));
     }
-    s
+    _mm256_add_epi32(s[0], s[1])
 }
 
 /// [`isum_vnni`] with AVX-512 VNNI's EVEX `vpdpbusd` on 256-bit registers.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
 fn isum_evex<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
-    let mut s = _mm256_set1_epi32(corr);
+    let mut s = [_mm256_set1_epi32(corr), _mm256_setzero_si256()];
     for (k, a) in a.iter().enumerate() {
-        s = _mm256_dpbusd_epi32(s, *a, word(y, k));
+        s[k % 2] = _mm256_dpbusd_epi32(s[k % 2], *a, word(y, k));
     }
-    s
+    _mm256_add_epi32(s[0], s[1])
 }
 
 /// The float step of every kernel here: `acc + float(sum) * (fp16(d_x) * fp16(d_y))`, one FMA,
@@ -447,15 +449,19 @@ fn matmul<G: Group, A: Act>(
         for (k, p) in p.iter_mut().enumerate().take(tt) {
             prepare(&acts[(t0 + k) * nb..(t0 + k + 1) * nb], offset, p);
         }
+        // Each token's row of blocks (empty past the tile's last token).
+        let ys: [&[A]; TOKENS] = core::array::from_fn(|k| match k < tt {
+            true => &acts[(t0 + k) * nb..(t0 + k + 1) * nb],
+            false => &[],
+        });
         for g in 0..groups {
             let group = &w[g * nb..(g + 1) * nb];
             let mut acc = [_mm256_setzero_ps(); TOKENS];
             for (b, x) in group.iter().enumerate() {
                 prefetch_ahead(x);
                 let a = quants(x);
-                for (k, acc) in acc.iter_mut().enumerate().take(tt) {
-                    let y = &acts[(t0 + k) * nb + b];
-                    *acc = step(*acc, isum(&a, y, p[k].corr[b]), x, &p[k], b);
+                for ((acc, y), p) in acc.iter_mut().zip(ys).zip(&p).take(tt) {
+                    *acc = step(*acc, isum(&a, &y[b], p.corr[b]), x, p, b);
                 }
             }
             for (k, acc) in acc.iter().enumerate().take(tt) {
