@@ -269,6 +269,7 @@ macro_rules! avx2 {
 #[cfg(target_arch = "x86_64")]
 static AVX2: KernelTable = KernelTable {
     isa: Isa::Avx2,
+    attend_f16: AVX2_FAST_ATTENTION,
     packed: Some(crate::packed::PackedKernels {
         q8_0: avx2!(matvec_q8_0x8_q8_0(w, first, a, out)),
         q4_0: avx2!(matvec_q4_0x8_q8_0(w, first, a, out)),
@@ -285,6 +286,11 @@ static AVX2: KernelTable = KernelTable {
     }),
     ..AVX2_TABLE
 };
+
+/// The fast tables' flash attention: f32 value accumulators (`x86::avx2::attend_f16_fast`).
+#[cfg(target_arch = "x86_64")]
+const AVX2_FAST_ATTENTION: Option<AttendF16> =
+    Some(avx2!(attend_f16_fast(queries, k, v, stride, scale, vkq)));
 
 /// [`AVX2`] without packing (`Isa::Avx2Exact`).
 #[cfg(target_arch = "x86_64")]
@@ -346,6 +352,7 @@ macro_rules! avx2_vnni {
 #[cfg(target_arch = "x86_64")]
 static AVX2_VNNI: KernelTable = KernelTable {
     isa: Isa::Avx2Vnni,
+    attend_f16: AVX2_FAST_ATTENTION,
     packed: Some(AVX2_VNNI_PACKED),
     ..AVX2_VNNI_TABLE
 };
@@ -420,6 +427,7 @@ const AVX512_PACKED: crate::packed::PackedKernels = crate::packed::PackedKernels
 #[cfg(target_arch = "x86_64")]
 static AVX512: KernelTable = KernelTable {
     isa: Isa::Avx512,
+    attend_f16: AVX2_FAST_ATTENTION,
     packed: Some(AVX512_PACKED),
     ..AVX512_TABLE
 };
@@ -449,6 +457,7 @@ const AVX512_TABLE: KernelTable = KernelTable {
 #[cfg(target_arch = "x86_64")]
 static AVX512_VNNI: KernelTable = KernelTable {
     isa: Isa::Avx512Vnni,
+    attend_f16: AVX2_FAST_ATTENTION,
     // EVEX `vpdpbusd` measured faster than AVX-VNNI's VEX form here (Sapphire Rapids).
     packed: Some(AVX512_PACKED),
     ..AVX512_VNNI_TABLE

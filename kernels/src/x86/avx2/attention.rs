@@ -183,6 +183,128 @@ unsafe fn attend_f16_converted(
     finish(queries, vkq, &sum, hd);
 }
 
+/// Flash attention for the fast tables (issue #14): [`attend_f16_converted`]'s loop with each
+/// query's value accumulator in f32 registers instead of an f16 buffer rounded at every
+/// position (ggml's order, which the exact tables keep), and the dot products in two chains.
+/// No conversion to f16 and back per position and query; the result is closer to the exact
+/// softmax-weighted sum, not bit-identical to llama.cpp's. Heads of a multiple of 8 values up
+/// to [`MAX_HEAD`]; others take [`attend_f16`]. `vkq` is not used.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn attend_f16_fast(
+    queries: &mut [F16Query<'_>],
+    k: &[u16],
+    v: &[u16],
+    stride: usize,
+    scale: f32,
+    vkq: &mut [u16],
+) {
+    let nq = queries.len().min(MAX_QUERIES);
+    let queries = &mut queries[..nq];
+    let hd = query_len(queries);
+    if hd == 0 || !hd.is_multiple_of(8) || hd > MAX_HEAD {
+        // SAFETY: the caller guarantees the CPU features, the same for this kernel.
+        unsafe { attend_f16(queries, k, v, stride, scale, vkq) };
+        return;
+    }
+    // The common head sizes with their loops unrolled.
+    match hd / 8 {
+        8 => fast_heads::<8>(queries, k, v, stride, scale, hd),
+        16 => fast_heads::<16>(queries, k, v, stride, scale, hd),
+        _ => fast_heads::<0>(queries, k, v, stride, scale, hd),
+    }
+}
+
+/// [`attend_f16_fast`] for heads of `hd` values, `8 * L` where `L` is not 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fast_heads<const L: usize>(
+    queries: &mut [F16Query<'_>],
+    k: &[u16],
+    v: &[u16],
+    stride: usize,
+    scale: f32,
+    hd: usize,
+) {
+    let lanes = if L > 0 { L } else { hd / 8 };
+    let nq = queries.len();
+    let mut q = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
+    for (qf, query) in q.iter_mut().zip(queries.iter()) {
+        convert(query.q16, &mut qf[..lanes]);
+    }
+    let mut acc = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
+    let mut m = [f32::NEG_INFINITY; MAX_QUERIES];
+    let mut sum = [0f32; MAX_QUERIES];
+    let (mut kf, mut vf) = (
+        [_mm256_setzero_ps(); MAX_HEAD / 8],
+        [_mm256_setzero_ps(); MAX_HEAD / 8],
+    );
+    let n_pos = queries.iter().map(|q| q.n_pos).max().unwrap_or(0);
+    for p in 0..n_pos {
+        convert(&k[p * stride..][..hd], &mut kf[..lanes]);
+        convert(&v[p * stride..][..hd], &mut vf[..lanes]);
+        // Scores and `expf` arguments of the queries that see position `p`, the exponentials
+        // eight at a time, then the accumulators.
+        let mut arg = [0f32; MAX_QUERIES];
+        let mut new_max = [false; MAX_QUERIES];
+        for (g, query) in queries.iter().enumerate() {
+            if p >= query.n_pos {
+                continue;
+            }
+            let mut s2 = [_mm256_setzero_ps(); 2];
+            for (i, (kf, qf)) in kf[..lanes].iter().zip(&q[g][..lanes]).enumerate() {
+                s2[i % 2] = _mm256_fmadd_ps(*kf, *qf, s2[i % 2]);
+            }
+            let score = super::hsum_f32x8(_mm256_add_ps(s2[0], s2[1])) * scale;
+            if score > m[g] {
+                arg[g] = m[g] - score;
+                new_max[g] = true;
+                m[g] = score;
+            } else {
+                arg[g] = score - m[g];
+            }
+        }
+        let mut e = [0f32; MAX_QUERIES];
+        // SAFETY: the caller guarantees the CPU features, the same for this kernel.
+        unsafe { expf_slice(&arg[..nq], &mut e[..nq]) };
+        for (g, query) in queries.iter().enumerate() {
+            if p >= query.n_pos {
+                continue;
+            }
+            let acc = &mut acc[g][..lanes];
+            let vs = if new_max[g] {
+                // A new maximum: rescale what was accumulated, this value's weight is 1.
+                let ms = _mm256_set1_ps(e[g]);
+                for (a, vj) in acc.iter_mut().zip(&vf[..lanes]) {
+                    *a = _mm256_fmadd_ps(*a, ms, *vj);
+                }
+                sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
+                    _mm_set_ss(sum[g]),
+                    _mm_set_ss(e[g]),
+                    _mm_set_ss(1.0),
+                ));
+                continue;
+            } else {
+                e[g]
+            };
+            let vv = _mm256_set1_ps(vs);
+            for (a, vj) in acc.iter_mut().zip(&vf[..lanes]) {
+                *a = _mm256_fmadd_ps(*vj, vv, *a);
+            }
+            sum[g] += vs;
+        }
+    }
+    for (g, query) in queries.iter_mut().enumerate() {
+        let inv = _mm256_set1_ps(if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] });
+        for (o, a) in query.out.chunks_exact_mut(8).zip(&acc[g][..lanes]) {
+            // SAFETY: `o` is 8 writable f32s; `storeu` needs no alignment.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(*a, inv)) };
+        }
+    }
+}
+
 /// Each query's result: its f16 accumulator (`hd` halves of `vkq` each) divided by its sum.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
