@@ -87,7 +87,7 @@ fn eval_tokens(file: &GgufFile) -> (Vec<u32>, Option<u32>) {
 /// do no better than that without reproducing one of them bit for bit; it must do no worse.
 /// Perplexity likewise: llama.cpp's two paths differ by up to 0.52% on these files (IQ4_NL;
 /// Q8_0 0.44%), and a change of order moves ours by 0.1-0.4% either way. So: top-1 agreement
-/// >= min(99%, llama.cpp's batch-vs-sequential agreement - 1 point), and our perplexity
+/// at least min(99%, llama.cpp's batch-vs-sequential agreement - 1 point), and our perplexity
 /// within 0.5% of llama.cpp's by at least one of its two paths (the bar llama.cpp's own two
 /// paths meet on all but one of these files); whether issue #14's 0.3% holds is printed.
 fn check_against_llama(ty: GgmlType) {
