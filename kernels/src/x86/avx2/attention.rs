@@ -86,9 +86,73 @@ fn convert(x: &[u16], out: &mut [__m256]) {
     }
 }
 
+/// The position loop of the converted kernels: each position's key and value converted to f32
+/// once, the scores of the queries that see it (`score(g, key)`, scaled), their `expf`
+/// arguments against each query's running maximum (`m - s` at a new maximum, which becomes
+/// `m`, else `s - m`), the exponentials eight at a time, then `add(g, e, new_max, value)` for
+/// each of those queries.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn positions(
+    queries: &[F16Query<'_>],
+    (k, v, stride, lanes): (&[u16], &[u16], usize, usize),
+    mut score: impl FnMut(usize, &[__m256]) -> f32,
+    mut add: impl FnMut(usize, f32, bool, &[__m256]),
+) {
+    let hd = 8 * lanes;
+    let mut m = [f32::NEG_INFINITY; MAX_QUERIES];
+    let (mut kf, mut vf) = (
+        [_mm256_setzero_ps(); MAX_HEAD / 8],
+        [_mm256_setzero_ps(); MAX_HEAD / 8],
+    );
+    let n_pos = queries.iter().map(|q| q.n_pos).max().unwrap_or(0);
+    let nq = queries.len();
+    for p in 0..n_pos {
+        convert(&k[p * stride..][..hd], &mut kf[..lanes]);
+        convert(&v[p * stride..][..hd], &mut vf[..lanes]);
+        let mut arg = [0f32; MAX_QUERIES];
+        let mut new_max = [false; MAX_QUERIES];
+        for (g, query) in queries.iter().enumerate() {
+            if p >= query.n_pos {
+                continue;
+            }
+            let s = score(g, &kf[..lanes]);
+            if s > m[g] {
+                arg[g] = m[g] - s;
+                new_max[g] = true;
+                m[g] = s;
+            } else {
+                arg[g] = s - m[g];
+            }
+        }
+        let mut e = [0f32; MAX_QUERIES];
+        // SAFETY: this function's features are `expf_slice`'s.
+        unsafe { expf_slice(&arg[..nq], &mut e[..nq]) };
+        for (g, query) in queries.iter().enumerate() {
+            if p < query.n_pos {
+                add(g, e[g], new_max[g], &vf[..lanes]);
+            }
+        }
+    }
+}
+
+/// Each query's head converted to f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn converted_queries(
+    queries: &[F16Query<'_>],
+    lanes: usize,
+) -> [[__m256; MAX_HEAD / 8]; MAX_QUERIES] {
+    let mut q = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
+    for (qf, query) in q.iter_mut().zip(queries.iter()) {
+        convert(query.q16, &mut qf[..lanes]);
+    }
+    q
+}
+
 /// [`attend_f16`] for heads of `hd` values, `hd` a multiple of 32 and at most [`MAX_HEAD`]:
 /// `vec_dot_f16_f16`'s four accumulators and folds, `vec_mad_f16`'s FMA and rounding, on
-/// values converted to f32 once.
+/// values converted to f32 once. (Per query, the steps of the portable version.)
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
@@ -103,83 +167,50 @@ unsafe fn attend_f16_converted(
     hd: usize,
 ) {
     let lanes = hd / 8;
-    let mut q = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
-    for (qf, query) in q.iter_mut().zip(queries.iter()) {
-        convert(query.q16, &mut qf[..lanes]);
-    }
-    let mut m = [f32::NEG_INFINITY; MAX_QUERIES];
+    let q = converted_queries(queries, lanes);
     let mut sum = [0f32; MAX_QUERIES];
     let vkq = &mut vkq[..queries.len() * hd];
     vkq.fill(0);
-    let (mut kf, mut vf) = (
-        [_mm256_setzero_ps(); MAX_HEAD / 8],
-        [_mm256_setzero_ps(); MAX_HEAD / 8],
-    );
-    let n_pos = queries.iter().map(|q| q.n_pos).max().unwrap_or(0);
-    let nq = queries.len();
-    for p in 0..n_pos {
-        convert(&k[p * stride..][..hd], &mut kf[..lanes]);
-        convert(&v[p * stride..][..hd], &mut vf[..lanes]);
-        // The queries that see position `p`: their scores, then each one's `expf` argument
-        // (`m - s` at a new maximum, else `s - m`), all the exponentials eight at a time,
-        // then each one's f16 accumulator. (Per query, the steps of the portable version.)
-        let mut arg = [0f32; MAX_QUERIES];
-        let mut new_max = [false; MAX_QUERIES];
-        for (g, query) in queries.iter().enumerate() {
-            if p >= query.n_pos {
-                continue;
-            }
-            // `vec_dot_f16_f16(k, q)`: four accumulators over steps of 32, folded 0+2, 1+3.
-            let mut s4 = [_mm256_setzero_ps(); 4];
-            for step in 0..lanes / 4 {
-                for (j, s) in s4.iter_mut().enumerate() {
-                    let i = 4 * step + j;
-                    *s = _mm256_fmadd_ps(kf[i], q[g][i], *s);
-                }
-            }
-            let a = _mm256_add_ps(s4[0], s4[2]);
-            let b = _mm256_add_ps(s4[1], s4[3]);
-            let t = _mm256_add_ps(a, b);
-            let t0 = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
-            let t1 = _mm_hadd_ps(t0, t0);
-            let dot = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t1, t1))) as f32;
-            let score = dot * scale;
-            if score > m[g] {
-                arg[g] = m[g] - score;
-                new_max[g] = true;
-                m[g] = score;
-            } else {
-                arg[g] = score - m[g];
+    let score = |g: usize, kf: &[__m256]| {
+        // `vec_dot_f16_f16(k, q)`: four accumulators over steps of 32, folded 0+2, 1+3.
+        let mut s4 = [_mm256_setzero_ps(); 4];
+        for step in 0..lanes / 4 {
+            for (j, s) in s4.iter_mut().enumerate() {
+                let i = 4 * step + j;
+                *s = _mm256_fmadd_ps(kf[i], q[g][i], *s);
             }
         }
-        let mut e = [0f32; MAX_QUERIES];
-        // SAFETY: the caller guarantees the CPU features, the same for this kernel.
-        unsafe { expf_slice(&arg[..nq], &mut e[..nq]) };
-        for (g, (query, acc)) in queries.iter().zip(vkq.chunks_exact_mut(hd)).enumerate() {
-            if p >= query.n_pos {
-                continue;
-            }
-            let (ms, vs) = if new_max[g] {
-                // A new maximum: rescale what was accumulated.
-                // SAFETY: as above.
-                unsafe { vec_scale_f16(acc, e[g]) };
-                (e[g], 1f32)
-            } else {
-                (1f32, e[g])
-            };
-            // `vec_mad_f16(acc, v, vs)`.
-            let vv = _mm256_set1_ps(vs);
-            for (j, vj) in vf[..lanes].iter().enumerate() {
-                let y = &mut acc[8 * j..];
-                store_f16x8(y, _mm256_fmadd_ps(*vj, vv, load_f16x8(y)));
-            }
-            sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
-                _mm_set_ss(sum[g]),
-                _mm_set_ss(ms),
-                _mm_set_ss(vs),
-            ));
+        let a = _mm256_add_ps(s4[0], s4[2]);
+        let b = _mm256_add_ps(s4[1], s4[3]);
+        let t = _mm256_add_ps(a, b);
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+        let t1 = _mm_hadd_ps(t0, t0);
+        let dot = f64::from(_mm_cvtss_f32(_mm_hadd_ps(t1, t1))) as f32;
+        dot * scale
+    };
+    let add = |g: usize, e: f32, new_max: bool, vf: &[__m256]| {
+        let acc = &mut vkq[g * hd..(g + 1) * hd];
+        let (ms, vs) = if new_max {
+            // A new maximum: rescale what was accumulated.
+            // SAFETY: the caller guarantees the CPU features, the same for this kernel.
+            unsafe { vec_scale_f16(acc, e) };
+            (e, 1f32)
+        } else {
+            (1f32, e)
+        };
+        // `vec_mad_f16(acc, v, vs)`.
+        let vv = _mm256_set1_ps(vs);
+        for (j, vj) in vf.iter().enumerate() {
+            let y = &mut acc[8 * j..];
+            store_f16x8(y, _mm256_fmadd_ps(*vj, vv, load_f16x8(y)));
         }
-    }
+        sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
+            _mm_set_ss(sum[g]),
+            _mm_set_ss(ms),
+            _mm_set_ss(vs),
+        ));
+    };
+    positions(queries, (k, v, stride, lanes), score, add);
     finish(queries, vkq, &sum, hd);
 }
 
@@ -229,73 +260,38 @@ fn fast_heads<const L: usize>(
     hd: usize,
 ) {
     let lanes = if L > 0 { L } else { hd / 8 };
-    let nq = queries.len();
-    let mut q = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
-    for (qf, query) in q.iter_mut().zip(queries.iter()) {
-        convert(query.q16, &mut qf[..lanes]);
-    }
+    let q = converted_queries(queries, lanes);
     let mut acc = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
-    let mut m = [f32::NEG_INFINITY; MAX_QUERIES];
     let mut sum = [0f32; MAX_QUERIES];
-    let (mut kf, mut vf) = (
-        [_mm256_setzero_ps(); MAX_HEAD / 8],
-        [_mm256_setzero_ps(); MAX_HEAD / 8],
-    );
-    let n_pos = queries.iter().map(|q| q.n_pos).max().unwrap_or(0);
-    for p in 0..n_pos {
-        convert(&k[p * stride..][..hd], &mut kf[..lanes]);
-        convert(&v[p * stride..][..hd], &mut vf[..lanes]);
-        // Scores and `expf` arguments of the queries that see position `p`, the exponentials
-        // eight at a time, then the accumulators.
-        let mut arg = [0f32; MAX_QUERIES];
-        let mut new_max = [false; MAX_QUERIES];
-        for (g, query) in queries.iter().enumerate() {
-            if p >= query.n_pos {
-                continue;
-            }
-            let mut s2 = [_mm256_setzero_ps(); 2];
-            for (i, (kf, qf)) in kf[..lanes].iter().zip(&q[g][..lanes]).enumerate() {
-                s2[i % 2] = _mm256_fmadd_ps(*kf, *qf, s2[i % 2]);
-            }
-            let score = super::hsum_f32x8(_mm256_add_ps(s2[0], s2[1])) * scale;
-            if score > m[g] {
-                arg[g] = m[g] - score;
-                new_max[g] = true;
-                m[g] = score;
-            } else {
-                arg[g] = score - m[g];
-            }
+    let score = |g: usize, kf: &[__m256]| {
+        let mut s2 = [_mm256_setzero_ps(); 2];
+        for (i, (kf, qf)) in kf[..lanes].iter().zip(&q[g][..lanes]).enumerate() {
+            s2[i % 2] = _mm256_fmadd_ps(*kf, *qf, s2[i % 2]);
         }
-        let mut e = [0f32; MAX_QUERIES];
-        // SAFETY: the caller guarantees the CPU features, the same for this kernel.
-        unsafe { expf_slice(&arg[..nq], &mut e[..nq]) };
-        for (g, query) in queries.iter().enumerate() {
-            if p >= query.n_pos {
-                continue;
+        super::hsum_f32x8(_mm256_add_ps(s2[0], s2[1])) * scale
+    };
+    let add = |g: usize, e: f32, new_max: bool, vf: &[__m256]| {
+        let acc = &mut acc[g][..lanes];
+        if new_max {
+            // A new maximum: rescale what was accumulated; this value's weight is 1.
+            let ms = _mm256_set1_ps(e);
+            for (a, vj) in acc.iter_mut().zip(&vf[..lanes]) {
+                *a = _mm256_fmadd_ps(*a, ms, *vj);
             }
-            let acc = &mut acc[g][..lanes];
-            let vs = if new_max[g] {
-                // A new maximum: rescale what was accumulated, this value's weight is 1.
-                let ms = _mm256_set1_ps(e[g]);
-                for (a, vj) in acc.iter_mut().zip(&vf[..lanes]) {
-                    *a = _mm256_fmadd_ps(*a, ms, *vj);
-                }
-                sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
-                    _mm_set_ss(sum[g]),
-                    _mm_set_ss(e[g]),
-                    _mm_set_ss(1.0),
-                ));
-                continue;
-            } else {
-                e[g]
-            };
-            let vv = _mm256_set1_ps(vs);
+            sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
+                _mm_set_ss(sum[g]),
+                _mm_set_ss(e),
+                _mm_set_ss(1.0),
+            ));
+        } else {
+            let vv = _mm256_set1_ps(e);
             for (a, vj) in acc.iter_mut().zip(&vf[..lanes]) {
                 *a = _mm256_fmadd_ps(*vj, vv, *a);
             }
-            sum[g] += vs;
+            sum[g] += e;
         }
-    }
+    };
+    positions(queries, (k, v, stride, lanes), score, add);
     for (g, query) in queries.iter_mut().enumerate() {
         let inv = _mm256_set1_ps(if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] });
         for (o, a) in query.out.chunks_exact_mut(8).zip(&acc[g][..lanes]) {

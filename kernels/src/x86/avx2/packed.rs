@@ -471,84 +471,77 @@ fn matmul<G: Group, A: Act>(
     }
 }
 
-/// The four packed entry points for one instruction set: `$features`, the Q8_0 quants and
-/// their offset (`$q8`, `$offset8`), the integer sums of Q8_0 and of Q4_0 (`$isum8`,
-/// `$isum4`).
+/// A packed type's two entry points for one instruction set: `$mv` (one activation) and `$mm`
+/// (several), on groups `$group` against activations `$act` stored as `q + $offset`, unpacked
+/// by `$quants`, summed by `$isum`.
+macro_rules! packed_pair {
+    ($features:literal, $what:literal, $ty:literal, $mv:ident, $mm:ident,
+     $group:ty, $act:ty, $offset:expr, $quants:ident, $isum:ident) => {
+        #[doc = concat!("Packed ", $ty, " rows times an activation (", $what, "): `out[i]` for row `first + i` of the groups `w`.")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mv(w: &[$group], first: usize, act: &[$act], out: &mut [f32]) {
+            matvec(w, first, act, out, $offset, |x| $quants(x), |a, y, c| $isum(a, y, c));
+        }
+
+        #[doc = concat!("[`", stringify!($mv), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $mm(w: &[$group], first: usize, acts: &[$act], outs: &mut [&mut [f32]]) {
+            matmul(w, first, acts, outs, $offset, |x| $quants(x), |a, y, c| $isum(a, y, c));
+        }
+    };
+}
+
+/// The packed entry points for one instruction set: `$features`, the Q8_0 quants and their
+/// offset (`$q8`, `$offset8`), the integer sums of each type.
 macro_rules! packed_kernels {
     ($features:literal, $what:literal,
      [$mv8:ident, $mv4:ident, $mm8:ident, $mm4:ident, $mv5:ident, $mm5:ident, $mv41:ident, $mm41:ident],
      q8: ($q8:ident, $offset8:expr, $isum8:ident), q4: $isum4:ident, q5: $isum5:ident) => {
-        #[doc = concat!("Packed Q8_0 rows times a Q8_0 activation (", $what, "): `out[i]` for row `first + i` of the groups `w`.")]
-        ///
-        /// # Safety
-        #[doc = concat!("The CPU must support ", $features, ".")]
-        #[target_feature(enable = $features)]
-        pub unsafe fn $mv8(w: &[GroupQ8_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]) {
-            matvec(w, first, act, out, $offset8, |x| $q8(x), |a, y, c| $isum8(a, y, c));
-        }
-
-        #[doc = concat!("Packed Q4_0 rows times a Q8_0 activation (", $what, "), as [`", stringify!($mv8), "`].")]
-        ///
-        /// # Safety
-        #[doc = concat!("The CPU must support ", $features, ".")]
-        #[target_feature(enable = $features)]
-        pub unsafe fn $mv4(w: &[GroupQ4_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]) {
-            matvec(w, first, act, out, 8, |x| quants_q4_0(x), |a, y, c| $isum4(a, y, c));
-        }
-
-        #[doc = concat!("[`", stringify!($mv8), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
-        ///
-        /// # Safety
-        #[doc = concat!("The CPU must support ", $features, ".")]
-        #[target_feature(enable = $features)]
-        pub unsafe fn $mm8(w: &[GroupQ8_0], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
-            matmul(w, first, acts, outs, $offset8, |x| $q8(x), |a, y, c| $isum8(a, y, c));
-        }
-
-        #[doc = concat!("[`", stringify!($mv4), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
-        ///
-        /// # Safety
-        #[doc = concat!("The CPU must support ", $features, ".")]
-        #[target_feature(enable = $features)]
-        pub unsafe fn $mm4(w: &[GroupQ4_0], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
-            matmul(w, first, acts, outs, 8, |x| quants_q4_0(x), |a, y, c| $isum4(a, y, c));
-        }
-
-        #[doc = concat!("Packed Q5_0 rows times a Q8_0 activation (", $what, "), as [`", stringify!($mv8), "`].")]
-        ///
-        /// # Safety
-        #[doc = concat!("The CPU must support ", $features, ".")]
-        #[target_feature(enable = $features)]
-        pub unsafe fn $mv5(w: &[GroupQ5_0], first: usize, act: &[BlockQ8_0], out: &mut [f32]) {
-            matvec(w, first, act, out, 16, |x| quants_q5_0(x), |a, y, c| $isum5(a, y, c));
-        }
-
-        #[doc = concat!("[`", stringify!($mv5), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
-        ///
-        /// # Safety
-        #[doc = concat!("The CPU must support ", $features, ".")]
-        #[target_feature(enable = $features)]
-        pub unsafe fn $mm5(w: &[GroupQ5_0], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
-            matmul(w, first, acts, outs, 16, |x| quants_q5_0(x), |a, y, c| $isum5(a, y, c));
-        }
-
-        #[doc = concat!("Packed Q4_1 rows times a Q8_1 activation (", $what, "), as [`", stringify!($mv8), "`].")]
-        ///
-        /// # Safety
-        #[doc = concat!("The CPU must support ", $features, ".")]
-        #[target_feature(enable = $features)]
-        pub unsafe fn $mv41(w: &[GroupQ4_1], first: usize, act: &[BlockQ8_1], out: &mut [f32]) {
-            matvec(w, first, act, out, 0, |x| quants_q4_1(x), |a, y, c| $isum4(a, y, c));
-        }
-
-        #[doc = concat!("[`", stringify!($mv41), "`] for several tokens (`acts`, one row each; `outs[t]`).")]
-        ///
-        /// # Safety
-        #[doc = concat!("The CPU must support ", $features, ".")]
-        #[target_feature(enable = $features)]
-        pub unsafe fn $mm41(w: &[GroupQ4_1], first: usize, acts: &[BlockQ8_1], outs: &mut [&mut [f32]]) {
-            matmul(w, first, acts, outs, 0, |x| quants_q4_1(x), |a, y, c| $isum4(a, y, c));
-        }
+        packed_pair!(
+            $features, $what, "Q8_0", $mv8, $mm8, GroupQ8_0, BlockQ8_0, $offset8, $q8, $isum8
+        );
+        packed_pair!(
+            $features,
+            $what,
+            "Q4_0",
+            $mv4,
+            $mm4,
+            GroupQ4_0,
+            BlockQ8_0,
+            8,
+            quants_q4_0,
+            $isum4
+        );
+        packed_pair!(
+            $features,
+            $what,
+            "Q5_0",
+            $mv5,
+            $mm5,
+            GroupQ5_0,
+            BlockQ8_0,
+            16,
+            quants_q5_0,
+            $isum5
+        );
+        packed_pair!(
+            $features,
+            $what,
+            "Q4_1",
+            $mv41,
+            $mm41,
+            GroupQ4_1,
+            BlockQ8_1,
+            0,
+            quants_q4_1,
+            $isum4
+        );
     };
 }
 
