@@ -187,8 +187,8 @@ pub struct KernelTable {
     /// them into 8-row interleaved blocks on AVX2), the kernels that reproduce that order
     /// ([`crate::matvec`] picks them for such matrices); `None` where it does not.
     pub(crate) interleaved: Option<Interleaved>,
-    /// Kernels for weights packed at load time in groups of four rows (`crate::packed`);
-    /// `None`: this table multiplies the file's layout only.
+    /// Kernels for weights packed at load time in groups of `packed::GROUP` rows
+    /// (`crate::packed`); `None`: this table multiplies the file's layout only.
     pub(crate) packed: Option<crate::packed::PackedKernels>,
     pub(crate) vec_mad_f16: fn(&mut [u16], &[u16], f32),
     pub(crate) vec_scale_f16: fn(&mut [u16], f32),

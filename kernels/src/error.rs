@@ -29,7 +29,7 @@ pub enum KernelError {
     #[error("weight type {0} has no kernel")]
     Unsupported(GgmlType),
     /// The matrix cannot be (or was not) packed: a type without a packed layout or kernel in
-    /// this table, or a row count that is not whole groups of four.
+    /// this table, or a row count that is not whole groups (`packed::GROUP` rows).
     #[error("a {ty} matrix of {rows} rows has no packed layout or kernel here")]
     NotPacked { ty: GgmlType, rows: usize },
     /// The row length is zero or not a whole number of blocks of the weight type.

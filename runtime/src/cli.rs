@@ -43,7 +43,9 @@ OPTIONS:
 ENVIRONMENT:
   SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle),
                        avx2, avx512 (AVX-512 VNNI without AVX-VNNI), vnni (avx2+vnni) or
-                       avx512+vnni (x86-64),
+                       avx512+vnni (x86-64: Q4_0, Q4_1, Q5_0 and Q8_0 packed at load time,
+                       in a faster order), each also as NAME-exact (avx2-exact, ...:
+                       no packing, llama.cpp's logits bit for bit),
                        neon, dotprod (aarch64; also spelt neon+dotprod), i8mm
                        (neon+i8mm: SMMLA prompt products) or dotprod-exact
                        (neon+dotprod-exact: the x86 build's logits bit for bit;

@@ -65,10 +65,9 @@ impl<'a> Weight<'a> {
         // Repacked where the kernels in use multiply a packed layout (issue #14's fast path):
         // once per file, and the file's pages of the tensor released, so that the model is
         // not resident twice.
-        if let Some(len) = kernels::packed::packed_len(ty, n_out, n_in).filter(|_| {
-            kernels::packed::packs(ty)
-                && std::env::var("XNOPACK").map_or(true, |v| !name.contains(&v))
-        }) {
+        if let Some(len) =
+            kernels::packed::packed_len(ty, n_out, n_in).filter(|_| kernels::packed::packs(ty))
+        {
             // A few hundred rows at a time, the file's pages released as they are packed: at
             // most a slice is resident twice. (Packed groups take the bytes of their
             // rows, in the same place.)
