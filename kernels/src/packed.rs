@@ -358,6 +358,47 @@ struct Call<'k, 'w> {
     nrows: usize,
 }
 
+/// Where a packed product's results go: one activation's, or several tokens'.
+enum Outs<'o, 'p> {
+    One(&'o mut [f32]),
+    Many(&'o mut [&'p mut [f32]]),
+}
+
+impl Call<'_, '_> {
+    /// Run the kernel of `ty` (checked by [`KernelTable::packed_call`]) on activations `act`.
+    fn run(&self, ty: GgmlType, act: &[u8], outs: Outs<'_, '_>) -> Result<(), KernelError> {
+        let k = self.kernels;
+        let not_packed = KernelError::NotPacked {
+            ty,
+            rows: self.nrows,
+        };
+        match ty {
+            GgmlType::Q8_0 => self.pair((k.q8_0, k.q8_0_mm), ty, act, outs),
+            GgmlType::Q4_0 => self.pair((k.q4_0, k.q4_0_mm), ty, act, outs),
+            GgmlType::Q5_0 => self.pair(k.q5_0.ok_or(not_packed)?, ty, act, outs),
+            GgmlType::Q4_1 => self.pair(k.q4_1.ok_or(not_packed)?, ty, act, outs),
+            _ => Err(not_packed),
+        }
+    }
+
+    /// One type's kernels on these groups, the activation blocks `A` cast from `act`.
+    fn pair<W: bytemuck::Pod, A: bytemuck::Pod>(
+        &self,
+        (matvec, matmul): (PackedMatvec<W, A>, PackedMatmul<W, A>),
+        ty: GgmlType,
+        act: &[u8],
+        outs: Outs<'_, '_>,
+    ) -> Result<(), KernelError> {
+        let w = cast::<W>(self.groups, Operand::Weights, ty)?;
+        let a = cast::<A>(act, Operand::Activation, vec_dot_type(ty))?;
+        match outs {
+            Outs::One(out) => matvec(w, self.first, a, out),
+            Outs::Many(outs) => matmul(w, self.first, a, outs),
+        }
+        Ok(())
+    }
+}
+
 impl KernelTable {
     /// The checks common to [`Self::matvec_packed`] and [`Self::matmul_packed`]: the packed
     /// matrix's shape, a kernel for it, the row range.
@@ -433,23 +474,7 @@ impl KernelTable {
         if rows.is_empty() {
             return Ok(());
         }
-        let (w, k, first) = (c.groups, c.kernels, c.first);
-        if let (GgmlType::Q4_1, Some((mv, _))) = (ty, k.q4_1) {
-            let a = cast::<BlockQ8_1>(act, Operand::Activation, GgmlType::Q8_1)?;
-            mv(cast(w, Operand::Weights, ty)?, first, a, out);
-            return Ok(());
-        }
-        let a = cast::<BlockQ8_0>(act, Operand::Activation, GgmlType::Q8_0)?;
-        match ty {
-            GgmlType::Q8_0 => (k.q8_0)(cast(w, Operand::Weights, ty)?, first, a, out),
-            GgmlType::Q4_0 => (k.q4_0)(cast(w, Operand::Weights, ty)?, first, a, out),
-            GgmlType::Q5_0 => match k.q5_0 {
-                Some((mv, _)) => mv(cast(w, Operand::Weights, ty)?, first, a, out),
-                None => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
-            },
-            _ => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
-        }
-        Ok(())
+        c.run(ty, act, Outs::One(out))
     }
 }
 
@@ -513,22 +538,6 @@ impl KernelTable {
         if rows.is_empty() || outs.is_empty() {
             return Ok(());
         }
-        let (w, k, first) = (c.groups, c.kernels, c.first);
-        if let (GgmlType::Q4_1, Some((_, mm))) = (ty, k.q4_1) {
-            let a = cast::<BlockQ8_1>(acts, Operand::Activation, GgmlType::Q8_1)?;
-            mm(cast(w, Operand::Weights, ty)?, first, a, outs);
-            return Ok(());
-        }
-        let a = cast::<BlockQ8_0>(acts, Operand::Activation, GgmlType::Q8_0)?;
-        match ty {
-            GgmlType::Q8_0 => (k.q8_0_mm)(cast(w, Operand::Weights, ty)?, first, a, outs),
-            GgmlType::Q4_0 => (k.q4_0_mm)(cast(w, Operand::Weights, ty)?, first, a, outs),
-            GgmlType::Q5_0 => match k.q5_0 {
-                Some((_, mm)) => mm(cast(w, Operand::Weights, ty)?, first, a, outs),
-                None => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
-            },
-            _ => return Err(KernelError::NotPacked { ty, rows: c.nrows }),
-        }
-        Ok(())
+        c.run(ty, acts, Outs::Many(outs))
     }
 }
