@@ -17,13 +17,17 @@
 //!   that each nibble is `q - 8` in two's complement (`qs << 4` and `qs & 0xf0` are then
 //!   `16 (q - 8)` as signed bytes, two instructions for 32 signed values; the kernels scale by
 //!   `d / 16`, exactly); on x86-64 the file's unsigned nibbles, as `vpdpbusd` wants them.
+//! - [`GroupQ5_0`] (x86-64 only): as Q4_0's nibbles, plus each row's fifth bits rearranged
+//!   ([`spread_high_bits`]) so that a shift and a mask put word `k`'s into its bytes as 16.
+//! - [`GroupQ4_1`] (x86-64 only): as Q4_0's nibbles, plus the rows' minimums beside their
+//!   scales.
 //!
 //! On AArch64 the results are those of the default table's unpacked kernels bit for bit (the
 //! same exact integer block sums, the same `fma(d_x * d_y, sum, acc)` per block and row). On
 //! x86-64 every row gets `acc = fma(float(sum), fp16(d_x) * fp16(d_y), acc)` per block, with
 //! the block's whole integer sum: for Q4_0 that is llama.cpp's own repacked order (its
-//! `ggml_gemv_q4_0_8x8_q8_0`), so packed Q4_0 keeps its logits bit for bit; for Q8_0 it is
-//! not ggml's `vec_dot` order (eight partial sums per block), so packed Q8_0 is held by
+//! `ggml_gemv_q4_0_8x8_q8_0`), so packed Q4_0 keeps its logits bit for bit; for Q8_0, Q5_0 and
+//! Q4_1 it is not ggml's `vec_dot` order (eight partial sums per block), so they are held by
 //! tolerances.
 
 use crate::dispatch::{active, KernelTable};

@@ -214,12 +214,12 @@ unsafe fn attend_f16_converted(
     finish(queries, vkq, &sum, hd);
 }
 
-/// Flash attention for the fast tables (issue #14): [`attend_f16_converted`]'s loop with each
+/// Flash attention for the fast tables (issue #14): `attend_f16_converted`'s loop with each
 /// query's value accumulator in f32 registers instead of an f16 buffer rounded at every
 /// position (ggml's order, which the exact tables keep), and the dot products in two chains.
 /// No conversion to f16 and back per position and query; the result is closer to the exact
 /// softmax-weighted sum, not bit-identical to llama.cpp's. Heads of a multiple of 8 values up
-/// to [`MAX_HEAD`]; others take [`attend_f16`]. `vkq` is not used.
+/// to `MAX_HEAD` (256); others take [`attend_f16`]. `vkq` is not used.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
