@@ -29,8 +29,8 @@ const _: () = assert!(
     "the x86-64 kernels take one row per lane of eight"
 );
 
-/// The most activation blocks prepared at once (a pass over rows of up to 16384 values; longer
-/// rows take several passes, their accumulators kept in the outputs between them).
+/// The most activation blocks prepared at once (rows of up to 16384 values; longer rows are
+/// prepared a pass at a time).
 const NB: usize = 512;
 
 /// Tokens per tile of the matrix-matrix kernels.
@@ -161,8 +161,7 @@ fn nibbles(qs: &[u8; 128]) -> Quants {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quants_q5_0(x: &GroupQ5_0) -> Quants {
     let mut a = nibbles(&x.qs);
-    // SAFETY: `qh` is 32 readable bytes; `loadu` needs no alignment.
-    let h = unsafe { _mm256_loadu_si256(x.qh.as_ptr().cast()) };
+    let h = load256(&x.qh);
     let bits = [
         _mm256_slli_epi32::<4>(h),
         _mm256_slli_epi32::<3>(h),
@@ -323,43 +322,6 @@ impl Group for GroupQ8_0 {
     }
 }
 
-/// Where group `g`'s eight results go: `out[8g - first..]` when the group lies inside `out`,
-/// else one of two spare slots (the first and the last group of a range that starts or ends
-/// inside a group), copied out at the end by [`Slots::finish`].
-struct Slots<'o> {
-    out: &'o mut [f32],
-    first: usize,
-    spare: [[f32; 8]; 2],
-}
-
-impl<'o> Slots<'o> {
-    fn slot(&mut self, g: usize) -> &mut [f32; 8] {
-        let start = (GROUP * g).wrapping_sub(self.first);
-        if GROUP * g >= self.first && start + GROUP <= self.out.len() {
-            (&mut self.out[start..start + GROUP]).try_into().unwrap()
-        } else {
-            &mut self.spare[usize::from(g != 0)]
-        }
-    }
-
-    /// Copy the spare slots' rows that belong to `out` (`groups` groups in all).
-    fn finish(self, groups: usize) {
-        let n = self.out.len();
-        for (i, g) in [0, groups - 1].into_iter().enumerate() {
-            let whole = GROUP * g >= self.first && (GROUP * g - self.first) + GROUP <= n;
-            if whole || (i == 1 && g == 0) {
-                continue;
-            }
-            for (r, v) in self.spare[i].iter().enumerate() {
-                let at = (GROUP * g + r).wrapping_sub(self.first);
-                if GROUP * g + r >= self.first && at < n {
-                    self.out[at] = *v;
-                }
-            }
-        }
-    }
-}
-
 /// The matrix-vector driver: rows `first..first + out.len()` of the groups `w` (`act.len()`
 /// blocks per row) times `act`; `quants` unpacks a group block, `isum` gives its integer sums.
 #[inline]
@@ -379,33 +341,48 @@ fn matvec<G: Group, A: Act>(
         return;
     }
     let groups = (first + out.len()).div_ceil(GROUP);
+    // Rows of at most `NB` blocks (all we know of) are prepared once for every group; longer
+    // ones a pass of `NB` blocks at a time, again for each group.
     let mut p = Prepared::new();
-    let mut slots = Slots {
-        out,
-        first,
-        spare: [[0.0; 8]; 2],
+    let once = nb <= NB;
+    if once {
+        prepare(act, offset, &mut p);
+    }
+    // One group's blocks `c0..c1` into its accumulator.
+    let blocks = |acc: __m256, g: usize, c0: usize, c1: usize, p: &Prepared| {
+        let group = &w[g * nb + c0..g * nb + c1];
+        let mut acc = acc;
+        for (b, (x, y)) in group.iter().zip(&act[c0..c1]).enumerate() {
+            prefetch_ahead(x);
+            acc = step(acc, isum(&quants(x), y, p.corr[b]), x, p, b);
+        }
+        acc
     };
-    for c0 in (0..nb).step_by(NB) {
-        let c1 = (c0 + NB).min(nb);
-        prepare(&act[c0..c1], offset, &mut p);
-        for g in 0..groups {
-            let group = &w[g * nb + c0..g * nb + c1];
-            let slot = slots.slot(g);
-            let mut acc = if c0 == 0 {
-                _mm256_setzero_ps()
-            } else {
-                // SAFETY: `slot` is 8 readable f32s; `loadu` needs no alignment.
-                unsafe { _mm256_loadu_ps(slot.as_ptr()) }
-            };
-            for (b, (x, y)) in group.iter().zip(&act[c0..c1]).enumerate() {
-                prefetch_ahead(x);
-                let sum = isum(&quants(x), y, p.corr[b]);
-                acc = step(acc, sum, x, &p, b);
+    for g in 0..groups {
+        let acc = if once {
+            blocks(_mm256_setzero_ps(), g, 0, nb, &p)
+        } else {
+            let mut acc = _mm256_setzero_ps();
+            for c0 in (0..nb).step_by(NB) {
+                let c1 = (c0 + NB).min(nb);
+                prepare(&act[c0..c1], offset, &mut p);
+                acc = blocks(acc, g, c0, c1, &p);
             }
-            *slot = lanes8(acc);
+            acc
+        };
+        // Rows `GROUP g..GROUP (g + 1)`, as far as they lie in `first..first + out.len()`.
+        let (lo, hi) = (
+            (GROUP * g).max(first),
+            (GROUP * (g + 1)).min(first + out.len()),
+        );
+        if hi - lo == GROUP {
+            let o: &mut [f32; GROUP] = (&mut out[lo - first..hi - first]).try_into().unwrap();
+            *o = lanes8(acc);
+        } else {
+            out[lo - first..hi - first]
+                .copy_from_slice(&lanes8(acc)[lo - GROUP * g..hi - GROUP * g]);
         }
     }
-    slots.finish(groups);
 }
 
 /// The matrix-matrix driver: [`matvec`] for every token of `acts` (`outs[t]`), each group
