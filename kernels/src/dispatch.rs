@@ -42,9 +42,10 @@ pub enum Isa {
     Avx2VnniExact,
     /// [`Isa::Avx512Vnni`] without load-time packing (`avx512+vnni-exact`).
     Avx512VnniExact,
-    /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later). Q4_0 and Q8_0 matrices are
-    /// packed at load time in groups of eight rows (`x86::avx2::packed`: one row per lane):
-    /// Q4_0 in llama.cpp's repacked order (its logits bit for bit), Q8_0 in its own order.
+    /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later). Q4_0, Q4_1, Q5_0 and Q8_0
+    /// matrices are packed at load time in groups of eight rows (`x86::avx2::packed`: one row
+    /// per lane; Q4_0 in llama.cpp's repacked order, the others in their own) and attention
+    /// keeps f32 accumulators; within tolerance of llama.cpp's logits, not bit for bit.
     Avx2,
     /// [`Isa::Avx2`] with AVX-512 F, BW, VL and VNNI but without AVX-VNNI (Ice Lake, Tiger
     /// Lake, Rocket Lake, Zen 4): the prompt's matrix products of Q4_0, Q5_0 and Q8_0 weights
@@ -267,10 +268,9 @@ macro_rules! avx2 {
 /// AVX2 (with FMA and F16C) where this crate has a kernel, the scalar oracle elsewhere (F32
 /// and BF16, which the runtime does not use for its large matrices).
 #[cfg(target_arch = "x86_64")]
-static AVX2: KernelTable = KernelTable {
-    isa: Isa::Avx2,
-    attend_f16: AVX2_FAST_ATTENTION,
-    packed: Some(crate::packed::PackedKernels {
+static AVX2: KernelTable = fast(
+    Isa::Avx2,
+    crate::packed::PackedKernels {
         q8_0: avx2!(matvec_q8_0x8_q8_0(w, first, a, out)),
         q4_0: avx2!(matvec_q4_0x8_q8_0(w, first, a, out)),
         q8_0_mm: avx2!(matmul_q8_0x8_q8_0(w, first, a, outs)),
@@ -283,14 +283,21 @@ static AVX2: KernelTable = KernelTable {
             avx2!(matvec_q4_1x8_q8_1(w, first, a, out)),
             avx2!(matmul_q4_1x8_q8_1(w, first, a, outs)),
         )),
-    }),
-    ..AVX2_TABLE
-};
+    },
+    AVX2_TABLE,
+);
 
-/// The fast tables' flash attention: f32 value accumulators (`x86::avx2::attend_f16_fast`).
+/// An x86 table's fast form (issue #14): its exact form `exact` with `packed` kernels for weights
+/// packed at load time and flash attention with f32 accumulators (`x86::avx2::attend_f16_fast`).
 #[cfg(target_arch = "x86_64")]
-const AVX2_FAST_ATTENTION: Option<AttendF16> =
-    Some(avx2!(attend_f16_fast(queries, k, v, stride, scale, vkq)));
+const fn fast(isa: Isa, packed: crate::packed::PackedKernels, exact: KernelTable) -> KernelTable {
+    KernelTable {
+        isa,
+        packed: Some(packed),
+        attend_f16: Some(avx2!(attend_f16_fast(queries, k, v, stride, scale, vkq))),
+        ..exact
+    }
+}
 
 /// [`AVX2`] without packing (`Isa::Avx2Exact`).
 #[cfg(target_arch = "x86_64")]
@@ -350,12 +357,7 @@ macro_rules! avx2_vnni {
 /// AVX2's table with AVX-VNNI matrix-matrix products (`x86::avx2::MATMUL_VNNI`, and the Q4_0
 /// GEMM in the interleaved order).
 #[cfg(target_arch = "x86_64")]
-static AVX2_VNNI: KernelTable = KernelTable {
-    isa: Isa::Avx2Vnni,
-    attend_f16: AVX2_FAST_ATTENTION,
-    packed: Some(AVX2_VNNI_PACKED),
-    ..AVX2_VNNI_TABLE
-};
+static AVX2_VNNI: KernelTable = fast(Isa::Avx2Vnni, AVX2_VNNI_PACKED, AVX2_VNNI_TABLE);
 
 /// [`AVX2_VNNI`] without packing (`Isa::Avx2VnniExact`).
 #[cfg(target_arch = "x86_64")]
@@ -425,12 +427,7 @@ const AVX512_PACKED: crate::packed::PackedKernels = crate::packed::PackedKernels
 /// AVX2's table with AVX-512 VNNI matrix-matrix products for Q4_0, Q5_0 and Q8_0 that need
 /// no AVX-VNNI (`x86::avx512::MATMUL_NO_AVXVNNI`).
 #[cfg(target_arch = "x86_64")]
-static AVX512: KernelTable = KernelTable {
-    isa: Isa::Avx512,
-    attend_f16: AVX2_FAST_ATTENTION,
-    packed: Some(AVX512_PACKED),
-    ..AVX512_TABLE
-};
+static AVX512: KernelTable = fast(Isa::Avx512, AVX512_PACKED, AVX512_TABLE);
 
 /// [`AVX512`] without packing (`Isa::Avx512Exact`).
 #[cfg(target_arch = "x86_64")]
@@ -453,15 +450,10 @@ const AVX512_TABLE: KernelTable = KernelTable {
 };
 
 /// AVX2 + AVX-VNNI's table with AVX-512 VNNI matrix-matrix products for Q4_0, Q5_0 and Q8_0
-/// (`x86::avx512::MATMUL`).
+/// (`x86::avx512::MATMUL`); its packed kernels are [`AVX512`]'s (EVEX `vpdpbusd` measured
+/// faster than AVX-VNNI's VEX form on Sapphire Rapids).
 #[cfg(target_arch = "x86_64")]
-static AVX512_VNNI: KernelTable = KernelTable {
-    isa: Isa::Avx512Vnni,
-    attend_f16: AVX2_FAST_ATTENTION,
-    // EVEX `vpdpbusd` measured faster than AVX-VNNI's VEX form here (Sapphire Rapids).
-    packed: Some(AVX512_PACKED),
-    ..AVX512_VNNI_TABLE
-};
+static AVX512_VNNI: KernelTable = fast(Isa::Avx512Vnni, AVX512_PACKED, AVX512_VNNI_TABLE);
 
 /// [`AVX512_VNNI`] without packing (`Isa::Avx512VnniExact`).
 #[cfg(target_arch = "x86_64")]

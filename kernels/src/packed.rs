@@ -205,24 +205,32 @@ trait Layout: bytemuck::Pod {
     fn take(&mut self, group: &Self::Group, r: usize);
 }
 
-/// Where quant byte `4k + j` of row `r` lies in its group's `qs`.
-const fn at(k: usize, r: usize, j: usize) -> usize {
-    4 * GROUP * k + 4 * r + j
+/// Put a row's quant bytes `row` (byte `i` is `4k + j`, `k = i / 4`) as row `r` of a group's
+/// `qs` (at `4 GROUP k + 4r + j`), each XOR `flip`.
+fn put_bytes(row: &[u8], qs: &mut [u8], r: usize, flip: u8) {
+    for (i, &q) in row.iter().enumerate() {
+        qs[4 * GROUP * (i / 4) + 4 * r + i % 4] = q ^ flip;
+    }
+}
+
+/// [`put_bytes`] undone: row `r` of a group's `qs` into `row`.
+fn take_bytes(row: &mut [u8], qs: &[u8], r: usize, flip: u8) {
+    for (i, q) in row.iter_mut().enumerate() {
+        *q = qs[4 * GROUP * (i / 4) + 4 * r + i % 4] ^ flip;
+    }
 }
 
 impl Layout for BlockQ8_0 {
     type Group = GroupQ8_0;
     fn put(&self, group: &mut GroupQ8_0, r: usize) {
         group.d[r] = self.d;
-        for (i, &q) in self.qs.iter().enumerate() {
-            group.qs[at(i / 4, r, i % 4)] = (q as u8 ^ Q8_0_FLIP) as i8;
-        }
+        let qs: &mut [u8; 32 * GROUP] = bytemuck::cast_mut(&mut group.qs);
+        put_bytes(bytemuck::cast_slice(&self.qs), qs, r, Q8_0_FLIP);
     }
     fn take(&mut self, group: &GroupQ8_0, r: usize) {
         self.d = group.d[r];
-        for (i, q) in self.qs.iter_mut().enumerate() {
-            *q = (group.qs[at(i / 4, r, i % 4)] as u8 ^ Q8_0_FLIP) as i8;
-        }
+        let row: &mut [u8; 32] = bytemuck::cast_mut(&mut self.qs);
+        take_bytes(row, bytemuck::cast_slice(&group.qs), r, Q8_0_FLIP);
     }
 }
 
@@ -230,15 +238,11 @@ impl Layout for BlockQ4_0 {
     type Group = GroupQ4_0;
     fn put(&self, group: &mut GroupQ4_0, r: usize) {
         group.d[r] = self.d;
-        for (i, &q) in self.qs.iter().enumerate() {
-            group.qs[at(i / 4, r, i % 4)] = q ^ Q4_0_FLIP;
-        }
+        put_bytes(&self.qs, &mut group.qs, r, Q4_0_FLIP);
     }
     fn take(&mut self, group: &GroupQ4_0, r: usize) {
         self.d = group.d[r];
-        for (i, q) in self.qs.iter_mut().enumerate() {
-            *q = group.qs[at(i / 4, r, i % 4)] ^ Q4_0_FLIP;
-        }
+        take_bytes(&mut self.qs, &group.qs, r, Q4_0_FLIP);
     }
 }
 
@@ -246,15 +250,11 @@ impl Layout for BlockQ4_1 {
     type Group = GroupQ4_1;
     fn put(&self, group: &mut GroupQ4_1, r: usize) {
         (group.d[r], group.m[r]) = (self.d, self.m);
-        for (i, &q) in self.qs.iter().enumerate() {
-            group.qs[at(i / 4, r, i % 4)] = q;
-        }
+        put_bytes(&self.qs, &mut group.qs, r, 0);
     }
     fn take(&mut self, group: &GroupQ4_1, r: usize) {
         (self.d, self.m) = (group.d[r], group.m[r]);
-        for (i, q) in self.qs.iter_mut().enumerate() {
-            *q = group.qs[at(i / 4, r, i % 4)];
-        }
+        take_bytes(&mut self.qs, &group.qs, r, 0);
     }
 }
 
@@ -263,16 +263,12 @@ impl Layout for BlockQ5_0 {
     fn put(&self, group: &mut GroupQ5_0, r: usize) {
         group.d[r] = self.d;
         group.qh[r] = spread_high_bits(u32::from_le_bytes(self.qh));
-        for (i, &q) in self.qs.iter().enumerate() {
-            group.qs[at(i / 4, r, i % 4)] = q;
-        }
+        put_bytes(&self.qs, &mut group.qs, r, 0);
     }
     fn take(&mut self, group: &GroupQ5_0, r: usize) {
         self.d = group.d[r];
         self.qh = gather_high_bits(group.qh[r]).to_le_bytes();
-        for (i, q) in self.qs.iter_mut().enumerate() {
-            *q = group.qs[at(i / 4, r, i % 4)];
-        }
+        take_bytes(&mut self.qs, &group.qs, r, 0);
     }
 }
 
