@@ -304,22 +304,17 @@ mod mapped {
                     // decode, over the memory budget). Small pages only, then.
                     let _ = self.map.advise(memmap2::Advice::NoHugePage);
                 });
-                self.dont_need(first..last);
+                // SAFETY: the map is read-only and private (`open`): dropping its pages loses
+                // nothing, they read back as the file's bytes, which views still see
+                // unchanged. The range is inside the map (checked above).
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        last - first,
+                    )
+                };
             }
-        }
-
-        /// Drop the map's pages in `range` (page-aligned, inside the map) from this process.
-        fn dont_need(&self, range: core::ops::Range<usize>) {
-            // SAFETY: the map is read-only and private (`open`): dropping its pages loses
-            // nothing, they read back as the file's bytes, which views still see unchanged.
-            // The range is inside the map (the callers check it).
-            let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    range.start,
-                    range.len(),
-                )
-            };
         }
 
         /// The file's path.

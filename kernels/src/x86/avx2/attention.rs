@@ -9,6 +9,9 @@
 //! the f16 to f32 conversions, which are exact, are done once instead of once per query and
 //! position: the queries once per call, each position's key and value once for all queries.
 //! The products, sums and roundings are the same instructions in the same order.
+//!
+//! The fast tables (issue #14) take [`attend_f16_fast`] instead: the same position loop with
+//! f32 value accumulators, closer to the exact result and not bit-identical to ggml's.
 
 use super::expf::expf_slice;
 use super::vec::{load_f16x8, store_f16x8};
