@@ -24,6 +24,9 @@ pub use vec_dot::*;
 pub use vec_dot_k::*;
 // The scale unpacking, shared with the SIMD kernels.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+/// The legacy types' integer block sums, for the packed kernels' test model.
+#[cfg(test)]
+pub(crate) use vec_dot::{dot_5bit, dot_nibbles};
 pub(crate) use vec_dot_k::{scales_mins_k4, scales_q3_k};
 
 /// f16 bits to f32, exactly (ggml's `GGML_CPU_FP16_TO_FP32`), without branches so loops over

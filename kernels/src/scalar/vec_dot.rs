@@ -29,7 +29,7 @@ fn dot_pairs(v: impl Fn(usize) -> (i16, i16), y: &[i8; 32]) -> i32 {
 /// [`dot_pairs`] for 4-bit quants minus `offset` (0 or 8; the difference is taken in `i8`,
 /// which lets the compiler see two sign-extended bytes and use a multiply-add).
 #[inline(always)]
-fn dot_nibbles(qs: &[u8; 16], offset: i8, y: &[i8; 32]) -> i32 {
+pub(crate) fn dot_nibbles(qs: &[u8; 16], offset: i8, y: &[i8; 32]) -> i32 {
     dot_pairs(
         |j| {
             (
@@ -44,7 +44,7 @@ fn dot_nibbles(qs: &[u8; 16], offset: i8, y: &[i8; 32]) -> i32 {
 /// [`dot_pairs`] for 5-bit quants minus `offset` (0 or 16, taken in `i8` as in
 /// [`dot_nibbles`]): the fifth bit of value `j` is bit `j` of the little-endian `qh`.
 #[inline(always)]
-fn dot_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i8, y: &[i8; 32]) -> i32 {
+pub(crate) fn dot_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i8, y: &[i8; 32]) -> i32 {
     let qh = u32::from_le_bytes(qh);
     dot_pairs(
         |j| {

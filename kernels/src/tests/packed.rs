@@ -11,56 +11,49 @@ use crate::KernelError;
 use formats::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1, GgmlType};
 
 /// The x86-64 packed kernels' arithmetic, one row at a time: per block the exact integer dot
-/// product, then `acc = fma(sum, fp16(d_x) * fp16(d_y), acc)`.
+/// product (the scalar oracle's), then `acc = fma(sum, fp16(d_x) * fp16(d_y), acc)` (and for
+/// Q4_1 `fma(fp16(m_x), fp16(s_y), acc)`).
 fn x86_order(ty: GgmlType, w: &[u8], rows: core::ops::Range<usize>, act: &[u8]) -> Vec<f32> {
+    use crate::scalar::{dot_5bit, dot_nibbles};
     let f16 = formats::quant::fp16_bits_to_fp32;
-    if ty == GgmlType::Q4_1 {
-        // The same, then `acc = fma(fp16(m_x), fp16(s_y), acc)` per block.
-        let y: &[BlockQ8_1] = bytemuck::cast_slice(act);
-        let x: &[BlockQ4_1] = bytemuck::cast_slice(w);
-        let nb = y.len();
-        return rows
-            .map(|r| {
-                let mut acc = 0f32;
-                for (x, y) in x[r * nb..(r + 1) * nb].iter().zip(y) {
-                    let q = |i: usize| i32::from((x.qs[i % 16] >> (4 * (i / 16))) & 15);
-                    let sum: i32 = (0..32).map(|i| q(i) * i32::from(y.qs[i])).sum();
-                    acc = (sum as f32).mul_add(f16(x.d) * f16(y.d), acc);
-                    acc = f16(x.m).mul_add(f16(y.s), acc);
-                }
-                acc
-            })
-            .collect();
-    }
-    let y: &[BlockQ8_0] = bytemuck::cast_slice(act);
-    let nb = y.len();
+    let cast = |bytes| -> &[BlockQ8_0] { bytemuck::cast_slice(bytes) };
+    // Block `i` of the matrix against activation block `b`: its integer sum, the two scales and
+    // the type's minimum term (`m_x`, `s_y`), where it has one.
+    let block = |i: usize, b: usize| -> (i32, u16, u16, Option<(u16, u16)>) {
+        match ty {
+            GgmlType::Q4_1 => {
+                let (x, y) = (
+                    &bytemuck::cast_slice::<u8, BlockQ4_1>(w)[i],
+                    &bytemuck::cast_slice::<u8, BlockQ8_1>(act)[b],
+                );
+                (dot_nibbles(&x.qs, 0, &y.qs), x.d, y.d, Some((x.m, y.s)))
+            }
+            GgmlType::Q5_0 => {
+                let (x, y) = (&bytemuck::cast_slice::<u8, BlockQ5_0>(w)[i], &cast(act)[b]);
+                (dot_5bit(&x.qs, x.qh, 16, &y.qs), x.d, y.d, None)
+            }
+            GgmlType::Q4_0 => {
+                let (x, y) = (&bytemuck::cast_slice::<u8, BlockQ4_0>(w)[i], &cast(act)[b]);
+                (dot_nibbles(&x.qs, 8, &y.qs), x.d, y.d, None)
+            }
+            _ => {
+                let (x, y) = (&cast(w)[i], &cast(act)[b]);
+                let sum = (0..32)
+                    .map(|j| i32::from(x.qs[j]) * i32::from(y.qs[j]))
+                    .sum();
+                (sum, x.d, y.d, None)
+            }
+        }
+    };
+    let nb = act.len() / crate::activation_bytes(ty, 32).unwrap();
     rows.map(|r| {
         let mut acc = 0f32;
-        for (b, y) in y.iter().enumerate() {
-            let (d, sum) = match ty {
-                GgmlType::Q8_0 => {
-                    let x = &bytemuck::cast_slice::<u8, BlockQ8_0>(w)[r * nb + b];
-                    let s: i32 = (0..32)
-                        .map(|i| i32::from(x.qs[i]) * i32::from(y.qs[i]))
-                        .sum();
-                    (x.d, s)
-                }
-                GgmlType::Q5_0 => {
-                    let x = &bytemuck::cast_slice::<u8, BlockQ5_0>(w)[r * nb + b];
-                    let qh = u32::from_le_bytes(x.qh);
-                    let q = |i: usize| {
-                        let low = (x.qs[i % 16] >> (4 * (i / 16))) & 15;
-                        i32::from(low) + 16 * ((qh >> i) & 1) as i32 - 16
-                    };
-                    (x.d, (0..32).map(|i| q(i) * i32::from(y.qs[i])).sum())
-                }
-                _ => {
-                    let x = &bytemuck::cast_slice::<u8, BlockQ4_0>(w)[r * nb + b];
-                    let q = |i: usize| i32::from((x.qs[i % 16] >> (4 * (i / 16))) & 15) - 8;
-                    (x.d, (0..32).map(|i| q(i) * i32::from(y.qs[i])).sum())
-                }
-            };
-            acc = (sum as f32).mul_add(f16(d) * f16(y.d), acc);
+        for b in 0..nb {
+            let (sum, dx, dy, min) = block(r * nb + b, b);
+            acc = (sum as f32).mul_add(f16(dx) * f16(dy), acc);
+            if let Some((m, s)) = min {
+                acc = f16(m).mul_add(f16(s), acc);
+            }
         }
         acc
     })
