@@ -16,7 +16,8 @@
 # counted, and qemu's `-cpu` model only decides which instructions exist. It is repeatable
 # (the counts are exact and deterministic) and says which engine does less work per token on
 # the ISA the boards have.
-# Needs: qemu-user (the dynamic qemu-aarch64: plugins), gcc, g++-aarch64-linux-gnu, cmake.
+# Needs: qemu-user (the dynamic qemu-aarch64 and qemu-arm: plugins), gcc, g++-aarch64-linux-gnu,
+# cmake, and for the armv7 table gcc-arm-linux-gnueabihf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TYPES="${1:-Q4_0,Q4_K_M,Q8_0}"
@@ -120,4 +121,37 @@ while read -r name path; do
   d=$(per_token SINTRA_KERNELS=dotprod -- sintra-pp "$path")
   r=$(python3 -c "print(f'{$d / $l:.2f}')")
   echo "| $name | $l | $d | ${r}x |"
+done <<<"$FILES"
+
+# armv7 (32-bit Raspberry Pi OS): the static armv7 build's NEON kernels (inline assembly)
+# against its scalar table, under `qemu-arm -cpu cortex-a7` (the Raspberry Pi 2's core).
+log "building the static armv7 sintra-rt"
+cargo build --quiet --locked --profile dist --target armv7-unknown-linux-gnueabihf -p runtime --bin sintra-rt
+RT7=target/armv7-unknown-linux-gnueabihf/dist/sintra-rt
+insns7() {
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  env "${envs[@]}" qemu-arm -cpu cortex-a7 -plugin "$OUT/insn_count.so" -d plugin "$@" 2>&1 >/dev/null \
+    | sed -n 's/^insns: //p' | tail -n 1
+}
+per_token7() {
+  local a b
+  a=$(insns7 "SINTRA_KERNELS=$1" -- "$RT7" bench -m "$2" -p 0 -n 16 -t 1 -r 1)
+  b=$(insns7 "SINTRA_KERNELS=$1" -- "$RT7" bench -m "$2" -p 0 -n 48 -t 1 -r 1)
+  python3 -c "print(f'{($b - $a) / 32 / 1e6:.2f}')"
+}
+echo
+echo "armv7: guest instructions per decoded token (millions; positions 16-47, 1 thread, qemu-arm -cpu cortex-a7)"
+echo "sintra-rt: $(qemu-arm -cpu cortex-a7 "$RT7" --version)"
+echo
+echo "| type | sintra-rt scalar | sintra-rt armv7+neon | ratio |"
+echo "| ---- | ---: | ---: | ---: |"
+while read -r name path; do
+  [ -n "$name" ] || continue
+  log "$name: armv7 scalar"
+  s=$(per_token7 scalar "$path")
+  log "$name: armv7+neon"
+  n=$(per_token7 armv7+neon "$path")
+  echo "| $name | $s | $n | $(python3 -c "print(f'{$n / $s:.2f}')")x |"
 done <<<"$FILES"

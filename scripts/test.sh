@@ -10,3 +10,5 @@ cargo clippy --workspace --all-targets --profile test --locked -- -D warnings
 cargo test --workspace --locked
 # The scalar kernels on aarch64, under qemu-user (.cargo/config.toml sets linker and runner).
 cargo test -p kernels --target aarch64-unknown-linux-musl --locked
+# The armv7 NEON kernels (inline assembly) against the oracle, under qemu-arm.
+cargo test -p kernels --target armv7-unknown-linux-gnueabihf --locked

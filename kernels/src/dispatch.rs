@@ -47,6 +47,10 @@ pub enum Isa {
     /// per lane; Q4_0 in llama.cpp's repacked order, the others in their own) and attention
     /// keeps f32 accumulators; within tolerance of llama.cpp's logits, not bit for bit.
     Avx2,
+    /// [`Isa::Avx2`] with AVX-512 F, BW and VL but not VNNI (Skylake-X, Skylake-SP): the packed
+    /// kernels compiled for EVEX (32 vector registers), the rest AVX2's; its exact form is
+    /// [`Isa::Avx2Exact`].
+    Avx512Bw,
     /// [`Isa::Avx2`] with AVX-512 F, BW, VL and VNNI but without AVX-VNNI (Ice Lake, Tiger
     /// Lake, Rocket Lake, Zen 4): the prompt's matrix products of Q4_0, Q5_0 and Q8_0 weights
     /// two (row, token) pairs to a 512-bit register with EVEX `vpdpbusd` (same results); the
@@ -74,6 +78,10 @@ pub enum Isa {
     /// Cortex-A510/A710/X2 and later, Graviton 3, Apple M2): prompt products of packed Q8_0 and
     /// Q4_0 weights two rows by two tokens per instruction (same results).
     NeonI8mm,
+    /// 32-bit ARM (armv7) with NEON and VFPv4 (Cortex-A7, A53 and A72 on a 32-bit OS: the
+    /// Raspberry Pi 2 and later): Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K in NEON
+    /// (`arm::armv7`, inline assembly), the rest the scalar oracle's.
+    Armv7Neon,
 }
 
 impl Isa {
@@ -85,6 +93,7 @@ impl Isa {
         Isa::Avx2VnniExact,
         Isa::Avx512VnniExact,
         Isa::Avx2,
+        Isa::Avx512Bw,
         Isa::Avx512,
         Isa::Avx2Vnni,
         Isa::Avx512Vnni,
@@ -92,6 +101,7 @@ impl Isa {
         Isa::NeonDotprodExact,
         Isa::NeonDotprod,
         Isa::NeonI8mm,
+        Isa::Armv7Neon,
     ];
 
     /// The lowercase name (`"scalar"`, `"avx2"`, `"avx512"`, `"avx2+vnni"`, `"avx512+vnni"`,
@@ -105,6 +115,7 @@ impl Isa {
             Isa::Avx2VnniExact => "avx2+vnni-exact",
             Isa::Avx512VnniExact => "avx512+vnni-exact",
             Isa::Avx2 => "avx2",
+            Isa::Avx512Bw => "avx512bw",
             Isa::Avx512 => "avx512",
             Isa::Avx2Vnni => "avx2+vnni",
             Isa::Avx512Vnni => "avx512+vnni",
@@ -112,6 +123,7 @@ impl Isa {
             Isa::NeonDotprodExact => "neon+dotprod-exact",
             Isa::NeonDotprod => "neon+dotprod",
             Isa::NeonI8mm => "neon+i8mm",
+            Isa::Armv7Neon => "armv7+neon",
         }
     }
 
@@ -134,7 +146,7 @@ impl Isa {
     /// already so.
     pub fn exact(self) -> Isa {
         match self {
-            Isa::Avx2 => Isa::Avx2Exact,
+            Isa::Avx2 | Isa::Avx512Bw => Isa::Avx2Exact,
             Isa::Avx512 => Isa::Avx512Exact,
             Isa::Avx2Vnni => Isa::Avx2VnniExact,
             Isa::Avx512Vnni => Isa::Avx512VnniExact,
@@ -225,7 +237,9 @@ fn dot_rows<W, A>(w: &[W], act: &[A], out: &mut [f32], kernel: impl Fn(&[W], &[A
 }
 
 /// The scalar oracle, on every CPU.
-static SCALAR: KernelTable = KernelTable {
+static SCALAR: KernelTable = SCALAR_TABLE;
+
+const SCALAR_TABLE: KernelTable = KernelTable {
     isa: Isa::Scalar,
     quantize_q8_0: scalar::quantize_row_q8_0,
     quantize_q8_1: scalar::quantize_row_q8_1,
@@ -252,6 +266,59 @@ static SCALAR: KernelTable = KernelTable {
     swiglu_f32: scalar::swiglu_f32,
     attend_f16: None,
 };
+
+/// A safe `fn` calling the armv7 NEON kernel `$f` row by row, for [`ARMV7_NEON`] only.
+#[cfg(target_arch = "arm")]
+macro_rules! armv7 {
+    ($f:ident) => {
+        |w, a, out| {
+            dot_rows(w, a, out, |x, y| {
+                // SAFETY: this closure is only reachable through the ARMV7_NEON table, which
+                // `table` returns only once `cpu_has_armv7_neon` found NEON, VFPv4 and
+                // half-precision conversion.
+                unsafe { crate::arm::armv7::$f(x, y) }
+            })
+        }
+    };
+}
+
+/// NEON on 32-bit ARM for the types the planner writes most (`arm::armv7`), the scalar oracle
+/// for the rest.
+#[cfg(target_arch = "arm")]
+static ARMV7_NEON: KernelTable = KernelTable {
+    isa: Isa::Armv7Neon,
+    q4_0: armv7!(vec_dot_q4_0_q8_0),
+    q4_1: armv7!(vec_dot_q4_1_q8_1),
+    q5_0: armv7!(vec_dot_q5_0_q8_0),
+    q8_0: armv7!(vec_dot_q8_0_q8_0),
+    q4_k: armv7!(vec_dot_q4_k_q8_k),
+    q6_k: armv7!(vec_dot_q6_k_q8_k),
+    ..SCALAR_TABLE
+};
+
+/// Whether the CPU has NEON, VFPv4 and half-precision conversion (`AT_HWCAP`'s `HWCAP_NEON`,
+/// `HWCAP_VFPv4`, `HWCAP_HALF`; Linux only). Without `std` (no C library to ask), no.
+#[cfg(target_arch = "arm")]
+fn cpu_has_armv7_neon() -> bool {
+    #[cfg(all(target_os = "linux", any(test, feature = "std")))]
+    {
+        const AT_HWCAP: core::ffi::c_ulong = 16;
+        const HALF: core::ffi::c_ulong = 1 << 1;
+        const NEON: core::ffi::c_ulong = 1 << 12;
+        const VFPV4: core::ffi::c_ulong = 1 << 16;
+        unsafe extern "C" {
+            fn getauxval(kind: core::ffi::c_ulong) -> core::ffi::c_ulong;
+        }
+        // SAFETY: glibc's and musl's `getauxval` takes any type and returns 0 for one the
+        // kernel did not pass; it has no other effect.
+        let hwcap = unsafe { getauxval(AT_HWCAP) };
+        hwcap & (HALF | NEON | VFPV4) == HALF | NEON | VFPV4
+    }
+    #[cfg(not(all(target_os = "linux", any(test, feature = "std"))))]
+    {
+        false
+    }
+}
 
 /// A safe `fn` calling the AVX2 kernel `$f` with the arguments `$arg`s, for [`AVX2`] only.
 #[cfg(target_arch = "x86_64")]
@@ -340,6 +407,41 @@ const AVX2_TABLE: KernelTable = KernelTable {
     swiglu_f32: avx2!(swiglu_f32(gate, up)),
     attend_f16: Some(avx2!(attend_f16(queries, k, v, stride, scale, vkq))),
 };
+
+/// A safe `fn` calling the AVX-512 BW kernel `$f`, for [`AVX512_BW`] only.
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx512_bw {
+    ($f:ident($($arg:ident),+)) => {
+        |$($arg),+| {
+            // SAFETY: this closure is only reachable through the AVX512_BW table, which
+            // `table` returns only once `cpu_has_avx512bw` found AVX2, FMA, F16C and AVX-512
+            // F, BW and VL usable.
+            unsafe { crate::x86::avx2::$f($($arg),+) }
+        }
+    };
+}
+
+/// AVX2's table with its packed kernels compiled for AVX-512 BW (EVEX encoding: 32 vector
+/// registers), for AVX-512 CPUs without VNNI.
+#[cfg(target_arch = "x86_64")]
+static AVX512_BW: KernelTable = fast(
+    Isa::Avx512Bw,
+    crate::packed::PackedKernels {
+        q8_0: avx512_bw!(matvec_q8_0x8_q8_0_bw(w, first, a, out)),
+        q4_0: avx512_bw!(matvec_q4_0x8_q8_0_bw(w, first, a, out)),
+        q8_0_mm: avx512_bw!(matmul_q8_0x8_q8_0_bw(w, first, a, outs)),
+        q4_0_mm: avx512_bw!(matmul_q4_0x8_q8_0_bw(w, first, a, outs)),
+        q5_0: Some((
+            avx512_bw!(matvec_q5_0x8_q8_0_bw(w, first, a, out)),
+            avx512_bw!(matmul_q5_0x8_q8_0_bw(w, first, a, outs)),
+        )),
+        q4_1: Some((
+            avx512_bw!(matvec_q4_1x8_q8_1_bw(w, first, a, out)),
+            avx512_bw!(matmul_q4_1x8_q8_1_bw(w, first, a, outs)),
+        )),
+    },
+    AVX2_TABLE,
+);
 
 /// A safe `fn` calling the AVX2 + AVX-VNNI kernel `$f`, for [`AVX2_VNNI`] only.
 #[cfg(target_arch = "x86_64")]
@@ -729,6 +831,27 @@ fn cpu_has_avx512vnni() -> bool {
     })
 }
 
+/// Whether the CPU has AVX2, FMA, F16C and AVX-512 F, BW and VL and the OS saves the ZMM
+/// registers.
+#[cfg(target_arch = "x86_64")]
+// `__cpuid_count` is a safe function since Rust 1.87 and an unsafe one before.
+#[allow(unused_unsafe)]
+fn cpu_has_avx512bw() -> bool {
+    use core::arch::x86_64::__cpuid_count;
+    const EBX: u32 = (1 << 16) | (1 << 30) | (1 << 31);
+    const XCR0_ZMM: u64 = 0b1110_0000;
+    static HAS: AtomicU8 = AtomicU8::new(UNKNOWN);
+    asked_once(&HAS, || {
+        if !cpu_has_avx2() {
+            return false;
+        }
+        // SAFETY: `cpu_has_avx2` found leaf 7 (and OSXSAVE, which makes `xgetbv` usable).
+        let leaf7 = unsafe { __cpuid_count(7, 0) };
+        // SAFETY: as above.
+        leaf7.ebx & EBX == EBX && unsafe { xcr0() } & XCR0_ZMM == XCR0_ZMM
+    })
+}
+
 /// A CPU feature's answer kept in `cell` ([`UNKNOWN`] until `ask` is first called).
 #[cfg(target_arch = "x86_64")]
 fn asked_once(cell: &AtomicU8, ask: impl FnOnce() -> bool) -> bool {
@@ -770,6 +893,8 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Exact if cpu_has_avx2() => Some(&AVX2_EXACT),
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Bw if cpu_has_avx512bw() => Some(&AVX512_BW),
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if cpu_has_avx2() && cpu_has_avx512vnni() => Some(&AVX512),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Exact if cpu_has_avx2() && cpu_has_avx512vnni() => Some(&AVX512_EXACT),
@@ -793,6 +918,8 @@ pub fn table(isa: Isa) -> Option<&'static KernelTable> {
         Isa::NeonDotprod if cpu_has_dotprod() => Some(&NEON_DOTPROD),
         #[cfg(target_arch = "aarch64")]
         Isa::NeonI8mm if cpu_has_dotprod() && cpu_has_i8mm() => Some(&NEON_I8MM),
+        #[cfg(target_arch = "arm")]
+        Isa::Armv7Neon if cpu_has_armv7_neon() => Some(&ARMV7_NEON),
         _ => None,
     }
 }

@@ -15,6 +15,9 @@
 //!   logits (`tests/cross_isa.rs` holds them to one golden file; the `neon+dotprod-exact`
 //!   table). The default `neon+dotprod` table decodes Q8_0 and Q4_0 with `arm::neon::fast`,
 //!   which sums in its own order (within the parity tests' tolerance of the oracle).
+//! - `arm::armv7` (on 32-bit ARM) has NEON kernels for six weight types in inline assembly
+//!   (Rust's 32-bit NEON intrinsics are unstable), summing in their own order, within the
+//!   parity tests' tolerance of the oracle; the rest of that table is the oracle's.
 //! - `dispatch.rs` detects the CPU's features once and picks a [`KernelTable`] ([`active`]);
 //!   [`use_isa`] / [`force_scalar`] override the choice (the runtime's `SINTRA_KERNELS`).
 //! - [`matvec`], [`matmul`], [`vec_dot`], [`quantize_activation`] are the type-erased entry
@@ -24,14 +27,15 @@
 //!   they never panic.
 //!
 //! **Features.** `std` (off by default; the runtime turns it on) lets the AArch64 dispatch ask
-//! the OS whether the CPU has the dot-product extension; without it the crate stays `no_std`
-//! and AArch64 runs the baseline NEON kernels.
+//! the OS whether the CPU has the dot-product extension (and the armv7 one whether it has NEON
+//! and VFPv4); without it the crate stays `no_std` and AArch64 runs the baseline NEON kernels,
+//! armv7 the scalar ones.
 //!
 //! **Byte order.** Blocks are read in place (`bytemuck`), so the kernels assume a
 //! little-endian target, like GGUF files and every target sintra ships for.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
 pub mod arm;
 mod attention;
 mod dispatch;

@@ -42,14 +42,16 @@ OPTIONS:
 
 ENVIRONMENT:
   SINTRA_KERNELS       auto (default: the best this CPU runs), scalar (the portable oracle),
-                       avx2, avx512 (AVX-512 VNNI without AVX-VNNI), vnni (avx2+vnni) or
-                       avx512+vnni (x86-64: Q4_0, Q4_1, Q5_0 and Q8_0 packed at load time,
-                       in a faster order), each also as NAME-exact (avx2-exact, ...:
-                       no packing, llama.cpp's logits bit for bit),
+                       avx2, avx512bw (AVX-512 without VNNI), avx512 (AVX-512 VNNI
+                       without AVX-VNNI), vnni (avx2+vnni) or avx512+vnni (x86-64: Q4_0,
+                       Q4_1, Q5_0 and Q8_0 packed at load time, in a faster order), each
+                       also as NAME-exact (avx2-exact, ...: no packing, llama.cpp's logits
+                       bit for bit; avx512bw's is avx2-exact),
                        neon, dotprod (aarch64; also spelt neon+dotprod), i8mm
                        (neon+i8mm: SMMLA prompt products) or dotprod-exact
                        (neon+dotprod-exact: the x86 build's logits bit for bit;
-                       dotprod and i8mm run Q8_0 and Q4_0 packed, in a faster order)
+                       dotprod and i8mm run Q8_0 and Q4_0 packed, in a faster order),
+                       armv7+neon (32-bit ARM with NEON and VFPv4)
 ";
 
 /// Parsed command line.

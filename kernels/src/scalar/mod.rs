@@ -27,7 +27,9 @@ pub use vec_dot_k::*;
 /// The legacy types' integer block sums, for the packed kernels' test model.
 #[cfg(test)]
 pub(crate) use vec_dot::{dot_5bit, dot_nibbles};
-pub(crate) use vec_dot_k::{scales_mins_k4, scales_q3_k};
+pub(crate) use vec_dot_k::scales_mins_k4;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) use vec_dot_k::scales_q3_k;
 
 /// f16 bits to f32, exactly (ggml's `GGML_CPU_FP16_TO_FP32`), without branches so loops over
 /// halves vectorize: the exponent and mantissa are moved to their f32 places, which reads as
@@ -36,7 +38,7 @@ pub(crate) use vec_dot_k::{scales_mins_k4, scales_q3_k};
 /// `formats::quant::fp16_bits_to_fp32` (the `half` crate) gives the same values but takes a
 /// branchy software path, or a run-time CPU check per call, on targets without F16C.
 #[inline(always)]
-fn fp16(h: u16) -> f32 {
+pub(crate) fn fp16(h: u16) -> f32 {
     const TWO_POW_112: f32 = f32::from_bits((112 + 127) << 23);
     let h = u32::from(h);
     let sign = (h & 0x8000) << 16;

@@ -217,7 +217,13 @@ fn bless(results: &[(String, String)]) {
 fn simd_tables_reproduce_the_avx2_golden_results() {
     let want = golden();
     let isas: &[Isa] = if cfg!(target_arch = "x86_64") {
-        &[Isa::Avx2, Isa::Avx512, Isa::Avx2Vnni, Isa::Avx512Vnni]
+        &[
+            Isa::Avx2,
+            Isa::Avx512Bw,
+            Isa::Avx512,
+            Isa::Avx2Vnni,
+            Isa::Avx512Vnni,
+        ]
     } else if cfg!(target_arch = "aarch64") {
         &[Isa::Neon, Isa::NeonDotprodExact]
     } else {

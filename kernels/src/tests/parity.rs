@@ -23,6 +23,8 @@ use super::*;
 use crate::dispatch::{table, Isa};
 use crate::{scalar, KernelTable, WEIGHT_TYPES};
 use bytemuck::Zeroable;
+// The armv7 tests use the types its kernels cover, the others all of them.
+#[cfg_attr(target_arch = "arm", allow(unused_imports))]
 use formats::quant::{
     BlockIq4Nl, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
     BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
@@ -56,7 +58,13 @@ fn tolerance(w: GgmlType) -> f64 {
 
 /// The SIMD instruction sets this build has kernels for.
 const SIMD: &[Isa] = if cfg!(target_arch = "x86_64") {
-    &[Isa::Avx2, Isa::Avx512, Isa::Avx2Vnni, Isa::Avx512Vnni]
+    &[
+        Isa::Avx2,
+        Isa::Avx512Bw,
+        Isa::Avx512,
+        Isa::Avx2Vnni,
+        Isa::Avx512Vnni,
+    ]
 } else if cfg!(target_arch = "aarch64") {
     &[
         Isa::Neon,
@@ -64,6 +72,8 @@ const SIMD: &[Isa] = if cfg!(target_arch = "x86_64") {
         Isa::NeonDotprod,
         Isa::NeonI8mm,
     ]
+} else if cfg!(target_arch = "arm") {
+    &[Isa::Armv7Neon]
 } else {
     &[]
 };
@@ -170,12 +180,13 @@ fn the_detected_isa_is_the_one_std_detects() {
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c");
     let vnni = std_says && is_x86_feature_detected!("avxvnni");
-    let avx512 = std_says
+    let avx512bw = std_says
         && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("avx512vnni");
+        && is_x86_feature_detected!("avx512vl");
+    let avx512 = avx512bw && is_x86_feature_detected!("avx512vnni");
     assert_eq!(Isa::Avx2.available(), std_says);
+    assert_eq!(Isa::Avx512Bw.available(), avx512bw);
     assert_eq!(Isa::Avx512.available(), avx512);
     assert_eq!(Isa::Avx2Vnni.available(), vnni);
     assert_eq!(Isa::Avx512Vnni.available(), vnni && avx512);
@@ -183,6 +194,7 @@ fn the_detected_isa_is_the_one_std_detects() {
         (true, true, true) => Isa::Avx512Vnni,
         (true, true, false) => Isa::Avx2Vnni,
         (true, false, true) => Isa::Avx512,
+        (true, false, false) if avx512bw => Isa::Avx512Bw,
         (true, false, false) => Isa::Avx2,
         _ => Isa::Scalar,
     };
@@ -439,6 +451,7 @@ fn simd_quantizers_match_scalar() {
     }
 }
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 /// The typed kernels of the SIMD module `$simd` straight, without the entry points: shorter
 /// `y` than `x` (or the other way) reads only the common blocks, and empty slices give zero.
 macro_rules! typed_kernels_use_the_common_length {
@@ -704,5 +717,122 @@ fn vector_steps_match_scalar() {
                 );
             }
         }
+    }
+}
+
+#[cfg(target_arch = "arm")]
+mod armv7 {
+    use super::*;
+    use crate::arm::armv7;
+
+    /// `AT_HWCAP` read from `/proc/self/auxv` (pairs of 32-bit words), not through the C
+    /// library the dispatch asks.
+    fn hwcap() -> u32 {
+        let auxv = std::fs::read("/proc/self/auxv").unwrap();
+        let words: Vec<u32> = auxv
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+            .collect();
+        words
+            .chunks_exact(2)
+            .find(|pair| pair[0] == 16)
+            .map_or(0, |pair| pair[1])
+    }
+
+    /// The armv7 NEON table exactly where the kernel reports NEON, VFPv4 and half-precision
+    /// conversion (qemu-arm's CPUs do: so it is under test there).
+    #[test]
+    fn the_detected_isa_is_the_one_the_kernel_reports() {
+        let want = (1 << 1) | (1 << 12) | (1 << 16);
+        let has = hwcap() & want == want;
+        assert_eq!(Isa::Armv7Neon.available(), has);
+        let best = if has { Isa::Armv7Neon } else { Isa::Scalar };
+        assert_eq!(crate::detect(), best);
+        eprintln!("parity: detected {best}");
+    }
+
+    /// The typed kernels straight: shorter `y` than `x` (or the other way) reads only the
+    /// common blocks, and empty slices give zero.
+    #[test]
+    fn typed_kernels_use_the_common_length() {
+        if !Isa::Armv7Neon.available() {
+            panic!("this CPU has no NEON with VFPv4: the armv7 kernels cannot run here");
+        }
+        let mut rng = Rng::new(23);
+        macro_rules! common {
+            ($wb:ty, $ab:ty, $w:expr, $quantize:path, $scalar:path, $simd_fn:path) => {{
+                let blocks = 5;
+                let per = $w.block_size();
+                let values: Vec<f32> = (0..blocks * per).map(|_| rng.normal() as f32).collect();
+                let bytes = formats::quant::quantize($w, &values, per * blocks, None).unwrap();
+                let x_bytes = Aligned::from_bytes(&bytes);
+                let x: &[$wb] = bytemuck::cast_slice(x_bytes.bytes());
+                let mut y = vec![<$ab>::zeroed(); blocks];
+                $quantize(&values, &mut y);
+                for (nx, ny) in [(5, 3), (2, 5), (0, 5), (5, 0)] {
+                    let want = $scalar(&x[..nx.min(ny)], &y[..nx.min(ny)]);
+                    // SAFETY: checked above that the CPU runs these kernels.
+                    let got = unsafe { $simd_fn(&x[..nx], &y[..ny]) };
+                    let tol = 1e-5 * f64::from(want.abs()).max(1.0);
+                    assert!(
+                        (f64::from(got) - f64::from(want)).abs() <= tol,
+                        "{} {nx}x{ny}: {got} vs {want}",
+                        $w
+                    );
+                }
+            }};
+        }
+        use GgmlType::*;
+        let q8_0 = scalar::quantize_row_q8_0;
+        let q8_1 = scalar::quantize_row_q8_1;
+        let q8_k = scalar::quantize_row_q8_k;
+        common!(
+            BlockQ4_0,
+            BlockQ8_0,
+            Q4_0,
+            q8_0,
+            scalar::vec_dot_q4_0_q8_0,
+            armv7::vec_dot_q4_0_q8_0
+        );
+        common!(
+            BlockQ4_1,
+            BlockQ8_1,
+            Q4_1,
+            q8_1,
+            scalar::vec_dot_q4_1_q8_1,
+            armv7::vec_dot_q4_1_q8_1
+        );
+        common!(
+            BlockQ5_0,
+            BlockQ8_0,
+            Q5_0,
+            q8_0,
+            scalar::vec_dot_q5_0_q8_0,
+            armv7::vec_dot_q5_0_q8_0
+        );
+        common!(
+            BlockQ8_0,
+            BlockQ8_0,
+            Q8_0,
+            q8_0,
+            scalar::vec_dot_q8_0_q8_0,
+            armv7::vec_dot_q8_0_q8_0
+        );
+        common!(
+            BlockQ4K,
+            BlockQ8K,
+            Q4_K,
+            q8_k,
+            scalar::vec_dot_q4_k_q8_k,
+            armv7::vec_dot_q4_k_q8_k
+        );
+        common!(
+            BlockQ6K,
+            BlockQ8K,
+            Q6_K,
+            q8_k,
+            scalar::vec_dot_q6_k_q8_k,
+            armv7::vec_dot_q6_k_q8_k
+        );
     }
 }

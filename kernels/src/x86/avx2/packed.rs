@@ -541,6 +541,24 @@ packed_kernels!(
 );
 
 packed_kernels!(
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl",
+    "AVX2's kernels in EVEX encoding: 32 registers",
+    [
+        matvec_q8_0x8_q8_0_bw,
+        matvec_q4_0x8_q8_0_bw,
+        matmul_q8_0x8_q8_0_bw,
+        matmul_q4_0x8_q8_0_bw,
+        matvec_q5_0x8_q8_0_bw,
+        matmul_q5_0x8_q8_0_bw,
+        matvec_q4_1x8_q8_1_bw,
+        matmul_q4_1x8_q8_1_bw
+    ],
+    q8: (quants_q8_0_signed, 0, isum_signed),
+    q4: isum_nibbles,
+    q5: isum_five_bits
+);
+
+packed_kernels!(
     "avx2,fma,f16c,avxvnni",
     "AVX-VNNI",
     [
