@@ -7,6 +7,7 @@ pub mod original;
 pub mod presets;
 pub mod requant;
 pub mod rows;
+pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 

@@ -11,12 +11,15 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// The process-wide llama.cpp backend (it may be initialised only once), with its logging off.
+/// The process-wide llama.cpp backend (it may be initialised only once), with its logging off
+/// unless `SINTRA_LLAMA_LOGS` is set (to see why llama.cpp refuses a file).
 pub fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
         let mut b = LlamaBackend::init().expect("llama.cpp backend");
-        b.void_logs();
+        if std::env::var_os("SINTRA_LLAMA_LOGS").is_none() {
+            b.void_logs();
+        }
         b
     })
 }

@@ -11,5 +11,6 @@ mod quickstart;
 mod requantize;
 mod runtime_errors;
 mod runtime_vs_llama;
+mod synthetic;
 mod tokenizer;
 mod vec_dot_vs_ggml;
