@@ -1,18 +1,21 @@
-//! The llama forward pass, one token at a time, top to bottom like llama2.c's `forward`:
-//! embedding -> per layer { RMSNorm, Q/K/V, RoPE, cached attention, output projection,
-//! residual, RMSNorm, SiLU-gated FFN, residual } -> final RMSNorm -> classifier.
+//! The llama forward pass, top to bottom like llama2.c's `forward`: embedding -> per layer {
+//! RMSNorm, Q/K/V, RoPE, cached attention, output projection, residual, RMSNorm, SiLU-gated FFN,
+//! residual } -> final RMSNorm -> classifier.
 //!
 //! Three structs: [`Config`] (hyper-parameters, from GGUF metadata), [`Weights`] (views into
 //! the memory map; nothing is copied but the small norm vectors), [`RunState`] (every buffer,
-//! allocated once). The hot spot is [`Weight::matvec`]: more than 95% of the time per token.
+//! allocated once). A layer's steps are written once, over `n` token rows (`layer.rs`): this
+//! file runs them on one token (decoding, [`Llama::forward`]), `batch.rs` on a prompt's batch.
+//! The hot spot is the matrix-vector products: more than 95% of the time per token.
 
 mod batch;
+mod layer;
 
 pub use batch::{LOGITS_BYTES, MAX_BATCH};
 
 use super::config::{Config, LayerShape};
 use super::ModelError;
-use crate::calibrate::{Calibration, Site};
+use crate::calibrate::Calibration;
 use crate::threads::{Crew, Mat, Pool, Product};
 use formats::gguf::{GgufFile, TensorInfo};
 use formats::quant::{self, GgmlType};
@@ -244,6 +247,7 @@ enum KvCache {
 pub struct RunState {
     pub n_ctx: usize,
     x: Vec<f32>,          // (n_embd) the residual stream
+    x_in: Vec<f32>,       // (n_embd) the residual stream entering a block (calibration)
     xb: Vec<f32>,         // (max(n_embd, q_dim)) normed input / attention output
     xb2: Vec<f32>,        // (n_embd) output of a projection, before the residual add
     q: Vec<f32>,          // (q_dim)
@@ -281,6 +285,7 @@ impl RunState {
         RunState {
             n_ctx,
             x: vec![0.0; c.n_embd],
+            x_in: vec![0.0; c.n_embd],
             xb: vec![0.0; c.n_embd.max(q_dim)],
             xb2: vec![0.0; c.n_embd],
             q: vec![0.0; q_dim],
@@ -408,12 +413,6 @@ fn rope(v: &mut [f32], head_dim: usize, cache: &[f32]) {
             pair[1] = x0.mul_add(cs[1], x1 * cs[0]);
         }
     }
-}
-
-/// RoPE on the first `rope_dim` values of every query head of `q` and key head of `k`.
-fn rope_qk(q: &mut [f32], k: &mut [f32], head_dim: usize, rope_dim: usize, cache: &[f32]) {
-    rope_heads(q, head_dim, rope_dim, cache);
-    rope_heads(k, head_dim, rope_dim, cache);
 }
 
 /// [`rope`] of the first `rope_dim` values of each head of `v` (heads of `head_dim`).
@@ -671,109 +670,50 @@ impl<'a> Llama<'a> {
                 n_vocab: c.n_vocab,
             });
         }
-        let (e, hd) = (c.n_embd, c.head_dim);
-        let kq_scale = 1.0 / (hd as f32).sqrt();
+        let e = c.n_embd;
 
-        // Embedding.
+        // Embedding, this position's RoPE table, then the blocks on this one row.
         w.token_embd.row_f32(token as usize, &mut s.x)?;
         rope_cache(&mut s.rope_cache, pos, c, w.rope_freqs.as_deref());
-
-        for (
-            l,
-            (
-                lw,
-                &LayerShape {
-                    n_head,
-                    n_head_kv,
-                    n_ff,
-                },
-            ),
-        ) in w.layers.iter().zip(&c.layers).enumerate()
-        {
-            let (q_dim, kv_dim) = (n_head * hd, n_head_kv * hd);
-            if let Some(cal) = &mut s.calib {
-                cal.block_start(&s.x);
-            }
-
-            // Attention: RMSNorm, then Q, K, V from the same quantized input.
-            rmsnorm(&mut s.xb[..e], &s.x, &lw.attn_norm, c.rms_eps);
-            if let Some(cal) = &mut s.calib {
-                cal.add(l, Site::Attn, &s.xb[..e]);
-            }
-            project(
-                [&lw.wq, &lw.wk, &lw.wv],
-                &s.xb[..e],
-                [&mut s.q[..q_dim], &mut s.k[..kv_dim], &mut s.v[..kv_dim]],
-                &mut s.act,
-                s.act_words,
-                crew,
-            )?;
-
-            // RoPE on the rotated part of each query and key head.
-            rope_qk(
-                &mut s.q[..q_dim],
-                &mut s.k[..kv_dim],
-                hd,
-                c.rope_dim,
-                &s.rope_cache,
-            );
-
-            // Cache K and V at this position, then attend over positions 0..=pos.
-            let layer = LayerKv::new(l, s.n_ctx, s.kv_dim);
-            layer.store(&mut s.kv, pos, &s.k[..kv_dim], &s.v[..kv_dim]);
-            let scratch = AttnScratch {
+        let mut exec = layer::OnCrew {
+            crew,
+            act: &mut s.act,
+            words: s.act_words,
+            scratch: AttnScratch {
                 q16: &mut s.q16,
                 vkq16: &mut s.vkq16,
                 att: &mut s.att,
+            },
+        };
+        for (l, (lw, &shape)) in w.layers.iter().zip(&c.layers).enumerate() {
+            let block = layer::Block {
+                l,
+                weights: lw,
+                shape,
+                kv: LayerKv::new(l, s.n_ctx, s.kv_dim),
+                pos0: pos,
             };
-            let heads = Heads {
-                n_head,
-                n_head_kv,
-                head_dim: hd,
-                kq_scale,
+            let mut rows = layer::Rows {
+                n: 1,
+                x: &mut s.x,
+                x_in: &mut s.x_in,
+                xb: &mut s.xb,
+                xb2: &mut s.xb2,
+                q: &mut s.q,
+                k: &mut s.k,
+                v: &mut s.v,
+                hb: &mut s.hb,
+                hb2: &mut s.hb2,
+                rope: &s.rope_cache,
             };
-            layer.attend(
-                &s.kv,
-                heads,
-                pos,
-                &s.q[..q_dim],
-                &mut s.xb[..q_dim],
-                scratch,
+            layer::layer(
+                &mut exec,
+                c,
+                block,
+                &mut rows,
+                &mut s.kv,
+                s.calib.as_deref_mut(),
             )?;
-
-            // Output projection and residual.
-            if let Some(cal) = &mut s.calib {
-                cal.add(l, Site::AttnOutput, &s.xb[..q_dim]);
-            }
-            let (words, out) = (s.act_words, &mut s.xb2);
-            project([&lw.wo], &s.xb[..q_dim], [out], &mut s.act, words, crew)?;
-            s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
-
-            // FFN: RMSNorm, SiLU(gate) * up, down, residual.
-            if n_ff > 0 {
-                rmsnorm(&mut s.xb[..e], &s.x, &lw.ffn_norm, c.rms_eps);
-                if let Some(cal) = &mut s.calib {
-                    cal.add(l, Site::Ffn, &s.xb[..e]);
-                }
-                project(
-                    [&lw.w_gate, &lw.w_up],
-                    &s.xb[..e],
-                    [&mut s.hb[..n_ff], &mut s.hb2[..n_ff]],
-                    &mut s.act,
-                    s.act_words,
-                    crew,
-                )?;
-                kernels::swiglu_f32(&mut s.hb[..n_ff], &s.hb2[..n_ff]);
-                if let Some(cal) = &mut s.calib {
-                    cal.add(l, Site::FfnDown, &s.hb[..n_ff]);
-                }
-                let (words, out) = (s.act_words, &mut s.xb2);
-                project([&lw.w_down], &s.hb[..n_ff], [out], &mut s.act, words, crew)?;
-                s.x.iter_mut().zip(&s.xb2).for_each(|(x, d)| *x += d);
-            }
-            if let Some(cal) = &mut s.calib {
-                cal.block_end(l, &s.x);
-            }
         }
 
         if !want_logits && s.calib.is_none() {
@@ -787,14 +727,12 @@ impl<'a> Llama<'a> {
                 return Ok(&[]);
             }
         }
-        let words = s.act_words;
-        project(
-            [&w.output],
+        layer::Exec::project(
+            &mut exec,
+            &mut [(&w.output, &mut s.logits[..])],
             &s.xb[..e],
-            [&mut s.logits],
-            &mut s.act,
-            words,
-            crew,
+            1,
+            None,
         )?;
         Ok(&s.logits)
     }

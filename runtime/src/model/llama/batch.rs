@@ -1,9 +1,9 @@
 //! Prompt processing: a batch of tokens through the layers together (issue #4), so that each
 //! weight matrix is read once per batch instead of once per token.
 //!
-//! The same steps as [`Llama::forward`], on every token row of the batch: each matrix product
-//! quantizes the batch's input rows once and multiplies them all with each weight row while it
-//! is in cache ([`kernels::matmul`]); attention is causal over the KV cache (the batch's keys
+//! The same block as [`Llama::forward`] (`layer.rs`), on every token row of the batch: each
+//! matrix product quantizes the batch's input rows once and multiplies them all with each
+//! weight row while it is in cache ([`kernels::matmul`]); attention is causal over the KV cache (the batch's keys
 //! and values are cached first, then each token attends over positions up to its own with the
 //! single-token code, [`LayerKv::attend`]). **Every value is computed with the arithmetic of the
 //! token-by-token path**, so a prompt's logits are bit-identical whether it is fed at once or
@@ -14,10 +14,8 @@
 //! for a small model), and the classifier runs over at most [`LOGITS_BYTES`] of logits at a
 //! time, only for the positions whose logits are wanted.
 
-use super::{
-    rmsnorm, rope_cache, rope_heads, AttnScratch, Heads, LayerKv, LayerShape, Llama, ModelError,
-    Pool, Weight,
-};
+use super::layer::{layer, Block, OnPool, Rows};
+use super::{rmsnorm, rope_cache, LayerKv, Llama, ModelError, Pool, Weight};
 use crate::calibrate::{Calibration, Site};
 use crate::model::Config;
 use formats::quant::GgmlType;
@@ -121,7 +119,7 @@ fn quantize_rows<'b>(
 /// their f32 input**: a calibration run (`calib`, with the input's block and site) hears every
 /// row here, in token order. Each row is quantized once per weight type; each product is split
 /// over the pool's threads by contiguous row ranges.
-fn matmuls(
+pub(super) fn matmuls(
     ws: &mut [(&Weight<'_>, &mut [f32])],
     x: &[f32],
     n: usize,
@@ -238,10 +236,9 @@ impl Llama<'_> {
         if pos0 + n > s.n_ctx {
             return Err(ModelError::ContextFull { n_ctx: s.n_ctx });
         }
-        let (e, hd) = (c.n_embd, c.head_dim);
-        let kq_scale = 1.0 / (hd as f32).sqrt();
+        let e = c.n_embd;
 
-        // Embeddings and each position's RoPE table.
+        // Embeddings and each position's RoPE table, then the blocks on the batch's rows.
         for (i, (&token, x)) in tokens.iter().zip(b.x.chunks_exact_mut(e)).enumerate() {
             if token as usize >= c.n_vocab {
                 return Err(ModelError::BadToken {
@@ -253,138 +250,41 @@ impl Llama<'_> {
             let rope = &mut b.rope[i * c.rope_dim..(i + 1) * c.rope_dim];
             rope_cache(rope, pos0 + i, c, w.rope_freqs.as_deref());
         }
-
-        for (
-            l,
-            (
-                lw,
-                &LayerShape {
-                    n_head,
-                    n_head_kv,
-                    n_ff,
-                },
-            ),
-        ) in w.layers.iter().zip(&c.layers).enumerate()
-        {
-            let (q_dim, kv_dim) = (n_head * hd, n_head_kv * hd);
-            if s.calib.is_some() {
-                b.x_in[..n * e].copy_from_slice(&b.x[..n * e]);
-            }
-
-            // Attention: RMSNorm, then Q, K, V from the same quantized input.
-            rmsnorm_rows(pool, &mut b.xb, &b.x, n, &lw.attn_norm, c.rms_eps)?;
-            matmuls(
-                &mut [
-                    (&lw.wq, &mut b.q[..]),
-                    (&lw.wk, &mut b.k[..]),
-                    (&lw.wv, &mut b.v[..]),
-                ],
-                &b.xb[..n * e],
-                n,
-                &mut b.act,
-                pool,
-                s.calib.as_deref_mut().map(|cal| (cal, l, Site::Attn)),
-            )?;
-
-            // RoPE (tokens in parallel), then the batch's keys and values into the cache.
-            let rope_dim = c.rope_dim;
-            for (v, dim) in [(&mut b.q, q_dim), (&mut b.k, kv_dim)] {
-                let rope = &b.rope;
-                pool.for_tokens(&mut v[..n * dim], dim, |rows, v| {
-                    for (i, v) in rows.zip(v.chunks_exact_mut(dim)) {
-                        rope_heads(v, hd, rope_dim, &rope[i * rope_dim..(i + 1) * rope_dim]);
-                    }
-                    Ok::<(), ModelError>(())
-                })?;
-            }
-            let layer = LayerKv::new(l, s.n_ctx, s.kv_dim);
-            for i in 0..n {
-                let (k, v) = (
-                    &b.k[i * kv_dim..(i + 1) * kv_dim],
-                    &b.v[i * kv_dim..(i + 1) * kv_dim],
-                );
-                layer.store(&mut s.kv, pos0 + i, k, v);
-            }
-
-            // Causal attention: token i over positions 0..=pos0 + i, tokens split between
-            // threads by their number of positions.
-            let heads = Heads {
-                n_head,
-                n_head_kv,
-                head_dim: hd,
-                kq_scale,
+        let mut exec = OnPool {
+            pool,
+            act: &mut b.act,
+            n_ctx: s.n_ctx,
+            head_dim: c.head_dim,
+        };
+        for (l, (lw, &shape)) in w.layers.iter().zip(&c.layers).enumerate() {
+            let block = Block {
+                l,
+                weights: lw,
+                shape,
+                kv: LayerKv::new(l, s.n_ctx, s.kv_dim),
+                pos0,
             };
-            let (kv, q) = (&s.kv, &b.q);
-            let n_ctx = s.n_ctx;
-            pool.for_units(
-                &mut b.xb[..n * q_dim],
-                q_dim,
-                |i| pos0 + i + 1,
-                |tokens, out| {
-                    let mut q16 = vec![0u16; kernels::MAX_QUERIES * hd];
-                    let mut vkq16 = vec![0u16; kernels::MAX_QUERIES * hd];
-                    let mut att = vec![0f32; n_ctx];
-                    let scratch = AttnScratch {
-                        q16: &mut q16,
-                        vkq16: &mut vkq16,
-                        att: &mut att,
-                    };
-                    let q = &q[tokens.start * q_dim..tokens.end * q_dim];
-                    layer.attend(kv, heads, pos0 + tokens.start, q, out, scratch)
-                },
-            )?;
-
-            // Output projection and residual.
-            matmuls(
-                &mut [(&lw.wo, &mut b.xb2[..])],
-                &b.xb[..n * q_dim],
+            let mut rows = Rows {
                 n,
-                &mut b.act,
-                pool,
-                s.calib.as_deref_mut().map(|cal| (cal, l, Site::AttnOutput)),
+                x: &mut b.x,
+                x_in: &mut b.x_in,
+                xb: &mut b.xb,
+                xb2: &mut b.xb2,
+                q: &mut b.q,
+                k: &mut b.k,
+                v: &mut b.v,
+                hb: &mut b.hb,
+                hb2: &mut b.hb2,
+                rope: &b.rope,
+            };
+            layer(
+                &mut exec,
+                c,
+                block,
+                &mut rows,
+                &mut s.kv,
+                s.calib.as_deref_mut(),
             )?;
-            b.x.iter_mut()
-                .zip(&b.xb2[..n * e])
-                .for_each(|(x, d)| *x += d);
-
-            // FFN: RMSNorm, SiLU(gate) * up, down, residual.
-            if n_ff > 0 {
-                rmsnorm_rows(pool, &mut b.xb, &b.x, n, &lw.ffn_norm, c.rms_eps)?;
-                matmuls(
-                    &mut [(&lw.w_gate, &mut b.hb[..]), (&lw.w_up, &mut b.hb2[..])],
-                    &b.xb[..n * e],
-                    n,
-                    &mut b.act,
-                    pool,
-                    s.calib.as_deref_mut().map(|cal| (cal, l, Site::Ffn)),
-                )?;
-                // Row by row (the SIMD kernel's tail depends on the row length), in parallel.
-                let up = &b.hb2;
-                pool.for_tokens(&mut b.hb[..n * n_ff], n_ff, |rows, gate| {
-                    let ups = up[rows.start * n_ff..rows.end * n_ff].chunks_exact(n_ff);
-                    for (g, u) in gate.chunks_exact_mut(n_ff).zip(ups) {
-                        kernels::swiglu_f32(g, u);
-                    }
-                    Ok::<(), ModelError>(())
-                })?;
-                matmuls(
-                    &mut [(&lw.w_down, &mut b.xb2[..])],
-                    &b.hb[..n * n_ff],
-                    n,
-                    &mut b.act,
-                    pool,
-                    s.calib.as_deref_mut().map(|cal| (cal, l, Site::FfnDown)),
-                )?;
-                b.x.iter_mut()
-                    .zip(&b.xb2[..n * e])
-                    .for_each(|(x, d)| *x += d);
-            }
-            if let Some(cal) = s.calib.as_deref_mut() {
-                for (x_in, x) in b.x_in.chunks_exact(e).zip(b.x.chunks_exact(e)).take(n) {
-                    cal.block_start(x_in);
-                    cal.block_end(l, x);
-                }
-            }
         }
         if let Some(cal) = s.calib.as_deref_mut() {
             // The classifier's input of every token, whether or not its logits are wanted.
