@@ -237,6 +237,19 @@ pub fn sequential_logits(
     tokens: &[u32],
     threads: i32,
 ) -> Result<Vec<Vec<f32>>, String> {
+    let mut out = Vec::new();
+    each_sequential_logits(path, tokens, threads, |_, l| out.push(l.to_vec()))?;
+    Ok(out)
+}
+
+/// [`sequential_logits`] handed to `f(position, logits)` one position at a time (for large
+/// vocabularies, whose logits of every position would not fit in memory).
+pub fn each_sequential_logits(
+    path: &Path,
+    tokens: &[u32],
+    threads: i32,
+    mut f: impl FnMut(usize, &[f32]),
+) -> Result<(), String> {
     let model = load(path)?;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(tokens.len().max(16) as u32))
@@ -246,14 +259,13 @@ pub fn sequential_logits(
         .new_context(backend(), ctx_params)
         .map_err(|e| format!("context: {e}"))?;
     let mut batch = LlamaBatch::new(1, 1);
-    let mut out = Vec::new();
     for (j, &t) in tokens.iter().enumerate() {
         batch.clear();
         batch
             .add(LlamaToken(t as i32), j as i32, &[0], true)
             .map_err(|e| e.to_string())?;
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
-        out.push(ctx.get_logits_ith(0).to_vec());
+        f(j, ctx.get_logits_ith(0));
     }
-    Ok(out)
+    Ok(())
 }

@@ -4,6 +4,7 @@ mod aarch64;
 mod batch;
 mod compress;
 mod device;
+mod gemma3;
 mod gguf;
 mod planner;
 mod quant_vs_ggml;

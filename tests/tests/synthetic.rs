@@ -88,3 +88,174 @@ fn synthetic_models_are_deterministic() {
     std::fs::remove_file(&again).ok();
     assert!(same, "two writes of the synthetic qwen3 model differ");
 }
+
+/// sintra-rt against llama.cpp on every synthetic architecture: 160 tokens of eval text (past
+/// gemma3's sliding window of 32), llama.cpp's token-by-token logits against ours, token by
+/// token and in one batch, with the exact kernel tables (llama.cpp's arithmetic): identical,
+/// bit for bit, for every architecture (Q/K/V biases, per-head Q/K norms, NEOX RoPE, scaled
+/// embeddings and queries, post-norms, ggml's f16 GELU table, sliding windows with their own
+/// RoPE base, fused QKV and gate/up).
+#[test]
+fn sintra_rt_runs_every_synthetic_architecture_as_llama_cpp_does() {
+    use runtime::model::{KvType, Llama, ModelError};
+    use runtime::threads::Pool;
+    let file = GgufFile::open(sintra_tests::smollm2_q4_1()).unwrap();
+    let tok = runtime::tokenizer::Tokenizer::from_gguf(&file.header).unwrap();
+    let text = std::fs::read_to_string(sintra_tests::data_file("eval.txt")).unwrap();
+    let mut tokens = tok.encode(&text[..8000], tok.add_bos(), false);
+    tokens.truncate(160);
+    let _exact = sintra_tests::exact_kernels();
+    let pool = Pool::new(2);
+    for arch in Arch::ALL {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_K] {
+            let path = synthetic(arch, ty);
+            let theirs = llama::sequential_logits(&path, &tokens, 2)
+                .unwrap_or_else(|e| panic!("{arch:?} {ty}: {e}"));
+            let file = GgufFile::open(&path).unwrap();
+            let mut model = Llama::new(&file, 256, KvType::F16)
+                .unwrap_or_else(|e| panic!("{arch:?} {ty}: {e}"));
+            let by_token: Vec<Vec<f32>> = tokens
+                .iter()
+                .enumerate()
+                .map(|(pos, &t)| model.forward(t, pos, &pool).unwrap().to_vec())
+                .collect();
+            let mut model = Llama::new(&file, 256, KvType::F16).unwrap();
+            let mut batched = Vec::new();
+            model
+                .forward_batch(&tokens, 0, &pool, 0, |_, l| {
+                    batched.push(l.to_vec());
+                    Ok::<(), ModelError>(())
+                })
+                .unwrap();
+            assert_eq!(batched, by_token, "{arch:?} {ty}: batch vs token by token");
+            let (mut same_top, mut worst) = (0, 0f64);
+            for (a, b) in by_token.iter().zip(&theirs) {
+                same_top += usize::from(llama::argmax(a) == llama::argmax(b));
+                let mean = b.iter().map(|&x| f64::from(x)).sum::<f64>() / b.len() as f64;
+                let sd = (b
+                    .iter()
+                    .map(|&x| (f64::from(x) - mean).powi(2))
+                    .sum::<f64>()
+                    / b.len() as f64)
+                    .sqrt();
+                let diff = a
+                    .iter()
+                    .zip(b)
+                    .map(|(&x, &y)| f64::from((x - y).abs()))
+                    .fold(0.0, f64::max);
+                worst = worst.max(diff / sd);
+            }
+            eprintln!(
+                "{} {ty} ({}): top-1 agreement {same_top}/{}, largest logit difference {worst:.2e} \
+                 of the logits' spread",
+                arch.name(),
+                kernels::isa_name(),
+                tokens.len()
+            );
+            assert!(
+                by_token == theirs,
+                "{arch:?} {ty}: sintra-rt's logits are not llama.cpp's bit for bit (top-1 \
+                 agreement {same_top}/{}, largest difference {worst:.2e} of the spread)",
+                tokens.len()
+            );
+        }
+    }
+}
+
+/// A copy of `src` at `dst` with its tensors passed through `edit` (return `None` to drop a
+/// tensor, or new dims to write it as F32 zeros of that shape) and its metadata through `meta`.
+fn edited(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    edit: impl Fn(&str) -> Option<Option<Vec<u64>>>,
+    meta: impl Fn(&mut formats::gguf::GgufWriter),
+) {
+    use formats::gguf::GgufWriter;
+    let file = GgufFile::open(src).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in &file.header.metadata {
+        w.set(k, v.clone());
+    }
+    meta(&mut w);
+    let mut shapes = Vec::new();
+    for t in &file.header.tensors {
+        match edit(&t.name) {
+            None => {}
+            Some(None) => {
+                w.add_tensor(&t.name, &t.dims, t.ty).unwrap();
+                shapes.push(None);
+            }
+            Some(Some(dims)) => {
+                w.add_tensor(&t.name, &dims, GgmlType::F32).unwrap();
+                shapes.push(Some(dims));
+            }
+        }
+    }
+    let kept: Vec<_> = file
+        .header
+        .tensors
+        .iter()
+        .filter(|t| edit(&t.name).is_some())
+        .collect();
+    w.write_to_path(dst, |i, info, out| match &shapes[i] {
+        None => out.write_all(file.tensor(&kept[i].name).unwrap().data),
+        Some(_) => out.write_all(&vec![0u8; info.n_bytes as usize]),
+    })
+    .unwrap();
+}
+
+/// Bad files of the new architectures are errors naming what is wrong, never panics: a gemma3
+/// without one of its post-norms, a qwen2 bias of the wrong length, an unknown architecture.
+#[test]
+fn bad_architecture_files_are_clear_errors() {
+    use runtime::model::{KvType, Llama};
+    let dir = std::env::temp_dir().join(format!("sintra-bad-arch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = |path: &std::path::Path| {
+        let file = GgufFile::open(path).unwrap();
+        Llama::new(&file, 64, KvType::F16)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| panic!("{} loaded", path.display()))
+    };
+
+    let no_post_norm = dir.join("gemma3-no-post-norm.gguf");
+    edited(
+        &synthetic(Arch::Gemma3, GgmlType::Q8_0),
+        &no_post_norm,
+        |name| (name != "blk.1.post_ffw_norm.weight").then_some(None),
+        |_| {},
+    );
+    let e = err(&no_post_norm);
+    assert!(e.contains("blk.1.post_ffw_norm.weight"), "{e}");
+
+    let short_bias = dir.join("qwen2-short-bias.gguf");
+    edited(
+        &synthetic(Arch::Qwen2, GgmlType::Q8_0),
+        &short_bias,
+        |name| Some((name == "blk.2.attn_k.bias").then(|| vec![64])),
+        |_| {},
+    );
+    let e = err(&short_bias);
+    assert!(e.contains("blk.2.attn_k.bias") && e.contains("64"), "{e}");
+
+    let unknown = dir.join("unknown-arch.gguf");
+    edited(
+        &synthetic(Arch::Llama, GgmlType::Q8_0),
+        &unknown,
+        |_| Some(None),
+        |w| {
+            w.set(
+                "general.architecture",
+                formats::gguf::Value::String("mamba".into()),
+            );
+        },
+    );
+    let e = err(&unknown);
+    assert!(
+        e.contains("unsupported architecture 'mamba'") && e.contains("gemma3"),
+        "{e}"
+    );
+    eprintln!("bad files: {e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

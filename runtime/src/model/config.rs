@@ -1,11 +1,28 @@
-//! Hyper-parameters of a llama-family model, read from GGUF metadata (never from constants) and
-//! checked against each other and against the tensor table.
+//! Hyper-parameters of a model, read from GGUF metadata (never from constants) and checked
+//! against each other and against the tensor table, with what sets its architecture apart
+//! (issue #15) decided here, once: the table below is the whole difference in data; the
+//! tensors an architecture adds (biases, Q/K norms, post-norms, fused matrices) are found by
+//! `Weights`.
+//!
+//! | | llama | qwen2 | qwen3 | gemma3 | phi3 |
+//! |---|---|---|---|---|---|
+//! | RoPE pairs | adjacent | NEOX | NEOX | NEOX | NEOX |
+//! | embeddings scaled | | | | sqrt(n_embd) | |
+//! | queries scaled before attention | | | | 1/sqrt(key_length) | 1/sqrt(head_dim) |
+//! | FFN | SiLU-gated | SiLU-gated | SiLU-gated | GELU-gated | SiLU-gated (fused) |
+//! | per-head Q/K norm, post-norms | | | Q/K norm | both | |
+//! | sliding-window layers | | | | pattern, own RoPE base | |
 
 use super::ModelError;
 use formats::gguf::{Gguf, Value};
 
 /// Architectures this runtime runs. Mistral, TinyLlama, Llama 2/3 and SmolLM all ship as `llama`.
-pub const SUPPORTED_ARCHS: &[&str] = &["llama"];
+pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "phi3"];
+
+/// gemma3's default sliding-window pattern (every sixth layer global) and RoPE base of its
+/// sliding layers, where the file does not say (llama.cpp's defaults).
+const GEMMA3_SWA_PATTERN: usize = 6;
+const DEFAULT_ROPE_BASE_SWA: f32 = 10_000.0;
 
 /// Per-layer shape: pruned models give each layer its own FFN width and head counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +30,9 @@ pub struct LayerShape {
     pub n_head: usize,
     pub n_head_kv: usize,
     pub n_ff: usize,
+    /// A sliding-window layer: its queries see the last `window` positions (their own
+    /// included) and its RoPE takes [`Config::rope_base_swa`].
+    pub window: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +52,23 @@ pub struct Config {
     pub rope_dim: usize,
     /// Linear RoPE scaling (`rope.scaling.factor`), applied as llama.cpp's `freq_scale = 1/factor`.
     pub rope_freq_scale: f32,
+    /// RoPE base of sliding-window layers (`rope.freq_base_swa`).
+    pub rope_base_swa: f32,
+    /// RoPE rotates the pairs (i, i + rope_dim / 2) of a head (NEOX) rather than adjacent ones.
+    pub rope_neox: bool,
+    /// Embeddings multiplied by this as they enter (gemma3: sqrt(n_embd)).
+    pub embd_scale: Option<f32>,
+    /// Queries multiplied by this before attention, which then scales its scores by 1 (gemma3,
+    /// phi3, as llama.cpp runs them); `None`: scores scaled by 1/sqrt(head_dim).
+    pub q_scale: Option<f32>,
+    /// The FFN's gate goes through GELU (gemma3) rather than SiLU.
+    pub gelu: bool,
+    /// Per-head RMS norms of queries and keys before RoPE (qwen3, gemma3).
+    pub qk_norm: bool,
+    /// RMS norms of the attention's and the FFN's outputs before their residual adds (gemma3).
+    pub post_norms: bool,
+    /// `final_logit_softcapping`: logits become `cap * tanh(logit / cap)`.
+    pub logit_softcap: Option<f32>,
 }
 
 impl Config {
@@ -109,13 +146,44 @@ impl Config {
             }
             None => return Err(ModelError::MissingTensor("token_embd.weight".into())),
         };
+        let gemma3 = arch == "gemma3";
+        let windows = if gemma3 {
+            sliding_windows(g, &arch, n_layer)?
+        } else {
+            vec![None; n_layer]
+        };
         let layers = (0..n_layer)
             .map(|i| LayerShape {
                 n_head: n_head[i],
                 n_head_kv: n_head_kv[i],
                 n_ff: n_ff[i],
+                window: windows[i],
             })
             .collect();
+        let rope_base_swa = match g.get(&key("rope.freq_base_swa")) {
+            Some(v) => v
+                .as_f32()
+                .ok_or_else(|| bad(&key("rope.freq_base_swa"), "a float", v))?,
+            None => DEFAULT_ROPE_BASE_SWA,
+        };
+        let logit_softcap = match g.get(&key("final_logit_softcapping")) {
+            Some(v) => {
+                let cap = v
+                    .as_f32()
+                    .ok_or_else(|| bad(&key("final_logit_softcapping"), "a float", v))?;
+                (cap != 0.0).then_some(cap)
+            }
+            None => None,
+        };
+        let rope_neox = arch != "llama";
+        let qk_norm = matches!(arch.as_str(), "qwen3" | "gemma3");
+        // llama.cpp's gemma3 takes n_embd / n_head for its 27B model (62 layers), the key
+        // length otherwise.
+        let q_scale = match arch.as_str() {
+            "gemma3" if n_layer == 62 => Some(1.0 / ((n_embd / n_head0) as f32).sqrt()),
+            "gemma3" | "phi3" => Some(1.0 / (head_dim as f32).sqrt()),
+            _ => None,
+        };
         let c = Config {
             arch,
             n_embd,
@@ -127,6 +195,14 @@ impl Config {
             rope_base,
             rope_dim,
             rope_freq_scale,
+            rope_base_swa,
+            rope_neox,
+            embd_scale: gemma3.then(|| (n_embd as f32).sqrt()),
+            q_scale,
+            gelu: gemma3,
+            qk_norm,
+            post_norms: gemma3,
+            logit_softcap,
         };
         c.validate()?;
         Ok(c)
@@ -211,6 +287,11 @@ impl Config {
         self.layers.len()
     }
 
+    /// Whether some layer has a sliding window (and so its own RoPE base).
+    pub fn has_windows(&self) -> bool {
+        self.layers.iter().any(|l| l.window.is_some())
+    }
+
     /// Widest key/value row over the layers (sizes the KV cache).
     pub fn max_kv_dim(&self) -> usize {
         self.layers
@@ -231,6 +312,45 @@ impl Config {
     pub fn max_ff(&self) -> usize {
         self.layers.iter().map(|l| l.n_ff).max().unwrap_or(0)
     }
+}
+
+/// gemma3's sliding-window layers: `attention.sliding_window` (none: every layer global) and
+/// which layers slide, from `attention.sliding_window_pattern` as llama.cpp reads it (an array
+/// of one bool per layer, or `n`: layer `i` slides iff `i % n < n - 1`; default 6).
+fn sliding_windows(g: &Gguf, arch: &str, n_layer: usize) -> Result<Vec<Option<usize>>, ModelError> {
+    let key = |k: &str| format!("{arch}.{k}");
+    let window = match g.get(&key("attention.sliding_window")) {
+        None => return Ok(vec![None; n_layer]),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| bad(&key("attention.sliding_window"), "an integer", v))?
+            as usize,
+    };
+    if window == 0 {
+        return Ok(vec![None; n_layer]);
+    }
+    let pattern_key = key("attention.sliding_window_pattern");
+    let slides: Vec<bool> = match g.get(&pattern_key) {
+        None => (0..n_layer)
+            .map(|i| i % GEMMA3_SWA_PATTERN < GEMMA3_SWA_PATTERN - 1)
+            .collect(),
+        Some(v) => match (v.as_u64(), v.as_array()) {
+            (Some(0), _) => vec![true; n_layer],
+            (Some(n), _) => {
+                let n = n as usize;
+                (0..n_layer).map(|i| i % n < n - 1).collect()
+            }
+            (None, Some(formats::gguf::Array::Bool(b))) if b.len() == n_layer => b.clone(),
+            _ => {
+                return Err(bad(
+                    &pattern_key,
+                    &format!("an integer or an array of {n_layer} bools"),
+                    v,
+                ))
+            }
+        },
+    };
+    Ok(slides.into_iter().map(|s| s.then_some(window)).collect())
 }
 
 fn bad(key: &str, expected: &str, v: &Value) -> ModelError {

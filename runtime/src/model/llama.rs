@@ -45,6 +45,39 @@ impl<'a> Weight<'a> {
         n_in: usize,
         n_out: usize,
     ) -> Result<Self, ModelError> {
+        Self::load(file, name, n_in, n_out, true)
+    }
+
+    /// A fused matrix (phi3's `attn_qkv`, `ffn_up`) as its parts of `parts` rows each, in
+    /// order: views of the one tensor (packed only where every part starts on a packing group).
+    fn split_from_file<const N: usize>(
+        file: &'a GgufFile,
+        name: &str,
+        n_in: usize,
+        parts: [usize; N],
+    ) -> Result<[Self; N], ModelError> {
+        let n_out = parts.iter().sum();
+        let aligned = parts.iter().all(|p| p % kernels::packed::GROUP == 0);
+        let whole = Self::load(file, name, n_in, n_out, aligned)?;
+        let mut first = 0;
+        Ok(parts.map(|rows| {
+            let bytes = first * whole.row_bytes..(first + rows) * whole.row_bytes;
+            first += rows;
+            Weight {
+                data: &whole.data[bytes],
+                n_out: rows,
+                ..whole
+            }
+        }))
+    }
+
+    fn load(
+        file: &'a GgufFile,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+        may_pack: bool,
+    ) -> Result<Self, ModelError> {
         let view = file
             .tensor(name)
             .map_err(|_| ModelError::MissingTensor(name.into()))?;
@@ -68,8 +101,8 @@ impl<'a> Weight<'a> {
         // Repacked where the kernels in use multiply a packed layout (issue #14's fast path):
         // once per file, and the file's pages of the tensor released, so that the model is
         // not resident twice.
-        if let Some(len) =
-            kernels::packed::packed_len(ty, n_out, n_in).filter(|_| kernels::packed::packs(ty))
+        if let Some(len) = kernels::packed::packed_len(ty, n_out, n_in)
+            .filter(|_| may_pack && kernels::packed::packs(ty))
         {
             // A few hundred rows at a time, the file's pages released as they are packed: at
             // most a slice is resident twice. (Packed groups take the bytes of their
@@ -172,11 +205,22 @@ pub struct LayerWeights<'a> {
     pub wq: Weight<'a>,      // (n_head * head_dim, n_embd)
     pub wk: Weight<'a>,      // (n_head_kv * head_dim, n_embd)
     pub wv: Weight<'a>,      // (n_head_kv * head_dim, n_embd)
-    pub wo: Weight<'a>,      // (n_embd, n_head * head_dim)
-    pub ffn_norm: Vec<f32>,  // (n_embd)
-    pub w_gate: Weight<'a>,  // (n_ff, n_embd)
-    pub w_up: Weight<'a>,    // (n_ff, n_embd)
-    pub w_down: Weight<'a>,  // (n_embd, n_ff)
+    /// Q, K and V biases (qwen2), where the file has them.
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    /// Per-head RMS norms of queries and keys (head_dim each; qwen3, gemma3).
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    pub wo: Weight<'a>, // (n_embd, n_head * head_dim)
+    /// RMS norm of the attention's output before the residual add (gemma3).
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>, // (n_embd)
+    pub w_gate: Weight<'a>, // (n_ff, n_embd)
+    pub w_up: Weight<'a>,   // (n_ff, n_embd)
+    pub w_down: Weight<'a>, // (n_embd, n_ff)
+    /// RMS norm of the FFN's output before the residual add (gemma3).
+    pub post_ffn_norm: Option<Vec<f32>>,
 }
 
 #[derive(Debug)]
@@ -197,17 +241,51 @@ impl<'a> Weights<'a> {
         let mut layers = Vec::with_capacity(c.n_layer());
         for (i, l) in c.layers.iter().enumerate() {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
-            let (q, kv) = (l.n_head * c.head_dim, l.n_head_kv * c.head_dim);
+            let has = |name: &str| file.header.tensor(name).is_some();
+            let (q, kv, hd) = (l.n_head * c.head_dim, l.n_head_kv * c.head_dim, c.head_dim);
+            // Q, K, V: three matrices, or one fused `attn_qkv` (phi3), Q's rows first.
+            let [wq, wk, wv] = if !has(&n("attn_q")) && has(&n("attn_qkv")) {
+                Weight::split_from_file(file, &n("attn_qkv"), e, [q, kv, kv])?
+            } else {
+                [
+                    Weight::from_file(file, &n("attn_q"), e, q)?,
+                    Weight::from_file(file, &n("attn_k"), e, kv)?,
+                    Weight::from_file(file, &n("attn_v"), e, kv)?,
+                ]
+            };
+            // Gate and up: two matrices, or one `ffn_up` of twice the rows (phi3), gate first.
+            let [w_gate, w_up] = if !has(&n("ffn_gate")) && l.n_ff > 0 {
+                Weight::split_from_file(file, &n("ffn_up"), e, [l.n_ff, l.n_ff])?
+            } else {
+                [
+                    Weight::from_file(file, &n("ffn_gate"), e, l.n_ff)?,
+                    Weight::from_file(file, &n("ffn_up"), e, l.n_ff)?,
+                ]
+            };
+            let bias = |s: &str, len: usize| {
+                let name = format!("blk.{i}.{s}.bias");
+                has(&name).then(|| norm(file, &name, len)).transpose()
+            };
+            let required = |needed: bool, s: &str, len: usize| {
+                needed.then(|| norm(file, &n(s), len)).transpose()
+            };
             layers.push(LayerWeights {
                 attn_norm: norm(file, &n("attn_norm"), e)?,
-                wq: Weight::from_file(file, &n("attn_q"), e, q)?,
-                wk: Weight::from_file(file, &n("attn_k"), e, kv)?,
-                wv: Weight::from_file(file, &n("attn_v"), e, kv)?,
+                wq,
+                wk,
+                wv,
+                bq: bias("attn_q", q)?,
+                bk: bias("attn_k", kv)?,
+                bv: bias("attn_v", kv)?,
+                q_norm: required(c.qk_norm, "attn_q_norm", hd)?,
+                k_norm: required(c.qk_norm, "attn_k_norm", hd)?,
                 wo: Weight::from_file(file, &n("attn_output"), q, e)?,
+                post_attn_norm: required(c.post_norms, "post_attention_norm", e)?,
                 ffn_norm: norm(file, &n("ffn_norm"), e)?,
-                w_gate: Weight::from_file(file, &n("ffn_gate"), e, l.n_ff)?,
-                w_up: Weight::from_file(file, &n("ffn_up"), e, l.n_ff)?,
+                w_gate,
+                w_up,
                 w_down: Weight::from_file(file, &n("ffn_down"), l.n_ff, e)?,
+                post_ffn_norm: required(c.post_norms, "post_ffw_norm", e)?,
             });
         }
         let output = match file.header.tensor("output.weight") {
@@ -246,21 +324,22 @@ enum KvCache {
 #[derive(Debug)]
 pub struct RunState {
     pub n_ctx: usize,
-    x: Vec<f32>,          // (n_embd) the residual stream
-    x_in: Vec<f32>,       // (n_embd) the residual stream entering a block (calibration)
-    xb: Vec<f32>,         // (max(n_embd, q_dim)) normed input / attention output
-    xb2: Vec<f32>,        // (n_embd) output of a projection, before the residual add
-    q: Vec<f32>,          // (q_dim)
-    k: Vec<f32>,          // (kv_dim)
-    v: Vec<f32>,          // (kv_dim)
-    hb: Vec<f32>,         // (n_ff) gate
-    hb2: Vec<f32>,        // (n_ff) up
-    att: Vec<f32>,        // (n_ctx) scores of one head (f32 cache)
-    q16: Vec<u16>,        // (MAX_QUERIES, head_dim) query heads as f16 (f16 cache)
-    vkq16: Vec<u16>,      // (MAX_QUERIES, head_dim) their f16 value accumulators (f16 cache)
-    act: Vec<u64>,        // (3, act_words) quantized activations of a section (u64: 8-byte aligned)
-    act_words: usize,     // u64s per quantized activation
+    x: Vec<f32>,              // (n_embd) the residual stream
+    x_in: Vec<f32>,           // (n_embd) the residual stream entering a block (calibration)
+    xb: Vec<f32>,             // (max(n_embd, q_dim)) normed input / attention output
+    xb2: Vec<f32>,            // (n_embd) output of a projection, before the residual add
+    q: Vec<f32>,              // (q_dim)
+    k: Vec<f32>,              // (kv_dim)
+    v: Vec<f32>,              // (kv_dim)
+    hb: Vec<f32>,             // (n_ff) gate
+    hb2: Vec<f32>,            // (n_ff) up
+    att: Vec<f32>,            // (n_ctx) scores of one head (f32 cache)
+    q16: Vec<u16>,            // (MAX_QUERIES, head_dim) query heads as f16 (f16 cache)
+    vkq16: Vec<u16>,          // (MAX_QUERIES, head_dim) their f16 value accumulators (f16 cache)
+    act: Vec<u64>, // (3, act_words) quantized activations of a section (u64: 8-byte aligned)
+    act_words: usize, // u64s per quantized activation
     rope_cache: Vec<f32>, // (rope_dim) cos, sin pairs for the current position
+    rope_cache_swa: Vec<f32>, // (rope_dim) the same at sliding-window layers' base (or empty)
     pub logits: Vec<f32>, // (n_vocab)
     kv: KvCache,
     kv_dim: usize,
@@ -299,6 +378,7 @@ impl RunState {
             act: vec![0; 3 * act_bytes.div_ceil(8)],
             act_words: act_bytes.div_ceil(8),
             rope_cache: vec![0.0; c.rope_dim],
+            rope_cache_swa: vec![0.0; if c.has_windows() { c.rope_dim } else { 0 }],
             logits: vec![0.0; c.n_vocab],
             kv: match kv_type {
                 KvType::F16 => KvCache::F16 {
@@ -387,10 +467,37 @@ fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
     }
 }
 
+/// [`rmsnorm`] of `v` in place (per-head Q/K norms).
+fn rmsnorm_in_place(v: &mut [f32], weight: &[f32], eps: f32) {
+    let sum: f64 = v.iter().map(|&x| (x * x) as f64).sum();
+    let mean = (sum / v.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for (x, &w) in v.iter_mut().zip(weight) {
+        *x = *x * scale * w;
+    }
+}
+
+/// The embedding scale of architectures that have one (gemma3: `x * sqrt(n_embd)` in f32, as
+/// llama.cpp's `ggml_scale`).
+fn scale_embedding(c: &Config, x: &mut [f32]) {
+    if let Some(scale) = c.embd_scale {
+        x.iter_mut().for_each(|v| *v *= scale);
+    }
+}
+
+/// The final logit soft-cap where the model has one: `cap * tanh(logit / cap)`, as llama.cpp
+/// computes it (a scale by `1 / cap`, `tanh`, a scale by `cap`).
+fn softcap(c: &Config, logits: &mut [f32]) {
+    if let Some(cap) = c.logit_softcap {
+        let inv = 1.0 / cap;
+        logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
+    }
+}
+
 /// cos/sin table for position `pos`, llama.cpp's way: theta starts at `pos` and is multiplied
 /// by `base^(-2/rope_dim)` for each pair (in f32, so rounding matches).
-fn rope_cache(cache: &mut [f32], pos: usize, c: &Config, freqs: Option<&[f32]>) {
-    let theta_scale = c.rope_base.powf(-2.0 / c.rope_dim as f32);
+fn rope_cache(cache: &mut [f32], pos: usize, c: &Config, base: f32, freqs: Option<&[f32]>) {
+    let theta_scale = base.powf(-2.0 / c.rope_dim as f32);
     let mut theta = pos as f32;
     for i in 0..c.rope_dim / 2 {
         let ff = freqs.map_or(1.0, |f| f[i]);
@@ -415,9 +522,25 @@ fn rope(v: &mut [f32], head_dim: usize, cache: &[f32]) {
     }
 }
 
-/// [`rope`] of the first `rope_dim` values of each head of `v` (heads of `head_dim`).
-fn rope_heads(v: &mut [f32], head_dim: usize, rope_dim: usize, cache: &[f32]) {
-    if rope_dim == head_dim {
+/// [`rope`] with NEOX's pairs (qwen2, qwen3, gemma3, phi3): value `i` of the rotated part with
+/// value `i + rope_dim / 2`, by the angle of pair `i`, with the same roundings.
+fn rope_neox(head: &mut [f32], cache: &[f32]) {
+    let (lo, hi) = head.split_at_mut(head.len() / 2);
+    for ((x0, x1), cs) in lo.iter_mut().zip(hi).zip(cache.chunks_exact(2)) {
+        let (a, b) = (*x0, *x1);
+        *x0 = a.mul_add(cs[0], -(b * cs[1]));
+        *x1 = a.mul_add(cs[1], b * cs[0]);
+    }
+}
+
+/// [`rope`] (or [`rope_neox`]) of the first `rope_dim` values of each head of `v` (heads of
+/// `head_dim`).
+fn rope_heads(v: &mut [f32], head_dim: usize, rope_dim: usize, cache: &[f32], neox: bool) {
+    if neox {
+        for head in v.chunks_exact_mut(head_dim) {
+            rope_neox(&mut head[..rope_dim], cache);
+        }
+    } else if rope_dim == head_dim {
         rope(v, head_dim, cache);
     } else {
         for head in v.chunks_exact_mut(head_dim) {
@@ -438,13 +561,23 @@ fn softmax(x: &mut [f32]) {
 }
 
 /// The attention shape of a layer: query heads, key/value heads (each serving
-/// `n_head / n_head_kv` query heads), head size and the score scale `1 / sqrt(head_dim)`.
+/// `n_head / n_head_kv` query heads), head size, the score scale (`1 / sqrt(head_dim)`, or 1
+/// where the queries were scaled) and a sliding window (the positions a query sees, its own
+/// included).
 #[derive(Debug, Clone, Copy)]
 struct Heads {
     n_head: usize,
     n_head_kv: usize,
     head_dim: usize,
     kq_scale: f32,
+    window: Option<usize>,
+}
+
+impl Heads {
+    /// The first position the query at `pos` attends to.
+    fn first_position(&self, pos: usize) -> usize {
+        self.window.map_or(0, |w| (pos + 1).saturating_sub(w))
+    }
 }
 
 /// One thread's attention buffers: query heads rounded to f16 and their f16 value accumulators
@@ -518,14 +651,19 @@ impl LayerKv {
             // on CPU; see `kernels::KernelTable::attend_f16`), for the query heads of one
             // key/value head and as many tokens as one call takes.
             KvCache::F16 { k, v } => {
-                let tokens_per_call = (kernels::MAX_QUERIES / group.max(1)).max(1);
+                // A sliding-window layer's tokens see different first positions: one a call.
+                let tokens_per_call = match h.window {
+                    Some(_) => 1,
+                    None => (kernels::MAX_QUERIES / group.max(1)).max(1),
+                };
                 let chunk = tokens_per_call * q_dim;
                 let table = kernels::active();
                 for kv_head in 0..h.n_head_kv {
                     let heads = kv_head * group * hd..(kv_head + 1) * group * hd;
-                    let at = self.row(0) + kv_head * hd;
-                    let (keys, values) = (&k[at..], &v[at..]);
                     for (c, (qc, oc)) in q.chunks(chunk).zip(out.chunks_mut(chunk)).enumerate() {
+                        let first = h.first_position(pos0 + c * tokens_per_call);
+                        let at = self.row(first) + kv_head * hd;
+                        let (keys, values) = (&k[at..], &v[at..]);
                         // The query heads of this key/value head, rounded to f16.
                         let qh = qc
                             .chunks_exact(q_dim)
@@ -534,7 +672,7 @@ impl LayerKv {
                             kernels::scalar::quantize_row_f16(qh, q16);
                         }
                         let outs = oc.chunks_exact_mut(q_dim).enumerate().flat_map(|(i, row)| {
-                            let n_pos = pos0 + c * tokens_per_call + i + 1;
+                            let n_pos = pos0 + c * tokens_per_call + i + 1 - first;
                             let row: &mut [f32] = &mut row[heads.clone()];
                             row.chunks_exact_mut(hd).map(move |out| (n_pos, out))
                         });
@@ -565,13 +703,14 @@ impl LayerKv {
                     .enumerate()
                 {
                     let pos = pos0 + i;
+                    let first = h.first_position(pos);
                     for head in 0..h.n_head {
                         let q = &q[head * hd..(head + 1) * hd];
                         let kv_off = (head / group) * hd;
                         let out = &mut out[head * hd..(head + 1) * hd];
-                        let att = &mut s.att[..=pos];
+                        let att = &mut s.att[..=pos - first];
                         for (t, a) in att.iter_mut().enumerate() {
-                            let base = self.row(t) + kv_off;
+                            let base = self.row(first + t) + kv_off;
                             let dot = k[base..base + hd]
                                 .iter()
                                 .zip(q)
@@ -582,7 +721,7 @@ impl LayerKv {
                         softmax(att);
                         out.fill(0.0);
                         for (t, &a) in att.iter().enumerate() {
-                            let base = self.row(t) + kv_off;
+                            let base = self.row(first + t) + kv_off;
                             for (o, &vv) in out.iter_mut().zip(&v[base..base + hd]) {
                                 *o += a * vv;
                             }
@@ -672,9 +811,20 @@ impl<'a> Llama<'a> {
         }
         let e = c.n_embd;
 
-        // Embedding, this position's RoPE table, then the blocks on this one row.
+        // Embedding, this position's RoPE tables, then the blocks on this one row.
         w.token_embd.row_f32(token as usize, &mut s.x)?;
-        rope_cache(&mut s.rope_cache, pos, c, w.rope_freqs.as_deref());
+        scale_embedding(c, &mut s.x);
+        rope_cache(
+            &mut s.rope_cache,
+            pos,
+            c,
+            c.rope_base,
+            w.rope_freqs.as_deref(),
+        );
+        if c.has_windows() {
+            let freqs = w.rope_freqs.as_deref();
+            rope_cache(&mut s.rope_cache_swa, pos, c, c.rope_base_swa, freqs);
+        }
         let mut exec = layer::OnCrew {
             crew,
             act: &mut s.act,
@@ -705,6 +855,7 @@ impl<'a> Llama<'a> {
                 hb: &mut s.hb,
                 hb2: &mut s.hb2,
                 rope: &s.rope_cache,
+                rope_swa: &s.rope_cache_swa,
             };
             layer::layer(
                 &mut exec,
@@ -734,6 +885,7 @@ impl<'a> Llama<'a> {
             1,
             None,
         )?;
+        softcap(c, &mut s.logits);
         Ok(&s.logits)
     }
 }

@@ -1,4 +1,6 @@
-//! Model families the runtime runs. Only llama for now (see [`config::SUPPORTED_ARCHS`]).
+//! Model families the runtime runs: llama, qwen2, qwen3, gemma3 and phi3 (see
+//! [`config::SUPPORTED_ARCHS`]), one forward pass whose architecture differences are data
+//! decided at load (`config.rs`) and small steps of one layer body (`llama/layer.rs`).
 
 pub mod config;
 pub mod llama;

@@ -15,7 +15,9 @@
 //! time, only for the positions whose logits are wanted.
 
 use super::layer::{layer, Block, OnPool, Rows};
-use super::{rmsnorm, rope_cache, LayerKv, Llama, ModelError, Pool, Weight};
+use super::{
+    rmsnorm, rope_cache, scale_embedding, softcap, LayerKv, Llama, ModelError, Pool, Weight,
+};
 use crate::calibrate::{Calibration, Site};
 use crate::model::Config;
 use formats::quant::GgmlType;
@@ -35,18 +37,19 @@ pub const LOGITS_BYTES: usize = 6 << 20;
 pub(super) struct Batch {
     /// Tokens in the last batch.
     n: usize,
-    x: Vec<f32>,      // (MAX_BATCH, n_embd) the residual stream
-    x_in: Vec<f32>,   // (MAX_BATCH, n_embd) the residual stream entering a block (calibration)
-    xb: Vec<f32>,     // (MAX_BATCH, max(n_embd, q_dim)) normed input / attention output
-    xb2: Vec<f32>,    // (MAX_BATCH, n_embd) output of a projection, before the residual add
-    q: Vec<f32>,      // (MAX_BATCH, q_dim)
-    k: Vec<f32>,      // (MAX_BATCH, kv_dim)
-    v: Vec<f32>,      // (MAX_BATCH, kv_dim)
-    hb: Vec<f32>,     // (MAX_BATCH, n_ff) gate
-    hb2: Vec<f32>,    // (MAX_BATCH, n_ff) up
-    rope: Vec<f32>,   // (MAX_BATCH, rope_dim) cos, sin pairs of each token's position
-    act: Vec<u64>,    // (MAX_BATCH, quantized row) the quantized input of a matrix product
-    logits: Vec<f32>, // (logit_rows, n_vocab)
+    x: Vec<f32>,        // (MAX_BATCH, n_embd) the residual stream
+    x_in: Vec<f32>,     // (MAX_BATCH, n_embd) the residual stream entering a block (calibration)
+    xb: Vec<f32>,       // (MAX_BATCH, max(n_embd, q_dim)) normed input / attention output
+    xb2: Vec<f32>,      // (MAX_BATCH, n_embd) output of a projection, before the residual add
+    q: Vec<f32>,        // (MAX_BATCH, q_dim)
+    k: Vec<f32>,        // (MAX_BATCH, kv_dim)
+    v: Vec<f32>,        // (MAX_BATCH, kv_dim)
+    hb: Vec<f32>,       // (MAX_BATCH, n_ff) gate
+    hb2: Vec<f32>,      // (MAX_BATCH, n_ff) up
+    rope: Vec<f32>,     // (MAX_BATCH, rope_dim) cos, sin pairs of each token's position
+    rope_swa: Vec<f32>, // (MAX_BATCH, rope_dim) the same at sliding layers' base (or empty)
+    act: Vec<u64>,      // (MAX_BATCH, quantized row) the quantized input of a matrix product
+    logits: Vec<f32>,   // (logit_rows, n_vocab)
     logit_rows: usize,
 }
 
@@ -76,6 +79,7 @@ impl Batch {
             hb: vec![0.0; b * c.max_ff()],
             hb2: vec![0.0; b * c.max_ff()],
             rope: vec![0.0; b * c.rope_dim],
+            rope_swa: vec![0.0; if c.has_windows() { b * c.rope_dim } else { 0 }],
             act: vec![0; (b * act_bytes).div_ceil(8) + 1],
             logits: vec![0.0; logit_rows * c.n_vocab],
             logit_rows,
@@ -247,8 +251,13 @@ impl Llama<'_> {
                 });
             }
             w.token_embd.row_f32(token as usize, x)?;
-            let rope = &mut b.rope[i * c.rope_dim..(i + 1) * c.rope_dim];
-            rope_cache(rope, pos0 + i, c, w.rope_freqs.as_deref());
+            scale_embedding(c, x);
+            let rows = i * c.rope_dim..(i + 1) * c.rope_dim;
+            let freqs = w.rope_freqs.as_deref();
+            rope_cache(&mut b.rope[rows.clone()], pos0 + i, c, c.rope_base, freqs);
+            if c.has_windows() {
+                rope_cache(&mut b.rope_swa[rows], pos0 + i, c, c.rope_base_swa, freqs);
+            }
         }
         let mut exec = OnPool {
             pool,
@@ -276,6 +285,7 @@ impl Llama<'_> {
                 hb: &mut b.hb,
                 hb2: &mut b.hb2,
                 rope: &b.rope,
+                rope_swa: &b.rope_swa,
             };
             layer(
                 &mut exec,
@@ -333,6 +343,7 @@ impl Llama<'_> {
             pool,
             None,
         )?;
+        softcap(c, &mut b.logits[..m * c.n_vocab]);
         Ok(&b.logits[..m * c.n_vocab])
     }
 }

@@ -5,7 +5,10 @@
 //! paths is only how a product, a per-row step and attention are run ([`Exec`]), never the
 //! arithmetic of a row, so a prompt's logits stay bit-identical to token-by-token decoding.
 
-use super::{rmsnorm, rope_heads, AttnScratch, Heads, KvCache, LayerKv, LayerShape, LayerWeights};
+use super::{
+    rmsnorm, rmsnorm_in_place, rope_heads, AttnScratch, Heads, KvCache, LayerKv, LayerShape,
+    LayerWeights,
+};
 use super::{Config, ModelError, Weight};
 use crate::calibrate::{Calibration, Site};
 use crate::threads::{Crew, Pool};
@@ -62,8 +65,10 @@ pub(super) struct Rows<'b> {
     /// The FFN's gate and up (n_ff).
     pub hb: &'b mut [f32],
     pub hb2: &'b mut [f32],
-    /// Each row's RoPE table (cos, sin pairs of its position; rope_dim a row).
+    /// Each row's RoPE table (cos, sin pairs of its position; rope_dim a row), and the same at
+    /// the sliding-window layers' base (empty when no layer slides).
     pub rope: &'b [f32],
+    pub rope_swa: &'b [f32],
 }
 
 /// Where the block is: its index and weights, its shape, the cache and the first row's
@@ -106,41 +111,80 @@ pub(super) fn layer<'w, E: Exec<'w>>(
         calib.as_deref_mut().map(|cal| (cal, l, Site::Attn)),
     )?;
 
-    // RoPE on the rotated part of each query and key head, then the keys and values cached.
-    let (rope, rope_dim) = (r.rope, c.rope_dim);
-    for (v, dim) in [(&mut *r.q, q_dim), (&mut *r.k, kv_dim)] {
+    // Biases (qwen2), per-head Q/K norms (qwen3, gemma3) and RoPE on the rotated part of each
+    // query and key head, then the keys and values cached.
+    let (rope_dim, neox) = (c.rope_dim, c.rope_neox);
+    let rope = if b.shape.window.is_some() {
+        r.rope_swa
+    } else {
+        r.rope
+    };
+    let (eps, q_scale) = (c.rms_eps, c.q_scale);
+    for (v, dim, bias, norm) in [
+        (&mut *r.q, q_dim, &lw.bq, &lw.q_norm),
+        (&mut *r.k, kv_dim, &lw.bk, &lw.k_norm),
+    ] {
         exec.rows(&mut v[..n * dim], dim, |rows, v| {
             for (i, v) in rows.zip(v.chunks_exact_mut(dim)) {
-                rope_heads(v, hd, rope_dim, &rope[i * rope_dim..(i + 1) * rope_dim]);
+                if let Some(bias) = bias {
+                    add_rows(v, bias);
+                }
+                if let Some(w) = norm {
+                    for head in v.chunks_exact_mut(hd) {
+                        rmsnorm_in_place(head, w, eps);
+                    }
+                }
+                rope_heads(
+                    v,
+                    hd,
+                    rope_dim,
+                    &rope[i * rope_dim..(i + 1) * rope_dim],
+                    neox,
+                );
             }
             Ok(())
         })?;
+    }
+    if let Some(bias) = &lw.bv {
+        for v in r.v[..n * kv_dim].chunks_exact_mut(kv_dim) {
+            add_rows(v, bias);
+        }
+    }
+    // gemma3 and phi3 scale the queries (in f32, before attention rounds them to f16).
+    if let Some(scale) = q_scale {
+        r.q[..n * q_dim].iter_mut().for_each(|x| *x *= scale);
     }
     for i in 0..n {
         let rows = i * kv_dim..(i + 1) * kv_dim;
         b.kv.store(cache, b.pos0 + i, &r.k[rows.clone()], &r.v[rows]);
     }
 
-    // Causal attention over positions 0..=pos0 + i for row i.
+    // Causal attention over positions 0..=pos0 + i for row i (the last `window` of them in a
+    // sliding-window layer).
     let heads = Heads {
         n_head: b.shape.n_head,
         n_head_kv: b.shape.n_head_kv,
         head_dim: hd,
-        kq_scale: 1.0 / (hd as f32).sqrt(),
+        kq_scale: if q_scale.is_some() {
+            1.0
+        } else {
+            1.0 / (hd as f32).sqrt()
+        },
+        window: b.shape.window,
     };
     let (q, out) = (&r.q[..n * q_dim], &mut r.xb[..n * q_dim]);
     exec.attend(&b.kv, cache, heads, b.pos0, n, q, out)?;
 
-    // Output projection and residual.
+    // Output projection, its post-norm (gemma3) and residual.
     exec.project(
         &mut [(&lw.wo, &mut r.xb2[..])],
         &r.xb[..n * q_dim],
         n,
         calib.as_deref_mut().map(|cal| (cal, l, Site::AttnOutput)),
     )?;
-    add_rows(&mut r.x[..n * e], &r.xb2[..n * e]);
+    residual(exec, r, n, e, lw.post_attn_norm.as_deref(), eps)?;
 
-    // FFN: RMSNorm, SiLU(gate) * up, down, residual.
+    // FFN: RMSNorm, SiLU(gate) * up (GELU(gate) * up for gemma3), down, post-norm, residual.
     if n_ff > 0 {
         norm_rows(exec, r.xb, r.x, n, &lw.ffn_norm, c.rms_eps)?;
         exec.project(
@@ -150,11 +194,15 @@ pub(super) fn layer<'w, E: Exec<'w>>(
             calib.as_deref_mut().map(|cal| (cal, l, Site::Ffn)),
         )?;
         // Row by row (the SIMD kernel's tail depends on the row length).
-        let up = &*r.hb2;
+        let (up, gelu) = (&*r.hb2, c.gelu);
         exec.rows(&mut r.hb[..n * n_ff], n_ff, |rows, gate| {
             let ups = up[rows.start * n_ff..rows.end * n_ff].chunks_exact(n_ff);
             for (g, u) in gate.chunks_exact_mut(n_ff).zip(ups) {
-                kernels::swiglu_f32(g, u);
+                if gelu {
+                    geglu(g, u);
+                } else {
+                    kernels::swiglu_f32(g, u);
+                }
             }
             Ok(())
         })?;
@@ -164,7 +212,7 @@ pub(super) fn layer<'w, E: Exec<'w>>(
             n,
             calib.as_deref_mut().map(|cal| (cal, l, Site::FfnDown)),
         )?;
-        add_rows(&mut r.x[..n * e], &r.xb2[..n * e]);
+        residual(exec, r, n, e, lw.post_ffn_norm.as_deref(), eps)?;
     }
     if let Some(cal) = calib {
         for (x_in, x) in r.x_in.chunks_exact(e).zip(r.x.chunks_exact(e)).take(n) {
@@ -197,6 +245,46 @@ pub(super) fn norm_rows<'w, E: Exec<'w>>(
 /// The residual add.
 fn add_rows(x: &mut [f32], d: &[f32]) {
     x.iter_mut().zip(d).for_each(|(x, d)| *x += d);
+}
+
+/// `x += xb2` on the `n` rows, through the post-norm `post` first where the model has one
+/// (normed into `xb`, free by then).
+fn residual<'w, E: Exec<'w>>(
+    exec: &E,
+    r: &mut Rows<'_>,
+    n: usize,
+    e: usize,
+    post: Option<&[f32]>,
+    eps: f32,
+) -> Result<(), ModelError> {
+    match post {
+        Some(w) => {
+            norm_rows(exec, r.xb, r.xb2, n, w, eps)?;
+            add_rows(&mut r.x[..n * e], &r.xb[..n * e]);
+        }
+        None => add_rows(&mut r.x[..n * e], &r.xb2[..n * e]),
+    }
+    Ok(())
+}
+
+/// `gate = gelu(gate) * up`, as ggml's CPU backend computes GELU-gated FFNs: GELU's tanh form
+/// looked up for the gate rounded to f16 (its `GGML_GELU_FP16` table: the f32 formula on the
+/// f16 value, rounded to f16), 0 at or below -10 and the identity at or above 10.
+fn geglu(gate: &mut [f32], up: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            let h = formats::quant::fp16_bits_to_fp32(formats::quant::fp32_to_fp16_bits(x));
+            let y = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (1.0 + COEF_A * h * h)).tanh());
+            formats::quant::fp16_bits_to_fp32(formats::quant::fp32_to_fp16_bits(y)) * u
+        };
+    }
 }
 
 /// Decoding: one row, each section's matrix-vector products split over the crew.
