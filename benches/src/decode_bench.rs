@@ -6,7 +6,7 @@
 //! here with the same thread count).
 //!
 //! ```sh
-//! cargo run --release -p sintra-benches --bin decode-bench -- [--anchor native|native-no-amx|avx2|default] [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
+//! cargo run --release -p sintra-benches --bin decode-bench -- [--anchor native|native-no-amx|avx2|default] [--types Q4_0,Q4_K_M,Q8_0,Q4_1,gemma3] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
 //! ```
 //!
 //! **The anchor** (issue #14) is llama.cpp built for the CPU it runs on, as its CMake builds it by
@@ -24,6 +24,7 @@
 //! info.
 //! The Q4_0, Q4_K_M and Q8_0 files are made by llama.cpp's own `llama_model_quantize` from an
 //! F32 copy of SmolLM2-135M-Instruct (see `sintra_tests::presets`); Q4_1 is the published file.
+//! `--types gemma3` adds the published Gemma 3 270M in Q4_K_M (the setup script's cache).
 //! llama.cpp runs in a child process of this binary (`--llama-child`), measured the way
 //! llama-bench measures: pp = one batch of N prompt tokens from an empty cache, tg = N single-token
 //! decodes from an empty cache.
@@ -194,16 +195,16 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--pp" => o.pp = num(value()?, "--pp")?,
             "--tg" => o.tg = num(value()?, "--tg")?,
             "-h" | "--help" => {
-                println!("usage: decode-bench [--anchor native|native-no-amx|avx2|default] [--types Q4_0,Q4_K_M,Q8_0,Q4_1] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128] [--files-only]");
+                println!("usage: decode-bench [--anchor native|native-no-amx|avx2|default] [--types Q4_0,Q4_K_M,Q8_0,Q4_1,gemma3] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128] [--files-only]");
                 std::process::exit(0);
             }
             _ => return Err(format!("unknown flag {flag:?} (try --help)")),
         }
     }
     for t in &o.types {
-        if Preset::parse(t).is_none() {
+        if t != GEMMA3 && Preset::parse(t).is_none() {
             return Err(format!(
-                "unknown type {t:?}; choose from {}",
+                "unknown type {t:?}; choose from {}, {GEMMA3}",
                 Preset::ALL.map(Preset::name).join(", ")
             ));
         }
@@ -279,9 +280,15 @@ fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The file of type `name` (validated): the published Q4_1 file, or made by llama.cpp's
-/// `llama_model_quantize` (cached).
+/// The `--types` name of the real Gemma 3 270M (Q4_K_M, from the setup script's cache).
+const GEMMA3: &str = "gemma3";
+
+/// The file of type `name` (validated): the published Q4_1 file, made by llama.cpp's
+/// `llama_model_quantize` (cached), or for [`GEMMA3`] the published gemma-3-270m Q4_K_M.
 fn model_file(name: &str) -> PathBuf {
+    if name == GEMMA3 {
+        return sintra_tests::gemma3_270m_q4_k_m();
+    }
     let preset = Preset::parse(name).expect("validated");
     if preset == Preset::Q4_1 {
         sintra_tests::smollm2_q4_1()
