@@ -70,3 +70,96 @@ fn gemma3_270m_logits_are_llama_cpps_bit_for_bit() {
         "first difference (position, largest |d|): {first_diff:?}"
     );
 }
+
+/// `sintra compress` on gemma-3-270m writes files that llama.cpp loads and that continue a
+/// prompt with the same 16 greedy tokens in llama.cpp and sintra-rt (exact tables): a mixed
+/// recipe, two layers dropped (the sliding-window pattern, which gemma3 leaves to a default of
+/// every sixth layer global, rewritten as the kept layers' own flags: without that the global
+/// layers 5, 11 and 17 would run windowed after the drop) and 25% FFN pruning.
+#[test]
+fn compressed_gemma3_files_run_in_llama_cpp_and_sintra_rt() {
+    use formats::gguf::{Array, Value};
+    let _exact = sintra_tests::exact_kernels();
+    let src = gemma3_270m_q4_k_m();
+    let dir = tempfile::tempdir().unwrap();
+    let sintra = sintra_tests::release_bin_path("planner", "sintra");
+    let cases = [
+        (
+            "mixed",
+            r#"{"default_type":"Q8_0","overrides":[{"tensor":"blk\\.\\d+\\.ffn_(gate|up)\\.weight","type":"Q5_0"},{"tensor":"blk\\.\\d+\\.ffn_down\\.weight","type":"Q6_K"}]}"#,
+        ),
+        ("dropped", r#"{"default_type":"Q8_0","drop_layers":[2,9]}"#),
+        (
+            "pruned",
+            r#"{"default_type":"Q8_0","ffn_prune":{"ratio":0.25}}"#,
+        ),
+    ];
+    let prompt = "The capital of France is";
+    for (name, recipe) in cases {
+        let r = dir.path().join(format!("{name}.json"));
+        std::fs::write(&r, recipe).unwrap();
+        let out = dir.path().join(format!("{name}.gguf"));
+        let status = std::process::Command::new(&sintra)
+            .arg("compress")
+            .arg(&src)
+            .arg("--recipe")
+            .arg(&r)
+            .arg("-o")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}: sintra compress failed");
+        let file = GgufFile::open(&out).unwrap();
+        if name == "dropped" {
+            assert_eq!(file.header.get_u64("gemma3.block_count").unwrap(), 16);
+            let pattern = file.header.get("gemma3.attention.sliding_window_pattern");
+            // Layers 0-17 less 2 and 9: the global ones (5, 11, 17) are now 4, 9 and 15.
+            let want: Vec<bool> = (0..16).map(|i| ![4, 9, 15].contains(&i)).collect();
+            assert!(
+                matches!(pattern, Some(Value::Array(Array::Bool(b))) if *b == want),
+                "{pattern:?}"
+            );
+            let model = Llama::new(&file, 64, KvType::F16).unwrap();
+            let global: Vec<usize> = (0..16)
+                .filter(|&l| model.config.layers[l].window.is_none())
+                .collect();
+            assert_eq!(global, vec![4, 9, 15]);
+        }
+        let (want, text) = llama::generate_greedy(&out, prompt, 16, 2)
+            .unwrap_or_else(|e| panic!("llama.cpp cannot run the {name} file: {e}"));
+        assert!(!want.is_empty(), "{name}: llama.cpp generated nothing");
+        let got = greedy(&out, prompt, want.len());
+        let want: Vec<u32> = want.iter().map(|&t| t as u32).collect();
+        assert_eq!(
+            got, want,
+            "{name}: sintra-rt and llama.cpp continue differently (llama.cpp: {text:?})"
+        );
+        eprintln!("gemma3 {name}: {prompt:?} -> {text:?}");
+    }
+}
+
+/// Greedy continuation of `prompt` by sintra-rt's forward pass (token ids).
+fn greedy(path: &std::path::Path, prompt: &str, n: usize) -> Vec<u32> {
+    let file = GgufFile::open(path).unwrap();
+    let tok = Tokenizer::from_gguf(&file.header).unwrap();
+    let pool = Pool::new(2);
+    let tokens = tok.encode(prompt, tok.add_bos(), true);
+    let mut model = Llama::new(&file, 128, KvType::F16).unwrap();
+    let mut logits = Vec::new();
+    for (pos, &t) in tokens.iter().enumerate() {
+        logits = model.forward(t, pos, &pool).unwrap().to_vec();
+    }
+    let mut got = Vec::new();
+    for i in 0..n {
+        let next = runtime::sampler::argmax(&logits);
+        got.push(next);
+        if tok.is_eog(next) {
+            break;
+        }
+        logits = model
+            .forward(next, tokens.len() + i, &pool)
+            .unwrap()
+            .to_vec();
+    }
+    got
+}
