@@ -288,3 +288,31 @@ pub fn machine() -> String {
         have.join(" ")
     )
 }
+
+/// Greedy continuation of `prompt` by sintra-rt's forward pass, token by token on 2 threads with
+/// the active kernels (token ids; stops after `n` or at an end-of-generation token).
+pub fn sintra_greedy(path: &Path, prompt: &str, n: usize) -> Vec<u32> {
+    use runtime::model::{KvType, Llama};
+    let file = formats::gguf::GgufFile::open(path).unwrap();
+    let tok = runtime::tokenizer::Tokenizer::from_gguf(&file.header).unwrap();
+    let pool = runtime::threads::Pool::new(2);
+    let tokens = tok.encode(prompt, tok.add_bos(), true);
+    let mut model = Llama::new(&file, 128, KvType::F16).unwrap();
+    let mut logits = Vec::new();
+    for (pos, &t) in tokens.iter().enumerate() {
+        logits = model.forward(t, pos, &pool).unwrap().to_vec();
+    }
+    let mut got = Vec::new();
+    for i in 0..n {
+        let next = runtime::sampler::argmax(&logits);
+        got.push(next);
+        if tok.is_eog(next) {
+            break;
+        }
+        logits = model
+            .forward(next, tokens.len() + i, &pool)
+            .unwrap()
+            .to_vec();
+    }
+    got
+}

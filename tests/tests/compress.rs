@@ -7,11 +7,7 @@
 //! llama.cpp's llama architecture does not read) must load and generate in sintra-rt.
 
 use formats::gguf::{GgufFile, Value};
-use runtime::model::{KvType, Llama};
-use runtime::threads::Pool;
-use runtime::tokenizer::Tokenizer;
 use sintra_tests::{data_file, llama, release_bin_path, smollm2_q4_1};
-use std::path::Path;
 use std::process::Command;
 
 fn run(cmd: &mut Command) -> String {
@@ -22,32 +18,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Greedy continuation of `prompt` by sintra-rt's forward pass (token ids).
-fn sintra_greedy(path: &Path, prompt: &str, n: usize) -> Vec<u32> {
-    let file = GgufFile::open(path).unwrap();
-    let tok = Tokenizer::from_gguf(&file.header).unwrap();
-    let pool = Pool::new(2);
-    let tokens = tok.encode(prompt, tok.add_bos(), true);
-    let mut model = Llama::new(&file, 128, KvType::F16).unwrap();
-    let mut logits = Vec::new();
-    for (pos, &t) in tokens.iter().enumerate() {
-        logits = model.forward(t, pos, &pool).unwrap().to_vec();
-    }
-    let mut got = Vec::new();
-    for i in 0..n {
-        let next = runtime::sampler::argmax(&logits);
-        got.push(next);
-        if tok.is_eog(next) {
-            break;
-        }
-        logits = model
-            .forward(next, tokens.len() + i, &pool)
-            .unwrap()
-            .to_vec();
-    }
-    got
 }
 
 fn u64_of(file: &GgufFile, key: &str) -> u64 {
@@ -125,7 +95,7 @@ fn written_files_load_and_generate_in_llama_cpp_and_sintra_rt() {
         let (want, text) = llama::generate_greedy(&out, prompt, 16, 2)
             .unwrap_or_else(|e| panic!("llama.cpp cannot run the {name} file: {e}"));
         assert!(!want.is_empty(), "{name}: llama.cpp generated nothing");
-        let got = sintra_greedy(&out, prompt, want.len());
+        let got = sintra_tests::sintra_greedy(&out, prompt, want.len());
         let want: Vec<u32> = want.iter().map(|&t| t as u32).collect();
         assert_eq!(
             got, want,

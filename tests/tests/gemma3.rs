@@ -128,7 +128,7 @@ fn compressed_gemma3_files_run_in_llama_cpp_and_sintra_rt() {
         let (want, text) = llama::generate_greedy(&out, prompt, 16, 2)
             .unwrap_or_else(|e| panic!("llama.cpp cannot run the {name} file: {e}"));
         assert!(!want.is_empty(), "{name}: llama.cpp generated nothing");
-        let got = greedy(&out, prompt, want.len());
+        let got = sintra_tests::sintra_greedy(&out, prompt, want.len());
         let want: Vec<u32> = want.iter().map(|&t| t as u32).collect();
         assert_eq!(
             got, want,
@@ -136,30 +136,4 @@ fn compressed_gemma3_files_run_in_llama_cpp_and_sintra_rt() {
         );
         eprintln!("gemma3 {name}: {prompt:?} -> {text:?}");
     }
-}
-
-/// Greedy continuation of `prompt` by sintra-rt's forward pass (token ids).
-fn greedy(path: &std::path::Path, prompt: &str, n: usize) -> Vec<u32> {
-    let file = GgufFile::open(path).unwrap();
-    let tok = Tokenizer::from_gguf(&file.header).unwrap();
-    let pool = Pool::new(2);
-    let tokens = tok.encode(prompt, tok.add_bos(), true);
-    let mut model = Llama::new(&file, 128, KvType::F16).unwrap();
-    let mut logits = Vec::new();
-    for (pos, &t) in tokens.iter().enumerate() {
-        logits = model.forward(t, pos, &pool).unwrap().to_vec();
-    }
-    let mut got = Vec::new();
-    for i in 0..n {
-        let next = runtime::sampler::argmax(&logits);
-        got.push(next);
-        if tok.is_eog(next) {
-            break;
-        }
-        logits = model
-            .forward(next, tokens.len() + i, &pool)
-            .unwrap()
-            .to_vec();
-    }
-    got
 }

@@ -14,7 +14,7 @@
 //! for a small model), and the classifier runs over at most [`LOGITS_BYTES`] of logits at a
 //! time, only for the positions whose logits are wanted.
 
-use super::layer::{layer, Block, OnPool, Rows};
+use super::layer::{layer, norm_rows, Block, OnPool, Rows};
 use super::{
     rmsnorm, rope_cache, scale_embedding, softcap, LayerKv, Llama, ModelError, Pool, Weight,
 };
@@ -156,25 +156,6 @@ pub(super) fn matmuls(
         })?;
     }
     Ok(())
-}
-
-/// `rmsnorm` of every row of `x` (`n` rows) into the rows of `out`, rows in parallel.
-fn rmsnorm_rows(
-    pool: &Pool,
-    out: &mut [f32],
-    x: &[f32],
-    n: usize,
-    weight: &[f32],
-    eps: f32,
-) -> Result<(), ModelError> {
-    let e = weight.len();
-    pool.for_tokens(&mut out[..n * e], e, |rows, out| {
-        let xs = x[rows.start * e..rows.end * e].chunks_exact(e);
-        for (o, xr) in out.chunks_exact_mut(e).zip(xs) {
-            rmsnorm(o, xr, weight, eps);
-        }
-        Ok(())
-    })
 }
 
 impl Llama<'_> {
@@ -325,14 +306,14 @@ impl Llama<'_> {
             )));
         }
         let (e, m) = (c.n_embd, rows.len());
-        rmsnorm_rows(
+        let exec = OnPool {
             pool,
-            &mut b.xb,
-            &b.x[rows.start * e..rows.end * e],
-            m,
-            &w.output_norm,
-            c.rms_eps,
-        )?;
+            act: &mut b.act,
+            n_ctx: 0,
+            head_dim: c.head_dim,
+        };
+        let x = &b.x[rows.start * e..rows.end * e];
+        norm_rows(&exec, &mut b.xb, x, m, &w.output_norm, c.rms_eps)?;
         let logits = &mut b.logits[..m * c.n_vocab];
         // (Calibration heard the classifier's input in `forward_ubatch`.)
         matmuls(
