@@ -267,6 +267,29 @@ const SCALAR_TABLE: KernelTable = KernelTable {
     attend_f16: None,
 };
 
+/// The packed kernels (`crate::packed::PackedKernels`) of one instruction set: `$wrap!` (the
+/// table's safe-closure macro) around `x86::avx2`'s eight packed entry points ending in
+/// `$suffix` (`matvec_q8_0x8_q8_0$suffix`, ...).
+#[cfg(target_arch = "x86_64")]
+macro_rules! packed_x86 {
+    ($wrap:ident, [$mv8:ident, $mv4:ident, $mm8:ident, $mm4:ident, $mv5:ident, $mm5:ident, $mv41:ident, $mm41:ident]) => {
+        crate::packed::PackedKernels {
+            q8_0: $wrap!($mv8(w, first, a, out)),
+            q4_0: $wrap!($mv4(w, first, a, out)),
+            q8_0_mm: $wrap!($mm8(w, first, a, outs)),
+            q4_0_mm: $wrap!($mm4(w, first, a, outs)),
+            q5_0: Some((
+                $wrap!($mv5(w, first, a, out)),
+                $wrap!($mm5(w, first, a, outs)),
+            )),
+            q4_1: Some((
+                $wrap!($mv41(w, first, a, out)),
+                $wrap!($mm41(w, first, a, outs)),
+            )),
+        }
+    };
+}
+
 /// A safe `fn` calling the armv7 NEON kernel `$f` row by row, for [`ARMV7_NEON`] only.
 #[cfg(target_arch = "arm")]
 macro_rules! armv7 {
@@ -337,20 +360,19 @@ macro_rules! avx2 {
 #[cfg(target_arch = "x86_64")]
 static AVX2: KernelTable = fast(
     Isa::Avx2,
-    crate::packed::PackedKernels {
-        q8_0: avx2!(matvec_q8_0x8_q8_0(w, first, a, out)),
-        q4_0: avx2!(matvec_q4_0x8_q8_0(w, first, a, out)),
-        q8_0_mm: avx2!(matmul_q8_0x8_q8_0(w, first, a, outs)),
-        q4_0_mm: avx2!(matmul_q4_0x8_q8_0(w, first, a, outs)),
-        q5_0: Some((
-            avx2!(matvec_q5_0x8_q8_0(w, first, a, out)),
-            avx2!(matmul_q5_0x8_q8_0(w, first, a, outs)),
-        )),
-        q4_1: Some((
-            avx2!(matvec_q4_1x8_q8_1(w, first, a, out)),
-            avx2!(matmul_q4_1x8_q8_1(w, first, a, outs)),
-        )),
-    },
+    packed_x86!(
+        avx2,
+        [
+            matvec_q8_0x8_q8_0,
+            matvec_q4_0x8_q8_0,
+            matmul_q8_0x8_q8_0,
+            matmul_q4_0x8_q8_0,
+            matvec_q5_0x8_q8_0,
+            matmul_q5_0x8_q8_0,
+            matvec_q4_1x8_q8_1,
+            matmul_q4_1x8_q8_1
+        ]
+    ),
     AVX2_TABLE,
 );
 
@@ -426,20 +448,19 @@ macro_rules! avx512_bw {
 #[cfg(target_arch = "x86_64")]
 static AVX512_BW: KernelTable = fast(
     Isa::Avx512Bw,
-    crate::packed::PackedKernels {
-        q8_0: avx512_bw!(matvec_q8_0x8_q8_0_bw(w, first, a, out)),
-        q4_0: avx512_bw!(matvec_q4_0x8_q8_0_bw(w, first, a, out)),
-        q8_0_mm: avx512_bw!(matmul_q8_0x8_q8_0_bw(w, first, a, outs)),
-        q4_0_mm: avx512_bw!(matmul_q4_0x8_q8_0_bw(w, first, a, outs)),
-        q5_0: Some((
-            avx512_bw!(matvec_q5_0x8_q8_0_bw(w, first, a, out)),
-            avx512_bw!(matmul_q5_0x8_q8_0_bw(w, first, a, outs)),
-        )),
-        q4_1: Some((
-            avx512_bw!(matvec_q4_1x8_q8_1_bw(w, first, a, out)),
-            avx512_bw!(matmul_q4_1x8_q8_1_bw(w, first, a, outs)),
-        )),
-    },
+    packed_x86!(
+        avx512_bw,
+        [
+            matvec_q8_0x8_q8_0_bw,
+            matvec_q4_0x8_q8_0_bw,
+            matmul_q8_0x8_q8_0_bw,
+            matmul_q4_0x8_q8_0_bw,
+            matvec_q5_0x8_q8_0_bw,
+            matmul_q5_0x8_q8_0_bw,
+            matvec_q4_1x8_q8_1_bw,
+            matmul_q4_1x8_q8_1_bw
+        ]
+    ),
     AVX2_TABLE,
 );
 
@@ -467,20 +488,19 @@ static AVX2_VNNI_EXACT: KernelTable = AVX2_VNNI_TABLE;
 
 /// The AVX-VNNI kernels for packed weights.
 #[cfg(target_arch = "x86_64")]
-const AVX2_VNNI_PACKED: crate::packed::PackedKernels = crate::packed::PackedKernels {
-    q8_0: avx2_vnni!(matvec_q8_0x8_q8_0_vnni(w, first, a, out)),
-    q4_0: avx2_vnni!(matvec_q4_0x8_q8_0_vnni(w, first, a, out)),
-    q8_0_mm: avx2_vnni!(matmul_q8_0x8_q8_0_vnni(w, first, a, outs)),
-    q4_0_mm: avx2_vnni!(matmul_q4_0x8_q8_0_vnni(w, first, a, outs)),
-    q5_0: Some((
-        avx2_vnni!(matvec_q5_0x8_q8_0_vnni(w, first, a, out)),
-        avx2_vnni!(matmul_q5_0x8_q8_0_vnni(w, first, a, outs)),
-    )),
-    q4_1: Some((
-        avx2_vnni!(matvec_q4_1x8_q8_1_vnni(w, first, a, out)),
-        avx2_vnni!(matmul_q4_1x8_q8_1_vnni(w, first, a, outs)),
-    )),
-};
+const AVX2_VNNI_PACKED: crate::packed::PackedKernels = packed_x86!(
+    avx2_vnni,
+    [
+        matvec_q8_0x8_q8_0_vnni,
+        matvec_q4_0x8_q8_0_vnni,
+        matmul_q8_0x8_q8_0_vnni,
+        matmul_q4_0x8_q8_0_vnni,
+        matvec_q5_0x8_q8_0_vnni,
+        matmul_q5_0x8_q8_0_vnni,
+        matvec_q4_1x8_q8_1_vnni,
+        matmul_q4_1x8_q8_1_vnni
+    ]
+);
 
 /// [`AVX2_VNNI`] as a constant, for the tables built on it.
 #[cfg(target_arch = "x86_64")]
@@ -511,20 +531,19 @@ macro_rules! avx512_vnni {
 /// The AVX-512 VNNI kernels (EVEX `vpdpbusd` on 256-bit registers) for packed weights, of
 /// [`AVX512`] and [`AVX512_VNNI`].
 #[cfg(target_arch = "x86_64")]
-const AVX512_PACKED: crate::packed::PackedKernels = crate::packed::PackedKernels {
-    q8_0: avx512_vnni!(matvec_q8_0x8_q8_0_evex(w, first, a, out)),
-    q4_0: avx512_vnni!(matvec_q4_0x8_q8_0_evex(w, first, a, out)),
-    q8_0_mm: avx512_vnni!(matmul_q8_0x8_q8_0_evex(w, first, a, outs)),
-    q4_0_mm: avx512_vnni!(matmul_q4_0x8_q8_0_evex(w, first, a, outs)),
-    q5_0: Some((
-        avx512_vnni!(matvec_q5_0x8_q8_0_evex(w, first, a, out)),
-        avx512_vnni!(matmul_q5_0x8_q8_0_evex(w, first, a, outs)),
-    )),
-    q4_1: Some((
-        avx512_vnni!(matvec_q4_1x8_q8_1_evex(w, first, a, out)),
-        avx512_vnni!(matmul_q4_1x8_q8_1_evex(w, first, a, outs)),
-    )),
-};
+const AVX512_PACKED: crate::packed::PackedKernels = packed_x86!(
+    avx512_vnni,
+    [
+        matvec_q8_0x8_q8_0_evex,
+        matvec_q4_0x8_q8_0_evex,
+        matmul_q8_0x8_q8_0_evex,
+        matmul_q4_0x8_q8_0_evex,
+        matvec_q5_0x8_q8_0_evex,
+        matmul_q5_0x8_q8_0_evex,
+        matvec_q4_1x8_q8_1_evex,
+        matmul_q4_1x8_q8_1_evex
+    ]
+);
 
 /// AVX2's table with AVX-512 VNNI matrix-matrix products for Q4_0, Q5_0 and Q8_0 that need
 /// no AVX-VNNI (`x86::avx512::MATMUL_NO_AVXVNNI`).
