@@ -23,6 +23,42 @@ use formats::quant::{
     BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
 };
 
+/// The integer sum of a 32-value block with 4-bit (or 5-bit) values: its low-nibble values in
+/// `d2`-`d3`, high-nibble ones in `d0`-`d1`, the activation in `d4`-`d7`: four products a
+/// 16-bit lane, the block's sum in `s16`.
+macro_rules! nibble_products {
+    () => {
+        concat!(
+            "vmull.s8 q4, d2, d4\n",
+            "vmlal.s8 q4, d3, d5\n",
+            "vmlal.s8 q4, d0, d6\n",
+            "vmlal.s8 q4, d1, d7\n",
+            "vpaddl.s16 q4, q4\n",
+            "vpadd.i32 d8, d8, d9\n",
+            "vpadd.i32 d8, d8, d8",
+        )
+    };
+}
+
+/// A block's float step and the loop's end: `acc (s20) += float(sum in s16) * (fp16({t0}) *
+/// fp16({t1}))`, then the next block (label `2`) while `{n}` lasts, the sum's bits in `{bits}`.
+macro_rules! scale_block_and_loop {
+    () => {
+        concat!(
+            "vcvt.f32.s32 s16, s16\n",
+            "vmov s18, {t0}\n",
+            "vmov s19, {t1}\n",
+            "vcvtb.f32.f16 s18, s18\n",
+            "vcvtb.f32.f16 s19, s19\n",
+            "vmul.f32 s18, s18, s19\n",
+            "vfma.f32 s20, s16, s18\n",
+            "subs {n}, {n}, #1\n",
+            "bne 2b\n",
+            "vmov {bits}, s20",
+        )
+    };
+}
+
 /// Q8_0 weights against Q8_0 activations. Products are at most 128 * 127 (a weight of -128
 /// can only come from a file; the quantizer's activations stay within +-127): two per 16-bit
 /// lane fit.
@@ -54,16 +90,7 @@ pub unsafe fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
             "vpadal.s16 q4, q6",
             "vpadd.i32 d8, d8, d9",
             "vpadd.i32 d8, d8, d8",
-            "vcvt.f32.s32 s16, s16",
-            "vmov s18, {t0}",
-            "vmov s19, {t1}",
-            "vcvtb.f32.f16 s18, s18",
-            "vcvtb.f32.f16 s19, s19",
-            "vmul.f32 s18, s18, s19",
-            "vfma.f32 s20, s16, s18",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            "vmov {bits}, s20",
+            scale_block_and_loop!(),
             x = inout(reg) x.as_ptr() => _,
             y = inout(reg) y.as_ptr() => _,
             n = inout(reg) n => _,
@@ -108,23 +135,8 @@ pub unsafe fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
             "vshr.u8 q0, q0, #4",
             "vsub.i8 q1, q1, q6",
             "vsub.i8 q0, q0, q6",
-            "vmull.s8 q4, d2, d4",
-            "vmlal.s8 q4, d3, d5",
-            "vmlal.s8 q4, d0, d6",
-            "vmlal.s8 q4, d1, d7",
-            "vpaddl.s16 q4, q4",
-            "vpadd.i32 d8, d8, d9",
-            "vpadd.i32 d8, d8, d8",
-            "vcvt.f32.s32 s16, s16",
-            "vmov s18, {t0}",
-            "vmov s19, {t1}",
-            "vcvtb.f32.f16 s18, s18",
-            "vcvtb.f32.f16 s19, s19",
-            "vmul.f32 s18, s18, s19",
-            "vfma.f32 s20, s16, s18",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            "vmov {bits}, s20",
+            nibble_products!(),
+            scale_block_and_loop!(),
             x = inout(reg) x.as_ptr() => _,
             y = inout(reg) y.as_ptr() => _,
             n = inout(reg) n => _,
@@ -171,13 +183,7 @@ pub unsafe fn vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
             "vld1.8 {{d4-d7}}, [{y}]!",
             "vand q1, q0, q7",
             "vshr.u8 q0, q0, #4",
-            "vmull.s8 q4, d2, d4",
-            "vmlal.s8 q4, d3, d5",
-            "vmlal.s8 q4, d0, d6",
-            "vmlal.s8 q4, d1, d7",
-            "vpaddl.s16 q4, q4",
-            "vpadd.i32 d8, d8, d9",
-            "vpadd.i32 d8, d8, d8",
+            nibble_products!(),
             "vcvt.f32.s32 s16, s16",
             "vcvtb.f32.f16 s22, s22",
             "vcvtb.f32.f16 s23, s23",
@@ -248,23 +254,8 @@ pub unsafe fn vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
             "vtst.8 q4, q4, q6",
             "vbic q4, q7, q4",
             "vsub.i8 q0, q0, q4",
-            "vmull.s8 q4, d2, d4",
-            "vmlal.s8 q4, d3, d5",
-            "vmlal.s8 q4, d0, d6",
-            "vmlal.s8 q4, d1, d7",
-            "vpaddl.s16 q4, q4",
-            "vpadd.i32 d8, d8, d9",
-            "vpadd.i32 d8, d8, d8",
-            "vcvt.f32.s32 s16, s16",
-            "vmov s18, {t0}",
-            "vmov s19, {t1}",
-            "vcvtb.f32.f16 s18, s18",
-            "vcvtb.f32.f16 s19, s19",
-            "vmul.f32 s18, s18, s19",
-            "vfma.f32 s20, s16, s18",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            "vmov {bits}, s20",
+            nibble_products!(),
+            scale_block_and_loop!(),
             x = inout(reg) x.as_ptr() => _,
             y = inout(reg) y.as_ptr() => _,
             n = inout(reg) n => _,
