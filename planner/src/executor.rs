@@ -144,7 +144,10 @@ fn writer_for(
         w.set(k, v);
     }
     if !recipe.drop_layers.is_empty() {
-        if let Some(pattern) = sliding_layers(h, arch, n_layers)? {
+        let windows = h
+            .sliding_window_layers(arch, n_layers)
+            .with_context(|| format!("dropping layers of this {arch} model"))?;
+        if let Some((_, pattern)) = windows {
             // Which layers slide follows their index where the file leaves it to a default or
             // an integer pattern: dropping layers would shift it (llama.cpp's own
             // `--prune-layers` writes files that run the wrong layers windowed). The kept
@@ -162,37 +165,6 @@ fn writer_for(
             .with_context(|| format!("planning tensor {}", p.name))?;
     }
     Ok(w)
-}
-
-/// Which of the `n_layers` layers of a model with a sliding window (`{arch}.attention.
-/// sliding_window`) slide, as llama.cpp decides it: a per-layer bool array, or an integer
-/// pattern `n` (layer `i` slides iff `i % n < n - 1`), or gemma3's default of 6; `None` for a
-/// model without a window. An architecture whose default pattern we do not know is an error
-/// (its layers cannot be dropped safely).
-fn sliding_layers(
-    h: &formats::gguf::Gguf,
-    arch: &str,
-    n_layers: usize,
-) -> Result<Option<Vec<bool>>> {
-    match h.get(&format!("{arch}.attention.sliding_window")) {
-        None => return Ok(None),
-        Some(v) if v.as_u64() == Some(0) => return Ok(None),
-        Some(_) => {}
-    }
-    let key = format!("{arch}.attention.sliding_window_pattern");
-    let from_n = |n: usize| (0..n_layers).map(|i| n == 0 || i % n < n - 1).collect();
-    Ok(Some(match h.get(&key) {
-        None if arch == "gemma3" => from_n(6),
-        None => bail!(
-            "{arch} has a sliding window but no {key}, and its default pattern is not known: \
-             its layers cannot be dropped"
-        ),
-        Some(v) => match (v.as_u64(), v.as_array()) {
-            (Some(n), _) => from_n(n as usize),
-            (None, Some(Array::Bool(b))) if b.len() == n_layers => b.clone(),
-            _ => bail!("{key}: expected an integer or {n_layers} bools, found {v}"),
-        },
-    }))
 }
 
 /// The entries of a per-layer array at the kept layers.

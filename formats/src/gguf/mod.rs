@@ -91,6 +91,47 @@ impl TensorInfo {
 }
 
 impl Gguf {
+    /// Which of the `n_layer` layers of architecture `arch` attend over a sliding window, and
+    /// its size, as llama.cpp reads them: `{arch}.attention.sliding_window` (absent or 0: no
+    /// window), then `{arch}.attention.sliding_window_pattern`, one bool per layer or an
+    /// integer `n` (layer `i` slides iff `i % n < n - 1`; 0: every layer), or where it is
+    /// absent the architecture's default (gemma3: 6; another architecture's is unknown: an
+    /// error naming the key).
+    pub fn sliding_window_layers(
+        &self,
+        arch: &str,
+        n_layer: usize,
+    ) -> Result<Option<(usize, Vec<bool>)>, GgufError> {
+        let window_key = alloc::format!("{arch}.attention.sliding_window");
+        let window = match self.get(&window_key) {
+            None => return Ok(None),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| GgufError::wrong_type(&window_key, "an integer", v))?,
+        };
+        if window == 0 {
+            return Ok(None);
+        }
+        let key = alloc::format!("{arch}.attention.sliding_window_pattern");
+        let every = |n: usize| (0..n_layer).map(|i| n == 0 || i % n < n - 1).collect();
+        let slides = match self.get(&key) {
+            None if arch == "gemma3" => every(6),
+            None => return Err(GgufError::MissingKey(key)),
+            Some(v) => match (v.as_u64(), v.as_array()) {
+                (Some(n), _) => every(n as usize),
+                (None, Some(Array::Bool(b))) if b.len() == n_layer => b.clone(),
+                _ => {
+                    return Err(GgufError::wrong_type(
+                        &key,
+                        "an integer or a bool per layer",
+                        v,
+                    ))
+                }
+            },
+        };
+        Ok(Some((window as usize, slides)))
+    }
+
     /// The value of metadata key `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)

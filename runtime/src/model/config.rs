@@ -19,9 +19,7 @@ use formats::gguf::{Gguf, Value};
 /// Architectures this runtime runs. Mistral, TinyLlama, Llama 2/3 and SmolLM all ship as `llama`.
 pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "phi3"];
 
-/// gemma3's default sliding-window pattern (every sixth layer global) and RoPE base of its
-/// sliding layers, where the file does not say (llama.cpp's defaults).
-const GEMMA3_SWA_PATTERN: usize = 6;
+/// The RoPE base of sliding-window layers where the file does not say (llama.cpp's default).
 const DEFAULT_ROPE_BASE_SWA: f32 = 10_000.0;
 
 /// Per-layer shape: pruned models give each layer its own FFN width and head counts.
@@ -147,10 +145,16 @@ impl Config {
             None => return Err(ModelError::MissingTensor("token_embd.weight".into())),
         };
         let gemma3 = arch == "gemma3";
-        let windows = if gemma3 {
-            sliding_windows(g, &arch, n_layer)?
-        } else {
-            vec![None; n_layer]
+        // llama.cpp runs the windows of gemma3 only (phi3's are disabled there).
+        let windows = match gemma3 {
+            true => g
+                .sliding_window_layers(&arch, n_layer)
+                .map_err(ModelError::Gguf)?,
+            false => None,
+        };
+        let windows: Vec<Option<usize>> = match windows {
+            Some((w, slides)) => slides.into_iter().map(|s| s.then_some(w)).collect(),
+            None => vec![None; n_layer],
         };
         let layers = (0..n_layer)
             .map(|i| LayerShape {
@@ -312,45 +316,6 @@ impl Config {
     pub fn max_ff(&self) -> usize {
         self.layers.iter().map(|l| l.n_ff).max().unwrap_or(0)
     }
-}
-
-/// gemma3's sliding-window layers: `attention.sliding_window` (none: every layer global) and
-/// which layers slide, from `attention.sliding_window_pattern` as llama.cpp reads it (an array
-/// of one bool per layer, or `n`: layer `i` slides iff `i % n < n - 1`; default 6).
-fn sliding_windows(g: &Gguf, arch: &str, n_layer: usize) -> Result<Vec<Option<usize>>, ModelError> {
-    let key = |k: &str| format!("{arch}.{k}");
-    let window = match g.get(&key("attention.sliding_window")) {
-        None => return Ok(vec![None; n_layer]),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| bad(&key("attention.sliding_window"), "an integer", v))?
-            as usize,
-    };
-    if window == 0 {
-        return Ok(vec![None; n_layer]);
-    }
-    let pattern_key = key("attention.sliding_window_pattern");
-    let slides: Vec<bool> = match g.get(&pattern_key) {
-        None => (0..n_layer)
-            .map(|i| i % GEMMA3_SWA_PATTERN < GEMMA3_SWA_PATTERN - 1)
-            .collect(),
-        Some(v) => match (v.as_u64(), v.as_array()) {
-            (Some(0), _) => vec![true; n_layer],
-            (Some(n), _) => {
-                let n = n as usize;
-                (0..n_layer).map(|i| i % n < n - 1).collect()
-            }
-            (None, Some(formats::gguf::Array::Bool(b))) if b.len() == n_layer => b.clone(),
-            _ => {
-                return Err(bad(
-                    &pattern_key,
-                    &format!("an integer or an array of {n_layer} bools"),
-                    v,
-                ))
-            }
-        },
-    };
-    Ok(slides.into_iter().map(|s| s.then_some(window)).collect())
 }
 
 fn bad(key: &str, expected: &str, v: &Value) -> ModelError {

@@ -339,7 +339,7 @@ pub struct RunState {
     act: Vec<u64>, // (3, act_words) quantized activations of a section (u64: 8-byte aligned)
     act_words: usize, // u64s per quantized activation
     rope_cache: Vec<f32>, // (rope_dim) cos, sin pairs for the current position
-    rope_cache_swa: Vec<f32>, // (rope_dim) the same at sliding-window layers' base (or empty)
+    rope_cache_swa: Vec<f32>, // (rope_dim or 0) the same at sliding layers' base
     pub logits: Vec<f32>, // (n_vocab)
     kv: KvCache,
     kv_dim: usize,
@@ -459,9 +459,7 @@ fn quantize_act<'b>(ty: GgmlType, x: &[f32], act: &'b mut [u64]) -> Result<&'b [
 /// RMSNorm as ggml computes it: mean of squares accumulated in f64, then `x / sqrt(mean + eps)`
 /// times the weight.
 fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
-    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
-    let mean = (sum / x.len() as f64) as f32;
-    let scale = 1.0 / (mean + eps).sqrt();
+    let scale = rms_scale(x, eps);
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
         *o = v * scale * w;
     }
@@ -469,12 +467,17 @@ fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
 
 /// [`rmsnorm`] of `v` in place (per-head Q/K norms).
 fn rmsnorm_in_place(v: &mut [f32], weight: &[f32], eps: f32) {
-    let sum: f64 = v.iter().map(|&x| (x * x) as f64).sum();
-    let mean = (sum / v.len() as f64) as f32;
-    let scale = 1.0 / (mean + eps).sqrt();
+    let scale = rms_scale(v, eps);
     for (x, &w) in v.iter_mut().zip(weight) {
         *x = *x * scale * w;
     }
+}
+
+/// `1 / sqrt(mean(x^2) + eps)`, the mean accumulated in f64 as ggml does.
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    1.0 / (mean + eps).sqrt()
 }
 
 /// The embedding scale of architectures that have one (gemma3: `x * sqrt(n_embd)` in f32, as
