@@ -838,37 +838,25 @@ impl<'a> Llama<'a> {
                 att: &mut s.att,
             },
         };
-        for (l, (lw, &shape)) in w.layers.iter().zip(&c.layers).enumerate() {
-            let block = layer::Block {
-                l,
-                weights: lw,
-                shape,
-                kv: LayerKv::new(l, s.n_ctx, s.kv_dim),
-                pos0: pos,
-            };
-            let mut rows = layer::Rows {
-                n: 1,
-                x: &mut s.x,
-                x_in: &mut s.x_in,
-                xb: &mut s.xb,
-                xb2: &mut s.xb2,
-                q: &mut s.q,
-                k: &mut s.k,
-                v: &mut s.v,
-                hb: &mut s.hb,
-                hb2: &mut s.hb2,
-                rope: &s.rope_cache,
-                rope_swa: &s.rope_cache_swa,
-            };
-            layer::layer(
-                &mut exec,
-                c,
-                block,
-                &mut rows,
-                &mut s.kv,
-                s.calib.as_deref_mut(),
-            )?;
-        }
+        let mut rows = layer::Rows {
+            n: 1,
+            x: &mut s.x,
+            x_in: &mut s.x_in,
+            xb: &mut s.xb,
+            xb2: &mut s.xb2,
+            q: &mut s.q,
+            k: &mut s.k,
+            v: &mut s.v,
+            hb: &mut s.hb,
+            hb2: &mut s.hb2,
+            rope: &s.rope_cache,
+            rope_swa: &s.rope_cache_swa,
+        };
+        let cache = (s.n_ctx, s.kv_dim);
+        let calib = s.calib.as_deref_mut();
+        layer::blocks(
+            &mut exec, c, &w.layers, cache, pos, &mut rows, &mut s.kv, calib,
+        )?;
 
         if !want_logits && s.calib.is_none() {
             return Ok(&[]);

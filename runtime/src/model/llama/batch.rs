@@ -14,10 +14,8 @@
 //! for a small model), and the classifier runs over at most [`LOGITS_BYTES`] of logits at a
 //! time, only for the positions whose logits are wanted.
 
-use super::layer::{layer, norm_rows, Block, OnPool, Rows};
-use super::{
-    rmsnorm, rope_cache, scale_embedding, softcap, LayerKv, Llama, ModelError, Pool, Weight,
-};
+use super::layer::{blocks, norm_rows, OnPool, Rows};
+use super::{rmsnorm, rope_cache, scale_embedding, softcap, Llama, ModelError, Pool, Weight};
 use crate::calibrate::{Calibration, Site};
 use crate::model::Config;
 use formats::quant::GgmlType;
@@ -246,37 +244,25 @@ impl Llama<'_> {
             n_ctx: s.n_ctx,
             head_dim: c.head_dim,
         };
-        for (l, (lw, &shape)) in w.layers.iter().zip(&c.layers).enumerate() {
-            let block = Block {
-                l,
-                weights: lw,
-                shape,
-                kv: LayerKv::new(l, s.n_ctx, s.kv_dim),
-                pos0,
-            };
-            let mut rows = Rows {
-                n,
-                x: &mut b.x,
-                x_in: &mut b.x_in,
-                xb: &mut b.xb,
-                xb2: &mut b.xb2,
-                q: &mut b.q,
-                k: &mut b.k,
-                v: &mut b.v,
-                hb: &mut b.hb,
-                hb2: &mut b.hb2,
-                rope: &b.rope,
-                rope_swa: &b.rope_swa,
-            };
-            layer(
-                &mut exec,
-                c,
-                block,
-                &mut rows,
-                &mut s.kv,
-                s.calib.as_deref_mut(),
-            )?;
-        }
+        let mut rows = Rows {
+            n,
+            x: &mut b.x,
+            x_in: &mut b.x_in,
+            xb: &mut b.xb,
+            xb2: &mut b.xb2,
+            q: &mut b.q,
+            k: &mut b.k,
+            v: &mut b.v,
+            hb: &mut b.hb,
+            hb2: &mut b.hb2,
+            rope: &b.rope,
+            rope_swa: &b.rope_swa,
+        };
+        let cache = (s.n_ctx, s.kv_dim);
+        let calib = s.calib.as_deref_mut();
+        blocks(
+            &mut exec, c, &w.layers, cache, pos0, &mut rows, &mut s.kv, calib,
+        )?;
         if let Some(cal) = s.calib.as_deref_mut() {
             // The classifier's input of every token, whether or not its logits are wanted.
             for x in b.x.chunks_exact(e).take(n) {
@@ -306,14 +292,8 @@ impl Llama<'_> {
             )));
         }
         let (e, m) = (c.n_embd, rows.len());
-        let exec = OnPool {
-            pool,
-            act: &mut b.act,
-            n_ctx: 0,
-            head_dim: c.head_dim,
-        };
         let x = &b.x[rows.start * e..rows.end * e];
-        norm_rows(&exec, &mut b.xb, x, m, &w.output_norm, c.rms_eps)?;
+        norm_rows(pool, &mut b.xb, x, m, &w.output_norm, c.rms_eps)?;
         let logits = &mut b.logits[..m * c.n_vocab];
         // (Calibration heard the classifier's input in `forward_ubatch`.)
         matmuls(

@@ -14,8 +14,25 @@ use crate::calibrate::{Calibration, Site};
 use crate::threads::{Crew, Pool};
 use core::ops::Range;
 
+/// How a per-row step runs over rows: in place on one thread, or split over the pool.
+pub(super) trait RunRows {
+    /// `f(rows, out[rows])` over the rows of `out` (`width` values each), maybe in parallel.
+    fn rows<F>(&self, out: &mut [f32], width: usize, f: F) -> Result<(), ModelError>
+    where
+        F: Fn(Range<usize>, &mut [f32]) -> Result<(), ModelError> + Sync;
+}
+
+impl RunRows for Pool {
+    fn rows<F>(&self, out: &mut [f32], width: usize, f: F) -> Result<(), ModelError>
+    where
+        F: Fn(Range<usize>, &mut [f32]) -> Result<(), ModelError> + Sync,
+    {
+        self.for_tokens(out, width, f)
+    }
+}
+
 /// How a block's steps run on its rows.
-pub(super) trait Exec<'w> {
+pub(super) trait Exec<'w>: RunRows {
     /// `out = w x[t]` for each `(w, out)` of `ws` and each of the `n` rows of `x` (outputs
     /// token-major: row `t` of `out` at `t * w.n_out`); a calibration run hears every input
     /// row first.
@@ -26,11 +43,6 @@ pub(super) trait Exec<'w> {
         n: usize,
         calib: Option<(&mut Calibration, usize, Site)>,
     ) -> Result<(), ModelError>;
-
-    /// `f(rows, out[rows])` over the rows of `out` (`width` values each), maybe in parallel.
-    fn rows<F>(&self, out: &mut [f32], width: usize, f: F) -> Result<(), ModelError>
-    where
-        F: Fn(Range<usize>, &mut [f32]) -> Result<(), ModelError> + Sync;
 
     /// Causal attention of the `n` query rows `q` (positions `pos0..pos0 + n`, whose keys and
     /// values are cached) into `out`.
@@ -73,7 +85,7 @@ pub(super) struct Rows<'b> {
 
 /// Where the block is: its index and weights, its shape, the cache and the first row's
 /// position.
-pub(super) struct Block<'a, 'w> {
+struct Block<'a, 'w> {
     pub l: usize,
     pub weights: &'a LayerWeights<'w>,
     pub shape: LayerShape,
@@ -81,9 +93,36 @@ pub(super) struct Block<'a, 'w> {
     pub pos0: usize,
 }
 
+/// Every block of the model in turn (`layers`, the cache of `n_ctx` positions of `kv_dim`
+/// values a layer) on the rows `r`, whose first is at position `pos0`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn blocks<'w, E: Exec<'w>>(
+    exec: &mut E,
+    c: &Config,
+    layers: &[LayerWeights<'w>],
+    (n_ctx, kv_dim): (usize, usize),
+    pos0: usize,
+    r: &mut Rows<'_>,
+    cache: &mut KvCache,
+    mut calib: Option<&mut Calibration>,
+) -> Result<(), ModelError> {
+    for (l, (weights, &shape)) in layers.iter().zip(&c.layers).enumerate() {
+        let kv = LayerKv::new(l, n_ctx, kv_dim);
+        let b = Block {
+            l,
+            weights,
+            shape,
+            kv,
+            pos0,
+        };
+        layer(exec, c, b, r, cache, calib.as_deref_mut())?;
+    }
+    Ok(())
+}
+
 /// Block `b` on the rows `r`: attention (RMSNorm, Q/K/V, RoPE, cache, attention, output
 /// projection, residual), then the FFN (RMSNorm, SiLU(gate) * up, down, residual).
-pub(super) fn layer<'w, E: Exec<'w>>(
+fn layer<'w, E: Exec<'w>>(
     exec: &mut E,
     c: &Config,
     b: Block<'_, 'w>,
@@ -224,7 +263,7 @@ pub(super) fn layer<'w, E: Exec<'w>>(
 }
 
 /// `rmsnorm` of each of the `n` rows of `x` into the rows of `out`.
-pub(super) fn norm_rows<'w, E: Exec<'w>>(
+pub(super) fn norm_rows<E: RunRows>(
     exec: &E,
     out: &mut [f32],
     x: &[f32],
@@ -249,7 +288,7 @@ fn add_rows(x: &mut [f32], d: &[f32]) {
 
 /// `x += xb2` on the `n` rows, through the post-norm `post` first where the model has one
 /// (normed into `xb`, free by then).
-fn residual<'w, E: Exec<'w>>(
+fn residual<E: RunRows>(
     exec: &E,
     r: &mut Rows<'_>,
     n: usize,
@@ -296,6 +335,15 @@ pub(super) struct OnCrew<'c, 's, 'w> {
     pub scratch: AttnScratch<'c>,
 }
 
+impl RunRows for OnCrew<'_, '_, '_> {
+    fn rows<F>(&self, out: &mut [f32], width: usize, f: F) -> Result<(), ModelError>
+    where
+        F: Fn(Range<usize>, &mut [f32]) -> Result<(), ModelError> + Sync,
+    {
+        f(0..out.len() / width.max(1), out)
+    }
+}
+
 impl<'w> Exec<'w> for OnCrew<'_, '_, 'w> {
     fn project(
         &mut self,
@@ -338,13 +386,6 @@ impl<'w> Exec<'w> for OnCrew<'_, '_, 'w> {
         }
     }
 
-    fn rows<F>(&self, out: &mut [f32], width: usize, f: F) -> Result<(), ModelError>
-    where
-        F: Fn(Range<usize>, &mut [f32]) -> Result<(), ModelError> + Sync,
-    {
-        f(0..out.len() / width.max(1), out)
-    }
-
     fn attend(
         &mut self,
         layer: &LayerKv,
@@ -376,6 +417,15 @@ pub(super) struct OnPool<'p> {
     pub head_dim: usize,
 }
 
+impl RunRows for OnPool<'_> {
+    fn rows<F>(&self, out: &mut [f32], width: usize, f: F) -> Result<(), ModelError>
+    where
+        F: Fn(Range<usize>, &mut [f32]) -> Result<(), ModelError> + Sync,
+    {
+        self.pool.rows(out, width, f)
+    }
+}
+
 impl<'w> Exec<'w> for OnPool<'_> {
     fn project(
         &mut self,
@@ -385,13 +435,6 @@ impl<'w> Exec<'w> for OnPool<'_> {
         calib: Option<(&mut Calibration, usize, Site)>,
     ) -> Result<(), ModelError> {
         super::batch::matmuls(ws, x, n, self.act, self.pool, calib)
-    }
-
-    fn rows<F>(&self, out: &mut [f32], width: usize, f: F) -> Result<(), ModelError>
-    where
-        F: Fn(Range<usize>, &mut [f32]) -> Result<(), ModelError> + Sync,
-    {
-        self.pool.for_tokens(out, width, f)
     }
 
     fn attend(
