@@ -3,9 +3,9 @@
 //!
 //! The same block as [`Llama::forward`] (`layer.rs`), on every token row of the batch: each
 //! matrix product quantizes the batch's input rows once and multiplies them all with each
-//! weight row while it is in cache ([`kernels::matmul`]); attention is causal over the KV cache (the batch's keys
-//! and values are cached first, then each token attends over positions up to its own with the
-//! single-token code, [`LayerKv::attend`]). **Every value is computed with the arithmetic of the
+//! weight row while it is in cache ([`kernels::matmul`]); attention is causal over the KV
+//! cache (the batch's keys and values are cached first, then each token attends over positions
+//! up to its own with the single-token code, `LayerKv::attend`). **Every value is computed with the arithmetic of the
 //! token-by-token path**, so a prompt's logits are bit-identical whether it is fed at once or
 //! one token at a time (`batch_logits_are_token_by_token_logits` below and in the integration
 //! tests).
