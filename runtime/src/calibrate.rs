@@ -159,7 +159,9 @@ impl Calibration {
             .collect()
     }
 
-    /// Every weight matrix's name with the statistics of its input.
+    /// Every weight matrix's name with the statistics of its input: the names of separate and
+    /// of fused matrices alike (phi3's `attn_qkv`, whose input is Q, K and V's; a fused
+    /// `ffn_up` has the name of the separate one), so that a file keeps those it has.
     pub fn matrices(&self) -> Vec<(String, &ColumnStats)> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
@@ -167,6 +169,7 @@ impl Calibration {
                 ("attn_q", &l.attn),
                 ("attn_k", &l.attn),
                 ("attn_v", &l.attn),
+                ("attn_qkv", &l.attn),
                 ("attn_output", &l.attn_output),
                 ("ffn_gate", &l.ffn),
                 ("ffn_up", &l.ffn),
@@ -179,15 +182,15 @@ impl Calibration {
         out
     }
 
-    /// Write the statistics as a llama.cpp-style imatrix GGUF file at `dst` (temporary file and
-    /// rename). `dataset` names the calibration text; `chunks` and `n_ctx` describe the run.
+    /// Write the statistics of the matrices `has` names (the model's own tensors) as a
+    /// llama.cpp-style imatrix GGUF file at `dst` (temporary file and rename). `dataset` names
+    /// the calibration text; `chunks` and `n_ctx` describe the run.
     pub fn save(
         &self,
         dst: &Path,
-        dataset: &str,
-        model: &str,
-        chunks: usize,
-        n_ctx: usize,
+        (dataset, model): (&str, &str),
+        (chunks, n_ctx): (usize, usize),
+        has: impl Fn(&str) -> bool,
     ) -> Result<u64, String> {
         let mut w = GgufWriter::new();
         w.set("general.type", Value::String("imatrix".into()));
@@ -202,7 +205,8 @@ impl Calibration {
             KEY_BLOCK_INFLUENCE,
             Value::Array(formats::gguf::Array::F32(self.block_influence())),
         );
-        let matrices = self.matrices();
+        let mut matrices = self.matrices();
+        matrices.retain(|(name, _)| has(name));
         for (name, s) in &matrices {
             let e = |e: formats::gguf::WriteError| e.to_string();
             w.add_tensor(

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 pub const HELP: &str = "\
-sintra-rt: run a llama-family GGUF model on this device
+sintra-rt: run a GGUF model (llama, qwen2, qwen3, gemma3, phi3) on this device
 
 USAGE:
   sintra-rt generate   -m MODEL -p PROMPT [-n N] [-t T] [-c CTX] [--temp X] [--top-k K] [--top-p P] [--seed S] [--chat]

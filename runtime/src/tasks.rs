@@ -287,8 +287,13 @@ pub fn calibrate(
         file.file_len()
     );
     let path = Path::new(&req.output_path);
-    cal.save(path, &req.dataset, &model_name, n_chunks, n_ctx)
-        .map_err(|e| err(ErrorKind::Io, e))?;
+    cal.save(
+        path,
+        (&req.dataset, &model_name),
+        (n_chunks, n_ctx),
+        |name| file.header.tensor(name).is_some(),
+    )
+    .map_err(|e| err(ErrorKind::Io, e))?;
     Ok(CalibrateResult {
         path: req.output_path.clone(),
         n_tokens: cal.n_tokens,

@@ -8,6 +8,7 @@ pub mod presets;
 pub mod requant;
 pub mod rows;
 pub mod synthetic;
+pub mod tolerance;
 
 use std::path::{Path, PathBuf};
 

@@ -50,6 +50,17 @@ pub fn generate_greedy(
     n: usize,
     threads: i32,
 ) -> Result<(Vec<i32>, String), String> {
+    generate_greedy_gaps(path, prompt, n, threads).map(|(tokens, _, text)| (tokens, text))
+}
+
+/// [`generate_greedy`], with each step's gap between its two largest logits (how near a tie
+/// the choice was).
+pub fn generate_greedy_gaps(
+    path: &Path,
+    prompt: &str,
+    n: usize,
+    threads: i32,
+) -> Result<(Vec<i32>, Vec<f32>, String), String> {
     let model = load(path)?;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(512))
@@ -69,11 +80,13 @@ pub fn generate_greedy(
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
     }
     let mut out = Vec::new();
+    let mut gaps = Vec::new();
     let mut text = Vec::new();
     for pos in (prompt_tokens.len() as i32..).take(n) {
         let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
         let next = argmax(logits) as i32;
         out.push(next);
+        gaps.push(top2_gap(logits));
         text.extend(vocab.token_to_piece(LlamaToken(next), false, None));
         if vocab.is_eog(LlamaToken(next)) {
             break;
@@ -84,7 +97,67 @@ pub fn generate_greedy(
             .map_err(|e| e.to_string())?;
         ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
     }
-    Ok((out, String::from_utf8_lossy(&text).into_owned()))
+    Ok((out, gaps, String::from_utf8_lossy(&text).into_owned()))
+}
+
+/// The largest logit less the second largest.
+pub fn top2_gap(logits: &[f32]) -> f32 {
+    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &x in logits {
+        if x > a {
+            (a, b) = (x, a);
+        } else if x > b {
+            b = x;
+        }
+    }
+    a - b
+}
+
+/// Eval text turned into the model's own greedy continuations, for models whose continuation of
+/// real text is the only text they model (random weights): `n_chunks` windows of `n_ctx` tokens
+/// as [`teacher_forced`] cuts them, each keeping its first `n_ctx / 2 + 1` tokens of `tokens`
+/// (the first replaced by `bos`) and continued greedily by llama.cpp token by token on one
+/// thread (its [`teacher_forced_sequential`] path), so every scored position's target is the
+/// reference's own top-1 choice.
+pub fn greedy_windows(
+    path: &Path,
+    tokens: &[u32],
+    bos: Option<u32>,
+    n_ctx: usize,
+    n_chunks: usize,
+) -> Result<Vec<u32>, String> {
+    let model = load(path)?;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx as u32))
+        .with_n_threads(1)
+        .with_n_threads_batch(1);
+    let mut ctx = model
+        .new_context(backend(), ctx_params)
+        .map_err(|e| format!("context: {e}"))?;
+    let first = n_ctx / 2;
+    let mut out = Vec::with_capacity(n_ctx * n_chunks);
+    let mut batch = LlamaBatch::new(1, 1);
+    for c in 0..n_chunks {
+        let win = &tokens[c * n_ctx..(c + 1) * n_ctx];
+        ctx.clear_kv_cache();
+        let start = out.len();
+        out.extend(&win[..=first]);
+        for j in 0..n_ctx - 1 {
+            let t = match j {
+                0 => bos.unwrap_or(win[0]),
+                _ => out[start + j],
+            };
+            batch.clear();
+            batch
+                .add(LlamaToken(t as i32), j as i32, &[0], j >= first)
+                .map_err(|e| e.to_string())?;
+            ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
+            if j >= first {
+                out.push(argmax(ctx.get_logits_ith(0)) as u32);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler).
@@ -248,11 +321,23 @@ pub fn each_sequential_logits(
     path: &Path,
     tokens: &[u32],
     threads: i32,
+    f: impl FnMut(usize, &[f32]),
+) -> Result<(), String> {
+    each_sequential_logits_in(path, tokens, tokens.len().max(16), threads, f)
+}
+
+/// [`each_sequential_logits`] in a context of `n_ctx` cells (which llama.cpp rounds up to a
+/// multiple of 256; it picks LongRoPE's factors).
+pub fn each_sequential_logits_in(
+    path: &Path,
+    tokens: &[u32],
+    n_ctx: usize,
+    threads: i32,
     mut f: impl FnMut(usize, &[f32]),
 ) -> Result<(), String> {
     let model = load(path)?;
     let ctx_params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(tokens.len().max(16) as u32))
+        .with_n_ctx(NonZeroU32::new(n_ctx as u32))
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let mut ctx = model

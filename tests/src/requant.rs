@@ -33,13 +33,24 @@ pub fn requantize(src: &Path, dst: &Path, ty: GgmlType) {
 /// SmolLM2 requantized to `ty`, cached under `target/` between test runs (the source is
 /// immutable, so the file depends only on `ty` and our quantizers, which the cache key names).
 pub fn smollm2_as(ty: GgmlType) -> PathBuf {
-    let dir = crate::repo_root().join("target/test-models");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("SmolLM2-135M-Instruct.{ty}.from-Q4_1.gguf"));
     if ty == GgmlType::Q4_1 {
         return crate::smollm2_q4_1();
     }
-    // Rebuild when the quantizer code is newer than the file.
+    cached_as(&crate::smollm2_q4_1(), "SmolLM2-135M-Instruct", "Q4_1", ty)
+}
+
+/// Gemma 3 270M (the setup script's Q4_K_M file) requantized to `ty`, cached as
+/// [`smollm2_as`] caches.
+pub fn gemma3_as(ty: GgmlType) -> PathBuf {
+    cached_as(&crate::gemma3_270m_q4_k_m(), "gemma-3-270m", "Q4_K_M", ty)
+}
+
+/// `src` requantized to `ty` as `target/test-models/<stem>.<ty>.from-<from>.gguf`, rebuilt when
+/// the quantizer code is newer than the file.
+fn cached_as(src: &Path, stem: &str, from: &str, ty: GgmlType) -> PathBuf {
+    let dir = crate::repo_root().join("target/test-models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{stem}.{ty}.from-{from}.gguf"));
     let stale = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .map_or(true, |t| {
@@ -47,7 +58,7 @@ pub fn smollm2_as(ty: GgmlType) -> PathBuf {
             newest_mtime(&lib).is_some_and(|n| n > t)
         });
     if stale {
-        requantize(&crate::smollm2_q4_1(), &path, ty);
+        requantize(src, &path, ty);
     }
     path
 }

@@ -2,7 +2,8 @@
 //! with `formats` so that llama.cpp and sintra-rt can be compared on each without a network:
 //! `llama`, `qwen2` (Q/K/V biases), `qwen3` (per-head Q/K norms), `gemma3` (Q/K norms,
 //! post-attention and post-FFN norms, interleaved sliding-window and global layers with their
-//! own RoPE bases) and `phi3` (fused QKV and gate/up tensors).
+//! own RoPE bases) and `phi3` (fused QKV and gate/up tensors, LongRoPE's long and short
+//! frequency factors with an attention factor; its original context is [`PHI3_ORIG_CTX`]).
 //!
 //! Every model has [`N_LAYER`] layers of SmolLM2's vocabulary and tokenizer metadata (borrowed
 //! from the published file, so text tokenizes as a real model's would), random weights of a
@@ -21,7 +22,7 @@ use formats::quant::{self, GgmlType};
 use std::path::PathBuf;
 
 /// Bumped whenever the construction changes, so that a cached file is never reused.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// Layers of every synthetic model (gemma3: two sliding-window and two global).
 pub const N_LAYER: usize = 4;
 /// The residual stream's width.
@@ -41,6 +42,12 @@ pub const SLIDING_WINDOW: usize = 32;
 /// itself) unless the normed layer outputs outweigh them in the residual stream: with weights
 /// near 8 the echo is under two standard deviations of the other logits.
 const GEMMA_POST_NORM: (f64, f64) = (8.0, 0.8);
+
+/// phi3's `rope.scaling.original_context_length`: a context longer than this runs on its long
+/// RoPE factors (llama.cpp pads contexts to multiples of 256, so 256 keeps both sides apart).
+pub const PHI3_ORIG_CTX: usize = 256;
+/// phi3's `rope.scaling.attn_factor` (Phi-3-mini-128k's: sqrt(1 + ln 32 / ln 4096)).
+const PHI3_ATTN_FACTOR: f32 = 1.190_239;
 
 /// The architectures of the synthetic models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +148,16 @@ pub fn write_to(arch: Arch, ty: GgmlType, path: &std::path::Path) {
         w.set(&format!("{a}.attention.sliding_window_pattern"), u32v(2));
         w.set(&format!("{a}.rope.freq_base_swa"), Value::F32(1e4));
     }
+    if arch == Arch::Phi3 {
+        w.set(
+            &format!("{a}.rope.scaling.original_context_length"),
+            u32v(PHI3_ORIG_CTX),
+        );
+        w.set(
+            &format!("{a}.rope.scaling.attn_factor"),
+            Value::F32(PHI3_ATTN_FACTOR),
+        );
+    }
 
     let tensors = tensors(arch, n_vocab);
     for t in &tensors {
@@ -201,6 +218,22 @@ fn tensors(arch: Arch, n_vocab: usize) -> Vec<Tensor> {
         0.1,
         &mut rng,
     ));
+    if arch == Arch::Phi3 {
+        // LongRoPE: the slow frequencies stretched most, as Phi-3's factors are (short: up
+        // to 1.2, long: up to 21).
+        let n = HEAD_DIM / 2;
+        let ramp = |i: usize| i as f64 / (n - 1) as f64;
+        for (name, f) in [
+            ("rope_factors_long.weight", 20.0f64),
+            ("rope_factors_short.weight", 0.2),
+        ] {
+            out.push(Tensor {
+                name: name.into(),
+                dims: vec![n as u64],
+                values: (0..n).map(|i| (1.0 + f * ramp(i).powi(2)) as f32).collect(),
+            });
+        }
+    }
     for l in 0..N_LAYER {
         let b = |t: &str| format!("blk.{l}.{t}");
         out.push(vector(b("attn_norm.weight"), N_EMBD, 1.0, 0.1, &mut rng));

@@ -5,22 +5,22 @@
 //! 262,144 tokens.
 
 use formats::gguf::GgufFile;
+use formats::quant::GgmlType;
 use runtime::model::{KvType, Llama};
 use runtime::threads::Pool;
 use runtime::tokenizer::Tokenizer;
-use sintra_tests::{gemma3_270m_q4_k_m, llama};
+use sintra_tests::{gemma3_270m_q4_k_m, llama, requant, tolerance};
 
-/// With the exact kernel tables, sintra-rt's logits are llama.cpp's token-by-token logits bit
-/// for bit at the first 256 positions of eval text. (From position 256 on, llama.cpp pads its
-/// cache view to 512 cells and its CPU flash attention splits the cells between its threads,
-/// combining their partial softmaxes in f32: an order the exact tables do not reproduce yet.
-/// Past that point, and past gemma3's 512-position window, the agreement is printed; the
-/// sliding windows themselves are held bit for bit by the synthetic gemma3 model, whose window
-/// is 32: `synthetic::sintra_rt_runs_every_synthetic_architecture_as_llama_cpp_does`.)
+/// With the exact kernel tables, sintra-rt's logits are llama.cpp's token-by-token logits (on
+/// one thread) bit for bit at all 640 positions of eval text, past gemma3's 512-position window.
+/// (On more threads, from position 256 on, llama.cpp pads its cache view to 512 cells and its
+/// CPU flash attention splits the cells between its threads, combining their partial softmaxes
+/// in f32: an order the exact tables do not reproduce yet. On one thread the split is one part
+/// and changes nothing.)
 #[test]
 fn gemma3_270m_logits_are_llama_cpps_bit_for_bit() {
     const N: usize = 640;
-    const EXACT: usize = 256;
+    const EXACT: usize = N;
     let path = gemma3_270m_q4_k_m();
     let file = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&file.header).unwrap();
@@ -44,7 +44,7 @@ fn gemma3_270m_logits_are_llama_cpps_bit_for_bit() {
     });
     let (mut same, mut first_diff) = (0, None);
     let mut same_top = 0;
-    llama::each_sequential_logits(&path, &tokens, 2, |pos, theirs| {
+    llama::each_sequential_logits(&path, &tokens, 1, |pos, theirs| {
         let (top, logits) = ours.next().unwrap();
         same_top += usize::from(top == llama::argmax(theirs));
         if logits == theirs {
@@ -69,6 +69,74 @@ fn gemma3_270m_logits_are_llama_cpps_bit_for_bit() {
         same, EXACT,
         "first difference (position, largest |d|): {first_diff:?}"
     );
+}
+
+/// Eval text in gemma's tokens, with its BOS.
+fn eval_tokens(file: &GgufFile) -> (Vec<u32>, Option<u32>) {
+    let tok = Tokenizer::from_gguf(&file.header).unwrap();
+    let text = std::fs::read_to_string(sintra_tests::data_file("eval.txt")).unwrap();
+    let bos = tok.add_bos().then(|| tok.special_ids().bos).flatten();
+    (tok.encode(&text, tok.add_bos(), false), bos)
+}
+
+/// sintra-rt against llama.cpp on gemma-3-270m over 2,040 positions of eval text (8 windows of
+/// 512, the second half of each scored; `tolerance::teacher_forced`) and 64 greedy tokens from
+/// three prompts (`tolerance::greedy`):
+///
+/// - on the exact tables (llama.cpp's arithmetic), issue #15's bars as written: top-1
+///   agreement >= 99% and |ΔPPL| <= 0.5% against llama.cpp's token-by-token path, and the
+///   greedy tokens identical or diverging only at a near-tie (1e-3);
+/// - on the default table (packed weights summed in their own order, attention accumulated in
+///   f32 rather than llama.cpp's f16), the tolerance of issue #14: top-1 agreement no worse than
+///   llama.cpp's own two paths agree with each other less one point, perplexity within 0.5% of
+///   one of them; where its greedy tokens part from llama.cpp's is shown.
+fn check_gemma3(path: &std::path::Path, label: &str) {
+    let file = GgufFile::open(path).unwrap();
+    let (tokens, bos) = eval_tokens(&file);
+    let reference = tolerance::Reference::new(path, &tokens, bos, (512, 8));
+    {
+        let _exact = sintra_tests::exact_kernels();
+        reference.check(label, true);
+        let agreed = tolerance::greedy(label, path, &tolerance::PROMPTS, 64, true);
+        eprintln!("{label} greedy on {}: {agreed:?}", kernels::isa_name());
+    }
+    let _kernels = sintra_tests::kernels_as_selected();
+    reference.check(label, false);
+    let agreed = tolerance::greedy(label, path, &tolerance::PROMPTS, 64, false);
+    eprintln!("{label} greedy on {}: {agreed:?}", kernels::isa_name());
+}
+
+#[test]
+fn gemma3_270m_q4_k_m_holds_the_tolerances() {
+    check_gemma3(&gemma3_270m_q4_k_m(), "gemma-3-270m Q4_K_M");
+}
+
+#[test]
+fn gemma3_270m_q8_0_holds_the_tolerances() {
+    check_gemma3(&requant::gemma3_as(GgmlType::Q8_0), "gemma-3-270m Q8_0");
+}
+
+/// gemma3's GELU table is ggml's, entry for entry (its build contracts `1 + a * x * x` into a
+/// fused multiply-add; without the same, one entry in 37,376 differs and gemma-3-270m's
+/// logits part from llama.cpp's wherever a gate rounds to that half).
+#[test]
+fn gelu_table_is_ggmls() {
+    extern "C" {
+        static ggml_table_gelu_f16: [u16; 1 << 16];
+    }
+    // llama.cpp fills its table when its CPU backend starts: a model loaded and run.
+    llama::generate_greedy(&gemma3_270m_q4_k_m(), "hi", 1, 1).unwrap();
+    // SAFETY: a plain array of u16, written once before the run above returned and read-only
+    // after.
+    let theirs: &[u16; 1 << 16] = unsafe { &*std::ptr::addr_of!(ggml_table_gelu_f16) };
+    let ours = runtime::model::llama::gelu_f16_table();
+    let differ: Vec<usize> = (0..1 << 16)
+        .filter(|&i| {
+            let x = formats::quant::fp16_bits_to_fp32(i as u16);
+            x > -10.0 && x < 10.0 && ours[i] != theirs[i]
+        })
+        .collect();
+    assert!(differ.is_empty(), "entries differ at halves {differ:?}");
 }
 
 /// `sintra compress` on gemma-3-270m writes files that llama.cpp loads and that continue a

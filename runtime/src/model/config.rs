@@ -12,6 +12,7 @@
 //! | FFN | SiLU-gated | SiLU-gated | SiLU-gated | GELU-gated | SiLU-gated (fused) |
 //! | per-head Q/K norm, post-norms | | | Q/K norm | both | |
 //! | sliding-window layers | | | | pattern, own RoPE base | |
+//! | RoPE frequency factors | `rope_freqs` (Llama 3) | | | | LongRoPE: long or short by context |
 
 use super::ModelError;
 use formats::gguf::{Gguf, Value};
@@ -52,6 +53,13 @@ pub struct Config {
     pub rope_freq_scale: f32,
     /// RoPE base of sliding-window layers (`rope.freq_base_swa`).
     pub rope_base_swa: f32,
+    /// Every RoPE cosine and sine multiplied by this (`rope.scaling.attn_factor`, phi3's
+    /// LongRoPE: `sqrt(1 + ln(scale) / ln(original context))`; 1 elsewhere).
+    pub rope_attn_factor: f32,
+    /// The context the model was pre-trained with before its RoPE was extended
+    /// (`rope.scaling.original_context_length`, else `context_length`): a context longer than
+    /// this takes LongRoPE's long factors, others its short ones.
+    pub n_ctx_orig: usize,
     /// RoPE rotates the pairs (i, i + rope_dim / 2) of a head (NEOX) rather than adjacent ones.
     pub rope_neox: bool,
     /// Embeddings multiplied by this as they enter (gemma3: sqrt(n_embd)).
@@ -110,25 +118,34 @@ impl Config {
                 as usize,
             None => head_dim,
         };
+        // llama.cpp's reading: no type means linear; linear and LongRoPE scale by the factor
+        // where one is given (LongRoPE's own work is its frequency factors, `Weights`).
         let rope_freq_scale = match g.get(&key("rope.scaling.type")).and_then(Value::as_str) {
-            None | Some("none") => 1.0,
-            Some("linear") => {
-                let f = g
-                    .get_f32(&key("rope.scaling.factor"))
-                    .map_err(ModelError::Gguf)?;
-                if f.is_nan() || f <= 0.0 {
-                    return Err(ModelError::BadHparam {
-                        key: key("rope.scaling.factor"),
-                        problem: format!("{f} is not positive"),
-                    });
+            Some("none") => 1.0,
+            None | Some("linear") | Some("longrope") => match g.get(&key("rope.scaling.factor")) {
+                None => 1.0,
+                Some(v) => {
+                    let f = v
+                        .as_f32()
+                        .ok_or_else(|| bad(&key("rope.scaling.factor"), "a float", v))?;
+                    if f == 0.0 {
+                        1.0
+                    } else if f.is_nan() || f < 0.0 {
+                        return Err(ModelError::BadHparam {
+                            key: key("rope.scaling.factor"),
+                            problem: format!("{f} is not positive"),
+                        });
+                    } else {
+                        1.0 / f
+                    }
                 }
-                1.0 / f
-            }
+            },
             Some(other) => {
                 return Err(ModelError::BadHparam {
                     key: key("rope.scaling.type"),
                     problem: format!(
-                        "rope scaling '{other}' is not supported (supported: none, linear)"
+                        "rope scaling '{other}' is not supported (supported: none, linear, \
+                         longrope)"
                     ),
                 })
             }
@@ -170,6 +187,22 @@ impl Config {
                 .ok_or_else(|| bad(&key("rope.freq_base_swa"), "a float", v))?,
             None => DEFAULT_ROPE_BASE_SWA,
         };
+        let rope_attn_factor = match g.get(&key("rope.scaling.attn_factor")) {
+            Some(v) => v
+                .as_f32()
+                .ok_or_else(|| bad(&key("rope.scaling.attn_factor"), "a float", v))?,
+            None => 1.0,
+        };
+        let n_ctx_orig = match g.get(&key("rope.scaling.original_context_length")) {
+            Some(v) => v.as_u64().ok_or_else(|| {
+                bad(
+                    &key("rope.scaling.original_context_length"),
+                    "an integer",
+                    v,
+                )
+            })? as usize,
+            None => n_ctx_train,
+        };
         let logit_softcap = match g.get(&key("final_logit_softcapping")) {
             Some(v) => {
                 let cap = v
@@ -200,6 +233,8 @@ impl Config {
             rope_dim,
             rope_freq_scale,
             rope_base_swa,
+            rope_attn_factor,
+            n_ctx_orig,
             rope_neox,
             embd_scale: gemma3.then(|| (n_embd as f32).sqrt()),
             q_scale,
@@ -259,6 +294,12 @@ impl Config {
             return err(
                 "rope.freq_base",
                 format!("{} is not a positive number", self.rope_base),
+            );
+        }
+        if !(self.rope_attn_factor.is_finite() && self.rope_attn_factor > 0.0) {
+            return err(
+                "rope.scaling.attn_factor",
+                format!("{} is not a positive number", self.rope_attn_factor),
             );
         }
         for (i, l) in self.layers.iter().enumerate() {

@@ -12,6 +12,7 @@ mod batch;
 mod layer;
 
 pub use batch::{LOGITS_BYTES, MAX_BATCH};
+pub use layer::gelu_f16_table;
 
 use super::config::{Config, LayerShape};
 use super::ModelError;
@@ -230,12 +231,16 @@ pub struct Weights<'a> {
     pub output_norm: Vec<f32>, // (n_embd)
     /// The classifier; `token_embd` when the model ties them (no `output.weight`).
     pub output: Weight<'a>, // (n_vocab, n_embd)
-    /// Llama 3 style per-frequency RoPE divisors (`rope_freqs.weight`), if present.
+    /// Per-frequency RoPE divisors, if the model has them: Llama 3's `rope_freqs.weight`, or
+    /// phi3's LongRoPE factors, `rope_factors_long.weight` for a context longer than
+    /// [`Config::n_ctx_orig`] and `rope_factors_short.weight` otherwise (llama.cpp's choice).
     pub rope_freqs: Option<Vec<f32>>, // (rope_dim / 2)
 }
 
 impl<'a> Weights<'a> {
-    pub fn from_file(file: &'a GgufFile, c: &Config) -> Result<Self, ModelError> {
+    /// The weights of `file`, for a context of `n_ctx` positions (which picks LongRoPE's
+    /// factors).
+    pub fn from_file(file: &'a GgufFile, c: &Config, n_ctx: usize) -> Result<Self, ModelError> {
         let e = c.n_embd;
         let token_embd = Weight::from_file(file, "token_embd.weight", e, c.n_vocab)?;
         let mut layers = Vec::with_capacity(c.n_layer());
@@ -292,10 +297,22 @@ impl<'a> Weights<'a> {
             Some(_) => Weight::from_file(file, "output.weight", e, c.n_vocab)?,
             None => token_embd,
         };
-        let rope_freqs = match file.header.tensor("rope_freqs.weight") {
-            Some(_) => Some(norm(file, "rope_freqs.weight", c.rope_dim / 2)?),
-            None => None,
-        };
+        let long = n_ctx > c.n_ctx_orig;
+        let factors = [
+            "rope_freqs.weight",
+            "rope_factors_long.weight",
+            "rope_factors_short.weight",
+        ]
+        .into_iter()
+        .filter(|name| file.header.tensor(name).is_some())
+        .find(|&name| match name {
+            "rope_factors_long.weight" => long,
+            "rope_factors_short.weight" => !long,
+            _ => true,
+        });
+        let rope_freqs = factors
+            .map(|name| norm(file, name, c.rope_dim / 2))
+            .transpose()?;
         Ok(Weights {
             token_embd,
             layers,
@@ -498,15 +515,16 @@ fn softcap(c: &Config, logits: &mut [f32]) {
 }
 
 /// cos/sin table for position `pos`, llama.cpp's way: theta starts at `pos` and is multiplied
-/// by `base^(-2/rope_dim)` for each pair (in f32, so rounding matches).
+/// by `base^(-2/rope_dim)` for each pair (in f32, so rounding matches), divided by the pair's
+/// frequency factor, and both scaled by the attention factor (exact where it is 1).
 fn rope_cache(cache: &mut [f32], pos: usize, c: &Config, base: f32, freqs: Option<&[f32]>) {
     let theta_scale = base.powf(-2.0 / c.rope_dim as f32);
     let mut theta = pos as f32;
     for i in 0..c.rope_dim / 2 {
         let ff = freqs.map_or(1.0, |f| f[i]);
         let t = c.rope_freq_scale * (theta / ff);
-        cache[2 * i] = t.cos();
-        cache[2 * i + 1] = t.sin();
+        cache[2 * i] = t.cos() * c.rope_attn_factor;
+        cache[2 * i + 1] = t.sin() * c.rope_attn_factor;
         theta *= theta_scale;
     }
 }
@@ -750,13 +768,13 @@ pub struct Llama<'a> {
 impl<'a> Llama<'a> {
     pub fn new(file: &'a GgufFile, n_ctx: usize, kv_type: KvType) -> Result<Self, ModelError> {
         let config = Config::from_gguf(&file.header)?;
-        let weights = Weights::from_file(file, &config)?;
         if n_ctx == 0 {
             return Err(ModelError::BadHparam {
                 key: "--ctx".into(),
                 problem: "context size must be positive".into(),
             });
         }
+        let weights = Weights::from_file(file, &config, n_ctx)?;
         let state = RunState::new(&config, n_ctx, kv_type);
         Ok(Llama {
             config,

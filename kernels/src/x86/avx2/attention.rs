@@ -14,7 +14,7 @@
 //! f32 value accumulators, closer to the exact result and not bit-identical to ggml's.
 
 use super::expf::expf_slice;
-use super::vec::{load_f16x8, store_f16x8};
+use super::vec::load_f16x8;
 use super::{fp16, vec_dot_f16_f16, vec_mad_f16, vec_scale_f16};
 use crate::attention::{query_len, F16Query, MAX_QUERIES};
 use core::arch::x86_64::*;
@@ -38,7 +38,7 @@ pub unsafe fn attend_f16(
     let hd = query_len(queries);
     if hd > 0 && hd.is_multiple_of(32) && hd <= MAX_HEAD {
         // SAFETY: the caller guarantees the CPU features, the same for this kernel.
-        unsafe { attend_f16_converted(queries, k, v, stride, scale, vkq, hd) };
+        unsafe { attend_f16_converted(queries, k, v, stride, scale, hd) };
         return;
     }
     let mut m = [f32::NEG_INFINITY; MAX_QUERIES];
@@ -154,8 +154,12 @@ fn converted_queries(
 }
 
 /// [`attend_f16`] for heads of `hd` values, `hd` a multiple of 32 and at most [`MAX_HEAD`]:
-/// `vec_dot_f16_f16`'s four accumulators and folds, `vec_mad_f16`'s FMA and rounding, on
-/// values converted to f32 once. (Per query, the steps of the portable version.)
+/// `vec_dot_f16_f16`'s four accumulators and folds, `vec_scale_f16`'s and `vec_mad_f16`'s
+/// products and roundings to f16, on values converted to f32 once, with each query's
+/// accumulator held in registers as f32 values rounded to f16 precision at every step (a
+/// rounding in a register is the store and reload's, without the trip through memory). Per
+/// query, the steps of the portable version, bit for bit. The common head sizes have their
+/// loops unrolled.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
@@ -166,14 +170,38 @@ unsafe fn attend_f16_converted(
     v: &[u16],
     stride: usize,
     scale: f32,
-    vkq: &mut [u16],
     hd: usize,
 ) {
-    let lanes = hd / 8;
+    match hd / 8 {
+        8 => converted_heads::<8>(queries, k, v, stride, scale, hd),
+        16 => converted_heads::<16>(queries, k, v, stride, scale, hd),
+        32 => converted_heads::<32>(queries, k, v, stride, scale, hd),
+        _ => converted_heads::<0>(queries, k, v, stride, scale, hd),
+    }
+}
+
+/// Round eight f32 to f16 precision (nearest even), as a store to halves and a reload do.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn round_f16(x: __m256) -> __m256 {
+    _mm256_cvtph_ps(_mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(x))
+}
+
+/// [`attend_f16_converted`] for heads of `hd` values, `8 * L` where `L` is not 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn converted_heads<const L: usize>(
+    queries: &mut [F16Query<'_>],
+    k: &[u16],
+    v: &[u16],
+    stride: usize,
+    scale: f32,
+    hd: usize,
+) {
+    let lanes = if L > 0 { L } else { hd / 8 };
     let q = converted_queries(queries, lanes);
+    let mut acc = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
     let mut sum = [0f32; MAX_QUERIES];
-    let vkq = &mut vkq[..queries.len() * hd];
-    vkq.fill(0);
     let score = |g: usize, kf: &[__m256]| {
         // `vec_dot_f16_f16(k, q)`: four accumulators over steps of 32, folded 0+2, 1+3.
         let mut s4 = [_mm256_setzero_ps(); 4];
@@ -192,20 +220,21 @@ unsafe fn attend_f16_converted(
         dot * scale
     };
     let add = |g: usize, e: f32, new_max: bool, vf: &[__m256]| {
-        let acc = &mut vkq[g * hd..(g + 1) * hd];
+        let acc = &mut acc[g][..lanes];
         let (ms, vs) = if new_max {
-            // A new maximum: rescale what was accumulated.
-            // SAFETY: the caller guarantees the CPU features, the same for this kernel.
-            unsafe { vec_scale_f16(acc, e) };
+            // A new maximum: rescale what was accumulated (`vec_scale_f16(acc, e)`).
+            let ms = _mm256_set1_ps(e);
+            for a in acc.iter_mut() {
+                *a = round_f16(_mm256_mul_ps(*a, ms));
+            }
             (e, 1f32)
         } else {
             (1f32, e)
         };
         // `vec_mad_f16(acc, v, vs)`.
         let vv = _mm256_set1_ps(vs);
-        for (j, vj) in vf.iter().enumerate() {
-            let y = &mut acc[8 * j..];
-            store_f16x8(y, _mm256_fmadd_ps(*vj, vv, load_f16x8(y)));
+        for (a, vj) in acc.iter_mut().zip(&vf[..lanes]) {
+            *a = round_f16(_mm256_fmadd_ps(*vj, vv, *a));
         }
         sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
             _mm_set_ss(sum[g]),
@@ -214,7 +243,13 @@ unsafe fn attend_f16_converted(
         ));
     };
     positions(queries, (k, v, stride, lanes), score, add);
-    finish(queries, vkq, &sum, hd);
+    for (g, query) in queries.iter_mut().enumerate() {
+        let inv = _mm256_set1_ps(if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] });
+        for (o, a) in query.out.chunks_exact_mut(8).zip(&acc[g][..lanes]) {
+            // SAFETY: `o` is 8 writable f32s; `storeu` needs no alignment.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(*a, inv)) };
+        }
+    }
 }
 
 /// Flash attention for the fast tables (issue #14): `attend_f16_converted`'s loop with each
