@@ -7,7 +7,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Hyper-parameters shown for every architecture (`{arch}.` prefixed keys).
+/// Hyper-parameters shown for every architecture (`{arch}.` prefixed keys), where the file has
+/// them: the shared ones, then what sets an architecture apart (gemma3's sliding windows and
+/// their RoPE base, soft-capped logits; phi3's and Llama 3's RoPE scaling).
 const HPARAMS: &[&str] = &[
     "context_length",
     "embedding_length",
@@ -20,6 +22,14 @@ const HPARAMS: &[&str] = &[
     "attention.layer_norm_rms_epsilon",
     "rope.freq_base",
     "rope.dimension_count",
+    "rope.freq_base_swa",
+    "rope.scaling.type",
+    "rope.scaling.factor",
+    "rope.scaling.attn_factor",
+    "rope.scaling.original_context_length",
+    "attention.sliding_window",
+    "attention.sliding_window_pattern",
+    "final_logit_softcapping",
     "vocab_size",
 ];
 

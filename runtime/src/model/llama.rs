@@ -672,10 +672,13 @@ impl LayerKv {
             // on CPU; see `kernels::KernelTable::attend_f16`), for the query heads of one
             // key/value head and as many tokens as one call takes.
             KvCache::F16 { k, v } => {
-                // A sliding-window layer's tokens see different first positions: one a call.
-                let tokens_per_call = match h.window {
-                    Some(_) => 1,
-                    None => (kernels::MAX_QUERIES / group.max(1)).max(1),
+                // Each call's queries see positions from one first position on: a sliding-window
+                // layer's tokens share theirs (0) only while the window holds the whole past.
+                let n = q.len() / q_dim;
+                let shared_first = n == 0 || h.first_position(pos0 + n - 1) == 0;
+                let tokens_per_call = match shared_first {
+                    true => (kernels::MAX_QUERIES / group.max(1)).max(1),
+                    false => 1,
                 };
                 let chunk = tokens_per_call * q_dim;
                 let table = kernels::active();

@@ -282,6 +282,7 @@ pub unsafe fn attend_f16_fast(
     match hd / 8 {
         8 => fast_heads::<8>(queries, k, v, stride, scale, hd),
         16 => fast_heads::<16>(queries, k, v, stride, scale, hd),
+        32 => fast_heads::<32>(queries, k, v, stride, scale, hd),
         _ => fast_heads::<0>(queries, k, v, stride, scale, hd),
     }
 }
