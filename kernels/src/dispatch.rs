@@ -218,6 +218,8 @@ pub(crate) struct Interleaved {
     pub(crate) iq4_nl: Matvec<BlockIq4Nl, BlockQ8_0>,
     /// The matrix-matrix form of `q4_0` (`None`: tiled over it).
     pub(crate) q4_0_matmul: Option<crate::matmul::Matmul<BlockQ4_0, BlockQ8_0>>,
+    /// The matrix-matrix form of `q4_k` (`None`: tiled over it).
+    pub(crate) q4_k_matmul: Option<crate::matmul::Matmul<BlockQ4K, BlockQ8K>>,
 }
 
 impl KernelTable {
@@ -399,6 +401,7 @@ const AVX2_INTERLEAVED: Interleaved = Interleaved {
     q4_k: avx2!(gemv_q4_k_8x8_q8_k(w, a, out)),
     iq4_nl: avx2!(gemv_iq4_nl_8x8_q8_0(w, a, out)),
     q4_0_matmul: Some(avx2!(gemm_q4_0_8x8_q8_0(w, a, outs))),
+    q4_k_matmul: Some(avx2!(gemm_q4_k_8x8_q8_k(w, a, outs))),
 };
 
 #[cfg(target_arch = "x86_64")]

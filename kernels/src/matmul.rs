@@ -195,6 +195,12 @@ impl KernelTable {
                 kernel(wr, a, outs);
                 return Ok(());
             }
+            if let (GgmlType::Q4_K, Some(kernel)) = (w, k.q4_k_matmul) {
+                let wr = cast::<BlockQ4K>(w_rows, Operand::Weights, w)?;
+                let a = cast::<BlockQ8K>(acts, Operand::Activation, act_ty)?;
+                kernel(wr, a, outs);
+                return Ok(());
+            }
             match w {
                 GgmlType::Q4_0 => interleaved!(BlockQ4_0, BlockQ8_0, q4_0),
                 GgmlType::Q4_K => interleaved!(BlockQ4K, BlockQ8K, q4_k),

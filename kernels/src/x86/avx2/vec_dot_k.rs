@@ -361,6 +361,79 @@ pub unsafe fn gemv_q4_k_8x8_q8_k(w: &[BlockQ4K], act: &[BlockQ8K], out: &mut [f3
     }
 }
 
+/// Tokens per tile of [`gemm_q4_k_8x8_q8_k`].
+const T_Q4K: usize = 4;
+
+/// Q4_K weights times Q8_K activations in llama.cpp's 8-row interleaved order, the matrix form
+/// of `gemv_q4_k_8x8_q8_k`: `outs[t][r]` is that kernel's result for row `r` of `w` and token
+/// `t`'s activation (`acts`, the tokens' blocks end to end), bit for bit. Each row's super-block
+/// is unpacked once (its nibbles, sub-block scales and minimums) for a tile of [`T_Q4K`]
+/// tokens instead of once per token; every token's integer sums, row sums and fused
+/// multiply-adds are the matrix-vector kernel's, in its order. A group of eight rows stays in
+/// L1 while the tokens stream past it.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_k_8x8_q8_k(w: &[BlockQ4K], acts: &[BlockQ8K], outs: &mut [&mut [f32]]) {
+    let n_tokens = outs.len();
+    let Some((nb, rows)) = crate::matmul::shape(w.len(), acts.len(), outs) else {
+        return;
+    };
+    let groups = rows / 8;
+    for g in 0..groups {
+        let group = &w[g * 8 * nb..(g + 1) * 8 * nb];
+        let mut t0 = 0;
+        while t0 < n_tokens {
+            let tt = (n_tokens - t0).min(T_Q4K);
+            let mut acc = [_mm256_setzero_ps(); T_Q4K];
+            let mut acc_min = [_mm256_setzero_ps(); T_Q4K];
+            for b in 0..nb {
+                let mut sums = [[_mm256_setzero_si256(); 8]; T_Q4K];
+                let mut mins = [[_mm256_setzero_si256(); 8]; T_Q4K];
+                let (mut dx, mut dmin_x) = ([0u16; 8], [0u16; 8]);
+                for r in 0..8 {
+                    let x = &group[r * nb + b];
+                    let (scales, m) = scales_mins_k4(&x.scales);
+                    let piece = k4_piece_scales(scales);
+                    let q = q4_k_quants(x);
+                    for k in 0..tt {
+                        let y = &acts[(t0 + k) * nb + b];
+                        sums[k][r] = k4_sumi(&piece, &q, q8_pieces(y));
+                        let prod = k4_min_products(m, y);
+                        mins[k][r] = _mm256_set_m128i(_mm_setzero_si128(), prod);
+                    }
+                    (dx[r], dmin_x[r]) = (x.d, x.dmin);
+                }
+                let (dx, dmin_x) = (fp16x8(dx), fp16x8(dmin_x));
+                for k in 0..tt {
+                    let y = &acts[(t0 + k) * nb + b];
+                    let (isum, imin) = (row_sums8(sums[k]), row_sums8(mins[k]));
+                    let yd = _mm256_set1_ps(y.d);
+                    let d = _mm256_mul_ps(dx, yd);
+                    let dmin = _mm256_mul_ps(dmin_x, yd);
+                    acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[k]);
+                    acc_min[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dmin, acc_min[k]);
+                }
+            }
+            for k in 0..tt {
+                let out = lanes8(_mm256_sub_ps(acc[k], acc_min[k]));
+                outs[t0 + k][g * 8..g * 8 + 8].copy_from_slice(&out);
+            }
+            t0 += tt;
+        }
+    }
+    // The rows after the last whole group: the matrix-vector kernel's one-row arithmetic.
+    let done = groups * 8;
+    if done < rows {
+        for (t, out) in outs.iter_mut().enumerate() {
+            let act = &acts[t * nb..(t + 1) * nb];
+            // SAFETY: the caller guarantees the CPU features.
+            unsafe { gemv_q4_k_8x8_q8_k(&w[done * nb..rows * nb], act, &mut out[done..rows]) };
+        }
+    }
+}
+
 /// Q5_K weights (`d * sc * q - dmin * m`, 5-bit `q`) against Q8_K activations.
 ///
 /// # Safety
