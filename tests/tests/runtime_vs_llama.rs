@@ -125,50 +125,11 @@ fn teacher_forced_matches_llama_cpp_iq4_nl() {
 fn greedy_generation_matches_llama_cpp() {
     // Identity with llama.cpp's tokens is the exact table's claim (the fast path is held by
     // the teacher-forced tolerances above: any change of float order moves a greedy choice
-    // where two logits are within the activation-quantization noise).
+    // where two logits are within the activation-quantization noise). A divergence is
+    // acceptable only at a near-tie (issue #3).
     let _exact = sintra_tests::exact_kernels();
     let path = sintra_tests::smollm2_q4_1();
-    let file = GgufFile::open(&path).unwrap();
-    let tok = Tokenizer::from_gguf(&file.header).unwrap();
-    let pool = Pool::new(2);
-    for prompt in [
-        "The capital of France is",
-        "def fibonacci(n):",
-        "Once upon a time, in a small village,",
-    ] {
-        let (want, want_text) = llama::generate_greedy(&path, prompt, 64, 2).unwrap();
-        let tokens = tok.encode(prompt, tok.add_bos(), true);
-        let mut model = Llama::new(&file, 256, KvType::F16).unwrap();
-        let mut logits = Vec::new();
-        for (pos, &t) in tokens.iter().enumerate() {
-            logits = model.forward(t, pos, &pool).unwrap().to_vec();
-        }
-        let mut got = Vec::new();
-        for i in 0..want.len() {
-            let next = runtime::sampler::argmax(&logits);
-            if next != want[i] as u32 {
-                // A divergence is acceptable only at a near-tie (issue #3).
-                let gap = logits[next as usize] - logits[want[i] as usize];
-                let text = tok.decode(&got);
-                assert!(
-                    gap <= 1e-3,
-                    "{prompt:?}: token {i} is {next}, llama.cpp's {}; logit gap {gap} is no tie. So far: {text:?}, llama.cpp: {want_text:?}",
-                    want[i]
-                );
-                eprintln!("{prompt:?}: divergence at a near-tie at token {i} (gap {gap:.2e})");
-                break;
-            }
-            got.push(next);
-            if tok.is_eog(next) {
-                break;
-            }
-            logits = model
-                .forward(next, tokens.len() + i, &pool)
-                .unwrap()
-                .to_vec();
-        }
-        eprintln!("{prompt:?} -> {:?}", tok.decode(&got));
-    }
+    tolerance::greedy("SmolLM2 Q4_1", &path, &tolerance::PROMPTS, 64, true);
 }
 
 /// Our logits against llama.cpp's token-by-token ones on the first 64 tokens of eval.txt (its
