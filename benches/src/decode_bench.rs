@@ -119,7 +119,7 @@ impl Anchor {
                 "llama.cpp built for this CPU (GGML_NATIVE=ON via -C target-cpu=native)"
             }
             Anchor::NativeNoAmx => {
-                "llama.cpp built for this CPU's vector extensions less AMX (x86-64-v4 + its VNNI/BF16/VBMI; its native build crashes in its AMX kernels here)"
+                "llama.cpp built for this CPU's vector extensions less AMX (x86-64-v4 + its VNNI/BF16/VBMI; on CPUs with AMX its native build crashes in its AMX kernels)"
             }
             Anchor::Avx2 => {
                 "llama.cpp built with avx2,fma,f16c only; sintra-rt held to its avx2 table"
