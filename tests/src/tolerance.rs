@@ -85,6 +85,19 @@ impl<'a> Reference<'a> {
         }
     }
 
+    /// Issue #15's check of a model on both kinds of kernel table: on the exact tables
+    /// (llama.cpp's arithmetic) [`Self::check`] and [`greedy`] with their strict bars, then on
+    /// the default table with issue #14's tolerance and the greedy tokens shown.
+    pub fn check_both_tables(&self, label: &str) {
+        for strict in [true, false] {
+            let _exact = strict.then(crate::exact_kernels);
+            let _selected = (!strict).then(crate::kernels_as_selected);
+            self.check(label, strict);
+            let agreed = greedy(label, self.path, &PROMPTS, 64, strict);
+            eprintln!("{label} greedy on {}: {agreed:?}", kernels::isa_name());
+        }
+    }
+
     /// sintra-rt on the active kernel table against this reference, with [`teacher_forced`]'s
     /// bars.
     pub fn check(&self, label: &str, strict: bool) {

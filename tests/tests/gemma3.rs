@@ -93,17 +93,7 @@ fn eval_tokens(file: &GgufFile) -> (Vec<u32>, Option<u32>) {
 fn check_gemma3(path: &std::path::Path, label: &str) {
     let file = GgufFile::open(path).unwrap();
     let (tokens, bos) = eval_tokens(&file);
-    let reference = tolerance::Reference::new(path, &tokens, bos, (512, 8));
-    {
-        let _exact = sintra_tests::exact_kernels();
-        reference.check(label, true);
-        let agreed = tolerance::greedy(label, path, &tolerance::PROMPTS, 64, true);
-        eprintln!("{label} greedy on {}: {agreed:?}", kernels::isa_name());
-    }
-    let _kernels = sintra_tests::kernels_as_selected();
-    reference.check(label, false);
-    let agreed = tolerance::greedy(label, path, &tolerance::PROMPTS, 64, false);
-    eprintln!("{label} greedy on {}: {agreed:?}", kernels::isa_name());
+    tolerance::Reference::new(path, &tokens, bos, (512, 8)).check_both_tables(label);
 }
 
 #[test]

@@ -208,15 +208,8 @@ fn synthetic_models_hold_the_tolerances() {
             let path = synthetic(arch, ty);
             let label = format!("synthetic {} {ty}", arch.name());
             let own = llama::greedy_windows(&path, &tokens, bos, N_CTX, N_CHUNKS).unwrap();
-            let reference = tolerance::Reference::new(&path, &own, bos, (N_CTX, N_CHUNKS));
-            {
-                let _exact = sintra_tests::exact_kernels();
-                reference.check(&label, true);
-                tolerance::greedy(&label, &path, &tolerance::PROMPTS, 64, true);
-            }
-            let _kernels = sintra_tests::kernels_as_selected();
-            reference.check(&label, false);
-            tolerance::greedy(&label, &path, &tolerance::PROMPTS, 64, false);
+            tolerance::Reference::new(&path, &own, bos, (N_CTX, N_CHUNKS))
+                .check_both_tables(&label);
         }
     }
 }

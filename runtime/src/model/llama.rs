@@ -297,20 +297,13 @@ impl<'a> Weights<'a> {
             Some(_) => Weight::from_file(file, "output.weight", e, c.n_vocab)?,
             None => token_embd,
         };
-        let long = n_ctx > c.n_ctx_orig;
-        let factors = [
-            "rope_freqs.weight",
-            "rope_factors_long.weight",
-            "rope_factors_short.weight",
-        ]
-        .into_iter()
-        .filter(|name| file.header.tensor(name).is_some())
-        .find(|&name| match name {
-            "rope_factors_long.weight" => long,
-            "rope_factors_short.weight" => !long,
-            _ => true,
-        });
-        let rope_freqs = factors
+        let longrope = match n_ctx > c.n_ctx_orig {
+            true => "rope_factors_long.weight",
+            false => "rope_factors_short.weight",
+        };
+        let rope_freqs = ["rope_freqs.weight", longrope]
+            .into_iter()
+            .find(|name| file.header.tensor(name).is_some())
             .map(|name| norm(file, name, c.rope_dim / 2))
             .transpose()?;
         Ok(Weights {

@@ -243,13 +243,7 @@ fn converted_heads<const L: usize>(
         ));
     };
     positions(queries, (k, v, stride, lanes), score, add);
-    for (g, query) in queries.iter_mut().enumerate() {
-        let inv = _mm256_set1_ps(if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] });
-        for (o, a) in query.out.chunks_exact_mut(8).zip(&acc[g][..lanes]) {
-            // SAFETY: `o` is 8 writable f32s; `storeu` needs no alignment.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(*a, inv)) };
-        }
-    }
+    finish_f32(queries, &acc, &sum, lanes);
 }
 
 /// Flash attention for the fast tables (issue #14): `attend_f16_converted`'s loop with each
@@ -331,6 +325,18 @@ fn fast_heads<const L: usize>(
         }
     };
     positions(queries, (k, v, stride, lanes), score, add);
+    finish_f32(queries, &acc, &sum, lanes);
+}
+
+/// Each query's result: its accumulator in registers (`lanes` of them) divided by its sum.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn finish_f32(
+    queries: &mut [F16Query<'_>],
+    acc: &[[__m256; MAX_HEAD / 8]; MAX_QUERIES],
+    sum: &[f32; MAX_QUERIES],
+    lanes: usize,
+) {
     for (g, query) in queries.iter_mut().enumerate() {
         let inv = _mm256_set1_ps(if sum[g] == 0.0 { 0.0 } else { 1.0 / sum[g] });
         for (o, a) in query.out.chunks_exact_mut(8).zip(&acc[g][..lanes]) {
