@@ -60,6 +60,11 @@ pub struct Checkpoint {
     #[serde(default)]
     pub reference_tps: Option<f64>,
     pub experiments: Vec<Experiment>,
+    /// The cost per byte fixed before the loop (earlier runs on the device, else the
+    /// roofline): the "fit before download" prediction the report holds against the
+    /// measurements.
+    #[serde(default)]
+    pub prior: Option<crate::fit::Prior>,
     /// Set when the loop stopped on its own (targets met and no progress, nothing left, or
     /// `--max-iters`); a finished run can still be resumed with a larger `--max-iters`.
     pub stop_reason: Option<String>,

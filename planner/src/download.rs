@@ -15,6 +15,11 @@
 //! - The finished file is renamed into place (atomic on one file system), and a record
 //!   `NAME.source.json` (repo, revision, url, sha256, size, verified) is written beside it, so a
 //!   later run knows where a cached file came from and refuses one from another repository.
+//!
+//! `--model-id owner/repo` without `--model-file` asks for the safetensors checkpoint instead:
+//! [`fetch_checkpoint`] (in `download/checkpoint.rs`) lists the repository, then fetches
+//! `config.json`, the tokenizer files and the weights the same way, one file at a time, into
+//! `{cache}/hf/{owner}/{name}/{commit}/`.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -24,12 +29,16 @@ use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod checkpoint;
 mod transfer;
 
 #[cfg(test)]
+mod checkpoint_tests;
+#[cfg(test)]
 mod tests;
 
-use transfer::{sha_from_etag, Http};
+pub use checkpoint::{fetch_checkpoint, fetch_config, Checkpoint, RemoteConfig};
+use transfer::{sha_from_etag, Http, Meta};
 
 /// The hub used when `HF_ENDPOINT` is not set.
 pub const HF_DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -90,12 +99,69 @@ pub enum DownloadError {
         recorded: String,
         wanted: String,
     },
+    /// The hub does not know the repository, or it is private and no token can read it.
+    #[error("repository {repo} not found (or private: set HF_TOKEN)")]
+    RepoNotFound { repo: String },
+    /// The repository exists but has no such branch, tag or commit.
+    #[error(
+        "revision '{revision}' not found in {repo}: check --revision (a branch, tag or commit)"
+    )]
+    RevisionNotFound { repo: String, revision: String },
+    /// The repository is gated (or private) and the token, if any, may not read it.
+    #[error("{repo} is gated or private (http {status}): accept its terms at {page} while logged in, then set HF_TOKEN to a read token of that account")]
+    Gated {
+        repo: String,
+        status: u16,
+        page: String,
+    },
+    /// A checkpoint was asked for, but the repository publishes GGUF files only.
+    #[error("{repo}@{revision} has no safetensors weights, only GGUF files; download one of them with {}", model_file_options(.gguf))]
+    NoSafetensors {
+        repo: String,
+        revision: String,
+        /// The GGUF files of the repository, as paths inside it.
+        gguf: Vec<String>,
+    },
+    /// The repository has pytorch pickles (`.bin`, `.pt`, `.pth`) but no safetensors.
+    #[error("{repo}@{revision} has only pytorch .bin weights; sintra converts safetensors (look for a safetensors or GGUF version of the model)")]
+    PytorchOnly { repo: String, revision: String },
+    /// The repository has no weights sintra can use at all.
+    #[error("{repo}@{revision} has neither safetensors nor GGUF weights")]
+    NoWeights { repo: String, revision: String },
+    /// The checkpoint is incomplete or inconsistent: no `config.json`, a shard the index names
+    /// is missing from the repository or would land outside the cache directory, an index that
+    /// is not JSON.
+    #[error("{repo}@{revision}: {message}")]
+    BadCheckpoint {
+        repo: String,
+        revision: String,
+        message: String,
+    },
     /// Reading or writing a local file failed.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// `--model-file A, --model-file B` for the [`DownloadError::NoSafetensors`] message.
+fn model_file_options(files: &[String]) -> String {
+    let quote = |f: &str| {
+        let plain = f
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./+".contains(&b));
+        if plain {
+            f.to_string()
+        } else {
+            format!("'{}'", f.replace('\'', "'\\''"))
+        }
+    };
+    let options: Vec<String> = files
+        .iter()
+        .map(|f| format!("--model-file {}", quote(f)))
+        .collect();
+    options.join(", ")
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
@@ -306,7 +372,32 @@ pub fn fetch(spec: &ModelSpec, opts: &DownloadOptions) -> Result<Downloaded, Dow
     }
     fs::create_dir_all(&opts.cache_dir).map_err(io_err(&opts.cache_dir))?;
     let url = spec.url(&opts.endpoint);
-    let agent = ureq::Agent::config_builder()
+    let http = Http {
+        agent: agent(opts),
+        url: &url,
+        opts,
+    };
+    let meta = http.probe()?;
+    let bar = progress_bar(opts.progress, spec.cache_name());
+    let fetched = fetch_verified(&http, &dest, &meta, &bar);
+    bar.finish_and_clear();
+    let (sha256, size) = fetched?;
+    let done = Downloaded {
+        path: dest,
+        sha256,
+        size,
+        verified: meta.sha256.is_some(),
+        from_cache: false,
+    };
+    write_record(&record, spec, &url, &done)?;
+    Ok(done)
+}
+
+/// The HTTP agent of every download: no error for HTTP statuses (they are mapped to
+/// [`DownloadError`]s), timeouts from `opts`, no compression (Range requests count bytes of the
+/// file), and the token kept only on same-host redirects.
+fn agent(opts: &DownloadOptions) -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(opts.read_timeout))
@@ -318,24 +409,27 @@ pub fn fetch(spec: &ModelSpec, opts: &DownloadOptions) -> Result<Downloaded, Dow
         .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
         .user_agent(concat!("sintra/", env!("CARGO_PKG_VERSION")))
         .build()
-        .new_agent();
-    let http = Http {
-        agent,
-        url: &url,
-        opts,
-    };
-    let meta = http.probe()?;
-    let part = with_suffix(&dest, ".part");
-    let bar = progress_bar(opts.progress, spec.cache_name());
-    http.transfer(&part, &meta, &bar)?;
+        .new_agent()
+}
 
-    bar.set_message(format!("verifying {}", spec.cache_name()));
+/// Downloads `http.url` into `dest` (whose directory exists) through `dest.part`, resuming
+/// what an earlier run left there, checks the result against `meta`, and renames it into place.
+/// Returns its sha256 and size. On a mismatch nothing is kept, not even the part file.
+fn fetch_verified(
+    http: &Http<'_>,
+    dest: &Path,
+    meta: &Meta,
+    bar: &ProgressBar,
+) -> Result<(String, u64), DownloadError> {
+    let part = with_suffix(dest, ".part");
+    http.transfer(&part, meta, bar)?;
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
+    bar.set_message(format!("verifying {}", name.unwrap_or_default()));
     let (sha256, size) = hash_file(&part)?;
-    bar.finish_and_clear();
     if let Some(expected) = meta.size.filter(|&s| s != size) {
         let _ = fs::remove_file(&part);
         return Err(DownloadError::SizeMismatch {
-            url,
+            url: http.url.to_string(),
             expected,
             actual: size,
         });
@@ -343,22 +437,16 @@ pub fn fetch(spec: &ModelSpec, opts: &DownloadOptions) -> Result<Downloaded, Dow
     if let Some(expected) = meta.sha256.as_ref().filter(|&e| *e != sha256) {
         let _ = fs::remove_file(&part);
         return Err(DownloadError::ShaMismatch {
-            url,
+            url: http.url.to_string(),
             expected: expected.clone(),
             actual: sha256,
         });
     }
-    fs::rename(&part, &dest).map_err(io_err(&dest))?;
-    sync_dir(&opts.cache_dir);
-    let done = Downloaded {
-        path: dest,
-        sha256,
-        size,
-        verified: meta.sha256.is_some(),
-        from_cache: false,
-    };
-    write_record(&record, spec, &url, &done)?;
-    Ok(done)
+    fs::rename(&part, dest).map_err(io_err(dest))?;
+    if let Some(dir) = dest.parent() {
+        sync_dir(dir);
+    }
+    Ok((sha256, size))
 }
 
 /// Sha256 (lowercase hex) and length of a file.

@@ -322,6 +322,30 @@ impl History {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Measurements of every model on the device `profile` names, from runs other than
+    /// `except_run`: what a cost per byte is learnt from before a new model is downloaded.
+    pub fn device_measurements(
+        &self,
+        profile: &Profile,
+        except_run: &str,
+    ) -> Result<Vec<PastMeasurement>> {
+        let mut st = self.conn.prepare(
+            "SELECT e.plan_key, e.bytes_per_token, e.tps, COALESCE(e.top1, 0), e.mock FROM experiments e
+             JOIN runs r ON r.id = e.run_id JOIN devices d ON d.id = r.device_id
+             WHERE d.name = ?1 AND r.id != ?2 AND e.status = 'ok' AND e.tps IS NOT NULL",
+        )?;
+        let rows = st.query_map(params![profile.name, except_run], |r| {
+            Ok(PastMeasurement {
+                plan_key: r.get(0)?,
+                bytes_per_token: r.get::<_, i64>(1)? as u64,
+                tps: r.get(2)?,
+                top1: r.get(3)?,
+                mock: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>> {
         let mut st = self.conn.prepare(

@@ -13,6 +13,8 @@ pub mod device;
 pub mod download;
 pub mod executor;
 pub mod experiment;
+pub mod fit;
+pub mod hf_model;
 pub mod history;
 pub mod home;
 #[cfg(test)]

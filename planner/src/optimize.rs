@@ -128,7 +128,7 @@ impl Loop<'_> {
                 }
             }
             self.cp.save()?;
-            report::write(&out_dir, self.cp, &self.model.name)?;
+            report::write_with(&out_dir, self.cp, &self.model.name, Some(self.model))?;
         }
     }
 

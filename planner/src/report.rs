@@ -12,6 +12,17 @@ use std::path::Path;
 
 /// Write `recipe.json`, `report.md` and `pareto.svg` into `dir`.
 pub fn write(dir: &Path, cp: &Checkpoint, model_name: &str) -> Result<()> {
+    write_with(dir, cp, model_name, None)
+}
+
+/// [`write`], with the source model at hand: the fit-before-download section then predicts peak
+/// memory too.
+pub fn write_with(
+    dir: &Path,
+    cp: &Checkpoint,
+    model_name: &str,
+    model: Option<&crate::model_info::ModelInfo>,
+) -> Result<()> {
     let exps = &cp.experiments;
     if let Some(b) = best(exps) {
         let pretty = crate::recipe::Recipe::from_json(&b.recipe)
@@ -19,7 +30,18 @@ pub fn write(dir: &Path, cp: &Checkpoint, model_name: &str) -> Result<()> {
             .unwrap_or_else(|_| b.recipe.clone());
         write_atomic(&dir.join("recipe.json"), format!("{pretty}\n").as_bytes())?;
     }
-    write_atomic(&dir.join("report.md"), markdown(cp, model_name).as_bytes())?;
+    let mut md = markdown(cp, model_name);
+    if let Some(prior) = &cp.prior {
+        let n_ctx = (cp.config.bench.n_prompt + cp.config.bench.n_gen) as u64;
+        md.push('\n');
+        md.push_str(&crate::fit::report_section(
+            prior,
+            model,
+            &cp.experiments,
+            n_ctx,
+        ));
+    }
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
     write_atomic(&dir.join("pareto.svg"), svg(cp).as_bytes())?;
     Ok(())
 }

@@ -55,6 +55,11 @@ pub fn start(
     }
     let run_id = new_run_id();
     config.output_dir = config.output_dir.join(&run_id);
+    let prior = crate::fit::Prior::new(
+        &profile,
+        &device_measurements(&profile, &run_id)?,
+        config.mock,
+    );
     // The model's statistics first (minutes the first time): the original's reference speed is
     // then measured right before the candidates, under the same conditions.
     let mut statistics = Statistics::default();
@@ -135,6 +140,7 @@ pub fn start(
         targets,
         reference_tps: measured.as_ref().map(|m| m.tg_tps),
         experiments: Vec::new(),
+        prior: Some(prior),
         stop_reason: None,
     };
     println!(
@@ -314,7 +320,7 @@ pub(crate) fn finish(l: &mut Loop<'_>, why: &str) -> Result<()> {
     l.cp.stop_reason = Some(why.to_string());
     l.cp.save()?;
     let out_dir = l.cp.config.output_dir.clone();
-    report::write(&out_dir, l.cp, &l.model.name)?;
+    report::write_with(&out_dir, l.cp, &l.model.name, Some(l.model))?;
     let best = experiment::best(&l.cp.experiments);
     l.history.finish_run(
         &l.cp.run_id,
@@ -466,4 +472,14 @@ fn file_hash(p: &Path) -> Result<String> {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     Ok(format!("{h:016x}"))
+}
+
+/// Every earlier measurement on the profile's device (any model), for the "fit before download"
+/// prior.
+pub fn device_measurements(
+    profile: &Profile,
+    except_run: &str,
+) -> Result<Vec<crate::architect::PastMeasurement>> {
+    let home = crate::home::sintra_home()?;
+    History::open(&home.join("history.db"))?.device_measurements(profile, except_run)
 }

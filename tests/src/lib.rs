@@ -2,6 +2,8 @@
 //! rows, and `ggml`, the oracle: llama.cpp's own quantizers through llama-cpp-sys-2.
 
 pub mod ggml;
+pub mod hf_export;
+pub mod hub;
 pub mod llama;
 pub mod original;
 pub mod presets;

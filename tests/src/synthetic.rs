@@ -22,7 +22,7 @@ use formats::quant::{self, GgmlType};
 use std::path::PathBuf;
 
 /// Bumped whenever the construction changes, so that a cached file is never reused.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 /// Layers of every synthetic model (gemma3: two sliding-window and two global).
 pub const N_LAYER: usize = 4;
 /// The residual stream's width.
@@ -46,8 +46,10 @@ const GEMMA_POST_NORM: (f64, f64) = (8.0, 0.8);
 /// phi3's `rope.scaling.original_context_length`: a context longer than this runs on its long
 /// RoPE factors (llama.cpp pads contexts to multiples of 256, so 256 keeps both sides apart).
 pub const PHI3_ORIG_CTX: usize = 256;
-/// phi3's `rope.scaling.attn_factor` (Phi-3-mini-128k's: sqrt(1 + ln 32 / ln 4096)).
-const PHI3_ATTN_FACTOR: f32 = 1.190_239;
+/// phi3's `rope.scaling.attn_factor`, as llama.cpp's converter computes it from the context
+/// and the original context (2048 and 256 here): sqrt(1 + ln 8 / ln 256), so that a Hugging
+/// Face checkpoint exported from this model converts back to the same GGUF.
+const PHI3_ATTN_FACTOR: f32 = 1.172_603_9;
 
 /// The architectures of the synthetic models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

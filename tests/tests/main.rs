@@ -6,6 +6,7 @@ mod compress;
 mod device;
 mod gemma3;
 mod gguf;
+mod hf;
 mod planner;
 mod quant_vs_ggml;
 mod quickstart;

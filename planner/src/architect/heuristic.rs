@@ -273,7 +273,7 @@ impl QualityFit {
     }
 }
 
-pub(super) fn median(v: &mut Vec<f64>) -> Option<f64> {
+pub(crate) fn median(v: &mut Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite() && *x > 0.0);
     if v.is_empty() {
         return None;

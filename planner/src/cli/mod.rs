@@ -3,6 +3,7 @@
 //! Add a subcommand by adding a variant to [`Command`] and a module here.
 
 mod compress;
+mod convert;
 pub mod device;
 mod history;
 mod root;
@@ -31,14 +32,20 @@ pub struct RootArgs {
     /// Hardware profile: a name (rpi4, rpi5, jetson-nano, jetson-orin-nano, x86-laptop,
     /// qemu-aarch64) or a YAML file.
     pub profile: Option<String>,
-    /// Model: a local GGUF path, a file in the model cache, or a Hugging Face repository
-    /// `owner/name` with --model-file (default: SmolLM2-135M-Instruct from the setup cache).
+    /// Model: a Hugging Face repository `owner/name` (its safetensors checkpoint downloaded
+    /// and converted to GGUF once; that conversion is the reference and the source of every
+    /// recipe), a local GGUF path, or a file in the model cache (default: SmolLM2-135M-Instruct
+    /// from the setup cache).
     #[arg(long)]
     pub model_id: Option<String>,
-    /// With a Hugging Face `--model-id owner/repo`: the GGUF file in it (downloaded, resumable,
-    /// sha256-checked, cached; `HF_TOKEN` and `HF_ENDPOINT` honoured).
+    /// With a Hugging Face `--model-id owner/repo`: start from this GGUF file in it instead of
+    /// the safetensors checkpoint (downloaded, resumable, sha256-checked, cached; `HF_TOKEN`
+    /// and `HF_ENDPOINT` honoured).
     #[arg(long)]
     pub model_file: Option<String>,
+    /// With a Hugging Face `--model-id owner/repo`: the branch, tag or commit (default main).
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Output format; sintra writes GGUF.
     #[arg(long, default_value = "gguf", value_parser = ["gguf"])]
     pub backend: String,
@@ -133,6 +140,22 @@ pub enum Command {
         #[arg(long)]
         metadata: bool,
     },
+    /// Convert a Hugging Face checkpoint (a directory, or a repository `owner/name` downloaded
+    /// into the model cache) to GGUF, as llama.cpp's convert_hf_to_gguf.py writes it.
+    Convert {
+        /// A checkpoint directory (config.json, tokenizer files, safetensors) or `owner/name`.
+        source: String,
+        /// The GGUF file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Type of the weight matrices (norms and biases stay F32); auto: BF16 for a BF16
+        /// checkpoint, else F16.
+        #[arg(long, value_enum, default_value = "auto")]
+        outtype: crate::convert::OutType,
+        /// With a repository: the branch, tag or commit (default main).
+        #[arg(long)]
+        revision: Option<String>,
+    },
     /// Write one recipe: `sintra compress MODEL --recipe FILE -o OUT.gguf`.
     Compress {
         /// The source GGUF file.
@@ -195,6 +218,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             calib_text.as_deref(),
             threads.unwrap_or(0),
         ),
+        Some(Command::Convert {
+            source,
+            output,
+            outtype,
+            revision,
+        }) => convert::run(&source, &output, outtype, revision.as_deref()),
         Some(Command::Device(device::DeviceCommand::Check(a))) => device::check(&a),
         Some(Command::Bench(a)) => device::bench(&a),
         Some(Command::History { limit }) => history::run(limit),

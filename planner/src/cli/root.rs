@@ -36,7 +36,27 @@ pub fn run(a: RootArgs) -> Result<()> {
             ),
         }
     };
-    let model_path = resolve_model(a.model_id.as_deref(), a.model_file.as_deref())?;
+    if a.dry_run {
+        if let Some(repo) = hf_repo(a.model_id.as_deref(), a.model_file.as_deref()) {
+            // Fit before download: config.json and the file listing only.
+            let (model, remote) = crate::hf_model::predicted(repo, a.revision.as_deref())?;
+            let targets =
+                crate::targets::resolve(&profile, &model, a.target_tps, a.target_accuracy, None)?;
+            println!(
+                "{}@{} (commit {}): config.json read, {:.1} MiB of safetensors weights not downloaded",
+                remote.repo,
+                remote.revision,
+                remote.commit,
+                remote.weight_bytes as f64 / (1 << 20) as f64
+            );
+            return dry_run(&profile, &model, &targets, &a);
+        }
+    }
+    let model_path = resolve_model(
+        a.model_id.as_deref(),
+        a.model_file.as_deref(),
+        a.revision.as_deref(),
+    )?;
     let model = ModelInfo::load(&model_path)?;
     // The profile's relative speed target applies unless the command line gives a speed.
     let speedup = a.target_speedup.or(match a.target_tps {
@@ -99,12 +119,31 @@ fn settings(a: &RootArgs, profile: &Profile, model: &ModelInfo) -> Result<RunCon
     })
 }
 
-/// `--model-id`: a local GGUF file, a file in the model cache, a Hugging Face repository (with
-/// `--model-file`, downloaded into the cache), or the default model from the setup cache.
-pub fn resolve_model(id: Option<&str>, file: Option<&str>) -> Result<PathBuf> {
+/// `--model-id` names a Hugging Face repository whose checkpoint is to be converted: `owner/name`
+/// that is not a local file or a file in the model cache, without `--model-file`.
+fn hf_repo<'a>(id: Option<&'a str>, file: Option<&str>) -> Option<&'a str> {
+    let id = id?;
+    let local = Path::new(id).exists()
+        || crate::models::model_dirs()
+            .iter()
+            .any(|d| d.join(id).is_file());
+    (!local && file.is_none() && id.contains('/') && !id.ends_with(".gguf")).then_some(id)
+}
+
+/// `--model-id`: a local GGUF file, a file in the model cache, a Hugging Face repository
+/// (its checkpoint converted, or with `--model-file` one of its GGUF files, downloaded into the
+/// cache), or the default model from the setup cache.
+pub fn resolve_model(
+    id: Option<&str>,
+    file: Option<&str>,
+    revision: Option<&str>,
+) -> Result<PathBuf> {
     let Some(id) = id else {
         return crate::models::default_model();
     };
+    if let Some(repo) = hf_repo(Some(id), file) {
+        return crate::hf_model::converted(repo, revision, crate::convert::OutType::Auto);
+    }
     let p = Path::new(id);
     if p.is_file() {
         return Ok(p.to_path_buf());
@@ -116,15 +155,15 @@ pub fn resolve_model(id: Option<&str>, file: Option<&str>) -> Result<PathBuf> {
         }
     }
     if id.contains('/') && !id.ends_with(".gguf") {
-        let Some(file) = file else {
-            bail!("model '{id}' is not a local file; for a Hugging Face repository name the file too: --model-file NAME.gguf");
-        };
-        let spec = crate::download::ModelSpec::new(id, file, None)?;
-        let got = crate::download::fetch(&spec, &crate::download::DownloadOptions::from_env()?)?;
-        tracing::info!(path = %got.path.display(), sha256 = %got.sha256, verified = got.verified, "model");
-        return Ok(got.path);
+        if let Some(file) = file {
+            let spec = crate::download::ModelSpec::new(id, file, revision)?;
+            let got =
+                crate::download::fetch(&spec, &crate::download::DownloadOptions::from_env()?)?;
+            tracing::info!(path = %got.path.display(), sha256 = %got.sha256, verified = got.verified, "model");
+            return Ok(got.path);
+        }
     }
-    bail!("model '{id}' not found (not a file, nor in the model cache)")
+    bail!("model '{id}' not found (not a file, nor in the model cache, nor a Hugging Face repository owner/name)")
 }
 
 fn list_checkpoints() -> Result<()> {
@@ -189,27 +228,59 @@ fn dry_run(
         if a.mock { ", mock" } else { "" }
     );
     let allowed = profile.allowed_types();
+    // What earlier runs measured on this device (any model) calibrates the cost per byte.
+    let past = crate::run::device_measurements(profile, "").unwrap_or_default();
+    let prior = crate::fit::Prior::new(profile, &past, a.mock);
     let ctx = Context {
         model,
         profile,
         targets,
         allowed: &allowed,
         experiments: &[],
-        past: &[],
+        past: &past,
         mock: a.mock,
         sensitivity: None,
         reference_tps: None,
     };
-    println!("first candidates (cost model before any measurement):");
     println!(
-        "  {:<4} {:>9} {:>10} {:>8}  recipe",
-        "#", "size MiB", "pred tok/s", "pred top1"
+        "first candidates (cost model before any measurement; cost per byte: {}):",
+        prior.basis
+    );
+    println!(
+        "  {:<4} {:>9} {:>9} {:>5} {:>10} {:>8}  recipe",
+        "#", "size MiB", "peak MiB", "fits", "pred tok/s", "pred top1"
+    );
+    let n_ctx = 64 + 32;
+    let limit = targets.max_memory_bytes();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let original_peak = crate::fit::peak_bytes(model, model.tensor_bytes, n_ctx);
+    println!(
+        "  {:<4} {:>9.1} {:>9.1} {:>5} {:>10.1} {:>8}  (the original, {:.2} bits per weight)",
+        "orig",
+        mib(model.tensor_bytes),
+        mib(original_peak),
+        if original_peak as f64 <= limit {
+            "yes"
+        } else {
+            "no"
+        },
+        prior.tps(
+            crate::architect::speed::original_bytes_by_type(model)
+                .iter()
+                .map(|(_, b)| b)
+                .sum()
+        ),
+        "1.000",
+        model.bpw()
     );
     for (i, s) in Heuristic.ranked(&ctx).iter().take(5).enumerate() {
+        let peak = crate::fit::peak_bytes(model, s.size, n_ctx);
         println!(
-            "  {:<4} {:>9.1} {:>10.1} {:>8.3}  {}",
+            "  {:<4} {:>9.1} {:>9.1} {:>5} {:>10.1} {:>8.3}  {}",
             i + 1,
-            s.size as f64 / (1 << 20) as f64,
+            mib(s.size),
+            mib(peak),
+            if peak as f64 <= limit { "yes" } else { "no" },
             s.tps,
             s.top1,
             s.recipe.to_json()

@@ -1,0 +1,181 @@
+//! Fit before download (issue #16): what a model will cost on a device, predicted before its
+//! weights are fetched, and, after a run, how the prediction compared with what was measured.
+//!
+//! A decoded token reads every weight once, so speed is predicted from bytes read per token and
+//! a cost per byte (the [`Prior`]): the median of `seconds / byte` over earlier measurements on
+//! this device (any model), or, with none, half of the profile's memory bandwidth — the same
+//! first guess the heuristic architect starts from. Peak memory is the file (mapped), the KV cache
+//! in f16, and the runtime's own buffers and vocabulary. Tools that predict from parameter counts
+//! alone (llmfit) are off by 3x to 30x in their users' reports; ours is checked in every report.
+
+use crate::architect::PastMeasurement;
+use crate::experiment::Experiment;
+use crate::model_info::ModelInfo;
+use crate::profile::Profile;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+
+/// Fraction of the memory roofline assumed with no measurement on the device.
+const ROOFLINE_EFFICIENCY: f64 = 0.5;
+
+/// Bandwidth assumed when the profile names none, GB/s.
+const FALLBACK_BANDWIDTH_GBPS: f64 = 10.0;
+
+/// sintra-rt's resident memory besides the model and the KV cache (measured: 12-16 MiB).
+const RUNTIME_BYTES: u64 = 16 << 20;
+
+/// The vocabulary as sintra-rt holds it, per token (text, merges, lookup tables).
+const BYTES_PER_VOCAB_ENTRY: u64 = 48;
+
+/// The cost per byte read that predictions start from, and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prior {
+    pub sec_per_byte: f64,
+    /// "roofline: 50% of 20.0 GB/s" or "median of 12 measurements on rpi5 (earlier runs)".
+    pub basis: String,
+}
+
+impl Prior {
+    /// From the device's earlier measurements (`past`, any model), else the roofline.
+    pub fn new(profile: &Profile, past: &[PastMeasurement], mock: bool) -> Prior {
+        let mut k: Vec<f64> = past
+            .iter()
+            .filter(|p| p.mock == mock && p.tps > 0.0 && p.bytes_per_token > 0)
+            .map(|p| 1.0 / (p.tps * p.bytes_per_token as f64))
+            .collect();
+        if let Some(m) = crate::architect::heuristic::median(&mut k) {
+            return Prior {
+                sec_per_byte: m,
+                basis: format!(
+                    "median cost per byte of {} measurements on {} in earlier runs",
+                    k.len(),
+                    profile.name
+                ),
+            };
+        }
+        let bw = profile
+            .constraints
+            .memory_bandwidth_gbps
+            .filter(|b| *b > 0.0)
+            .unwrap_or(FALLBACK_BANDWIDTH_GBPS);
+        Prior {
+            sec_per_byte: 1.0 / (ROOFLINE_EFFICIENCY * bw * 1e9),
+            basis: format!(
+                "roofline: {:.0}% of {bw:.1} GB/s (no earlier measurement on {})",
+                ROOFLINE_EFFICIENCY * 100.0,
+                profile.name
+            ),
+        }
+    }
+
+    /// Predicted decode tokens/s of a file reading `bytes_per_token`.
+    pub fn tps(&self, bytes_per_token: u64) -> f64 {
+        if bytes_per_token == 0 || self.sec_per_byte <= 0.0 {
+            return 0.0;
+        }
+        1.0 / (self.sec_per_byte * bytes_per_token as f64)
+    }
+}
+
+/// Predicted peak resident memory of sintra-rt running a `size`-byte version of `model` with a
+/// context of `n_ctx` tokens.
+pub fn peak_bytes(model: &ModelInfo, size: u64, n_ctx: u64) -> u64 {
+    size + kv_bytes(model, n_ctx) + RUNTIME_BYTES + vocab_len(model) * BYTES_PER_VOCAB_ENTRY
+}
+
+fn vocab_len(model: &ModelInfo) -> u64 {
+    model
+        .tensors
+        .iter()
+        .find(|t| t.name == "token_embd.weight")
+        .and_then(|t| t.dims.get(1).copied())
+        .unwrap_or(0)
+}
+
+/// The f16 KV cache: keys and values of every layer for `n_ctx` positions.
+fn kv_bytes(model: &ModelInfo, n_ctx: u64) -> u64 {
+    let width = |name: &str| {
+        model
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.dims.get(1).copied())
+    };
+    let kv_dim = width("blk.0.attn_k.weight").unwrap_or_else(|| {
+        // Fused QKV (phi3): the rows past the queries, split between K and V; the queries are
+        // as wide as the model.
+        let embd = model
+            .tensors
+            .iter()
+            .find(|t| t.name == "blk.0.attn_qkv.weight")
+            .map_or(0, |t| t.dims[0]);
+        width("blk.0.attn_qkv.weight").map_or(0, |r| r.saturating_sub(embd) / 2)
+    });
+    model.n_layers as u64 * 2 * kv_dim * n_ctx * 2
+}
+
+/// Median of |predicted / measured - 1| over the measured experiments, with their count.
+pub fn median_error(prior: &Prior, exps: &[Experiment]) -> Option<(f64, usize)> {
+    let mut errs: Vec<f64> = exps
+        .iter()
+        .filter(|e| !e.mock)
+        .filter_map(|e| {
+            let m = e.tps()?;
+            (m > 0.0).then(|| (prior.tps(e.bytes_per_token) / m - 1.0).abs())
+        })
+        .collect();
+    let n = errs.len();
+    crate::architect::heuristic::median(&mut errs).map(|m| (m, n))
+}
+
+/// The report's section: predicted beside measured, per experiment.
+pub fn report_section(
+    prior: &Prior,
+    model: Option<&ModelInfo>,
+    exps: &[Experiment],
+    n_ctx: u64,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## Fit before download: predicted against measured\n\nPredicted from the model's shape and a cost per byte fixed before the run ({}), as `sintra --dry-run --model-id owner/repo` predicts before fetching the weights. Error: predicted / measured - 1.\n",
+        prior.basis
+    );
+    let _ = writeln!(
+        s,
+        "| # | size MiB | predicted tok/s | measured tok/s | error | predicted peak MiB | measured peak MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    for e in exps.iter().filter(|e| !e.mock) {
+        let pred = prior.tps(e.bytes_per_token);
+        let (meas, err) = match e.tps() {
+            Some(m) if m > 0.0 => (
+                format!("{m:.1}"),
+                format!("{:+.0}%", (pred / m - 1.0) * 100.0),
+            ),
+            _ => ("-".into(), "-".into()),
+        };
+        let peak_pred = model.map_or("-".into(), |m| {
+            format!("{:.0}", mib(peak_bytes(m, e.size_bytes, n_ctx)))
+        });
+        let peak_meas = e
+            .speed
+            .as_ref()
+            .and_then(|s| s.peak_rss_bytes)
+            .map_or("-".into(), |b| format!("{:.0}", mib(b)));
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {pred:.1} | {meas} | {err} | {peak_pred} | {peak_meas} |",
+            e.iteration,
+            mib(e.size_bytes)
+        );
+    }
+    if let Some((m, n)) = median_error(prior, exps) {
+        let _ = writeln!(
+            s,
+            "\nMedian |error| of the decode speed over {n} measured candidates: {:.0}%.",
+            m * 100.0
+        );
+    }
+    s
+}
