@@ -18,6 +18,14 @@ use std::fmt::Write;
 /// Fraction of the memory roofline assumed with no measurement on the device.
 const ROOFLINE_EFFICIENCY: f64 = 0.5;
 
+/// Fraction of the device's read bandwidth (as `sintra-rt` probes it, same threads) that
+/// decoding reaches: sintra-rt decoded SmolLM2 (Q4_0, Q4_K_M, Q8_0, Q4_1) and gemma-3-270m at
+/// 54-97% of it, median 65%, on 1 and 2 threads of an AMD EPYC VM (docs/issue15/decode-bench.md).
+const READ_BANDWIDTH_EFFICIENCY: f64 = 0.65;
+
+/// Bytes streamed by the read-bandwidth probe (past the caches of the boards we target).
+const PROBE_BYTES: u64 = 256 << 20;
+
 /// Bandwidth assumed when the profile names none, GB/s.
 const FALLBACK_BANDWIDTH_GBPS: f64 = 10.0;
 
@@ -36,8 +44,15 @@ pub struct Prior {
 }
 
 impl Prior {
-    /// From the device's earlier measurements (`past`, any model), else the roofline.
-    pub fn new(profile: &Profile, past: &[PastMeasurement], mock: bool) -> Prior {
+    /// From the device's earlier measurements (`past`, any model), else the device's read
+    /// bandwidth as sintra-rt measured it (`read`: GB/s and threads), else the profile's
+    /// bandwidth.
+    pub fn new(
+        profile: &Profile,
+        past: &[PastMeasurement],
+        mock: bool,
+        read: Option<(f64, u32)>,
+    ) -> Prior {
         let mut k: Vec<f64> = past
             .iter()
             .filter(|p| p.mock == mock && p.tps > 0.0 && p.bytes_per_token > 0)
@@ -49,6 +64,16 @@ impl Prior {
                 basis: format!(
                     "median cost per byte of {} measurements on {} in earlier runs",
                     k.len(),
+                    profile.name
+                ),
+            };
+        }
+        if let Some((gbps, threads)) = read.filter(|(g, _)| *g > 0.0 && !mock) {
+            return Prior {
+                sec_per_byte: 1.0 / (READ_BANDWIDTH_EFFICIENCY * gbps * 1e9),
+                basis: format!(
+                    "{:.0}% of the {gbps:.1} GB/s read bandwidth sintra-rt measured on {} with {threads} threads (no earlier run there)",
+                    READ_BANDWIDTH_EFFICIENCY * 100.0,
                     profile.name
                 ),
             };
@@ -74,6 +99,41 @@ impl Prior {
             return 0.0;
         }
         1.0 / (self.sec_per_byte * bytes_per_token as f64)
+    }
+}
+
+/// The device's read bandwidth with `threads` threads, probed by sintra-rt on it (this host
+/// without a `connection`); `None`, with a warning, when the runtime cannot be reached.
+pub fn probe_read_bandwidth(
+    profile: &Profile,
+    ssh_config: Option<std::path::PathBuf>,
+    remote_dir: Option<String>,
+    threads: u32,
+) -> Option<(f64, u32)> {
+    use crate::device::{DeviceSpec, Session, Transport};
+    let timeout = std::time::Duration::from_secs(120);
+    let spec = match &profile.connection {
+        None => DeviceSpec {
+            transport: Transport::Local { exec_prefix: None },
+            runtime_target: None,
+            runtime: None,
+            timeout,
+        },
+        Some(c) => {
+            crate::cli::device::spec_for_profile(c, ssh_config, remote_dir, timeout.as_secs())
+                .ok()?
+        }
+    };
+    let probe = Session::open(&spec, None).and_then(|mut s| s.probe_memory(PROBE_BYTES, threads));
+    match probe {
+        Ok(m) => Some((m.read_gb_s, m.threads.max(1))),
+        Err(e) => {
+            tracing::warn!(
+                "memory probe on {} failed ({e}); predicting from the profile's bandwidth",
+                spec.name()
+            );
+            None
+        }
     }
 }
 
@@ -124,8 +184,11 @@ pub fn median_error(prior: &Prior, exps: &[Experiment]) -> Option<(f64, usize)> 
             (m > 0.0).then(|| (prior.tps(e.bytes_per_token) / m - 1.0).abs())
         })
         .collect();
+    // Not the heuristic's median: an exact prediction (error 0) counts.
+    errs.retain(|e| e.is_finite());
+    errs.sort_by(f64::total_cmp);
     let n = errs.len();
-    crate::architect::heuristic::median(&mut errs).map(|m| (m, n))
+    (n > 0).then(|| (errs[n / 2], n))
 }
 
 /// The report's section: predicted beside measured, per experiment.
@@ -178,4 +241,78 @@ pub fn report_section(
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::tests::exp;
+
+    fn past(tps: f64, bytes: u64) -> PastMeasurement {
+        PastMeasurement {
+            plan_key: "k".into(),
+            bytes_per_token: bytes,
+            tps,
+            top1: 0.9,
+            mock: false,
+        }
+    }
+
+    #[test]
+    fn the_prior_learns_from_the_device_else_takes_half_the_roofline() {
+        let profile = Profile::load("rpi5").unwrap();
+        let bw = profile.constraints.memory_bandwidth_gbps.unwrap();
+        let roof = Prior::new(&profile, &[], false, None);
+        let probed = Prior::new(&profile, &[], false, Some((20.0, 2)));
+        assert!(probed.basis.contains("20.0 GB/s"), "{}", probed.basis);
+        assert!((probed.tps(1_000_000_000) - READ_BANDWIDTH_EFFICIENCY * 20.0).abs() < 1e-9);
+        assert!(roof.basis.starts_with("roofline"), "{}", roof.basis);
+        assert!((roof.tps(1_000_000_000) - 0.5 * bw).abs() < 1e-9);
+        // 100 tok/s at 10 MB, 50 at 10 MB, 40 at 20 MB cost 1e-9, 2e-9 and 1.25e-9 s/B: the
+        // median, 1.25e-9, reads 10 MB a token at 80 tok/s.
+        let learnt = Prior::new(
+            &profile,
+            &[
+                past(100.0, 10_000_000),
+                past(50.0, 10_000_000),
+                past(40.0, 20_000_000),
+            ],
+            false,
+            Some((20.0, 2)),
+        );
+        assert!(learnt.basis.contains("3 measurements"), "{}", learnt.basis);
+        assert!((learnt.tps(10_000_000) - 80.0).abs() < 1e-6);
+        // Mock measurements never calibrate a real run.
+        let mock = Prior::new(
+            &profile,
+            &[PastMeasurement {
+                mock: true,
+                ..past(1.0, 1)
+            }],
+            false,
+            None,
+        );
+        assert!(mock.basis.starts_with("roofline"));
+    }
+
+    #[test]
+    fn the_median_error_is_over_measured_candidates() {
+        let prior = Prior {
+            sec_per_byte: 1e-8,
+            basis: "test".into(),
+        };
+        // bytes_per_token 1 (the test experiments): predicted 1e8 tok/s.
+        let exps: Vec<Experiment> = [(1, 1e8), (2, 2e8), (3, 0.8e8)]
+            .into_iter()
+            .map(|(i, tps)| Experiment {
+                mock: false,
+                ..exp(i, tps, 0.9, true)
+            })
+            .collect();
+        let (m, n) = median_error(&prior, &exps).unwrap();
+        assert_eq!(n, 3);
+        assert!((m - 0.25).abs() < 1e-9, "{m}");
+        let text = report_section(&prior, None, &exps, 96);
+        assert!(text.contains("over 3 measured candidates: 25%"), "{text}");
+    }
 }

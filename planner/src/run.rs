@@ -55,11 +55,17 @@ pub fn start(
     }
     let run_id = new_run_id();
     config.output_dir = config.output_dir.join(&run_id);
-    let prior = crate::fit::Prior::new(
-        &profile,
-        &device_measurements(&profile, &run_id)?,
-        config.mock,
-    );
+    let past = device_measurements(&profile, &run_id)?;
+    let read = match past.is_empty() && !config.mock {
+        true => crate::fit::probe_read_bandwidth(
+            &profile,
+            config.ssh_config.clone(),
+            config.remote_dir.clone(),
+            config.bench.threads,
+        ),
+        false => None,
+    };
+    let prior = crate::fit::Prior::new(&profile, &past, config.mock, read);
     // The model's statistics first (minutes the first time): the original's reference speed is
     // then measured right before the candidates, under the same conditions.
     let mut statistics = Statistics::default();

@@ -221,6 +221,49 @@ fn synthetic_qwen3_and_phi3_round_trip_through_hugging_face_checkpoints() {
     }
 }
 
+/// Every output type from a local checkpoint directory: llama.cpp loads the file, and its greedy
+/// tokens are sintra-rt's; norms stay F32, matrices take the type asked for.
+#[test]
+fn every_outtype_loads_in_llama_cpp_and_sintra_rt_alike() {
+    use sintra_tests::synthetic::{synthetic, Arch};
+    let original = synthetic(Arch::Llama, GgmlType::Q8_0);
+    let ck = hf_export::cached(&original, f32_export()).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    for (outtype, ty) in [
+        ("f16", GgmlType::F16),
+        ("bf16", GgmlType::BF16),
+        ("q8_0", GgmlType::Q8_0),
+    ] {
+        let gguf = home.path().join(format!("{outtype}.gguf"));
+        let out = Command::new(sintra_tests::release_bin_path("planner", "sintra"))
+            .args([
+                "convert",
+                ck.to_str().unwrap(),
+                "-o",
+                gguf.to_str().unwrap(),
+                "--outtype",
+                outtype,
+            ])
+            .env("SINTRA_HOME", home.path())
+            .output()
+            .unwrap();
+        ok(&out);
+        let f = GgufFile::open(&gguf).unwrap();
+        for t in &f.header.tensors {
+            let want = if t.dims.len() >= 2 { ty } else { GgmlType::F32 };
+            assert_eq!(t.ty, want, "{outtype}: {}", t.name);
+        }
+        let _kernels = sintra_tests::exact_kernels();
+        let (llama, _) = sintra_tests::llama::generate_greedy(&gguf, PROMPT, 16, 1).unwrap();
+        let ours = sintra_tests::sintra_greedy(&gguf, PROMPT, 16);
+        let llama: Vec<u32> = llama.iter().map(|&t| t as u32).collect();
+        assert_eq!(
+            ours, llama,
+            "{outtype}: greedy tokens of sintra-rt and llama.cpp"
+        );
+    }
+}
+
 /// `src` with every tensor dequantized to F32, beside it.
 fn dequantized(src: &Path) -> PathBuf {
     let out = src.with_extension("F32.gguf");
@@ -357,6 +400,29 @@ fn downloads_resume_check_their_sha256_and_say_what_a_repository_lacks() {
         err.contains("t/nothing-here") && err.contains("not found"),
         "{err}"
     );
+
+    // A gated repository (listed freely, its files refused): an error naming it and what to
+    // do; HF_TOKEN opens it. A fresh home, so that nothing comes from the cache.
+    hub.gate("t/qwen3");
+    hub.set_token("hf_test_token");
+    let fresh = tempfile::tempdir().unwrap();
+    let err = failed(&sintra(
+        fresh.path(),
+        &hub,
+        &["convert", "t/qwen3", "-o", out],
+    ));
+    assert!(
+        err.contains("t/qwen3") && err.contains("gated") && err.contains("HF_TOKEN"),
+        "{err}"
+    );
+    let with_token = Command::new(sintra_tests::release_bin_path("planner", "sintra"))
+        .args(["convert", "t/qwen3", "-o", out])
+        .env("SINTRA_HOME", fresh.path())
+        .env("HF_ENDPOINT", hub.url())
+        .env("HF_TOKEN", "hf_test_token")
+        .output()
+        .unwrap();
+    ok(&with_token);
 }
 
 /// Every file under `dir`.

@@ -230,7 +230,17 @@ fn dry_run(
     let allowed = profile.allowed_types();
     // What earlier runs measured on this device (any model) calibrates the cost per byte.
     let past = crate::run::device_measurements(profile, "").unwrap_or_default();
-    let prior = crate::fit::Prior::new(profile, &past, a.mock);
+    let read = match past.is_empty() && !a.mock {
+        true => crate::fit::probe_read_bandwidth(
+            profile,
+            a.ssh_config.clone(),
+            a.remote_dir.clone(),
+            a.threads
+                .unwrap_or_else(|| crate::run::default_threads(profile)),
+        ),
+        false => None,
+    };
+    let prior = crate::fit::Prior::new(profile, &past, a.mock, read);
     let ctx = Context {
         model,
         profile,
@@ -281,7 +291,7 @@ fn dry_run(
             mib(s.size),
             mib(peak),
             if peak as f64 <= limit { "yes" } else { "no" },
-            s.tps,
+            prior.tps(s.bytes_per_token),
             s.top1,
             s.recipe.to_json()
         );

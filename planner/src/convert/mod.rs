@@ -108,6 +108,9 @@ pub fn convert(
     let hp = Hparams::load(dir)?;
     let weights = Weights::open(dir)?;
     let outtype = outtype.resolve(&weights);
+    // The weights first (cheap, and what a broken checkpoint breaks), then the tokenizer, whose
+    // size cuts gemma's embedding table.
+    plan(&hp, &weights, None)?;
     let tokenizer = vocab::tokenizer_metadata(dir, hp.arch, hp.config())?;
     let n_tokens = tokenizer
         .iter()
@@ -184,7 +187,11 @@ fn plan(
         let Some(s) = weights.tensors.get(src) else {
             return Err(ConvertError::Missing {
                 path: weights_dir(weights),
-                why: format!("tensor {src} (for {}) is not in the checkpoint", t.name),
+                why: format!(
+                    "tensor {src} (for {}) is not in {}",
+                    t.name,
+                    weights.file_names()
+                ),
             });
         };
         let mut want: Vec<u64> = t.dims.iter().rev().copied().collect();
@@ -402,3 +409,6 @@ impl Arch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -191,6 +191,20 @@ impl Weights {
         Ok(Weights { shards, tensors })
     }
 
+    /// The shard files' names, comma-separated (`model.safetensors`).
+    pub fn file_names(&self) -> String {
+        let names: Vec<String> = self
+            .shards
+            .iter()
+            .map(|s| {
+                s.path
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            })
+            .collect();
+        names.join(", ")
+    }
+
     /// The file that holds `t`.
     pub fn path_of(&self, t: &SourceTensor) -> &Path {
         &self.shards[t.shard].path
