@@ -40,6 +40,10 @@ pub struct Experiment {
     pub predicted_size: u64,
     pub size_bytes: u64,
     pub bytes_per_token: u64,
+    /// `bytes_per_token` split by weight type (`[["Q4_K", n], ...]`): what a device's cost per
+    /// byte of each type is learnt from, across models (the fit-before-download prior).
+    #[serde(default)]
+    pub bytes_by_type: Vec<(String, u64)>,
     pub bpw: f64,
     pub status: Status,
     pub error: Option<String>,
@@ -239,6 +243,7 @@ pub(crate) mod tests {
             predicted_size: 1,
             size_bytes: 1,
             bytes_per_token: 1,
+            bytes_by_type: Vec::new(),
             bpw: 4.0,
             status: Status::Ok,
             error: None,

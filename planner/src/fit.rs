@@ -8,10 +8,12 @@
 //! in f16, and the runtime's own buffers and vocabulary. Tools that predict from parameter counts
 //! alone (llmfit) are off by 3x to 30x in their users' reports; ours is checked in every report.
 
-use crate::architect::PastMeasurement;
+use crate::architect::speed::{per_type_costs, BytesByType};
 use crate::experiment::Experiment;
+use crate::history::DeviceMeasurement;
 use crate::model_info::ModelInfo;
 use crate::profile::Profile;
+use formats::quant::GgmlType;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
@@ -38,39 +40,80 @@ const BYTES_PER_VOCAB_ENTRY: u64 = 48;
 /// The cost per byte read that predictions start from, and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prior {
+    /// Seconds per byte of a type without a cost of its own.
     pub sec_per_byte: f64,
-    /// "roofline: 50% of 20.0 GB/s" or "median of 12 measurements on rpi5 (earlier runs)".
+    /// Seconds per byte of the types earlier measurements on the device priced (`"Q8_0"`,
+    /// `"BF16"`, ...): the kernels do not cost the same per byte (16-bit floats are converted,
+    /// K-quants unpacked).
+    #[serde(default)]
+    pub per_type: Vec<(String, f64)>,
+    /// "roofline: 50% of 20.0 GB/s" or "12 measurements on rpi5 in earlier runs (any model)".
     pub basis: String,
 }
 
 impl Prior {
-    /// From the device's earlier measurements (`past`, any model), else the device's read
-    /// bandwidth as sintra-rt measured it (`read`: GB/s and threads), else the profile's
-    /// bandwidth.
+    /// From the device's earlier measurements (`past`, any model: the same fit as the heuristic
+    /// architect's speed model), else the device's read bandwidth as sintra-rt measured it
+    /// (`read`: GB/s and threads), else the profile's bandwidth.
     pub fn new(
         profile: &Profile,
-        past: &[PastMeasurement],
+        past: &[DeviceMeasurement],
         mock: bool,
         read: Option<(f64, u32)>,
     ) -> Prior {
-        let mut k: Vec<f64> = past
+        let measured: Vec<&DeviceMeasurement> = past
             .iter()
-            .filter(|p| p.mock == mock && p.tps > 0.0 && p.bytes_per_token > 0)
-            .map(|p| 1.0 / (p.tps * p.bytes_per_token as f64))
+            .filter(|p| p.mock == mock && p.tps > 0.0)
             .collect();
-        if let Some(m) = crate::architect::heuristic::median(&mut k) {
+        // Every measurement prices the default byte; those whose bytes are all of known types
+        // (recorded since types were) also price the types that dominate them.
+        let mut k: Vec<f64> = measured
+            .iter()
+            .map(|p| {
+                1.0 / (p.tps * p.bytes_by_type.iter().map(|(_, n)| *n).sum::<u64>().max(1) as f64)
+            })
+            .collect();
+        let typed: Vec<(BytesByType, f64)> = measured
+            .iter()
+            .filter_map(|p| {
+                let b: Option<BytesByType> = p
+                    .bytes_by_type
+                    .iter()
+                    .map(|(t, n)| Some((GgmlType::from_name(t)?, *n)))
+                    .collect();
+                Some((b?, 1.0 / p.tps))
+            })
+            .collect();
+        if let Some(default) = crate::architect::heuristic::median(&mut k) {
+            let per_type: Vec<(String, f64)> = per_type_costs(&typed, default)
+                .into_iter()
+                .map(|(t, c)| (t.to_string(), c))
+                .collect();
+            let own = match per_type.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "; own costs for {}",
+                    per_type
+                        .iter()
+                        .map(|(t, _)| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
             return Prior {
-                sec_per_byte: m,
+                sec_per_byte: default,
                 basis: format!(
-                    "median cost per byte of {} measurements on {} in earlier runs",
-                    k.len(),
+                    "{} measurements on {} in earlier runs, any model{own}",
+                    measured.len(),
                     profile.name
                 ),
+                per_type,
             };
         }
         if let Some((gbps, threads)) = read.filter(|(g, _)| *g > 0.0 && !mock) {
             return Prior {
                 sec_per_byte: 1.0 / (READ_BANDWIDTH_EFFICIENCY * gbps * 1e9),
+                per_type: Vec::new(),
                 basis: format!(
                     "{:.0}% of the {gbps:.1} GB/s read bandwidth sintra-rt measured on {} with {threads} threads (no earlier run there)",
                     READ_BANDWIDTH_EFFICIENCY * 100.0,
@@ -85,6 +128,7 @@ impl Prior {
             .unwrap_or(FALLBACK_BANDWIDTH_GBPS);
         Prior {
             sec_per_byte: 1.0 / (ROOFLINE_EFFICIENCY * bw * 1e9),
+            per_type: Vec::new(),
             basis: format!(
                 "roofline: {:.0}% of {bw:.1} GB/s (no earlier measurement on {})",
                 ROOFLINE_EFFICIENCY * 100.0,
@@ -93,12 +137,38 @@ impl Prior {
         }
     }
 
-    /// Predicted decode tokens/s of a file reading `bytes_per_token`.
-    pub fn tps(&self, bytes_per_token: u64) -> f64 {
-        if bytes_per_token == 0 || self.sec_per_byte <= 0.0 {
-            return 0.0;
+    /// Predicted decode tokens/s of a file reading `bytes` per token (by type name; `"?"` for
+    /// bytes of unknown type).
+    pub fn tps(&self, bytes: &[(String, u64)]) -> f64 {
+        let secs: f64 = bytes
+            .iter()
+            .map(|(t, n)| {
+                let k = self
+                    .per_type
+                    .iter()
+                    .find(|(u, _)| u == t)
+                    .map_or(self.sec_per_byte, |(_, k)| *k);
+                *n as f64 * k
+            })
+            .sum();
+        if secs > 0.0 {
+            1.0 / secs
+        } else {
+            0.0
         }
-        1.0 / (self.sec_per_byte * bytes_per_token as f64)
+    }
+}
+
+/// `bytes_by_type` as the report and the prior key it.
+pub fn named(b: &BytesByType) -> Vec<(String, u64)> {
+    b.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+}
+
+/// An experiment's bytes per token by type (its total as `"?"` when not recorded).
+fn experiment_bytes(e: &Experiment) -> Vec<(String, u64)> {
+    match e.bytes_by_type.is_empty() {
+        true => vec![("?".into(), e.bytes_per_token)],
+        false => e.bytes_by_type.clone(),
     }
 }
 
@@ -181,7 +251,7 @@ pub fn median_error(prior: &Prior, exps: &[Experiment]) -> Option<(f64, usize)> 
         .filter(|e| !e.mock)
         .filter_map(|e| {
             let m = e.tps()?;
-            (m > 0.0).then(|| (prior.tps(e.bytes_per_token) / m - 1.0).abs())
+            (m > 0.0).then(|| (prior.tps(&experiment_bytes(e)) / m - 1.0).abs())
         })
         .collect();
     // Not the heuristic's median: an exact prediction (error 0) counts.
@@ -210,7 +280,7 @@ pub fn report_section(
     );
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     for e in exps.iter().filter(|e| !e.mock) {
-        let pred = prior.tps(e.bytes_per_token);
+        let pred = prior.tps(&experiment_bytes(e));
         let (meas, err) = match e.tps() {
             Some(m) if m > 0.0 => (
                 format!("{m:.1}"),
@@ -248,57 +318,62 @@ mod tests {
     use super::*;
     use crate::experiment::tests::exp;
 
-    fn past(tps: f64, bytes: u64) -> PastMeasurement {
-        PastMeasurement {
-            plan_key: "k".into(),
-            bytes_per_token: bytes,
+    fn measured(tps: f64, bytes: &[(&str, u64)]) -> DeviceMeasurement {
+        DeviceMeasurement {
+            bytes_by_type: bytes.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
             tps,
-            top1: 0.9,
             mock: false,
         }
     }
 
+    fn b(t: &str, n: u64) -> Vec<(String, u64)> {
+        vec![(t.to_string(), n)]
+    }
+
     #[test]
-    fn the_prior_learns_from_the_device_else_takes_half_the_roofline() {
+    fn the_prior_learns_from_the_device_else_its_bandwidth() {
         let profile = Profile::load("rpi5").unwrap();
         let bw = profile.constraints.memory_bandwidth_gbps.unwrap();
         let roof = Prior::new(&profile, &[], false, None);
+        assert!(roof.basis.starts_with("roofline"), "{}", roof.basis);
+        assert!((roof.tps(&b("Q8_0", 1_000_000_000)) - 0.5 * bw).abs() < 1e-9);
         let probed = Prior::new(&profile, &[], false, Some((20.0, 2)));
         assert!(probed.basis.contains("20.0 GB/s"), "{}", probed.basis);
-        assert!((probed.tps(1_000_000_000) - READ_BANDWIDTH_EFFICIENCY * 20.0).abs() < 1e-9);
-        assert!(roof.basis.starts_with("roofline"), "{}", roof.basis);
-        assert!((roof.tps(1_000_000_000) - 0.5 * bw).abs() < 1e-9);
-        // 100 tok/s at 10 MB, 50 at 10 MB, 40 at 20 MB cost 1e-9, 2e-9 and 1.25e-9 s/B: the
-        // median, 1.25e-9, reads 10 MB a token at 80 tok/s.
-        let learnt = Prior::new(
-            &profile,
-            &[
-                past(100.0, 10_000_000),
-                past(50.0, 10_000_000),
-                past(40.0, 20_000_000),
-            ],
-            false,
-            Some((20.0, 2)),
+        let want = READ_BANDWIDTH_EFFICIENCY * 20.0;
+        assert!((probed.tps(&b("Q8_0", 1_000_000_000)) - want).abs() < 1e-9);
+
+        // Q8_0 at 1 ns a byte, BF16 at 2.5: each type keeps its own cost, a type never measured
+        // gets the median (1 ns), and an untyped old record counts for the default only.
+        let past = [
+            measured(100.0, &[("Q8_0", 10_000_000)]),
+            measured(50.0, &[("Q8_0", 20_000_000)]),
+            measured(40.0, &[("BF16", 10_000_000)]),
+            measured(100.0, &[("?", 10_000_000)]),
+        ];
+        let learnt = Prior::new(&profile, &past, false, Some((20.0, 2)));
+        assert!(
+            learnt.basis.contains("4 measurements") && learnt.basis.contains("BF16"),
+            "{}",
+            learnt.basis
         );
-        assert!(learnt.basis.contains("3 measurements"), "{}", learnt.basis);
-        assert!((learnt.tps(10_000_000) - 80.0).abs() < 1e-6);
+        assert!((learnt.tps(&b("Q8_0", 10_000_000)) - 100.0).abs() < 1e-6);
+        assert!((learnt.tps(&b("BF16", 10_000_000)) - 40.0).abs() < 1e-6);
+        assert!((learnt.tps(&b("Q4_K", 10_000_000)) - 100.0).abs() < 1e-6);
         // Mock measurements never calibrate a real run.
-        let mock = Prior::new(
-            &profile,
-            &[PastMeasurement {
-                mock: true,
-                ..past(1.0, 1)
-            }],
-            false,
-            None,
-        );
-        assert!(mock.basis.starts_with("roofline"));
+        let mock = DeviceMeasurement {
+            mock: true,
+            ..measured(1.0, &[("Q8_0", 1)])
+        };
+        assert!(Prior::new(&profile, &[mock], false, None)
+            .basis
+            .starts_with("roofline"));
     }
 
     #[test]
     fn the_median_error_is_over_measured_candidates() {
         let prior = Prior {
             sec_per_byte: 1e-8,
+            per_type: Vec::new(),
             basis: "test".into(),
         };
         // bytes_per_token 1 (the test experiments): predicted 1e8 tok/s.

@@ -95,6 +95,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE experiments ADD COLUMN load_avg REAL;",
 ];
 
+/// One measured experiment on a device, any model (see [`History::device_measurements`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceMeasurement {
+    pub bytes_by_type: Vec<(String, u64)>,
+    pub tps: f64,
+    pub mock: bool,
+}
+
 /// An open history database.
 #[derive(Debug)]
 pub struct History {
@@ -323,24 +331,31 @@ impl History {
     }
 
     /// Measurements of every model on the device `profile` names, from runs other than
-    /// `except_run`: what a cost per byte is learnt from before a new model is downloaded.
+    /// `except_run`: each measured experiment's bytes read per token by weight type (its total
+    /// alone, as `"?"`, for experiments recorded before types were) and its tokens/s. What a
+    /// cost per byte is learnt from before a new model is downloaded.
     pub fn device_measurements(
         &self,
         profile: &Profile,
         except_run: &str,
-    ) -> Result<Vec<PastMeasurement>> {
+    ) -> Result<Vec<DeviceMeasurement>> {
         let mut st = self.conn.prepare(
-            "SELECT e.plan_key, e.bytes_per_token, e.tps, COALESCE(e.top1, 0), e.mock FROM experiments e
+            "SELECT e.json, e.bytes_per_token, e.tps, e.mock FROM experiments e
              JOIN runs r ON r.id = e.run_id JOIN devices d ON d.id = r.device_id
              WHERE d.name = ?1 AND r.id != ?2 AND e.status = 'ok' AND e.tps IS NOT NULL",
         )?;
         let rows = st.query_map(params![profile.name, except_run], |r| {
-            Ok(PastMeasurement {
-                plan_key: r.get(0)?,
-                bytes_per_token: r.get::<_, i64>(1)? as u64,
+            let json: String = r.get(0)?;
+            let total = r.get::<_, i64>(1)? as u64;
+            let by_type = serde_json::from_str::<Experiment>(&json)
+                .ok()
+                .map(|e| e.bytes_by_type)
+                .filter(|b| !b.is_empty())
+                .unwrap_or_else(|| vec![("?".to_string(), total)]);
+            Ok(DeviceMeasurement {
+                bytes_by_type: by_type,
                 tps: r.get(2)?,
-                top1: r.get(3)?,
-                mock: r.get(4)?,
+                mock: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

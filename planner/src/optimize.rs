@@ -154,6 +154,10 @@ impl Loop<'_> {
             predicted_size: p.predicted_size,
             size_bytes: size,
             bytes_per_token: bpt,
+            bytes_by_type: crate::architect::speed::bytes_by_type(model, &plan)
+                .into_iter()
+                .map(|(t, n)| (t.to_string(), n))
+                .collect(),
             bpw: plan.iter().map(|x| x.n_bytes).sum::<u64>() as f64 * 8.0
                 / model.n_params.max(1) as f64,
             status: Status::Ok,

@@ -485,7 +485,7 @@ fn file_hash(p: &Path) -> Result<String> {
 pub fn device_measurements(
     profile: &Profile,
     except_run: &str,
-) -> Result<Vec<crate::architect::PastMeasurement>> {
+) -> Result<Vec<crate::history::DeviceMeasurement>> {
     let home = crate::home::sintra_home()?;
     History::open(&home.join("history.db"))?.device_measurements(profile, except_run)
 }

@@ -100,27 +100,7 @@ impl SpeedFit {
         );
         let default = super::heuristic::median(&mut k)
             .unwrap_or(1.0 / (DEFAULT_EFFICIENCY * bandwidth_gbps * 1e9));
-        let mut per_type: Vec<(GgmlType, f64)> = Vec::new();
-        let types: Vec<GgmlType> = points
-            .iter()
-            .flat_map(|(b, _)| b.iter().map(|(t, _)| *t))
-            .collect();
-        for ty in types {
-            if per_type.iter().any(|(t, _)| *t == ty) {
-                continue;
-            }
-            let mut ks: Vec<f64> = points
-                .iter()
-                .filter_map(|(b, secs)| {
-                    let mine = b.iter().find(|(t, _)| *t == ty)?.1 as f64;
-                    let all = total(b);
-                    (mine >= 0.5 * all).then(|| (secs - (all - mine) * default) / mine)
-                })
-                .collect();
-            if let Some(m) = super::heuristic::median(&mut ks) {
-                per_type.push((ty, m));
-            }
-        }
+        let per_type = per_type_costs(&points, default);
         SpeedFit { default, per_type }
     }
 
@@ -148,6 +128,33 @@ impl SpeedFit {
     pub fn efficiency(&self, bandwidth_gbps: f64) -> f64 {
         1.0 / (self.default * bandwidth_gbps * 1e9)
     }
+}
+
+/// Each type's cost per byte: the median, over the points where it holds at least half of the
+/// bytes, of what is left of the time once the other types are charged at `default`.
+pub(crate) fn per_type_costs(points: &[(BytesByType, f64)], default: f64) -> Vec<(GgmlType, f64)> {
+    let mut per_type: Vec<(GgmlType, f64)> = Vec::new();
+    let types: Vec<GgmlType> = points
+        .iter()
+        .flat_map(|(b, _)| b.iter().map(|(t, _)| *t))
+        .collect();
+    for ty in types {
+        if per_type.iter().any(|(t, _)| *t == ty) {
+            continue;
+        }
+        let mut ks: Vec<f64> = points
+            .iter()
+            .filter_map(|(b, secs)| {
+                let mine = b.iter().find(|(t, _)| *t == ty)?.1 as f64;
+                let all = total(b);
+                (mine >= 0.5 * all).then(|| (secs - (all - mine) * default) / mine)
+            })
+            .collect();
+        if let Some(m) = super::heuristic::median(&mut ks) {
+            per_type.push((ty, m));
+        }
+    }
+    per_type
 }
 
 #[cfg(test)]

@@ -247,7 +247,7 @@ fn dry_run(
         targets,
         allowed: &allowed,
         experiments: &[],
-        past: &past,
+        past: &[],
         mock: a.mock,
         sensitivity: None,
         reference_tps: None,
@@ -274,12 +274,9 @@ fn dry_run(
         } else {
             "no"
         },
-        prior.tps(
-            crate::architect::speed::original_bytes_by_type(model)
-                .iter()
-                .map(|(_, b)| b)
-                .sum()
-        ),
+        prior.tps(&crate::fit::named(
+            &crate::architect::speed::original_bytes_by_type(model)
+        )),
         "1.000",
         model.bpw()
     );
@@ -291,7 +288,10 @@ fn dry_run(
             mib(s.size),
             mib(peak),
             if peak as f64 <= limit { "yes" } else { "no" },
-            prior.tps(s.bytes_per_token),
+            prior.tps(&crate::fit::named(&crate::architect::speed::bytes_by_type(
+                model,
+                &s.recipe.plan(model)
+            ))),
             s.top1,
             s.recipe.to_json()
         );

@@ -190,11 +190,9 @@ fn phi3_rope_scaling(file: &GgufFile) -> Result<Option<Json>, ExportError> {
     ) else {
         return Ok(None);
     };
-    let mut s = json!({"type": "longrope", "long_factor": long, "short_factor": short});
-    // Not read by llama.cpp's converter (it derives the factor from the context lengths), but
-    // transformers honours it: the file's own value, for a reader that wants it.
-    if let Some(f) = opt_f32(h, "phi3.rope.scaling.attn_factor") {
-        s["attention_factor"] = f32_json(f);
-    }
-    Ok(Some(s))
+    // No `attention_factor`: llama.cpp's converter derives it from the context lengths (as
+    // transformers does by default), and transformers 4.x refuses the key for phi3.
+    Ok(Some(
+        json!({"type": "longrope", "long_factor": long, "short_factor": short}),
+    ))
 }

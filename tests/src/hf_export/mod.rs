@@ -40,7 +40,7 @@ use tensors::{plan, write_safetensors};
 use vocab::Vocab;
 
 /// Bumped whenever the export changes, so that a cached checkpoint is never reused.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The floating-point type of the exported tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,6 +29,8 @@ pub(super) struct Vocab {
     eos: Option<u64>,
     unk: Option<u64>,
     pad: Option<u64>,
+    /// `tokenizer.ggml.add_bos_token`.
+    add_bos: bool,
 }
 
 impl Vocab {
@@ -68,7 +70,32 @@ impl Vocab {
             eos: id("eos"),
             unk: id("unknown"),
             pad: id("padding"),
+            add_bos: h
+                .get("tokenizer.ggml.add_bos_token")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
+    }
+
+    /// The post-processor: BOS prepended when the vocabulary adds one (transformers 5 reads it
+    /// from here, not from `tokenizer_config.json`'s `add_bos_token`), after `base` if any.
+    fn post_processor(&self, base: Option<Json>) -> Json {
+        let bos = self
+            .bos
+            .filter(|_| self.add_bos)
+            .and_then(|b| Some((b, self.tokens.get(b as usize)?.clone())));
+        let Some((id, text)) = bos else {
+            return base.unwrap_or(Json::Null);
+        };
+        let template = json!({"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": text, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": text, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": text, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {text.clone(): {"id": text, "ids": [id], "tokens": [text]}}});
+        match base {
+            Some(b) => json!({"type": "Sequence", "processors": [b, template]}),
+            None => template,
+        }
     }
 
     /// Tokens the converter must see as added tokens: control (special) and user-defined.
@@ -116,8 +143,8 @@ impl Vocab {
             "added_tokens": self.added_tokens_json(),
             "normalizer": null,
             "pre_tokenizer": pre_tokenizer,
-            "post_processor": {"type": "ByteLevel", "add_prefix_space": true,
-                               "trim_offsets": false, "use_regex": true},
+            "post_processor": self.post_processor(Some(json!({"type": "ByteLevel",
+                "add_prefix_space": true, "trim_offsets": false, "use_regex": true}))),
             "decoder": {"type": "ByteLevel", "add_prefix_space": true,
                         "trim_offsets": true, "use_regex": true},
             "model": {"type": "BPE", "dropout": null, "unk_token": null,
@@ -169,7 +196,7 @@ impl Vocab {
             "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"},
             "pre_tokenizer": {"type": "Split", "pattern": {"String": " "},
                               "behavior": "MergedWithPrevious", "invert": false},
-            "post_processor": null,
+            "post_processor": self.post_processor(None),
             "decoder": {"type": "Sequence", "decoders": [
                 {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
                 {"type": "ByteFallback"}, {"type": "Fuse"}]},
