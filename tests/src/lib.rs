@@ -319,3 +319,22 @@ pub fn sintra_greedy(path: &Path, prompt: &str, n: usize) -> Vec<u32> {
     }
     got
 }
+
+/// A command's output, checked not to hold a panic (hostile input must never panic a binary
+/// of ours): `what` names the command in the failure.
+pub fn unpanicked(out: std::process::Output, what: &str) -> std::process::Output {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{what} panicked:\n{stderr}");
+    out
+}
+
+/// The stdout of a command that succeeded; otherwise the test fails with both streams.
+pub fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "the command failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -20,22 +20,11 @@ fn sintra(home: &Path, cwd: &Path, args: &[&str]) -> Output {
         )
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "sintra panicked on {args:?}:\n{stderr}"
-    );
-    out
+    sintra_tests::unpanicked(out, &format!("sintra {args:?}"))
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "sintra failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    sintra_tests::succeeded(out)
 }
 
 fn checkpoints(home: &Path) -> Vec<Value> {

@@ -134,11 +134,14 @@ pub fn fetch_checkpoint(
     revision: Option<&str>,
     opts: &DownloadOptions,
 ) -> Result<Checkpoint, DownloadError> {
-    let spec = ModelSpec::new(repo, CONFIG, revision)?;
-    let repo_dir = repo_dir(&opts.cache_dir, &spec.repo);
-    let ref_path = repo_dir.join("refs").join(encode_segment(&spec.revision));
-    let agent = agent(opts);
-    let files = match list(&agent, &spec, opts, &repo_dir, &ref_path)? {
+    let Start {
+        spec,
+        repo_dir,
+        ref_path,
+        agent,
+        listed,
+    } = start(repo, revision, opts)?;
+    let files = match listed {
         Listed::Files(files) => files,
         Listed::Cached(checkpoint) => return Ok(checkpoint),
     };
@@ -211,11 +214,14 @@ pub fn fetch_config(
     revision: Option<&str>,
     opts: &DownloadOptions,
 ) -> Result<RemoteConfig, DownloadError> {
-    let spec = ModelSpec::new(repo, CONFIG, revision)?;
-    let repo_dir = repo_dir(&opts.cache_dir, &spec.repo);
-    let ref_path = repo_dir.join("refs").join(encode_segment(&spec.revision));
-    let agent = agent(opts);
-    let files = match list(&agent, &spec, opts, &repo_dir, &ref_path)? {
+    let Start {
+        spec,
+        repo_dir,
+        ref_path: _,
+        agent,
+        listed,
+    } = start(repo, revision, opts)?;
+    let files = match listed {
         Listed::Files(files) => files,
         Listed::Cached(c) => {
             let weight_bytes = c
@@ -256,6 +262,35 @@ pub fn fetch_config(
         commit: files.commit,
         config,
         weight_bytes,
+    })
+}
+
+/// What both fetches begin with: the checked spec, the repository's cache directory and ref
+/// file, the agent, and what the listing (or, offline, the cache) says.
+struct Start {
+    spec: ModelSpec,
+    repo_dir: PathBuf,
+    ref_path: PathBuf,
+    agent: ureq::Agent,
+    listed: Listed,
+}
+
+fn start(
+    repo: &str,
+    revision: Option<&str>,
+    opts: &DownloadOptions,
+) -> Result<Start, DownloadError> {
+    let spec = ModelSpec::new(repo, CONFIG, revision)?;
+    let repo_dir = repo_dir(&opts.cache_dir, &spec.repo);
+    let ref_path = repo_dir.join("refs").join(encode_segment(&spec.revision));
+    let agent = agent(opts);
+    let listed = list(&agent, &spec, opts, &repo_dir, &ref_path)?;
+    Ok(Start {
+        spec,
+        repo_dir,
+        ref_path,
+        agent,
+        listed,
     })
 }
 

@@ -39,7 +39,7 @@ pub(super) fn config_json(file: &GgufFile, arch: Arch, dtype: Dtype) -> Result<J
         .map(|t| t.dims[1])
         .ok_or_else(|| GgufError::MissingTensor("token_embd.weight".into()))?;
     let tied = h.tensor("output.weight").is_none();
-    let (class, model_type) = arch.hf_names();
+    let (class, model_type) = super::hf_names(arch);
     let default_theta = if arch == Arch::Gemma3 { 1e6 } else { 1e4 };
 
     let mut c = Map::new();

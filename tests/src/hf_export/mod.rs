@@ -30,6 +30,7 @@ mod vocab;
 
 pub use tensors::minus_one;
 
+use crate::synthetic::Arch; // the architectures the converter of issue #16 reads
 use config::config_json;
 use formats::gguf::{GgufError, GgufFile};
 use formats::quant::QuantError;
@@ -142,37 +143,22 @@ impl From<safetensors::SafeTensorError> for ExportError {
     }
 }
 
-/// The architectures the converter of issue #16 reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Arch {
-    Llama,
-    Qwen2,
-    Qwen3,
-    Gemma3,
-    Phi3,
+/// `general.architecture` as an [`Arch`].
+fn arch_from_name(name: &str) -> Result<Arch, ExportError> {
+    Arch::ALL
+        .into_iter()
+        .find(|a| a.name() == name)
+        .ok_or_else(|| ExportError::Unsupported(format!("architecture {name:?}")))
 }
 
-impl Arch {
-    fn from_name(name: &str) -> Result<Arch, ExportError> {
-        Ok(match name {
-            "llama" => Arch::Llama,
-            "qwen2" => Arch::Qwen2,
-            "qwen3" => Arch::Qwen3,
-            "gemma3" => Arch::Gemma3,
-            "phi3" => Arch::Phi3,
-            _ => return Err(ExportError::Unsupported(format!("architecture {name:?}"))),
-        })
-    }
-
-    /// `architectures[0]` and `model_type` of `config.json`.
-    fn hf_names(self) -> (&'static str, &'static str) {
-        match self {
-            Arch::Llama => ("LlamaForCausalLM", "llama"),
-            Arch::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
-            Arch::Qwen3 => ("Qwen3ForCausalLM", "qwen3"),
-            Arch::Gemma3 => ("Gemma3ForCausalLM", "gemma3_text"),
-            Arch::Phi3 => ("Phi3ForCausalLM", "phi3"),
-        }
+/// `architectures[0]` and `model_type` of `config.json`.
+fn hf_names(arch: Arch) -> (&'static str, &'static str) {
+    match arch {
+        Arch::Llama => ("LlamaForCausalLM", "llama"),
+        Arch::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
+        Arch::Qwen3 => ("Qwen3ForCausalLM", "qwen3"),
+        Arch::Gemma3 => ("Gemma3ForCausalLM", "gemma3_text"),
+        Arch::Phi3 => ("Phi3ForCausalLM", "phi3"),
     }
 }
 
@@ -224,7 +210,7 @@ pub fn cached(gguf: &Path, opts: ExportOptions) -> Result<PathBuf, ExportError> 
 pub fn export_with(gguf: &Path, dir: &Path, opts: ExportOptions) -> Result<Exported, ExportError> {
     let file = GgufFile::open(gguf)?;
     let h = &file.header;
-    let arch = Arch::from_name(h.architecture()?)?;
+    let arch = arch_from_name(h.architecture()?)?;
     let plan = plan(h, arch)?;
     std::fs::create_dir_all(dir)?;
     let mut files = write_safetensors(&file, &plan, dir, opts)?;
