@@ -271,12 +271,12 @@ pub fn report_section(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "## Fit before download: predicted against measured\n\nPredicted from the model's shape and a cost per byte fixed before the run ({}), as `sintra --dry-run --model-id owner/repo` predicts before fetching the weights. Error: predicted / measured - 1.\n",
+        "## Fit before download: predicted against measured\n\nPredicted from the model's shape and a cost per byte fixed before the run ({}), as `sintra --dry-run --model-id owner/repo` predicts before fetching the weights. Error: predicted / measured - 1. Peak memory is predicted for the candidate running alone; the measured figure is the `sintra-rt serve` process's during the candidate's rounds, with the original interleaved in the same process, so it can only be higher (`sintra-rt bench` measures a file alone).\n",
         prior.basis
     );
     let _ = writeln!(
         s,
-        "| # | size MiB | predicted tok/s | measured tok/s | error | predicted peak MiB | measured peak MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| # | size MiB | predicted tok/s | measured tok/s | error | predicted peak MiB | measured peak MiB (serve) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     for e in exps.iter().filter(|e| !e.mock) {
