@@ -486,6 +486,10 @@ pub fn device_measurements(
     profile: &Profile,
     except_run: &str,
 ) -> Result<Vec<crate::history::DeviceMeasurement>> {
-    let home = crate::home::sintra_home()?;
-    History::open(&home.join("history.db"))?.device_measurements(profile, except_run)
+    let db = crate::home::sintra_home()?.join("history.db");
+    // Read only: a dry run writes nothing, not even an empty database.
+    if !db.is_file() {
+        return Ok(Vec::new());
+    }
+    History::open(&db)?.device_measurements(profile, except_run)
 }
