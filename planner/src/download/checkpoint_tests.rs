@@ -1,6 +1,7 @@
 //! Checkpoint downloads against the loopback TEST DOUBLE in `crate::http_double`, standing in
 //! for the Hugging Face hub's listing API and file endpoint.
 
+use super::tests::{bytes, sha_hex};
 use super::*;
 use crate::http_double::{Recorded, Reply, TestServer};
 use std::collections::BTreeMap;
@@ -9,26 +10,6 @@ use std::sync::{Arc, Mutex};
 const REPO: &str = "owner/repo";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const LISTING: &str = "/api/models/owner/repo/revision/main?blobs=true";
-
-/// `n` deterministic bytes, different for each `seed`.
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-fn sha_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// A repository: file name → (content, stored in LFS).
 type Repo = BTreeMap<String, (Vec<u8>, bool)>;

@@ -12,8 +12,13 @@ const PATH: &str = "/owner/repo/resolve/main/tiny.Q4_0.gguf";
 
 /// 300 kB of deterministic bytes: more than one read chunk.
 fn content() -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..300_000)
+    bytes(0, 300_000)
+}
+
+/// `n` deterministic bytes, different for each `seed` (shared with `checkpoint_tests`).
+pub(super) fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    (0..n)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
@@ -23,7 +28,7 @@ fn content() -> Vec<u8> {
         .collect()
 }
 
-fn sha_hex(data: &[u8]) -> String {
+pub(super) fn sha_hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -98,6 +98,15 @@ impl Vocab {
         }
     }
 
+    /// `model.vocab` of a `tokenizer.json`: every token and its id.
+    fn vocab_map(&self) -> Map<String, Json> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), json!(i)))
+            .collect()
+    }
+
     /// Tokens the converter must see as added tokens: control (special) and user-defined.
     fn added(&self) -> impl Iterator<Item = (usize, &str, bool)> {
         self.tokens.iter().enumerate().filter_map(|(i, t)| {
@@ -130,12 +139,7 @@ impl Vocab {
                 )))
             }
         };
-        let vocab: Map<String, Json> = self
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), json!(i)))
-            .collect();
+        let vocab = self.vocab_map();
         Ok(json!({
             "version": "1.0",
             "truncation": null,
@@ -181,12 +185,7 @@ impl Vocab {
             .iter()
             .map(|&(_, _, l, r)| json!([self.tokens[l], self.tokens[r]]))
             .collect();
-        let vocab: Map<String, Json> = self
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), json!(i)))
-            .collect();
+        let vocab = self.vocab_map();
         let unk = self.unk.map(|i| self.tokens[i as usize].clone());
         json!({
             "version": "1.0",
