@@ -8,7 +8,9 @@ sintra-rt: run a GGUF model (llama, qwen2, qwen3, gemma3, phi3) on this device
 
 USAGE:
   sintra-rt generate   -m MODEL -p PROMPT [-n N] [-t T] [-c CTX] [--temp X] [--top-k K] [--top-p P] [--seed S] [--chat]
+                       [--draft DRAFT | --lookup]
   sintra-rt bench      -m MODEL [-p 512] [-n 128] [-t T] [-r 5] [--json]
+  sintra-rt bench      -m MODEL (--draft DRAFT | --lookup) -f PROMPT.txt [-n 128] [-t T] [-r 5] [--chat] [--json]
   sintra-rt perplexity -m MODEL -f TEXT [-c 512] [--chunks K] [-t T] [--save-logits F | --kl-divergence-base F]
   sintra-rt calibrate  -m MODEL -f TEXT -o OUT.imatrix.gguf [-c 512] [--chunks K] [-t T]
   sintra-rt tokenize   -m MODEL -p PROMPT [--no-special]
@@ -18,9 +20,16 @@ USAGE:
 MODES:
   generate    stream a continuation of PROMPT (greedy unless --temp > 0). --chat wraps the prompt
               in the model's chat template (ChatML) when the GGUF has one.
+              --draft DRAFT decodes speculatively with a draft model of the same vocabulary
+              (`sintra compress --draft` makes one); --lookup drafts from the text so far
+              (prompt lookup: pays when the answer repeats the prompt). Greedy output is the
+              same token for token; sampled output has the same distribution.
   bench       prompt processing (pp N tokens) and generation (tg N tokens) speed over R
               repetitions: mean and standard deviation of tokens/s, load time, peak RSS.
-              --json prints llama-bench-shaped JSON.
+              --json prints llama-bench-shaped JSON. With --draft or --lookup: greedy
+              generation of N tokens after the text of PROMPT.txt, with and without drafts,
+              interleaved, checking the two outputs are the same; reports both speeds, their
+              ratio and the share of drafted tokens kept.
   perplexity  llama.cpp's method: windows of CTX tokens, the second half of each scored.
               --save-logits F keeps the log-probabilities so that a compressed model run with
               --kl-divergence-base F reports its KL divergence, top-1 agreement and delta-PPL.
@@ -81,6 +90,10 @@ pub struct Args {
     pub listen: Option<String>,
     /// `calibrate -o FILE`.
     pub output: Option<PathBuf>,
+    /// `--draft FILE`: speculative decoding with a draft model.
+    pub draft: Option<PathBuf>,
+    /// `--lookup`: speculative decoding with prompt lookup.
+    pub lookup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +149,8 @@ impl Args {
             no_special: false,
             listen: None,
             output: None,
+            draft: None,
+            lookup: false,
         };
         while let Some(flag) = it.next() {
             let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -166,6 +181,10 @@ impl Args {
                 "-o" | "--output" if mode == Mode::Calibrate => {
                     a.output = Some(value(&flag)?.into())
                 }
+                "--draft" if matches!(mode, Mode::Generate | Mode::Bench) => {
+                    a.draft = Some(value(&flag)?.into())
+                }
+                "--lookup" if matches!(mode, Mode::Generate | Mode::Bench) => a.lookup = true,
                 "--listen" if mode == Mode::Serve => a.listen = Some(value(&flag)?),
                 "--stdio" if mode == Mode::Serve => a.listen = None,
                 "-h" | "--help" => a.mode = Mode::Help,
@@ -175,6 +194,9 @@ impl Args {
                     ))
                 }
             }
+        }
+        if a.draft.is_some() && a.lookup {
+            return Err("--draft and --lookup are exclusive: choose one source of drafts".into());
         }
         if a.save_logits.is_some() && a.kld_base.is_some() {
             return Err("--save-logits and --kl-divergence-base are exclusive: save the base model's logits first".into());

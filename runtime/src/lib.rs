@@ -9,6 +9,7 @@ pub mod model;
 pub mod perplexity;
 pub mod sampler;
 pub mod serve;
+pub mod speculative;
 pub mod sysinfo;
 pub mod tasks;
 pub mod threads;

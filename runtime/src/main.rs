@@ -86,7 +86,8 @@ fn generate(a: &Args) -> Result<(), String> {
     if !a.chat {
         let _ = write!(stdout, "{prompt}");
     }
-    let r = tasks::generate(&l.file, &req, a.ctx, a.kv_f32, |piece| {
+    let draft = open_draft(a)?;
+    let (r, stats) = tasks::generate(&l.file, &req, a.ctx, a.kv_f32, draft.source(), |piece| {
         let _ = stdout.write_all(piece.as_bytes());
         let _ = stdout.flush();
     })
@@ -100,11 +101,141 @@ fn generate(a: &Args) -> Result<(), String> {
         r.gen_tok_s,
         tasks::pool(req.threads).threads()
     );
+    if stats.drafted > 0 || draft.is_some() {
+        eprintln!(
+            "sintra-rt: {}: {} of {} drafted tokens kept ({:.1}%), {} checking passes, {} single passes",
+            draft.name(),
+            stats.accepted,
+            stats.drafted,
+            100.0 * stats.acceptance(),
+            stats.verify_passes,
+            stats.plain_passes
+        );
+    }
+    Ok(())
+}
+
+/// The draft source the command line names: a mapped draft model, prompt lookup, or none.
+enum DraftArg {
+    None,
+    Model(Loaded),
+    Lookup,
+}
+
+impl DraftArg {
+    fn source(&self) -> tasks::DraftSource<'_> {
+        match self {
+            DraftArg::None => tasks::DraftSource::None,
+            DraftArg::Model(l) => tasks::DraftSource::Model(&l.file),
+            DraftArg::Lookup => tasks::DraftSource::Lookup,
+        }
+    }
+
+    fn is_some(&self) -> bool {
+        !matches!(self, DraftArg::None)
+    }
+
+    fn name(&self) -> String {
+        match self {
+            DraftArg::None => "no draft".into(),
+            DraftArg::Model(l) => format!("draft {}", l.file.path().display()),
+            DraftArg::Lookup => "prompt lookup".into(),
+        }
+    }
+}
+
+fn open_draft(a: &Args) -> Result<DraftArg, String> {
+    Ok(match &a.draft {
+        Some(path) => {
+            DraftArg::Model(tasks::open_model(path).map_err(|e| format!("--draft: {}", e.message))?)
+        }
+        None if a.lookup => DraftArg::Lookup,
+        None => DraftArg::None,
+    })
+}
+
+/// `bench --draft DRAFT | --lookup -f PROMPT.txt`: generation with and without drafts.
+fn bench_speculative(a: &Args, l: &Loaded) -> Result<(), String> {
+    let draft = open_draft(a)?;
+    let path = a
+        .text_file
+        .as_ref()
+        .ok_or("bench with --draft or --lookup needs a prompt: -f PROMPT.txt")?;
+    let prompt = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let n_gen = a.n_predict.unwrap_or(128);
+    let r = tasks::bench_speculative(
+        &l.file,
+        draft.source(),
+        &prompt,
+        a.chat,
+        n_gen,
+        a.reps,
+        threads(a),
+        a.kv_f32,
+        |p| eprintln!("{}", p.note),
+    )
+    .map_err(|e| e.message)?;
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let (plain, spec) = (median(&r.plain_tok_s), median(&r.spec_tok_s));
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let threads = tasks::pool(threads(a)).threads();
+    if a.json {
+        println!(
+            "{{\"model_filename\": {:?}, \"draft\": {:?}, \"isa\": \"{}\", \"n_threads\": {threads}, \"n_prompt\": {}, \"n_gen\": {}, \"plain_samples_ts\": [{}], \"speculative_samples_ts\": [{}], \"plain_median_ts\": {plain:.3}, \"speculative_median_ts\": {spec:.3}, \"speedup\": {:.4}, \"drafted\": {}, \"accepted\": {}, \"acceptance\": {:.4}, \"identical_output\": true}}",
+            l.file.path().display().to_string(),
+            draft.name(),
+            kernels::isa_name(),
+            r.n_prompt,
+            r.n_gen,
+            list(&r.plain_tok_s),
+            list(&r.spec_tok_s),
+            spec / plain,
+            r.stats.drafted,
+            r.stats.accepted,
+            r.stats.acceptance(),
+        );
+    } else {
+        println!("| model | drafts | isa | threads | test | plain t/s | speculative t/s | speed-up | kept |");
+        println!("| ----- | ------ | --- | ------: | ---: | --------: | --------------: | -------: | ---: |");
+        println!(
+            "| {} | {} | {} | {threads} | tg{} after {} | {plain:.2} | {spec:.2} | {:.2}x | {:.1}% |",
+            l.file.path().file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            draft.name(),
+            kernels::isa_name(),
+            r.n_gen,
+            r.n_prompt,
+            spec / plain,
+            100.0 * r.stats.acceptance(),
+        );
+        println!(
+            "\nmedians of {} interleaved repetitions; plain [{}], speculative [{}]; outputs identical",
+            a.reps,
+            list(&r.plain_tok_s),
+            list(&r.spec_tok_s)
+        );
+    }
     Ok(())
 }
 
 fn bench(a: &Args) -> Result<(), String> {
     let l = open(a)?;
+    if a.draft.is_some() || a.lookup {
+        return bench_speculative(a, &l);
+    }
     let req = BenchRequest {
         n_prompt: a.n_prompt.unwrap_or(512).min(u32::MAX as usize) as u32,
         n_gen: a.n_predict.unwrap_or(128).min(u32::MAX as usize) as u32,

@@ -281,12 +281,19 @@ impl Session {
                             format!("n_predict {} is above {MAX_TOKENS}", req.n_predict),
                         )
                     } else {
-                        let r = tasks::generate(&m.file, &req, None, false, |piece| {
-                            tx.send(&Response::Token {
-                                text: piece.to_string(),
-                            })
-                        });
-                        r.map_or_else(Response::Error, Response::Generated)
+                        let r = tasks::generate(
+                            &m.file,
+                            &req,
+                            None,
+                            false,
+                            tasks::DraftSource::None,
+                            |piece| {
+                                tx.send(&Response::Token {
+                                    text: piece.to_string(),
+                                })
+                            },
+                        );
+                        r.map_or_else(Response::Error, |(r, _)| Response::Generated(r))
                     }
                 }
             },

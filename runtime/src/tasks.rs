@@ -8,6 +8,7 @@ use crate::chat;
 use crate::model::{Config, KvType, Llama, ModelError};
 use crate::perplexity::{perplexity, PplOptions};
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::speculative::{self, DraftModel, Drafter, Flow, PromptLookup, SpecStats};
 use crate::sysinfo;
 use crate::threads::Pool;
 use crate::tokenizer::Tokenizer;
@@ -303,16 +304,57 @@ pub fn calibrate(
     })
 }
 
+/// Where speculative decoding takes its drafts from, if anywhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum DraftSource<'f> {
+    #[default]
+    None,
+    /// A draft model with the target's vocabulary.
+    Model(&'f GgufFile),
+    /// The text so far (prompt lookup).
+    Lookup,
+}
+
+/// Build the drafter `source` names for a target with tokenizer `tok`, its cache as long as
+/// the target's.
+pub fn drafter<'f>(
+    source: DraftSource<'f>,
+    tok: &Tokenizer,
+    n_ctx: usize,
+    kv_f32: bool,
+    sampling: SamplerConfig,
+) -> Result<Option<Drafter<'f>>, RuntimeError> {
+    Ok(match source {
+        DraftSource::None => None,
+        DraftSource::Lookup => Some(Drafter::Lookup(PromptLookup::default())),
+        DraftSource::Model(file) => {
+            let draft_err = |e: &dyn std::fmt::Display| {
+                err(
+                    ErrorKind::ModelLoad,
+                    format!("draft {}: {e}", file.path().display()),
+                )
+            };
+            let draft_tok = Tokenizer::from_gguf(&file.header).map_err(|e| draft_err(&e))?;
+            let model = Llama::new(file, n_ctx, kv_type(kv_f32)).map_err(|e| draft_err(&e))?;
+            let m = DraftModel::new(model, &draft_tok, tok, sampling).map_err(|e| draft_err(&e))?;
+            Some(Drafter::Model(Box::new(m)))
+        }
+    })
+}
+
 /// Generate up to `req.n_predict` tokens after the prompt; `on_piece` hears each piece of
 /// text as soon as it is valid UTF-8. `n_ctx` defaults to the model's training context, at most
-/// 2048.
+/// 2048. With a draft source, decoding is speculative: the same text (greedy) or the same
+/// distribution (sampling), faster; the counts of drafted and kept tokens come back beside the
+/// result.
 pub fn generate(
     file: &GgufFile,
     req: &GenerateRequest,
     n_ctx: Option<usize>,
     kv_f32: bool,
+    draft: DraftSource<'_>,
     mut on_piece: impl FnMut(&str),
-) -> Result<GenerateResult, RuntimeError> {
+) -> Result<(GenerateResult, SpecStats), RuntimeError> {
     let tok = Tokenizer::from_gguf(&file.header).map_err(|e| err(ErrorKind::ModelLoad, e))?;
     let text = if req.chat {
         chat::render_user_turn(&file.header, &req.prompt)
@@ -333,19 +375,27 @@ pub fn generate(
             ),
         ));
     }
-    let mut model = Llama::new(file, n_ctx, kv_type(kv_f32)).map_err(eval_err)?;
-    let pool = pool(req.threads);
-    let mut sampler = Sampler::new(SamplerConfig {
+    if tokens.is_empty() {
+        return Err(err(
+            ErrorKind::InvalidRequest,
+            "the prompt is empty and the model adds no BOS token: nothing to continue",
+        ));
+    }
+    let sampling = SamplerConfig {
         temp: req.temp,
         top_k: req.top_k as usize,
         top_p: req.top_p,
         seed: req.seed,
-    });
+    };
+    let mut drafter = drafter(draft, &tok, n_ctx, kv_f32, sampling)?;
+    let mut model = Llama::new(file, n_ctx, kv_type(kv_f32)).map_err(eval_err)?;
+    let pool = pool(req.threads);
+    let mut sampler = Sampler::new(sampling);
     let t0 = Instant::now();
     let mut logits = Vec::new();
     // The prompt in batches, the classifier only on its last position.
     model
-        .forward_batch(&tokens, 0, &pool, tokens.len().saturating_sub(1), |_, l| {
+        .forward_batch(&tokens, 0, &pool, tokens.len() - 1, |_, l| {
             logits = l.to_vec();
             Ok::<(), ModelError>(())
         })
@@ -354,43 +404,182 @@ pub fn generate(
     let mut out = String::new();
     let mut pending = Vec::new();
     let t1 = Instant::now();
-    let mut n_gen = 0;
-    let mut pos = tokens.len();
-    while n_gen < n_predict && !logits.is_empty() {
-        let next = sampler.sample(&logits);
-        if tok.is_eog(next) {
-            break;
-        }
-        n_gen += 1;
-        pending.extend_from_slice(tok.token_to_piece(next));
-        // Hand out the longest valid UTF-8 prefix; keep a split multi-byte character for later.
-        let valid = match std::str::from_utf8(&pending) {
-            Ok(s) => s.len(),
-            Err(e) => e.valid_up_to(),
-        };
-        if valid > 0 {
-            let piece = String::from_utf8_lossy(&pending[..valid]).into_owned();
-            on_piece(&piece);
-            out.push_str(&piece);
-            pending.drain(..valid);
-        }
-        if pos >= n_ctx || n_gen == n_predict {
-            break;
-        }
-        logits = model.forward(next, pos, &pool).map_err(eval_err)?.to_vec();
-        pos += 1;
-    }
+    let mut history = tokens.clone();
+    let stats = speculative::decode(
+        &mut model,
+        &pool,
+        &mut sampler,
+        drafter.as_mut(),
+        &mut history,
+        &logits,
+        n_predict,
+        |t| tok.is_eog(t),
+        |t| {
+            pending.extend_from_slice(tok.token_to_piece(t));
+            // Hand out the longest valid UTF-8 prefix; keep a split character for later.
+            let valid = match std::str::from_utf8(&pending) {
+                Ok(s) => s.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            if valid > 0 {
+                let piece = String::from_utf8_lossy(&pending[..valid]).into_owned();
+                on_piece(&piece);
+                out.push_str(&piece);
+                pending.drain(..valid);
+            }
+            Flow::Continue
+        },
+    )
+    .map_err(eval_err)?;
     if !pending.is_empty() {
         let piece = String::from_utf8_lossy(&pending).into_owned();
         on_piece(&piece);
         out.push_str(&piece);
     }
     let t_gen = t1.elapsed().as_secs_f64();
-    Ok(GenerateResult {
-        n_prompt: tokens.len() as u32,
-        n_gen: n_gen as u32,
-        prompt_tok_s: tokens.len() as f64 / t_prompt.max(1e-9),
-        gen_tok_s: n_gen as f64 / t_gen.max(1e-9),
-        text: out,
-    })
+    let n_gen = history.len() - tokens.len();
+    Ok((
+        GenerateResult {
+            n_prompt: tokens.len() as u32,
+            n_gen: n_gen as u32,
+            prompt_tok_s: tokens.len() as f64 / t_prompt.max(1e-9),
+            gen_tok_s: n_gen as f64 / t_gen.max(1e-9),
+            text: out,
+        },
+        stats,
+    ))
+}
+
+/// What [`bench_speculative`] measured.
+#[derive(Debug, Clone)]
+pub struct SpecBench {
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    /// Generation speed without drafts, one sample per repetition (tokens/s).
+    pub plain_tok_s: Vec<f64>,
+    /// The same with drafts, interleaved with the plain runs.
+    pub spec_tok_s: Vec<f64>,
+    /// Drafted and kept tokens over all measured repetitions.
+    pub stats: SpecStats,
+    /// The greedy continuation (the same with and without drafts, or the bench fails).
+    pub text: String,
+}
+
+/// Greedy generation of `n_gen` tokens after `prompt` with and without drafts from `draft`,
+/// `reps` times each, interleaved (plain, speculative, plain, ...) after a discarded warm-up
+/// of both. Only generation is timed; the draft model's share of the prompt is part of the
+/// speculative time (it is work speculation adds). Fails if the two outputs ever differ.
+#[allow(clippy::too_many_arguments)]
+pub fn bench_speculative(
+    file: &GgufFile,
+    draft: DraftSource<'_>,
+    prompt: &str,
+    chat: bool,
+    n_gen: usize,
+    reps: usize,
+    threads: u32,
+    kv_f32: bool,
+    mut on_rep: impl FnMut(Progress),
+) -> Result<SpecBench, RuntimeError> {
+    if matches!(draft, DraftSource::None) {
+        return Err(err(ErrorKind::InvalidRequest, "no draft source to compare"));
+    }
+    let tok = Tokenizer::from_gguf(&file.header).map_err(|e| err(ErrorKind::ModelLoad, e))?;
+    let text = if chat {
+        chat::render_user_turn(&file.header, prompt)
+            .map_err(|e| err(ErrorKind::InvalidRequest, e))?
+    } else {
+        prompt.to_string()
+    };
+    let tokens = tok.encode(&text, true, true);
+    if tokens.is_empty() {
+        return Err(err(ErrorKind::InvalidRequest, "the prompt has no tokens"));
+    }
+    let n_ctx = tokens.len() + n_gen + 1;
+    let sampling = SamplerConfig {
+        temp: 0.0,
+        ..SamplerConfig::default()
+    };
+    let mut drafter = drafter(draft, &tok, n_ctx, kv_f32, sampling)?
+        .ok_or_else(|| err(ErrorKind::InvalidRequest, "no draft source"))?;
+    let mut model = Llama::new(file, n_ctx, kv_type(kv_f32)).map_err(eval_err)?;
+    let pool = pool(threads);
+    let mut run = |spec: bool| -> Result<(Vec<u32>, f64, SpecStats), RuntimeError> {
+        let mut logits = Vec::new();
+        model
+            .forward_batch(&tokens, 0, &pool, tokens.len() - 1, |_, l| {
+                logits = l.to_vec();
+                Ok::<(), ModelError>(())
+            })
+            .map_err(eval_err)?;
+        drafter.reset();
+        let mut history = tokens.clone();
+        let mut sampler = Sampler::new(sampling);
+        let t = Instant::now();
+        let d = if spec { Some(&mut drafter) } else { None };
+        let stats = speculative::decode(
+            &mut model,
+            &pool,
+            &mut sampler,
+            d,
+            &mut history,
+            &logits,
+            n_gen,
+            |t| tok.is_eog(t),
+            |_| Flow::Continue,
+        )
+        .map_err(eval_err)?;
+        let seconds = t.elapsed().as_secs_f64();
+        let generated = history.split_off(tokens.len());
+        let tok_s = generated.len() as f64 / seconds.max(1e-9);
+        Ok((generated, tok_s, stats))
+    };
+    // Warm-up, discarded: faults both models' weights in and wakes the cores.
+    let (reference, _, _) = run(false)?;
+    run(true)?;
+    let mut out = SpecBench {
+        n_prompt: tokens.len(),
+        n_gen: reference.len(),
+        plain_tok_s: Vec::new(),
+        spec_tok_s: Vec::new(),
+        stats: SpecStats::default(),
+        text: tok.decode(&reference),
+    };
+    let reps = reps.max(1);
+    for rep in 0..reps {
+        for spec in [false, true] {
+            let (generated, tok_s, stats) = run(spec)?;
+            if generated != reference {
+                let at = generated
+                    .iter()
+                    .zip(&reference)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                return Err(eval_err(format!(
+                    "speculative decoding changed the greedy output at generated token {at} (repetition {}): a bug, please report it",
+                    rep + 1
+                )));
+            }
+            if spec {
+                out.spec_tok_s.push(tok_s);
+                out.stats.drafted += stats.drafted;
+                out.stats.accepted += stats.accepted;
+                out.stats.verify_passes += stats.verify_passes;
+                out.stats.plain_passes += stats.plain_passes;
+            } else {
+                out.plain_tok_s.push(tok_s);
+            }
+            on_rep(Progress {
+                done: (2 * rep + usize::from(spec) + 1) as u32,
+                total: (2 * reps) as u32,
+                note: format!(
+                    "tg{} {} repetition {}/{reps}: {tok_s:.2} tok/s",
+                    reference.len(),
+                    if spec { "speculative" } else { "plain" },
+                    rep + 1
+                ),
+            });
+        }
+    }
+    Ok(out)
 }

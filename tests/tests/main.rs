@@ -13,6 +13,7 @@ mod quickstart;
 mod requantize;
 mod runtime_errors;
 mod runtime_vs_llama;
+mod speculative;
 mod synthetic;
 mod tokenizer;
 mod vec_dot_vs_ggml;
