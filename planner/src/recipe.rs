@@ -224,6 +224,70 @@ impl Recipe {
         }
     }
 
+    /// The JSON Schema of a recipe for `model` on a device allowing `allowed` types, as an LLM
+    /// architect is asked to follow it (issue #17): types from the allowed list, overrides of
+    /// whole tensor classes (`blk\.\d+\.ffn_down\.weight`, `token_embd\.weight`, ...),
+    /// layers that exist, lists bounded (a small model otherwise rambles inside a list until
+    /// its context is full), no other keys. Every property is required (OpenAI's strict mode
+    /// wants that); `ffn_prune` may be null. Whatever a model answers is still parsed and
+    /// validated: the schema helps, it is not trusted.
+    pub fn json_schema(model: &ModelInfo, allowed: &[GgmlType]) -> serde_json::Value {
+        use serde_json::json;
+        let types: Vec<String> = allowed.iter().map(|t| t.to_string()).collect();
+        let mut classes: Vec<String> = Vec::new();
+        for t in model.tensors.iter().filter(|t| t.is_matrix()) {
+            let class = match layer_of(&t.name) {
+                Some(l) => {
+                    let rest = &t.name[format!("blk.{l}.").len()..];
+                    format!("blk\\.\\d+\\.{}", regex::escape(rest))
+                }
+                None => regex::escape(&t.name),
+            };
+            if !classes.contains(&class) {
+                classes.push(class);
+            }
+        }
+        let last_layer = model.n_layers.saturating_sub(1);
+        json!({
+            "type": "object",
+            "properties": {
+                "default_type": {"type": "string", "enum": types},
+                "overrides": {
+                    "type": "array",
+                    "maxItems": classes.len(),
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "tensor": {"type": "string", "enum": classes},
+                            "type": {"type": "string", "enum": types},
+                        },
+                        "required": ["tensor", "type"],
+                        "additionalProperties": false,
+                    },
+                },
+                "drop_layers": {
+                    "type": "array",
+                    "maxItems": model.n_layers / 2,
+                    "items": {"type": "integer", "minimum": 0, "maximum": last_layer},
+                },
+                "ffn_prune": {
+                    "anyOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "properties": {"ratio": {"type": "number", "minimum": 0, "maximum": 0.75}},
+                            "required": ["ratio"],
+                            "additionalProperties": false,
+                        },
+                    ],
+                },
+                "imatrix": {"type": "boolean"},
+            },
+            "required": ["default_type", "overrides", "drop_layers", "ffn_prune", "imatrix"],
+            "additionalProperties": false,
+        })
+    }
+
     /// A short human label: `Q4_K +2 overrides`.
     pub fn label(&self) -> String {
         let mut s = self.default_type.to_string();

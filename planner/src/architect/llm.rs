@@ -1,14 +1,17 @@
 //! The LLM architect: sends a compact JSON context (device, targets, model summary, what was
-//! tried and measured) to a language model and asks for one JSON recipe. The answer is checked
-//! with `Recipe::from_json` and against the model; a rejected answer is sent back once with the
-//! error, and if the second answer fails too (or the provider fails) the heuristic proposes
-//! instead. Every exchange is returned in the proposal for the `prompts` table.
+//! tried and measured) to a language model and asks for one JSON recipe, with the recipe's JSON
+//! Schema ([`Recipe::json_schema`]) for the server to enforce, a bound on the answer's length
+//! ([`MAX_ANSWER_TOKENS`]) and a time box for the whole proposal ([`proposal_budget`]). The
+//! answer is checked with `Recipe::from_json` and against the model; a rejected answer is sent
+//! back once with the error, and if the second answer fails too (or the provider fails, or the
+//! time box is spent) the heuristic proposes instead. Every exchange is returned in the
+//! proposal for the `prompts` table.
 //!
 //! The HTTP providers (OpenAI-compatible, Anthropic, Ollama) live in `crate::llm`.
 
 use super::heuristic::Heuristic;
 use super::{plan_key, Architect, Context, Exchange, Proposal};
-use crate::llm::ChatProvider;
+use crate::llm::{ChatProvider, ChatRequest, LlmError};
 use crate::recipe::{bytes_per_token, predicted_size, Recipe};
 use anyhow::Result;
 use serde_json::json;
@@ -22,6 +25,26 @@ REGEX matches whole tensor names (e.g. \"blk\\\\.\\\\d+\\\\.ffn_down\\\\.weight\
 norms stay F32. Use only the allowed types. Do not repeat a recipe already tried. \
 Aim: meet every target (tokens_per_second at least min_tps, top-1 agreement at least min_accuracy, memory), \
 then maximize accuracy. Generation speed is roughly proportional to 1 / bytes of weights per token.";
+
+/// The most tokens a recipe may take: the longest a schema allows is a few hundred.
+pub const MAX_ANSWER_TOKENS: u32 = 768;
+
+/// How long one proposal (both attempts) may take unless `SINTRA_LLM_PROPOSAL_SECS` says
+/// otherwise. A model that needs longer is not worth the wait: the heuristic answers at once.
+pub const DEFAULT_PROPOSAL_SECS: u64 = 180;
+
+/// The time box of one proposal: `SINTRA_LLM_PROPOSAL_SECS` or [`DEFAULT_PROPOSAL_SECS`].
+pub fn proposal_budget() -> Result<std::time::Duration> {
+    match std::env::var("SINTRA_LLM_PROPOSAL_SECS") {
+        Err(_) => Ok(std::time::Duration::from_secs(DEFAULT_PROPOSAL_SECS)),
+        Ok(raw) => match raw.trim().parse::<u64>() {
+            Ok(s) if (1..=86_400).contains(&s) => Ok(std::time::Duration::from_secs(s)),
+            _ => anyhow::bail!(
+                "SINTRA_LLM_PROPOSAL_SECS '{raw}' is not a number of seconds between 1 and 86400"
+            ),
+        },
+    }
+}
 
 /// An architect backed by a chat model, with the heuristic as the fallback.
 pub struct LlmArchitect {
@@ -114,6 +137,9 @@ impl Architect for LlmArchitect {
         let first_user = context_json(ctx);
         let mut user = first_user.clone();
         let mut exchanges = Vec::new();
+        let schema = Recipe::json_schema(ctx.model, ctx.allowed);
+        let budget = proposal_budget()?;
+        let deadline = std::time::Instant::now() + budget;
         for attempt in 0..2 {
             let mut ex = Exchange {
                 provider: provider.clone(),
@@ -123,10 +149,24 @@ impl Architect for LlmArchitect {
                 error: None,
                 outcome: String::new(),
             };
-            match self.provider.complete(SYSTEM_PROMPT, &user) {
+            let req = ChatRequest {
+                system: SYSTEM_PROMPT,
+                user: &user,
+                schema: Some(("sintra_recipe", &schema)),
+                max_tokens: MAX_ANSWER_TOKENS,
+                deadline: Some(deadline),
+            };
+            match self.provider.complete(&req) {
                 Err(e) => {
+                    let e = match e {
+                        LlmError::Timeout => format!(
+                            "{e}: no answer within the proposal's time box of {} s (SINTRA_LLM_PROPOSAL_SECS)",
+                            budget.as_secs()
+                        ),
+                        e => e.to_string(),
+                    };
                     tracing::warn!(%provider, error = %e, "language model failed");
-                    ex.error = Some(e.to_string());
+                    ex.error = Some(e);
                     ex.outcome = "failed".into();
                     exchanges.push(ex);
                     break; // a provider error is not fixed by asking again
@@ -200,8 +240,10 @@ mod tests {
         fn name(&self) -> String {
             "scripted:test-double".into()
         }
-        fn complete(&self, _system: &str, user: &str) -> Result<String, LlmError> {
-            self.seen.borrow_mut().push(user.to_string());
+        fn complete(&self, req: &ChatRequest<'_>) -> Result<String, LlmError> {
+            assert!(req.schema.is_some() && req.deadline.is_some());
+            assert_eq!(req.max_tokens, MAX_ANSWER_TOKENS);
+            self.seen.borrow_mut().push(req.user.to_string());
             let mut a = self.answers.borrow_mut();
             if a.is_empty() {
                 return Err(LlmError::BadResponse("script exhausted".into()));
@@ -292,9 +334,13 @@ mod tests {
         let p = p.unwrap();
         assert_eq!(seen.len(), 1, "a provider error is not retried");
         assert_eq!(p.exchanges[0].outcome, "failed");
-        assert_eq!(
-            p.exchanges[0].error.as_deref(),
-            Some("the model server did not answer within the timeout")
+        assert!(
+            p.exchanges[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("time box")),
+            "{:?}",
+            p.exchanges[0].error
         );
         assert!(p.by.starts_with("heuristic"));
     }

@@ -1,10 +1,12 @@
 //! Anthropic's Messages API (`POST {base}/v1/messages`).
 //!
-//! The API has no JSON response mode; the planner asks for JSON in the prompt and
-//! [`super::extract_json`] finds it in the reply.
+//! The API has no JSON response mode. A request with a schema defines one tool whose input is
+//! the schema and makes the model call it (`tool_choice`): the tool call's input is the answer.
+//! Without one, the planner asks for JSON in the prompt and [`super::extract_json`] finds it in
+//! the reply.
 
 use super::http::{JsonClient, RetryPolicy};
-use super::{base_url, env_nonempty, ChatProvider, LlmError, Secret};
+use super::{base_url, env_nonempty, ChatProvider, ChatRequest, LlmError, Secret};
 use serde_json::json;
 use std::time::Duration;
 
@@ -17,16 +19,12 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Default model.
 pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
 
-/// Reply length cap (the API requires one); a recipe is a few hundred tokens.
-pub const DEFAULT_MAX_TOKENS: u32 = 4096;
-
 /// A client for one Anthropic model.
 #[derive(Debug, Clone)]
 pub struct Anthropic {
     base: String,
     key: Secret,
     model: String,
-    max_tokens: u32,
     temperature: Option<f32>,
     client: JsonClient,
 }
@@ -58,7 +56,6 @@ impl Anthropic {
             base: base_url("anthropic base url", base)?,
             key: Secret(key),
             model: model.to_string(),
-            max_tokens: DEFAULT_MAX_TOKENS,
             temperature: None,
             client: JsonClient::new(timeout, retry),
         })
@@ -70,13 +67,21 @@ impl Anthropic {
         self
     }
 
-    fn request_body(&self, system: &str, user: &str) -> serde_json::Value {
+    fn request_body(&self, req: &ChatRequest<'_>) -> serde_json::Value {
         let mut body = json!({
             "model": self.model,
-            "max_tokens": self.max_tokens,
-            "system": system,
-            "messages": [{"role": "user", "content": user}],
+            "max_tokens": req.max_tokens,
+            "system": req.system,
+            "messages": [{"role": "user", "content": req.user}],
         });
+        if let Some((name, schema)) = req.schema {
+            body["tools"] = json!([{
+                "name": name,
+                "description": "Give the answer: its input is the whole answer.",
+                "input_schema": schema,
+            }]);
+            body["tool_choice"] = json!({"type": "tool", "name": name});
+        }
         if let Some(t) = self.temperature {
             body["temperature"] = json!(t);
         }
@@ -89,7 +94,7 @@ impl ChatProvider for Anthropic {
         format!("anthropic:{}", self.model)
     }
 
-    fn complete(&self, system: &str, user: &str) -> Result<String, LlmError> {
+    fn complete(&self, req: &ChatRequest<'_>) -> Result<String, LlmError> {
         let url = format!("{}/v1/messages", self.base);
         let headers = [
             ("x-api-key", self.key.0.as_str()),
@@ -97,7 +102,7 @@ impl ChatProvider for Anthropic {
         ];
         let answer = self
             .client
-            .post(&url, &headers, &self.request_body(system, user))?;
+            .post(&url, &headers, &self.request_body(req), req.deadline)?;
         parse_answer(&answer)
     }
 }
@@ -113,6 +118,16 @@ fn parse_answer(answer: &serde_json::Value) -> Result<String, LlmError> {
             super::snippet(&answer.to_string(), 200)
         )));
     };
+    // A forced tool call: its input is the answer.
+    if let Some(call) = blocks.iter().find(|b| b["type"] == "tool_use") {
+        return match &call["input"] {
+            input @ serde_json::Value::Object(_) => Ok(input.to_string()),
+            _ => Err(LlmError::BadResponse(format!(
+                "a tool call without an input object: {}",
+                super::snippet(&call.to_string(), 200)
+            ))),
+        };
+    }
     let texts: Vec<&str> = blocks
         .iter()
         .filter(|b| b["type"] == "text")

@@ -3,7 +3,7 @@
 
 use super::{snippet, LlmError};
 use std::io::ErrorKind;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest answer read from a model server; a chat reply is a few kilobytes.
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
@@ -54,6 +54,7 @@ impl RetryPolicy {
 pub(crate) struct JsonClient {
     agent: ureq::Agent,
     retry: RetryPolicy,
+    timeout: Duration,
 }
 
 impl JsonClient {
@@ -64,20 +65,31 @@ impl JsonClient {
             .user_agent(concat!("sintra/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        JsonClient { agent, retry }
+        JsonClient {
+            agent,
+            retry,
+            timeout,
+        }
     }
 
-    /// POSTs `body` to `url` with `headers` and returns the parsed JSON answer.
+    /// POSTs `body` to `url` with `headers` and returns the parsed JSON answer. With a
+    /// `deadline`, every attempt and every wait between attempts ends by then
+    /// ([`LlmError::Timeout`] after it).
     pub(crate) fn post(
         &self,
         url: &str,
         headers: &[(&str, &str)],
         body: &serde_json::Value,
+        deadline: Option<Instant>,
     ) -> Result<serde_json::Value, LlmError> {
         let payload = body.to_string();
         let mut retry = 0;
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         loop {
-            let (err, retry_after) = match self.attempt(url, headers, &payload) {
+            if left() == Some(Duration::ZERO) {
+                return Err(LlmError::Timeout);
+            }
+            let (err, retry_after) = match self.attempt(url, headers, &payload, left()) {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Retryable(e, after)) => (e, after),
@@ -85,7 +97,11 @@ impl JsonClient {
             if retry >= self.retry.max_retries {
                 return Err(err);
             }
-            std::thread::sleep(self.retry.delay(retry, retry_after));
+            let wait = self.retry.delay(retry, retry_after);
+            if left().is_some_and(|l| l <= wait) {
+                return Err(err);
+            }
+            std::thread::sleep(wait);
             retry += 1;
         }
     }
@@ -95,11 +111,17 @@ impl JsonClient {
         url: &str,
         headers: &[(&str, &str)],
         payload: &str,
+        left: Option<Duration>,
     ) -> Result<serde_json::Value, Attempt> {
         let mut req = self
             .agent
             .post(url)
             .header("content-type", "application/json");
+        if let Some(left) = left {
+            // The agent's timeout or the time left, whichever ends first.
+            let timeout = self.timeout.min(left);
+            req = req.config().timeout_global(Some(timeout)).build();
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

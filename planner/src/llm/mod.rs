@@ -1,7 +1,12 @@
 //! Language-model providers for the planner's architect and critic.
 //!
-//! Use: `let llm = llm::provider("openai", None)?;` then `llm.complete(system, user)?` returns
-//! the assistant's text, and [`extract_json`] pulls the JSON object (a recipe) out of it.
+//! Use: `let llm = llm::provider("openai", None)?;` then `llm.complete(&ChatRequest::new(system,
+//! user))?` returns the assistant's text, and [`extract_json`] pulls the JSON object (a recipe)
+//! out of it. A request may carry a JSON Schema the answer must follow — each wire format has
+//! its own way to enforce one: OpenAI's `response_format` of type `json_schema` (honoured by
+//! OpenAI, llama.cpp's `llama-server`, vLLM and `sintra-rt serve --http`), Ollama's `format`
+//! with the schema, and for Anthropic a tool whose input is the schema — a bound on the
+//! answer's length (`max_tokens`), and a deadline for the whole exchange, retries included.
 //! Three wire formats are spoken over blocking HTTP (ureq):
 //! - `openai`: OpenAI-compatible chat completions. `OPENAI_BASE_URL` points it at any server
 //!   that speaks the format (Ollama's `/v1`, llama.cpp's `llama-server`, vLLM); `OPENAI_API_KEY`
@@ -28,14 +33,48 @@ pub use json::extract_json;
 pub use ollama::Ollama;
 pub use openai::OpenAi;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One chat exchange with a language model; implementations: OpenAI-compatible, Anthropic, Ollama.
 pub trait ChatProvider {
     /// Provider and model, for logs and the history database, e.g. "openai:gpt-4o-mini".
     fn name(&self) -> String;
-    /// Send a system and a user message; return the assistant's text.
-    fn complete(&self, system: &str, user: &str) -> Result<String, LlmError>;
+    /// Send a system and a user message; return the assistant's text (with a schema: the JSON
+    /// object the model answered, as text).
+    fn complete(&self, req: &ChatRequest<'_>) -> Result<String, LlmError>;
+}
+
+/// The most tokens an answer may take when the request names no bound: a recipe is a few
+/// hundred tokens, and without a bound a small model can ramble inside a JSON list until the
+/// server's context is full (issue #17).
+pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+/// What to ask of a chat model.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatRequest<'a> {
+    pub system: &'a str,
+    pub user: &'a str,
+    /// The answer must be one JSON object valid against this JSON Schema (a name for it, as
+    /// OpenAI's `json_schema` and Anthropic's tools want one, and the schema).
+    pub schema: Option<(&'a str, &'a serde_json::Value)>,
+    /// The most tokens the answer may take.
+    pub max_tokens: u32,
+    /// Fail with [`LlmError::Timeout`] if the answer (retries included) is not in by then.
+    pub deadline: Option<Instant>,
+}
+
+impl<'a> ChatRequest<'a> {
+    /// A plain exchange: no schema, [`DEFAULT_MAX_TOKENS`], no deadline beyond the client's
+    /// timeout.
+    pub fn new(system: &'a str, user: &'a str) -> Self {
+        ChatRequest {
+            system,
+            user,
+            schema: None,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            deadline: None,
+        }
+    }
 }
 
 /// Why a chat exchange failed.

@@ -1,7 +1,7 @@
 //! Ollama's native chat API (`POST {host}/api/chat`, not streamed, `format: "json"`).
 
 use super::http::{JsonClient, RetryPolicy};
-use super::{base_url, env_nonempty, ChatProvider, LlmError};
+use super::{base_url, env_nonempty, ChatProvider, ChatRequest, LlmError};
 use serde_json::json;
 use std::time::Duration;
 
@@ -58,20 +58,24 @@ impl Ollama {
         self
     }
 
-    fn request_body(&self, system: &str, user: &str) -> serde_json::Value {
+    fn request_body(&self, req: &ChatRequest<'_>) -> serde_json::Value {
         let mut body = json!({
             "model": self.model,
             "messages": [
-                {"role": "system", "content": system},
-                {"role": "user", "content": user},
+                {"role": "system", "content": req.system},
+                {"role": "user", "content": req.user},
             ],
             "stream": false,
+            "options": {"num_predict": req.max_tokens},
         });
-        if self.json_mode {
-            body["format"] = json!("json");
+        match req.schema {
+            // Structured outputs: `format` holds the schema itself.
+            Some((_, schema)) => body["format"] = schema.clone(),
+            None if self.json_mode => body["format"] = json!("json"),
+            None => {}
         }
         if let Some(t) = self.temperature {
-            body["options"] = json!({"temperature": t});
+            body["options"]["temperature"] = json!(t);
         }
         body
     }
@@ -131,11 +135,11 @@ impl ChatProvider for Ollama {
         format!("ollama:{}", self.model)
     }
 
-    fn complete(&self, system: &str, user: &str) -> Result<String, LlmError> {
+    fn complete(&self, req: &ChatRequest<'_>) -> Result<String, LlmError> {
         let url = format!("{}/api/chat", self.host);
         let answer = self
             .client
-            .post(&url, &[], &self.request_body(system, user))?;
+            .post(&url, &[], &self.request_body(req), req.deadline)?;
         parse_answer(&answer)
     }
 }

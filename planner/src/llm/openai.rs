@@ -2,7 +2,7 @@
 //! server speaking the format (Ollama's `/v1`, llama.cpp's `llama-server`, vLLM).
 
 use super::http::{JsonClient, RetryPolicy};
-use super::{base_url, env_nonempty, ChatProvider, LlmError, Secret};
+use super::{base_url, env_nonempty, ChatProvider, ChatRequest, LlmError, Secret};
 use serde_json::json;
 use std::time::Duration;
 
@@ -72,16 +72,27 @@ impl OpenAi {
         self
     }
 
-    fn request_body(&self, system: &str, user: &str) -> serde_json::Value {
+    fn request_body(&self, req: &ChatRequest<'_>) -> serde_json::Value {
         let mut body = json!({
             "model": self.model,
             "messages": [
-                {"role": "system", "content": system},
-                {"role": "user", "content": user},
+                {"role": "system", "content": req.system},
+                {"role": "user", "content": req.user},
             ],
+            "max_tokens": req.max_tokens,
         });
-        if self.json_mode {
-            body["response_format"] = json!({"type": "json_object"});
+        match req.schema {
+            // Structured output: the server's sampler keeps the answer on the schema.
+            Some((name, schema)) => {
+                body["response_format"] = json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": name, "schema": schema, "strict": true},
+                });
+            }
+            None if self.json_mode => {
+                body["response_format"] = json!({"type": "json_object"});
+            }
+            None => {}
         }
         if let Some(t) = self.temperature {
             body["temperature"] = json!(t);
@@ -106,7 +117,7 @@ impl ChatProvider for OpenAi {
         format!("openai:{}", self.model)
     }
 
-    fn complete(&self, system: &str, user: &str) -> Result<String, LlmError> {
+    fn complete(&self, req: &ChatRequest<'_>) -> Result<String, LlmError> {
         let url = format!("{}/chat/completions", self.base);
         let auth = self.key.as_ref().map(|k| format!("Bearer {}", k.0));
         let headers: Vec<(&str, &str)> = auth
@@ -116,7 +127,7 @@ impl ChatProvider for OpenAi {
             .collect();
         let answer = self
             .client
-            .post(&url, &headers, &self.request_body(system, user))?;
+            .post(&url, &headers, &self.request_body(req), req.deadline)?;
         parse_answer(&answer)
     }
 }

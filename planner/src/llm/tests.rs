@@ -45,7 +45,9 @@ fn openai_sends_chat_completions_request() {
     let server = TestServer::start(vec![openai_answer(r#"{"default_type": "Q4_K"}"#)]);
     let llm = openai(&server, Some("sk-test-secret"), 0);
     assert_eq!(llm.name(), "openai:test-model");
-    let text = llm.complete("you plan", "make a recipe").unwrap();
+    let text = llm
+        .complete(&ChatRequest::new("you plan", "make a recipe"))
+        .unwrap();
     assert_eq!(text, r#"{"default_type": "Q4_K"}"#);
 
     let seen = server.finish();
@@ -64,15 +66,105 @@ fn openai_sends_chat_completions_request() {
                 {"role": "user", "content": "make a recipe"},
             ],
             "response_format": {"type": "json_object"},
+            "max_tokens": 1024,
         })
     );
+}
+
+/// With a schema: OpenAI's `json_schema` response format, Ollama's `format` holding the schema,
+/// Anthropic's forced tool (whose input comes back as the answer); `max_tokens` bounded in all
+/// three as each spells it.
+#[test]
+fn a_schema_and_a_length_bound_reach_every_provider_as_it_spells_them() {
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}},
+                        "required": ["a"], "additionalProperties": false});
+    let req = ChatRequest {
+        schema: Some(("answer", &schema)),
+        max_tokens: 300,
+        ..ChatRequest::new("s", "u")
+    };
+    let server = TestServer::start(vec![openai_answer(r#"{"a": 1}"#)]);
+    assert_eq!(
+        openai(&server, None, 0).complete(&req).unwrap(),
+        r#"{"a": 1}"#
+    );
+    let body = server.finish()[0].json();
+    assert_eq!(
+        body["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": true}})
+    );
+    assert_eq!(body["max_tokens"], json!(300));
+
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        &json!({"message": {"role": "assistant", "content": "{\"a\": 2}"}, "done": true}),
+    )]);
+    let llm = Ollama::new(&server.url(), "qwen", TIMEOUT, quick_retry(0)).unwrap();
+    assert_eq!(llm.complete(&req).unwrap(), r#"{"a": 2}"#);
+    let body = server.finish()[0].json();
+    assert_eq!(body["format"], schema);
+    assert_eq!(body["options"]["num_predict"], json!(300));
+
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        &json!({"content": [{"type": "tool_use", "id": "t1", "name": "answer", "input": {"a": 3}}],
+                "stop_reason": "tool_use"}),
+    )]);
+    let llm = Anthropic::new(&server.url(), "k".into(), "m", TIMEOUT, quick_retry(0)).unwrap();
+    assert_eq!(llm.complete(&req).unwrap(), r#"{"a":3}"#);
+    let body = server.finish()[0].json();
+    assert_eq!(body["tools"][0]["name"], json!("answer"));
+    assert_eq!(body["tools"][0]["input_schema"], schema);
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": "answer"})
+    );
+    assert_eq!(body["max_tokens"], json!(300));
+}
+
+/// A deadline bounds the whole exchange, retries and their waits included, even when the
+/// client's own timeout is longer.
+#[test]
+fn a_deadline_ends_the_exchange_and_its_retries() {
+    let server = TestServer::start(vec![Reply::Hang(Duration::from_secs(10))]);
+    let llm = OpenAi::new(
+        &format!("{}/v1", server.url()),
+        None,
+        "m",
+        Duration::from_secs(60),
+        quick_retry(3),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let req = ChatRequest {
+        deadline: Some(Instant::now() + Duration::from_millis(400)),
+        ..ChatRequest::new("s", "u")
+    };
+    let err = llm.complete(&req).unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, LlmError::Timeout), "{err:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    drop(llm);
+    server.finish();
+
+    // Past the deadline nothing is sent.
+    let server = TestServer::start(vec![]);
+    let llm = openai(&server, None, 0);
+    let req = ChatRequest {
+        deadline: Some(Instant::now()),
+        ..ChatRequest::new("s", "u")
+    };
+    assert!(matches!(llm.complete(&req), Err(LlmError::Timeout)));
+    assert!(server.finish().is_empty());
 }
 
 #[test]
 fn recipe_in_a_chatty_reply_is_extracted() {
     let reply = "Here is my plan:\n```json\n{\"default_type\": \"Q4_K\", \"drop_layers\": [20]}\n```\nIt keeps quality.";
     let server = TestServer::start(vec![openai_answer(reply)]);
-    let text = openai(&server, None, 0).complete("s", "u").unwrap();
+    let text = openai(&server, None, 0)
+        .complete(&ChatRequest::new("s", "u"))
+        .unwrap();
     let recipe: serde_json::Value = serde_json::from_str(extract_json(&text).unwrap()).unwrap();
     assert_eq!(recipe, json!({"default_type": "Q4_K", "drop_layers": [20]}));
     server.finish();
@@ -84,7 +176,7 @@ fn openai_compatible_server_needs_no_key() {
     let llm = openai(&server, None, 0)
         .with_json_mode(false)
         .with_temperature(Some(0.0));
-    assert_eq!(llm.complete("s", "u").unwrap(), "ok");
+    assert_eq!(llm.complete(&ChatRequest::new("s", "u")).unwrap(), "ok");
     let req = &server.finish()[0];
     assert_eq!(req.header("authorization"), None);
     let body = req.json();
@@ -124,7 +216,10 @@ fn server_error_then_success_is_retried() {
         openai_answer("third time"),
     ]);
     let llm = openai(&server, None, 3);
-    assert_eq!(llm.complete("s", "u").unwrap(), "third time");
+    assert_eq!(
+        llm.complete(&ChatRequest::new("s", "u")).unwrap(),
+        "third time"
+    );
     let seen = server.finish();
     assert_eq!(seen.len(), 3);
     // Every retry sends the same request.
@@ -140,7 +235,7 @@ fn retries_are_bounded() {
         openai_answer("never reached"),
     ]);
     let llm = openai(&server, None, 2);
-    match llm.complete("s", "u") {
+    match llm.complete(&ChatRequest::new("s", "u")) {
         Err(LlmError::Http { status: 503, body }) => assert_eq!(body, "busy 3"),
         other => panic!("expected http 503, got {other:?}"),
     }
@@ -155,7 +250,7 @@ fn unauthorized_is_not_retried() {
         r#"{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}"#;
     let server = TestServer::start(vec![Reply::text(401, &[], body), openai_answer("no")]);
     let llm = openai(&server, Some("sk-wrong"), 3);
-    match llm.complete("s", "u") {
+    match llm.complete(&ChatRequest::new("s", "u")) {
         Err(LlmError::Http { status: 401, body }) => {
             assert!(body.contains("Incorrect API key"), "{body}")
         }
@@ -175,7 +270,7 @@ fn malformed_json_is_a_bad_response() {
         openai_answer("not reached"),
     ]);
     let llm = openai(&server, None, 3);
-    match llm.complete("s", "u") {
+    match llm.complete(&ChatRequest::new("s", "u")) {
         Err(LlmError::BadResponse(m)) => assert!(m.contains("not json"), "{m}"),
         other => panic!("expected bad response, got {other:?}"),
     }
@@ -183,7 +278,9 @@ fn malformed_json_is_a_bad_response() {
 
     // Valid JSON of the wrong shape.
     let server = TestServer::start(vec![Reply::json(200, &json!({"choices": "none"}))]);
-    let err = openai(&server, None, 0).complete("s", "u").unwrap_err();
+    let err = openai(&server, None, 0)
+        .complete(&ChatRequest::new("s", "u"))
+        .unwrap_err();
     assert!(matches!(err, LlmError::BadResponse(_)), "{err:?}");
     server.finish();
 }
@@ -200,7 +297,7 @@ fn hanging_server_times_out() {
     )
     .unwrap();
     let start = Instant::now();
-    let err = llm.complete("s", "u").unwrap_err();
+    let err = llm.complete(&ChatRequest::new("s", "u")).unwrap_err();
     let took = start.elapsed();
     assert!(matches!(err, LlmError::Timeout), "{err:?}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
@@ -219,13 +316,15 @@ fn truncated_body_is_retried_then_reported() {
     };
     let server = TestServer::start(vec![cut(10), openai_answer("whole")]);
     assert_eq!(
-        openai(&server, None, 1).complete("s", "u").unwrap(),
+        openai(&server, None, 1)
+            .complete(&ChatRequest::new("s", "u"))
+            .unwrap(),
         "whole"
     );
     assert_eq!(server.finish().len(), 2);
 
     let server = TestServer::start(vec![cut(5), cut(20)]);
-    match openai(&server, None, 1).complete("s", "u") {
+    match openai(&server, None, 1).complete(&ChatRequest::new("s", "u")) {
         Err(LlmError::Transport(m)) => assert!(m.contains("/v1/chat/completions"), "{m}"),
         other => panic!("expected a transport error, got {other:?}"),
     }
@@ -247,7 +346,7 @@ fn refused_connection_is_reported_quickly() {
         quick_retry(3),
     )
     .unwrap();
-    match llm.complete("s", "u") {
+    match llm.complete(&ChatRequest::new("s", "u")) {
         Err(LlmError::Transport(m)) => assert!(m.contains("refused"), "{m}"),
         other => panic!("expected connection refused, got {other:?}"),
     }
@@ -273,7 +372,10 @@ fn anthropic_sends_messages_request() {
     .unwrap()
     .with_temperature(Some(0.0));
     assert_eq!(llm.name(), "anthropic:claude-test");
-    assert_eq!(llm.complete("sys", "usr").unwrap(), "{\"a\": 1}");
+    assert_eq!(
+        llm.complete(&ChatRequest::new("sys", "usr")).unwrap(),
+        "{\"a\": 1}"
+    );
     let req = &server.finish()[0];
     assert_eq!(req.path, "/v1/messages");
     assert_eq!(req.header("x-api-key"), Some("ant-key"));
@@ -283,7 +385,7 @@ fn anthropic_sends_messages_request() {
         req.json(),
         json!({
             "model": "claude-test",
-            "max_tokens": 4096,
+            "max_tokens": 1024,
             "system": "sys",
             "messages": [{"role": "user", "content": "usr"}],
             "temperature": 0.0,
@@ -301,7 +403,7 @@ fn anthropic_overloaded_then_success() {
     );
     let server = TestServer::start(vec![overloaded, ok]);
     let llm = Anthropic::new(&server.url(), "k".into(), "m", TIMEOUT, quick_retry(2)).unwrap();
-    assert_eq!(llm.complete("s", "u").unwrap(), "fine");
+    assert_eq!(llm.complete(&ChatRequest::new("s", "u")).unwrap(), "fine");
     assert_eq!(server.finish().len(), 2);
 }
 
@@ -315,13 +417,14 @@ fn ollama_sends_native_chat_request() {
         .unwrap()
         .with_temperature(Some(0.2));
     assert_eq!(llm.name(), "ollama:qwen");
-    assert_eq!(llm.complete("s", "u").unwrap(), "{}");
+    assert_eq!(llm.complete(&ChatRequest::new("s", "u")).unwrap(), "{}");
     let req = &server.finish()[0];
     assert_eq!(req.path, "/api/chat");
     assert_eq!(req.header("authorization"), None);
     let body = req.json();
     assert_eq!(body["stream"], json!(false));
     assert_eq!(body["format"], json!("json"));
+    assert_eq!(body["options"]["num_predict"], json!(1024));
     assert_eq!(
         body["messages"][0],
         json!({"role": "system", "content": "s"})
@@ -338,7 +441,7 @@ fn ollama_model_not_found() {
         r#"{"error":"model 'nope' not found"}"#,
     )]);
     let llm = Ollama::new(&server.url(), "nope", TIMEOUT, quick_retry(2)).unwrap();
-    match llm.complete("s", "u") {
+    match llm.complete(&ChatRequest::new("s", "u")) {
         Err(LlmError::Http { status: 404, body }) => assert!(body.contains("'nope'"), "{body}"),
         other => panic!("expected http 404, got {other:?}"),
     }
