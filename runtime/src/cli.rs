@@ -15,6 +15,8 @@ USAGE:
   sintra-rt calibrate  -m MODEL -f TEXT -o OUT.imatrix.gguf [-c 512] [--chunks K] [-t T]
   sintra-rt tokenize   -m MODEL -p PROMPT [--no-special]
   sintra-rt serve      [--stdio | --listen ADDR]
+  sintra-rt serve      --http ADDR -m MODEL [-c CTX] [-t T] [--draft DRAFT | --lookup] [--alias NAME]
+                       [--api-key KEY] [--queue N]
   sintra-rt --version | --help
 
 MODES:
@@ -42,6 +44,11 @@ MODES:
               (special tokens parsed and BOS added as the vocabulary says, unless --no-special).
   serve       speak the planner's wire protocol (COBS-framed postcard) on stdin/stdout (--stdio,
               the default) or on a TCP socket (--listen 0.0.0.0:7878); logs go to stderr.
+              --http ADDR serves MODEL over an OpenAI-compatible HTTP API instead (builds with
+              the `http` feature): /v1/models, /v1/completions, /v1/chat/completions (streamed
+              or not; response_format json_object/json_schema enforced while sampling; the
+              model's chat template), /health. ADDR without a host (`:8080`) is loopback;
+              --api-key (or SINTRA_API_KEY) requires `Authorization: Bearer KEY`.
 
 OPTIONS:
   -m, --model FILE     GGUF model
@@ -62,6 +69,24 @@ ENVIRONMENT:
                        dotprod and i8mm run Q8_0 and Q4_0 packed, in a faster order),
                        armv7+neon (32-bit ARM with NEON and VFPv4)
 ";
+
+/// What `serve --http ADDR` was told (the HTTP server, `crate::http`, built with the `http`
+/// feature).
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub addr: String,
+    pub model: PathBuf,
+    /// The id clients name the model by (default: the file name without `.gguf`).
+    pub alias: Option<String>,
+    pub draft: Option<PathBuf>,
+    pub lookup: bool,
+    pub n_ctx: Option<usize>,
+    pub threads: u32,
+    pub kv_f32: bool,
+    /// Jobs waiting beyond the one running.
+    pub queue: usize,
+    pub api_key: Option<String>,
+}
 
 /// Parsed command line.
 #[derive(Debug, Clone)]
@@ -94,6 +119,14 @@ pub struct Args {
     pub draft: Option<PathBuf>,
     /// `--lookup`: speculative decoding with prompt lookup.
     pub lookup: bool,
+    /// `serve --http ADDR`.
+    pub http: Option<String>,
+    /// `serve --http --alias NAME`.
+    pub alias: Option<String>,
+    /// `serve --http --api-key KEY` (or `SINTRA_API_KEY`).
+    pub api_key: Option<String>,
+    /// `serve --http --queue N`.
+    pub queue: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +184,10 @@ impl Args {
             output: None,
             draft: None,
             lookup: false,
+            http: None,
+            alias: None,
+            api_key: None,
+            queue: 32,
         };
         while let Some(flag) = it.next() {
             let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -181,10 +218,16 @@ impl Args {
                 "-o" | "--output" if mode == Mode::Calibrate => {
                     a.output = Some(value(&flag)?.into())
                 }
-                "--draft" if matches!(mode, Mode::Generate | Mode::Bench) => {
+                "--draft" if matches!(mode, Mode::Generate | Mode::Bench | Mode::Serve) => {
                     a.draft = Some(value(&flag)?.into())
                 }
-                "--lookup" if matches!(mode, Mode::Generate | Mode::Bench) => a.lookup = true,
+                "--lookup" if matches!(mode, Mode::Generate | Mode::Bench | Mode::Serve) => {
+                    a.lookup = true
+                }
+                "--http" if mode == Mode::Serve => a.http = Some(value(&flag)?),
+                "--alias" if mode == Mode::Serve => a.alias = Some(value(&flag)?),
+                "--api-key" if mode == Mode::Serve => a.api_key = Some(value(&flag)?),
+                "--queue" if mode == Mode::Serve => a.queue = num(&flag, &value(&flag)?)?,
                 "--listen" if mode == Mode::Serve => a.listen = Some(value(&flag)?),
                 "--stdio" if mode == Mode::Serve => a.listen = None,
                 "-h" | "--help" => a.mode = Mode::Help,
@@ -194,6 +237,26 @@ impl Args {
                     ))
                 }
             }
+        }
+        if mode == Mode::Serve && a.http.is_none() {
+            if let Some(flag) = [
+                (a.model.is_some(), "-m"),
+                (a.draft.is_some(), "--draft"),
+                (a.lookup, "--lookup"),
+                (a.alias.is_some(), "--alias"),
+                (a.api_key.is_some(), "--api-key"),
+            ]
+            .iter()
+            .find(|(set, _)| *set)
+            .map(|(_, f)| f)
+            {
+                return Err(format!(
+                    "{flag} belongs to serve --http; the wire protocol's client loads models itself"
+                ));
+            }
+        }
+        if a.http.is_some() && a.listen.is_some() {
+            return Err("--http and --listen are exclusive: one server per process".into());
         }
         if a.draft.is_some() && a.lookup {
             return Err("--draft and --lookup are exclusive: choose one source of drafts".into());

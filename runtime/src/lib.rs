@@ -4,6 +4,17 @@
 pub mod calibrate;
 pub mod chat;
 pub mod cli;
+#[cfg(feature = "http")]
+pub mod http;
+/// Built without the `http` feature: `serve --http` says how to get it.
+#[cfg(not(feature = "http"))]
+pub mod http {
+    pub fn serve(_: &crate::cli::HttpOptions) -> Result<(), String> {
+        Err("this sintra-rt was built without the HTTP server: build it with `cargo build --release -p runtime --features http`".into())
+    }
+}
+#[cfg(feature = "http")]
+pub mod json_constraint;
 pub mod membw;
 pub mod model;
 pub mod perplexity;

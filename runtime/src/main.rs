@@ -47,11 +47,34 @@ fn run(a: &Args) -> Result<(), String> {
         Mode::Perplexity => run_perplexity(a),
         Mode::Tokenize => tokenize(a),
         Mode::Calibrate => calibrate(a),
-        Mode::Serve => match &a.listen {
-            Some(addr) => runtime::serve::listen(addr),
-            None => runtime::serve::stdio(),
+        Mode::Serve => match (&a.http, &a.listen) {
+            (Some(addr), _) => serve_http(a, addr),
+            (None, Some(addr)) => runtime::serve::listen(addr),
+            (None, None) => runtime::serve::stdio(),
         },
     }
+}
+
+fn serve_http(a: &Args, addr: &str) -> Result<(), String> {
+    let opts = runtime::cli::HttpOptions {
+        addr: addr.to_string(),
+        model: a
+            .model
+            .clone()
+            .ok_or("serve --http needs a model: -m MODEL.gguf")?,
+        alias: a.alias.clone(),
+        draft: a.draft.clone(),
+        lookup: a.lookup,
+        n_ctx: a.ctx,
+        threads: threads(a),
+        kv_f32: a.kv_f32,
+        queue: a.queue,
+        api_key: a
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("SINTRA_API_KEY").ok().filter(|k| !k.is_empty())),
+    };
+    runtime::http::serve(&opts)
 }
 
 fn open(a: &Args) -> Result<Loaded, String> {

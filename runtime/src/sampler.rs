@@ -120,6 +120,13 @@ impl Sampler {
         self.draw()
     }
 
+    /// A token drawn from `dist` (`(weight, token)` pairs; weights need not sum to 1).
+    pub fn draw_from(&mut self, dist: &[(f32, u32)]) -> u32 {
+        let total: f32 = dist.iter().map(|x| x.0).sum();
+        let u = self.uniform() * total;
+        draw_from_unnormalized(dist, u)
+    }
+
     fn draw(&mut self) -> u32 {
         let u = self.uniform();
         draw_from(&self.candidates, u)

@@ -102,6 +102,76 @@ impl SpecStats {
     }
 }
 
+/// Which tokens may come next (structured output, `crate::json_constraint`). The decode loop
+/// asks before it takes a token and tells the filter every token it takes, in order.
+pub trait TokenFilter {
+    /// Whether `token` may come next.
+    fn allows(&self, token: u32) -> bool;
+    /// `token` was taken.
+    fn accept(&mut self, token: u32);
+}
+
+/// The next token from `logits`: the sampler's choice, among the tokens `filter` allows when
+/// there is one (greedy: the likeliest allowed token; sampling: the sampler's distribution
+/// restricted to allowed tokens, else the likeliest allowed one). `None` when no token is
+/// allowed.
+pub fn choose(
+    sampler: &mut Sampler,
+    logits: &[f32],
+    filter: Option<&dyn TokenFilter>,
+) -> Option<u32> {
+    let Some(filter) = filter else {
+        return Some(sampler.sample(logits));
+    };
+    if !sampler.is_greedy() {
+        let allowed: Vec<(f32, u32)> = sampler
+            .distribution(logits)
+            .iter()
+            .copied()
+            .filter(|&(_, t)| filter.allows(t))
+            .collect();
+        if !allowed.is_empty() {
+            return Some(sampler.draw_from(&allowed));
+        }
+    }
+    likeliest_allowed(logits, filter)
+}
+
+/// The filtered distribution `choose` draws from (for speculative sampling's test): the
+/// sampler's, restricted to allowed tokens and renormalized; the likeliest allowed token with
+/// certainty when none of the sampler's candidates is allowed.
+fn filtered_distribution(
+    sampler: &mut Sampler,
+    logits: &[f32],
+    filter: Option<&dyn TokenFilter>,
+) -> Vec<(f32, u32)> {
+    let dist = sampler.distribution(logits).to_vec();
+    let Some(filter) = filter else {
+        return dist;
+    };
+    let mut allowed: Vec<(f32, u32)> = dist.into_iter().filter(|&(_, t)| filter.allows(t)).collect();
+    let total: f32 = allowed.iter().map(|x| x.0).sum();
+    if allowed.is_empty() || total <= 0.0 {
+        return likeliest_allowed(logits, filter).map_or_else(Vec::new, |t| vec![(1.0, t)]);
+    }
+    for x in &mut allowed {
+        x.0 /= total;
+    }
+    allowed
+}
+
+/// The allowed token with the largest logit: the argmax first (usually allowed), then the rest
+/// in order of their logits.
+fn likeliest_allowed(logits: &[f32], filter: &dyn TokenFilter) -> Option<u32> {
+    let best = argmax(logits);
+    if filter.allows(best) {
+        return Some(best);
+    }
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    order.into_iter().find(|&t| filter.allows(t))
+}
+
 /// What the caller says after each token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -113,13 +183,14 @@ pub enum Flow {
 /// computed and every token of `history` is in the target's cache; tokens are appended to
 /// `history` as they are generated and each is handed to `on_token`, which may stop the run
 /// (a stop string, a client gone). Ends at an end-of-generation token (`is_eog`, not handed
-/// on), after `n_predict` tokens or when the context is full.
+/// on), after `n_predict` tokens, when the context is full, or when `filter` allows no token.
 #[allow(clippy::too_many_arguments)]
 pub fn decode(
     target: &mut Llama<'_>,
     pool: &Pool,
     sampler: &mut Sampler,
     mut drafter: Option<&mut Drafter<'_>>,
+    mut filter: Option<&mut dyn TokenFilter>,
     history: &mut Vec<u32>,
     first_logits: &[f32],
     n_predict: usize,
@@ -138,11 +209,16 @@ pub fn decode(
     };
     let mut n_gen = 0;
     // The next token, chosen but not yet in the target's cache.
-    let mut next = sampler.sample(first_logits);
+    let Some(mut next) = choose(sampler, first_logits, filter.as_deref()) else {
+        return Ok(stats);
+    };
     let mut verify_logits: Vec<f32> = Vec::new();
     loop {
         if is_eog(next) {
             return Ok(stats);
+        }
+        if let Some(f) = filter.as_deref_mut() {
+            f.accept(next);
         }
         n_gen += 1;
         history.push(next);
@@ -162,7 +238,10 @@ pub fn decode(
         if drafted.tokens.is_empty() {
             stats.plain_passes += 1;
             let logits = target.forward(next, pos, pool)?;
-            next = sampler.sample(logits);
+            match choose(sampler, logits, filter.as_deref()) {
+                Some(t) => next = t,
+                None => return Ok(stats),
+            }
             continue;
         }
         // One pass over `next` and the draft: row i holds the logits after token i.
@@ -183,14 +262,20 @@ pub fn decode(
         let mut replacement = None;
         for (i, &d) in drafted.tokens.iter().enumerate() {
             let verdict = if sampler.is_greedy() {
-                let best = argmax(rows[i]);
-                if best == d {
-                    Verdict::Accept
-                } else {
-                    Verdict::Replace(best)
+                let best = match filter.as_deref() {
+                    None => Some(argmax(rows[i])),
+                    Some(f) => likeliest_allowed(rows[i], f),
+                };
+                match best {
+                    Some(best) if best == d => Verdict::Accept,
+                    Some(best) => Verdict::Replace(best),
+                    None => return Ok(stats),
                 }
             } else {
-                let p = sampler.distribution(rows[i]).to_vec();
+                let p = filtered_distribution(sampler, rows[i], filter.as_deref());
+                if p.is_empty() {
+                    return Ok(stats);
+                }
                 let q = drafted.dists.get(i).map(Vec::as_slice);
                 sampler.accept_draft(&p, d, q)
             };
@@ -200,6 +285,9 @@ pub fn decode(
                     stats.accepted += 1;
                     if is_eog(d) {
                         return Ok(stats);
+                    }
+                    if let Some(f) = filter.as_deref_mut() {
+                        f.accept(d);
                     }
                     n_gen += 1;
                     history.push(d);
@@ -217,7 +305,10 @@ pub fn decode(
         // Every drafted token kept: the last row gives one more token for free.
         next = match replacement {
             Some(t) => t,
-            None => sampler.sample(rows[k]),
+            None => match choose(sampler, rows[k], filter.as_deref()) {
+                Some(t) => t,
+                None => return Ok(stats),
+            },
         };
     }
 }
