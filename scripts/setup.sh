@@ -112,5 +112,19 @@ if ! texts_ok; then
 fi
 log "texts in $DATA: eval.txt (held out), calibration.txt"
 
+# --- python clients -----------------------------------------------------------------------------
+# Real peers for the tests: the official OpenAI client against `sintra-rt serve --http`
+# (issue #17). Installed with pip --target into a git-ignored directory the tests put on
+# PYTHONPATH (SINTRA_PYTHON overrides it); pinned, so every machine tests the same client.
+PY="${SINTRA_PYTHON:-$PWD/.cache/python}"
+PY_PKGS=("openai==1.109.1")
+if ! PYTHONPATH="$PY" python3 -c 'import openai, sys; sys.exit(openai.__version__ != "1.109.1")' 2>/dev/null; then
+  log "installing ${PY_PKGS[*]} into $PY"
+  rm -rf "$PY"
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$PY" "${PY_PKGS[@]}" 2>&1 | grep -v "WARNING: Running pip as the 'root' user" >&2 || true
+  PYTHONPATH="$PY" python3 -c 'import openai' || { log "installing ${PY_PKGS[*]} failed"; exit 1; }
+fi
+log "python clients in $PY: ${PY_PKGS[*]}"
+
 log "models in $MODELS:"
 ls -la "$MODELS" >&2

@@ -32,9 +32,12 @@ pub fn render_user_turn(g: &Gguf, user: &str) -> Result<String, String> {
 
 /// The literal default system message a ChatML template emits when the first message is not a
 /// system message: `{{ '<|im_start|>system\n...<|im_end|>\n' }}` inside `{% if loop.first ... %}`.
+/// The newline is a Jinja escape (`\n`) in some files and a newline character in others
+/// (SmolLM2's GGUF).
 fn default_system(tpl: &str) -> Option<String> {
-    let marker = "'<|im_start|>system\\n";
-    let start = tpl.find(marker)? + marker.len();
+    let start = ["'<|im_start|>system\\n", "'<|im_start|>system\n"]
+        .iter()
+        .find_map(|m| tpl.find(m).map(|i| i + m.len()))?;
     let rest = &tpl[start..];
     let end = rest.find("<|im_end|>")?;
     Some(rest[..end].replace("\\n", "\n").replace("\\'", "'"))
@@ -52,5 +55,11 @@ mod tests {
             Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
         );
         assert_eq!(default_system("{{'<|im_start|>' + role}}"), None);
+        // SmolLM2's GGUF carries the newline as a character, not an escape.
+        let real = tpl.replace("\\n", "\n");
+        assert_eq!(
+            default_system(&real).as_deref(),
+            Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        );
     }
 }

@@ -69,10 +69,11 @@ fn serve_http(a: &Args, addr: &str) -> Result<(), String> {
         threads: threads(a),
         kv_f32: a.kv_f32,
         queue: a.queue,
-        api_key: a
-            .api_key
-            .clone()
-            .or_else(|| std::env::var("SINTRA_API_KEY").ok().filter(|k| !k.is_empty())),
+        api_key: a.api_key.clone().or_else(|| {
+            std::env::var("SINTRA_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+        }),
     };
     runtime::http::serve(&opts)
 }

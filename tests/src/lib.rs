@@ -338,3 +338,125 @@ pub fn succeeded(out: &std::process::Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `sintra-rt` built with the `http` feature (the OpenAI-compatible server, issue #17), in a
+/// target directory of its own (`<target>/with-http`) so that the plain build the other tests
+/// run is never rebuilt under them.
+pub fn http_runtime() -> PathBuf {
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.as_ref() {
+        return p.clone();
+    }
+    let dir = target_dir().join("with-http");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "runtime",
+            "--features",
+            "http",
+            "--bin",
+            "sintra-rt",
+            "--target-dir",
+        ])
+        .arg(&dir)
+        .current_dir(repo_root())
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p runtime --features http failed"
+    );
+    let path = dir.join("release/sintra-rt");
+    *built = Some(path.clone());
+    path
+}
+
+/// `python3` with the setup script's Python clients on its path (`SINTRA_PYTHON` or
+/// `.cache/python`: the official `openai` client). Panics with the fix when they are missing:
+/// tests that need them get them, they never skip.
+pub fn python() -> std::process::Command {
+    let dir = std::env::var_os("SINTRA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".cache/python"));
+    assert!(
+        dir.join("openai").is_dir(),
+        "the Python clients in {} are missing: run `bash scripts/setup.sh` first",
+        dir.display()
+    );
+    let mut cmd = std::process::Command::new("python3");
+    cmd.env("PYTHONPATH", dir);
+    cmd
+}
+
+/// A running `sintra-rt serve --http` on a free loopback port: its address, and its stderr
+/// as collected so far. Killed when dropped.
+#[derive(Debug)]
+pub struct HttpServer {
+    child: std::process::Child,
+    pub addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl HttpServer {
+    /// Start the server on `model` with extra arguments; waits until it listens.
+    pub fn start(model: &Path, extra: &[&str]) -> HttpServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(http_runtime())
+            .args(["serve", "--http", "127.0.0.1:0", "-m"])
+            .arg(model)
+            .args(extra)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start sintra-rt serve --http");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split(" at http://").nth(1) {
+                    let _ = tx.send(rest.trim_end_matches("/v1").to_string());
+                }
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the server did not start: {}", log.lock().unwrap()));
+        HttpServer { child, addr, log }
+    }
+
+    /// `http://ADDR/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the server process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

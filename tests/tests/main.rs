@@ -7,6 +7,7 @@ mod device;
 mod gemma3;
 mod gguf;
 mod hf;
+mod http;
 mod planner;
 mod quant_vs_ggml;
 mod quickstart;

@@ -120,7 +120,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let Ok(mut stream) = stream else { continue };
         if shared.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             shared.connections.fetch_sub(1, Ordering::SeqCst);
-            let e = ApiError::new(503, "server_busy", format!("more than {MAX_CONNECTIONS} connections are open; try again"));
+            let e = ApiError::new(
+                503,
+                "server_busy",
+                format!("more than {MAX_CONNECTIONS} connections are open; try again"),
+            );
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = wire::write_json(&mut stream, 503, &e.body(), true, &[("retry-after", "1")]);
             continue;
@@ -150,9 +154,8 @@ fn connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
         };
         let close = req.wants_close();
-        match route(&req, shared, &mut writer, reader.get_ref())? {
-            Some(e) => wire::write_json(&mut writer, e.status, &e.body(), close, &[])?,
-            None => {}
+        if let Some(e) = route(&req, shared, &mut writer, reader.get_ref())? {
+            wire::write_json(&mut writer, e.status, &e.body(), close, &[])?;
         }
         if close {
             return Ok(());
@@ -173,10 +176,15 @@ fn route(
             wire::write_json(w, 200, r#"{"status":"ok"}"#, close, &[])?;
             return Ok(None);
         }
-        (_, "/health") | (_, "/v1/models") | (_, "/v1/completions") | (_, "/v1/chat/completions")
+        (_, "/health")
+        | (_, "/v1/models")
+        | (_, "/v1/completions")
+        | (_, "/v1/chat/completions")
             if !matches!(
                 (req.method.as_str(), req.path.as_str()),
-                ("GET", "/v1/models") | ("POST", "/v1/completions") | ("POST", "/v1/chat/completions")
+                ("GET", "/v1/models")
+                    | ("POST", "/v1/completions")
+                    | ("POST", "/v1/chat/completions")
             ) =>
         {
             return Ok(Some(ApiError::new(
@@ -202,13 +210,23 @@ fn route(
             .and_then(|a| a.strip_prefix("Bearer "));
         if given != Some(key.as_str()) {
             return Ok(Some(
-                ApiError::new(401, "invalid_request_error", "a valid API key is required: Authorization: Bearer KEY")
-                    .with_code("invalid_api_key"),
+                ApiError::new(
+                    401,
+                    "invalid_request_error",
+                    "a valid API key is required: Authorization: Bearer KEY",
+                )
+                .with_code("invalid_api_key"),
             ));
         }
     }
     let Some(endpoint) = endpoint else {
-        wire::write_json(w, 200, &openai::models(&shared.model, shared.created), close, &[])?;
+        wire::write_json(
+            w,
+            200,
+            &openai::models(&shared.model, shared.created),
+            close,
+            &[],
+        )?;
         return Ok(None);
     };
     let completion = match openai::parse(&req.body, endpoint, &shared.model) {
@@ -218,7 +236,10 @@ fn route(
     if completion.max_tokens.is_some_and(|m| m > shared.n_ctx) {
         return Ok(Some(ApiError::invalid(
             "max_tokens",
-            format!("max_tokens is more than this server's context of {}", shared.n_ctx),
+            format!(
+                "max_tokens is more than this server's context of {}",
+                shared.n_ctx
+            ),
         )));
     }
     let stream = completion.stream;
@@ -233,12 +254,20 @@ fn route(
     match shared.jobs.try_send(job) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
-            let e = ApiError::new(503, "server_busy", "the request queue is full; try again shortly");
+            let e = ApiError::new(
+                503,
+                "server_busy",
+                "the request queue is full; try again shortly",
+            );
             wire::write_json(w, 503, &e.body(), close, &[("retry-after", "1")])?;
             return Ok(None);
         }
         Err(TrySendError::Disconnected(_)) => {
-            return Ok(Some(ApiError::new(500, "server_error", "the inference worker has stopped")));
+            return Ok(Some(ApiError::new(
+                500,
+                "server_error",
+                "the inference worker has stopped",
+            )));
         }
     }
     let id = openai::response_id(endpoint);
@@ -272,7 +301,14 @@ fn route(
                     r
                 }
                 Event::Done { finish, usage } => {
-                    let mut r = s.send(&openai::chunk(endpoint, &id, model, None, first, Some(finish)));
+                    let mut r = s.send(&openai::chunk(
+                        endpoint,
+                        &id,
+                        model,
+                        None,
+                        first,
+                        Some(finish),
+                    ));
                     if include_usage && r.is_ok() {
                         r = s.send(&openai::usage_chunk(endpoint, &id, model, usage));
                     }
@@ -316,7 +352,11 @@ fn route(
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Ok(Some(ApiError::new(500, "server_error", "the inference worker has stopped")))
+                return Ok(Some(ApiError::new(
+                    500,
+                    "server_error",
+                    "the inference worker has stopped",
+                )))
             }
         }
     }

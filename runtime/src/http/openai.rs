@@ -70,6 +70,8 @@ pub struct Completion {
     pub stream: bool,
     pub include_usage: bool,
     pub format: Option<Schema>,
+    /// llama-server's `ignore_eos`: never end at an end-of-generation token (benchmarks).
+    pub ignore_eos: bool,
 }
 
 /// Most stop strings, and the longest.
@@ -79,10 +81,18 @@ const MAX_STOP_LEN: usize = 256;
 /// Parse and check a request body for `endpoint`; `model` is the served model's id.
 pub fn parse(body: &[u8], endpoint: Endpoint, model: &str) -> Result<Completion, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(400, "invalid_request_error", format!("the body is not valid JSON: {e}"))
+        ApiError::new(
+            400,
+            "invalid_request_error",
+            format!("the body is not valid JSON: {e}"),
+        )
     })?;
     let obj = v.as_object().ok_or_else(|| {
-        ApiError::new(400, "invalid_request_error", "the body must be a JSON object")
+        ApiError::new(
+            400,
+            "invalid_request_error",
+            "the body must be a JSON object",
+        )
     })?;
     match obj.get("model") {
         None | Some(Value::Null) => {}
@@ -120,21 +130,33 @@ pub fn parse(body: &[u8], endpoint: Endpoint, model: &str) -> Result<Completion,
         match obj.get(k) {
             None | Some(Value::Null) => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(x) => Err(ApiError::invalid(k, format!("{k} must be a boolean, got {x}"))),
+            Some(x) => Err(ApiError::invalid(
+                k,
+                format!("{k} must be a boolean, got {x}"),
+            )),
         }
     };
     if let Some(n) = uint("n")? {
         if n != 1 {
-            return Err(ApiError::invalid("n", format!("n = {n}: only one choice per request is served")));
+            return Err(ApiError::invalid(
+                "n",
+                format!("n = {n}: only one choice per request is served"),
+            ));
         }
     }
     let temperature = num("temperature")?.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::invalid("temperature", format!("temperature {temperature} is outside [0, 2]")));
+        return Err(ApiError::invalid(
+            "temperature",
+            format!("temperature {temperature} is outside [0, 2]"),
+        ));
     }
     let top_p = num("top_p")?.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&top_p) || top_p == 0.0 {
-        return Err(ApiError::invalid("top_p", format!("top_p {top_p} is outside (0, 1]")));
+        return Err(ApiError::invalid(
+            "top_p",
+            format!("top_p {top_p} is outside (0, 1]"),
+        ));
     }
     let top_k = uint("top_k")?.unwrap_or(0).min(1 << 20) as usize;
     let seed = match obj.get("seed") {
@@ -145,10 +167,18 @@ pub fn parse(body: &[u8], endpoint: Endpoint, model: &str) -> Result<Completion,
             .as_i64()
             .map(|s| s as u64)
             .or_else(|| x.as_u64())
-            .ok_or_else(|| ApiError::invalid("seed", format!("seed must be an integer, got {x}")))?,
+            .ok_or_else(|| {
+                ApiError::invalid("seed", format!("seed must be an integer, got {x}"))
+            })?,
     };
-    let max_tokens = match (uint("max_tokens")?, uint("max_completion_tokens")?, uint("n_predict")?) {
-        (Some(m), _, _) | (None, Some(m), _) | (None, None, Some(m)) => Some(m.min(1 << 20) as usize),
+    let max_tokens = match (
+        uint("max_tokens")?,
+        uint("max_completion_tokens")?,
+        uint("n_predict")?,
+    ) {
+        (Some(m), _, _) | (None, Some(m), _) | (None, None, Some(m)) => {
+            Some(m.min(1 << 20) as usize)
+        }
         // OpenAI's completions default to 16 tokens; chat to what the context holds.
         (None, None, None) if endpoint == Endpoint::Completions => Some(16),
         _ => None,
@@ -160,8 +190,15 @@ pub fn parse(body: &[u8], endpoint: Endpoint, model: &str) -> Result<Completion,
             .iter()
             .map(|s| s.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| ApiError::invalid("stop", "stop must be a string or a list of strings"))?,
-        Some(_) => return Err(ApiError::invalid("stop", "stop must be a string or a list of strings")),
+            .ok_or_else(|| {
+                ApiError::invalid("stop", "stop must be a string or a list of strings")
+            })?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "stop",
+                "stop must be a string or a list of strings",
+            ))
+        }
     };
     if stop.len() > MAX_STOPS || stop.iter().any(|s| s.is_empty() || s.len() > MAX_STOP_LEN) {
         return Err(ApiError::invalid(
@@ -201,16 +238,17 @@ pub fn parse(body: &[u8], endpoint: Endpoint, model: &str) -> Result<Completion,
         stream,
         include_usage,
         format,
+        ignore_eos: flag("ignore_eos")?,
     })
 }
 
 fn response_format(f: &Value) -> Result<Option<Schema>, ApiError> {
     let bad = |m: String| ApiError::invalid("response_format", m);
-    let ty = f
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("response_format needs a type (text, json_object or json_schema)".into()))?;
-    let compile = |s: &Value| Schema::compile(s).map_err(|e| bad(format!("response_format schema: {e}")));
+    let ty = f.get("type").and_then(Value::as_str).ok_or_else(|| {
+        bad("response_format needs a type (text, json_object or json_schema)".into())
+    })?;
+    let compile =
+        |s: &Value| Schema::compile(s).map_err(|e| bad(format!("response_format schema: {e}")));
     match ty {
         "text" => Ok(None),
         // llama-server also takes a schema beside json_object.
@@ -264,7 +302,9 @@ fn messages(m: Option<&Value>) -> Result<Vec<Message>, ApiError> {
             other => {
                 return Err(ApiError::invalid(
                     &at,
-                    format!("{at}.role '{other}' is not system, developer, user, assistant or tool"),
+                    format!(
+                        "{at}.role '{other}' is not system, developer, user, assistant or tool"
+                    ),
                 ))
             }
         };
@@ -274,7 +314,10 @@ fn messages(m: Option<&Value>) -> Result<Vec<Message>, ApiError> {
             Some(Value::Array(parts)) => {
                 let mut text = String::new();
                 for (j, p) in parts.iter().enumerate() {
-                    match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
+                    match (
+                        p.get("type").and_then(Value::as_str),
+                        p.get("text").and_then(Value::as_str),
+                    ) {
                         (Some("text"), Some(t)) => text.push_str(t),
                         _ => {
                             return Err(ApiError::invalid(
@@ -286,7 +329,12 @@ fn messages(m: Option<&Value>) -> Result<Vec<Message>, ApiError> {
                 }
                 text
             }
-            Some(_) => return Err(ApiError::invalid(&at, format!("{at}.content must be a string or a list of parts"))),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    &at,
+                    format!("{at}.content must be a string or a list of parts"),
+                ))
+            }
         };
         out.push(Message {
             role: role.to_string(),
@@ -329,9 +377,18 @@ impl Usage {
 }
 
 /// The whole answer of a request that did not stream.
-pub fn answer(endpoint: Endpoint, id: &str, model: &str, text: &str, finish: &str, usage: Usage) -> String {
+pub fn answer(
+    endpoint: Endpoint,
+    id: &str,
+    model: &str,
+    text: &str,
+    finish: &str,
+    usage: Usage,
+) -> String {
     let choice = match endpoint {
-        Endpoint::Completions => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish}),
+        Endpoint::Completions => {
+            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
+        }
         Endpoint::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text},
                                  "logprobs": null, "finish_reason": finish}),
     };
@@ -349,9 +406,18 @@ pub fn answer(endpoint: Endpoint, id: &str, model: &str, text: &str, finish: &st
 
 /// One stream chunk: a piece of text (`first`: a chat stream's first chunk also says the role),
 /// or the last one with its finish reason.
-pub fn chunk(endpoint: Endpoint, id: &str, model: &str, text: Option<&str>, first: bool, finish: Option<&str>) -> String {
+pub fn chunk(
+    endpoint: Endpoint,
+    id: &str,
+    model: &str,
+    text: Option<&str>,
+    first: bool,
+    finish: Option<&str>,
+) -> String {
     let choice = match endpoint {
-        Endpoint::Completions => json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+        Endpoint::Completions => {
+            json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish})
+        }
         Endpoint::Chat => {
             let mut delta = json!({});
             if first {

@@ -164,14 +164,18 @@ mod tests {
     #[test]
     fn chatml_with_a_default_system_message() {
         let src = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-        let t = ChatTemplate::new(Some(src), &tokenizer("<|im_start|>", "<|im_end|>", false)).unwrap();
+        let t =
+            ChatTemplate::new(Some(src), &tokenizer("<|im_start|>", "<|im_end|>", false)).unwrap();
         assert_eq!(
             t.render(&two_turns()).unwrap(),
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello! How can I help?<|im_end|>\n<|im_start|>user\n What is 2+2? <|im_end|>\n<|im_start|>assistant\n"
         );
         // No template: ChatML, as llama-server falls back to.
         let t = ChatTemplate::new(None, &tokenizer("<s>", "</s>", false)).unwrap();
-        assert!(t.render(&two_turns()).unwrap().ends_with("<|im_start|>user\n What is 2+2? <|im_end|>\n<|im_start|>assistant\n"));
+        assert!(t
+            .render(&two_turns())
+            .unwrap()
+            .ends_with("<|im_start|>user\n What is 2+2? <|im_end|>\n<|im_start|>assistant\n"));
     }
 
     /// Meta Llama 3 Instruct's template: BOS in the text (dropped when the tokenizer adds its
@@ -180,10 +184,21 @@ mod tests {
     fn llama3() {
         let src = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
         let want = "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello! How can I help?<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
-        let t = ChatTemplate::new(Some(src), &tokenizer("<|begin_of_text|>", "<|eot_id|>", true)).unwrap();
+        let t = ChatTemplate::new(
+            Some(src),
+            &tokenizer("<|begin_of_text|>", "<|eot_id|>", true),
+        )
+        .unwrap();
         assert_eq!(t.render(&two_turns()).unwrap(), want);
-        let t = ChatTemplate::new(Some(src), &tokenizer("<|begin_of_text|>", "<|eot_id|>", false)).unwrap();
-        assert_eq!(t.render(&two_turns()).unwrap(), format!("<|begin_of_text|>{want}"));
+        let t = ChatTemplate::new(
+            Some(src),
+            &tokenizer("<|begin_of_text|>", "<|eot_id|>", false),
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&two_turns()).unwrap(),
+            format!("<|begin_of_text|>{want}")
+        );
     }
 
     /// Google's Gemma 3 template: the system message folded into the first user turn, the
@@ -225,7 +240,13 @@ mod tests {
 "#;
         let t = ChatTemplate::new(Some(src), &tokenizer("<bos>", "<eos>", true)).unwrap();
         let mut msgs = two_turns();
-        msgs.insert(0, Message { role: "system".into(), content: "Be brief.".into() });
+        msgs.insert(
+            0,
+            Message {
+                role: "system".into(),
+                content: "Be brief.".into(),
+            },
+        );
         assert_eq!(
             t.render(&msgs).unwrap(),
             "<start_of_turn>user\nBe brief.\n\nHi there<end_of_turn>\n<start_of_turn>model\nHello! How can I help?<end_of_turn>\n<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n"

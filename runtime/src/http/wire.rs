@@ -64,7 +64,10 @@ pub fn read_request(r: &mut BufReader<TcpStream>) -> Result<Request, ReadError> 
             return if head.is_empty() && lines.is_empty() {
                 Err(ReadError::Closed)
             } else {
-                Err(ReadError::Bad(400, "the request ended inside its headers".into()))
+                Err(ReadError::Bad(
+                    400,
+                    "the request ended inside its headers".into(),
+                ))
             };
         }
         head.extend_from_slice(&line);
@@ -128,7 +131,10 @@ pub fn read_request(r: &mut BufReader<TcpStream>) -> Result<Request, ReadError> 
     let len = match req.header("content-length") {
         None => 0,
         Some(v) => v.parse::<usize>().map_err(|_| {
-            ReadError::Bad(400, format!("Content-Length {:?} is not a number", snippet(v)))
+            ReadError::Bad(
+                400,
+                format!("Content-Length {:?} is not a number", snippet(v)),
+            )
         })?,
     };
     if len > MAX_BODY {

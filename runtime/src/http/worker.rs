@@ -26,7 +26,10 @@ pub enum Event {
     /// Text to pass on (whole UTF-8 characters, never part of a stop string).
     Text(String),
     /// The end: why (`stop` or `length`) and the token counts.
-    Done { finish: &'static str, usage: Usage },
+    Done {
+        finish: &'static str,
+        usage: Usage,
+    },
     Error(ApiError),
 }
 
@@ -64,8 +67,8 @@ pub fn run(
     let kv = if cfg.kv_f32 { KvType::F32 } else { KvType::F16 };
     let mut model = Llama::new(file, cfg.n_ctx, kv).map_err(|e| e.to_string())?;
     let sampling = crate::sampler::SamplerConfig::default();
-    let mut drafter = tasks::drafter(draft, &tok, cfg.n_ctx, cfg.kv_f32, sampling)
-        .map_err(|e| e.message)?;
+    let mut drafter =
+        tasks::drafter(draft, &tok, cfg.n_ctx, cfg.kv_f32, sampling).map_err(|e| e.message)?;
     let pool = tasks::pool(cfg.threads);
     let mut w = Worker {
         tok: &tok,
@@ -139,13 +142,24 @@ impl Worker<'_> {
         let mut logits = Vec::new();
         let internal = |e: ModelError| ApiError::new(500, "server_error", e.to_string());
         model
-            .forward_batch(&prompt[shared..], shared, self.pool, prompt.len() - shared - 1, |_, l| {
-                logits = l.to_vec();
-                Ok::<(), ModelError>(())
-            })
+            .forward_batch(
+                &prompt[shared..],
+                shared,
+                self.pool,
+                prompt.len() - shared - 1,
+                |_, l| {
+                    logits = l.to_vec();
+                    Ok::<(), ModelError>(())
+                },
+            )
             .map_err(internal)?;
         let mut sampler = Sampler::new(req.sampling);
-        let mut filter = req.format.as_ref().map(|s| JsonFilter::new(s, self.tok));
+        let mut filter = RequestFilter {
+            json: req.format.as_ref().map(|s| JsonFilter::new(s, self.tok)),
+            ban_eog: req.ignore_eos,
+            tok: self.tok,
+        };
+        let filtered = filter.json.is_some() || filter.ban_eog;
         let mut out = TextOut::new(&req.stop, &job.events);
         let mut history = prompt.clone();
         let cancel = &job.cancel;
@@ -155,7 +169,7 @@ impl Worker<'_> {
             self.pool,
             &mut sampler,
             drafter,
-            filter.as_mut().map(|f| f as &mut dyn TokenFilter),
+            filtered.then_some(&mut filter as &mut dyn TokenFilter),
             &mut history,
             &logits,
             n_predict,
@@ -182,7 +196,12 @@ impl Worker<'_> {
             );
             return Ok(());
         }
-        let finish = if out.stopped || filter.as_ref().is_some_and(|f| f.matcher.is_complete()) {
+        let finish = if out.stopped
+            || filter
+                .json
+                .as_ref()
+                .is_some_and(|f| f.matcher.is_complete())
+        {
             "stop"
         } else if n_gen >= n_predict {
             "length"
@@ -198,6 +217,28 @@ impl Worker<'_> {
             },
         });
         Ok(())
+    }
+}
+
+/// What a request restricts: a JSON answer, no end-of-generation token (`ignore_eos`).
+struct RequestFilter<'t> {
+    json: Option<JsonFilter<'t>>,
+    ban_eog: bool,
+    tok: &'t Tokenizer,
+}
+
+impl TokenFilter for RequestFilter<'_> {
+    fn allows(&self, token: u32) -> bool {
+        if self.ban_eog && self.tok.is_eog(token) {
+            return false;
+        }
+        self.json.as_ref().is_none_or(|j| j.allows(token))
+    }
+
+    fn accept(&mut self, token: u32) {
+        if let Some(j) = &mut self.json {
+            j.accept(token);
+        }
     }
 }
 

@@ -8,8 +8,8 @@
 //! The matcher is a set of parser stacks (more than one only inside `anyOf`), each a stack of
 //! [`Frame`]s: a value expected, an object or array being read, a string, a number, a literal.
 //! Whitespace between tokens is allowed in runs of at most [`MAX_WHITESPACE`] bytes, so a model
-//! cannot stall in blank space, and `maxItems`/`maxLength` bound what could otherwise grow
-//! without end.
+//! cannot stall in blank space, objects and arrays nest at most [`MAX_NESTING`] deep, and
+//! `maxItems`/`maxLength` bound what could otherwise grow without end.
 
 pub mod schema;
 
@@ -21,6 +21,10 @@ pub use schema::{Node, Schema};
 /// The longest run of whitespace allowed between JSON tokens (pretty printing needs a newline
 /// and some indentation).
 pub const MAX_WHITESPACE: usize = 24;
+
+/// The deepest nesting of objects and arrays (a small model asked for "any JSON object" can
+/// otherwise nest without end).
+pub const MAX_NESTING: usize = 6;
 
 /// The longest number, in characters.
 const MAX_NUMBER: usize = 24;
@@ -416,6 +420,13 @@ impl JsonMatcher {
 
     /// A value of node `n` starts with byte `b` (not whitespace).
     fn start_value(&self, mut s: Vec<Frame>, n: usize, node: &Node, b: u8) -> Vec<Vec<Frame>> {
+        let depth = s
+            .iter()
+            .filter(|f| matches!(f, Frame::Object { .. } | Frame::Array { .. }))
+            .count();
+        if (b == b'{' || b == b'[') && depth >= MAX_NESTING {
+            return Vec::new();
+        }
         let any = matches!(node, Node::Any);
         let lit = |texts: &[&str]| Frame::Lit {
             options: texts.iter().map(|&t| std::sync::Arc::from(t)).collect(),
@@ -504,7 +515,10 @@ impl JsonMatcher {
             (Node::Null, _) => lit(&["null"]),
             (Node::Any, _) => lit(&["true", "false", "null"]),
             (Node::Literal(texts), _) => Frame::Lit {
-                options: texts.iter().map(|t| std::sync::Arc::from(t.as_str())).collect(),
+                options: texts
+                    .iter()
+                    .map(|t| std::sync::Arc::from(t.as_str()))
+                    .collect(),
                 pos: 0,
                 key: false,
             },

@@ -210,7 +210,9 @@ impl Compiler<'_> {
             });
         }
         if let Some(v) = list.iter().find(|v| v.is_object() || v.is_array()) {
-            return Err(format!("{at}: object and array values ({v}) are not supported"));
+            return Err(format!(
+                "{at}: object and array values ({v}) are not supported"
+            ));
         }
         Ok(Node::Literal(list.iter().map(Value::to_string).collect()))
     }
@@ -294,7 +296,9 @@ impl Compiler<'_> {
                         .ok_or_else(|| format!("{at}/required: must be a list of names"))?,
                 };
                 for r in &required {
-                    if !props.iter().any(|(k, _)| k == r) && obj.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    if !props.iter().any(|(k, _)| k == r)
+                        && obj.get("additionalProperties") == Some(&Value::Bool(false))
+                    {
                         return Err(format!(
                             "{at}/required: '{r}' is required but not a property and no other property is allowed"
                         ));

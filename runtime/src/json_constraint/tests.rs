@@ -53,15 +53,27 @@ fn a_recipe_schema_admits_recipes_and_nothing_else() {
         (r#"{"drop_layers":[30"#, "a layer past the last"),
         (r#"{"drop_layers":[-1"#, "a negative layer"),
         (r#"{"drop_layers":[01"#, "a leading zero"),
-        (r#"{"drop_layers":[1.5"#, "a fraction where an integer is wanted"),
+        (
+            r#"{"drop_layers":[1.5"#,
+            "a fraction where an integer is wanted",
+        ),
         (r#"{"drop_layers":[1,2,3,"#, "more items than maxItems"),
         (r#"{"ffn_prune":{"ratio":0.8}"#, "a ratio past its maximum"),
         (r#"{"imatrix":false}"#, "a required key missing"),
         (r#"{"imatrix":yes"#, "not a boolean"),
-        (r#"{"overrides":[{"tensor":"output\\.weight""#, "a tensor outside the enum"),
-        ("{\"imatrix\":                          true", "a long run of blanks"),
+        (
+            r#"{"overrides":[{"tensor":"output\\.weight""#,
+            "a tensor outside the enum",
+        ),
+        (
+            "{\"imatrix\":                          true",
+            "a long run of blanks",
+        ),
     ] {
-        assert!(refuses(&m, bad) || !accepts(&m, bad), "{why}: allowed {bad}");
+        assert!(
+            refuses(&m, bad) || !accepts(&m, bad),
+            "{why}: allowed {bad}"
+        );
     }
     // Nothing may follow a complete value.
     let mut done = m.clone();
@@ -81,9 +93,21 @@ fn json_object_mode_takes_any_object() {
     ] {
         assert!(accepts(&m, ok), "refused: {ok}");
     }
-    for bad in ["[1]", "\"s\"", "{\"a\" 1}", "{,}", "{\"a\":1,}", "{\"a\":01}", "{\"a\":\"\u{1}\"}"] {
+    for bad in [
+        "[1]",
+        "\"s\"",
+        "{\"a\" 1}",
+        "{,}",
+        "{\"a\":1,}",
+        "{\"a\":01}",
+        "{\"a\":\"\u{1}\"}",
+    ] {
         assert!(refuses(&m, bad), "allowed: {bad}");
     }
+    // Nesting is bounded.
+    let deep = format!("{}1", "{\"a\":".repeat(MAX_NESTING));
+    assert!(m.allows(deep.as_bytes()));
+    assert!(!m.allows(format!("{}{{", "{\"a\":".repeat(MAX_NESTING)).as_bytes()));
     let mut m2 = m.clone();
     assert!(m2.feed(b"{\"a\": 1"));
     assert!(!m2.is_complete());
@@ -117,11 +141,17 @@ fn refs_literals_lengths_and_type_lists() {
 fn unsupported_and_malformed_schemas_are_errors_naming_the_place() {
     for (schema, needle) in [
         (json!({"type": "string", "pattern": "^a"}), "`pattern`"),
-        (json!({"type": "object", "properties": {"a": {"allOf": []}}}), "#/properties/a"),
+        (
+            json!({"type": "object", "properties": {"a": {"allOf": []}}}),
+            "#/properties/a",
+        ),
         (json!({"$ref": "#/$defs/missing"}), "$defs"),
         (json!({"type": "strnig"}), "unknown type 'strnig'"),
         (json!({"enum": []}), "non-empty"),
-        (json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}), "recursive"),
+        (
+            json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+            "recursive",
+        ),
         (json!(false), "accepts nothing"),
         (json!(3), "must be an object"),
     ] {

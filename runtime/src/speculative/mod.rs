@@ -149,7 +149,10 @@ fn filtered_distribution(
     let Some(filter) = filter else {
         return dist;
     };
-    let mut allowed: Vec<(f32, u32)> = dist.into_iter().filter(|&(_, t)| filter.allows(t)).collect();
+    let mut allowed: Vec<(f32, u32)> = dist
+        .into_iter()
+        .filter(|&(_, t)| filter.allows(t))
+        .collect();
     let total: f32 = allowed.iter().map(|x| x.0).sum();
     if allowed.is_empty() || total <= 0.0 {
         return likeliest_allowed(logits, filter).map_or_else(Vec::new, |t| vec![(1.0, t)]);
