@@ -336,3 +336,106 @@ fn an_api_key_is_required_when_given_and_serve_without_the_feature_says_how_to_g
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--features http"), "{err}");
 }
+
+/// Dogfood (issue #17): `sintra --provider openai` with its base URL on `sintra-rt serve --http`
+/// serving SmolLM2 as the architect — a real language model answering over a real HTTP API,
+/// the recipe's JSON Schema enforced by our server's sampler. A three-iteration run finishes
+/// (each proposal time-boxed), most proposals come from the model as valid recipes, rejected
+/// ones are re-asked and then left to the heuristic, and every exchange is in the history.
+#[test]
+fn sintra_runs_with_sintra_rt_serving_its_architect() {
+    let _one = sintra_tests::measuring_lock();
+    let server = HttpServer::start(&smollm2_q4_1(), &["-c", "4096", "-t", "2"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let cmd = crate::planner::release_sintra(&home, tmp.path());
+    let t0 = Instant::now();
+    let out = cmd(&[
+        "--auto-detect",
+        "--provider",
+        "openai",
+        "--model",
+        MODEL_ID,
+        "--max-iters",
+        "3",
+        // Out of reach, so that the run takes all three proposals.
+        "--target-accuracy",
+        "0.999",
+        "--no-sensitivity",
+        "--output-dir",
+        "out",
+    ])
+    .env("OPENAI_BASE_URL", server.base_url())
+    .env_remove("OPENAI_API_KEY")
+    .env("SINTRA_LLM_PROPOSAL_SECS", "240")
+    .output()
+    .unwrap();
+    let stdout = succeeded(&sintra_tests::unpanicked(out, "sintra --provider openai"));
+    eprintln!("{stdout}\n(run took {:.0} s)", t0.elapsed().as_secs_f64());
+    assert!(
+        stdout.contains("stopped: reached --max-iters 3"),
+        "{stdout}"
+    );
+
+    let db = rusqlite::Connection::open(home.join("history.db")).unwrap();
+    let run: String = db
+        .query_row("SELECT id FROM runs", [], |r| r.get(0))
+        .unwrap();
+    let mut st = db
+        .prepare("SELECT iteration, provider, response, error, outcome FROM prompts WHERE run_id = ?1 ORDER BY id")
+        .unwrap();
+    let prompts: Vec<(u32, String, Option<String>, Option<String>, String)> = st
+        .query_map([&run], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for p in &prompts {
+        eprintln!(
+            "iteration {} {}: {} | {:?}",
+            p.0,
+            p.1,
+            p.4,
+            p.2.as_deref().map(|r| &r[..r.len().min(160)])
+        );
+    }
+    // Every exchange reached the server and was answered.
+    assert!(prompts.len() >= 3, "{prompts:?}");
+    assert!(prompts.iter().all(|p| p.1 == format!("openai:{MODEL_ID}")));
+    assert!(
+        prompts.iter().all(|p| p.2.is_some() && p.3.is_none()),
+        "{prompts:?}"
+    );
+    // Each answer is a JSON object (the schema was enforced by the server's sampler).
+    for p in &prompts {
+        let v: serde_json::Value = serde_json::from_str(p.2.as_deref().unwrap()).unwrap();
+        assert!(v.get("default_type").is_some(), "{v}");
+    }
+    // Most proposals are the model's; a rejected answer was asked again.
+    let accepted = prompts.iter().filter(|p| p.4 == "accepted").count();
+    assert!(
+        accepted >= 2,
+        "only {accepted} of 3 proposals came from the model: {prompts:?}"
+    );
+    for (i, p) in prompts.iter().enumerate() {
+        if p.4.starts_with("rejected") {
+            let next = prompts.get(i + 1);
+            let reasked = next.is_some_and(|n| n.0 == p.0);
+            let first_of_two = i > 0 && prompts[i - 1].0 == p.0;
+            assert!(
+                reasked || first_of_two,
+                "a rejection was not asked again: {prompts:?}"
+            );
+        }
+    }
+    let experiments: u32 = db
+        .query_row(
+            "SELECT COUNT(*) FROM experiments WHERE run_id = ?1",
+            [&run],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(experiments, 3);
+    assert!(!server.log().contains("panicked"));
+}

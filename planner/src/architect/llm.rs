@@ -29,6 +29,9 @@ then maximize accuracy. Generation speed is roughly proportional to 1 / bytes of
 /// The most tokens a recipe may take: the longest a schema allows is a few hundred.
 pub const MAX_ANSWER_TOKENS: u32 = 768;
 
+/// The temperature of the second attempt at a proposal.
+pub const RETRY_TEMPERATURE: f32 = 0.9;
+
 /// How long one proposal (both attempts) may take unless `SINTRA_LLM_PROPOSAL_SECS` says
 /// otherwise. A model that needs longer is not worth the wait: the heuristic answers at once.
 pub const DEFAULT_PROPOSAL_SECS: u64 = 180;
@@ -155,6 +158,10 @@ impl Architect for LlmArchitect {
                 schema: Some(("sintra_recipe", &schema)),
                 max_tokens: MAX_ANSWER_TOKENS,
                 deadline: Some(deadline),
+                // Asked again, a model at its usual low temperature mostly repeats itself
+                // (SmolLM2 served by sintra-rt did, word for word): the second answer is
+                // sampled more freely.
+                temperature: (attempt > 0).then_some(RETRY_TEMPERATURE),
             };
             match self.provider.complete(&req) {
                 Err(e) => {

@@ -80,18 +80,51 @@ pub fn plan_key(recipe: &Recipe, model: &ModelInfo) -> String {
     use std::fmt::Write;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut s = String::new();
-    for p in recipe.plan(model) {
+    let plan = recipe.plan(model);
+    for p in &plan {
         let _ = write!(s, "{}={};", p.name, p.to);
     }
-    // Layer dropping, pruning and imatrix change the file without changing the types.
+    // Layer dropping, pruning and imatrix change the file without changing the types. Pruning
+    // counts as the channels it keeps: two ratios that keep the same channels (0.0157 and
+    // 0.01569999, as a language model may write them) make the same file.
+    let prune = match &recipe.ffn_prune {
+        None => "None".to_string(),
+        Some(_) => plan
+            .iter()
+            .filter(|p| p.prune.is_some())
+            .map(|p| format!("{}:{:?}", p.name, p.prune))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
     let _ = write!(
         s,
-        "drop={:?};prune={:?};imatrix={}",
-        recipe.drop_layers, recipe.ffn_prune, recipe.imatrix
+        "drop={:?};prune={prune};imatrix={}",
+        recipe.drop_layers, recipe.imatrix
     );
     for b in s.bytes() {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two pruning ratios that keep the same channels make the same file, so the same key (a
+    /// language model wrote 0.015696569666666667 and then 0.01569656966666667); ratios that
+    /// keep different channels do not.
+    #[test]
+    fn pruning_ratios_that_keep_the_same_channels_share_a_key() {
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let key = |json: &str| plan_key(&Recipe::from_json(json).unwrap(), &model);
+        let a = key(r#"{"default_type":"Q4_1","ffn_prune":{"ratio":0.015696569666666667}}"#);
+        let b = key(r#"{"default_type":"Q4_1","ffn_prune":{"ratio":0.01569656966666667}}"#);
+        let c = key(r#"{"default_type":"Q4_1","ffn_prune":{"ratio":0.25}}"#);
+        let d = key(r#"{"default_type":"Q4_1"}"#);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
 }

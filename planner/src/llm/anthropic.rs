@@ -82,7 +82,7 @@ impl Anthropic {
             }]);
             body["tool_choice"] = json!({"type": "tool", "name": name});
         }
-        if let Some(t) = self.temperature {
+        if let Some(t) = req.temperature.or(self.temperature) {
             body["temperature"] = json!(t);
         }
         body

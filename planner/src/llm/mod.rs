@@ -61,6 +61,8 @@ pub struct ChatRequest<'a> {
     pub max_tokens: u32,
     /// Fail with [`LlmError::Timeout`] if the answer (retries included) is not in by then.
     pub deadline: Option<Instant>,
+    /// Sampling temperature for this request, instead of the provider's.
+    pub temperature: Option<f32>,
 }
 
 impl<'a> ChatRequest<'a> {
@@ -73,6 +75,7 @@ impl<'a> ChatRequest<'a> {
             schema: None,
             max_tokens: DEFAULT_MAX_TOKENS,
             deadline: None,
+            temperature: None,
         }
     }
 }

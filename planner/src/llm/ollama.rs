@@ -74,7 +74,7 @@ impl Ollama {
             None if self.json_mode => body["format"] = json!("json"),
             None => {}
         }
-        if let Some(t) = self.temperature {
+        if let Some(t) = req.temperature.or(self.temperature) {
             body["options"]["temperature"] = json!(t);
         }
         body

@@ -94,7 +94,7 @@ impl OpenAi {
             }
             None => {}
         }
-        if let Some(t) = self.temperature {
+        if let Some(t) = req.temperature.or(self.temperature) {
             body["temperature"] = json!(t);
         }
         body
