@@ -337,6 +337,9 @@ fn an_api_key_is_required_when_given_and_serve_without_the_feature_says_how_to_g
     assert!(err.contains("--features http"), "{err}");
 }
 
+/// A row of the `prompts` table: iteration, provider, response, error, outcome.
+type PromptRow = (u32, String, Option<String>, Option<String>, String);
+
 /// Dogfood (issue #17): `sintra --provider openai` with its base URL on `sintra-rt serve --http`
 /// serving SmolLM2 as the architect — a real language model answering over a real HTTP API,
 /// the recipe's JSON Schema enforced by our server's sampler. A three-iteration run finishes
@@ -384,7 +387,7 @@ fn sintra_runs_with_sintra_rt_serving_its_architect() {
     let mut st = db
         .prepare("SELECT iteration, provider, response, error, outcome FROM prompts WHERE run_id = ?1 ORDER BY id")
         .unwrap();
-    let prompts: Vec<(u32, String, Option<String>, Option<String>, String)> = st
+    let prompts: Vec<PromptRow> = st
         .query_map([&run], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
