@@ -38,6 +38,9 @@ pub struct RunConfig {
     /// (the default; off with `--no-sensitivity` and under `--mock`).
     #[serde(default)]
     pub sensitivity: bool,
+    /// `--draft auto`: every candidate gets a draft, measured with speculative decoding.
+    #[serde(default)]
+    pub drafts: bool,
     pub bench: BenchSpec,
     /// `--ssh-config` for a profile with a `connection` (`ssh -F`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,6 +32,14 @@ use std::time::Instant;
 /// Metadata key holding the recipe a file was written with.
 pub const KEY_RECIPE: &str = "sintra.recipe";
 
+/// Where the draft of the model written to `model` goes: `model.gguf` -> `model.draft.gguf`.
+pub fn draft_path(model: &Path) -> std::path::PathBuf {
+    let stem = model
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    model.with_file_name(format!("{stem}.draft.gguf"))
+}
+
 /// What was written.
 #[derive(Debug, Clone)]
 pub struct Written {

@@ -52,14 +52,64 @@ pub struct Experiment {
     pub verdict: Option<Verdict>,
     pub mock: bool,
     pub seconds: f64,
+    /// The candidate's draft and what it did for generation speed (issue #17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<DraftOutcome>,
+}
+
+/// Speculative decoding pays when it makes generation at least this much faster: below, the
+/// draft's file and memory are not worth it.
+pub const DRAFT_KEEP_RATIO: f64 = 1.05;
+
+/// A candidate's draft: its recipe and size, its measurement, and whether it is kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DraftOutcome {
+    /// The draft's recipe, canonical JSON, and its label.
+    pub recipe: String,
+    pub label: String,
+    pub size_bytes: u64,
+    pub speed: Option<crate::measure::DraftSpeed>,
+    /// Whether the draft pays ([`DRAFT_KEEP_RATIO`]): then the candidate's speed is its speed
+    /// with the draft, and the draft ships beside it.
+    pub kept: bool,
+    pub error: Option<String>,
+}
+
+impl DraftOutcome {
+    /// `draft Q4_0 drop[..]: 61% kept, 0.62x (not kept)`.
+    pub fn text(&self) -> String {
+        match (&self.speed, &self.error) {
+            (Some(s), _) => format!(
+                "draft {} ({:.1} MiB): {:.0}% of drafted tokens kept, {:.2} -> {:.2} tok/s = {:.2}x ({})",
+                self.label,
+                self.size_bytes as f64 / (1 << 20) as f64,
+                100.0 * s.acceptance(),
+                s.plain_tps,
+                s.spec_tps,
+                s.ratio,
+                if self.kept { "kept" } else { "not kept: it does not pay" }
+            ),
+            (None, Some(e)) => format!("draft {}: failed: {e}", self.label),
+            (None, None) => format!("draft {}: not measured", self.label),
+        }
+    }
 }
 
 impl Experiment {
     pub fn passes(&self) -> bool {
         self.status == Status::Ok && self.verdict.as_ref().is_some_and(Verdict::passes)
     }
+    /// Generation speed: with the draft when it is kept.
     pub fn tps(&self) -> Option<f64> {
-        self.speed.as_ref().map(|s| s.tg_tps)
+        let s = self.speed.as_ref()?;
+        Some(match &self.draft {
+            Some(DraftOutcome {
+                kept: true,
+                speed: Some(d),
+                ..
+            }) => s.tg_tps * d.ratio,
+            _ => s.tg_tps,
+        })
     }
     pub fn top1(&self) -> Option<f64> {
         self.quality.as_ref().map(|q| q.top1)
@@ -278,6 +328,7 @@ pub(crate) mod tests {
             }),
             mock: true,
             seconds: 0.0,
+            draft: None,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::architect::{plan_key, Architect, Context};
 use crate::checkpoint::Checkpoint;
 use crate::critic::judge;
 use crate::executor;
-use crate::experiment::{self, Experiment, Status};
+use crate::experiment::{self, DraftOutcome, Experiment, Status};
 use crate::history::History;
 use crate::measure::{Candidate, Measurer};
 use crate::model_info::ModelInfo;
@@ -94,10 +94,13 @@ impl Loop<'_> {
                 reference_tps: self.cp.reference_tps,
             };
             let proposal = self.architect.propose(&ctx)?;
-            let Some(p) = proposal else {
+            let Some(mut p) = proposal else {
                 crate::run::finish(self, "the architect has no untried recipe left")?;
                 return Ok(());
             };
+            if self.cp.config.drafts && p.recipe.draft.is_none() {
+                p.recipe.draft = Some(Box::new(self.auto_draft(&p.recipe, &allowed)?));
+            }
             for x in &p.exchanges {
                 self.history
                     .record_exchange(&self.cp.run_id, iteration, x)?;
@@ -120,12 +123,23 @@ impl Loop<'_> {
             self.cp.experiments.push(e);
             let now_best = experiment::best(&self.cp.experiments).map(|b| b.iteration);
             let candidate = candidate_path(&out_dir, iteration);
+            let draft = executor::draft_path(&candidate);
             if candidate.exists() {
                 if now_best == Some(iteration) && now_best != was_best {
                     std::fs::rename(&candidate, out_dir.join("model.gguf"))?;
+                    // A kept draft ships beside the best model; a best without one leaves none.
+                    let best_draft = out_dir.join("model.draft.gguf");
+                    if draft.exists() {
+                        std::fs::rename(&draft, &best_draft)?;
+                    } else if best_draft.exists() {
+                        std::fs::remove_file(&best_draft)?;
+                    }
                 } else {
                     std::fs::remove_file(&candidate)?;
                 }
+            }
+            if draft.exists() {
+                std::fs::remove_file(&draft)?;
             }
             self.cp.save()?;
             report::write_with(&out_dir, self.cp, &self.model.name, Some(self.model))?;
@@ -167,6 +181,7 @@ impl Loop<'_> {
             verdict: None,
             mock: self.cp.config.mock,
             seconds: 0.0,
+            draft: None,
         };
         let path = candidate_path(out_dir, iteration);
         let result = (|| -> Result<()> {
@@ -191,9 +206,12 @@ impl Loop<'_> {
             };
             let speed = self.measure.bench(&c)?;
             let quality = self.measure.quality(&c)?;
-            e.verdict = Some(judge(&speed, &quality, e.size_bytes, &self.cp.targets));
             e.speed = Some(speed);
             e.quality = Some(quality);
+            if let (Some(d), Some(_)) = (&p.recipe.draft, written) {
+                e.draft = Some(self.try_draft(d, &c, &path));
+            }
+            e.verdict = Some(judge_with_draft(&e, &self.cp.targets));
             Ok(())
         })();
         if let Err(err) = result {
@@ -201,9 +219,51 @@ impl Loop<'_> {
             e.status = Status::Failed;
             e.error = Some(format!("{err:#}"));
             let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(executor::draft_path(&path));
         }
         e.seconds = start.elapsed().as_secs_f64();
         e
+    }
+
+    /// Write the candidate's draft beside it and measure generation with and without it on
+    /// the device; a draft that fails to write or measure is recorded, and the candidate
+    /// stands on its own speed.
+    fn try_draft(
+        &mut self,
+        d: &crate::recipe::Recipe,
+        c: &Candidate<'_>,
+        path: &Path,
+    ) -> DraftOutcome {
+        let draft_path = executor::draft_path(path);
+        let mut out = DraftOutcome {
+            recipe: d.to_json(),
+            label: d.label(),
+            size_bytes: predicted_size(self.model, &d.plan(self.model)),
+            speed: None,
+            kept: false,
+            error: None,
+        };
+        let r = (|| -> Result<()> {
+            let calibration = if d.needs_calibration() {
+                Some(self.statistics.calibration(self.model, &self.cp.config)?)
+            } else {
+                None
+            };
+            let w = executor::execute(d, self.model, &draft_path, true, calibration)?;
+            out.size_bytes = w.bytes;
+            let s = self.measure.bench_draft(c, &draft_path)?;
+            out.kept = s.ratio >= experiment::DRAFT_KEEP_RATIO;
+            out.speed = Some(s);
+            Ok(())
+        })();
+        if let Err(err) = r {
+            tracing::warn!(error = %format!("{err:#}"), "draft failed");
+            out.error = Some(format!("{err:#}"));
+        }
+        if !out.kept {
+            let _ = std::fs::remove_file(&draft_path);
+        }
+        out
     }
 
     /// When a candidate's top-1 is within the noise of the accuracy target, or of the best
@@ -251,10 +311,11 @@ impl Loop<'_> {
                         }
                     ),
                 )?;
-                if let (Some(s), Some(_)) = (&e.speed, &e.verdict) {
-                    e.verdict = Some(judge(s, &more, e.size_bytes, &self.cp.targets));
-                }
+                let judged = e.speed.is_some() && e.verdict.is_some();
                 e.quality = Some(more);
+                if judged {
+                    e.verdict = Some(judge_with_draft(e, &self.cp.targets));
+                }
             }
         }
         let best_file = out_dir.join("model.gguf");
@@ -264,10 +325,10 @@ impl Loop<'_> {
             }
             if let Some(more) = self.measure.quality_more(&best_file)? {
                 if let Some(b) = self.cp.experiments.iter_mut().find(|b| b.iteration == i) {
-                    if let Some(s) = &b.speed {
-                        b.verdict = Some(judge(s, &more, b.size_bytes, &self.cp.targets));
-                    }
                     b.quality = Some(more);
+                    if b.speed.is_some() {
+                        b.verdict = Some(judge_with_draft(b, &self.cp.targets));
+                    }
                     self.history.record_experiment(&self.cp.run_id, b)?;
                     self.history.trace(
                         &self.cp.run_id,
@@ -281,12 +342,61 @@ impl Loop<'_> {
     }
 }
 
+impl Loop<'_> {
+    /// `--draft auto`'s draft for a candidate: the same source in Q4_0 (the candidate's type
+    /// when the device lacks Q4_0), the candidate's dropped layers and a quarter more of the
+    /// blocks — those with the least influence on the calibration text.
+    fn auto_draft(
+        &mut self,
+        recipe: &crate::recipe::Recipe,
+        allowed: &[formats::quant::GgmlType],
+    ) -> Result<crate::recipe::Recipe> {
+        let q4_0 = formats::quant::GgmlType::Q4_0;
+        let ty = if allowed.contains(&q4_0) {
+            q4_0
+        } else {
+            recipe.default_type
+        };
+        let cal = self.statistics.calibration(self.model, &self.cp.config)?;
+        let mut drop = recipe.drop_layers.clone();
+        let more = (self.model.n_layers / 4) as usize;
+        drop.extend(
+            cal.least_influential()
+                .into_iter()
+                .filter(|l| !recipe.drop_layers.contains(l))
+                .take(more),
+        );
+        drop.sort_unstable();
+        let mut d = crate::recipe::Recipe::uniform(ty);
+        d.drop_layers = drop;
+        Ok(d)
+    }
+}
+
+/// The verdict on an experiment, judged on its speed with the draft when the draft is kept.
+fn judge_with_draft(e: &Experiment, targets: &crate::targets::Targets) -> crate::critic::Verdict {
+    let (Some(speed), Some(quality)) = (&e.speed, &e.quality) else {
+        unreachable!("judged after both measurements")
+    };
+    let mut s = speed.clone();
+    s.tg_tps = e.tps().unwrap_or(s.tg_tps);
+    judge(&s, quality, e.size_bytes, targets)
+}
+
 pub fn candidate_path(out_dir: &Path, iteration: u32) -> std::path::PathBuf {
     out_dir.join(format!(".candidate-{iteration}.gguf"))
 }
 
 /// `#3 Q4_K: 84.2 MiB, 41.3 tok/s, top-1 0.9120, KLD 0.04512 | tokens_per_second ... ok; ...`
 pub fn one_line(e: &Experiment) -> String {
+    let line = one_line_alone(e);
+    match &e.draft {
+        Some(d) => format!("{line}\n    {}", d.text()),
+        None => line,
+    }
+}
+
+fn one_line_alone(e: &Experiment) -> String {
     let mock = if e.mock { " [mock]" } else { "" };
     match (&e.error, &e.speed, &e.quality, &e.verdict) {
         (Some(err), ..) => format!("#{} {}{mock}: FAILED: {err}", e.iteration, e.label),

@@ -25,6 +25,10 @@ pub struct Recipe {
     pub drop_layers: Vec<u32>,
     pub ffn_prune: Option<FfnPrune>,
     pub imatrix: bool,
+    /// A draft model for speculative decoding (issue #17): a recipe of its own applied to the
+    /// same source (typically fewer layers, fewer bits), written beside the model and kept
+    /// only when it makes generation faster on the device. A draft has no draft.
+    pub draft: Option<Box<Recipe>>,
 }
 
 /// `{"tensor": REGEX, "type": TYPE}`.
@@ -96,6 +100,8 @@ struct RawRecipe {
     ffn_prune: Option<FfnPrune>,
     #[serde(default)]
     imatrix: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    draft: Option<Box<RawRecipe>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -148,6 +154,7 @@ impl Recipe {
             drop_layers: Vec::new(),
             ffn_prune: None,
             imatrix: false,
+            draft: None,
         }
     }
 
@@ -163,38 +170,51 @@ impl Recipe {
                 RecipeError::Syntax(format!("`{path}`: {inner}"))
             }
         })?;
-        let default_type = parse_type(&raw.default_type, "default_type")?;
+        Recipe::from_raw(raw, "")
+    }
+
+    /// A parsed recipe's checks; `at` prefixes the keys errors name (`draft.` inside a draft).
+    fn from_raw(raw: RawRecipe, at: &str) -> Result<Recipe, RecipeError> {
+        let default_type = parse_type(&raw.default_type, &format!("{at}default_type"))?;
         let mut overrides = Vec::with_capacity(raw.overrides.len());
         for (i, o) in raw.overrides.iter().enumerate() {
             overrides.push(Override {
                 tensor: o.tensor.clone(),
-                ty: parse_type(&o.ty, &format!("overrides[{i}].type"))?,
-                regex: compile(&o.tensor, &format!("overrides[{i}].tensor"))?,
+                ty: parse_type(&o.ty, &format!("{at}overrides[{i}].type"))?,
+                regex: compile(&o.tensor, &format!("{at}overrides[{i}].tensor"))?,
             });
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, l) in raw.drop_layers.iter().enumerate() {
             if !seen.insert(*l) {
                 return Err(bad(
-                    format!("drop_layers[{i}]"),
+                    format!("{at}drop_layers[{i}]"),
                     format!("layer {l} is listed twice"),
                 ));
             }
         }
         if let Some(p) = &raw.ffn_prune {
-            check_ratio(p.ratio, "ffn_prune.ratio")?;
+            check_ratio(p.ratio, &format!("{at}ffn_prune.ratio"))?;
             if let Some(v) = &p.per_layer {
                 for (i, r) in v.iter().enumerate() {
-                    check_ratio(*r, &format!("ffn_prune.per_layer[{i}]"))?;
+                    check_ratio(*r, &format!("{at}ffn_prune.per_layer[{i}]"))?;
                 }
             }
         }
+        let draft = match raw.draft {
+            None => None,
+            Some(_) if !at.is_empty() => {
+                return Err(bad(format!("{at}draft"), "a draft has no draft of its own"))
+            }
+            Some(d) => Some(Box::new(Recipe::from_raw(*d, "draft.")?)),
+        };
         Ok(Recipe {
             default_type,
             overrides,
             drop_layers: raw.drop_layers,
             ffn_prune: raw.ffn_prune,
             imatrix: raw.imatrix,
+            draft,
         })
     }
 
@@ -221,6 +241,7 @@ impl Recipe {
             drop_layers: self.drop_layers.clone(),
             ffn_prune: self.ffn_prune.clone(),
             imatrix: self.imatrix,
+            draft: self.draft.as_ref().map(|d| Box::new(d.raw())),
         }
     }
 
@@ -302,6 +323,9 @@ impl Recipe {
         }
         if self.imatrix {
             s.push_str(" imatrix");
+        }
+        if let Some(d) = &self.draft {
+            s.push_str(&format!(" +draft({})", d.label()));
         }
         s
     }
@@ -390,6 +414,15 @@ impl Recipe {
                     format!("tensor {} is {} which cannot be requantized", t.name, t.ty),
                 ));
             }
+        }
+        if let Some(d) = &self.draft {
+            d.validate(model, allowed).map_err(|e| match e {
+                RecipeError::BadValue { key, problem } => RecipeError::BadValue {
+                    key: format!("draft.{key}"),
+                    problem,
+                },
+                other => other,
+            })?;
         }
         Ok(())
     }
@@ -617,6 +650,40 @@ mod tests {
         assert_eq!(Recipe::from_json(&r.to_json()).unwrap(), r);
         let min = Recipe::from_json(r#"{"default_type":"q8_0"}"#).unwrap();
         assert_eq!(min, Recipe::uniform(GgmlType::Q8_0));
+    }
+
+    /// A recipe may carry a draft (issue #17): it round-trips, is checked like any recipe with
+    /// its keys named under `draft.`, and has no draft of its own. A recipe without one writes
+    /// the same JSON as before drafts existed.
+    #[test]
+    fn a_draft_is_a_recipe_of_its_own() {
+        let text = r#"{"default_type":"Q4_1","draft":{"default_type":"Q4_0","drop_layers":[3,7]}}"#;
+        let r = Recipe::from_json(text).unwrap();
+        let d = r.draft.as_deref().unwrap();
+        assert_eq!(
+            (d.default_type, d.drop_layers.clone()),
+            (GgmlType::Q4_0, vec![3, 7])
+        );
+        assert_eq!(Recipe::from_json(&r.to_json()).unwrap(), r);
+        assert!(
+            r.label().ends_with("+draft(Q4_0 drop[3, 7])"),
+            "{}",
+            r.label()
+        );
+        assert!(!Recipe::uniform(GgmlType::Q4_0).to_json().contains("draft"));
+        assert!(err(r#"{"default_type":"Q4_1","draft":{"default_type":"Q4_0","draft":{"default_type":"Q4_0"}}}"#).contains("`draft.draft`"));
+        assert!(
+            err(r#"{"default_type":"Q4_1","draft":{"default_type":"Q9"}}"#)
+                .contains("`draft.default_type`")
+        );
+        let model = ModelInfo::load(&crate::models::default_model().unwrap()).unwrap();
+        let e = Recipe::from_json(
+            r#"{"default_type":"Q4_1","draft":{"default_type":"Q4_0","drop_layers":[40]}}"#,
+        )
+        .unwrap()
+        .validate(&model, RECIPE_TYPES)
+        .unwrap_err();
+        assert!(e.to_string().contains("draft.drop_layers[0]"), "{e}");
     }
 
     #[test]

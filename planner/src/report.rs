@@ -155,6 +155,45 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
     for e in exps {
         let _ = writeln!(s, "{}", row(e));
     }
+    let drafts: Vec<&Experiment> = exps.iter().filter(|e| e.draft.is_some()).collect();
+    if !drafts.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Drafts (speculative decoding)\n\nEach draft was measured on the device with its candidate: greedy generation of held-out text with and without the draft, interleaved, the outputs checked equal by the runtime; a draft is kept when it makes generation at least {:.2}x faster.\n\n| # | draft recipe | draft MiB | drafted tokens kept | tok/s without | tok/s with | speed-up | kept |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+            crate::experiment::DRAFT_KEEP_RATIO
+        );
+        for e in drafts {
+            let Some(d) = &e.draft else { continue };
+            match (&d.speed, &d.error) {
+                (Some(sp), _) => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | `{}` | {:.1} | {:.1}% ({} of {}) | {:.2} | {:.2} | {:.2}x | {} |",
+                        e.iteration,
+                        d.recipe,
+                        mib(d.size_bytes),
+                        100.0 * sp.acceptance(),
+                        sp.accepted,
+                        sp.drafted,
+                        sp.plain_tps,
+                        sp.spec_tps,
+                        sp.ratio,
+                        if d.kept { "yes" } else { "no" }
+                    );
+                }
+                (None, err) => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | `{}` | {:.1} | failed: {} | | | | no |",
+                        e.iteration,
+                        d.recipe,
+                        mib(d.size_bytes),
+                        esc(err.as_deref().unwrap_or("not measured"))
+                    );
+                }
+            }
+        }
+    }
     let _ = writeln!(s, "\n## Pareto front (speed against accuracy)\n");
     for e in pareto(exps) {
         let _ = writeln!(

@@ -237,6 +237,35 @@ impl Session {
                     }
                 },
             },
+            Request::SpecBench(req) => match self.model_or_error() {
+                Err(e) => Response::Error(e),
+                Ok(m) => {
+                    if req.n_gen == 0 || req.n_gen > MAX_TOKENS {
+                        error(
+                            ErrorKind::InvalidRequest,
+                            format!("n_gen {} is outside 1..={MAX_TOKENS}", req.n_gen),
+                        )
+                    } else if req.repetitions > MAX_REPETITIONS {
+                        error(
+                            ErrorKind::InvalidRequest,
+                            format!("repetitions {} is above {MAX_REPETITIONS}", req.repetitions),
+                        )
+                    } else {
+                        log(format!(
+                            "speculative bench tg{} x{} with {}",
+                            req.n_gen,
+                            req.repetitions,
+                            if req.draft_path.is_empty() {
+                                "prompt lookup"
+                            } else {
+                                &req.draft_path
+                            }
+                        ));
+                        spec_bench(&m.file, &req, |p| tx.send(&Response::Progress(p)))
+                            .map_or_else(Response::Error, Response::SpecBench)
+                    }
+                }
+            },
             Request::Perplexity(req) => match self.model_or_error() {
                 Err(e) => Response::Error(e),
                 Ok(m) => {
@@ -340,6 +369,43 @@ impl Session {
             message: "no model is loaded: send load-model first".into(),
         })
     }
+}
+
+/// [`Request::SpecBench`]: map the draft (checked against its SHA-256), then
+/// [`tasks::bench_speculative`].
+fn spec_bench(
+    file: &formats::gguf::GgufFile,
+    req: &formats::wire::SpecBenchRequest,
+    on_rep: impl FnMut(Progress),
+) -> Result<formats::wire::SpecBenchResult, RuntimeError> {
+    let draft = if req.draft_path.is_empty() {
+        None
+    } else {
+        Some(load(&req.draft_path, req.draft_sha256)?.0)
+    };
+    let source = match &draft {
+        Some(d) => tasks::DraftSource::Model(&d.file),
+        None => tasks::DraftSource::Lookup,
+    };
+    let r = tasks::bench_speculative(
+        file,
+        source,
+        &req.prompt,
+        false,
+        req.n_gen as usize,
+        req.repetitions.max(1) as usize,
+        req.threads,
+        false,
+        on_rep,
+    )?;
+    Ok(formats::wire::SpecBenchResult {
+        n_prompt: r.n_prompt as u32,
+        n_gen: r.n_gen as u32,
+        plain_tok_s: r.plain_tok_s,
+        spec_tok_s: r.spec_tok_s,
+        drafted: r.stats.drafted,
+        accepted: r.stats.accepted,
+    })
 }
 
 fn check_bench(req: &formats::wire::BenchRequest) -> Option<Response> {

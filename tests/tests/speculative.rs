@@ -16,14 +16,15 @@ use sintra_tests::{data_file, release_bin_path, smollm2_q4_1, succeeded};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A draft as the planner makes one: Q4_0, a quarter of the blocks dropped.
-const DRAFT_RECIPE: &str = r#"{"default_type":"Q4_0","drop_layers":[10,12,14,16,18,20,22,24]}"#;
+/// A recipe with a draft as the planner makes one: Q4_0, a quarter of the blocks dropped.
+const RECIPE_WITH_DRAFT: &str = r#"{"default_type":"Q4_1","draft":{"default_type":"Q4_0","drop_layers":[10,12,14,16,18,20,22,24]}}"#;
 
+/// `sintra compress` on a recipe with a draft writes both files; the draft's path.
 fn make_draft(dir: &Path) -> PathBuf {
-    let recipe = dir.join("draft.json");
-    std::fs::write(&recipe, DRAFT_RECIPE).unwrap();
-    let out = dir.join("draft.gguf");
-    succeeded(
+    let recipe = dir.join("recipe.json");
+    std::fs::write(&recipe, RECIPE_WITH_DRAFT).unwrap();
+    let out = dir.join("model.gguf");
+    let stdout = succeeded(
         &Command::new(release_bin_path("planner", "sintra"))
             .arg("compress")
             .arg(smollm2_q4_1())
@@ -34,7 +35,12 @@ fn make_draft(dir: &Path) -> PathBuf {
             .output()
             .unwrap(),
     );
-    out
+    let draft = dir.join("model.draft.gguf");
+    assert!(out.is_file() && draft.is_file(), "{stdout}");
+    assert!(stdout.contains("model.draft.gguf"), "{stdout}");
+    let d = GgufFile::open(&draft).unwrap();
+    assert_eq!(d.header.get_u64("llama.block_count").unwrap(), 22);
+    draft
 }
 
 /// Ten prompts of the evaluation text: every fifth paragraph, cut to about 600 bytes.
@@ -283,4 +289,65 @@ fn speculative_sampling_keeps_the_distribution_of_real_tokens() {
         assert!(df >= 3, "too few likely tokens to test: {exact:?}");
         assert!(chi2 < limit, "{source:?}: chi2 {chi2:.1} > {limit:.1}");
     }
+}
+
+/// The optimizer with `--draft auto` on this host: each candidate gets a draft, measured by the
+/// real runtime through the wire protocol (greedy generation with and without it, checked
+/// equal); the outcome — acceptance, both speeds, kept or not — is in the experiment, the
+/// history and the report, and a draft that does not pay leaves no file behind.
+#[test]
+fn the_optimizer_makes_and_measures_drafts() {
+    let _one = sintra_tests::measuring_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let out = crate::planner::release_sintra(&home, tmp.path())(&[
+        "--auto-detect",
+        "--draft",
+        "auto",
+        "--max-iters",
+        "1",
+        "--no-sensitivity",
+        "--output-dir",
+        "out",
+    ])
+    .output()
+    .unwrap();
+    let stdout = succeeded(&sintra_tests::unpanicked(out, "sintra --draft auto"));
+    assert!(stdout.contains("drafted tokens kept"), "{stdout}");
+    let run_dir = std::fs::read_dir(tmp.path().join("out"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let report = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Drafts (speculative decoding)"),
+        "{report}"
+    );
+    let db = rusqlite::Connection::open(home.join("history.db")).unwrap();
+    let json: String = db
+        .query_row("SELECT json FROM experiments", [], |r| r.get(0))
+        .unwrap();
+    let e: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let d = &e["draft"];
+    let speed = &d["speed"];
+    eprintln!("{}", serde_json::to_string_pretty(d).unwrap());
+    assert!(speed["drafted"].as_u64().unwrap() > 0, "{d}");
+    assert!(
+        speed["plain_tps"].as_f64().unwrap() > 0.0 && speed["spec_tps"].as_f64().unwrap() > 0.0
+    );
+    let ratio = speed["ratio"].as_f64().unwrap();
+    assert_eq!(d["kept"].as_bool().unwrap(), ratio >= 1.05, "{d}");
+    // The draft ships beside the best model only when it is kept.
+    assert_eq!(
+        run_dir.join("model.draft.gguf").is_file(),
+        d["kept"].as_bool().unwrap()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().contains("candidate"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -54,6 +54,28 @@ pub enum Request {
     /// model on a text sent over the channel, and save them to a file on the device. Answered
     /// by [`Response::Calibrated`].
     Calibrate(CalibrateRequest),
+    /// Greedy generation with and without speculative decoding on the loaded model (issue
+    /// #17): a draft model already on the device, or prompt lookup. Answered by
+    /// [`Response::SpecBench`].
+    SpecBench(SpecBenchRequest),
+}
+
+/// Settings of [`Request::SpecBench`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecBenchRequest {
+    /// The draft model on the device (as [`Request::LoadModel`]'s `path`); empty: prompt
+    /// lookup, no draft model.
+    pub draft_path: String,
+    /// The draft's SHA-256: the runtime refuses a file that differs.
+    pub draft_sha256: Option<[u8; 32]>,
+    /// The prompt, tokenized on the device.
+    pub prompt: String,
+    /// Tokens generated after it, greedily.
+    pub n_gen: u32,
+    /// Repetitions of each (plain and speculative, interleaved), at least 1.
+    pub repetitions: u32,
+    /// Threads; 0: all cores.
+    pub threads: u32,
 }
 
 /// Settings of [`Request::Calibrate`].
@@ -154,6 +176,23 @@ pub enum Response {
     Bye,
     Error(RuntimeError),
     Calibrated(CalibrateResult),
+    SpecBench(SpecBenchResult),
+}
+
+/// The answer to [`Request::SpecBench`]. The runtime fails the request instead if the two
+/// outputs ever differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecBenchResult {
+    pub n_prompt: u32,
+    /// Tokens generated (fewer than asked when the model ended its text).
+    pub n_gen: u32,
+    /// Generation without drafts, tokens/s, one per repetition.
+    pub plain_tok_s: Vec<f64>,
+    /// With drafts, tokens/s, interleaved with the plain repetitions.
+    pub spec_tok_s: Vec<f64>,
+    /// Tokens drafted and checked, and of those kept, over all repetitions.
+    pub drafted: u64,
+    pub accepted: u64,
 }
 
 /// The runtime introduces itself. `protocol_version` stays the first field forever.

@@ -24,7 +24,7 @@ use serde::Serialize;
 /// (appending an enum variant included): the planner refuses a runtime with another version
 /// and says both numbers.
 /// 2: `BenchResult::load`.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts (a perplexity text travels in one frame).
 pub const MAX_FRAME: usize = 16 << 20;

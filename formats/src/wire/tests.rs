@@ -38,7 +38,7 @@ fn request_hello() {
             protocol_version: PROTOCOL_VERSION,
             planner_version: "0.1.0".to_string(),
         },
-        "01080205302e312e3000",
+        "01080305302e312e3000",
     );
 }
 
@@ -165,7 +165,7 @@ fn response_calibrated() {
 
 #[test]
 fn response_hello() {
-    check(Response::Hello(hello()), "01410205302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f64048080808020808080801800");
+    check(Response::Hello(hello()), "01410305302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f64048080808020808080801800");
 }
 
 #[test]
@@ -387,4 +387,34 @@ fn stream_frames_resynchronize_after_garbage() {
     assert!(err.to_string().contains("after 2 bytes"), "{err}");
     let mut empty = std::io::Cursor::new(Vec::new());
     assert!(!read_frame(&mut empty, &mut buf).unwrap());
+}
+
+#[test]
+fn request_spec_bench() {
+    check(
+        Request::SpecBench(SpecBenchRequest {
+            draft_path: "models/draft.gguf".to_string(),
+            draft_sha256: None,
+            prompt: "hi".to_string(),
+            n_gen: 64,
+            repetitions: 3,
+            threads: 2,
+        }),
+        "1408116d6f64656c732f64726166742e676775660702686940030200",
+    );
+}
+
+#[test]
+fn response_spec_bench() {
+    check(
+        Response::SpecBench(SpecBenchResult {
+            n_prompt: 5,
+            n_gen: 64,
+            plain_tok_s: vec![100.0],
+            spec_tok_s: vec![150.0],
+            drafted: 90,
+            accepted: 60,
+        }),
+        "050b0540010101010101045940010101010106c062405a3c00",
+    );
 }

@@ -101,6 +101,8 @@ pub fn plan_key(recipe: &Recipe, model: &ModelInfo) -> String {
         "drop={:?};prune={prune};imatrix={}",
         recipe.drop_layers, recipe.imatrix
     );
+    // A draft is not part of the key: `--draft auto` gives every candidate one, and the
+    // candidate file is what the key identifies.
     for b in s.bytes() {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);

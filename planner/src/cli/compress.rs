@@ -29,7 +29,9 @@ pub fn run(
             output.display()
         );
     }
-    let calib = match (r.needs_calibration(), imatrix) {
+    let needs_calibration =
+        r.needs_calibration() || r.draft.as_ref().is_some_and(|d| d.needs_calibration());
+    let calib = match (needs_calibration, imatrix) {
         (_, Some(p)) => Some(Calibration::load(p)?),
         (true, None) => {
             let text = crate::texts::calib_text(calib_text)?;
@@ -49,12 +51,31 @@ pub fn run(
         std::io::stderr().is_terminal(),
         calib.as_ref(),
     )?;
-    println!(
-        "wrote {} ({:.1} MiB, {:.3} bits per weight) in {:.1} s",
-        output.display(),
-        w.bytes as f64 / (1 << 20) as f64,
-        (w.bytes.saturating_sub(info.header_bytes)) as f64 * 8.0 / info.n_params.max(1) as f64,
-        w.seconds
-    );
+    let written = |path: &Path, w: &executor::Written| {
+        println!(
+            "wrote {} ({:.1} MiB, {:.3} bits per weight) in {:.1} s",
+            path.display(),
+            w.bytes as f64 / (1 << 20) as f64,
+            (w.bytes.saturating_sub(info.header_bytes)) as f64 * 8.0 / info.n_params.max(1) as f64,
+            w.seconds
+        );
+    };
+    written(output, &w);
+    if let Some(d) = &r.draft {
+        let path = executor::draft_path(output);
+        let w = executor::execute(
+            d,
+            &info,
+            &path,
+            std::io::stderr().is_terminal(),
+            calib.as_ref(),
+        )?;
+        written(&path, &w);
+        println!(
+            "the draft decodes speculatively with the model: sintra-rt generate -m {} --draft {} -p PROMPT",
+            output.display(),
+            path.display()
+        );
+    }
     Ok(())
 }

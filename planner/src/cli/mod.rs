@@ -12,6 +12,15 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Fit large language models onto edge devices, with measurements taken on the device.
+/// `--draft`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DraftMode {
+    /// Only drafts a recipe names itself.
+    Off,
+    /// A draft for every candidate.
+    Auto,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sintra",
@@ -104,6 +113,12 @@ pub struct RootArgs {
     /// target with the fewest bytes.
     #[arg(long)]
     pub no_sensitivity: bool,
+    /// Speculative decoding (issue #17): with `auto`, each candidate gets a draft made from the
+    /// same source (Q4_0, the quarter of the blocks with the least influence dropped), written
+    /// beside it and measured on the device with and without it; the draft is kept only when
+    /// it makes greedy generation faster. A recipe's own `draft` is measured either way.
+    #[arg(long, value_enum, default_value_t = DraftMode::Off)]
+    pub draft: DraftMode,
     /// The sensitivity pass (the default; kept so that older command lines still work).
     #[arg(long, hide = true, conflicts_with = "no_sensitivity")]
     pub sensitivity: bool,

@@ -106,6 +106,7 @@ fn settings(a: &RootArgs, profile: &Profile, model: &ModelInfo) -> Result<RunCon
             crate::texts::calib_text(a.calib_text.as_deref()).ok()
         },
         sensitivity: !a.no_sensitivity && !a.mock,
+        drafts: a.draft == super::DraftMode::Auto && !a.mock,
         bench: BenchSpec {
             n_prompt: 64,
             n_gen: 32,

@@ -21,7 +21,8 @@ pub use error::DeviceError;
 use channel::Channel;
 use formats::wire::{
     self, BenchRequest, BenchResult, CalibrateRequest, CalibrateResult, Hello, MemoryBandwidth,
-    ModelInfo, PerplexityRequest, PerplexityResult, Progress, Request, Response, PROTOCOL_VERSION,
+    ModelInfo, PerplexityRequest, PerplexityResult, Progress, Request, Response, SpecBenchRequest,
+    SpecBenchResult, PROTOCOL_VERSION,
 };
 use sha2::{Digest, Sha256};
 use ssh::{DeployReport, SshTarget, Upload};
@@ -400,6 +401,20 @@ impl Session {
     /// for every candidate keeps one file on the device); a local or tcp runtime reads the
     /// file where it is. The runtime checks the SHA-256 before mapping it.
     pub fn load_file(&mut self, local: &Path, remote_name: &str) -> Result<ModelInfo, DeviceError> {
+        let (path, sha) = self.put_file(local, remote_name)?;
+        self.model_path = Some(path);
+        self.model_sha256 = Some(sha);
+        self.load_model()
+    }
+
+    /// Put `local` on the device without loading it (a draft model, issue #17): over ssh it is
+    /// copied to `models/<remote_name>` when its SHA-256 there differs. Returns the path the
+    /// runtime reads it from, and its SHA-256.
+    pub fn put_file(
+        &mut self,
+        local: &Path,
+        remote_name: &str,
+    ) -> Result<(String, [u8; 32]), DeviceError> {
         let sha = sha256_file(local)?;
         let path = match &self.transport {
             Transport::Ssh(t) => {
@@ -416,9 +431,26 @@ impl Session {
                 .display()
                 .to_string(),
         };
-        self.model_path = Some(path);
-        self.model_sha256 = Some(sha);
-        self.load_model()
+        Ok((path, sha))
+    }
+
+    /// Greedy generation with and without speculative decoding on the loaded model.
+    pub fn spec_bench(
+        &mut self,
+        req: SpecBenchRequest,
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<SpecBenchResult, DeviceError> {
+        let during = "the speculative benchmark";
+        match self.call(
+            &Request::SpecBench(req),
+            during,
+            self.timeout,
+            on_progress,
+            |_| {},
+        )? {
+            Response::SpecBench(b) => Ok(b),
+            other => Err(self.unexpected(during, &other)),
+        }
     }
 
     pub fn bench(

@@ -105,6 +105,32 @@ impl Quality {
     }
 }
 
+/// A candidate's generation with and without its draft (speculative decoding, issue #17):
+/// greedy generation after a prompt of held-out text, the two interleaved on the device, the
+/// outputs checked equal by the runtime.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DraftSpeed {
+    /// Median tokens/s without the draft, and with it, in the same rounds.
+    pub plain_tps: f64,
+    pub spec_tps: f64,
+    /// `spec_tps / plain_tps`.
+    pub ratio: f64,
+    pub plain_samples: Vec<f64>,
+    pub spec_samples: Vec<f64>,
+    /// Drafted tokens and those kept.
+    pub drafted: u64,
+    pub accepted: u64,
+    pub n_prompt: u32,
+    pub n_gen: u32,
+}
+
+impl DraftSpeed {
+    /// The share of drafted tokens the model kept.
+    pub fn acceptance(&self) -> f64 {
+        self.accepted as f64 / self.drafted.max(1) as f64
+    }
+}
+
 /// A written (or, under `--mock`, only planned) candidate model.
 #[derive(Debug, Clone)]
 pub struct Candidate<'a> {
@@ -127,6 +153,10 @@ pub trait Measurer {
     /// and another's are within each other's noise. The default scores nothing more.
     fn quality_more(&mut self, _path: &Path) -> Result<Option<Quality>> {
         Ok(None)
+    }
+    /// The candidate's greedy generation with and without the draft at `draft` on the device.
+    fn bench_draft(&mut self, _c: &Candidate<'_>, _draft: &Path) -> Result<DraftSpeed> {
+        anyhow::bail!("this measurer cannot measure speculative decoding")
     }
     /// End the runtime sessions; a line saying how many were opened, if any were.
     fn shutdown(&mut self) -> Option<String> {

@@ -23,6 +23,13 @@ use std::time::Duration;
 
 /// The name every candidate takes on a remote device (one file, replaced each time).
 const REMOTE_CANDIDATE: &str = "candidate.gguf";
+/// A candidate's draft there (one file, replaced each time).
+const REMOTE_DRAFT: &str = "draft.gguf";
+/// Tokens generated greedily per speculative measurement, and repetitions of each kind.
+const DRAFT_N_GEN: u32 = 96;
+const DRAFT_REPS: u32 = 3;
+/// Bytes of held-out text the speculative measurement continues.
+const DRAFT_PROMPT_BYTES: usize = 1200;
 /// The original's name there (uploaded once: it is re-measured beside every candidate).
 const REMOTE_ORIGINAL: &str = "original.gguf";
 /// Rounds of repetitions at most per measurement (each round is one benchmark request).
@@ -494,6 +501,50 @@ impl Measurer for WireMeasurer {
     fn quality_more(&mut self, path: &Path) -> Result<Option<Quality>> {
         self.score(path, MORE_WINDOWS * self.quality.chunks)
             .map(Some)
+    }
+
+    fn bench_draft(&mut self, c: &Candidate<'_>, draft: &Path) -> Result<super::DraftSpeed> {
+        let path = c.path.context("a benchmark needs a written model")?;
+        let on = self.speed_device();
+        let mut end = self.quality.text.len().min(DRAFT_PROMPT_BYTES);
+        while !self.quality.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let prompt = self.quality.text[..end].to_string();
+        let threads = self.bench.threads;
+        let rt = self.device.as_mut().unwrap_or(&mut self.host);
+        let what = format!("speculative decoding on {on}");
+        let pb = spinner(&what);
+        let r = rt.load(path, REMOTE_CANDIDATE).and_then(|()| {
+            let (draft_path, sha) = rt.call(|s| s.put_file(draft, REMOTE_DRAFT))?;
+            let req = formats::wire::SpecBenchRequest {
+                draft_path,
+                draft_sha256: Some(sha),
+                prompt,
+                n_gen: DRAFT_N_GEN,
+                repetitions: DRAFT_REPS,
+                threads,
+            };
+            let mut on_progress = progress(&pb, &what);
+            rt.call(|s| s.spec_bench(req, &mut on_progress))
+        });
+        pb.finish_and_clear();
+        let r = r?;
+        let median = |v: &[f64]| stats::Spread::of(v).map(|s| s.median);
+        let (Some(plain), Some(spec)) = (median(&r.plain_tok_s), median(&r.spec_tok_s)) else {
+            bail!("the speculative benchmark gave no samples");
+        };
+        Ok(super::DraftSpeed {
+            plain_tps: plain,
+            spec_tps: spec,
+            ratio: spec / plain.max(1e-9),
+            plain_samples: r.plain_tok_s,
+            spec_samples: r.spec_tok_s,
+            drafted: r.drafted,
+            accepted: r.accepted,
+            n_prompt: r.n_prompt,
+            n_gen: r.n_gen,
+        })
     }
 
     fn shutdown(&mut self) -> Option<String> {
