@@ -8,6 +8,11 @@ cargo fmt --all -- --check
 # llama-cpp-sys-2's build script; a dev-profile check would build it a second time, ~15 min).
 cargo clippy --workspace --all-targets --profile test --locked -- -D warnings
 cargo test --workspace --locked
+# The OpenAI-compatible server (feature `http`, off in the default build): its lints and unit
+# tests (JSON-constrained sampling, chat templates, request parsing); the integration tests
+# build and run the real binary with it.
+cargo clippy -p runtime --features http --all-targets --profile test --locked -- -D warnings
+cargo test -p runtime --features http --lib --locked
 # The scalar kernels on aarch64, under qemu-user (.cargo/config.toml sets linker and runner).
 cargo test -p kernels --target aarch64-unknown-linux-musl --locked
 # The armv7 NEON kernels (inline assembly) against the oracle, under qemu-arm.

@@ -33,6 +33,7 @@ use formats::gguf::GgufFile;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
+use runtime::tasks::median;
 use sintra_tests::presets::{self, Preset};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -365,20 +366,6 @@ struct Row {
     ours: Measured,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
 fn range(v: &[f64]) -> String {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -462,32 +449,11 @@ fn print_table(rows: &[Row], o: &Options, version: &str, machine: &str, system_i
 /// one.
 fn sintra_rt() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = exe.parent().ok_or("no directory for the bench binary")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = dir.parent().ok_or("no target directory")?;
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "runtime",
-            "--bin",
-            "sintra-rt",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(sintra_tests::repo_root())
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err("cargo build --release -p runtime failed".into());
-    }
-    let rt = target_dir.join("release/sintra-rt");
-    if !rt.is_file() {
-        return Err(format!("{} was not built", rt.display()));
-    }
-    Ok(rt)
+    let target_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("no target directory for the bench binary")?;
+    sintra_tests::cargo_build("runtime", "sintra-rt", "release", None, &[], target_dir)
 }
 
 fn run_sintra(rt: &Path, model: &Path, threads: usize, o: &Options) -> Result<Measured, String> {

@@ -4,7 +4,8 @@
 //! outputs checked identical by the runtime). Drafts are made by `sintra compress` from the
 //! same SmolLM2 file: Q4_0 with all 30 blocks, and Q4_0 without the 7 blocks of least
 //! influence on the calibration text (what `sintra --draft auto` makes); prompt lookup needs
-//! no file and is measured on the same continuations and on a summarise-this-text chat prompt.
+//! no file and is measured on the same continuations and on summarise-this-text chat prompts
+//! (passages of ~2,000 bytes).
 //! Prints, per source, the median speed-up over the prompts with its range and the share of
 //! drafted tokens kept. `cargo build --release -p planner -p runtime && cargo run --release -p
 //! sintra-benches --bin spec-bench [-- TARGET.gguf]`.
@@ -83,15 +84,27 @@ fn main() -> Result<()> {
     for (name, args) in &sources {
         report(&rt, &target, dir.path(), name, args, &prompts, false)?;
     }
-    // Summaries repeat their source: what prompt lookup is for.
-    let summaries: Vec<String> = paragraphs
-        .iter()
-        .step_by(5)
-        .take(10)
-        .map(|p| {
+    // Summaries repeat their source: what prompt lookup is for. A paragraph of the book is
+    // ~360 bytes, too short to be worth summarising: each prompt is a passage of consecutive
+    // paragraphs (~2,000 bytes, ~530 tokens), from ten places spread over the text.
+    let all: Vec<&str> = text
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let summaries: Vec<String> = (0..10)
+        .map(|i| {
+            let mut passage = String::new();
+            for p in all.iter().skip(i * all.len() / 10) {
+                if passage.len() >= 2000 {
+                    break;
+                }
+                passage.push_str(p);
+                passage.push_str("\n\n");
+            }
             format!(
                 "Summarize the following text in a few sentences.\n\n{}",
-                cut(p, 1500)
+                passage.trim_end()
             )
         })
         .collect();
@@ -150,16 +163,7 @@ fn report(
         plain.push(v["plain_median_ts"].as_f64().unwrap_or(0.0));
         spec.push(v["speculative_median_ts"].as_f64().unwrap_or(0.0));
     }
-    let med = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    };
+    let med = runtime::tasks::median;
     let (lo, hi) = ratios
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), &r| (a.min(r), b.max(r)));

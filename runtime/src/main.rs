@@ -199,17 +199,7 @@ fn bench_speculative(a: &Args, l: &Loaded) -> Result<(), String> {
         |p| eprintln!("{}", p.note),
     )
     .map_err(|e| e.message)?;
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    };
-    let (plain, spec) = (median(&r.plain_tok_s), median(&r.spec_tok_s));
+    let (plain, spec) = (tasks::median(&r.plain_tok_s), tasks::median(&r.spec_tok_s));
     let list = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.3}"))

@@ -392,14 +392,7 @@ pub fn generate(
     let pool = pool(req.threads);
     let mut sampler = Sampler::new(sampling);
     let t0 = Instant::now();
-    let mut logits = Vec::new();
-    // The prompt in batches, the classifier only on its last position.
-    model
-        .forward_batch(&tokens, 0, &pool, tokens.len() - 1, |_, l| {
-            logits = l.to_vec();
-            Ok::<(), ModelError>(())
-        })
-        .map_err(eval_err)?;
+    let logits = model.prefill(&tokens, 0, &pool).map_err(eval_err)?;
     let t_prompt = t0.elapsed().as_secs_f64();
     let mut out = String::new();
     let mut pending = Vec::new();
@@ -506,13 +499,7 @@ pub fn bench_speculative(
     let mut model = Llama::new(file, n_ctx, kv_type(kv_f32)).map_err(eval_err)?;
     let pool = pool(threads);
     let mut run = |spec: bool| -> Result<(Vec<u32>, f64, SpecStats), RuntimeError> {
-        let mut logits = Vec::new();
-        model
-            .forward_batch(&tokens, 0, &pool, tokens.len() - 1, |_, l| {
-                logits = l.to_vec();
-                Ok::<(), ModelError>(())
-            })
-            .map_err(eval_err)?;
+        let logits = model.prefill(&tokens, 0, &pool).map_err(eval_err)?;
         drafter.reset();
         let mut history = tokens.clone();
         let mut sampler = Sampler::new(sampling);
@@ -584,4 +571,17 @@ pub fn bench_speculative(
         }
     }
     Ok(out)
+}
+
+/// The median of `v` (the mean of the middle two for an even count; NaN when empty): what the
+/// bench commands and the benches report.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }

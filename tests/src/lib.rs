@@ -124,40 +124,73 @@ fn build_bin(package: &str, bin: &str, release: bool) -> PathBuf {
     if let Some(p) = map.get(&(bin.to_string(), release)) {
         return p.clone();
     }
-    // current_exe is <target>/<profile>/deps/integration-<hash>.
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("<target>/<profile>");
-    let target_dir = profile_dir.parent().expect("<target>");
+    let profile = if release { "release" } else { "dev" };
+    let path = cargo_build(package, bin, profile, None, &[], &target_dir())
+        .unwrap_or_else(|e| panic!("{e}"));
+    map.insert((bin.to_string(), release), path.clone());
+    path
+}
+
+/// Builds `bin` of `package` with cargo (the one running this build, else `cargo` on the
+/// path) into `target_dir`, with a cargo `profile` (`dev`, `release`, `dist`, ...), an
+/// optional target triple and features; returns the binary's path. Shared by the tests and the
+/// benches, so that every one of them runs a binary built from the tree it is in.
+pub fn cargo_build(
+    package: &str,
+    bin: &str,
+    profile: &str,
+    triple: Option<&str>,
+    features: &[&str],
+    target_dir: &Path,
+) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.args([
         "build",
         "--quiet",
+        "--profile",
+        profile,
         "-p",
         package,
         "--bin",
         bin,
-        "--target-dir",
     ])
+    .arg("--target-dir")
     .arg(target_dir)
     .current_dir(repo_root());
-    if release {
-        cmd.arg("--release");
+    if let Some(t) = triple {
+        cmd.args(["--target", t]);
     }
-    let status = cmd.status().expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build -p {package} --bin {bin} failed"
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let what = format!(
+        "cargo build --profile {profile} -p {package} --bin {bin}{}{}",
+        triple.map(|t| format!(" --target {t}")).unwrap_or_default(),
+        if features.is_empty() {
+            String::new()
+        } else {
+            format!(" --features {}", features.join(","))
+        }
     );
-    let path = target_dir
-        .join(if release { "release" } else { "debug" })
-        .join(bin);
-    assert!(path.is_file(), "{} was not built", path.display());
-    map.insert((bin.to_string(), release), path.clone());
-    path
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("{what} failed"));
+    }
+    // cargo's directory for the dev profile is `debug`; every other profile has its own name.
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let mut path = target_dir.to_path_buf();
+    if let Some(t) = triple {
+        path.push(t);
+    }
+    path.push(dir);
+    path.push(bin);
+    if !path.is_file() {
+        return Err(format!("{what}: {} was not built", path.display()));
+    }
+    Ok(path)
 }
 
 /// The target directory of the running test binary (`<target>` above `<profile>/deps/`).
@@ -177,22 +210,15 @@ pub fn dist_runtime(triple: &str) -> PathBuf {
     use std::sync::Mutex;
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let target_dir = target_dir();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "--profile", "dist", "--target", triple])
-        .args(["-p", "runtime", "--bin", "sintra-rt", "--target-dir"])
-        .arg(&target_dir)
-        .current_dir(repo_root())
-        .status()
-        .expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build --profile dist --target {triple} -p runtime failed (is the target installed? `rustup target add {triple}`)"
-    );
-    let path = target_dir.join(triple).join("dist").join("sintra-rt");
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
+    cargo_build(
+        "runtime",
+        "sintra-rt",
+        "dist",
+        Some(triple),
+        &[],
+        &target_dir(),
+    )
+    .unwrap_or_else(|e| panic!("{e} (is the target installed? `rustup target add {triple}`)"))
 }
 
 /// Taken by the tests that time things (the planner's speed targets) and by those that load
@@ -350,29 +376,8 @@ pub fn http_runtime() -> PathBuf {
         return p.clone();
     }
     let dir = target_dir().join("with-http");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "runtime",
-            "--features",
-            "http",
-            "--bin",
-            "sintra-rt",
-            "--target-dir",
-        ])
-        .arg(&dir)
-        .current_dir(repo_root())
-        .status()
-        .expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build -p runtime --features http failed"
-    );
-    let path = dir.join("release/sintra-rt");
+    let path = cargo_build("runtime", "sintra-rt", "release", None, &["http"], &dir)
+        .unwrap_or_else(|e| panic!("{e}"));
     *built = Some(path.clone());
     path
 }

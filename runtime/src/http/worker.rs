@@ -139,19 +139,9 @@ impl Worker<'_> {
             .count()
             .min(prompt.len() - 1);
         self.cached.truncate(shared);
-        let mut logits = Vec::new();
         let internal = |e: ModelError| ApiError::new(500, "server_error", e.to_string());
-        model
-            .forward_batch(
-                &prompt[shared..],
-                shared,
-                self.pool,
-                prompt.len() - shared - 1,
-                |_, l| {
-                    logits = l.to_vec();
-                    Ok::<(), ModelError>(())
-                },
-            )
+        let logits = model
+            .prefill(&prompt[shared..], shared, self.pool)
             .map_err(internal)?;
         let mut sampler = Sampler::new(req.sampling);
         let mut filter = RequestFilter {

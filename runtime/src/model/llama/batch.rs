@@ -194,6 +194,24 @@ impl Llama<'_> {
         Ok(())
     }
 
+    /// Run a prompt (`tokens` from position `pos0`, which must not be empty) in batches, with
+    /// the classifier only on its last token, and return that token's logits: the step before
+    /// every generation.
+    pub fn prefill(
+        &mut self,
+        tokens: &[u32],
+        pos0: usize,
+        pool: &Pool,
+    ) -> Result<Vec<f32>, ModelError> {
+        let mut logits = Vec::new();
+        let last = tokens.len().saturating_sub(1);
+        self.forward_batch(tokens, pos0, pool, last, |_, l| {
+            logits = l.to_vec();
+            Ok::<(), ModelError>(())
+        })?;
+        Ok(logits)
+    }
+
     /// How many positions' logits [`Self::forward_batch`] computes at once.
     fn logit_rows(&self) -> usize {
         self.batch.as_ref().map_or(1, |b| b.logit_rows)
