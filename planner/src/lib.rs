@@ -14,6 +14,7 @@ pub mod download;
 pub mod executor;
 pub mod experiment;
 pub mod fit;
+pub mod fleet;
 pub mod hf_model;
 pub mod history;
 pub mod home;

@@ -9,8 +9,11 @@ pub mod original;
 pub mod presets;
 pub mod requant;
 pub mod rows;
+pub mod sshd;
 pub mod synthetic;
 pub mod tolerance;
+
+pub use sshd::Sshd;
 
 use std::path::{Path, PathBuf};
 

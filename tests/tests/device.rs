@@ -8,24 +8,17 @@
 //! (scripts/setup.sh installs them), and permission to start sshd (root, as in CI).
 
 use formats::wire::{self, ErrorKind, Request, Response, PROTOCOL_VERSION};
+use sintra_tests::Sshd;
 use sintra_tests::{bin_path, data_file, dist_runtime, smollm2_q4_1};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const AARCH64: &str = "aarch64-unknown-linux-musl";
 const X86_64: &str = "x86_64-unknown-linux-musl";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -36,88 +29,6 @@ fn run_ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// An sshd of our own on a free port of 127.0.0.1, and an ssh config naming it `sintra-test`
-/// (also used by the planner's tests).
-pub(crate) struct Sshd {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Sshd {
-    pub(crate) fn start() -> Sshd {
-        let dir = tempfile::tempdir().unwrap();
-        let d = &dir.path().to_path_buf();
-        // sshd's privilege separation directory; a fresh CI machine may not have it.
-        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd (run as root)");
-        for key in ["host_key", "user_key"] {
-            run_ok(
-                Command::new("ssh-keygen")
-                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                    .arg(d.join(key)),
-            );
-        }
-        std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
-        let user = String::from_utf8(run_ok(Command::new("id").arg("-un")).stdout)
-            .unwrap()
-            .trim()
-            .to_string();
-        let port = free_port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-             StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\n",
-            d = d.display()
-        );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        let client = format!(
-            "Host sintra-test\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {d}/user_key\n\
-             \x20 IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
-            d = d.display()
-        );
-        std::fs::write(d.join("ssh_config"), client).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/sshd (apt-get install openssh-server)");
-        let mut sshd = Sshd { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            if let Ok(Some(s)) = sshd.child.try_wait() {
-                panic!("sshd exited at start ({s}): check {}", d.display());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        sshd
-    }
-
-    pub(crate) fn ssh_config(&self) -> PathBuf {
-        self.dir.path().join("ssh_config")
-    }
-
-    /// A fresh directory for the device's files.
-    pub(crate) fn remote_dir(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The flags that reach the test sshd's aarch64 "device".

@@ -4,6 +4,7 @@ mod aarch64;
 mod batch;
 mod compress;
 mod device;
+mod fleet;
 mod gemma3;
 mod gguf;
 mod hf;

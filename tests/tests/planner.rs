@@ -777,7 +777,7 @@ fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
 fn optimizer_measures_speed_on_the_profile_device_over_ssh() {
     let _one = sintra_tests::measuring_lock();
     const TRIPLE: &str = "x86_64-unknown-linux-musl";
-    let sshd = crate::device::Sshd::start();
+    let sshd = sintra_tests::Sshd::start();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let cmd = release_sintra(&home, tmp.path());

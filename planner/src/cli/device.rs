@@ -57,8 +57,10 @@ pub enum DeviceCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// `user@host[:port]`, an ssh alias, `local`, `tcp://HOST:PORT` or a profile YAML.
-    pub target: String,
+    /// `user@host[:port]`, an ssh alias, `local`, `tcp://HOST:PORT` or a profile YAML (or
+    /// --fleet INVENTORY instead).
+    #[arg(required_unless_present = "fleet", conflicts_with = "fleet")]
+    pub target: Option<String>,
     /// Also deploy this model, load it and run a short benchmark (pp32, tg16).
     #[arg(long, value_name = "GGUF")]
     pub model: Option<PathBuf>,
@@ -67,14 +69,22 @@ pub struct CheckArgs {
     pub probe_mib: u64,
     #[command(flatten)]
     pub conn: ConnectionOpts,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetOpts,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// The GGUF model to benchmark.
     pub model: PathBuf,
-    /// Where: `user@host[:port]`, an ssh alias, `local`, `tcp://HOST:PORT` or a profile YAML.
-    #[arg(long, value_name = "TARGET", default_value = "local")]
+    /// Where: `user@host[:port]`, an ssh alias, `local`, `tcp://HOST:PORT` or a profile YAML
+    /// (or --fleet INVENTORY: every host of an inventory).
+    #[arg(
+        long,
+        value_name = "TARGET",
+        default_value = "local",
+        conflicts_with = "fleet"
+    )]
     pub device: String,
     /// Prompt-processing test length (llama-bench's -p); 0 skips it.
     #[arg(short = 'p', long, default_value_t = 512)]
@@ -100,6 +110,8 @@ pub struct BenchArgs {
     pub ppl_chunks: Option<u32>,
     #[command(flatten)]
     pub conn: ConnectionOpts,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetOpts,
 }
 
 /// Where a device is and how to start its runtime: from the command line's TARGET, or from a
@@ -351,7 +363,12 @@ fn bench_table(model: &formats::wire::ModelInfo, b: &formats::wire::BenchResult)
 
 /// `sintra device check`.
 pub fn check(a: &CheckArgs) -> anyhow::Result<()> {
-    let spec = device_spec(&a.target, &a.conn)?;
+    let target = match (&a.fleet.fleet, &a.target) {
+        (Some(inventory), _) => return super::fleet::check(a, inventory),
+        (None, Some(t)) => t,
+        (None, None) => bail!("name a device (TARGET) or a fleet (--fleet INVENTORY)"),
+    };
+    let spec = device_spec(target, &a.conn)?;
     let json = a.conn.json;
     let mut s = Session::open(&spec, a.model.as_deref())?;
     let mem = s.probe_memory(a.probe_mib << 20, 0)?;
@@ -397,6 +414,9 @@ pub fn check(a: &CheckArgs) -> anyhow::Result<()> {
 
 /// `sintra bench --device`.
 pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(inventory) = &a.fleet.fleet {
+        return super::fleet::bench(a, inventory);
+    }
     let spec = device_spec(&a.device, &a.conn)?;
     let json = a.conn.json;
     let text = match &a.ppl_file {

@@ -5,6 +5,7 @@
 mod compress;
 mod convert;
 pub mod device;
+pub mod fleet;
 mod history;
 mod root;
 

@@ -1,0 +1,420 @@
+//! `sintra device check --fleet INVENTORY` and `sintra bench MODEL --fleet INVENTORY`: the same
+//! work as on one device, on every host of an Ansible inventory at once (at most `--jobs`
+//! sessions open), with each host's progress live and every host's result — or why it has
+//! none — in one table (or `--json`).
+
+use super::device::{BenchArgs, CheckArgs, ConnectionOpts};
+use crate::device::ssh::DeployReport;
+use crate::device::{find_runtime, Session, Transport};
+use crate::fleet::run::{at, for_each_host, Outcome, Status};
+use crate::fleet::{FleetHost, Inventory};
+use formats::wire::{BenchRequest, BenchResult, Hello, MemoryBandwidth, ModelInfo};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Which fleet: shared by `device check` and `bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetOpts {
+    /// An Ansible inventory (INI or YAML): work on every host in it at once. Hosts are reached
+    /// with `ansible_host`, `ansible_user`, `ansible_port`, `ansible_ssh_private_key_file` (or
+    /// `ansible_connection=local`); Sintra's own host variables: `sintra_profile`,
+    /// `sintra_class`, `sintra_exec_prefix`, `sintra_runtime_target`, `sintra_runtime`,
+    /// `sintra_remote_dir`, `sintra_timeout`, `sintra_connect_timeout`.
+    #[arg(long, value_name = "INVENTORY")]
+    pub fleet: Option<PathBuf>,
+    /// With --fleet: only the hosts of this Ansible pattern (a group or host, `a:b` for
+    /// either, `a:&b` for both, `a:!b` for a but not b, `*` wildcards).
+    #[arg(long, value_name = "PATTERN", requires = "fleet")]
+    pub limit: Option<String>,
+    /// With --fleet: at most this many devices worked on at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+}
+
+/// The inventory's hosts (as `--limit` selects them) as devices, the command line's connection
+/// options filling in what a host does not set, each runtime build found once per target.
+pub fn fleet_hosts(
+    path: &Path,
+    limit: Option<&str>,
+    o: &ConnectionOpts,
+) -> anyhow::Result<Vec<FleetHost>> {
+    let inv = Inventory::load(path)?;
+    let chosen = match limit {
+        Some(p) => inv.select(p)?,
+        None => inv.hosts.iter().collect(),
+    };
+    let mut runtimes: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut out = Vec::with_capacity(chosen.len());
+    for h in chosen {
+        let mut d = inv.device(h, Duration::from_secs(o.timeout.max(1)))?;
+        let own = |k: &str| h.vars.contains_key(k);
+        if d.spec.runtime.is_none() {
+            d.spec.runtime = o.runtime.clone();
+        }
+        if d.spec.runtime_target.is_none() {
+            d.spec.runtime_target = o.runtime_target.clone();
+        }
+        match &mut d.spec.transport {
+            Transport::Ssh(t) => {
+                if t.exec_prefix.is_none() {
+                    t.exec_prefix = o.exec_prefix.clone();
+                }
+                t.config_file = o.ssh_config.clone();
+                t.options.extend(o.ssh_options.iter().cloned());
+                if !own("sintra_remote_dir") {
+                    t.remote_dir = o.remote_dir.clone();
+                }
+                if !own("sintra_connect_timeout") {
+                    t.connect_timeout = Duration::from_secs(o.connect_timeout);
+                }
+            }
+            Transport::Local { exec_prefix } => {
+                if exec_prefix.is_none() {
+                    *exec_prefix = o.exec_prefix.clone();
+                }
+            }
+            Transport::Tcp { .. } => {}
+        }
+        // One lookup per target: a missing build is one clear error, not one per host.
+        if let (Some(triple), None) = (d.spec.runtime_target.clone(), &d.spec.runtime) {
+            let rt = match runtimes.get(&triple) {
+                Some(rt) => rt.clone(),
+                None => {
+                    let rt = find_runtime(&triple, None)?;
+                    runtimes.insert(triple, rt.clone());
+                    rt
+                }
+            };
+            d.spec.runtime = Some(rt);
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// What `device check` learns from one host.
+#[derive(Debug, serde::Serialize)]
+struct Checked {
+    hello: Hello,
+    deploy: Option<DeployReport>,
+    memory: MemoryBandwidth,
+    model: Option<ModelInfo>,
+    bench: Option<BenchResult>,
+}
+
+/// `sintra device check --fleet`.
+pub fn check(a: &CheckArgs, fleet: &Path) -> anyhow::Result<()> {
+    let hosts = fleet_hosts(fleet, a.fleet.limit.as_deref(), &a.conn)?;
+    let jobs = a.fleet.jobs as usize;
+    let t0 = Instant::now();
+    let model = a.model.as_deref();
+    let out = for_each_host(hosts, jobs, false, |h, stage| {
+        stage.set(match h.spec.transport {
+            Transport::Ssh(_) => "connecting, deploying the runtime",
+            _ => "starting the runtime",
+        });
+        let mut s = at("connect", Session::open(&h.spec, model))?;
+        stage.set("probing memory bandwidth");
+        let memory = at("memory probe", s.probe_memory(a.probe_mib << 20, 0))?;
+        let (mut model_info, mut bench) = (None, None);
+        if model.is_some() {
+            stage.set("loading the model");
+            model_info = Some(at("model load", s.load_model())?);
+            let req = BenchRequest {
+                n_prompt: 32,
+                n_gen: 16,
+                threads: 0,
+                repetitions: 1,
+                kv_f32: false,
+            };
+            bench = Some(at("bench", s.bench(req, |p| stage.set(&p.note)))?);
+        }
+        let (hello, deploy) = (s.hello.clone(), s.deploy.clone());
+        at("shutdown", s.shutdown())?;
+        Ok(Checked {
+            hello,
+            deploy,
+            memory,
+            model: model_info,
+            bench,
+        })
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    if a.conn.json {
+        let hosts: Vec<serde_json::Value> = out
+            .iter()
+            .map(|o| host_json(o, |c| serde_json::to_value(c).unwrap_or_default()))
+            .collect();
+        print_json(fleet, a.fleet.limit.as_deref(), jobs, wall, hosts)?;
+    } else {
+        let mut rows = vec![[
+            "host",
+            "class",
+            "status",
+            "target",
+            "kernels",
+            "cores",
+            "RAM",
+            "read GB/s",
+            "tg16 t/s",
+            "s",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for o in &out {
+            let mut r = vec![
+                o.host.name.clone(),
+                o.host.class.clone(),
+                o.status().as_str().into(),
+            ];
+            match &o.result {
+                Ok(c) => r.extend([
+                    c.hello.target.clone(),
+                    c.hello.isa.clone(),
+                    c.hello.cores.to_string(),
+                    format!(
+                        "{:.1} GiB",
+                        c.hello.total_ram_bytes as f64 / (1u64 << 30) as f64
+                    ),
+                    format!("{:.2}", c.memory.read_gb_s),
+                    c.bench.as_ref().map_or("-".into(), tg),
+                ]),
+                Err(_) => r.extend(std::iter::repeat_n("-".to_string(), 6)),
+            }
+            r.push(format!("{:.1}", o.seconds));
+            rows.push(r);
+        }
+        print_table(&rows);
+        print_failures(&out);
+        summary(&out, jobs, wall);
+    }
+    finish(&out)
+}
+
+/// What `bench --fleet` learns from one host.
+#[derive(Debug, serde::Serialize)]
+struct Benched {
+    hello: Hello,
+    deploy: Option<DeployReport>,
+    model: ModelInfo,
+    bench: BenchResult,
+}
+
+/// `sintra bench MODEL --fleet`.
+pub fn bench(a: &BenchArgs, fleet: &Path) -> anyhow::Result<()> {
+    if a.ppl_file.is_some() {
+        anyhow::bail!("--ppl-file is measured once, on one device: it does not go with --fleet");
+    }
+    if a.n_prompt == 0 && a.n_gen == 0 {
+        anyhow::bail!("-p 0 -n 0 leaves nothing to benchmark");
+    }
+    let hosts = fleet_hosts(fleet, a.fleet.limit.as_deref(), &a.conn)?;
+    let jobs = a.fleet.jobs as usize;
+    let t0 = Instant::now();
+    let out = for_each_host(hosts, jobs, false, |h, stage| {
+        stage.set(match h.spec.transport {
+            Transport::Ssh(_) => "connecting, deploying the runtime and the model",
+            _ => "starting the runtime",
+        });
+        let mut s = at("connect", Session::open(&h.spec, Some(&a.model)))?;
+        stage.set("loading the model");
+        let model = at("model load", s.load_model())?;
+        let req = BenchRequest {
+            n_prompt: a.n_prompt,
+            n_gen: a.n_gen,
+            threads: a.threads,
+            repetitions: a.repetitions.max(1),
+            kv_f32: false,
+        };
+        let bench = at("bench", s.bench(req, |p| stage.set(&p.note)))?;
+        let (hello, deploy) = (s.hello.clone(), s.deploy.clone());
+        at("shutdown", s.shutdown())?;
+        Ok(Benched {
+            hello,
+            deploy,
+            model,
+            bench,
+        })
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    if a.conn.json {
+        let hosts: Vec<serde_json::Value> = out
+            .iter()
+            .map(|o| host_json(o, |c| serde_json::to_value(c).unwrap_or_default()))
+            .collect();
+        print_json(fleet, a.fleet.limit.as_deref(), jobs, wall, hosts)?;
+    } else {
+        let pp_name = format!("pp{} t/s", a.n_prompt);
+        let tg_name = format!("tg{} t/s", a.n_gen);
+        let mut rows = vec![vec![
+            "host".to_string(),
+            "class".into(),
+            "status".into(),
+            "kernels".into(),
+            "threads".into(),
+            pp_name,
+            tg_name,
+            "peak RSS".into(),
+            "s".into(),
+        ]];
+        for o in &out {
+            let mut r = vec![
+                o.host.name.clone(),
+                o.host.class.clone(),
+                o.status().as_str().into(),
+            ];
+            match &o.result {
+                Ok(b) => {
+                    let run = |prompt: bool| {
+                        b.bench
+                            .runs
+                            .iter()
+                            .find(|r| (r.n_prompt > 0) == prompt)
+                            .map_or("-".to_string(), |r| {
+                                let (m, s) = r.mean_std();
+                                format!("{m:.2} ± {s:.2}")
+                            })
+                    };
+                    r.extend([
+                        b.bench.isa.clone(),
+                        b.bench.threads.to_string(),
+                        run(true),
+                        run(false),
+                        format!(
+                            "{:.1} MiB",
+                            b.bench.peak_rss_bytes as f64 / (1 << 20) as f64
+                        ),
+                    ]);
+                }
+                Err(_) => r.extend(std::iter::repeat_n("-".to_string(), 5)),
+            }
+            r.push(format!("{:.1}", o.seconds));
+            rows.push(r);
+        }
+        print_table(&rows);
+        print_failures(&out);
+        summary(&out, jobs, wall);
+    }
+    finish(&out)
+}
+
+/// tg t/s of a short check.
+fn tg(b: &BenchResult) -> String {
+    b.runs
+        .iter()
+        .find(|r| r.n_gen > 0)
+        .map_or("-".into(), |r| format!("{:.2}", r.mean_std().0))
+}
+
+fn host_json<R>(o: &Outcome<R>, ok: impl Fn(&R) -> serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "host": o.host.name,
+        "class": o.host.class,
+        "profile": o.host.profile,
+        "groups": o.host.groups,
+        "device": o.host.spec.name(),
+        "transport": o.host.spec.transport_name(),
+        "status": o.status(),
+        "seconds": o.seconds,
+    });
+    match &o.result {
+        Ok(r) => v["result"] = ok(r),
+        Err(f) => {
+            v["stage"] = f.stage.into();
+            v["error"] = format!("{:#}", f.error).into();
+        }
+    }
+    v
+}
+
+fn print_json(
+    fleet: &Path,
+    limit: Option<&str>,
+    jobs: usize,
+    wall: f64,
+    hosts: Vec<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let v = serde_json::json!({
+        "fleet": fleet.display().to_string(),
+        "limit": limit,
+        "jobs": jobs,
+        "wall_seconds": wall,
+        "hosts": hosts,
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// A Markdown table, columns padded.
+fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (i, r) in rows.iter().enumerate() {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, s)| format!("{s:<w$}", w = width[c]))
+            .collect();
+        println!("| {} |", cells.join(" | "));
+        if i == 0 {
+            let rule: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+            println!("| {} |", rule.join(" | "));
+        }
+    }
+}
+
+fn print_failures<R>(out: &[Outcome<R>]) {
+    for o in out {
+        if let Err(f) = &o.result {
+            println!(
+                "\n{} ({} at {}): {:#}",
+                o.host.name,
+                o.status().as_str(),
+                f.stage,
+                f.error
+            );
+        }
+    }
+}
+
+fn summary<R>(out: &[Outcome<R>], jobs: usize, wall: f64) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for o in out {
+        *counts.entry(o.status().as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "\n{} hosts in {wall:.1} s, at most {} at once: {}",
+        out.len(),
+        jobs.min(out.len()),
+        parts.join(", ")
+    );
+}
+
+/// An error (after the table) when any host has no result, naming them.
+fn finish<R>(out: &[Outcome<R>]) -> anyhow::Result<()> {
+    let failed: Vec<String> = out
+        .iter()
+        .filter(|o| o.status() != Status::Ok)
+        .map(|o| format!("{} ({})", o.host.name, o.status().as_str()))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} hosts have no result: {}",
+            failed.len(),
+            out.len(),
+            failed.join(", ")
+        )
+    }
+}
