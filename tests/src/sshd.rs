@@ -16,7 +16,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn run_ok(cmd: &mut Command) -> Output {
+/// Run `cmd`; its output, or a panic with both streams when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),

@@ -8,6 +8,7 @@
 //! (scripts/setup.sh installs them), and permission to start sshd (root, as in CI).
 
 use formats::wire::{self, ErrorKind, Request, Response, PROTOCOL_VERSION};
+use sintra_tests::sshd::run_ok;
 use sintra_tests::Sshd;
 use sintra_tests::{bin_path, data_file, dist_runtime, smollm2_q4_1};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,17 +20,6 @@ use std::time::{Duration, Instant};
 
 const AARCH64: &str = "aarch64-unknown-linux-musl";
 const X86_64: &str = "x86_64-unknown-linux-musl";
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// The flags that reach the test sshd's aarch64 "device".
 fn device_args(sshd: &Sshd, remote: &Path, runtime: &Path) -> Vec<String> {

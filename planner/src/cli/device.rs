@@ -361,6 +361,17 @@ fn bench_table(model: &formats::wire::ModelInfo, b: &formats::wire::BenchResult)
     );
 }
 
+/// The short benchmark of `device check --model`: pp32 and tg16, once, on every core.
+pub(super) fn check_bench() -> BenchRequest {
+    BenchRequest {
+        n_prompt: 32,
+        n_gen: 16,
+        threads: 0,
+        repetitions: 1,
+        kv_f32: false,
+    }
+}
+
 /// `sintra device check`.
 pub fn check(a: &CheckArgs) -> anyhow::Result<()> {
     let target = match (&a.fleet.fleet, &a.target) {
@@ -376,14 +387,7 @@ pub fn check(a: &CheckArgs) -> anyhow::Result<()> {
     let mut bench = None;
     if a.model.is_some() {
         let m = s.load_model()?;
-        let req = BenchRequest {
-            n_prompt: 32,
-            n_gen: 16,
-            threads: 0,
-            repetitions: 1,
-            kv_f32: false,
-        };
-        bench = Some(s.bench(req, progress_printer(json))?);
+        bench = Some(s.bench(check_bench(), progress_printer(json))?);
         model = Some(m);
     }
     if json {

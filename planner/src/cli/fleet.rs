@@ -121,14 +121,11 @@ pub fn check(a: &CheckArgs, fleet: &Path) -> anyhow::Result<()> {
         if model.is_some() {
             stage.set("loading the model");
             model_info = Some(at("model load", s.load_model())?);
-            let req = BenchRequest {
-                n_prompt: 32,
-                n_gen: 16,
-                threads: 0,
-                repetitions: 1,
-                kv_f32: false,
-            };
-            bench = Some(at("bench", s.bench(req, |p| stage.set(&p.note)))?);
+
+            bench = Some(at(
+                "bench",
+                s.bench(super::device::check_bench(), |p| stage.set(&p.note)),
+            )?);
         }
         let (hello, deploy) = (s.hello.clone(), s.deploy.clone());
         at("shutdown", s.shutdown())?;
@@ -140,56 +137,27 @@ pub fn check(a: &CheckArgs, fleet: &Path) -> anyhow::Result<()> {
             bench,
         })
     });
-    let wall = t0.elapsed().as_secs_f64();
-    if a.conn.json {
-        let hosts: Vec<serde_json::Value> = out
-            .iter()
-            .map(|o| host_json(o, |c| serde_json::to_value(c).unwrap_or_default()))
-            .collect();
-        print_json(fleet, a.fleet.limit.as_deref(), jobs, wall, hosts)?;
-    } else {
-        let mut rows = vec![[
-            "host",
-            "class",
-            "status",
-            "target",
-            "kernels",
-            "cores",
-            "RAM",
-            "read GB/s",
-            "tg16 t/s",
-            "s",
+    let view = View {
+        fleet,
+        limit: a.fleet.limit.as_deref(),
+        jobs,
+        wall: t0.elapsed().as_secs_f64(),
+        json: a.conn.json,
+    };
+    let header = ["target", "kernels", "cores", "RAM", "read GB/s", "tg16 t/s"];
+    view.report(&out, &header, |c: &Checked| {
+        vec![
+            c.hello.target.clone(),
+            c.hello.isa.clone(),
+            c.hello.cores.to_string(),
+            format!(
+                "{:.1} GiB",
+                c.hello.total_ram_bytes as f64 / (1u64 << 30) as f64
+            ),
+            format!("{:.2}", c.memory.read_gb_s),
+            c.bench.as_ref().map_or("-".into(), tg),
         ]
-        .map(String::from)
-        .to_vec()];
-        for o in &out {
-            let mut r = vec![
-                o.host.name.clone(),
-                o.host.class.clone(),
-                o.status().as_str().into(),
-            ];
-            match &o.result {
-                Ok(c) => r.extend([
-                    c.hello.target.clone(),
-                    c.hello.isa.clone(),
-                    c.hello.cores.to_string(),
-                    format!(
-                        "{:.1} GiB",
-                        c.hello.total_ram_bytes as f64 / (1u64 << 30) as f64
-                    ),
-                    format!("{:.2}", c.memory.read_gb_s),
-                    c.bench.as_ref().map_or("-".into(), tg),
-                ]),
-                Err(_) => r.extend(std::iter::repeat_n("-".to_string(), 6)),
-            }
-            r.push(format!("{:.1}", o.seconds));
-            rows.push(r);
-        }
-        print_table(&rows);
-        print_failures(&out);
-        summary(&out, jobs, wall);
-    }
-    finish(&out)
+    })
 }
 
 /// What `bench --fleet` learns from one host.
@@ -237,66 +205,91 @@ pub fn bench(a: &BenchArgs, fleet: &Path) -> anyhow::Result<()> {
             bench,
         })
     });
-    let wall = t0.elapsed().as_secs_f64();
-    if a.conn.json {
-        let hosts: Vec<serde_json::Value> = out
-            .iter()
-            .map(|o| host_json(o, |c| serde_json::to_value(c).unwrap_or_default()))
-            .collect();
-        print_json(fleet, a.fleet.limit.as_deref(), jobs, wall, hosts)?;
-    } else {
-        let pp_name = format!("pp{} t/s", a.n_prompt);
-        let tg_name = format!("tg{} t/s", a.n_gen);
-        let mut rows = vec![vec![
-            "host".to_string(),
-            "class".into(),
-            "status".into(),
-            "kernels".into(),
-            "threads".into(),
-            pp_name,
-            tg_name,
-            "peak RSS".into(),
-            "s".into(),
-        ]];
-        for o in &out {
-            let mut r = vec![
-                o.host.name.clone(),
-                o.host.class.clone(),
-                o.status().as_str().into(),
-            ];
-            match &o.result {
-                Ok(b) => {
-                    let run = |prompt: bool| {
-                        b.bench
-                            .runs
-                            .iter()
-                            .find(|r| (r.n_prompt > 0) == prompt)
-                            .map_or("-".to_string(), |r| {
-                                let (m, s) = r.mean_std();
-                                format!("{m:.2} ± {s:.2}")
-                            })
-                    };
-                    r.extend([
-                        b.bench.isa.clone(),
-                        b.bench.threads.to_string(),
-                        run(true),
-                        run(false),
-                        format!(
-                            "{:.1} MiB",
-                            b.bench.peak_rss_bytes as f64 / (1 << 20) as f64
-                        ),
-                    ]);
+    let view = View {
+        fleet,
+        limit: a.fleet.limit.as_deref(),
+        jobs,
+        wall: t0.elapsed().as_secs_f64(),
+        json: a.conn.json,
+    };
+    let (pp_name, tg_name) = (
+        format!("pp{} t/s", a.n_prompt),
+        format!("tg{} t/s", a.n_gen),
+    );
+    let header = ["kernels", "threads", &pp_name, &tg_name, "peak RSS"];
+    view.report(&out, &header, |b: &Benched| {
+        let run = |prompt: bool| {
+            b.bench
+                .runs
+                .iter()
+                .find(|r| (r.n_prompt > 0) == prompt)
+                .map_or("-".to_string(), |r| {
+                    let (m, s) = r.mean_std();
+                    format!("{m:.2} ± {s:.2}")
+                })
+        };
+        vec![
+            b.bench.isa.clone(),
+            b.bench.threads.to_string(),
+            run(true),
+            run(false),
+            format!(
+                "{:.1} MiB",
+                b.bench.peak_rss_bytes as f64 / (1 << 20) as f64
+            ),
+        ]
+    })
+}
+
+/// How a fleet command's results are shown.
+struct View<'a> {
+    fleet: &'a Path,
+    limit: Option<&'a str>,
+    jobs: usize,
+    wall: f64,
+    json: bool,
+}
+
+impl View<'_> {
+    /// Every host's outcome as JSON, or as a table (host, class, status, the `header`
+    /// columns a result fills with `cells`, seconds) followed by each failure in full and a
+    /// summary; then an error when any host has no result.
+    fn report<R: serde::Serialize>(
+        &self,
+        out: &[Outcome<R>],
+        header: &[&str],
+        cells: impl Fn(&R) -> Vec<String>,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            let hosts: Vec<serde_json::Value> = out
+                .iter()
+                .map(|o| host_json(o, |c| serde_json::to_value(c).unwrap_or_default()))
+                .collect();
+            print_json(self.fleet, self.limit, self.jobs, self.wall, hosts)?;
+        } else {
+            let mut head = vec!["host".to_string(), "class".into(), "status".into()];
+            head.extend(header.iter().map(|h| h.to_string()));
+            head.push("s".into());
+            let mut rows = vec![head];
+            for o in out {
+                let mut r = vec![
+                    o.host.name.clone(),
+                    o.host.class.clone(),
+                    o.status().as_str().into(),
+                ];
+                match &o.result {
+                    Ok(c) => r.extend(cells(c)),
+                    Err(_) => r.extend(std::iter::repeat_n("-".to_string(), header.len())),
                 }
-                Err(_) => r.extend(std::iter::repeat_n("-".to_string(), 5)),
+                r.push(format!("{:.1}", o.seconds));
+                rows.push(r);
             }
-            r.push(format!("{:.1}", o.seconds));
-            rows.push(r);
+            print_table(&rows);
+            print_failures(out);
+            summary(out, self.jobs, self.wall);
         }
-        print_table(&rows);
-        print_failures(&out);
-        summary(&out, jobs, wall);
+        finish(out)
     }
-    finish(&out)
 }
 
 /// tg t/s of a short check.

@@ -85,6 +85,18 @@ impl fmt::Display for InventoryError {
 
 impl std::error::Error for InventoryError {}
 
+impl InventoryError {
+    /// An error at `line` of `file` (0: the file as a whole), about `key` if one.
+    pub fn at(file: &Path, line: usize, key: Option<&str>, message: String) -> Self {
+        InventoryError {
+            file: file.to_path_buf(),
+            line,
+            key: key.map(str::to_string),
+            message,
+        }
+    }
+}
+
 /// Sintra's own host variables.
 pub const SINTRA_KEYS: [(&str, &str); 8] = [
     (
@@ -165,11 +177,8 @@ impl Inventory {
     /// Read an inventory: YAML when the file ends in `.yml`/`.yaml` or its first meaningful
     /// line looks like YAML (`name:`, `---`), else INI.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|e| InventoryError {
-            file: path.to_path_buf(),
-            line: 0,
-            key: None,
-            message: format!("cannot read the inventory: {e}"),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            InventoryError::at(path, 0, None, format!("cannot read the inventory: {e}"))
         })?;
         Inventory::parse(path, &text)
     }
@@ -257,12 +266,7 @@ impl Inventory {
     }
 
     fn err(&self, line: usize, key: Option<&str>, message: String) -> InventoryError {
-        InventoryError {
-            file: self.source.clone(),
-            line,
-            key: key.map(str::to_string),
-            message,
-        }
+        InventoryError::at(&self.source, line, key, message)
     }
 
     /// `host` as a device: its connection from the `ansible_*` variables, its runtime and
@@ -471,11 +475,8 @@ impl Raw {
 
     /// Link groups, check for cycles, merge variables, check the keys Sintra reads.
     fn resolve(mut self, path: &Path) -> Result<Inventory, InventoryError> {
-        let err = |line: usize, key: Option<&str>, message: String| InventoryError {
-            file: path.to_path_buf(),
-            line,
-            key: key.map(str::to_string),
-            message,
+        let err = |line: usize, key: Option<&str>, message: String| {
+            InventoryError::at(path, line, key, message)
         };
         self.groups.entry("all".into()).or_default();
         self.groups.entry("ungrouped".into()).or_default();

@@ -13,11 +13,8 @@ enum Section {
 }
 
 pub(super) fn parse(path: &Path, text: &str) -> Result<Raw, InventoryError> {
-    let err = |line: usize, key: Option<&str>, message: String| InventoryError {
-        file: path.to_path_buf(),
-        line,
-        key: key.map(str::to_string),
-        message,
+    let err = |line: usize, key: Option<&str>, message: String| {
+        InventoryError::at(path, line, key, message)
     };
     let mut raw = Raw::default();
     let mut section = Section::Hosts("ungrouped".into());
