@@ -114,6 +114,19 @@ pub struct BenchArgs {
     pub fleet: super::fleet::FleetOpts,
 }
 
+impl BenchArgs {
+    /// The benchmark the flags ask for.
+    pub(super) fn request(&self) -> BenchRequest {
+        BenchRequest {
+            n_prompt: self.n_prompt,
+            n_gen: self.n_gen,
+            threads: self.threads,
+            repetitions: self.repetitions.max(1),
+            kv_f32: false,
+        }
+    }
+}
+
 /// Where a device is and how to start its runtime: from the command line's TARGET, or from a
 /// hardware profile's `connection` (parsed once, with the rest of the profile, by
 /// [`crate::profile::Profile`]).
@@ -437,14 +450,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     let model = s.load_model()?;
     let mut bench = None;
     if a.n_prompt > 0 || a.n_gen > 0 {
-        let req = BenchRequest {
-            n_prompt: a.n_prompt,
-            n_gen: a.n_gen,
-            threads: a.threads,
-            repetitions: a.repetitions.max(1),
-            kv_f32: false,
-        };
-        bench = Some(s.bench(req, progress_printer(json))?);
+        bench = Some(s.bench(a.request(), progress_printer(json))?);
     }
     let mut ppl = None;
     if let Some(text) = text {

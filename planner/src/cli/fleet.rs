@@ -8,7 +8,7 @@ use crate::device::ssh::DeployReport;
 use crate::device::{find_runtime, Session, Transport};
 use crate::fleet::run::{at, for_each_host, Outcome, Status};
 use crate::fleet::{FleetHost, Inventory};
-use formats::wire::{BenchRequest, BenchResult, Hello, MemoryBandwidth, ModelInfo};
+use formats::wire::{BenchResult, Hello, MemoryBandwidth, ModelInfo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -137,13 +137,7 @@ pub fn check(a: &CheckArgs, fleet: &Path) -> anyhow::Result<()> {
             bench,
         })
     });
-    let view = View {
-        fleet,
-        limit: a.fleet.limit.as_deref(),
-        jobs,
-        wall: t0.elapsed().as_secs_f64(),
-        json: a.conn.json,
-    };
+    let view = View::new(fleet, &a.fleet, t0, a.conn.json);
     let header = ["target", "kernels", "cores", "RAM", "read GB/s", "tg16 t/s"];
     view.report(&out, &header, |c: &Checked| {
         vec![
@@ -188,14 +182,7 @@ pub fn bench(a: &BenchArgs, fleet: &Path) -> anyhow::Result<()> {
         let mut s = at("connect", Session::open(&h.spec, Some(&a.model)))?;
         stage.set("loading the model");
         let model = at("model load", s.load_model())?;
-        let req = BenchRequest {
-            n_prompt: a.n_prompt,
-            n_gen: a.n_gen,
-            threads: a.threads,
-            repetitions: a.repetitions.max(1),
-            kv_f32: false,
-        };
-        let bench = at("bench", s.bench(req, |p| stage.set(&p.note)))?;
+        let bench = at("bench", s.bench(a.request(), |p| stage.set(&p.note)))?;
         let (hello, deploy) = (s.hello.clone(), s.deploy.clone());
         at("shutdown", s.shutdown())?;
         Ok(Benched {
@@ -205,13 +192,7 @@ pub fn bench(a: &BenchArgs, fleet: &Path) -> anyhow::Result<()> {
             bench,
         })
     });
-    let view = View {
-        fleet,
-        limit: a.fleet.limit.as_deref(),
-        jobs,
-        wall: t0.elapsed().as_secs_f64(),
-        json: a.conn.json,
-    };
+    let view = View::new(fleet, &a.fleet, t0, a.conn.json);
     let (pp_name, tg_name) = (
         format!("pp{} t/s", a.n_prompt),
         format!("tg{} t/s", a.n_gen),
@@ -250,7 +231,18 @@ struct View<'a> {
     json: bool,
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
+    /// The view of a run of `opts` on `fleet` that started at `t0`.
+    fn new(fleet: &'a Path, opts: &'a FleetOpts, t0: Instant, json: bool) -> Self {
+        View {
+            fleet,
+            limit: opts.limit.as_deref(),
+            jobs: opts.jobs as usize,
+            wall: t0.elapsed().as_secs_f64(),
+            json,
+        }
+    }
+
     /// Every host's outcome as JSON, or as a table (host, class, status, the `header`
     /// columns a result fills with `cells`, seconds) followed by each failure in full and a
     /// summary; then an error when any host has no result.
@@ -386,8 +378,9 @@ fn summary<R>(out: &[Outcome<R>], jobs: usize, wall: f64) {
     }
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!(
-        "\n{} hosts in {wall:.1} s, at most {} at once: {}",
+        "\n{} host{} in {wall:.1} s, at most {} at once: {}",
         out.len(),
+        if out.len() == 1 { "" } else { "s" },
         jobs.min(out.len()),
         parts.join(", ")
     );
