@@ -449,19 +449,20 @@ fn looks_like_yaml(text: &str) -> bool {
 struct Raw {
     /// Hosts in the order first named, with the line and their own variables.
     hosts: Vec<(String, usize, BTreeMap<String, Var>)>,
+    /// Each host's index in `hosts` (ranges make inventories of thousands of hosts).
+    index: BTreeMap<String, usize>,
     groups: BTreeMap<String, Group>,
 }
 
 impl Raw {
     /// The host `name` (added at `line` if new): its index.
     fn host(&mut self, name: &str, line: usize) -> usize {
-        match self.hosts.iter().position(|h| h.0 == name) {
-            Some(i) => i,
-            None => {
-                self.hosts.push((name.to_string(), line, BTreeMap::new()));
-                self.hosts.len() - 1
-            }
+        if let Some(&i) = self.index.get(name) {
+            return i;
         }
+        self.hosts.push((name.to_string(), line, BTreeMap::new()));
+        self.index.insert(name.to_string(), self.hosts.len() - 1);
+        self.hosts.len() - 1
     }
 
     /// The group `name` (added at `line` if new).
@@ -550,16 +551,21 @@ impl Raw {
                 parents.entry(c.as_str()).or_default().push(name.as_str());
             }
         }
+        // The groups naming each host directly.
+        let mut direct: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (g, group) in &self.groups {
+            for h in &group.hosts {
+                let v = direct.entry(h.as_str()).or_default();
+                if v.last() != Some(&g.as_str()) {
+                    v.push(g.as_str());
+                }
+            }
+        }
         let mut hosts = Vec::with_capacity(self.hosts.len());
         let mut ungrouped = Vec::new();
         for (name, line, own) in &self.hosts {
             let mut set: BTreeSet<&str> = BTreeSet::new();
-            let mut stack: Vec<&str> = self
-                .groups
-                .iter()
-                .filter(|(_, g)| g.hosts.iter().any(|h| h == name))
-                .map(|(n, _)| n.as_str())
-                .collect();
+            let mut stack: Vec<&str> = direct.get(name.as_str()).cloned().unwrap_or_default();
             if stack.iter().all(|g| *g == "all" || *g == "ungrouped") {
                 ungrouped.push(name.clone());
                 stack.push("ungrouped");
@@ -598,11 +604,9 @@ impl Raw {
             }
         }
         let u = self.groups.entry("ungrouped".into()).or_default();
-        for h in ungrouped {
-            if !u.hosts.contains(&h) {
-                u.hosts.push(h);
-            }
-        }
+        let listed: BTreeSet<String> = u.hosts.iter().cloned().collect();
+        u.hosts
+            .extend(ungrouped.into_iter().filter(|h| !listed.contains(h)));
         if hosts.is_empty() {
             return Err(err(0, None, "the inventory names no host".into()));
         }

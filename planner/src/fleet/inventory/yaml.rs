@@ -181,6 +181,21 @@ fn scalar_key(key: &Node) -> Result<String, String> {
 
 type ErrFn<'a> = dyn Fn(usize, Option<&str>, String) -> InventoryError + 'a;
 
+/// The entries of a mapping (none for an empty value); anything else is an error at its line
+/// about `key`, saying what it had to be (`must`, given what it is).
+fn mapping<'n>(
+    node: &'n Node,
+    key: Option<&str>,
+    err: &ErrFn<'_>,
+    must: impl FnOnce(&str) -> String,
+) -> Result<&'n [(Node, Node)], InventoryError> {
+    match node {
+        Node::Null(_) => Ok(&[]),
+        Node::Map(e, _) => Ok(e),
+        other => Err(err(other.line(), key, must(other.kind()))),
+    }
+}
+
 /// The group `name` (first named at `line`) with `body`: its hosts, vars and children.
 fn group(
     raw: &mut Raw,
@@ -191,20 +206,9 @@ fn group(
 ) -> Result<(), InventoryError> {
     check_group_name(name).map_err(|m| err(line, None, m))?;
     raw.group(name, line);
-    let entries = match body {
-        Node::Null(_) => return Ok(()),
-        Node::Map(e, _) => e,
-        other => {
-            return Err(err(
-                other.line(),
-                None,
-                format!(
-                    "group '{name}' is {}: a group is a mapping with hosts, vars and children",
-                    other.kind()
-                ),
-            ))
-        }
-    };
+    let entries = mapping(body, None, err, |kind| {
+        format!("group '{name}' is {kind}: a group is a mapping with hosts, vars and children")
+    })?;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (k, v) in entries {
         let key = scalar_key(k).map_err(|m| err(k.line(), None, m))?;
@@ -224,33 +228,26 @@ fn group(
                 let vars = variables(v, &format!("vars of group '{name}'"), err)?;
                 raw.group(name, line).vars.extend(vars);
             }
-            "children" => match v {
-                Node::Null(_) => {}
-                Node::Map(children, _) => {
-                    let mut seen_child: BTreeMap<String, usize> = BTreeMap::new();
-                    for (ck, cv) in children {
-                        let child = scalar_key(ck).map_err(|m| err(ck.line(), None, m))?;
-                        if let Some(first) = seen_child.insert(child.clone(), ck.line()) {
-                            return Err(err(ck.line(), None, format!("group '{name}' lists child '{child}' twice (lines {first} and {})", ck.line())));
-                        }
-                        if child == name {
-                            return Err(err(ck.line(), None, format!("group '{name}' is its own child")));
-                        }
-                        let g = raw.group(name, line);
-                        if !g.children.contains(&child) {
-                            g.children.push(child.clone());
-                        }
-                        group(raw, &child, ck.line(), cv, err)?;
+            "children" => {
+                let children = mapping(v, Some("children"), err, |kind| {
+                    format!("the children of group '{name}' are {kind}: they must be a mapping of groups")
+                })?;
+                let mut seen_child: BTreeMap<String, usize> = BTreeMap::new();
+                for (ck, cv) in children {
+                    let child = scalar_key(ck).map_err(|m| err(ck.line(), None, m))?;
+                    if let Some(first) = seen_child.insert(child.clone(), ck.line()) {
+                        return Err(err(ck.line(), None, format!("group '{name}' lists child '{child}' twice (lines {first} and {})", ck.line())));
                     }
+                    if child == name {
+                        return Err(err(ck.line(), None, format!("group '{name}' is its own child")));
+                    }
+                    let g = raw.group(name, line);
+                    if !g.children.contains(&child) {
+                        g.children.push(child.clone());
+                    }
+                    group(raw, &child, ck.line(), cv, err)?;
                 }
-                other => {
-                    return Err(err(
-                        other.line(),
-                        Some("children"),
-                        format!("the children of group '{name}' are {}: they must be a mapping of groups", other.kind()),
-                    ))
-                }
-            },
+            }
             _ => {
                 return Err(err(
                     k.line(),
@@ -267,20 +264,9 @@ fn group(
 
 /// The `hosts:` of group `g`: host names (or ranges) to their variables or nothing.
 fn hosts(raw: &mut Raw, g: &str, node: &Node, err: &ErrFn<'_>) -> Result<(), InventoryError> {
-    let entries = match node {
-        Node::Null(_) => return Ok(()),
-        Node::Map(e, _) => e,
-        other => {
-            return Err(err(
-                other.line(),
-                Some("hosts"),
-                format!(
-                    "the hosts of group '{g}' are {}: they must be a mapping (host: or host: {{vars}}), not a list",
-                    other.kind()
-                ),
-            ))
-        }
-    };
+    let entries = mapping(node, Some("hosts"), err, |kind| {
+        format!("the hosts of group '{g}' are {kind}: they must be a mapping (host: or host: {{vars}}), not a list")
+    })?;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (k, v) in entries {
         let pattern = scalar_key(k).map_err(|m| err(k.line(), None, m))?;
@@ -329,20 +315,9 @@ fn variables(
     what: &str,
     err: &ErrFn<'_>,
 ) -> Result<BTreeMap<String, Var>, InventoryError> {
-    let entries = match node {
-        Node::Null(_) => return Ok(BTreeMap::new()),
-        Node::Map(e, _) => e,
-        other => {
-            return Err(err(
-                other.line(),
-                None,
-                format!(
-                    "the variables of {what} are {}: they must be a mapping (KEY: VALUE)",
-                    other.kind()
-                ),
-            ))
-        }
-    };
+    let entries = mapping(node, None, err, |kind| {
+        format!("the variables of {what} are {kind}: they must be a mapping (KEY: VALUE)")
+    })?;
     let mut out = BTreeMap::new();
     for (k, v) in entries {
         let key = scalar_key(k).map_err(|m| err(k.line(), None, m))?;
