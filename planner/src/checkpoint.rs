@@ -48,6 +48,22 @@ pub struct RunConfig {
     /// `--remote-dir`: where the runtime and candidates go on that device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_dir: Option<String>,
+    /// `--fleet` (issue #18): speed on every device of an inventory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetConfig>,
+}
+
+/// Which fleet a run measures on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FleetConfig {
+    /// The Ansible inventory (absolute).
+    pub inventory: PathBuf,
+    /// `--limit`.
+    pub limit: Option<String>,
+    /// `--jobs`: devices measured at once.
+    pub jobs: u32,
+    /// `--per-class`: one representative per device class.
+    pub per_class: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

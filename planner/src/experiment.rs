@@ -55,6 +55,10 @@ pub struct Experiment {
     /// The candidate's draft and what it did for generation speed (issue #17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft: Option<DraftOutcome>,
+    /// A fleet run (issue #18): the candidate on each device, or why a device has no figure.
+    /// `speed` is then the binding device's (the slowest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fleet: Vec<crate::measure::DeviceSpeed>,
 }
 
 /// Speculative decoding pays when it makes generation at least this much faster: below, the
@@ -329,6 +333,7 @@ pub(crate) mod tests {
             mock: true,
             seconds: 0.0,
             draft: None,
+            fleet: Vec::new(),
         }
     }
 

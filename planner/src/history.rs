@@ -11,6 +11,9 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use std::path::Path;
 
+mod fleet;
+pub use fleet::{FleetDeviceRow, FleetMeasurement, FleetRow};
+
 /// Schema migrations; index + 1 is the version each one brings the database to.
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
@@ -93,6 +96,43 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE experiments ADD COLUMN windows INTEGER;
     ALTER TABLE experiments ADD COLUMN load_others REAL;
     ALTER TABLE experiments ADD COLUMN load_avg REAL;",
+    // 3: fleets (issue #18): each device keyed by its inventory name and hardware fingerprint,
+    // and every measurement on it (by `sintra bench --fleet` or a fleet run's candidates), or
+    // why there is none.
+    "CREATE TABLE fleet_devices (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        class TEXT NOT NULL,
+        cpu_model TEXT NOT NULL,
+        cores INTEGER NOT NULL,
+        ram_bytes INTEGER NOT NULL,
+        kernel TEXT NOT NULL,
+        target TEXT NOT NULL,
+        isa TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        UNIQUE(host, fingerprint)
+    );
+    CREATE TABLE fleet_measurements (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        device_id INTEGER REFERENCES fleet_devices(id),
+        command TEXT NOT NULL,
+        run_id TEXT,
+        iteration INTEGER,
+        model TEXT NOT NULL,
+        recipe TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        tg_tps REAL,
+        tg_min REAL,
+        tg_max REAL,
+        pp_tps REAL,
+        ratio REAL,
+        measured_at TEXT NOT NULL
+    );
+    CREATE INDEX fleet_measurements_device ON fleet_measurements(device_id);",
 ];
 
 /// One measured experiment on a device, any model (see [`History::device_measurements`]).

@@ -19,6 +19,9 @@ use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
 
+mod fleet;
+pub use fleet::per_class_best;
+
 /// Everything the loop works with.
 pub struct Loop<'a> {
     pub cp: &'a mut Checkpoint,
@@ -76,6 +79,8 @@ impl Loop<'_> {
             .past_measurements(self.model, &self.cp.profile, &self.cp.run_id)?;
         let allowed = self.cp.profile.allowed_types();
         self.cp.stop_reason = None;
+        self.record_fleet_originals()?;
+        self.fill_fleet_gaps(&out_dir)?;
         loop {
             if let Some(why) = stop_reason(self.cp) {
                 crate::run::finish(self, &why)?;
@@ -118,6 +123,7 @@ impl Loop<'_> {
             let mut e = self.try_one(iteration, &p, &out_dir);
             self.settle_quality(&mut e, &out_dir)?;
             self.history.record_experiment(&self.cp.run_id, &e)?;
+            self.record_fleet(&e)?;
             println!("{}", one_line(&e));
             let was_best = experiment::best(&self.cp.experiments).map(|b| b.iteration);
             self.cp.experiments.push(e);
@@ -182,6 +188,7 @@ impl Loop<'_> {
             mock: self.cp.config.mock,
             seconds: 0.0,
             draft: None,
+            fleet: Vec::new(),
         };
         let path = candidate_path(out_dir, iteration);
         let result = (|| -> Result<()> {
@@ -214,6 +221,7 @@ impl Loop<'_> {
             e.verdict = Some(judge_with_draft(&e, &self.cp.targets));
             Ok(())
         })();
+        e.fleet = self.measure.fleet_results();
         if let Err(err) = result {
             tracing::warn!(iteration, error = %format!("{err:#}"), "experiment failed");
             e.status = Status::Failed;
@@ -374,7 +382,10 @@ impl Loop<'_> {
 }
 
 /// The verdict on an experiment, judged on its speed with the draft when the draft is kept.
-fn judge_with_draft(e: &Experiment, targets: &crate::targets::Targets) -> crate::critic::Verdict {
+pub(crate) fn judge_with_draft(
+    e: &Experiment,
+    targets: &crate::targets::Targets,
+) -> crate::critic::Verdict {
     let (Some(speed), Some(quality)) = (&e.speed, &e.quality) else {
         unreachable!("judged after both measurements")
     };
@@ -389,11 +400,14 @@ pub fn candidate_path(out_dir: &Path, iteration: u32) -> std::path::PathBuf {
 
 /// `#3 Q4_K: 84.2 MiB, 41.3 tok/s, top-1 0.9120, KLD 0.04512 | tokens_per_second ... ok; ...`
 pub fn one_line(e: &Experiment) -> String {
-    let line = one_line_alone(e);
-    match &e.draft {
-        Some(d) => format!("{line}\n    {}", d.text()),
-        None => line,
+    let mut line = one_line_alone(e);
+    if let Some(d) = &e.draft {
+        line += &format!("\n    {}", d.text());
     }
+    if !e.fleet.is_empty() {
+        line += &format!("\n    on each device: {}", fleet::devices_text(&e.fleet));
+    }
+    line
 }
 
 fn one_line_alone(e: &Experiment) -> String {

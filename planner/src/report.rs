@@ -194,6 +194,7 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
             }
         }
     }
+    fleet_section(&mut s, cp);
     let _ = writeln!(s, "\n## Pareto front (speed against accuracy)\n");
     for e in pareto(exps) {
         let _ = writeln!(
@@ -338,6 +339,99 @@ fn row(e: &Experiment) -> String {
 }
 
 /// `1.066x`: the candidate's speed over the original's, measured in the same rounds.
+/// A fleet run's devices side by side: each candidate's generation speed on every device
+/// (and its speed-up over the original there), the devices' hardware, and each class's best.
+fn fleet_section(s: &mut String, cp: &Checkpoint) {
+    let exps = &cp.experiments;
+    let mut hosts: Vec<&crate::measure::DeviceSpeed> = Vec::new();
+    for d in exps.iter().flat_map(|e| &e.fleet) {
+        match hosts.iter_mut().find(|h| h.host == d.host) {
+            Some(h) if h.hardware.is_none() => *h = d,
+            Some(_) => {}
+            None => hosts.push(d),
+        }
+    }
+    if hosts.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Fleet\n\nSpeed was measured on every device (each with the original interleaved), quality once on the planner's host; a candidate is judged on its slowest device.\n\n| device | class | hardware | fingerprint |\n| --- | --- | --- | --- |"
+    );
+    for h in &hosts {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            esc(&h.host),
+            esc(&h.class),
+            h.hardware
+                .as_ref()
+                .map_or("(never answered)".into(), |hw| esc(&format!(
+                    "{}, {}, kernel {}",
+                    hw.summary(),
+                    hw.target,
+                    hw.kernel
+                ))),
+            h.hardware
+                .as_ref()
+                .map_or(String::new(), |hw| hw.fingerprint())
+        );
+    }
+    let _ = write!(s, "\n| # | recipe |");
+    for h in &hosts {
+        let _ = write!(s, " {} tok/s (x original) |", esc(&h.host));
+    }
+    let _ = write!(s, "\n| ---: | --- |");
+    for _ in &hosts {
+        let _ = write!(s, " ---: |");
+    }
+    let _ = writeln!(s);
+    for e in exps.iter().filter(|e| !e.fleet.is_empty()) {
+        let _ = write!(s, "| {} | {} |", e.iteration, esc(&e.label));
+        for h in &hosts {
+            let cell = match e.fleet.iter().find(|d| d.host == h.host) {
+                Some(d) => match &d.speed {
+                    Some(sp) => format!(
+                        "{:.2}{}",
+                        sp.tg_tps,
+                        sp.baseline
+                            .map_or(String::new(), |b| format!(" ({:.3}x)", b.ratio))
+                    ),
+                    None => d.status.clone(),
+                },
+                None => "-".into(),
+            };
+            let _ = write!(s, " {cell} |");
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "\nBest per device class (judged on the class's slowest device):\n"
+    );
+    for (class, best) in crate::optimize::per_class_best(exps, &cp.targets) {
+        let _ = writeln!(
+            s,
+            "- {}: {}",
+            esc(&class),
+            best.map_or("no candidate was measured there".into(), |b| format!(
+                "#{} {}, {:.2} tok/s on {} ({})",
+                b.iteration,
+                esc(&b.label),
+                b.tps().unwrap_or(0.0),
+                b.speed
+                    .as_ref()
+                    .map_or(String::new(), |s| esc(&s.measured_on)),
+                if b.passes() {
+                    "meets every target"
+                } else {
+                    "misses a target"
+                }
+            ))
+        );
+    }
+}
+
 fn ratio_text(e: &Experiment) -> String {
     e.speed
         .as_ref()

@@ -10,6 +10,7 @@ use crate::architect::Architect;
 use crate::calibration::{Calibration, CalibrationSpec};
 use crate::checkpoint::{new_run_id, Checkpoint, RunConfig, FORMAT_VERSION};
 use crate::experiment::{self, Experiment};
+use crate::fleet::measure::FleetMeasurer;
 use crate::history::History;
 use crate::measure::mock::MockMeasurer;
 use crate::measure::wire::{QualitySpec, WireMeasurer};
@@ -74,9 +75,45 @@ pub fn start(
     } else {
         None
     };
-    let mut measure = None;
+    let mut measure: Option<Box<dyn Measurer>> = None;
     let mut measured = None;
-    if !config.mock {
+    if let (Some(f), false) = (&config.fleet, config.mock) {
+        let mut m = fleet_measurer(f, &config, model, wanted.speedup.is_some())?;
+        let originals = m.measure_originals()?;
+        for d in &originals {
+            match &d.speed {
+                Some(s) => println!(
+                    "original on {} ({}): {}{}",
+                    d.host,
+                    d.hardware.as_ref().map_or(String::new(), |h| h.summary()),
+                    s.tg.map_or(format!("{:.2} tok/s", s.tg_tps), |t| t.describe("tok/s")),
+                    load_note(s.load.as_ref())
+                ),
+                None => println!(
+                    "original on {}: {} ({})",
+                    d.host,
+                    d.status,
+                    d.error.as_deref().unwrap_or("")
+                ),
+            }
+        }
+        // Targets hold on every device: a speed target derives from the slowest.
+        let (host, slowest) = originals
+            .iter()
+            .filter_map(|d| d.speed.as_ref().map(|s| (&d.host, s)))
+            .min_by(|a, b| a.1.tg_tps.total_cmp(&b.1.tg_tps))
+            .expect("measure_originals fails when no device measured");
+        measured = Some(MeasuredOriginal {
+            tg_tps: slowest.tg_tps,
+            spread: slowest.tg,
+            device: format!(
+                "{host} (the slowest of the fleet's {} devices)",
+                originals.iter().filter(|d| d.speed.is_some()).count()
+            ),
+        });
+        m.host().ensure_base(config.eval_chunks)?;
+        measure = Some(Box::new(m));
+    } else if !config.mock {
         let mut m = wire_measurer(&profile, &config, model)?;
         // A target derived from the original's speed needs it; a given target does not (the
         // original may not even fit on the device): then candidates are measured without the
@@ -111,7 +148,7 @@ pub fn start(
                 "warning: the original model could not be benchmarked on the device ({e:#}); candidates are measured without it beside them"
             ),
         }
-        measure = Some(m);
+        measure = Some(Box::new(m));
     }
     let mut targets = crate::targets::resolve(
         &profile,
@@ -181,11 +218,19 @@ pub fn start(
 
 /// What a new run opened before its loop: the measurer (`None` under `--mock`) and the model's
 /// statistics.
-#[derive(Debug)]
 pub struct Prepared {
-    measure: Option<WireMeasurer>,
+    measure: Option<Box<dyn Measurer>>,
     statistics: Statistics,
     sensitivity: Option<Sensitivity>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("measure", &self.measure.is_some())
+            .field("statistics", &self.statistics)
+            .finish()
+    }
 }
 
 /// Continue run `id` (`latest`: the newest checkpoint), with `max_iters` if given.
@@ -235,7 +280,12 @@ pub fn execute(cp: &mut Checkpoint, model: &ModelInfo, prepared: Option<Prepared
     let history = History::open(&home.join("history.db"))?;
     let mut architect = build_architect(&cp.config)?;
     let mut measure: Box<dyn Measurer> = match measure {
-        Some(m) => Box::new(m),
+        Some(m) => m,
+        None if cp.config.fleet.is_some() && !cp.config.mock => {
+            let f = cp.config.fleet.clone().expect("checked");
+            let by_ratio = cp.targets.min_speedup.is_some();
+            Box::new(fleet_measurer(&f, &cp.config, model, by_ratio)?)
+        }
         None if cp.config.mock => {
             let bw = cp.profile.constraints.memory_bandwidth_gbps.unwrap_or(10.0);
             Box::new(MockMeasurer {
@@ -351,6 +401,27 @@ pub(crate) fn finish(l: &mut Loop<'_>, why: &str) -> Result<()> {
             println!("  - {l}");
         }
     }
+    if l.cp.config.fleet.is_some() {
+        println!("best per device class (judged on the class's slowest device):");
+        for (class, best) in crate::optimize::per_class_best(&l.cp.experiments, &l.cp.targets) {
+            match best {
+                Some(b) => println!(
+                    "  {class}: #{} {}: {:.2} tok/s on {}, top-1 {} ({})",
+                    b.iteration,
+                    b.label,
+                    b.tps().unwrap_or(0.0),
+                    b.speed.as_ref().map_or("", |s| &s.measured_on),
+                    b.quality.as_ref().map_or("-".into(), |q| q.top1_text()),
+                    if b.passes() {
+                        "meets every target"
+                    } else {
+                        "misses a target"
+                    }
+                ),
+                None => println!("  {class}: no candidate was measured there"),
+            }
+        }
+    }
     match best {
         Some(b) => println!(
             "best: #{} {} ({}) -> {}",
@@ -415,6 +486,18 @@ fn wire_measurer(profile: &Profile, config: &RunConfig, model: &ModelInfo) -> Re
             Some(spec)
         }
     };
+    let quality = quality_spec(config, model, device.is_some())?;
+    Ok(WireMeasurer::new(
+        device,
+        config.bench,
+        quality,
+        RUNTIME_TIMEOUT,
+    ))
+}
+
+/// What quality is scored on, on this host. `remote`: speed is measured elsewhere, so the
+/// benchmark's thread count means nothing here (0: all cores).
+fn quality_spec(config: &RunConfig, model: &ModelInfo, remote: bool) -> Result<QualitySpec> {
     let text = config
         .eval_text
         .clone()
@@ -424,25 +507,58 @@ fn wire_measurer(profile: &Profile, config: &RunConfig, model: &ModelInfo) -> Re
         model.fingerprint,
         file_hash(&text)?,
     ));
-    // Quality runs here: the device's thread count means nothing on this host (0: all cores).
-    let quality_threads = if device.is_some() {
-        0
-    } else {
-        config.bench.threads
-    };
-    let quality = QualitySpec::new(
+    let quality_threads = if remote { 0 } else { config.bench.threads };
+    QualitySpec::new(
         &model.path,
         &text,
         EVAL_CTX,
         config.eval_chunks,
         quality_threads,
         base,
+    )
+}
+
+/// Speed on every device of the run's fleet (the inventory read again: a resumed run sees
+/// the fleet as it is now), quality on this host. `by_ratio`: the target is a speed-up.
+fn fleet_measurer(
+    f: &crate::checkpoint::FleetConfig,
+    config: &RunConfig,
+    model: &ModelInfo,
+    by_ratio: bool,
+) -> Result<FleetMeasurer> {
+    let hosts = crate::cli::fleet::fleet_hosts(
+        &f.inventory,
+        f.limit.as_deref(),
+        &crate::cli::device::ConnectionOpts::for_run(
+            config.ssh_config.clone(),
+            config.remote_dir.clone(),
+            RUNTIME_TIMEOUT.as_secs(),
+        ),
     )?;
-    Ok(WireMeasurer::new(
-        device,
+    if hosts.is_empty() {
+        bail!(
+            "the inventory {} has no hosts{}",
+            f.inventory.display(),
+            f.limit
+                .as_ref()
+                .map_or(String::new(), |l| format!(" matching --limit {l}"))
+        );
+    }
+    println!(
+        "speed is measured on {} devices of {}{} ({} at once), quality on this host",
+        hosts.len(),
+        f.inventory.display(),
+        if f.per_class { ", one per class" } else { "" },
+        f.jobs
+    );
+    Ok(FleetMeasurer::new(
+        hosts,
         config.bench,
-        quality,
+        quality_spec(config, model, true)?,
         RUNTIME_TIMEOUT,
+        f.jobs as usize,
+        f.per_class,
+        by_ratio,
     ))
 }
 

@@ -193,5 +193,68 @@ pub fn hello() -> formats::wire::Hello {
         cores: cores() as u32,
         total_ram_bytes: total,
         available_ram_bytes: available,
+        cpu_model: cpu_model(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The CPU as the system names it: the device tree's board model (`Raspberry Pi 5 Model B
+/// Rev 1.0`, `NVIDIA Jetson Orin Nano ...`), else `/proc/cpuinfo`'s `model name` (x86, some
+/// ARM kernels), else its ARM `CPU implementer` and `CPU part` (`ARM 0xd0b`); empty when none.
+pub fn cpu_model() -> String {
+    if let Ok(m) = std::fs::read("/proc/device-tree/model") {
+        let m = String::from_utf8_lossy(&m);
+        let m = m.trim_end_matches('\0').trim();
+        if !m.is_empty() {
+            return m.to_string();
+        }
+    }
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpu_model_from(&info)
+}
+
+/// [`cpu_model`]'s reading of `/proc/cpuinfo`.
+pub fn cpu_model_from(info: &str) -> String {
+    let field = |key: &str| {
+        info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key && !v.trim().is_empty()).then(|| v.trim().to_string())
+        })
+    };
+    if let Some(m) = field("model name").or_else(|| field("Model")) {
+        return m;
+    }
+    match (field("CPU implementer"), field("CPU part")) {
+        (Some(i), Some(p)) => {
+            let vendor = match i.as_str() {
+                "0x41" => "ARM",
+                "0x4e" => "NVIDIA",
+                "0x51" => "Qualcomm",
+                "0x61" => "Apple",
+                _ => i.as_str(),
+            };
+            format!("{vendor} {p}")
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_model_from;
+
+    #[test]
+    fn cpu_model_from_x86_and_arm_cpuinfo() {
+        let x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core Processor\nflags\t\t: fpu\n";
+        assert_eq!(cpu_model_from(x86), "AMD EPYC 9654 96-Core Processor");
+        // A Raspberry Pi 5's kernel: no model name, implementer and part per core.
+        let pi = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU part\t: 0xd0b\n\nprocessor\t: 1\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\nRevision\t: d04170\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n";
+        assert_eq!(cpu_model_from(pi), "Raspberry Pi 5 Model B Rev 1.0");
+        let bare = "processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n";
+        assert_eq!(cpu_model_from(bare), "ARM 0xd08");
+        assert_eq!(cpu_model_from(""), "");
+        assert_eq!(cpu_model_from("model name\t:\n"), "");
     }
 }

@@ -571,5 +571,7 @@ fn sintra_tests_hello() -> wire::Hello {
         cores: 1,
         total_ram_bytes: 1,
         available_ram_bytes: 1,
+        cpu_model: String::new(),
+        kernel: String::new(),
     }
 }

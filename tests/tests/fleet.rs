@@ -106,6 +106,7 @@ fn a_fleet_run_finishes_with_lost_and_unreachable_hosts_reported() {
             "--jobs", "4", "-p", "32", "-n", "16", "-r", "3", "-t", "1", "--json",
         ])
         .args(["--timeout", "120"])
+        .env("SINTRA_HOME", dir.path().join("home"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -208,9 +209,215 @@ fn a_fleet_run_finishes_with_lost_and_unreachable_hosts_reported() {
         "{:#}",
         host("refused")
     );
+    // Issue #18's history: each device that answered, by host and hardware fingerprint (the
+    // runtime's handshake: CPU model, cores, RAM, kernel, target, kernels), and a row for
+    // every host — figures, or why there are none.
+    let out = Command::new(&sintra)
+        .args(["history", "--fleet"])
+        .env("SINTRA_HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{history}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |host: &str| {
+        history
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{host} ")))
+            .unwrap_or_else(|| panic!("{host}:\n{history}"))
+    };
+    assert!(line("qemu-arm").contains(AARCH64), "{history}");
+    let fingerprint = |host: &str| line(host).split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(fingerprint("x86-box").len(), 16, "{history}");
+    // The same machine held to one core is another device.
+    assert_ne!(fingerprint("x86-box"), fingerprint("one-core"), "{history}");
+    let cpu = sintra_tests::cpu_model();
+    assert!(line("x86-box").contains(&cpu), "{cpu:?}: {history}");
+    let (_, comparisons) = history.split_once("comparisons").unwrap();
+    assert!(comparisons.contains("(sintra bench --fleet)"), "{history}");
+    for ok in ["x86-box", "one-core", "qemu-arm"] {
+        assert!(
+            comparisons
+                .lines()
+                .any(|l| l.trim_start().starts_with(ok) && l.contains("tok/s")),
+            "{ok}: {history}"
+        );
+    }
+    for (host, status) in [
+        ("doomed", "lost"),
+        ("silent", "unreachable"),
+        ("refused", "unreachable"),
+    ] {
+        assert!(
+            comparisons
+                .lines()
+                .any(|l| l.trim_start().starts_with(host) && l.contains(status)),
+            "{host}: {history}"
+        );
+    }
     eprintln!(
         "fleet of 6 in {:.1} s (the doomed device killed at {killed_at:?})",
         wall.as_secs_f64()
     );
     drop(silent);
+}
+
+/// `sintra --fleet` (issue #18): the optimizer with quality scored once on this host and each
+/// candidate's speed measured on every device: one reached directly, one over real ssh held to
+/// one core, one whose ssh server is not up yet. The run goes on without the missing device
+/// and marks it; every candidate is judged on its slowest device and each device class gets
+/// its best recipe. Then the device's sshd comes up (a new port: the inventory is edited) and
+/// `--resume` measures what the first candidate lacks there before it goes on.
+#[test]
+fn a_fleet_optimizer_run_marks_the_missing_device_and_resume_measures_it() {
+    let _alone = sintra_tests::measuring_lock();
+    let x86_rt = dist_runtime(X86_64);
+    let sshd = Sshd::start_on(&["127.0.0.12"]);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let sintra = crate::planner::release_sintra(&home, dir.path());
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let inventory = |late_port: u16, late_key: &str| {
+        format!(
+            "[here]
+box ansible_connection=local sintra_class=direct
+
+[ssh]
+one-core ansible_host=127.0.0.12 ansible_port={port} ansible_ssh_private_key_file={key} sintra_exec_prefix=\"taskset -c 0\" sintra_class=one-core sintra_remote_dir={r1}
+late ansible_host=127.0.0.13 ansible_port={late_port} ansible_ssh_private_key_file={late_key} sintra_class=one-core sintra_remote_dir={r2}
+
+[ssh:vars]
+ansible_user={user}
+ansible_ssh_common_args=\"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes\"
+sintra_connect_timeout=3
+sintra_runtime_target={X86_64}
+sintra_runtime={rt}
+",
+            user = user.trim(),
+            port = sshd.port,
+            key = sshd.user_key().display(),
+            rt = x86_rt.display(),
+            r1 = dir.path().join("one-core").display(),
+            r2 = dir.path().join("late").display(),
+        )
+    };
+    let inv = dir.path().join("fleet.ini");
+    // Nothing listens on 127.0.0.13 yet.
+    std::fs::write(&inv, inventory(9, "/nonexistent-key")).unwrap();
+    let t0 = Instant::now();
+    let out = sintra(&[
+        "--fleet",
+        inv.to_str().unwrap(),
+        "--max-iters",
+        "1",
+        "--no-sensitivity",
+        "--output-dir",
+        "out",
+        "--target-accuracy",
+        "0.5",
+    ])
+    .output()
+    .unwrap();
+    let first = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{first}\n{err}");
+    eprintln!("{first}\n(first run: {:.0} s)", t0.elapsed().as_secs_f64());
+    assert!(
+        first.contains("device late dropped out (unreachable at connect"),
+        "{first}"
+    );
+    assert!(first.contains("on fleet:fleet"), "{first}");
+    for host in ["box", "one-core"] {
+        assert!(first.contains(&format!("original on {host} (")), "{first}");
+    }
+    // Judged on the slowest device, and the best of each class named.
+    assert!(
+        first.contains("the slowest of the fleet's 2 devices"),
+        "{first}"
+    );
+    assert!(first.contains("best per device class"), "{first}");
+    for class in ["direct", "one-core"] {
+        assert!(
+            first
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{class}: #1 "))),
+            "{class}: {first}"
+        );
+    }
+    assert!(
+        first.contains("devices that dropped out: late (unreachable"),
+        "{first}"
+    );
+    // The checkpoint keeps every device's part, the missing one's reason included.
+    let run = first
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.split(':').next())
+        .unwrap()
+        .to_string();
+    let cp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home.join("checkpoints").join(format!("{run}.json"))).unwrap(),
+    )
+    .unwrap();
+    let fleet = cp["experiments"][0]["fleet"].as_array().unwrap();
+    let status = |f: &[serde_json::Value], host: &str| {
+        f.iter()
+            .find(|d| d["host"] == host)
+            .map(|d| d["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status(fleet, "box").as_deref(), Some("ok"), "{fleet:?}");
+    assert_eq!(status(fleet, "one-core").as_deref(), Some("ok"));
+    assert_eq!(status(fleet, "late").as_deref(), Some("unreachable"));
+    let one_core = fleet.iter().find(|d| d["host"] == "one-core").unwrap();
+    assert_eq!(one_core["hardware"]["cores"], 1, "{one_core}");
+
+    // The device comes up; the inventory says where.
+    let late = Sshd::start_on(&["127.0.0.13"]);
+    std::fs::write(
+        &inv,
+        inventory(late.port, &late.user_key().display().to_string()),
+    )
+    .unwrap();
+    let t1 = Instant::now();
+    let out = sintra(&["--resume", &run, "--max-iters", "2"])
+        .output()
+        .unwrap();
+    let second = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{second}\n{err}");
+    eprintln!("{second}\n(resumed: {:.0} s)", t1.elapsed().as_secs_f64());
+    assert!(
+        second.contains("#1 ") && second.contains("measured on 1 more device(s)"),
+        "{second}"
+    );
+    let cp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home.join("checkpoints").join(format!("{run}.json"))).unwrap(),
+    )
+    .unwrap();
+    for e in cp["experiments"].as_array().unwrap() {
+        let f = e["fleet"].as_array().unwrap();
+        for host in ["box", "one-core", "late"] {
+            assert_eq!(status(f, host).as_deref(), Some("ok"), "{host}: {e:#}");
+        }
+    }
+    assert!(!second.contains("dropped out"), "{second}");
+
+    // The history holds each device by fingerprint and every figure, the late device's
+    // failure and its later figure both.
+    let out = sintra(&["history", "--fleet", "--run", &run])
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{history}");
+    let late_rows: Vec<&str> = history
+        .lines()
+        .filter(|l| l.trim_start().starts_with("late"))
+        .collect();
+    assert!(late_rows.iter().any(|l| l.contains("tok/s")), "{history}");
+    assert!(
+        history.contains("#1 ") && history.contains("#2 ") && history.contains("the original"),
+        "{history}"
+    );
 }

@@ -213,6 +213,12 @@ pub struct Hello {
     pub total_ram_bytes: u64,
     /// `MemAvailable`: what can be used without swapping.
     pub available_ram_bytes: u64,
+    /// The CPU as the system names it: `/proc/cpuinfo`'s `model name` on x86, the board's
+    /// device-tree model on a Raspberry Pi or Jetson, else the ARM implementer and part.
+    /// Empty when the system does not say.
+    pub cpu_model: String,
+    /// The kernel's release (`uname -r`), empty when unknown.
+    pub kernel: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

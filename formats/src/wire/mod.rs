@@ -23,8 +23,9 @@ use serde::Serialize;
 /// The version of the messages in [`messages`]. Bump it on any change to their encoding
 /// (appending an enum variant included): the planner refuses a runtime with another version
 /// and says both numbers.
-/// 2: `BenchResult::load`.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 2: `BenchResult::load`. 3: speculative decoding's messages. 4: `Hello::cpu_model` and
+/// `Hello::kernel` (a fleet's devices are told apart by their hardware fingerprint).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side accepts (a perplexity text travels in one frame).
 pub const MAX_FRAME: usize = 16 << 20;

@@ -115,7 +115,11 @@ pub fn context_json(ctx: &Context<'_>) -> String {
 impl LlmArchitect {
     fn check(&self, answer: &str, ctx: &Context<'_>) -> Result<Recipe, String> {
         let json = crate::llm::extract_json(answer).map_err(|e| e.to_string())?;
-        let recipe = Recipe::from_json(json).map_err(|e| e.to_string())?;
+        let mut recipe = Recipe::from_json(json).map_err(|e| e.to_string())?;
+        // The first override that matches a tensor wins: a later one with the same pattern can
+        // never apply (small models repeat themselves), so it is left out of the recipe.
+        let mut seen = std::collections::HashSet::new();
+        recipe.overrides.retain(|o| seen.insert(o.tensor.clone()));
         recipe
             .validate(ctx.model, ctx.allowed)
             .map_err(|e| e.to_string())?;
@@ -301,6 +305,18 @@ mod tests {
         let ctx: serde_json::Value = serde_json::from_str(&seen[0]).unwrap();
         assert_eq!(ctx["device"]["name"], "rpi5");
         assert!(ctx["model"]["tensors"].as_array().unwrap().len() > 5);
+    }
+
+    #[test]
+    fn repeated_overrides_of_one_pattern_keep_the_first() {
+        let o = r#"{"tensor": "token_embd\\.weight", "type": "Q8_0"}"#;
+        let later = r#"{"tensor": "token_embd\\.weight", "type": "Q4_0"}"#;
+        let (p, _) = propose(vec![Ok(format!(
+            r#"{{"default_type": "Q4_0", "overrides": [{o}, {later}, {o}]}}"#
+        ))]);
+        let r = p.unwrap().recipe;
+        assert_eq!(r.overrides.len(), 1, "{:?}", r.overrides);
+        assert_eq!(r.overrides[0].ty, formats::quant::GgmlType::Q8_0);
     }
 
     #[test]

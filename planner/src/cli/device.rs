@@ -48,6 +48,23 @@ pub struct ConnectionOpts {
     pub json: bool,
 }
 
+impl ConnectionOpts {
+    /// The options of an optimization run (which has no device flags of its own but these).
+    pub fn for_run(ssh_config: Option<PathBuf>, remote_dir: Option<String>, timeout: u64) -> Self {
+        ConnectionOpts {
+            runtime: None,
+            runtime_target: None,
+            exec_prefix: None,
+            remote_dir: remote_dir.unwrap_or_else(|| ".sintra".into()),
+            ssh_config,
+            ssh_options: Vec::new(),
+            timeout,
+            connect_timeout: 10,
+            json: false,
+        }
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum DeviceCommand {
     /// Deploy the runtime, shake hands, probe memory bandwidth (and, with --model, load and
@@ -284,6 +301,8 @@ fn hello_rows(spec: &DeviceSpec, h: &Hello) -> Vec<(&'static str, String)> {
             ),
         ),
         ("target", h.target.clone()),
+        ("cpu", or_unknown(&h.cpu_model)),
+        ("kernel", or_unknown(&h.kernel)),
         ("kernels", h.isa.clone()),
         ("cpu features", h.cpu_features.join(" ")),
         ("cores", h.cores.to_string()),
@@ -296,6 +315,14 @@ fn hello_rows(spec: &DeviceSpec, h: &Hello) -> Vec<(&'static str, String)> {
             ),
         ),
     ]
+}
+
+fn or_unknown(s: &str) -> String {
+    if s.is_empty() {
+        "(not reported)".into()
+    } else {
+        s.to_string()
+    }
 }
 
 fn deploy_row(s: &Session) -> Option<(&'static str, String)> {

@@ -8,6 +8,7 @@ use crate::device::ssh::DeployReport;
 use crate::device::{find_runtime, Session, Transport};
 use crate::fleet::run::{at, for_each_host, Outcome, Status};
 use crate::fleet::{FleetHost, Inventory};
+use crate::measure::stats::Spread;
 use formats::wire::{BenchResult, Hello, MemoryBandwidth, ModelInfo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,6 +193,9 @@ pub fn bench(a: &BenchArgs, fleet: &Path) -> anyhow::Result<()> {
             bench,
         })
     });
+    if let Err(e) = record_bench(&a.model, &out) {
+        eprintln!("warning: the history could not record the fleet's figures: {e:#}");
+    }
     let view = View::new(fleet, &a.fleet, t0, a.conn.json);
     let (pp_name, tg_name) = (
         format!("pp{} t/s", a.n_prompt),
@@ -220,6 +224,49 @@ pub fn bench(a: &BenchArgs, fleet: &Path) -> anyhow::Result<()> {
             ),
         ]
     })
+}
+
+/// Every host's figures (or why it has none) in the history's fleet tables, each device by
+/// its host and hardware fingerprint (`sintra history --fleet`).
+fn record_bench(model: &Path, out: &[Outcome<Benched>]) -> anyhow::Result<()> {
+    let h = crate::history::History::open(&crate::home::sintra_home()?.join("history.db"))?;
+    let name = model.file_name().map_or(model.display().to_string(), |n| {
+        n.to_string_lossy().into_owned()
+    });
+    for o in out {
+        let mut m = crate::history::FleetMeasurement {
+            host: o.host.name.clone(),
+            command: "bench".into(),
+            model: name.clone(),
+            recipe: "as is".into(),
+            status: o.status().as_str().into(),
+            ..Default::default()
+        };
+        let device = match &o.result {
+            Ok(b) => {
+                let hw = crate::fleet::hardware::Hardware::from_hello(&b.hello);
+                let spread = |gen: bool| {
+                    b.bench
+                        .runs
+                        .iter()
+                        .find(|r| (r.n_prompt > 0) != gen)
+                        .and_then(|r| Spread::of(&r.samples_tok_s))
+                };
+                let tg = spread(true);
+                m.tg_tps = tg.map(|t| t.median);
+                m.tg_min = tg.map(|t| t.min);
+                m.tg_max = tg.map(|t| t.max);
+                m.pp_tps = spread(false).map(|p| p.median);
+                Some(h.fleet_device(&o.host.name, &o.host.class, &hw)?)
+            }
+            Err(f) => {
+                m.error = Some(format!("at {}: {:#}", f.stage, f.error));
+                None
+            }
+        };
+        h.record_fleet(device, &m)?;
+    }
+    Ok(())
 }
 
 /// How a fleet command's results are shown.

@@ -138,9 +138,19 @@ pub struct RootArgs {
     /// and the candidates (relative: under the home directory; default .sintra).
     #[arg(long, value_name = "DIR")]
     pub remote_dir: Option<String>,
-    /// Threads for benchmarks and evaluation (default: the profile's cores, at most this host's).
+    /// Threads for benchmarks and evaluation (default: the profile's cores, at most this host's;
+    /// with --fleet, all of each device's).
     #[arg(long)]
     pub threads: Option<u32>,
+    /// Measure each candidate's speed on every device of an Ansible inventory (quality once,
+    /// here): targets must hold on every device; the end of the run names each device class's
+    /// best recipe.
+    #[command(flatten)]
+    pub fleet: fleet::FleetOpts,
+    /// With --fleet: measure one device per class (`sintra_class`, else its profile, else its
+    /// runtime target); when it drops out, the class's next device takes its place.
+    #[arg(long, requires = "fleet")]
+    pub per_class: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +213,16 @@ pub enum Command {
         /// Most runs to list.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Fleet devices instead (issue #18): each device by host and hardware fingerprint,
+        /// then each model or recipe measured on several, side by side.
+        #[arg(long)]
+        fleet: bool,
+        /// With --fleet: only models or recipes whose name contains this.
+        #[arg(long, requires = "fleet", value_name = "TEXT")]
+        model: Option<String>,
+        /// With --fleet: only this run's measurements.
+        #[arg(long, requires = "fleet", value_name = "RUN_ID")]
+        run: Option<String>,
     },
 }
 
@@ -242,7 +262,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }) => convert::run(&source, &output, outtype, revision.as_deref()),
         Some(Command::Device(device::DeviceCommand::Check(a))) => device::check(&a),
         Some(Command::Bench(a)) => device::bench(&a),
-        Some(Command::History { limit }) => history::run(limit),
+        Some(Command::History {
+            limit,
+            fleet: false,
+            ..
+        }) => history::run(limit),
+        Some(Command::History {
+            fleet: true,
+            model,
+            run,
+            ..
+        }) => history::fleet(model.as_deref(), run.as_deref()),
         None => root::run(cli.root),
     }
 }

@@ -23,10 +23,20 @@ pub fn run(a: RootArgs) -> Result<()> {
     if let Some(id) = &a.resume {
         return crate::run::resume(id, a.max_iters);
     }
-    let profile = if a.auto_detect {
-        if a.profile.is_some() {
-            bail!("give a profile or --auto-detect, not both");
+    if a.auto_detect && a.profile.is_some() {
+        bail!("give a profile or --auto-detect, not both");
+    }
+    if a.fleet.fleet.is_some() {
+        if a.dry_run || a.mock {
+            bail!("--fleet measures every device of the inventory; it does not go with --dry-run or --mock (sintra device check --fleet shows the fleet)");
         }
+        if a.draft == super::DraftMode::Auto {
+            bail!("--draft auto is not measured across a fleet; run the fleet without it");
+        }
+    }
+    let profile = if let Some(inv) = &a.fleet.fleet {
+        fleet_profile(inv, &a)?
+    } else if a.auto_detect {
         crate::detect::detect_host()?
     } else {
         match &a.profile {
@@ -81,6 +91,85 @@ pub fn run(a: RootArgs) -> Result<()> {
     crate::run::execute(&mut cp, &model, Some(prepared))
 }
 
+/// The profile a fleet run's architect plans for: the one given (`--profile`,
+/// `--auto-detect`), else the first host's `sintra_profile`, else this host's; named after the
+/// inventory (its history is the fleet's, not the profile's device), with only the
+/// quantizations every host's profile allows and the least RAM among them.
+fn fleet_profile(inventory: &Path, a: &RootArgs) -> Result<Profile> {
+    let opts =
+        super::device::ConnectionOpts::for_run(a.ssh_config.clone(), a.remote_dir.clone(), 300);
+    let hosts = super::fleet::fleet_hosts(inventory, a.fleet.limit.as_deref(), &opts)?;
+    if hosts.is_empty() {
+        bail!(
+            "no host of {} matches{}",
+            inventory.display(),
+            a.fleet
+                .limit
+                .as_ref()
+                .map_or(String::new(), |l| format!(" --limit {l}"))
+        );
+    }
+    let mut own: Vec<Profile> = Vec::new();
+    for h in &hosts {
+        if let Some(name) = &h.profile {
+            if !own.iter().any(|p| &p.name == name) {
+                let p = Profile::load(name).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: host {}: sintra_profile '{name}': {e:#}",
+                        inventory.display(),
+                        h.name
+                    )
+                })?;
+                own.push(p);
+            }
+        }
+    }
+    let mut profile = match (&a.profile, a.auto_detect, own.first()) {
+        (Some(p), ..) => Profile::load(p)?,
+        (None, true, _) | (None, false, None) => crate::detect::detect_host()?,
+        (None, false, Some(p)) => p.clone(),
+    };
+    let allowed: Vec<formats::quant::GgmlType> =
+        own.iter().fold(profile.allowed_types(), |acc, p| {
+            let theirs = p.allowed_types();
+            acc.into_iter().filter(|t| theirs.contains(t)).collect()
+        });
+    if allowed.is_empty() {
+        bail!(
+            "the hosts' profiles ({}) allow no quantization in common",
+            own.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    profile.supported_quantizations = allowed.iter().map(|t| t.to_string()).collect();
+    if let Some(least) = own
+        .iter()
+        .filter_map(|p| p.constraints.ram_gb)
+        .min_by(f64::total_cmp)
+    {
+        profile.constraints.ram_gb =
+            Some(profile.constraints.ram_gb.map_or(least, |r| r.min(least)));
+    }
+    let stem = inventory
+        .file_stem()
+        .map_or("inventory".into(), |s| s.to_string_lossy().into_owned());
+    profile.description = Some(format!(
+        "fleet {} ({} devices{}), planned as {}",
+        inventory.display(),
+        hosts.len(),
+        a.fleet
+            .limit
+            .as_ref()
+            .map_or(String::new(), |l| format!(", --limit {l}")),
+        profile.name
+    ));
+    profile.name = format!("fleet:{stem}");
+    profile.connection = None;
+    Ok(profile)
+}
+
 /// The run's settings from the command line (defaults filled in, texts found).
 fn settings(a: &RootArgs, profile: &Profile, model: &ModelInfo) -> Result<RunConfig> {
     let model_path = model.path.clone();
@@ -111,12 +200,24 @@ fn settings(a: &RootArgs, profile: &Profile, model: &ModelInfo) -> Result<RunCon
             n_prompt: 64,
             n_gen: 32,
             reps: 3,
-            threads: a
-                .threads
-                .unwrap_or_else(|| crate::run::default_threads(profile)),
+            // A fleet's devices each use all their cores unless told otherwise.
+            threads: a.threads.unwrap_or_else(|| match a.fleet.fleet {
+                Some(_) => 0,
+                None => crate::run::default_threads(profile),
+            }),
         },
         ssh_config: a.ssh_config.clone(),
         remote_dir: a.remote_dir.clone(),
+        fleet: a
+            .fleet
+            .fleet
+            .as_ref()
+            .map(|inv| crate::checkpoint::FleetConfig {
+                inventory: std::fs::canonicalize(inv).unwrap_or_else(|_| inv.clone()),
+                limit: a.fleet.limit.clone(),
+                jobs: a.fleet.jobs,
+                per_class: a.per_class,
+            }),
     })
 }
 

@@ -21,6 +21,22 @@ pub fn extract_json(text: &str) -> Result<&str, LlmError> {
     if is_object(whole) {
         return Ok(whole);
     }
+    // An answer that is one object cut short (a token limit, a server that stopped): an inner
+    // object is not the answer, and saying which field it lacks would mislead.
+    if whole.starts_with('{') && balanced_end(whole).is_none() {
+        let tail: String = whole
+            .chars()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(LlmError::BadResponse(format!(
+            "the reply's JSON object is cut off after {} bytes (it ends with `{tail}`)",
+            whole.len()
+        )));
+    }
     for (start, _) in text.match_indices('{').take(MAX_CANDIDATES) {
         if let Some(end) = balanced_end(&text[start..]) {
             let candidate = &text[start..start + end];
@@ -108,6 +124,13 @@ mod tests {
     }
 
     #[test]
+    fn an_object_cut_short_is_not_mistaken_for_its_first_complete_member() {
+        let cut = r#"{"overrides":[{"tensor": "token_embd\.weight","type":"Q4_1"}],"ffn_prune":{"ratio":0.156"#;
+        let e = extract_json(cut).unwrap_err().to_string();
+        assert!(e.contains("cut off after") && e.contains("0.156"), "{e}");
+    }
+
+    #[test]
     fn fenced_object() {
         check(
             "Here is the recipe:\n```json\n{\"default_type\": \"Q4_K\"}\n```\nGood luck.",
@@ -155,8 +178,10 @@ mod tests {
             "}}}}{{{{",
         ] {
             let err = extract_json(bad).expect_err(bad);
+            let err = err.to_string();
             assert!(
-                err.to_string().starts_with("bad response: no json object"),
+                err.starts_with("bad response: no json object")
+                    || err.starts_with("bad response: the reply's JSON object is cut off"),
                 "{bad:?}: {err}"
             );
         }

@@ -131,6 +131,22 @@ impl DraftSpeed {
     }
 }
 
+/// One device's part in a fleet's measurement of a candidate (or of the original): its
+/// figures, or why it has none (`unreachable`, `lost`, `timed out`, `failed`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceSpeed {
+    /// The inventory's name for the device, and its class.
+    pub host: String,
+    pub class: String,
+    /// `ok`, or how it dropped out.
+    pub status: String,
+    pub speed: Option<Speed>,
+    pub error: Option<String>,
+    /// What the device is, from its handshake (none when it never answered).
+    #[serde(default)]
+    pub hardware: Option<crate::fleet::hardware::Hardware>,
+}
+
 /// A written (or, under `--mock`, only planned) candidate model.
 #[derive(Debug, Clone)]
 pub struct Candidate<'a> {
@@ -157,6 +173,24 @@ pub trait Measurer {
     /// The candidate's greedy generation with and without the draft at `draft` on the device.
     fn bench_draft(&mut self, _c: &Candidate<'_>, _draft: &Path) -> Result<DraftSpeed> {
         anyhow::bail!("this measurer cannot measure speculative decoding")
+    }
+    /// A fleet's per-device figures of the last [`Measurer::bench`] (none off a fleet).
+    fn fleet_results(&mut self) -> Vec<DeviceSpeed> {
+        Vec::new()
+    }
+    /// A fleet's per-device figures of the original, once (none off a fleet).
+    fn fleet_originals(&mut self) -> Vec<DeviceSpeed> {
+        Vec::new()
+    }
+    /// A fleet: measure the written candidate on the devices (or classes) `have` lacks a
+    /// figure for; the candidate's binding speed and every device's figures, or `None` when
+    /// nothing was missing. Off a fleet, nothing is.
+    fn bench_missing(
+        &mut self,
+        _c: &Candidate<'_>,
+        _have: &[DeviceSpeed],
+    ) -> Result<Option<(Speed, Vec<DeviceSpeed>)>> {
+        Ok(None)
     }
     /// End the runtime sessions; a line saying how many were opened, if any were.
     fn shutdown(&mut self) -> Option<String> {

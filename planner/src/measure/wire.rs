@@ -125,7 +125,10 @@ impl Runtime {
 }
 
 /// A spinner whose message follows the runtime's progress reports.
-fn spinner(what: &str) -> indicatif::ProgressBar {
+fn spinner(what: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
     let pb = indicatif::ProgressBar::new_spinner();
     pb.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
@@ -212,6 +215,8 @@ pub struct WireMeasurer {
     quality: QualitySpec,
     /// The original's generation speed, measured before the loop (the run's reference).
     reference_tps: Option<f64>,
+    /// No spinners (a fleet shows each device's stage its own way).
+    quiet: bool,
 }
 
 impl WireMeasurer {
@@ -235,7 +240,31 @@ impl WireMeasurer {
             bench,
             quality,
             reference_tps: None,
+            quiet: false,
         }
+    }
+
+    /// Without spinners.
+    pub fn quiet(mut self) -> WireMeasurer {
+        self.quiet = true;
+        self
+    }
+
+    /// Open the session with the speed device (if it is not open) and return its handshake:
+    /// what the device is, and the first place an unreachable device shows.
+    pub fn connect(&mut self) -> Result<formats::wire::Hello, DeviceError> {
+        let rt = self.device.as_mut().unwrap_or(&mut self.host);
+        rt.session().map(|s| s.hello.clone())
+    }
+
+    /// Sessions opened with the speed device when it is not this host.
+    pub fn opened_on_device(&self) -> u32 {
+        self.device.as_ref().map_or(0, |d| d.opened)
+    }
+
+    /// The original's generation speed on the speed device, once measured.
+    pub fn reference(&self) -> Option<f64> {
+        self.reference_tps
     }
 
     /// Where speed is measured, as `measured_on` says it.
@@ -258,7 +287,8 @@ impl WireMeasurer {
             kv_f32: false,
         };
         let rt = self.device.as_mut().unwrap_or(&mut self.host);
-        let pb = spinner(what);
+        let quiet = self.quiet;
+        let pb = spinner(what, quiet);
         let r = rt.load(path, remote_name).and_then(|()| {
             let mut on_progress = progress(&pb, what);
             rt.call(|sess| sess.bench(req, &mut on_progress))
@@ -352,7 +382,8 @@ impl WireMeasurer {
         );
         let original = q.original.clone();
         let what = format!("scoring the original model ({windows} windows)");
-        let pb = spinner(&what);
+        let quiet = self.quiet;
+        let pb = spinner(&what, quiet);
         let r = self
             .host
             .load(&original, REMOTE_ORIGINAL)
@@ -393,7 +424,8 @@ impl WireMeasurer {
             },
         );
         let what = format!("evaluating quality on the host ({windows} windows)");
-        let pb = spinner(&what);
+        let quiet = self.quiet;
+        let pb = spinner(&what, quiet);
         let host = &mut self.host;
         let r = host.load(path, REMOTE_CANDIDATE).and_then(|()| {
             let mut on = progress(&pb, &what);
@@ -514,7 +546,8 @@ impl Measurer for WireMeasurer {
         let threads = self.bench.threads;
         let rt = self.device.as_mut().unwrap_or(&mut self.host);
         let what = format!("speculative decoding on {on}");
-        let pb = spinner(&what);
+        let quiet = self.quiet;
+        let pb = spinner(&what, quiet);
         let r = rt.load(path, REMOTE_CANDIDATE).and_then(|()| {
             let (draft_path, sha) = rt.call(|s| s.put_file(draft, REMOTE_DRAFT))?;
             let req = formats::wire::SpecBenchRequest {

@@ -27,7 +27,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wire::{EventStream, ReadError};
 use worker::{Event, Job, WorkerConfig};
 
@@ -334,10 +334,21 @@ fn route(
             }
         }
     }
-    // Not streamed: collect, watching the socket so that a client that leaves cancels.
+    // Not streamed: collect, watching the socket so that a client that leaves cancels. The
+    // socket is looked at every 50 ms whether or not text keeps arriving (a steady stream of
+    // tokens must not hide a client that has gone).
     let mut text = String::new();
+    let mut looked = Instant::now();
     loop {
-        match events.recv_timeout(Duration::from_millis(50)) {
+        let event = events.recv_timeout(Duration::from_millis(50));
+        if looked.elapsed() >= Duration::from_millis(50) {
+            looked = Instant::now();
+            if client_gone(socket) {
+                cancel.store(true, Ordering::Relaxed);
+                return Err(std::io::ErrorKind::ConnectionAborted.into());
+            }
+        }
+        match event {
             Ok(Event::Text(t)) => text.push_str(&t),
             Ok(Event::Done { finish, usage }) => {
                 let body = openai::answer(endpoint, &id, model, &text, finish, usage);
@@ -345,12 +356,7 @@ fn route(
                 return Ok(None);
             }
             Ok(Event::Error(e)) => return Ok(Some(e)),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if client_gone(socket) {
-                    cancel.store(true, Ordering::Relaxed);
-                    return Err(std::io::ErrorKind::ConnectionAborted.into());
-                }
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Ok(Some(ApiError::new(
                     500,
