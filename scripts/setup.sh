@@ -20,6 +20,8 @@ command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
 command -v arm-linux-gnueabihf-gcc >/dev/null || need_apt+=(gcc-arm-linux-gnueabihf)
 [ -f /usr/arm-linux-gnueabihf/lib/libc.a ] || need_apt+=(libc6-dev-armhf-cross)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# Go's text/template renders Ollama Modelfile templates in the export test (issue #19).
+command -v go >/dev/null || need_apt+=(golang-go)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -114,15 +116,24 @@ log "texts in $DATA: eval.txt (held out), calibration.txt"
 
 # --- python clients -----------------------------------------------------------------------------
 # Real peers for the tests: the official OpenAI client against `sintra-rt serve --http`
-# (issue #17). Installed with pip --target into a git-ignored directory the tests put on
-# PYTHONPATH (SINTRA_PYTHON overrides it); pinned, so every machine tests the same client.
+# (issue #17), the official MCP SDK against `sintra mcp` and datasette over the history
+# (issue #19). Installed with pip
+# --target into a git-ignored directory the tests put on PYTHONPATH (SINTRA_PYTHON overrides
+# it); pinned, so every machine tests the same clients.
 PY="${SINTRA_PYTHON:-$PWD/.cache/python}"
-PY_PKGS=("openai==1.109.1")
-if ! PYTHONPATH="$PY" python3 -c 'import openai, sys; sys.exit(openai.__version__ != "1.109.1")' 2>/dev/null; then
+PY_PKGS=("openai==1.109.1" "mcp==1.26.0" "datasette==0.65.5")
+py_ok() {
+  PYTHONPATH="$PY" python3 - <<'PYEOF' 2>/dev/null
+import importlib.metadata as m, sys
+want = {"openai": "1.109.1", "mcp": "1.26.0", "datasette": "0.65.5"}
+sys.exit(any(m.version(k) != v for k, v in want.items()))
+PYEOF
+}
+if ! py_ok; then
   log "installing ${PY_PKGS[*]} into $PY"
   rm -rf "$PY"
   python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts --target "$PY" "${PY_PKGS[@]}" 2>&1 | grep -v "WARNING: Running pip as the 'root' user" >&2 || true
-  PYTHONPATH="$PY" python3 -c 'import openai' || { log "installing ${PY_PKGS[*]} failed"; exit 1; }
+  py_ok || { log "installing ${PY_PKGS[*]} failed"; exit 1; }
 fi
 log "python clients in $PY: ${PY_PKGS[*]}"
 

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use std::path::Path;
 
+pub mod datasette;
 mod fleet;
 pub use fleet::{FleetDeviceRow, FleetMeasurement, FleetRow};
 

@@ -386,14 +386,14 @@ pub fn http_runtime() -> PathBuf {
 }
 
 /// `python3` with the setup script's Python clients on its path (`SINTRA_PYTHON` or
-/// `.cache/python`: the official `openai` client). Panics with the fix when they are missing:
+/// `.cache/python`: the official `openai` client and MCP SDK, datasette). Panics with the fix when they are missing:
 /// tests that need them get them, they never skip.
 pub fn python() -> std::process::Command {
     let dir = std::env::var_os("SINTRA_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".cache/python"));
     assert!(
-        dir.join("openai").is_dir(),
+        dir.join("openai").is_dir() && dir.join("mcp").is_dir() && dir.join("datasette").is_dir(),
         "the Python clients in {} are missing: run `bash scripts/setup.sh` first",
         dir.display()
     );

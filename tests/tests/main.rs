@@ -3,12 +3,15 @@
 mod aarch64;
 mod batch;
 mod compress;
+mod datasette;
 mod device;
 mod fleet;
 mod gemma3;
 mod gguf;
 mod hf;
 mod http;
+mod mcp;
+mod ollama;
 mod planner;
 mod quant_vs_ggml;
 mod quickstart;

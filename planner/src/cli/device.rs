@@ -365,12 +365,10 @@ fn print_rows(rows: &[(&str, String)]) {
     }
 }
 
-fn progress_printer(json: bool) -> impl FnMut(&Progress) {
-    move |p: &Progress| {
-        if !json {
-            eprintln!("  [{}/{}] {}", p.done, p.total, p.note);
-        }
-    }
+/// The runtime's progress on stderr (with `--json` too: stdout holds only the result, and an
+/// MCP client or a log still sees each repetition go by).
+fn progress_printer() -> impl FnMut(&Progress) {
+    move |p: &Progress| eprintln!("  [{}/{}] {}", p.done, p.total, p.note)
 }
 
 fn bench_table(model: &formats::wire::ModelInfo, b: &formats::wire::BenchResult) {
@@ -427,7 +425,7 @@ pub fn check(a: &CheckArgs) -> anyhow::Result<()> {
     let mut bench = None;
     if a.model.is_some() {
         let m = s.load_model()?;
-        bench = Some(s.bench(check_bench(), progress_printer(json))?);
+        bench = Some(s.bench(check_bench(), progress_printer())?);
         model = Some(m);
     }
     if json {
@@ -477,7 +475,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     let model = s.load_model()?;
     let mut bench = None;
     if a.n_prompt > 0 || a.n_gen > 0 {
-        bench = Some(s.bench(a.request(), progress_printer(json))?);
+        bench = Some(s.bench(a.request(), progress_printer())?);
     }
     let mut ppl = None;
     if let Some(text) = text {
@@ -488,7 +486,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
             threads: a.threads,
             logits: LogitsMode::None,
         };
-        let r = s.perplexity(req, progress_printer(json))?;
+        let r = s.perplexity(req, progress_printer())?;
         if let Some(k) = a.ppl_chunks {
             if r.n_chunks < k {
                 bail!(

@@ -162,3 +162,22 @@ pub fn fleet(filter: Option<&str>, run: Option<&str>) -> Result<()> {
     }
     Ok(())
 }
+
+/// `sintra history --datasette`: `history.metadata.json` beside `history.db` (written
+/// atomically), and how to serve the two.
+pub fn datasette() -> Result<()> {
+    let home = crate::home::sintra_home()?;
+    let db = home.join("history.db");
+    // The database with every table, so that the metadata describes what datasette shows.
+    drop(History::open(&db)?);
+    let meta = home.join("history.metadata.json");
+    let text = serde_json::to_string_pretty(&crate::history::datasette::metadata("history"))?;
+    crate::home::write_atomic(&meta, text.as_bytes())?;
+    println!("wrote {}", meta.display());
+    println!(
+        "serve it with: datasette serve {} --metadata {} (pip install datasette)",
+        db.display(),
+        meta.display()
+    );
+    Ok(())
+}

@@ -147,10 +147,26 @@ pub struct RootArgs {
     /// best recipe.
     #[command(flatten)]
     pub fleet: fleet::FleetOpts,
+    /// When the run ends, export its best model to Ollama under this name (a Modelfile beside
+    /// it; `ollama create` when ollama is on PATH). Same as `sintra export ollama RUN NAME`.
+    #[arg(long, value_name = "NAME")]
+    pub export_ollama: Option<String>,
     /// With --fleet: measure one device per class (`sintra_class`, else its profile, else its
     /// runtime target); when it drops out, the class's next device takes its place.
     #[arg(long, requires = "fleet")]
     pub per_class: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// A Modelfile beside the model (FROM, the chat template in Ollama's syntax, the default
+    /// system prompt, stop strings, num_ctx) and `ollama create NAME` when ollama is on PATH.
+    Ollama {
+        /// A run id, `latest`, or a GGUF file.
+        run: String,
+        /// The Ollama model's name (`smollm2-rpi5`, `me/smollm2:q4`).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +224,12 @@ pub enum Command {
     Device(device::DeviceCommand),
     /// Benchmark a model on a device (llama-bench's pp/tg, optionally perplexity).
     Bench(device::BenchArgs),
+    /// Put a run's best model into another tool.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// A Model Context Protocol server on stdin/stdout: inspect, compress, bench, optimize and
+    /// history as tools for agents (configure your MCP client to run `sintra mcp`).
+    Mcp,
     /// List runs and the best recipe per device and model.
     History {
         /// Most runs to list.
@@ -223,6 +245,10 @@ pub enum Command {
         /// With --fleet: only this run's measurements.
         #[arg(long, requires = "fleet", value_name = "RUN_ID")]
         run: Option<String>,
+        /// Write datasette's metadata (every table and column described, canned queries)
+        /// beside the database and print the command that serves it.
+        #[arg(long, conflicts_with = "fleet")]
+        datasette: bool,
     },
 }
 
@@ -262,6 +288,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }) => convert::run(&source, &output, outtype, revision.as_deref()),
         Some(Command::Device(device::DeviceCommand::Check(a))) => device::check(&a),
         Some(Command::Bench(a)) => device::bench(&a),
+        Some(Command::Mcp) => crate::mcp::serve(),
+        Some(Command::Export(ExportCommand::Ollama { run, name })) => {
+            let (model, note) = crate::export::run_model(&run)?;
+            println!("{}", crate::export::ollama::export(&model, &name, &note)?);
+            Ok(())
+        }
+        Some(Command::History {
+            datasette: true, ..
+        }) => history::datasette(),
         Some(Command::History {
             limit,
             fleet: false,

@@ -23,6 +23,9 @@ pub fn run(a: RootArgs) -> Result<()> {
     if let Some(id) = &a.resume {
         return crate::run::resume(id, a.max_iters);
     }
+    if a.export_ollama.is_some() && (a.mock || a.dry_run) {
+        bail!("--export-ollama exports the run's best model; --mock and --dry-run write none");
+    }
     if a.auto_detect && a.profile.is_some() {
         bail!("give a profile or --auto-detect, not both");
     }
@@ -88,7 +91,12 @@ pub fn run(a: RootArgs) -> Result<()> {
     }
     let config = settings(&a, &profile, &model)?;
     let (mut cp, prepared) = crate::run::start(profile, &model, config, wanted)?;
-    crate::run::execute(&mut cp, &model, Some(prepared))
+    crate::run::execute(&mut cp, &model, Some(prepared))?;
+    if let Some(name) = &a.export_ollama {
+        let (best, note) = crate::export::run_model(&cp.run_id)?;
+        println!("{}", crate::export::ollama::export(&best, name, &note)?);
+    }
+    Ok(())
 }
 
 /// The profile a fleet run's architect plans for: the one given (`--profile`,
