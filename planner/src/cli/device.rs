@@ -269,17 +269,7 @@ pub fn spec_for_profile(
     timeout: u64,
 ) -> anyhow::Result<DeviceSpec> {
     let section = ConnectionSection::from(c);
-    let opts = ConnectionOpts {
-        runtime: None,
-        runtime_target: None,
-        exec_prefix: None,
-        remote_dir: remote_dir.unwrap_or_else(|| ".sintra".into()),
-        ssh_config,
-        ssh_options: Vec::new(),
-        timeout,
-        connect_timeout: 10,
-        json: false,
-    };
+    let opts = ConnectionOpts::for_run(ssh_config, remote_dir, timeout);
     spec_from_section(section, &opts)
 }
 
