@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Instant;
 
 mod fleet;
-pub use fleet::per_class_best;
+pub use fleet::{class_best_text, per_class_best};
 
 /// Everything the loop works with.
 pub struct Loop<'a> {

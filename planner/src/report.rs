@@ -338,7 +338,6 @@ fn row(e: &Experiment) -> String {
     )
 }
 
-/// `1.066x`: the candidate's speed over the original's, measured in the same rounds.
 /// A fleet run's devices side by side: each candidate's generation speed on every device
 /// (and its speed-up over the original there), the devices' hardware, and each class's best.
 fn fleet_section(s: &mut String, cp: &Checkpoint) {
@@ -414,24 +413,12 @@ fn fleet_section(s: &mut String, cp: &Checkpoint) {
             s,
             "- {}: {}",
             esc(&class),
-            best.map_or("no candidate was measured there".into(), |b| format!(
-                "#{} {}, {:.2} tok/s on {} ({})",
-                b.iteration,
-                esc(&b.label),
-                b.tps().unwrap_or(0.0),
-                b.speed
-                    .as_ref()
-                    .map_or(String::new(), |s| esc(&s.measured_on)),
-                if b.passes() {
-                    "meets every target"
-                } else {
-                    "misses a target"
-                }
-            ))
+            esc(&crate::optimize::class_best_text(best.as_ref()))
         );
     }
 }
 
+/// `1.066x`: the candidate's speed over the original's, measured in the same rounds.
 fn ratio_text(e: &Experiment) -> String {
     e.speed
         .as_ref()

@@ -404,22 +404,10 @@ pub(crate) fn finish(l: &mut Loop<'_>, why: &str) -> Result<()> {
     if l.cp.config.fleet.is_some() {
         println!("best per device class (judged on the class's slowest device):");
         for (class, best) in crate::optimize::per_class_best(&l.cp.experiments, &l.cp.targets) {
-            match best {
-                Some(b) => println!(
-                    "  {class}: #{} {}: {:.2} tok/s on {}, top-1 {} ({})",
-                    b.iteration,
-                    b.label,
-                    b.tps().unwrap_or(0.0),
-                    b.speed.as_ref().map_or("", |s| &s.measured_on),
-                    b.quality.as_ref().map_or("-".into(), |q| q.top1_text()),
-                    if b.passes() {
-                        "meets every target"
-                    } else {
-                        "misses a target"
-                    }
-                ),
-                None => println!("  {class}: no candidate was measured there"),
-            }
+            println!(
+                "  {class}: {}",
+                crate::optimize::class_best_text(best.as_ref())
+            );
         }
     }
     match best {

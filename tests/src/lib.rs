@@ -468,15 +468,3 @@ impl Drop for HttpServer {
         let _ = self.child.wait();
     }
 }
-
-/// This machine's CPU as `/proc/cpuinfo` names it (`model name`), empty when it does not.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == "model name").then(|| v.trim().to_string())
-        })
-        .unwrap_or_default()
-}

@@ -234,7 +234,7 @@ fn a_fleet_run_finishes_with_lost_and_unreachable_hosts_reported() {
     assert_eq!(fingerprint("x86-box").len(), 16, "{history}");
     // The same machine held to one core is another device.
     assert_ne!(fingerprint("x86-box"), fingerprint("one-core"), "{history}");
-    let cpu = sintra_tests::cpu_model();
+    let cpu = runtime::sysinfo::cpu_model();
     assert!(line("x86-box").contains(&cpu), "{cpu:?}: {history}");
     let (_, comparisons) = history.split_once("comparisons").unwrap();
     assert!(comparisons.contains("(sintra bench --fleet)"), "{history}");

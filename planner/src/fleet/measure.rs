@@ -19,9 +19,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// What the original's measurement is called (the one work that needs no original first).
-const ORIGINAL: &str = "benchmarking the original";
-
 /// One device: its measurer (its own runtime session, original and reference) and whether it
 /// dropped out.
 #[derive(Debug)]
@@ -100,16 +97,16 @@ impl FleetMeasurer {
         out
     }
 
-    /// Run `work` on `hosts` in parallel, each after its session is open and (unless `work`
-    /// measures it) its original measured; devices that fail are dropped. Returns each host's
-    /// figures.
+    /// Run `work` on `hosts` in parallel, each after its session is open and (with
+    /// `original_first`) its original measured; devices that fail are dropped. Returns each
+    /// host's figures.
     fn on(
         &mut self,
         hosts: Vec<FleetHost>,
         what: &str,
+        original_first: bool,
         work: &(dyn Fn(&mut WireMeasurer) -> Result<Speed> + Sync),
     ) -> Vec<DeviceSpeed> {
-        let original_first = what != ORIGINAL;
         let members = &self.members;
         let find = |name: &str| members.iter().position(|m| m.host.name == name);
         let out: Vec<Outcome<(Speed, Hardware)>> =
@@ -168,6 +165,7 @@ impl FleetMeasurer {
     fn on_every_class(
         &mut self,
         what: &str,
+        original_first: bool,
         have: &[DeviceSpeed],
         work: &(dyn Fn(&mut WireMeasurer) -> Result<Speed> + Sync),
     ) -> Vec<DeviceSpeed> {
@@ -183,7 +181,7 @@ impl FleetMeasurer {
             if hosts.is_empty() {
                 return results;
             }
-            let got = self.on(hosts, what, work);
+            let got = self.on(hosts, what, original_first, work);
             let all_ok = got.iter().all(|d| d.speed.is_some());
             results.extend(got);
             if all_ok || !self.per_class {
@@ -195,8 +193,9 @@ impl FleetMeasurer {
     /// Measure the original on every device (each keeps it as its reference); returns each
     /// device's figures.
     pub fn measure_originals(&mut self) -> Result<Vec<DeviceSpeed>> {
-        // The original is measured by `on` before any work; the work returns it again.
-        let got = self.on_every_class(ORIGINAL, &[], &|m| m.measure_original());
+        let got = self.on_every_class("benchmarking the original", false, &[], &|m| {
+            m.measure_original()
+        });
         if got.iter().all(|d| d.speed.is_none()) {
             bail!(
                 "no device of the fleet could measure the original:\n{}",
@@ -231,9 +230,7 @@ impl FleetMeasurer {
         s.measured_on = format!("{}, the slowest of {n} devices", d.host);
         Some(s)
     }
-}
 
-impl FleetMeasurer {
     /// `results` with every device that dropped out earlier and has no entry marked as such
     /// (with `--per-class`, only when its class has no figure: another device stood in).
     fn with_dropped(&self, mut results: Vec<DeviceSpeed>) -> Vec<DeviceSpeed> {
@@ -277,7 +274,7 @@ impl Measurer for FleetMeasurer {
     fn bench(&mut self, c: &Candidate<'_>) -> Result<Speed> {
         c.path
             .ok_or_else(|| anyhow::anyhow!("a benchmark needs a written model"))?;
-        let results = self.on_every_class("benchmarking the candidate", &[], &|m| m.bench(c));
+        let results = self.on_every_class("benchmarking the candidate", true, &[], &|m| m.bench(c));
         let results = self.with_dropped(results);
         let speed = self.binding(&results);
         self.last = results;
@@ -321,7 +318,9 @@ impl Measurer for FleetMeasurer {
     ) -> Result<Option<(Speed, Vec<DeviceSpeed>)>> {
         c.path
             .ok_or_else(|| anyhow::anyhow!("a benchmark needs a written model"))?;
-        let got = self.on_every_class("benchmarking an earlier candidate", have, &|m| m.bench(c));
+        let got = self.on_every_class("benchmarking an earlier candidate", true, have, &|m| {
+            m.bench(c)
+        });
         if got.is_empty() {
             return Ok(None);
         }
@@ -364,21 +363,9 @@ impl Measurer for FleetMeasurer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{DeviceSpec, Transport};
 
     fn fleet(per_class: bool) -> FleetMeasurer {
-        let host = |name: &str, class: &str| FleetHost {
-            name: name.into(),
-            spec: DeviceSpec {
-                transport: Transport::Local { exec_prefix: None },
-                runtime_target: None,
-                runtime: None,
-                timeout: Duration::from_secs(1),
-            },
-            profile: None,
-            class: class.into(),
-            groups: vec!["all".into()],
-        };
+        let host = crate::fleet::tests::local_host;
         let quality = QualitySpec {
             original: "original.gguf".into(),
             text: String::new(),

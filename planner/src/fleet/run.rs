@@ -192,22 +192,10 @@ pub fn for_each_host<R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{DeviceSpec, Transport};
     use std::sync::atomic::AtomicUsize;
 
     fn host(i: usize) -> FleetHost {
-        FleetHost {
-            name: format!("h{i}"),
-            spec: DeviceSpec {
-                transport: Transport::Local { exec_prefix: None },
-                runtime_target: None,
-                runtime: None,
-                timeout: Duration::from_secs(1),
-            },
-            profile: None,
-            class: "c".into(),
-            groups: vec!["all".into()],
-        }
+        crate::fleet::tests::local_host(&format!("h{i}"), "c")
     }
 
     /// Every host gets an outcome in inventory order, no more than `jobs` run at once, and a

@@ -24,14 +24,8 @@ pub fn extract_json(text: &str) -> Result<&str, LlmError> {
     // An answer that is one object cut short (a token limit, a server that stopped): an inner
     // object is not the answer, and saying which field it lacks would mislead.
     if whole.starts_with('{') && balanced_end(whole).is_none() {
-        let tail: String = whole
-            .chars()
-            .rev()
-            .take(60)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let start = whole.char_indices().rev().nth(59).map_or(0, |(i, _)| i);
+        let tail = &whole[start..];
         return Err(LlmError::BadResponse(format!(
             "the reply's JSON object is cut off after {} bytes (it ends with `{tail}`)",
             whole.len()

@@ -136,6 +136,27 @@ pub fn devices_text(fleet: &[DeviceSpeed]) -> String {
         .join(", ")
 }
 
+/// A class's best as the terminal and report.md say it: `#1 Q4_1: 264.83 tok/s on box, top-1
+/// 0.8343 ± 0.0082 (meets every target)`.
+pub fn class_best_text(best: Option<&Experiment>) -> String {
+    let Some(b) = best else {
+        return "no candidate was measured there".into();
+    };
+    format!(
+        "#{} {}: {:.2} tok/s on {}, top-1 {} ({})",
+        b.iteration,
+        b.label,
+        b.tps().unwrap_or(0.0),
+        b.speed.as_ref().map_or("", |s| &s.measured_on),
+        b.quality.as_ref().map_or("-".into(), |q| q.top1_text()),
+        if b.passes() {
+            "meets every target"
+        } else {
+            "misses a target"
+        }
+    )
+}
+
 /// The best recipe of each device class of a fleet run, judged on the class's own slowest
 /// device: `(class, best)` in the order the classes first appear; `None` when no candidate
 /// was measured on that class.
