@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex};
 /// Protocol revisions this server speaks, newest first.
 const VERSIONS: &[&str] = &["2025-06-18", "2025-03-26", "2024-11-05"];
 
+/// The longest message read (a longer line is refused and skipped, not buffered whole).
+const MAX_LINE: usize = 4 << 20;
+
 /// JSON-RPC error codes.
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
@@ -73,11 +76,22 @@ pub fn serve() -> anyhow::Result<()> {
 
 /// Serve MCP on `input`, writing to `out`, until `input` ends; calls still running then are
 /// waited for (their answers are sent).
-pub fn serve_on(input: impl BufRead, out: Out) -> anyhow::Result<()> {
+pub fn serve_on(mut input: impl BufRead, out: Out) -> anyhow::Result<()> {
     let running: Running = Arc::default();
     let mut calls = Vec::new();
-    for line in input.lines() {
-        let line = line?;
+    loop {
+        let line = match read_line(&mut input)? {
+            Line::End => break,
+            Line::TooLong(n) => {
+                out.error(
+                    &Value::Null,
+                    INVALID_REQUEST,
+                    &format!("a message of {n} bytes or more: at most {MAX_LINE} are read"),
+                );
+                continue;
+            }
+            Line::Text(l) => l,
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -182,4 +196,135 @@ pub fn serve_on(input: impl BufRead, out: Out) -> anyhow::Result<()> {
         let _ = c.join();
     }
     Ok(())
+}
+
+/// One line of input.
+enum Line {
+    Text(String),
+    /// Longer than [`MAX_LINE`]: skipped to its end; how much was seen.
+    TooLong(usize),
+    End,
+}
+
+/// The next line, without buffering more than [`MAX_LINE`] bytes of it.
+fn read_line(input: &mut impl BufRead) -> std::io::Result<Line> {
+    let mut buf = Vec::new();
+    let mut skipped = 0usize;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(match (buf.is_empty(), skipped) {
+                (true, 0) => Line::End,
+                (_, 0) => Line::Text(String::from_utf8_lossy(&buf).into_owned()),
+                _ => Line::TooLong(skipped),
+            });
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if skipped > 0 || buf.len() + take > MAX_LINE {
+            skipped += buf.len() + take;
+            buf.clear();
+        } else {
+            buf.extend_from_slice(&chunk[..take]);
+        }
+        input.consume(take);
+        if done {
+            if skipped > 0 {
+                return Ok(Line::TooLong(skipped));
+            }
+            return Ok(Line::Text(String::from_utf8_lossy(&buf).into_owned()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what the server writes.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn exchange(input: &str) -> Vec<Value> {
+        let sink = Sink::default();
+        serve_on(
+            input.as_bytes(),
+            Out(Arc::new(Mutex::new(Box::new(sink.clone())))),
+        )
+        .unwrap();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The protocol around the tools: the handshake, listing, ping, and an error for every
+    /// kind of bad message; notifications get no answer.
+    #[test]
+    fn handshake_listing_and_errors() {
+        let long = format!("{{\"x\": \"{}\"}}", "a".repeat(MAX_LINE + 10));
+        let input = [
+            r#"{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}"#,
+            r#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#,
+            r#"{"jsonrpc": "2.0", "id": 2, "method": "tools/list"}"#,
+            r#"{"jsonrpc": "2.0", "id": "p", "method": "ping"}"#,
+            "{not json",
+            r#"[{"jsonrpc": "2.0", "id": 3, "method": "ping"}]"#,
+            r#"{"id": 4, "method": "ping"}"#,
+            r#"{"jsonrpc": "2.0", "id": 5, "method": "resources/list"}"#,
+            r#"{"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "rm", "arguments": {}}}"#,
+            r#"{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "bench", "arguments": {"model": 3}}}"#,
+            &long,
+            r#"{"jsonrpc": "2.0", "id": 8, "method": "ping"}"#,
+        ]
+        .join("\n");
+        let got = exchange(&input);
+        let by_id = |id: Value| {
+            got.iter()
+                .find(|m| m["id"] == id)
+                .unwrap_or_else(|| panic!("{id}: {got:?}"))
+        };
+        let init = &by_id(json!(1))["result"];
+        assert_eq!(init["protocolVersion"], "2024-11-05");
+        assert_eq!(init["serverInfo"]["name"], "sintra");
+        assert_eq!(
+            by_id(json!(2))["result"]["tools"].as_array().unwrap().len(),
+            5
+        );
+        assert_eq!(by_id(json!("p"))["result"], json!({}));
+        assert_eq!(by_id(json!(4))["error"]["code"], INVALID_REQUEST);
+        assert_eq!(by_id(json!(5))["error"]["code"], METHOD_NOT_FOUND);
+        assert_eq!(by_id(json!(6))["error"]["code"], INVALID_PARAMS);
+        let bad = by_id(json!(7))["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(bad.contains("'model'"), "{bad}");
+        // The line after an oversized one is read as usual.
+        assert_eq!(by_id(json!(8))["result"], json!({}));
+        let anonymous: Vec<i64> = got
+            .iter()
+            .filter(|m| m["id"].is_null())
+            .map(|m| m["error"]["code"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            anonymous,
+            [PARSE_ERROR, INVALID_REQUEST, INVALID_REQUEST],
+            "{got:?}"
+        );
+        // One answer per request, none for the notification.
+        assert_eq!(got.len(), 11, "{got:?}");
+    }
 }
