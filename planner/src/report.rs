@@ -11,6 +11,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// Write `recipe.json`, `report.md` and `pareto.svg` into `dir`.
+pub mod html;
+
 pub fn write(dir: &Path, cp: &Checkpoint, model_name: &str) -> Result<()> {
     write_with(dir, cp, model_name, None)
 }
@@ -43,6 +45,10 @@ pub fn write_with(
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
     write_atomic(&dir.join("pareto.svg"), svg(cp).as_bytes())?;
+    write_atomic(
+        &dir.join("report.html"),
+        html::page(cp, model_name, model).as_bytes(),
+    )?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ mod ollama;
 mod planner;
 mod quant_vs_ggml;
 mod quickstart;
+mod report_html;
 mod requantize;
 mod runtime_errors;
 mod runtime_vs_llama;
