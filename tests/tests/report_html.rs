@@ -36,9 +36,11 @@ fn chromium_shows_the_plots_and_every_experiment() {
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",
-                "--user-data-dir",
             ])
-            .arg(dir.path().join("chromium"))
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.path().join("chromium").display()
+            ))
             .args(args)
             .arg(&url)
             .output()
