@@ -35,3 +35,4 @@ pub mod run;
 pub mod sensitivity;
 pub mod targets;
 pub mod texts;
+pub mod ui;

@@ -22,4 +22,5 @@ mod runtime_vs_llama;
 mod speculative;
 mod synthetic;
 mod tokenizer;
+mod ui;
 mod vec_dot_vs_ggml;

@@ -32,11 +32,7 @@ fn chromium_shows_the_plots_and_every_experiment() {
     let url = format!("file://{}", page.display());
     let chromium = |args: &[&str]| {
         let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-            ])
+            .args(["--headless", "--no-sandbox", "--disable-gpu"])
             .arg(format!(
                 "--user-data-dir={}",
                 dir.path().join("chromium").display()

@@ -230,6 +230,19 @@ pub enum Command {
     /// A Model Context Protocol server on stdin/stdout: inspect, compress, bench, optimize and
     /// history as tools for agents (configure your MCP client to run `sintra mcp`).
     Mcp,
+    /// A read-only web dashboard over the history: runs, their experiments and plots (a run
+    /// in progress updates live), two recipes side by side.
+    Ui {
+        /// Address to listen on; anything but loopback needs --allow-remote.
+        #[arg(long, default_value = crate::ui::DEFAULT_LISTEN)]
+        listen: String,
+        /// Serve on a non-loopback address (anyone who reaches it sees the whole history).
+        #[arg(long)]
+        allow_remote: bool,
+        /// The history database (default: $SINTRA_HOME/history.db).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// List runs and the best recipe per device and model.
     History {
         /// Most runs to list.
@@ -289,6 +302,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Device(device::DeviceCommand::Check(a))) => device::check(&a),
         Some(Command::Bench(a)) => device::bench(&a),
         Some(Command::Mcp) => crate::mcp::serve(),
+        Some(Command::Ui {
+            listen,
+            allow_remote,
+            db,
+        }) => {
+            let db = match db {
+                Some(d) => d,
+                None => crate::home::sintra_home()?.join("history.db"),
+            };
+            crate::ui::serve(&db, &listen, allow_remote)
+        }
         Some(Command::Export(ExportCommand::Ollama { run, name })) => {
             let (model, note) = crate::export::run_model(&run)?;
             println!("{}", crate::export::ollama::export(&model, &name, &note)?);

@@ -7,6 +7,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::experiment::{best, pareto, Experiment};
 use crate::model_info::ModelInfo;
+use crate::targets::Targets;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::fmt::Write as _;
@@ -47,11 +48,26 @@ pub fn page(cp: &Checkpoint, model_name: &str, model: Option<&ModelInfo>) -> Str
         ),
         None => writeln!(s, "<p class=\"best\">No experiment succeeded.</p>"),
     };
+    s.push_str(&plots(exps, &cp.targets, model));
+    s.push_str("<h2>Experiments</h2>\n<table id=\"experiments\"><thead><tr>");
+    s.push_str(HEADER);
+    s.push_str("</tr></thead><tbody>\n");
+    for e in exps {
+        s.push_str(&row(e, b, ""));
+    }
+    s.push_str("</tbody></table>\n<p class=\"meta\">Written by sintra. Speed: median of repetitions after a warm-up, the original re-measured in interleaved rounds; quality: against the original on held-out text, with standard errors.</p>\n</body></html>\n");
+    s
+}
+
+/// The four plots in a grid, each a `<figure>` with an id (`plot-speed-accuracy`,
+/// `plot-size-kld`, `plot-type-map`, `plot-devices`) holding an SVG or saying why there is none.
+pub(crate) fn plots(exps: &[Experiment], targets: &Targets, model: Option<&ModelInfo>) -> String {
+    let b = best(exps);
     let plots: [(&str, &str, Option<String>); 4] = [
         (
             "plot-speed-accuracy",
             "Speed against accuracy",
-            speed_accuracy(cp),
+            speed_accuracy(exps, targets),
         ),
         (
             "plot-size-kld",
@@ -65,7 +81,7 @@ pub fn page(cp: &Checkpoint, model_name: &str, model: Option<&ModelInfo>) -> Str
         ),
         ("plot-devices", "Speed per device", devices(exps)),
     ];
-    s.push_str("<div class=\"plots\">\n");
+    let mut s = String::from("<div class=\"plots\">\n");
     for (id, title, svg) in plots {
         let _ = writeln!(s, "<figure id=\"{id}\"><figcaption>{title}</figcaption>");
         match svg {
@@ -74,43 +90,44 @@ pub fn page(cp: &Checkpoint, model_name: &str, model: Option<&ModelInfo>) -> Str
         }
         s.push_str("</figure>\n");
     }
-    s.push_str("</div>\n<h2>Experiments</h2>\n<table id=\"experiments\"><thead><tr><th>#</th><th>recipe</th><th>by</th><th>MiB</th><th>tok/s</th><th>× original</th><th>top-1 ± se</th><th>KLD ± se</th><th>targets</th></tr></thead><tbody>\n");
-    for e in exps {
-        let verdict = match (&e.error, &e.verdict) {
-            (Some(err), _) => format!("failed: {}", esc(err)),
-            (None, Some(v)) if e.passes() => {
-                let _ = v;
-                "all met".to_string()
-            }
-            (None, Some(v)) => esc(&v.summary()),
-            _ => "-".into(),
-        };
-        let _ = writeln!(
-            s,
-            "<tr class=\"experiment{}\" data-iteration=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if b.is_some_and(|b| b.iteration == e.iteration) { " best" } else { "" },
-            e.iteration,
-            e.iteration,
-            esc(&e.label),
-            esc(&e.architect),
-            e.size_bytes as f64 / (1 << 20) as f64,
-            e.tps().map_or("-".into(), |t| format!("{t:.2}")),
-            e.speed
-                .as_ref()
-                .and_then(|s| s.baseline)
-                .map_or("-".into(), |b| format!("{:.3}", b.ratio)),
-            e.quality.as_ref().map_or("-".into(), |q| esc(&q.top1_text())),
-            e.quality.as_ref().map_or("-".into(), |q| esc(&q.kld_text())),
-            verdict
-        );
-    }
-    s.push_str("</tbody></table>\n<p class=\"meta\">Written by sintra. Speed: median of repetitions after a warm-up, the original re-measured in interleaved rounds; quality: against the original on held-out text, with standard errors.</p>\n</body></html>\n");
+    s.push_str("</div>\n");
     s
 }
 
-const CSS: &str = "body{font-family:sans-serif;margin:2em;max-width:1400px;color:#222}h1{font-size:1.4em}.meta{color:#555}.best{font-size:1.1em}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(640px,1fr));gap:1em}figure{margin:0;border:1px solid #ddd;padding:.5em}figcaption{font-weight:bold;margin-bottom:.3em}table{border-collapse:collapse;margin-top:1em}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}td:nth-child(2),td:nth-child(3),td:last-child{text-align:left}tr.best{background:#eef6ee}.none{color:#777}";
+/// The experiments table's header cells (after any leading cell a caller adds).
+pub(crate) const HEADER: &str = "<th>#</th><th>recipe</th><th>by</th><th>MiB</th><th>tok/s</th><th>× original</th><th>top-1 ± se</th><th>KLD ± se</th><th>targets</th>";
 
-fn esc(s: &str) -> String {
+/// One experiment's `<tr>` (`data-iteration`, class `best` for the run's best), after the
+/// HTML cell `lead` (empty for none).
+pub(crate) fn row(e: &Experiment, best: Option<&Experiment>, lead: &str) -> String {
+    let verdict = match (&e.error, &e.verdict) {
+        (Some(err), _) => format!("failed: {}", esc(err)),
+        (None, Some(_)) if e.passes() => "all met".to_string(),
+        (None, Some(v)) => esc(&v.summary()),
+        _ => "-".into(),
+    };
+    format!(
+        "<tr class=\"experiment{}\" data-iteration=\"{}\">{lead}<td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>\n",
+        if best.is_some_and(|b| b.iteration == e.iteration) { " best" } else { "" },
+        e.iteration,
+        e.iteration,
+        esc(&e.label),
+        esc(&e.architect),
+        e.size_bytes as f64 / (1 << 20) as f64,
+        e.tps().map_or("-".into(), |t| format!("{t:.2}")),
+        e.speed
+            .as_ref()
+            .and_then(|s| s.baseline)
+            .map_or("-".into(), |b| format!("{:.3}", b.ratio)),
+        e.quality.as_ref().map_or("-".into(), |q| esc(&q.top1_text())),
+        e.quality.as_ref().map_or("-".into(), |q| esc(&q.kld_text())),
+        verdict
+    )
+}
+
+pub(crate) const CSS: &str = "body{font-family:sans-serif;margin:2em;max-width:1400px;color:#222}h1{font-size:1.4em}.meta{color:#555}.best{font-size:1.1em}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(640px,1fr));gap:1em}figure{margin:0;border:1px solid #ddd;padding:.5em}figcaption{font-weight:bold;margin-bottom:.3em}table{border-collapse:collapse;margin-top:1em}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}td.l{text-align:left}tr.best{background:#eef6ee}.none{color:#777}";
+
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -130,19 +147,18 @@ fn range(v: impl Iterator<Item = f64> + Clone) -> std::ops::Range<f64> {
 
 const W: (u32, u32) = (640, 420);
 
-fn speed_accuracy(cp: &Checkpoint) -> Option<String> {
-    let pts: Vec<(f64, f64, &Experiment)> = cp
-        .experiments
+fn speed_accuracy(exps: &[Experiment], targets: &Targets) -> Option<String> {
+    let pts: Vec<(f64, f64, &Experiment)> = exps
         .iter()
         .filter_map(|e| Some((e.top1()?, e.tps()?, e)))
         .collect();
     if pts.is_empty() {
         return None;
     }
-    let (tps_t, acc_t) = (cp.targets.min_tps(), cp.targets.min_accuracy());
+    let (tps_t, acc_t) = (targets.min_tps(), targets.min_accuracy());
     let xs = range(pts.iter().map(|p| p.0).chain([acc_t]));
     let ys = range(pts.iter().map(|p| p.1).chain([tps_t]));
-    let front: Vec<(f64, f64)> = pareto(&cp.experiments)
+    let front: Vec<(f64, f64)> = pareto(exps)
         .iter()
         .filter_map(|e| Some((e.top1()?, e.tps()?)))
         .collect();
@@ -238,7 +254,7 @@ fn type_color(t: formats::quant::GgmlType) -> RGBColor {
     )
 }
 
-fn type_map(b: &Experiment, model: &ModelInfo) -> Option<String> {
+pub(crate) fn type_map(b: &Experiment, model: &ModelInfo) -> Option<String> {
     let recipe = crate::recipe::Recipe::from_json(&b.recipe).ok()?;
     let plan = recipe.plan(model);
     let mut classes: Vec<String> = Vec::new();
