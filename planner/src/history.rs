@@ -206,10 +206,14 @@ impl History {
         Ok(h)
     }
 
+    /// Bring the schema up to date. Several processes may open a new database at once (two
+    /// runs, a reader): the version is read inside an immediate transaction, which holds the
+    /// write lock, so each migration is applied by exactly one of them.
     fn migrate(&mut self) -> Result<()> {
-        let v: i64 = self
+        let tx = self
             .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let v: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if v as usize > MIGRATIONS.len() {
             anyhow::bail!(
                 "history database is version {v}, newer than this sintra knows ({}); upgrade sintra",
@@ -217,11 +221,10 @@ impl History {
             );
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
     }
 

@@ -120,7 +120,7 @@ impl Loop<'_> {
                     p.rationale
                 ),
             )?;
-            let mut e = self.try_one(iteration, &p, &out_dir);
+            let mut e = self.try_one(iteration, &p, &out_dir)?;
             self.settle_quality(&mut e, &out_dir)?;
             self.history.record_experiment(&self.cp.run_id, &e)?;
             self.record_fleet(&e)?;
@@ -157,7 +157,7 @@ impl Loop<'_> {
         iteration: u32,
         p: &crate::architect::Proposal,
         out_dir: &Path,
-    ) -> Experiment {
+    ) -> Result<Experiment> {
         let start = Instant::now();
         let model = self.model;
         let plan = p.recipe.plan(model);
@@ -223,6 +223,15 @@ impl Loop<'_> {
         })();
         e.fleet = self.measure.fleet_results();
         if let Err(err) = result {
+            if disk_full(&err) {
+                // Not the recipe's fault: stop, record nothing, and let --resume try it again.
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(executor::draft_path(&path));
+                return Err(err.context(format!(
+                    "the disk is full: free some space, then `sintra --resume {}` goes on with iteration {iteration}",
+                    self.cp.run_id
+                )));
+            }
             tracing::warn!(iteration, error = %format!("{err:#}"), "experiment failed");
             e.status = Status::Failed;
             e.error = Some(format!("{err:#}"));
@@ -230,7 +239,7 @@ impl Loop<'_> {
             let _ = std::fs::remove_file(executor::draft_path(&path));
         }
         e.seconds = start.elapsed().as_secs_f64();
-        e
+        Ok(e)
     }
 
     /// Write the candidate's draft beside it and measure generation with and without it on
@@ -392,6 +401,22 @@ pub(crate) fn judge_with_draft(
     let mut s = speed.clone();
     s.tg_tps = e.tps().unwrap_or(s.tg_tps);
     judge(&s, quality, e.size_bytes, targets)
+}
+
+/// Whether `err` comes from a full disk (or quota): an I/O error `ENOSPC`/`EDQUOT` anywhere in
+/// its chain, SQLite's "database or disk is full", or a message that says so.
+pub fn disk_full(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::StorageFull
+                || matches!(io.raw_os_error(), Some(28) | Some(122));
+        }
+        if let Some(q) = c.downcast_ref::<rusqlite::Error>() {
+            return q.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        }
+        let text = c.to_string();
+        text.contains("No space left on device") || text.contains("Disk quota exceeded")
+    })
 }
 
 pub fn candidate_path(out_dir: &Path, iteration: u32) -> std::path::PathBuf {

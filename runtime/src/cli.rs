@@ -14,9 +14,9 @@ USAGE:
   sintra-rt perplexity -m MODEL -f TEXT [-c 512] [--chunks K] [-t T] [--save-logits F | --kl-divergence-base F]
   sintra-rt calibrate  -m MODEL -f TEXT -o OUT.imatrix.gguf [-c 512] [--chunks K] [-t T]
   sintra-rt tokenize   -m MODEL -p PROMPT [--no-special]
-  sintra-rt serve      [--stdio | --listen ADDR]
+  sintra-rt serve      [--stdio | --listen [HOST:]PORT [--token-file F] [--root DIR] [--idle-timeout S]]
   sintra-rt serve      --http ADDR -m MODEL [-c CTX] [-t T] [--draft DRAFT | --lookup] [--alias NAME]
-                       [--api-key KEY] [--queue N]
+                       [--api-key-file F] [--queue N]
   sintra-rt --version | --help
 
 MODES:
@@ -43,12 +43,17 @@ MODES:
   tokenize    one `id<TAB>piece` line per token of PROMPT, as llama.cpp's llama-tokenize
               (special tokens parsed and BOS added as the vocabulary says, unless --no-special).
   serve       speak the planner's wire protocol (COBS-framed postcard) on stdin/stdout (--stdio,
-              the default) or on a TCP socket (--listen 0.0.0.0:7878); logs go to stderr.
+              the default) or on a TCP socket; logs go to stderr. --listen PORT binds loopback;
+              another address (--listen 0.0.0.0:7878) needs a token the planner also has
+              (--token-file F or SINTRA_RT_TOKEN; the planner sends SINTRA_RT_TOKEN). Every
+              path a TCP client names stays inside --root (default: the current directory);
+              one planner at a time; a session silent for --idle-timeout seconds (900) ends.
               --http ADDR serves MODEL over an OpenAI-compatible HTTP API instead (builds with
               the `http` feature): /v1/models, /v1/completions, /v1/chat/completions (streamed
               or not; response_format json_object/json_schema enforced while sampling; the
               model's chat template), /health. ADDR without a host (`:8080`) is loopback;
-              --api-key (or SINTRA_API_KEY) requires `Authorization: Bearer KEY`.
+              --api-key-file F (or SINTRA_API_KEY; --api-key KEY shows it in the process
+              list) requires `Authorization: Bearer KEY`, and is required off loopback.
 
 OPTIONS:
   -m, --model FILE     GGUF model
@@ -113,6 +118,14 @@ pub struct Args {
     pub no_special: bool,
     /// `serve --listen ADDR`.
     pub listen: Option<String>,
+    /// `serve --listen --token-file FILE`.
+    pub token_file: Option<PathBuf>,
+    /// `serve --listen --root DIR`.
+    pub root: Option<PathBuf>,
+    /// `serve --listen --idle-timeout SECS`.
+    pub idle_timeout: u64,
+    /// `serve --http --api-key-file FILE`.
+    pub api_key_file: Option<PathBuf>,
     /// `calibrate -o FILE`.
     pub output: Option<PathBuf>,
     /// `--draft FILE`: speculative decoding with a draft model.
@@ -181,6 +194,10 @@ impl Args {
             kv_f32: false,
             no_special: false,
             listen: None,
+            token_file: None,
+            root: None,
+            idle_timeout: 900,
+            api_key_file: None,
             output: None,
             draft: None,
             lookup: false,
@@ -229,6 +246,14 @@ impl Args {
                 "--api-key" if mode == Mode::Serve => a.api_key = Some(value(&flag)?),
                 "--queue" if mode == Mode::Serve => a.queue = num(&flag, &value(&flag)?)?,
                 "--listen" if mode == Mode::Serve => a.listen = Some(value(&flag)?),
+                "--token-file" if mode == Mode::Serve => a.token_file = Some(value(&flag)?.into()),
+                "--root" if mode == Mode::Serve => a.root = Some(value(&flag)?.into()),
+                "--idle-timeout" if mode == Mode::Serve => {
+                    a.idle_timeout = num(&flag, &value(&flag)?)?.max(1) as u64
+                }
+                "--api-key-file" if mode == Mode::Serve => {
+                    a.api_key_file = Some(value(&flag)?.into())
+                }
                 "--stdio" if mode == Mode::Serve => a.listen = None,
                 "-h" | "--help" => a.mode = Mode::Help,
                 other => {
@@ -245,6 +270,7 @@ impl Args {
                 (a.lookup, "--lookup"),
                 (a.alias.is_some(), "--alias"),
                 (a.api_key.is_some(), "--api-key"),
+                (a.api_key_file.is_some(), "--api-key-file"),
             ]
             .iter()
             .find(|(set, _)| *set)
@@ -253,6 +279,18 @@ impl Args {
                 return Err(format!(
                     "{flag} belongs to serve --http; the wire protocol's client loads models itself"
                 ));
+            }
+        }
+        if a.listen.is_none() {
+            if let Some(flag) = [
+                (a.token_file.is_some(), "--token-file"),
+                (a.root.is_some(), "--root"),
+            ]
+            .iter()
+            .find(|(set, _)| *set)
+            .map(|(_, f)| f)
+            {
+                return Err(format!("{flag} belongs to serve --listen"));
             }
         }
         if a.http.is_some() && a.listen.is_some() {

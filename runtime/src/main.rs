@@ -49,7 +49,12 @@ fn run(a: &Args) -> Result<(), String> {
         Mode::Calibrate => calibrate(a),
         Mode::Serve => match (&a.http, &a.listen) {
             (Some(addr), _) => serve_http(a, addr),
-            (None, Some(addr)) => runtime::serve::listen(addr),
+            (None, Some(addr)) => runtime::serve::listen(&runtime::serve::ListenOptions {
+                addr: addr.clone(),
+                token: secret(a.token_file.as_deref(), "SINTRA_RT_TOKEN", "--token-file")?,
+                root: a.root.clone(),
+                idle: std::time::Duration::from_secs(a.idle_timeout),
+            }),
             (None, None) => runtime::serve::stdio(),
         },
     }
@@ -69,13 +74,35 @@ fn serve_http(a: &Args, addr: &str) -> Result<(), String> {
         threads: threads(a),
         kv_f32: a.kv_f32,
         queue: a.queue,
-        api_key: a.api_key.clone().or_else(|| {
-            std::env::var("SINTRA_API_KEY")
-                .ok()
-                .filter(|k| !k.is_empty())
-        }),
+        api_key: match &a.api_key {
+            Some(k) => Some(k.clone()),
+            None => secret(
+                a.api_key_file.as_deref(),
+                "SINTRA_API_KEY",
+                "--api-key-file",
+            )?,
+        },
     };
     runtime::http::serve(&opts)
+}
+
+/// A secret from `file` (its first line) or else the environment variable `var`; `None` when
+/// neither gives a non-empty one. Never printed.
+fn secret(file: Option<&std::path::Path>, var: &str, flag: &str) -> Result<Option<String>, String> {
+    let s = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| format!("{flag} {}: {e}", f.display()))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        None => std::env::var(var).unwrap_or_default(),
+    };
+    if file.is_some() && s.is_empty() {
+        return Err(format!("{flag}: the file's first line is empty"));
+    }
+    Ok(Some(s).filter(|s| !s.is_empty()))
 }
 
 fn open(a: &Args) -> Result<Loaded, String> {

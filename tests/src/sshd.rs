@@ -76,7 +76,7 @@ impl Sshd {
         std::fs::write(d.join("sshd_config"), config).unwrap();
         let client = format!(
             "Host sintra-test\n  HostName {}\n  Port {port}\n  User {user}\n  IdentityFile {d}/user_key\n\
-             \x20 IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+             \x20 IdentitiesOnly yes\n  StrictHostKeyChecking accept-new\n  UserKnownHostsFile {d}/known_hosts\n  LogLevel ERROR\n",
             addrs[0],
             d = d.display()
         );

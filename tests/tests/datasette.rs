@@ -47,23 +47,7 @@ fn datasette_serves_the_history_with_its_descriptions() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let sintra = crate::planner::release_sintra(&home, dir.path());
-    let out = sintra(&[
-        "--auto-detect",
-        "--mock",
-        "--max-iters",
-        "2",
-        "--output-dir",
-        "out",
-    ])
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}");
-    let run = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.split(':').next())
-        .unwrap()
-        .to_string();
+    let run = crate::planner::mock_run(&sintra, "2");
     let out = sintra(&["history", "--datasette"]).output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");

@@ -481,6 +481,10 @@ fn fake_runtime(reply: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
     let h = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let mut r = BufReader::new(stream.try_clone().unwrap());
+        // The token line first (empty: no SINTRA_RT_TOKEN in the planner's environment).
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, format!("{}\n", wire::AUTH_PREFIX));
         let mut buf = Vec::new();
         assert!(wire::read_frame(&mut r, &mut buf).unwrap());
         assert!(matches!(
@@ -500,6 +504,7 @@ fn sintra_check_tcp(port: u16, timeout: u64) -> (bool, String, Duration) {
     let sintra = bin_path("planner", "sintra");
     let t = Instant::now();
     let out = Command::new(sintra)
+        .env_remove("SINTRA_RT_TOKEN")
         .args(["device", "check", &format!("tcp://127.0.0.1:{port}")])
         .args(["--timeout", &timeout.to_string()])
         .output()

@@ -345,14 +345,52 @@ type PromptRow = (u32, String, Option<String>, Option<String>, String);
 /// the recipe's JSON Schema enforced by our server's sampler. A three-iteration run finishes
 /// (each proposal time-boxed), most answers are valid recipes, rejected ones are re-asked and
 /// then left to the heuristic, and every exchange is in the history.
+///
+/// Secrets (issue #20): the server requires an API key (from a file); the planner has it in
+/// `OPENAI_API_KEY`, with an `HF_TOKEN` beside it and debug logging on. Neither secret may
+/// reach the database, the run's outputs, `$SINTRA_HOME`, the logs or any process's command
+/// line (sampled every 50 ms during the run).
 #[test]
 fn sintra_runs_with_sintra_rt_serving_its_architect() {
     let _one = sintra_tests::measuring_lock();
-    let server = HttpServer::start(&smollm2_q4_1(), &["-c", "4096", "-t", "2"]);
     let tmp = tempfile::tempdir().unwrap();
+    const KEY: &str = "sk-sintra-test-6b1d0c9e4f";
+    const HF: &str = "hf_sintraTestToken93a7";
+    let key_file = tmp.path().join("key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let server = HttpServer::start(
+        &smollm2_q4_1(),
+        &[
+            "-c",
+            "4096",
+            "-t",
+            "2",
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
     let home = tmp.path().join("home");
     let cmd = crate::planner::release_sintra(&home, tmp.path());
     let t0 = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut leaks = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    if let Ok(c) = std::fs::read(p.path().join("cmdline")) {
+                        let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                        if c.contains(KEY) || c.contains(HF) {
+                            leaks.push(c);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            leaks
+        })
+    };
     let out = cmd(&[
         "--auto-detect",
         "--provider",
@@ -369,11 +407,39 @@ fn sintra_runs_with_sintra_rt_serving_its_architect() {
         "out",
     ])
     .env("OPENAI_BASE_URL", server.base_url())
-    .env_remove("OPENAI_API_KEY")
+    .env("OPENAI_API_KEY", KEY)
+    .env("HF_TOKEN", HF)
+    .env("RUST_LOG", "debug")
     .env("SINTRA_LLM_PROPOSAL_SECS", "240")
     .output()
     .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let leaks = watcher.join().unwrap();
+    assert!(leaks.is_empty(), "a secret in a command line: {leaks:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains(KEY) && !stderr.contains(HF),
+        "a secret in the planner's log"
+    );
+    assert!(stderr.contains("DEBUG"), "debug logging was not on");
     let stdout = succeeded(&sintra_tests::unpanicked(out, "sintra --provider openai"));
+    assert!(!stdout.contains(KEY) && !stdout.contains(HF));
+    assert!(!server.log().contains(KEY));
+    for root in [home.clone(), tmp.path().join("out")] {
+        let mut files = vec![root];
+        while let Some(f) = files.pop() {
+            if f.is_dir() {
+                files.extend(std::fs::read_dir(&f).unwrap().flatten().map(|e| e.path()));
+            } else if let Ok(bytes) = std::fs::read(&f) {
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    !text.contains(KEY) && !text.contains(HF),
+                    "a secret in {}",
+                    f.display()
+                );
+            }
+        }
+    }
     eprintln!("{stdout}\n(run took {:.0} s)", t0.elapsed().as_secs_f64());
     assert!(
         stdout.contains("stopped: reached --max-iters 3"),

@@ -246,6 +246,32 @@ pub(crate) fn release_sintra(home: &Path, cwd: &Path) -> impl Fn(&[&str]) -> Com
     }
 }
 
+/// The id of the run whose output is `stdout` (its `run ID: ...` line).
+pub(crate) fn run_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.split(':').next())
+        .unwrap_or_else(|| panic!("no run id in:\n{stdout}"))
+        .to_string()
+}
+
+/// A `--mock` run of `iterations` on this host's description into `out/`; its id.
+pub(crate) fn mock_run(sintra: &dyn Fn(&[&str]) -> Command, iterations: &str) -> String {
+    let out = sintra(&[
+        "--auto-detect",
+        "--mock",
+        "--max-iters",
+        iterations,
+        "--output-dir",
+        "out",
+    ])
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    run_id(&stdout)
+}
+
 /// Rows of the history database: `SELECT iteration, status FROM experiments` for a run.
 fn db_experiments(home: &Path, run: &str) -> Vec<(u32, String)> {
     let db = rusqlite::Connection::open(home.join("history.db")).unwrap();

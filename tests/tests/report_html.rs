@@ -10,25 +10,9 @@ fn chromium_shows_the_plots_and_every_experiment() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let sintra = crate::planner::release_sintra(&home, dir.path());
-    let out = sintra(&[
-        "--auto-detect",
-        "--mock",
-        "--max-iters",
-        "4",
-        "--output-dir",
-        "out",
-    ])
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}");
-    let run = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.split(':').next())
-        .unwrap()
-        .to_string();
+    let run = crate::planner::mock_run(&sintra, "4");
     let page = dir.path().join("out").join(&run).join("report.html");
-    assert!(page.is_file(), "{stdout}");
+    assert!(page.is_file(), "{}", page.display());
     let url = format!("file://{}", page.display());
     let chromium = |args: &[&str]| {
         let out = Command::new("chromium")

@@ -137,11 +137,7 @@ fn the_dashboard_shows_a_run_live_and_serves_only_this_machine() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("run ")?.split(':').next())
-        .unwrap()
-        .to_string();
+    let run = crate::planner::run_id(&stdout);
 
     let mut rest = String::new();
     watch_out.read_to_string(&mut rest).unwrap();

@@ -381,6 +381,9 @@ pub enum ErrorKind {
     Io,
     /// The evaluation failed (context full, bad token, ...).
     Evaluation,
+    /// Refused by the runtime's rules for network clients: a missing or wrong token, a path
+    /// outside its work directory, another planner already served (the message says which).
+    Refused,
 }
 
 impl core::fmt::Display for ErrorKind {
@@ -395,6 +398,7 @@ impl core::fmt::Display for ErrorKind {
             ErrorKind::InvalidRequest => "invalid request",
             ErrorKind::Io => "i/o",
             ErrorKind::Evaluation => "evaluation",
+            ErrorKind::Refused => "refused",
         })
     }
 }

@@ -25,7 +25,15 @@ use serde::Serialize;
 /// and says both numbers.
 /// 2: `BenchResult::load`. 3: speculative decoding's messages. 4: `Hello::cpu_model` and
 /// `Hello::kernel` (a fleet's devices are told apart by their hardware fingerprint).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: `ErrorKind::Refused`, and a TCP connection opens with [`AUTH_PREFIX`] and the token.
+pub const PROTOCOL_VERSION: u32 = 5;
+
+/// The first bytes a client sends on a TCP connection to `sintra-rt serve --listen`, before
+/// any frame: this prefix, the token (empty when the runtime needs none), `\n`; at most
+/// [`MAX_AUTH_LINE`] bytes. The runtime reads nothing else until the line checks out.
+pub const AUTH_PREFIX: &str = "SINTRA-AUTH ";
+/// Longest authentication line, newline included.
+pub const MAX_AUTH_LINE: usize = 512;
 
 /// The largest frame either side accepts (a perplexity text travels in one frame).
 pub const MAX_FRAME: usize = 16 << 20;

@@ -40,7 +40,7 @@ fn request_hello() {
             protocol_version: PROTOCOL_VERSION,
             planner_version: "0.1.0".to_string(),
         },
-        "01080405302e312e3000",
+        "01080505302e312e3000",
     );
 }
 
@@ -167,7 +167,7 @@ fn response_calibrated() {
 
 #[test]
 fn response_hello() {
-    check(Response::Hello(hello()), "01740405302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f6404808080802080808080181e5261737062657272792050692035204d6f64656c20422052657620312e3013362e362e33312b7270742d7270692d3237313200");
+    check(Response::Hello(hello()), "01740505302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f6404808080802080808080181e5261737062657272792050692035204d6f64656c20422052657620312e3013362e362e33312b7270742d7270692d3237313200");
 }
 
 #[test]
@@ -313,6 +313,7 @@ fn response_error() {
         ErrorKind::InvalidRequest,
         ErrorKind::Io,
         ErrorKind::Evaluation,
+        ErrorKind::Refused,
     ]
     .into_iter()
     .enumerate()

@@ -124,7 +124,8 @@ impl Channel {
         })
     }
 
-    /// Connect to `sintra-rt serve --listen` at `addr` (`HOST:PORT`).
+    /// Connect to `sintra-rt serve --listen` at `addr` (`HOST:PORT`), presenting the token in
+    /// `SINTRA_RT_TOKEN` (a runtime off loopback requires one).
     pub fn connect(addr: &str, timeout: Duration) -> Result<Channel, DeviceError> {
         let device = format!("tcp://{addr}");
         let fail = |e: std::io::Error| DeviceError::Command {
@@ -138,8 +139,14 @@ impl Channel {
             .map_err(fail)?
             .next()
             .ok_or_else(|| DeviceError::Setup(format!("{addr} resolves to no address")))?;
-        let stream = TcpStream::connect_timeout(&sock, timeout).map_err(fail)?;
+        let mut stream = TcpStream::connect_timeout(&sock, timeout).map_err(fail)?;
         let _ = stream.set_nodelay(true);
+        // The runtime reads nothing before this line (protocol 5): the token, or nothing for
+        // a loopback runtime started without one. The token itself is never logged.
+        let token = std::env::var("SINTRA_RT_TOKEN").unwrap_or_default();
+        stream
+            .write_all(format!("{}{}\n", wire::AUTH_PREFIX, token.trim()).as_bytes())
+            .map_err(fail)?;
         let reader = stream.try_clone().map_err(fail)?;
         Ok(Channel {
             device,

@@ -88,9 +88,19 @@ fn runtime_version_note(v: Option<u32>) -> String {
 
 fn stderr_suffix(stderr: &str) -> String {
     let s = stderr.trim();
-    if s.is_empty() {
-        String::new()
+    let hint = if s.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        "; the device's SSH host key is not the one recorded for it: if the device was \
+         reinstalled, remove the old key (`ssh-keygen -R HOST`, the known-hosts file ssh names \
+         below), otherwise someone may be in between"
+    } else if s.contains("Host key verification failed") {
+        "; its SSH host key could not be verified (sintra records a new host's key and refuses \
+         a changed one)"
     } else {
-        format!("; its stderr ends with:\n{s}")
+        ""
+    };
+    if s.is_empty() {
+        hint.to_string()
+    } else {
+        format!("{hint}; its stderr ends with:\n{s}")
     }
 }

@@ -289,6 +289,14 @@ impl Session {
             }
             _ => match wire::decode::<Response>(&frame) {
                 Ok(Response::Hello(h)) => h,
+                Ok(Response::Error(e)) => {
+                    return Err(DeviceError::Runtime {
+                        device: ch.device.clone(),
+                        during: "the handshake".into(),
+                        kind: e.kind,
+                        message: e.message,
+                    })
+                }
                 Ok(other) => {
                     return Err(DeviceError::Unexpected {
                         device: ch.device.clone(),
@@ -354,6 +362,16 @@ impl Session {
     }
 
     fn unexpected(&self, during: &str, got: &Response) -> DeviceError {
+        // An error where an answer was due (the handshake refused for a missing token, ...)
+        // says what the runtime said.
+        if let Response::Error(e) = got {
+            return DeviceError::Runtime {
+                device: self.ch.device.clone(),
+                during: during.to_string(),
+                kind: e.kind,
+                message: e.message.clone(),
+            };
+        }
         DeviceError::Unexpected {
             device: self.ch.device.clone(),
             during: during.to_string(),

@@ -52,6 +52,16 @@ pub struct DeployReport {
     pub seconds: f64,
 }
 
+/// Whether an ssh option would stop host keys being checked.
+fn unchecked_host_keys(o: &str) -> bool {
+    let Some((k, v)) = o.split_once('=') else {
+        return false;
+    };
+    let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
+    (k == "stricthostkeychecking" && matches!(v.as_str(), "no" | "off" | "false"))
+        || (k == "userknownhostsfile" && v.split_whitespace().any(|f| f == "/dev/null"))
+}
+
 /// `'text'` for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -75,9 +85,96 @@ impl SshTarget {
             "ConnectTimeout={}",
             self.connect_timeout.as_secs().max(1)
         ));
-        for o in &self.options {
+        for o in self.host_key_options() {
             cmd.arg("-o").arg(o);
         }
+        for o in self.options.iter().filter(|o| !unchecked_host_keys(o)) {
+            cmd.arg("-o").arg(o);
+        }
+    }
+
+    /// Host keys are always checked (issue #20): a new device's key is recorded
+    /// (`accept-new`), a changed one refused; the user's stricter `yes` is kept. What would
+    /// turn checking off — `StrictHostKeyChecking=no` or a known-hosts file of `/dev/null`, in
+    /// the options (an inventory's) or the user's ssh config — is replaced, with a warning:
+    /// keys are then recorded in `$SINTRA_HOME/known_hosts`. Worked out once per target with
+    /// `ssh -G` (the configuration ssh would use, without connecting).
+    fn host_key_options(&self) -> Vec<String> {
+        use std::collections::HashMap;
+        static CACHE: Mutex<Option<HashMap<String, Vec<String>>>> = Mutex::new(None);
+        let key = format!(
+            "{:?}",
+            (
+                &self.host,
+                &self.user,
+                self.port,
+                &self.config_file,
+                &self.options
+            )
+        );
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = cache.get_or_insert_with(HashMap::new);
+        if let Some(o) = cache.get(&key) {
+            return o.clone();
+        }
+        for o in self.options.iter().filter(|o| unchecked_host_keys(o)) {
+            tracing::warn!(
+                "{}: ignoring ssh option {o}: sintra always checks host keys (a new device's key \
+                 is recorded, a changed one refused)",
+                self.name()
+            );
+        }
+        let mut g = Command::new("ssh");
+        if let Some(f) = &self.config_file {
+            g.arg("-F").arg(f);
+        }
+        for o in self.options.iter().filter(|o| !unchecked_host_keys(o)) {
+            g.arg("-o").arg(o);
+        }
+        if let Some(p) = self.port {
+            g.arg("-p").arg(p.to_string());
+        }
+        if let Some(u) = &self.user {
+            g.arg("-l").arg(u);
+        }
+        g.arg("-G").arg(&self.host);
+        let resolved = g
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let value = |k: &str| {
+            resolved
+                .lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(' '))
+                .map(str::trim)
+        };
+        let mut out = Vec::new();
+        if value("stricthostkeychecking") != Some("true") {
+            out.push("StrictHostKeyChecking=accept-new".to_string());
+        }
+        if value("userknownhostsfile")
+            .is_some_and(|f| f.split_whitespace().any(|f| f == "/dev/null"))
+        {
+            let file = crate::home::sintra_home()
+                .map(|h| h.join("known_hosts"))
+                .unwrap_or_else(|_| PathBuf::from("known_hosts"));
+            if let Some(d) = file.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            tracing::warn!(
+                "{}: the ssh configuration keeps no known hosts (/dev/null); sintra records \
+                 this device's host key in {}",
+                self.name(),
+                file.display()
+            );
+            out.push(format!("UserKnownHostsFile={}", file.display()));
+        }
+        cache.insert(key, out.clone());
+        out
     }
 
     /// `ssh [options] host -- command`.
@@ -305,4 +402,72 @@ pub fn run_with_timeout(
     }
     let stdout = out.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+#[cfg(test)]
+mod host_key_tests {
+    use super::*;
+
+    #[test]
+    fn options_that_turn_checking_off_are_recognised() {
+        for o in [
+            "StrictHostKeyChecking=no",
+            "stricthostkeychecking = off",
+            "UserKnownHostsFile=/dev/null",
+            "UserKnownHostsFile=~/.ssh/a /dev/null",
+        ] {
+            assert!(unchecked_host_keys(o), "{o}");
+        }
+        for o in [
+            "StrictHostKeyChecking=accept-new",
+            "StrictHostKeyChecking=yes",
+            "UserKnownHostsFile=~/.ssh/known_hosts",
+            "ProxyJump=bastion",
+        ] {
+            assert!(!unchecked_host_keys(o), "{o}");
+        }
+    }
+
+    #[test]
+    fn checking_is_accept_new_at_most_whatever_the_config_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = |config: &str, options: &[&str]| {
+            let f = dir.path().join(format!("config{}", config.len()));
+            std::fs::write(&f, config).unwrap();
+            SshTarget {
+                host: "board".into(),
+                config_file: Some(f),
+                options: options.iter().map(|s| s.to_string()).collect(),
+                ..SshTarget::default()
+            }
+        };
+        let off = target(
+            "Host board\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n",
+            &[],
+        )
+        .host_key_options();
+        assert_eq!(off[0], "StrictHostKeyChecking=accept-new", "{off:?}");
+        assert!(
+            off[1].starts_with("UserKnownHostsFile=") && off[1].ends_with("known_hosts"),
+            "{off:?}"
+        );
+        let strict = target("Host board\n  StrictHostKeyChecking yes\n", &[]).host_key_options();
+        assert!(strict.is_empty(), "{strict:?}");
+        // An inventory's `-o StrictHostKeyChecking=no` is not passed on.
+        let t = target(
+            "Host board\n  StrictHostKeyChecking yes\n  UserKnownHostsFile /tmp/kh\n",
+            &["StrictHostKeyChecking=no", "ConnectionAttempts=2"],
+        );
+        let mut cmd = Command::new("ssh");
+        t.common_options(&mut cmd);
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !args.iter().any(|a| a == "StrictHostKeyChecking=no"),
+            "{args:?}"
+        );
+        assert!(args.iter().any(|a| a == "ConnectionAttempts=2"), "{args:?}");
+    }
 }

@@ -143,21 +143,7 @@ pub fn run_live(d: &RunDetail, model: Option<&ModelInfo>) -> Live {
         );
     }
     let best_text = match b {
-        Some(b) => format!(
-            "Best so far: <b>#{} {}</b> — {:.1} MiB, {}, top-1 {} ({})",
-            b.iteration,
-            esc(&b.label),
-            b.size_bytes as f64 / (1 << 20) as f64,
-            b.tps().map_or("-".into(), |t| format!("{t:.2} tok/s")),
-            b.quality
-                .as_ref()
-                .map_or("-".into(), |q| esc(&q.top1_text())),
-            if b.passes() {
-                "meets every target"
-            } else {
-                "misses a target"
-            }
-        ),
+        Some(b) => format!("Best so far: {}", html::best_text(b)),
         None => "No experiment has finished yet.".into(),
     };
     let plots = match &r.targets {

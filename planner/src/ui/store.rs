@@ -46,6 +46,11 @@ pub fn open(path: &Path) -> Result<Option<Connection>> {
     .with_context(|| format!("opening {} read-only", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "query_only", true)?;
+    // Created, but its first writer has not made the tables yet.
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if v == 0 {
+        return Ok(None);
+    }
     Ok(Some(conn))
 }
 

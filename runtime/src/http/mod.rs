@@ -11,8 +11,9 @@
 //! away — a stream it can no longer write to, or a closed socket while it waits — cancels its
 //! job. Errors are OpenAI's JSON with 4xx codes; nothing a client sends can panic the server.
 //!
-//! **Safe by default**: an address without a host binds loopback; with `--api-key` (or
-//! `SINTRA_API_KEY`) every `/v1` request must carry `Authorization: Bearer KEY`.
+//! **Safe by default**: an address without a host binds loopback; any other address needs an
+//! API key (`--api-key-file`, `SINTRA_API_KEY`): then every `/v1` request must carry
+//! `Authorization: Bearer KEY`.
 
 mod openai;
 pub mod template;
@@ -73,13 +74,15 @@ pub fn serve(opts: &HttpOptions) -> Result<(), String> {
         threads: opts.threads,
         kv_f32: opts.kv_f32,
     };
+    if !addr.ip().is_loopback() && opts.api_key.is_none() {
+        return Err(format!(
+            "--http {}: {addr} is reachable from other machines; give an API key clients must \
+             send (--api-key-file FILE or SINTRA_API_KEY), or serve on loopback (--http PORT)",
+            opts.addr
+        ));
+    }
     let listener = TcpListener::bind(addr).map_err(|e| format!("--http {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    if !local.ip().is_loopback() && opts.api_key.is_none() {
-        eprintln!(
-            "sintra-rt: warning: listening on {local}, reachable from other machines, without --api-key"
-        );
-    }
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(opts.queue.max(1));
     let shared = Arc::new(Shared {
         model: id,
@@ -145,9 +148,18 @@ fn connection(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
-        let req = match wire::read_request(&mut reader) {
+        let req = match wire::read_request(&mut reader, shared.api_key.as_deref()) {
             Ok(r) => r,
             Err(ReadError::Closed) | Err(ReadError::Io) => return Ok(()),
+            Err(ReadError::Unauthorized) => {
+                let e = ApiError::new(
+                    401,
+                    "invalid_request_error",
+                    "a valid API key is required: Authorization: Bearer KEY",
+                )
+                .with_code("invalid_api_key");
+                return wire::write_json(&mut writer, 401, &e.body(), true, &[]);
+            }
             Err(ReadError::Bad(status, message)) => {
                 let e = ApiError::new(status, "invalid_request_error", message);
                 return wire::write_json(&mut writer, status, &e.body(), true, &[]);
@@ -204,21 +216,6 @@ fn route(
             )))
         }
     };
-    if let Some(key) = &shared.api_key {
-        let given = req
-            .header("authorization")
-            .and_then(|a| a.strip_prefix("Bearer "));
-        if given != Some(key.as_str()) {
-            return Ok(Some(
-                ApiError::new(
-                    401,
-                    "invalid_request_error",
-                    "a valid API key is required: Authorization: Bearer KEY",
-                )
-                .with_code("invalid_api_key"),
-            ));
-        }
-    }
     let Some(endpoint) = endpoint else {
         wire::write_json(
             w,

@@ -47,10 +47,27 @@ pub enum ReadError {
     /// The request is malformed or too large: answer with this status and message, then
     /// close.
     Bad(u16, String),
+    /// A `/v1` request without the API key: answer 401 and close, its body unread.
+    Unauthorized,
 }
 
-/// Read one request from `r`.
-pub fn read_request(r: &mut BufReader<TcpStream>) -> Result<Request, ReadError> {
+/// Whether `Authorization: Bearer KEY` names `key`; compared by digest, without an early exit.
+fn bearer_is(req: &Request, key: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let given = req
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(key.as_bytes()),
+    );
+    a.iter().zip(b.iter()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// Read one request from `r`. With `key`, a request for `/v1/...` without it is refused after
+/// its headers, before its body is read.
+pub fn read_request(r: &mut BufReader<TcpStream>, key: Option<&str>) -> Result<Request, ReadError> {
     let mut head = Vec::new();
     let mut lines = Vec::new();
     loop {
@@ -119,6 +136,11 @@ pub fn read_request(r: &mut BufReader<TcpStream>) -> Result<Request, ReadError> 
         headers,
         body: Vec::new(),
     };
+    if let Some(key) = key {
+        if req.path.starts_with("/v1") && !bearer_is(&req, key) {
+            return Err(ReadError::Unauthorized);
+        }
+    }
     if req
         .header("transfer-encoding")
         .is_some_and(|v| !v.eq_ignore_ascii_case("identity"))

@@ -1,0 +1,7 @@
+//! Fuzz target `profile_yaml`: see `checks::profile_yaml` (shared with the test suite's corpus replay).
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::profile_yaml(data));
