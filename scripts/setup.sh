@@ -22,8 +22,12 @@ command -v arm-linux-gnueabihf-gcc >/dev/null || need_apt+=(gcc-arm-linux-gnueab
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 # Go's text/template renders Ollama Modelfile templates in the export test (issue #19).
 command -v go >/dev/null || need_apt+=(golang-go)
-# Headless Chromium opens report.html in its test (issue #19).
+# Headless Chromium opens report.html and the dashboard in their tests (issue #19).
 command -v chromium >/dev/null || need_apt+=(chromium)
+# The hostile-world tests (issue #20): `ps` (no secret in a process list), `mount` (a small
+# tmpfs that fills during a run).
+command -v ps >/dev/null || need_apt+=(procps)
+command -v mount >/dev/null || need_apt+=(mount)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
