@@ -24,7 +24,7 @@ pub use crate::cli::HttpOptions;
 use crate::tasks::{self, DraftSource};
 use openai::{ApiError, Endpoint};
 use std::io::BufReader;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -38,24 +38,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// How long a connection may sit idle, or dribble a request, before it is closed.
 const IDLE: Duration = Duration::from_secs(30);
 
-/// `ADDR`, `:PORT` or `PORT` as a socket address; no host means loopback.
-pub fn resolve_addr(addr: &str) -> Result<SocketAddr, String> {
-    let full = if let Some(port) = addr.strip_prefix(':') {
-        format!("127.0.0.1:{port}")
-    } else if addr.bytes().all(|b| b.is_ascii_digit()) && !addr.is_empty() {
-        format!("127.0.0.1:{addr}")
-    } else {
-        addr.to_string()
-    };
-    full.to_socket_addrs()
-        .map_err(|e| format!("--http {addr}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("--http {addr}: no address"))
-}
-
 /// Serve until the process is stopped.
 pub fn serve(opts: &HttpOptions) -> Result<(), String> {
-    let addr = resolve_addr(&opts.addr)?;
+    let addr = crate::serve::resolve_addr("--http", &opts.addr)?;
     let loaded = tasks::open_model(&opts.model).map_err(|e| e.message)?;
     let draft_file = match &opts.draft {
         Some(p) => Some(tasks::open_model(p).map_err(|e| format!("--draft: {}", e.message))?),

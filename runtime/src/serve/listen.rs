@@ -48,8 +48,9 @@ pub struct ListenOptions {
     pub idle: Duration,
 }
 
-/// `PORT` or `:PORT` as loopback, anything else as given.
-pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+/// `ADDR`, `:PORT` or `PORT` as a socket address (`flag` names the option in errors); no host
+/// means loopback. Shared by `--listen` and `--http`.
+pub fn resolve_addr(flag: &str, addr: &str) -> Result<SocketAddr, String> {
     let full = match addr.strip_prefix(':') {
         Some(port) => format!("127.0.0.1:{port}"),
         None if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) => {
@@ -58,9 +59,9 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         None => addr.to_string(),
     };
     full.to_socket_addrs()
-        .map_err(|e| format!("--listen {addr}: {e}"))?
+        .map_err(|e| format!("{flag} {addr}: {e}"))?
         .next()
-        .ok_or_else(|| format!("--listen {addr}: no address"))
+        .ok_or_else(|| format!("{flag} {addr}: no address"))
 }
 
 struct Shared {
@@ -70,13 +71,13 @@ struct Shared {
     connections: AtomicUsize,
     /// Connections per peer address that have not sent their token line yet.
     pending: Mutex<HashMap<IpAddr, usize>>,
-    /// Held by the planner being served; its address, for those told to wait.
-    session: Mutex<Option<String>>,
+    /// Held while a planner is served.
+    session: Mutex<()>,
 }
 
 /// Accept planners until one sends `Shutdown`.
 pub fn listen(opts: &ListenOptions) -> Result<(), String> {
-    let addr = resolve(&opts.addr)?;
+    let addr = resolve_addr("--listen", &opts.addr)?;
     let token = opts.token.as_deref().filter(|t| !t.is_empty());
     if !addr.ip().is_loopback() && token.is_none() {
         return Err(format!(
@@ -120,7 +121,7 @@ pub fn listen(opts: &ListenOptions) -> Result<(), String> {
         idle: opts.idle,
         connections: AtomicUsize::new(0),
         pending: Mutex::new(HashMap::new()),
-        session: Mutex::new(None),
+        session: Mutex::new(()),
     });
     for conn in listener.incoming() {
         let stream = match conn {
@@ -274,8 +275,8 @@ fn connection(stream: TcpStream, ip: IpAddr, peer: &str, shared: &Shared) -> boo
             return refuse(&mut writer, why.into());
         }
     }
-    // One planner at a time; the others are told who is being served.
-    let mut slot = match shared.session.try_lock() {
+    // One planner at a time; the others are told so.
+    let _slot = match shared.session.try_lock() {
         Ok(s) => s,
         Err(_) => {
             return refuse(
@@ -284,14 +285,11 @@ fn connection(stream: TcpStream, ip: IpAddr, peer: &str, shared: &Shared) -> boo
             )
         }
     };
-    *slot = Some(peer.to_string());
     log(format!("planner connected from {peer}"));
     if writer.set_read_timeout(Some(shared.idle)).is_err() {
         return false;
     }
-    let r = serve_confined(reader, writer, false, Some(shared.root.clone()));
-    *slot = None;
-    match r {
+    match serve_confined(reader, writer, false, Some(shared.root.clone())) {
         Ok(shutdown) => shutdown,
         Err(e) => {
             log(format!("connection from {peer} ended: {e}"));
@@ -307,10 +305,11 @@ mod tests {
 
     #[test]
     fn addresses_without_a_host_are_loopback() {
-        assert!(resolve("7878").unwrap().ip().is_loopback());
-        assert!(resolve(":7878").unwrap().ip().is_loopback());
-        assert!(!resolve("0.0.0.0:7878").unwrap().ip().is_loopback());
-        assert!(resolve("").is_err());
+        let r = |a| resolve_addr("--listen", a);
+        assert!(r("7878").unwrap().ip().is_loopback());
+        assert!(r(":7878").unwrap().ip().is_loopback());
+        assert!(!r("0.0.0.0:7878").unwrap().ip().is_loopback());
+        assert!(r("").unwrap_err().starts_with("--listen"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 mod confine;
 mod listen;
-pub use listen::{listen, ListenOptions};
+pub use listen::{listen, resolve_addr, ListenOptions};
 
 /// Largest context, prompt or generation length a request may ask for: bigger ones would
 /// allocate gigabytes of KV cache before failing.
