@@ -74,6 +74,12 @@ impl Loop<'_> {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+        // So do the atomic writes' temporaries of killed processes, here and beside the
+        // checkpoints (shared with other runs: only those of processes that are gone).
+        crate::home::sweep_stale_temporaries(&out_dir);
+        if let Ok(d) = crate::home::subdir("checkpoints") {
+            crate::home::sweep_stale_temporaries(&d);
+        }
         let past = self
             .history
             .past_measurements(self.model, &self.cp.profile, &self.cp.run_id)?;

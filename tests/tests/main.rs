@@ -3,6 +3,7 @@
 mod aarch64;
 mod batch;
 mod compress;
+mod crashes;
 mod datasette;
 mod device;
 mod fleet;
