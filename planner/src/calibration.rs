@@ -192,6 +192,8 @@ pub fn ensure(model: &ModelInfo, spec: &CalibrationSpec, dir: &Path) -> Result<C
     ));
     if !path.is_file() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // A temporary left by a killed run's writer goes.
+        crate::home::sweep_stale_temporaries(dir);
         let text = std::fs::read_to_string(&spec.text_file).with_context(|| {
             format!("reading the calibration text {}", spec.text_file.display())
         })?;

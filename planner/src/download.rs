@@ -422,6 +422,7 @@ fn fetch_verified(
     bar: &ProgressBar,
 ) -> Result<(String, u64), DownloadError> {
     let part = with_suffix(dest, ".part");
+    let _phase = crate::phase::Phase::begin("download");
     http.transfer(&part, meta, bar)?;
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
     bar.set_message(format!("verifying {}", name.unwrap_or_default()));

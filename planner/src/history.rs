@@ -291,6 +291,18 @@ impl History {
         Ok(())
     }
 
+    /// Run `f`'s writes as one transaction: all of them land, or (an error, a killed process)
+    /// none.
+    pub fn atomically<T>(&self, f: impl FnOnce(&History) -> Result<T>) -> Result<T> {
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
+        let out = f(self)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Record an experiment (replacing one of the same iteration left by an interrupted run).
     pub fn record_experiment(&self, run: &str, e: &Experiment) -> Result<()> {
         let tg = e.speed.as_ref().and_then(|s| s.tg);
@@ -331,6 +343,27 @@ impl History {
             ],
         )?;
         Ok(())
+    }
+
+    /// Every experiment recorded for `run`, by iteration, as recorded (the `json` column): what
+    /// a resumed run adopts when it was killed after recording an experiment and before its
+    /// checkpoint was saved.
+    pub fn recorded_experiments(&self, run: &str) -> Result<Vec<Experiment>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT iteration, json FROM experiments WHERE run_id = ?1 ORDER BY iteration",
+        )?;
+        let rows = stmt.query_map([run], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (iteration, json) = row?;
+            let e: Experiment = serde_json::from_str(&json).with_context(|| {
+                format!(
+                    "history: run {run}, experiment {iteration}: its recorded JSON does not parse"
+                )
+            })?;
+            out.push(e);
+        }
+        Ok(out)
     }
 
     pub fn record_exchange(&self, run: &str, iteration: u32, x: &Exchange) -> Result<()> {
@@ -527,18 +560,32 @@ mod tests {
         )
         .unwrap();
         h.trace("r1", "proposed", "x").unwrap();
+        // What a resumed run adopts: the experiment as recorded, to the last field.
+        assert_eq!(h.recorded_experiments("r1").unwrap(), [e.clone()]);
+        assert!(h.recorded_experiments("r2").unwrap().is_empty());
+        // A failed transaction leaves nothing of its writes.
+        let second = crate::experiment::tests::exp(2, 30.0, 0.9, true);
+        let failed: Result<()> = h.atomically(|h| {
+            h.record_experiment("r1", &second)?;
+            anyhow::bail!("killed in between")
+        });
+        assert!(failed.is_err());
+        assert_eq!(h.recorded_experiments("r1").unwrap().len(), 1);
+        h.atomically(|h| h.record_experiment("r1", &second))
+            .unwrap();
+        assert_eq!(h.recorded_experiments("r1").unwrap()[1], second);
         h.finish_run("r1", "met", Some(1)).unwrap();
-        assert_eq!(h.count("experiments", "r1").unwrap(), 1);
+        assert_eq!(h.count("experiments", "r1").unwrap(), 2);
         assert_eq!(h.count("prompts", "r1").unwrap(), 1);
         assert_eq!(h.count("traces", "r1").unwrap(), 1);
         let runs = h.runs(10).unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].best.as_ref().unwrap().1, 20.0);
         assert_eq!(h.best_per_device_model().unwrap().len(), 1);
-        // A second run on the same device and model sees the first one's measurement.
+        // A second run on the same device and model sees the first one's measurements.
         assert_eq!(
             h.past_measurements(&model, &profile, "r2").unwrap().len(),
-            1
+            2
         );
         assert!(h
             .past_measurements(&model, &profile, "r1")

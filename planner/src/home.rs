@@ -33,8 +33,9 @@ pub fn cache_subdir(name: &str) -> Result<PathBuf> {
     Ok(d)
 }
 
-/// Remove the temporaries [`write_atomic`] left in `dir` when its process was killed
-/// (`.sintra.<pid>.<random>.tmp` of a process that no longer exists; a live writer's are kept).
+/// Remove the temporaries [`write_atomic`] and the GGUF writer left in `dir` when their process
+/// was killed (`.sintra.<pid>.<...>.tmp` of a process that no longer exists; a live writer's
+/// are kept).
 /// Where processes cannot be looked up (no `/proc`), nothing is removed.
 pub fn sweep_stale_temporaries(dir: &std::path::Path) {
     if !std::path::Path::new("/proc/self").exists() {

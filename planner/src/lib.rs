@@ -28,6 +28,7 @@ pub mod measure;
 pub mod model_info;
 pub mod models;
 pub mod optimize;
+pub mod phase;
 pub mod profile;
 pub mod recipe;
 pub mod report;

@@ -14,12 +14,12 @@ use crate::history::History;
 use crate::measure::{Candidate, Measurer};
 use crate::model_info::ModelInfo;
 use crate::recipe::{bytes_per_token, predicted_size};
-use crate::report;
 use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
 
 mod fleet;
+mod record;
 pub use fleet::{class_best_text, per_class_best};
 
 /// Everything the loop works with.
@@ -67,6 +67,9 @@ impl Loop<'_> {
     pub fn run(&mut self) -> Result<()> {
         let out_dir = self.cp.config.output_dir.clone();
         std::fs::create_dir_all(&out_dir)?;
+        // Before the candidates go: an experiment recorded by a run killed before it saved its
+        // checkpoint is finished from the history (its candidate may still be waiting).
+        self.adopt_recorded(&out_dir)?;
         // A run killed mid-iteration leaves its candidate (or the writer's temporary) behind;
         // that iteration is redone, so they go.
         for e in std::fs::read_dir(&out_dir)?.flatten() {
@@ -127,34 +130,11 @@ impl Loop<'_> {
                 ),
             )?;
             let mut e = self.try_one(iteration, &p, &out_dir)?;
-            self.settle_quality(&mut e, &out_dir)?;
-            self.history.record_experiment(&self.cp.run_id, &e)?;
-            self.record_fleet(&e)?;
-            println!("{}", one_line(&e));
-            let was_best = experiment::best(&self.cp.experiments).map(|b| b.iteration);
-            self.cp.experiments.push(e);
-            let now_best = experiment::best(&self.cp.experiments).map(|b| b.iteration);
-            let candidate = candidate_path(&out_dir, iteration);
-            let draft = executor::draft_path(&candidate);
-            if candidate.exists() {
-                if now_best == Some(iteration) && now_best != was_best {
-                    std::fs::rename(&candidate, out_dir.join("model.gguf"))?;
-                    // A kept draft ships beside the best model; a best without one leaves none.
-                    let best_draft = out_dir.join("model.draft.gguf");
-                    if draft.exists() {
-                        std::fs::rename(&draft, &best_draft)?;
-                    } else if best_draft.exists() {
-                        std::fs::remove_file(&best_draft)?;
-                    }
-                } else {
-                    std::fs::remove_file(&candidate)?;
-                }
+            {
+                let _phase = crate::phase::Phase::begin("measure");
+                self.settle_quality(&mut e, &out_dir)?;
             }
-            if draft.exists() {
-                std::fs::remove_file(&draft)?;
-            }
-            self.cp.save()?;
-            report::write_with(&out_dir, self.cp, &self.model.name, Some(self.model))?;
+            self.keep(e, &out_dir, false)?;
         }
     }
 
@@ -206,10 +186,12 @@ impl Loop<'_> {
                 } else {
                     None
                 };
+                let _phase = crate::phase::Phase::begin("candidate");
                 let w = executor::execute(&p.recipe, model, &path, true, calibration)?;
                 e.size_bytes = w.bytes;
                 Some(path.as_path())
             };
+            let _phase = crate::phase::Phase::begin("measure");
             let c = Candidate {
                 path: written,
                 plan: &plan,

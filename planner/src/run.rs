@@ -79,6 +79,7 @@ pub fn start(
     let mut measured = None;
     if let (Some(f), false) = (&config.fleet, config.mock) {
         let mut m = fleet_measurer(f, &config, model, wanted.speedup.is_some())?;
+        let _phase = crate::phase::Phase::begin("measure");
         let originals = m.measure_originals()?;
         for d in &originals {
             match &d.speed {
@@ -120,6 +121,7 @@ pub fn start(
         // interleaved baseline.
         let needed =
             wanted.speedup.is_some() || crate::targets::speed_is_derived(&profile, wanted.tps);
+        let _phase = crate::phase::Phase::begin("measure");
         match m.measure_original() {
             Ok(speed) => {
                 println!(
@@ -301,6 +303,9 @@ pub fn execute(cp: &mut Checkpoint, model: &ModelInfo, prepared: Option<Prepared
             Box::new(m)
         }
     };
+    // The checkpoint first: a run killed in between is resumed (and recorded then), never
+    // left in the history without a checkpoint to resume it from.
+    cp.save()?;
     history.start_run(
         &cp.run_id,
         model,
@@ -310,7 +315,6 @@ pub fn execute(cp: &mut Checkpoint, model: &ModelInfo, prepared: Option<Prepared
         cp.config.mock,
         &cp.config.output_dir.display().to_string(),
     )?;
-    cp.save()?;
     Loop {
         cp,
         model,
@@ -335,6 +339,7 @@ impl Statistics {
     /// The calibration statistics, computed (or read from the cache) on first use.
     pub fn calibration(&mut self, model: &ModelInfo, config: &RunConfig) -> Result<&Calibration> {
         if self.calibration.is_none() {
+            let _phase = crate::phase::Phase::begin("sensitivity");
             let text = config.calib_text.clone().context(
                 "calibration statistics are needed and no calibration text was found (--calib-text, or run scripts/setup.sh)",
             )?;
@@ -355,6 +360,7 @@ impl Statistics {
         )?;
         let threads = config.bench.threads;
         let c = self.calibration(model, config)?;
+        let _phase = crate::phase::Phase::begin("sensitivity");
         crate::sensitivity::ensure(
             model,
             c,

@@ -189,6 +189,8 @@ pub fn ensure(
 ) -> Result<Sensitivity> {
     let sha = sha256_hex(&model.path)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The probes' temporaries left by a killed run go.
+    crate::home::sweep_stale_temporaries(dir);
     let key = format!(
         "{}-c{}x{}{}",
         &sha[..16],

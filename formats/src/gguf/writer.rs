@@ -247,9 +247,12 @@ impl GgufWriter {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        // `.sintra.<pid>.`: a later run can tell the temporary of a killed process from one
+        // being written now (the planner's `home::sweep_stale_temporaries`).
         let tmp = tempfile::Builder::new()
             .prefix(&format!(
-                ".{}.",
+                ".sintra.{}.{}.",
+                std::process::id(),
                 path.file_name()
                     .map_or("gguf".into(), |n| n.to_string_lossy())
             ))

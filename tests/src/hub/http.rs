@@ -164,7 +164,8 @@ fn respond(state: &State, req: &Request, out: &mut TcpStream) -> bool {
             } else if head_only {
                 true
             } else {
-                let sent = send_file(out, &path, start, len, corrupt_at, cut);
+                let rate = state.rate.load(std::sync::atomic::Ordering::SeqCst);
+                let sent = send_file(out, &path, start, len, corrupt_at, cut, rate);
                 if sent < len {
                     // A cut (or a failed write) ends the connection.
                     state.log.lock().unwrap()[i].body_bytes = sent;
@@ -189,6 +190,7 @@ fn send_file(
     len: u64,
     corrupt_at: Option<u64>,
     cut: Option<u64>,
+    rate: u64,
 ) -> u64 {
     let Ok(mut f) = std::fs::File::open(path) else {
         return 0;
@@ -199,7 +201,15 @@ fn send_file(
     let limit = cut.map_or(len, |c| c.min(len));
     let mut buf = vec![0u8; 1 << 16];
     let mut sent = 0u64;
+    let began = std::time::Instant::now();
     while sent < limit {
+        if rate > 0 {
+            // Ahead of the rate: wait until the bytes sent so far are due.
+            let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(began.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let want = ((limit - sent) as usize).min(buf.len());
         let n = match f.read(&mut buf[..want]) {
             Ok(0) | Err(_) => break,

@@ -99,6 +99,8 @@ struct State {
     log: Mutex<Vec<Logged>>,
     /// sha256 and git ids by path, with the size and mtime they were computed for.
     blobs: Mutex<HashMap<PathBuf, Hashed>>,
+    /// File bodies are sent at most this fast (bytes per second); 0: as fast as possible.
+    rate: std::sync::atomic::AtomicU64,
     stop: AtomicBool,
 }
 
@@ -169,6 +171,12 @@ impl HubServer {
             kind,
             times,
         });
+    }
+
+    /// Send file bodies at no more than `bytes_per_second` (a slow link, so that a download
+    /// lasts long enough to be interrupted); 0 lifts the limit.
+    pub fn limit_rate(&self, bytes_per_second: u64) {
+        self.state.rate.store(bytes_per_second, Ordering::SeqCst);
     }
 
     /// Remove every fault.
