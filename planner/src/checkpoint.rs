@@ -51,6 +51,9 @@ pub struct RunConfig {
     /// `--fleet` (issue #18): speed on every device of an inventory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetConfig>,
+    /// `--compare`: files measured beside the candidates (checked when the run started).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compare: Vec<PathBuf>,
 }
 
 /// Which fleet a run measures on.
@@ -79,6 +82,9 @@ pub struct Checkpoint {
     #[serde(default)]
     pub reference_tps: Option<f64>,
     pub experiments: Vec<Experiment>,
+    /// The `--compare` files measured so far (references, never the run's result).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<crate::compare::Compared>,
     /// The cost per byte fixed before the loop (earlier runs on the device, else the
     /// roofline): the "fit before download" prediction the report holds against the
     /// measurements.

@@ -134,6 +134,22 @@ const MIGRATIONS: &[&str] = &[
         measured_at TEXT NOT NULL
     );
     CREATE INDEX fleet_measurements_device ON fleet_measurements(device_id);",
+    // 4: files measured beside a run's candidates (`--compare`, issue #19): llama.cpp's
+    // presets, say.
+    "CREATE TABLE compared (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        path TEXT NOT NULL,
+        label TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        tps REAL,
+        top1 REAL,
+        kld REAL,
+        error TEXT,
+        json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE(run_id, path)
+    );",
 ];
 
 /// One measured experiment on a device, any model (see [`History::device_measurements`]).
@@ -287,6 +303,27 @@ impl History {
         self.conn.execute(
             "UPDATE runs SET status = ?2, finished_at = ?3, best_iteration = ?4 WHERE id = ?1",
             params![id, status, now(), best_iteration],
+        )?;
+        Ok(())
+    }
+
+    /// Record a file measured beside the run's candidates (replacing an earlier figure of it).
+    pub fn record_compared(&self, run: &str, c: &crate::compare::Compared) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO compared (run_id, path, label, size_bytes, tps, top1, kld, error, json, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                run,
+                c.path.display().to_string(),
+                c.label,
+                c.size_bytes as i64,
+                c.tps(),
+                c.top1(),
+                c.kld(),
+                c.error,
+                serde_json::to_string(c)?,
+                now(),
+            ],
         )?;
         Ok(())
     }

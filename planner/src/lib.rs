@@ -6,6 +6,7 @@ pub mod architect;
 pub mod calibration;
 pub mod checkpoint;
 pub mod cli;
+pub mod compare;
 pub mod convert;
 pub mod critic;
 pub mod detect;

@@ -18,6 +18,7 @@ use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
 
+mod compared;
 mod fleet;
 mod record;
 pub use fleet::{class_best_text, per_class_best};
@@ -88,6 +89,7 @@ impl Loop<'_> {
             .past_measurements(self.model, &self.cp.profile, &self.cp.run_id)?;
         let allowed = self.cp.profile.allowed_types();
         self.cp.stop_reason = None;
+        self.measure_compared(&out_dir)?;
         self.record_fleet_originals()?;
         self.fill_fleet_gaps(&out_dir)?;
         loop {

@@ -200,6 +200,7 @@ pub fn markdown(cp: &Checkpoint, model_name: &str) -> String {
             }
         }
     }
+    compared_section(&mut s, cp);
     fleet_section(&mut s, cp);
     let _ = writeln!(s, "\n## Pareto front (speed against accuracy)\n");
     for e in pareto(exps) {
@@ -346,6 +347,51 @@ fn row(e: &Experiment) -> String {
 
 /// A fleet run's devices side by side: each candidate's generation speed on every device
 /// (and its speed-up over the original there), the devices' hardware, and each class's best.
+/// The `--compare` files, measured as the candidates were.
+fn compared_section(s: &mut String, cp: &Checkpoint) {
+    if cp.compared.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Measured beside (--compare)\n\nThese files (llama.cpp's presets, say) were measured as the candidates were, in this run; they are references, not results.\n\n| file | type | size MiB | tok/s (range) | top-1 ± se | KLD ± se | ΔPPL |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for c in &cp.compared {
+        let name = c
+            .path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        match (&c.speed, &c.quality, &c.error) {
+            (Some(sp), Some(q), None) => {
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {} | {:.1} | {} | {} | {} | {:+.3} |",
+                    esc(&name),
+                    esc(&c.label),
+                    mib(c.size_bytes),
+                    sp.tg.map_or(format!("{:.2}", sp.tg_tps), |t| format!(
+                        "{:.2} ({:.1}-{:.1})",
+                        t.median, t.min, t.max
+                    )),
+                    q.top1_text(),
+                    q.kld_text(),
+                    q.delta_ppl
+                );
+            }
+            (.., err) => {
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {} | {:.1} | not measured: {} | | | |",
+                    esc(&name),
+                    esc(&c.label),
+                    mib(c.size_bytes),
+                    esc(err.as_deref().unwrap_or("no figures"))
+                );
+            }
+        }
+    }
+}
+
 fn fleet_section(s: &mut String, cp: &Checkpoint) {
     let exps = &cp.experiments;
     let mut hosts: Vec<&crate::measure::DeviceSpeed> = Vec::new();

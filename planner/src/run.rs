@@ -185,6 +185,7 @@ pub fn start(
         targets,
         reference_tps: measured.as_ref().map(|m| m.tg_tps),
         experiments: Vec::new(),
+        compared: Vec::new(),
         prior: Some(prior),
         stop_reason: None,
     };

@@ -120,6 +120,12 @@ pub struct RootArgs {
     /// it makes greedy generation faster. A recipe's own `draft` is measured either way.
     #[arg(long, value_enum, default_value_t = DraftMode::Off)]
     pub draft: DraftMode,
+    /// Also measure this GGUF file beside the candidates, the same way (speed on the device,
+    /// quality against the original): llama.cpp's presets from `llama-quantize`, say. It must
+    /// be a quantization of the same model; the report puts it beside the recipes (size against
+    /// KL divergence, speed against accuracy). Never the run's result. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub compare: Vec<PathBuf>,
     /// The sensitivity pass (the default; kept so that older command lines still work).
     #[arg(long, hide = true, conflicts_with = "no_sensitivity")]
     pub sensitivity: bool,

@@ -181,6 +181,14 @@ fn fleet_profile(inventory: &Path, a: &RootArgs) -> Result<Profile> {
 /// The run's settings from the command line (defaults filled in, texts found).
 fn settings(a: &RootArgs, profile: &Profile, model: &ModelInfo) -> Result<RunConfig> {
     let model_path = model.path.clone();
+    if a.mock && !a.compare.is_empty() {
+        anyhow::bail!("--compare measures files on the device; --mock measures nothing");
+    }
+    let compare = a
+        .compare
+        .iter()
+        .map(|p| crate::compare::check(p, model).map(|(abs, _)| abs))
+        .collect::<Result<Vec<_>>>()?;
     Ok(RunConfig {
         model_path: std::fs::canonicalize(&model_path).unwrap_or(model_path),
         model_fingerprint: model.fingerprint.clone(),
@@ -226,6 +234,7 @@ fn settings(a: &RootArgs, profile: &Profile, model: &ModelInfo) -> Result<RunCon
                 jobs: a.fleet.jobs,
                 per_class: a.per_class,
             }),
+        compare,
     })
 }
 

@@ -5,6 +5,7 @@
 //! backend) and inlined. `report.md` stays for terminals and diffs.
 
 use crate::checkpoint::Checkpoint;
+use crate::compare::Compared;
 use crate::experiment::{best, pareto, Experiment};
 use crate::model_info::ModelInfo;
 use crate::targets::Targets;
@@ -33,14 +34,16 @@ pub fn page(cp: &Checkpoint, model_name: &str, model: Option<&ModelInfo>) -> Str
         Some(b) => writeln!(s, "<p class=\"best\">Best: {}</p>", best_text(b)),
         None => writeln!(s, "<p class=\"best\">No experiment succeeded.</p>"),
     };
-    s.push_str(&plots(exps, &cp.targets, model));
+    s.push_str(&plots(exps, &cp.compared, &cp.targets, model));
     s.push_str("<h2>Experiments</h2>\n<table id=\"experiments\"><thead><tr>");
     s.push_str(HEADER);
     s.push_str("</tr></thead><tbody>\n");
     for e in exps {
         s.push_str(&row(e, b, ""));
     }
-    s.push_str("</tbody></table>\n<p class=\"meta\">Written by sintra. Speed: median of repetitions after a warm-up, the original re-measured in interleaved rounds; quality: against the original on held-out text, with standard errors.</p>\n</body></html>\n");
+    s.push_str("</tbody></table>\n");
+    compared_table(&mut s, &cp.compared);
+    s.push_str("<p class=\"meta\">Written by sintra. Speed: median of repetitions after a warm-up, the original re-measured in interleaved rounds; quality: against the original on held-out text, with standard errors.</p>\n</body></html>\n");
     s
 }
 
@@ -65,18 +68,24 @@ pub(crate) fn best_text(b: &Experiment) -> String {
 
 /// The four plots in a grid, each a `<figure>` with an id (`plot-speed-accuracy`,
 /// `plot-size-kld`, `plot-type-map`, `plot-devices`) holding an SVG or saying why there is none.
-pub(crate) fn plots(exps: &[Experiment], targets: &Targets, model: Option<&ModelInfo>) -> String {
+/// `compared`: files measured beside the candidates (`--compare`), drawn as squares.
+pub(crate) fn plots(
+    exps: &[Experiment],
+    compared: &[Compared],
+    targets: &Targets,
+    model: Option<&ModelInfo>,
+) -> String {
     let b = best(exps);
     let plots: [(&str, &str, Option<String>); 4] = [
         (
             "plot-speed-accuracy",
             "Speed against accuracy",
-            speed_accuracy(exps, targets),
+            speed_accuracy(exps, compared, targets),
         ),
         (
             "plot-size-kld",
             "Size against KL divergence",
-            size_kld(exps),
+            size_kld(exps, compared),
         ),
         (
             "plot-type-map",
@@ -151,17 +160,31 @@ fn range(v: impl Iterator<Item = f64> + Clone) -> std::ops::Range<f64> {
 
 const W: (u32, u32) = (640, 420);
 
-fn speed_accuracy(exps: &[Experiment], targets: &Targets) -> Option<String> {
+fn speed_accuracy(exps: &[Experiment], compared: &[Compared], targets: &Targets) -> Option<String> {
     let pts: Vec<(f64, f64, &Experiment)> = exps
         .iter()
         .filter_map(|e| Some((e.top1()?, e.tps()?, e)))
         .collect();
-    if pts.is_empty() {
+    let refs: Vec<(f64, f64, &str)> = compared
+        .iter()
+        .filter_map(|c| Some((c.top1()?, c.tps()?, c.label.as_str())))
+        .collect();
+    if pts.is_empty() && refs.is_empty() {
         return None;
     }
     let (tps_t, acc_t) = (targets.min_tps(), targets.min_accuracy());
-    let xs = range(pts.iter().map(|p| p.0).chain([acc_t]));
-    let ys = range(pts.iter().map(|p| p.1).chain([tps_t]));
+    let xs = range(
+        pts.iter()
+            .map(|p| p.0)
+            .chain(refs.iter().map(|p| p.0))
+            .chain([acc_t]),
+    );
+    let ys = range(
+        pts.iter()
+            .map(|p| p.1)
+            .chain(refs.iter().map(|p| p.1))
+            .chain([tps_t]),
+    );
     let front: Vec<(f64, f64)> = pareto(exps)
         .iter()
         .filter_map(|e| Some((e.top1()?, e.tps()?)))
@@ -203,6 +226,7 @@ fn speed_accuracy(exps: &[Experiment], targets: &Targets) -> Option<String> {
                 + Circle::new((0, 0), 5, color.filled())
                 + Text::new(format!("#{}", e.iteration), (7, -12), ("sans-serif", 12))
         }))?;
+        draw_compared(&mut c, &refs)?;
         c.configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
@@ -212,7 +236,7 @@ fn speed_accuracy(exps: &[Experiment], targets: &Targets) -> Option<String> {
     Some(out)
 }
 
-fn size_kld(exps: &[Experiment]) -> Option<String> {
+fn size_kld(exps: &[Experiment], compared: &[Compared]) -> Option<String> {
     let pts: Vec<(f64, f64, u32)> = exps
         .iter()
         .filter_map(|e| {
@@ -220,11 +244,26 @@ fn size_kld(exps: &[Experiment]) -> Option<String> {
             Some((e.size_bytes as f64 / (1 << 20) as f64, q.kld, e.iteration))
         })
         .collect();
-    if pts.is_empty() {
+    let refs: Vec<(f64, f64, &str)> = compared
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.size_bytes as f64 / (1 << 20) as f64,
+                c.kld()?,
+                c.label.as_str(),
+            ))
+        })
+        .collect();
+    if pts.is_empty() && refs.is_empty() {
         return None;
     }
-    let xs = range(pts.iter().map(|p| p.0));
-    let ys = range(pts.iter().map(|p| p.1).chain([0.0]));
+    let xs = range(pts.iter().map(|p| p.0).chain(refs.iter().map(|p| p.0)));
+    let ys = range(
+        pts.iter()
+            .map(|p| p.1)
+            .chain(refs.iter().map(|p| p.1))
+            .chain([0.0]),
+    );
     let mut out = String::new();
     draw(&mut out, |root| {
         let mut c = ChartBuilder::on(root)
@@ -237,14 +276,70 @@ fn size_kld(exps: &[Experiment]) -> Option<String> {
             .x_desc("file size, MiB")
             .y_desc("KL divergence from the original")
             .draw()?;
+        let purple = RGBColor(150, 80, 160);
         c.draw_series(pts.iter().map(|(x, y, i)| {
             EmptyElement::at((*x, *y))
-                + Circle::new((0, 0), 5, RGBColor(150, 80, 160).filled())
+                + Circle::new((0, 0), 5, purple.filled())
                 + Text::new(format!("#{i}"), (7, -12), ("sans-serif", 12))
-        }))?;
+        }))?
+        .label("this run's recipes")
+        .legend(move |(x, y)| Circle::new((x + 8, y), 5, purple.filled()));
+        draw_compared(&mut c, &refs)?;
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
         Ok(())
     });
     Some(out)
+}
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The `--compare` files as orange squares, each labelled with its type, under one legend entry.
+fn draw_compared(c: &mut Chart<'_, '_>, refs: &[(f64, f64, &str)]) -> DrawResult {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let orange = RGBColor(230, 120, 20);
+    c.draw_series(refs.iter().map(|(x, y, label)| {
+        EmptyElement::at((*x, *y))
+            + Rectangle::new([(-5, -5), (5, 5)], orange.filled())
+            + Text::new(label.to_string(), (7, 4), ("sans-serif", 12))
+    }))?
+    .label("measured beside (--compare)")
+    .legend(move |(x, y)| Rectangle::new([(x + 3, y - 5), (x + 13, y + 5)], orange.filled()));
+    Ok(())
+}
+
+/// The `--compare` files' rows (`<table id="compared">`), when there are any.
+fn compared_table(s: &mut String, compared: &[Compared]) {
+    if compared.is_empty() {
+        return;
+    }
+    s.push_str("<h2>Measured beside (--compare)</h2>\n<p class=\"meta\">Measured as the candidates were, in this run: references, not results.</p>\n<table id=\"compared\"><thead><tr><th>file</th><th>type</th><th>MiB</th><th>tok/s</th><th>top-1 ± se</th><th>KLD ± se</th></tr></thead><tbody>\n");
+    for c in compared {
+        let _ = writeln!(
+            s,
+            "<tr data-compared=\"{}\"><td><code>{}</code></td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.label),
+            esc(&c.path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())),
+            esc(&c.label),
+            c.size_bytes as f64 / (1 << 20) as f64,
+            match (&c.error, c.tps()) {
+                (Some(e), _) => format!("not measured: {}", esc(e)),
+                (None, Some(t)) => format!("{t:.2}"),
+                (None, None) => "-".into(),
+            },
+            c.quality.as_ref().map_or("-".into(), |q| esc(&q.top1_text())),
+            c.quality.as_ref().map_or("-".into(), |q| esc(&q.kld_text())),
+        );
+    }
+    s.push_str("</tbody></table>\n");
 }
 
 /// A colour per type: bits per weight from red (few) to blue (many).

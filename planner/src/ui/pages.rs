@@ -147,7 +147,7 @@ pub fn run_live(d: &RunDetail, model: Option<&ModelInfo>) -> Live {
         None => "No experiment has finished yet.".into(),
     };
     let plots = match &r.targets {
-        Some(t) => html::plots(exps, t, model),
+        Some(t) => html::plots(exps, &d.compared, t, model),
         None => "<p class=\"none\">The run's targets are unreadable: no plots.</p>".into(),
     };
     let mut rows = String::new();

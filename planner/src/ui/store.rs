@@ -32,6 +32,8 @@ pub struct RunDetail {
     pub run: Run,
     pub experiments: Vec<Experiment>,
     pub unreadable: Vec<(u32, String)>,
+    /// The files measured beside the run's candidates (`--compare`); read for one run only.
+    pub compared: Vec<crate::compare::Compared>,
 }
 
 /// `None` when the database does not exist yet.
@@ -92,6 +94,7 @@ pub fn runs(conn: &Connection, limit: usize) -> Result<Vec<RunDetail>> {
                 run,
                 experiments,
                 unreadable,
+                compared: Vec::new(),
             })
         })
         .collect()
@@ -114,7 +117,29 @@ pub fn run(conn: &Connection, id: &str) -> Result<Option<RunDetail>> {
         run,
         experiments,
         unreadable,
+        compared: compared(conn, id)?,
     }))
+}
+
+/// A run's `--compare` files; none in a database made before they were kept (no table).
+fn compared(conn: &Connection, run: &str) -> Result<Vec<crate::compare::Compared>> {
+    let has_table: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'compared'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare("SELECT json FROM compared WHERE run_id = ?1 ORDER BY id")?;
+    let rows = st
+        .query_map([run], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // A row this sintra cannot read is left out of the plots, not an error for the page.
+    Ok(rows
+        .iter()
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .collect())
 }
 
 type Experiments = (Vec<Experiment>, Vec<(u32, String)>);
