@@ -2,8 +2,9 @@
 //! as Ollama renders it (Go's text/template over the messages, the Modelfile's SYSTEM first when
 //! the conversation has none), gives the same prompt text as the model's own chat template
 //! rendered as Hugging Face renders it (Jinja2) — for SmolLM2 (ChatML, with its built-in system
-//! prompt) and gemma3, over two-turn conversations with and without a system message. The
-//! gemma3 file carries no template: the reference is Gemma 3's own (below).
+//! prompt), gemma3, and files carrying Llama 3's and Phi-3's templates, over two-turn
+//! conversations with and without a system message. The gemma3 file carries no template: the
+//! reference is Gemma 3's own (below).
 
 use sintra_tests::{gemma3_270m_q4_k_m, python, release_bin_path, repo_root, smollm2_q4_1};
 use std::process::Command;
@@ -35,6 +36,30 @@ const GEMMA3_TEMPLATE: &str = r#"{{ bos_token }}
     {{'<start_of_turn>model\n'}}
 {%- endif -%}
 "#;
+
+/// Meta Llama 3 Instruct's chat template (BOS in the text, `| trim`).
+const LLAMA3_TEMPLATE: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+
+/// Phi-3 Instruct's chat template.
+const PHI3_TEMPLATE: &str = "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}";
+
+/// A GGUF that carries SmolLM2's vocabulary and `template` as its chat template, the tokenizer
+/// adding BOS (as Llama 3's and Phi-3's files say), and no tensors: all an export reads.
+fn with_template(path: &std::path::Path, template: &str) -> std::path::PathBuf {
+    use formats::gguf::{GgufWriter, Value};
+    let source = formats::gguf::GgufFile::open(smollm2_q4_1()).unwrap();
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", Value::String("llama".into()));
+    for (k, v) in &source.header.metadata {
+        if k.starts_with("tokenizer.") {
+            w.set(k, v.clone());
+        }
+    }
+    w.set("tokenizer.chat_template", Value::String(template.into()));
+    w.set("tokenizer.ggml.add_bos_token", Value::Bool(true));
+    w.write_to_path(path, |_, _, _| Ok(())).unwrap();
+    path.to_path_buf()
+}
 
 const TWO_TURNS: &str = r#"[{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "Name a prime number."}]"#;
 const WITH_SYSTEM: &str = r#"[{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Name a prime number."}]"#;
@@ -71,7 +96,16 @@ fn modelfiles_render_the_prompts_of_the_models_own_templates() {
         .arg(&go)
         .arg(repo_root().join("tests/go/modelfile_render.go"))
         .env("GOCACHE", dir.path().join("gocache")));
-    for (model, family) in [(smollm2_q4_1(), "chatml"), (gemma3_270m_q4_k_m(), "gemma")] {
+    let made = dir.path().join("made");
+    std::fs::create_dir_all(&made).unwrap();
+    let llama3 = with_template(&made.join("llama3-template.gguf"), LLAMA3_TEMPLATE);
+    let phi3 = with_template(&made.join("phi3-template.gguf"), PHI3_TEMPLATE);
+    for (model, family) in [
+        (smollm2_q4_1(), "chatml"),
+        (gemma3_270m_q4_k_m(), "gemma"),
+        (llama3, "llama3"),
+        (phi3, "phi3"),
+    ] {
         // The export writes beside the model: a link in a directory of our own, so that the
         // setup cache is left as it is.
         let here = dir.path().join(family);

@@ -5,7 +5,8 @@
 //!
 //! Chat templates are Jinja programs; a general translation to Go templates does not exist, so
 //! each template family we render is translated by hand and recognised by its markers: ChatML
-//! (`<|im_start|>`: SmolLM2, Qwen) and Gemma (`<start_of_turn>`). Any other template is an
+//! (`<|im_start|>`: SmolLM2, Qwen), Gemma (`<start_of_turn>`), Llama 3 (`<|start_header_id|>`,
+//! not 3.1's own system prompt) and Phi-3 (`<|user|>` and a newline). Any other template is an
 //! error that names the families supported, never a guess. The translation is held to the
 //! original by a test that renders both (Jinja, as Hugging Face does; Go's `text/template`, as
 //! Ollama does) for the same conversations.
@@ -31,10 +32,25 @@ const GEMMA: &str = "{{- $system := \"\" }}{{- $first := true }}
 {{ end }}{{ end }}<start_of_turn>model
 ";
 
+/// Llama 3's headers: each message is its role's header, a blank line, the content and
+/// `<|eot_id|>`, with nothing between messages; BOS is the tokenizer's to add.
+const LLAMA3: &str = "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>
+
+{{ .Content }}<|eot_id|>
+{{- end }}<|start_header_id|>assistant<|end_header_id|>
+
+";
+
+/// Phi-3's tags: `<|role|>`, a newline, the content, `<|end|>` and a newline.
+const PHI3: &str = "{{- range .Messages }}<|{{ .Role }}|>
+{{ .Content }}<|end|>
+{{ end }}<|assistant|>
+";
+
 /// A chat template family Sintra translates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Translation {
-    /// `chatml` or `gemma`.
+    /// `chatml`, `gemma`, `llama3` or `phi3`.
     pub family: &'static str,
     pub template: &'static str,
     /// The Jinja template's default system prompt (used when a conversation has none).
@@ -73,9 +89,34 @@ pub fn translate(jinja: Option<&str>, arch: &str) -> Result<Translation> {
             stops: vec!["<start_of_turn>", "<end_of_turn>"],
         });
     }
+    // The newline after a tag, as the Jinja source writes it: an escape or the character.
+    let tag_then_newline =
+        |tag: &str| src.contains(&format!("{tag}\\n")) || src.contains(&format!("{tag}\n"));
+    if src.contains("<|start_header_id|>") && tag_then_newline("<|end_header_id|>") {
+        if src.contains("Cutting Knowledge Date") || src.contains("tools") {
+            bail!(
+                "this Llama 3.1-style chat template writes its own system prompt (a knowledge date, tools), which an Ollama template over .Messages does not reproduce; write the Modelfile's TEMPLATE by hand"
+            );
+        }
+        return Ok(Translation {
+            family: "llama3",
+            template: LLAMA3,
+            system: None,
+            stops: vec!["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        });
+    }
+    if tag_then_newline("<|user|>") && tag_then_newline("<|assistant|>") && src.contains("<|end|>")
+    {
+        return Ok(Translation {
+            family: "phi3",
+            template: PHI3,
+            system: None,
+            stops: vec!["<|end|>", "<|user|>", "<|assistant|>", "<|endoftext|>"],
+        });
+    }
     let head: String = src.chars().take(80).collect();
     bail!(
-        "no Ollama template for this chat template (it starts `{head}`): sintra translates ChatML (<|im_start|>) and Gemma (<start_of_turn>) templates; write the Modelfile's TEMPLATE by hand"
+        "no Ollama template for this chat template (it starts `{head}`): sintra translates ChatML (<|im_start|>), Gemma (<start_of_turn>), Llama 3 (<|start_header_id|>) and Phi-3 (<|user|>) templates; write the Modelfile's TEMPLATE by hand"
     )
 }
 
@@ -222,10 +263,27 @@ mod tests {
                 .family,
             "gemma"
         );
-        let e = translate(Some("<|start_header_id|>user<|end_header_id|>"), "llama")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ChatML") && e.contains("start_header_id"), "{e}");
+        let llama3 = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+        assert_eq!(translate(Some(llama3), "llama").unwrap().family, "llama3");
+        let e = translate(
+            Some(&format!(
+                "{{{{- 'Cutting Knowledge Date: December 2023' }}}}{llama3}"
+            )),
+            "llama",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("3.1") && e.contains("by hand"), "{e}");
+        let phi3 = "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}";
+        assert_eq!(translate(Some(phi3), "phi3").unwrap().family, "phi3");
+        // Phi-4-mini's tags without the newlines are another format: refused, not guessed.
+        let e = translate(
+            Some("{{'<|user|>' + message['content'] + '<|end|>'}}<|assistant|>"),
+            "phi3",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ChatML") && e.contains("Phi-3"), "{e}");
         assert!(triple("a\"\"\"b").is_err());
         assert!(export(Path::new("x.gguf"), "bad name!", "").is_err());
     }
