@@ -357,6 +357,23 @@ pub fn unpanicked(out: std::process::Output, what: &str) -> std::process::Output
     out
 }
 
+/// Every file under `dir`, recursively (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// The stdout of a command that succeeded; otherwise the test fails with both streams.
 pub fn succeeded(out: &std::process::Output) -> String {
     assert!(

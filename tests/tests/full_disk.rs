@@ -47,21 +47,6 @@ impl Drop for Tmpfs {
 }
 
 /// Every file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_it() {
@@ -91,7 +76,7 @@ fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_it() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let left = files(&disk.0);
+    let left = sintra_tests::files_under(&disk.0);
     for f in &left {
         let name = f.file_name().unwrap().to_string_lossy();
         assert!(
@@ -135,7 +120,7 @@ fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_it() {
     assert_eq!(run_dirs.len(), 1);
     let run_dir = run_dirs[0].path();
     assert!(run_dir.join("model.gguf").is_file() && run_dir.join("report.md").is_file());
-    for f in files(&disk.0) {
+    for f in sintra_tests::files_under(&disk.0) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             !name.ends_with(".tmp") && !name.starts_with(".candidate"),

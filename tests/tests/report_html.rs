@@ -114,12 +114,7 @@ fn llama_cpp_presets_measured_beside_the_recipes_are_in_the_report_and_plots() {
     ])
     .output()
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = sintra_tests::succeeded(&out);
     for label in ["Q8_0", "Q4_K_M"] {
         let line = stdout
             .lines()
