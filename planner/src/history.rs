@@ -384,7 +384,9 @@ impl History {
 
     /// Every experiment recorded for `run`, by iteration, as recorded (the `json` column): what
     /// a resumed run adopts when it was killed after recording an experiment and before its
-    /// checkpoint was saved.
+    /// checkpoint was saved. A row this sintra cannot read (written by another version) is left
+    /// out with a warning: the checkpoint stands for it, and an iteration missing from both is
+    /// measured again.
     pub fn recorded_experiments(&self, run: &str) -> Result<Vec<Experiment>> {
         let mut stmt = self.conn.prepare(
             "SELECT iteration, json FROM experiments WHERE run_id = ?1 ORDER BY iteration",
@@ -393,12 +395,15 @@ impl History {
         let mut out = Vec::new();
         for row in rows {
             let (iteration, json) = row?;
-            let e: Experiment = serde_json::from_str(&json).with_context(|| {
-                format!(
-                    "history: run {run}, experiment {iteration}: its recorded JSON does not parse"
-                )
-            })?;
-            out.push(e);
+            match serde_json::from_str::<Experiment>(&json) {
+                Ok(e) => out.push(e),
+                Err(err) => tracing::warn!(
+                    run,
+                    iteration,
+                    error = %err,
+                    "the history's record of this experiment does not parse: left to the checkpoint"
+                ),
+            }
         }
         Ok(out)
     }
@@ -600,6 +605,18 @@ mod tests {
         // What a resumed run adopts: the experiment as recorded, to the last field.
         assert_eq!(h.recorded_experiments("r1").unwrap(), [e.clone()]);
         assert!(h.recorded_experiments("r2").unwrap().is_empty());
+        // A record another version wrote, unreadable here, is left out, not an error.
+        h.conn
+            .execute(
+                "INSERT INTO experiments (run_id, iteration, recipe, plan_key, architect, status, mock, size_bytes, bytes_per_token, passes, json, created_at)
+                 VALUES ('r1', 9, '{}', 'k', 'a', 'ok', 1, 0, 0, 0, '{\"iteration\": \"one\"}', 'now')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(h.recorded_experiments("r1").unwrap(), [e.clone()]);
+        h.conn
+            .execute("DELETE FROM experiments WHERE iteration = 9", [])
+            .unwrap();
         // A failed transaction leaves nothing of its writes.
         let second = crate::experiment::tests::exp(2, 30.0, 0.9, true);
         let failed: Result<()> = h.atomically(|h| {
