@@ -317,7 +317,7 @@ fn draw_compared(c: &mut Chart<'_, '_>, refs: &[(f64, f64, &str)]) -> DrawResult
 }
 
 /// The `--compare` files' rows (`<table id="compared">`), when there are any.
-fn compared_table(s: &mut String, compared: &[Compared]) {
+pub(crate) fn compared_table(s: &mut String, compared: &[Compared]) {
     if compared.is_empty() {
         return;
     }

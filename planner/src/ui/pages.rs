@@ -146,10 +146,12 @@ pub fn run_live(d: &RunDetail, model: Option<&ModelInfo>) -> Live {
         Some(b) => format!("Best so far: {}", html::best_text(b)),
         None => "No experiment has finished yet.".into(),
     };
-    let plots = match &r.targets {
+    let mut plots = match &r.targets {
         Some(t) => html::plots(exps, &d.compared, t, model),
         None => "<p class=\"none\">The run's targets are unreadable: no plots.</p>".into(),
     };
+    // The files measured beside the candidates (`--compare`), below the plots they are in.
+    html::compared_table(&mut plots, &d.compared);
     let mut rows = String::new();
     for e in exps {
         let lead = format!(
