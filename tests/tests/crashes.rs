@@ -17,6 +17,7 @@
 
 use formats::gguf::GgufFile;
 use sintra_tests::hub::HubServer;
+use sintra_tests::rows::Rng;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -24,25 +25,22 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// xorshift64: the kill moments, reproducible from the seed.
-struct Dice(u64);
+/// The kill moments: the tests' PRNG seeded from the clock, the seed printed with every
+/// failure so that a run can be replayed.
+struct Dice(Rng);
 
 impl Dice {
     fn new() -> (Dice, u64) {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_nanos() as u64
-            | 1;
-        (Dice(seed), seed)
+            .as_nanos() as u64;
+        (Dice(Rng::new(seed)), seed)
     }
 
     /// Uniform in `lo..hi`.
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        lo + self.0 % (hi - lo).max(1)
+        lo + self.0.next_u64() % (hi - lo).max(1)
     }
 }
 
@@ -482,41 +480,49 @@ fn a_mock_run_killed_twenty_times_loses_nothing_and_leaves_nothing_behind() {
     let mut kills = 0;
     let mut killed_after = Vec::new();
     let mut seen = BTreeMap::new();
-    // A mock run spends ~0.3 s before its checkpoint exists (the host described) and ~30 ms on
-    // its 15 iterations: kills before the checkpoint, then inside the loop, until 20 landed or
-    // a resume finished the run.
+    // A mock run spends ~0.3 s before its checkpoint exists (the host described) and some
+    // 30 ms on its 15 iterations. Before a checkpoint exists, a kill comes 20-150 ms after the
+    // start; after, once the run has printed 1 or 2 lines (its "resuming" line, then one per
+    // recorded iteration) and 0-1 ms more: inside the loop, wherever it is. Until 20 kills
+    // landed or a run ended by itself.
     for round in 0..60 {
-        let (mut cmd, wait) = if has_checkpoint(&home) {
-            (
-                sintra(&["--resume", "--max-iters", "40"]),
-                dice.between(1, 25),
-            )
+        let resume = has_checkpoint(&home);
+        let mut cmd = if resume {
+            sintra(&["--resume", "--max-iters", "40"])
         } else {
-            (
-                sintra(&[
-                    "--auto-detect",
-                    "--mock",
-                    "--output-dir",
-                    "out",
-                    "--max-iters",
-                    "40",
-                    "--patience",
-                    "40",
-                ]),
-                dice.between(50, 400),
-            )
+            sintra(&[
+                "--auto-detect",
+                "--mock",
+                "--output-dir",
+                "out",
+                "--max-iters",
+                "40",
+                "--patience",
+                "40",
+            ])
+        };
+        let (lines, wait) = match resume {
+            true => (dice.between(1, 3), dice.between(0, 2)),
+            false => (0, dice.between(20, 150)),
         };
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut printed = String::new();
+        for _ in 0..lines {
+            if stdout.read_line(&mut printed).unwrap_or(0) == 0 {
+                break;
+            }
+        }
         std::thread::sleep(Duration::from_millis(wait));
         let running = child.try_wait().unwrap().is_none();
         if running {
             child.kill().unwrap();
             kills += 1;
-            killed_after.push(wait);
+            killed_after.push(format!("{lines} lines+{wait}ms"));
         }
         let done = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&done.stderr);
@@ -530,7 +536,7 @@ fn a_mock_run_killed_twenty_times_loses_nothing_and_leaves_nothing_behind() {
     }
     let done = sintra(&["--resume", "--max-iters", "40"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&done.stdout).into_owned();
-    let why = format!("seed {seed} ({kills} kills, after {killed_after:?} ms)");
+    let why = format!("seed {seed} ({kills} kills, after {killed_after:?})");
     assert!(
         done.status.success(),
         "{why}: {stdout}{}",
