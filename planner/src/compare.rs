@@ -31,6 +31,10 @@ pub struct Compared {
 }
 
 impl Compared {
+    /// The file's name, without its directory.
+    pub fn file_name(&self) -> String {
+        file_name(&self.path)
+    }
     pub fn tps(&self) -> Option<f64> {
         self.speed.as_ref().map(|s| s.tg_tps)
     }
@@ -142,17 +146,21 @@ pub fn check(path: &Path, original: &ModelInfo) -> Result<(PathBuf, String)> {
             original.tensors.len()
         );
     }
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
     let label = file
         .header
         .get_u64("general.file_type")
         .ok()
         .and_then(file_type_name)
-        .map_or(name, str::to_string);
+        .map_or_else(|| file_name(path), str::to_string);
     let abs =
         std::fs::canonicalize(path).with_context(|| format!("--compare {}", path.display()))?;
     Ok((abs, label))
+}
+
+/// `path`'s last component (the whole path when it has none).
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }

@@ -345,8 +345,6 @@ fn row(e: &Experiment) -> String {
     )
 }
 
-/// A fleet run's devices side by side: each candidate's generation speed on every device
-/// (and its speed-up over the original there), the devices' hardware, and each class's best.
 /// The `--compare` files, measured as the candidates were.
 fn compared_section(s: &mut String, cp: &Checkpoint) {
     if cp.compared.is_empty() {
@@ -357,10 +355,7 @@ fn compared_section(s: &mut String, cp: &Checkpoint) {
         "\n## Measured beside (--compare)\n\nThese files (llama.cpp's presets, say) were measured as the candidates were, in this run; they are references, not results.\n\n| file | type | size MiB | tok/s (range) | top-1 ± se | KLD ± se | ΔPPL |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |"
     );
     for c in &cp.compared {
-        let name = c
-            .path
-            .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let name = c.file_name();
         match (&c.speed, &c.quality, &c.error) {
             (Some(sp), Some(q), None) => {
                 let _ = writeln!(
@@ -392,6 +387,8 @@ fn compared_section(s: &mut String, cp: &Checkpoint) {
     }
 }
 
+/// A fleet run's devices side by side: each candidate's generation speed on every device
+/// (and its speed-up over the original there), the devices' hardware, and each class's best.
 fn fleet_section(s: &mut String, cp: &Checkpoint) {
     let exps = &cp.experiments;
     let mut hosts: Vec<&crate::measure::DeviceSpeed> = Vec::new();

@@ -327,7 +327,7 @@ pub(crate) fn compared_table(s: &mut String, compared: &[Compared]) {
             s,
             "<tr data-compared=\"{}\"><td><code>{}</code></td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&c.label),
-            esc(&c.path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())),
+            esc(&c.file_name()),
             esc(&c.label),
             c.size_bytes as f64 / (1 << 20) as f64,
             match (&c.error, c.tps()) {
