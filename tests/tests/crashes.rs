@@ -136,10 +136,7 @@ fn check_after_kill(
     let db =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
-    let ok: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(ok, "ok", "{why}");
+    crate::planner::assert_whole(&db, why);
     let rows: Vec<(String, u32, String)> = db
         .prepare("SELECT run_id, iteration, COALESCE(tps, -1) || ' ' || COALESCE(size_bytes, -1) FROM experiments")
         .and_then(|mut s| {
@@ -194,10 +191,7 @@ fn check_finished(home: &Path, out: &Path, stdout: &str, why: &str) -> (String, 
     assert!(!want.is_empty(), "{why}");
     assert_eq!(want, (1..=want.len() as u64).collect::<Vec<_>>(), "{why}");
     let db = rusqlite::Connection::open(home.join("history.db")).unwrap();
-    let ok: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(ok, "ok", "{why}");
+    crate::planner::assert_whole(&db, why);
     let runs: Vec<String> = db
         .prepare("SELECT id FROM runs")
         .unwrap()
@@ -210,13 +204,10 @@ fn check_finished(home: &Path, out: &Path, stdout: &str, why: &str) -> (String, 
         std::slice::from_ref(&run),
         "{why}: runs besides the one resumed"
     );
-    let got: Vec<u64> = db
-        .prepare("SELECT iteration FROM experiments WHERE run_id = ?1 ORDER BY iteration")
-        .unwrap()
-        .query_map([&run], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let got: Vec<u64> = crate::planner::db_experiments(home, &run)
+        .into_iter()
+        .map(|(i, _)| u64::from(i))
+        .collect();
     assert_eq!(got, want, "{why}: the history and the checkpoint disagree");
     let left = [leftovers(home), leftovers(out)].concat();
     assert!(left.is_empty(), "{why}: left behind: {left:?}");

@@ -99,10 +99,7 @@ fn three_runs_and_readers_share_one_history() {
         runs.push(crate::planner::run_id(&stdout));
     }
     let db = rusqlite::Connection::open(home.join("history.db")).unwrap();
-    let ok: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(ok, "ok");
+    crate::planner::assert_whole(&db, "after the runs");
     for run in &runs {
         let cp: serde_json::Value = serde_json::from_slice(
             &std::fs::read(home.join("checkpoints").join(format!("{run}.json"))).unwrap(),

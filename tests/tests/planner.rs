@@ -272,8 +272,16 @@ pub(crate) fn mock_run(sintra: &dyn Fn(&[&str]) -> Command, iterations: &str) ->
     run_id(&stdout)
 }
 
+/// `PRAGMA integrity_check` of a history database says "ok" (`why` heads the failure).
+pub(crate) fn assert_whole(db: &rusqlite::Connection, why: &str) {
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok", "{why}: the history database is damaged");
+}
+
 /// Rows of the history database: `SELECT iteration, status FROM experiments` for a run.
-fn db_experiments(home: &Path, run: &str) -> Vec<(u32, String)> {
+pub(crate) fn db_experiments(home: &Path, run: &str) -> Vec<(u32, String)> {
     let db = rusqlite::Connection::open(home.join("history.db")).unwrap();
     let mut st = db
         .prepare("SELECT iteration, status FROM experiments WHERE run_id = ?1 ORDER BY iteration")
