@@ -10,7 +10,13 @@
 # Debian's gcc-arm-linux-gnueabihf and libc6-dev-armhf-cross; .cargo/config.toml): rustup's
 # mirror here carries no rust-std for armv7 musl.
 #
-# Prints each binary's path and size; a binary over the size budget (2 MB) fails the build.
+# `*-linux-gnu` targets (aarch64-unknown-linux-gnu: the Jetson Orin on JetPack 6; x86_64 desktops)
+# build the CUDA runtime instead (issue #21): `--features cuda`, linked against glibc (the NVIDIA
+# driver is loaded at run time, which a static binary cannot do), carrying its PTX; not held to
+# the static builds' size budget. It needs NVRTC at build time (`bash scripts/setup.sh`) and, for
+# aarch64, Debian's gcc-aarch64-linux-gnu.
+#
+# Prints each binary's path and size; a static binary over the size budget (2 MB) fails the build.
 # Without arguments, a target whose standard library rustup cannot install is reported and
 # skipped; a target named on the command line must build. Exit status: 0 when every requested
 # target built within budget, 1 otherwise.
@@ -46,14 +52,18 @@ for t in "${targets[@]}"; do
       continue
     fi
   fi
-  echo "cross: building $t" >&2
-  if ! cargo build --locked --profile dist --target "$t" -p runtime --bin sintra-rt; then
+  features=() cuda=0
+  case "$t" in *-linux-gnu) features=(--features cuda) cuda=1 ;; esac
+  echo "cross: building $t ${features[*]}" >&2
+  if ! cargo build --locked --profile dist --target "$t" -p runtime --bin sintra-rt "${features[@]}"; then
     failed+=("$t: cargo build failed (see above)")
     continue
   fi
   bin="$TARGET_DIR/$t/dist/sintra-rt"
   size=$(stat -c %s "$bin")
-  if [ "$size" -gt "$BUDGET" ]; then
+  if [ $cuda -eq 1 ]; then
+    built+=("$(awk -v t="$t" -v s="$size" -v b="$bin" 'BEGIN { printf "%-34s %9d bytes (%.2f MB)  %s (CUDA, glibc: no budget)", t, s, s / 1e6, b }')")
+  elif [ "$size" -gt "$BUDGET" ]; then
     failed+=("$t: $bin is $size bytes, over the budget of $BUDGET")
   else
     built+=("$(awk -v t="$t" -v s="$size" -v b="$bin" 'BEGIN { printf "%-34s %9d bytes (%.2f MB)  %s", t, s, s / 1e6, b }')")

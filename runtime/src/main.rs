@@ -28,6 +28,7 @@ fn main() -> ExitCode {
 
 fn run(a: &Args) -> Result<(), String> {
     sysinfo::select_kernels()?;
+    runtime::gpu::wanted()?;
     match a.mode {
         Mode::Help => {
             print!("{HELP}");
@@ -40,6 +41,7 @@ fn run(a: &Args) -> Result<(), String> {
                 sysinfo::TARGET,
                 kernels::isa_name()
             );
+            println!("{}", runtime::gpu::describe());
             Ok(())
         }
         Mode::Generate => generate(a),

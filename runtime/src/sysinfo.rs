@@ -197,6 +197,7 @@ pub fn hello() -> formats::wire::Hello {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
+        gpu: crate::gpu::info(),
     }
 }
 

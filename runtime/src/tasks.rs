@@ -5,7 +5,7 @@
 
 use crate::calibrate::Calibration;
 use crate::chat;
-use crate::model::{Config, KvType, Llama, ModelError};
+use crate::model::{Config, KvType, Llama, ModelError, Place};
 use crate::perplexity::{perplexity, PplOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::speculative::{self, DraftModel, Drafter, Flow, PromptLookup, SpecStats};
@@ -82,6 +82,7 @@ pub fn bench(
     let reps = req.repetitions.max(1);
     let n_ctx = n_prompt.max(n_gen).max(1);
     let mut model = Llama::new(file, n_ctx, kv_type(req.kv_f32)).map_err(eval_err)?;
+    let device = model.device_name();
     let pool = pool(req.threads);
     let n_vocab = model.config.n_vocab as u32;
     // llama-bench feeds arbitrary tokens: speed does not depend on which.
@@ -140,7 +141,7 @@ pub fn bench(
         });
     }
     Ok(BenchResult {
-        isa: kernels::isa_name().to_string(),
+        isa: device,
         threads: pool.threads() as u32,
         kv_type: if req.kv_f32 { "f32" } else { "f16" }.to_string(),
         runs,
@@ -255,7 +256,8 @@ pub fn calibrate(
     } else {
         None
     };
-    let mut model = Llama::new(file, n_ctx, KvType::F16).map_err(eval_err)?;
+    // On the CPU: its forward pass is the one that collects the statistics.
+    let mut model = Llama::new_on(file, n_ctx, KvType::F16, Place::Cpu).map_err(eval_err)?;
     let output_name = if file.header.tensor("output.weight").is_some() {
         "output.weight"
     } else {

@@ -68,8 +68,10 @@ fn aarch64_version_isa(runtime: &Path) -> String {
             .arg("--version")
             .env_remove("SINTRA_KERNELS"),
     );
-    let line = String::from_utf8(out.stdout).unwrap();
-    assert!(line.contains(AARCH64), "{line}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The first line names the target and kernels; the second the GPU.
+    let line = text.lines().next().unwrap_or_default();
+    assert!(line.contains(AARCH64), "{text}");
     line.trim()
         .rsplit_once("kernels: ")
         .and_then(|(_, isa)| isa.strip_suffix(')'))
@@ -578,5 +580,6 @@ fn sintra_tests_hello() -> wire::Hello {
         available_ram_bytes: 1,
         cpu_model: String::new(),
         kernel: String::new(),
+        gpu: None,
     }
 }

@@ -4,6 +4,7 @@ mod aarch64;
 mod batch;
 mod compress;
 mod crashes;
+mod cuda;
 mod datasette;
 mod device;
 mod fleet;

@@ -219,6 +219,26 @@ pub struct Hello {
     pub cpu_model: String,
     /// The kernel's release (`uname -r`), empty when unknown.
     pub kernel: String,
+    /// The GPU the runtime runs models on, or why it does not; `None` from a build without
+    /// GPU support (issue #21).
+    pub gpu: Option<Gpu>,
+}
+
+/// A GPU as the runtime found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpu {
+    /// `cuda`.
+    pub backend: String,
+    /// The device's name (`Orin`, `NVIDIA H100 80GB HBM3`); empty when none was opened.
+    pub name: String,
+    /// `major.minor` (`8.7`); empty when none was opened.
+    pub compute_capability: String,
+    pub memory_bytes: u64,
+    /// Whether models run on it.
+    pub used: bool,
+    /// When used, the kernels loaded (`PTX compute_87`); otherwise why not (`no NVIDIA
+    /// driver (libcuda.so.1 could not be loaded)`).
+    pub note: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

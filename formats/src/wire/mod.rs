@@ -26,7 +26,8 @@ use serde::Serialize;
 /// 2: `BenchResult::load`. 3: speculative decoding's messages. 4: `Hello::cpu_model` and
 /// `Hello::kernel` (a fleet's devices are told apart by their hardware fingerprint).
 /// 5: `ErrorKind::Refused`, and a TCP connection opens with [`AUTH_PREFIX`] and the token.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `Hello::gpu`.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The first bytes a client sends on a TCP connection to `sintra-rt serve --listen`, before
 /// any frame: this prefix, the token (empty when the runtime needs none), `\n`; at most

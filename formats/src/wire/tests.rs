@@ -30,6 +30,14 @@ fn hello() -> Hello {
         available_ram_bytes: 6 << 30,
         cpu_model: "Raspberry Pi 5 Model B Rev 1.0".to_string(),
         kernel: "6.6.31+rpt-rpi-2712".to_string(),
+        gpu: Some(Gpu {
+            backend: "cuda".to_string(),
+            name: "Orin".to_string(),
+            compute_capability: "8.7".to_string(),
+            memory_bytes: 7 << 30,
+            used: true,
+            note: "PTX compute_87".to_string(),
+        }),
     }
 }
 
@@ -40,7 +48,7 @@ fn request_hello() {
             protocol_version: PROTOCOL_VERSION,
             planner_version: "0.1.0".to_string(),
         },
-        "01080505302e312e3000",
+        "01080605302e312e3000",
     );
 }
 
@@ -167,7 +175,7 @@ fn response_calibrated() {
 
 #[test]
 fn response_hello() {
-    check(Response::Hello(hello()), "01740505302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f6404808080802080808080181e5261737062657272792050692035204d6f64656c20422052657620312e3013362e362e33312b7270742d7270692d3237313200");
+    check(Response::Hello(hello()), "01980605302e312e301a616172636836342d756e6b6e6f776e2d6c696e75782d6d75736c046e656f6e02046e656f6e07646f7470726f6404808080802080808080181e5261737062657272792050692035204d6f64656c20422052657620312e3013362e362e33312b7270742d7270692d32373132010463756461044f72696e03382e37808080801c010e50545820636f6d707574655f383700");
 }
 
 #[test]

@@ -9,6 +9,11 @@
 //! The hot spot is the matrix-vector products: more than 95% of the time per token.
 
 mod batch;
+#[cfg(feature = "cuda")]
+mod gpu;
+#[cfg(not(feature = "cuda"))]
+#[path = "llama/no_gpu.rs"]
+mod gpu;
 mod layer;
 
 pub use batch::{LOGITS_BYTES, MAX_BATCH};
@@ -45,8 +50,9 @@ impl<'a> Weight<'a> {
         name: &str,
         n_in: usize,
         n_out: usize,
+        pack: bool,
     ) -> Result<Self, ModelError> {
-        Self::load(file, name, n_in, n_out, true)
+        Self::load(file, name, n_in, n_out, pack)
     }
 
     /// A fused matrix (phi3's `attn_qkv`, `ffn_up`) as its parts of `parts` rows each, in
@@ -56,10 +62,11 @@ impl<'a> Weight<'a> {
         name: &str,
         n_in: usize,
         parts: [usize; N],
+        pack: bool,
     ) -> Result<[Self; N], ModelError> {
         let n_out = parts.iter().sum();
         let aligned = parts.iter().all(|p| p % kernels::packed::GROUP == 0);
-        let whole = Self::load(file, name, n_in, n_out, aligned)?;
+        let whole = Self::load(file, name, n_in, n_out, pack && aligned)?;
         let mut first = 0;
         Ok(parts.map(|rows| {
             let bytes = first * whole.row_bytes..(first + rows) * whole.row_bytes;
@@ -239,10 +246,16 @@ pub struct Weights<'a> {
 
 impl<'a> Weights<'a> {
     /// The weights of `file`, for a context of `n_ctx` positions (which picks LongRoPE's
-    /// factors).
+    /// factors), packed for the CPU kernels where they multiply a packed layout.
     pub fn from_file(file: &'a GgufFile, c: &Config, n_ctx: usize) -> Result<Self, ModelError> {
+        Self::load(file, c, n_ctx, true)
+    }
+
+    /// [`Self::from_file`], with every matrix in the file's layout unless `pack` (the GPU's
+    /// upload reads that layout).
+    fn load(file: &'a GgufFile, c: &Config, n_ctx: usize, pack: bool) -> Result<Self, ModelError> {
         let e = c.n_embd;
-        let token_embd = Weight::from_file(file, "token_embd.weight", e, c.n_vocab)?;
+        let token_embd = Weight::from_file(file, "token_embd.weight", e, c.n_vocab, pack)?;
         let mut layers = Vec::with_capacity(c.n_layer());
         for (i, l) in c.layers.iter().enumerate() {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
@@ -250,21 +263,21 @@ impl<'a> Weights<'a> {
             let (q, kv, hd) = (l.n_head * c.head_dim, l.n_head_kv * c.head_dim, c.head_dim);
             // Q, K, V: three matrices, or one fused `attn_qkv` (phi3), Q's rows first.
             let [wq, wk, wv] = if !has(&n("attn_q")) && has(&n("attn_qkv")) {
-                Weight::split_from_file(file, &n("attn_qkv"), e, [q, kv, kv])?
+                Weight::split_from_file(file, &n("attn_qkv"), e, [q, kv, kv], pack)?
             } else {
                 [
-                    Weight::from_file(file, &n("attn_q"), e, q)?,
-                    Weight::from_file(file, &n("attn_k"), e, kv)?,
-                    Weight::from_file(file, &n("attn_v"), e, kv)?,
+                    Weight::from_file(file, &n("attn_q"), e, q, pack)?,
+                    Weight::from_file(file, &n("attn_k"), e, kv, pack)?,
+                    Weight::from_file(file, &n("attn_v"), e, kv, pack)?,
                 ]
             };
             // Gate and up: two matrices, or one `ffn_up` of twice the rows (phi3), gate first.
             let [w_gate, w_up] = if !has(&n("ffn_gate")) && l.n_ff > 0 {
-                Weight::split_from_file(file, &n("ffn_up"), e, [l.n_ff, l.n_ff])?
+                Weight::split_from_file(file, &n("ffn_up"), e, [l.n_ff, l.n_ff], pack)?
             } else {
                 [
-                    Weight::from_file(file, &n("ffn_gate"), e, l.n_ff)?,
-                    Weight::from_file(file, &n("ffn_up"), e, l.n_ff)?,
+                    Weight::from_file(file, &n("ffn_gate"), e, l.n_ff, pack)?,
+                    Weight::from_file(file, &n("ffn_up"), e, l.n_ff, pack)?,
                 ]
             };
             let bias = |s: &str, len: usize| {
@@ -284,17 +297,17 @@ impl<'a> Weights<'a> {
                 bv: bias("attn_v", kv)?,
                 q_norm: required(c.qk_norm, "attn_q_norm", hd)?,
                 k_norm: required(c.qk_norm, "attn_k_norm", hd)?,
-                wo: Weight::from_file(file, &n("attn_output"), q, e)?,
+                wo: Weight::from_file(file, &n("attn_output"), q, e, pack)?,
                 post_attn_norm: required(c.post_norms, "post_attention_norm", e)?,
                 ffn_norm: norm(file, &n("ffn_norm"), e)?,
                 w_gate,
                 w_up,
-                w_down: Weight::from_file(file, &n("ffn_down"), l.n_ff, e)?,
+                w_down: Weight::from_file(file, &n("ffn_down"), l.n_ff, e, pack)?,
                 post_ffn_norm: required(c.post_norms, "post_ffw_norm", e)?,
             });
         }
         let output = match file.header.tensor("output.weight") {
-            Some(_) => Weight::from_file(file, "output.weight", e, c.n_vocab)?,
+            Some(_) => Weight::from_file(file, "output.weight", e, c.n_vocab, pack)?,
             None => token_embd,
         };
         let longrope = match n_ctx > c.n_ctx_orig {
@@ -351,6 +364,8 @@ pub struct RunState {
     rope_cache: Vec<f32>, // (rope_dim) cos, sin pairs for the current position
     rope_cache_swa: Vec<f32>, // (rope_dim or 0) the same at sliding layers' base
     pub logits: Vec<f32>, // (n_vocab)
+    /// (logit_rows, n_vocab) a prompt's logits read back from the GPU (empty on the CPU).
+    gpu_logits: Vec<f32>,
     kv: KvCache,
     kv_dim: usize,
     /// Calibration statistics collected by every forward pass, when attached (issue #7).
@@ -390,6 +405,7 @@ impl RunState {
             rope_cache: vec![0.0; c.rope_dim],
             rope_cache_swa: vec![0.0; if c.has_windows() { c.rope_dim } else { 0 }],
             logits: vec![0.0; c.n_vocab],
+            gpu_logits: Vec::new(),
             kv: match kv_type {
                 KvType::F16 => KvCache::F16 {
                     k: vec![0; n_kv],
@@ -751,6 +767,15 @@ impl LayerKv {
     }
 }
 
+/// Where a model may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// On the GPU where this build and machine have one ([`crate::gpu`]), else the CPU.
+    Auto,
+    /// On the CPU (calibration, whose statistics the CPU path collects).
+    Cpu,
+}
+
 /// A model ready to run: config, weights (borrowing the map) and run state.
 #[derive(Debug)]
 pub struct Llama<'a> {
@@ -759,10 +784,25 @@ pub struct Llama<'a> {
     pub state: RunState,
     /// The buffers of prompt processing ([`Self::forward_batch`]), made at its first batch.
     batch: Option<Box<batch::Batch>>,
+    /// The model on the GPU, when it runs there (issue #21): every forward pass then runs on
+    /// it, with its own KV cache; `state`'s buffers stay unused but for the logits.
+    gpu: Option<Box<gpu::GpuModel>>,
 }
 
 impl<'a> Llama<'a> {
+    /// The model of `file` for a context of `n_ctx`, on the GPU where there is one
+    /// ([`Place::Auto`]).
     pub fn new(file: &'a GgufFile, n_ctx: usize, kv_type: KvType) -> Result<Self, ModelError> {
+        Self::new_on(file, n_ctx, kv_type, Place::Auto)
+    }
+
+    /// [`Self::new`], placed by `place`.
+    pub fn new_on(
+        file: &'a GgufFile,
+        n_ctx: usize,
+        kv_type: KvType,
+        place: Place,
+    ) -> Result<Self, ModelError> {
         let config = Config::from_gguf(&file.header)?;
         if n_ctx == 0 {
             return Err(ModelError::BadHparam {
@@ -770,14 +810,54 @@ impl<'a> Llama<'a> {
                 problem: "context size must be positive".into(),
             });
         }
-        let weights = Weights::from_file(file, &config, n_ctx)?;
+        let device = gpu::device(place)?;
+        // The GPU reads the file's layout; the CPU kernels may want theirs packed.
+        let mut weights = Weights::load(file, &config, n_ctx, device.is_none())?;
+        let mut on_gpu = None;
+        if let Some(device) = device {
+            let why = match gpu::unsupported(&config, &weights, kv_type) {
+                Some(why) => why,
+                None => match gpu::GpuModel::new(device, &config, &weights, n_ctx) {
+                    Ok(m) => {
+                        on_gpu = Some(Box::new(m));
+                        String::new()
+                    }
+                    Err(e) => e,
+                },
+            };
+            if on_gpu.is_none() {
+                gpu::fall_back(&why)?;
+                weights = Weights::from_file(file, &config, n_ctx)?;
+            }
+        }
         let state = RunState::new(&config, n_ctx, kv_type);
         Ok(Llama {
             config,
             weights,
             state,
             batch: None,
+            gpu: on_gpu,
         })
+    }
+
+    /// What runs this model's matrix products: the GPU (`cuda (NVIDIA ..., compute
+    /// capability 9.0)`) or the CPU's kernel table (`avx512+vnni`).
+    pub fn device_name(&self) -> String {
+        match &self.gpu {
+            Some(g) => g.name(),
+            None => kernels::isa_name().to_string(),
+        }
+    }
+
+    /// The GPU's model, unless a calibration run needs the CPU path's statistics.
+    fn gpu_model(&mut self) -> Result<Option<&mut gpu::GpuModel>, ModelError> {
+        match (&mut self.gpu, &self.state.calib) {
+            (Some(_), Some(_)) => Err(ModelError::Tensor(
+                "calibration statistics are collected on the CPU: load the model with Place::Cpu"
+                    .into(),
+            )),
+            (g, _) => Ok(g.as_deref_mut()),
+        }
     }
 
     /// Run one token at position `pos` (0-based; positions `< pos` must already be cached) and
@@ -795,6 +875,16 @@ impl<'a> Llama<'a> {
         pool: &Pool,
         want_logits: bool,
     ) -> Result<&[f32], ModelError> {
+        if self.gpu_model()?.is_some() {
+            let (c, w) = (&self.config, &self.weights);
+            let g = self.gpu.as_deref_mut().expect("checked above");
+            g.run(c, w, &[token], pos)?;
+            if !want_logits {
+                return Ok(&[]);
+            }
+            g.logits(c, 0..1, &mut self.state.logits)?;
+            return Ok(&self.state.logits);
+        }
         let c = &self.config;
         let widest = c
             .n_vocab

@@ -6,7 +6,7 @@ pub mod config;
 pub mod llama;
 
 pub use config::Config;
-pub use llama::{KvType, Llama, LOGITS_BYTES, MAX_BATCH};
+pub use llama::{KvType, Llama, Place, LOGITS_BYTES, MAX_BATCH};
 
 use formats::gguf::GgufError;
 use formats::quant::GgmlType;
@@ -36,4 +36,7 @@ pub enum ModelError {
     ContextFull { n_ctx: usize },
     #[error("token id {token} is outside the vocabulary of {n_vocab}")]
     BadToken { token: u32, n_vocab: usize },
+    /// The device `SINTRA_DEVICE` asks for cannot run the model (issue #21).
+    #[error("{0}")]
+    Device(String),
 }

@@ -214,7 +214,10 @@ impl Llama<'_> {
 
     /// How many positions' logits [`Self::forward_batch`] computes at once.
     fn logit_rows(&self) -> usize {
-        self.batch.as_ref().map_or(1, |b| b.logit_rows)
+        match &self.gpu {
+            Some(g) => g.logit_rows(),
+            None => self.batch.as_ref().map_or(1, |b| b.logit_rows),
+        }
     }
 
     /// One batch through the layers, leaving its final hidden states in the batch's `x`.
@@ -224,6 +227,11 @@ impl Llama<'_> {
         pos0: usize,
         pool: &Pool,
     ) -> Result<(), ModelError> {
+        if self.gpu_model()?.is_some() {
+            // (The GPU's model keeps its own buffers: no CPU batch is made.)
+            let g = self.gpu.as_deref_mut().expect("checked above");
+            return g.run(&self.config, &self.weights, tokens, pos0);
+        }
         let c = &self.config;
         let w = &self.weights;
         let s = &mut self.state;
@@ -298,6 +306,14 @@ impl Llama<'_> {
         rows: core::ops::Range<usize>,
         pool: &Pool,
     ) -> Result<&[f32], ModelError> {
+        if self.gpu_model()?.is_some() {
+            let c = &self.config;
+            let g = self.gpu.as_deref_mut().expect("checked above");
+            let logits = &mut self.state.gpu_logits;
+            logits.resize(rows.len() * c.n_vocab, 0.0);
+            g.logits(c, rows, logits)?;
+            return Ok(logits);
+        }
         let c = &self.config;
         let w = &self.weights;
         let Some(b) = self.batch.as_deref_mut() else {

@@ -1,0 +1,970 @@
+//! NVIDIA GPUs through CUDA (issue #21): the driver reached with `cudarc`, loaded at run time,
+//! and the kernels of `kernels.cu` (after `dequant.cuh`), compiled to PTX at build time
+//! (`build.rs`) and embedded ([`ptx`]).
+//!
+//! [`Gpu::open`] finds the first GPU and loads the kernels, or says why it cannot: no driver
+//! (`libcuda.so.1` absent: checked before any driver call, because `cudarc`'s loader panics
+//! without it and the release profile aborts on panic), no device, or a driver too old for the
+//! PTX. Callers then run on the CPU. Every entry point below checks the lengths of its
+//! operands against its shape arguments before launching, so a kernel never reads or writes
+//! outside the buffers it was given; the kernels' own arithmetic is held to the CPU oracle by
+//! `scripts/gpu-check.sh` on a machine with a GPU.
+
+mod ptx;
+#[cfg(all(test, feature = "cuda-emulator"))]
+mod tests;
+
+use core::marker::PhantomData;
+use core::ops::Range;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+use formats::quant::GgmlType;
+use std::sync::Arc;
+
+/// Why the GPU is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// No NVIDIA driver library on this machine.
+    #[error("no NVIDIA driver (libcuda.so.1 could not be loaded)")]
+    NoDriver,
+    /// The driver is there but found no usable device.
+    #[error("no CUDA device: {0}")]
+    NoDevice(String),
+    /// The driver could not load the embedded PTX (a driver older than CUDA 12.5, such as
+    /// JetPack 4's on the Jetson Nano, rejects PTX ISA 8.5).
+    #[error("{gpu}: the driver cannot load the kernels' PTX ({arch}, PTX ISA 8.5, which needs a CUDA 12.5 or newer driver): {why}")]
+    Ptx {
+        gpu: String,
+        arch: &'static str,
+        why: String,
+    },
+    /// A weight type with no GPU kernel.
+    #[error("no GPU kernel for {0} weights")]
+    Unsupported(GgmlType),
+    /// An operand shorter than its shape says (a caller's bug, caught before the launch).
+    #[error("{0}")]
+    Shape(String),
+    /// A driver call failed.
+    #[error("CUDA: {0}")]
+    Driver(String),
+}
+
+fn driver_err(e: cudarc::driver::DriverError) -> GpuError {
+    GpuError::Driver(e.to_string())
+}
+
+/// What the runtime reports about the GPU: `--version`, `bench`, the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuInfo {
+    pub name: String,
+    /// (major, minor), e.g. (8, 7) for the Jetson Orin.
+    pub compute_capability: (u32, u32),
+    pub memory_bytes: u64,
+    /// The PTX architecture loaded (`compute_87`).
+    pub ptx_arch: &'static str,
+}
+
+/// The weight types with GPU kernels (every type the planner writes, and f16/f32).
+pub const GPU_WEIGHT_TYPES: &[GgmlType] = &[
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::IQ4_NL,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// The kernels' name for a weight type (`matvec_q4_k`, `get_rows_q4_k`).
+fn type_name(ty: GgmlType) -> Option<&'static str> {
+    use GgmlType::*;
+    Some(match ty {
+        F32 => "f32",
+        F16 => "f16",
+        Q4_0 => "q4_0",
+        Q4_1 => "q4_1",
+        Q5_0 => "q5_0",
+        Q5_1 => "q5_1",
+        Q8_0 => "q8_0",
+        IQ4_NL => "iq4_nl",
+        Q4_K => "q4_k",
+        Q5_K => "q5_k",
+        Q6_K => "q6_k",
+        _ => return None,
+    })
+}
+
+/// A typed range of device memory: a pointer and a length in elements. Made from a
+/// [`DeviceBuf`] ([`DeviceBuf::at`], [`DeviceBuf::all`]), valid while it lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Dev<T> {
+    ptr: u64,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T> Dev<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first `n` values.
+    pub fn prefix(&self, n: usize) -> Result<Dev<T>, GpuError> {
+        self.need(n, "prefix")?;
+        Ok(Dev {
+            ptr: self.ptr,
+            len: n,
+            _t: PhantomData,
+        })
+    }
+
+    fn need(&self, n: usize, what: &str) -> Result<u64, GpuError> {
+        if n > self.len {
+            return Err(GpuError::Shape(format!(
+                "{what}: {n} values needed, the buffer holds {}",
+                self.len
+            )));
+        }
+        Ok(self.ptr)
+    }
+}
+
+/// Device memory holding `len` values of `T`, freed when dropped.
+#[derive(Debug)]
+pub struct DeviceBuf<T> {
+    mem: Mem<T>,
+    ptr: u64,
+    len: usize,
+}
+
+/// Where a buffer's memory is.
+#[derive(Debug)]
+enum Mem<T> {
+    Cuda(CudaSlice<T>),
+    /// The emulator's "device" memory: host memory, 16-byte aligned (the kernels load `float4`).
+    #[cfg(feature = "cuda-emulator")]
+    Host(Vec<u128>, PhantomData<T>),
+}
+
+impl<T> DeviceBuf<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Elements `r` (checked).
+    pub fn at(&self, r: Range<usize>) -> Result<Dev<T>, GpuError> {
+        if r.start > r.end || r.end > self.len() {
+            return Err(GpuError::Shape(format!(
+                "range {r:?} of a device buffer of {}",
+                self.len()
+            )));
+        }
+        Ok(Dev {
+            ptr: self.ptr + (r.start * size_of::<T>()) as u64,
+            len: r.len(),
+            _t: PhantomData,
+        })
+    }
+
+    pub fn all(&self) -> Dev<T> {
+        Dev {
+            ptr: self.ptr,
+            len: self.len(),
+            _t: PhantomData,
+        }
+    }
+}
+
+/// A weight matrix on the device, in its file's layout: `n_out` rows of `row_bytes`.
+#[derive(Debug)]
+pub struct DeviceMatrix {
+    pub ty: GgmlType,
+    pub n_in: usize,
+    pub n_out: usize,
+    pub row_bytes: usize,
+    data: DeviceBuf<u8>,
+    matvec: Func,
+    matmul: Func,
+    get_rows: Func,
+}
+
+/// A kernel of the loaded module.
+#[derive(Debug, Clone)]
+enum Func {
+    Cuda(CudaFunction),
+    /// A kernel of the emulator, by name.
+    #[cfg(feature = "cuda-emulator")]
+    Emulated(std::ffi::CString),
+}
+
+/// Tokens one `matmul_*` block multiplies at once (`NT` in kernels.cu).
+const MATMUL_TOKENS: usize = 8;
+/// Weight rows per block of the matrix kernels (`blockDim.y`).
+const ROWS_PER_BLOCK: usize = 4;
+/// Threads per block of the element-wise kernels.
+const THREADS: u32 = 256;
+/// `ATT_MAX_PER_LANE * 32` in kernels.cu.
+pub const MAX_HEAD_DIM: usize = 256;
+
+/// The opened GPU (or the emulator): one stream, the loaded kernels.
+#[derive(Debug)]
+pub struct Gpu {
+    backend: Backend,
+    info: GpuInfo,
+    f: Functions,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Cuda {
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaStream>,
+        module: Arc<CudaModule>,
+    },
+    /// `emulator.cpp`: the kernels run on the CPU under an emulation of CUDA's threads.
+    #[cfg(feature = "cuda-emulator")]
+    Emulated,
+}
+
+#[derive(Debug)]
+struct Functions {
+    rmsnorm: Func,
+    add: Func,
+    add_bias: Func,
+    scale: Func,
+    softcap: Func,
+    swiglu: Func,
+    geglu: Func,
+    rope: Func,
+    kv_store: Func,
+    attention: Func,
+    round_activations: Func,
+}
+
+impl Functions {
+    fn load(get: impl Fn(&str) -> Result<Func, GpuError>) -> Result<Self, GpuError> {
+        Ok(Functions {
+            rmsnorm: get("rmsnorm")?,
+            add: get("add")?,
+            add_bias: get("add_bias")?,
+            scale: get("scale")?,
+            softcap: get("softcap")?,
+            swiglu: get("swiglu")?,
+            geglu: get("geglu")?,
+            rope: get("rope")?,
+            kv_store: get("kv_store")?,
+            attention: get("attention")?,
+            round_activations: get("round_activations")?,
+        })
+    }
+}
+
+#[cfg(feature = "cuda-emulator")]
+mod emulator {
+    use std::ffi::{c_char, c_int, c_uint, c_void};
+    extern "C" {
+        pub fn sintra_emu_launch(
+            name: *const c_char,
+            grid: *const c_uint,
+            block: *const c_uint,
+            args: *mut *mut c_void,
+        ) -> c_int;
+        pub fn sintra_emu_error() -> *const c_char;
+    }
+    /// The emulator runs one launch at a time (its fibers and `__shared__` statics are global).
+    pub static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+}
+
+impl Gpu {
+    /// The first CUDA device with the kernels loaded, or why not.
+    pub fn open() -> Result<Gpu, GpuError> {
+        // SAFETY: only tries to dlopen the driver library (no symbol is called); cudarc's
+        // loader would panic where it is missing, hence this check first.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(GpuError::NoDriver);
+        }
+        let ctx = CudaContext::new(0).map_err(|e| GpuError::NoDevice(e.to_string()))?;
+        let name = ctx.name().map_err(driver_err)?;
+        let (major, minor) = ctx.compute_capability().map_err(driver_err)?;
+        let memory_bytes = ctx.total_mem().map_err(driver_err)? as u64;
+        let cc = (major.max(0) as u32, minor.max(0) as u32);
+        let (arch, text) = ptx::for_capability(cc).ok_or_else(|| {
+            GpuError::NoDevice(format!(
+                "{name} (compute capability {major}.{minor}) is older than the oldest PTX built, {}",
+                ptx::OLDEST
+            ))
+        })?;
+        let module = ctx
+            .load_module(cudarc::nvrtc::Ptx::from_src(text))
+            .map_err(|e| GpuError::Ptx {
+                gpu: name.clone(),
+                arch,
+                why: e.to_string(),
+            })?;
+        // One stream, used by one thread at a time: the per-buffer events cudarc would record
+        // to order several streams are pure overhead here.
+        // SAFETY: every buffer and kernel of this context is used on `stream` alone.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let f = Functions::load(|n| module.load_function(n).map(Func::Cuda).map_err(driver_err))?;
+        let info = GpuInfo {
+            name,
+            compute_capability: cc,
+            memory_bytes,
+            ptx_arch: arch,
+        };
+        Ok(Gpu {
+            backend: Backend::Cuda {
+                ctx,
+                stream,
+                module,
+            },
+            info,
+            f,
+        })
+    }
+
+    /// The emulator (`emulator.cpp`): the same kernels on the CPU, for tests without a GPU.
+    #[cfg(feature = "cuda-emulator")]
+    pub fn emulated() -> Gpu {
+        let name = |n: &str| {
+            Ok(Func::Emulated(
+                std::ffi::CString::new(n).expect("kernel names have no NUL"),
+            ))
+        };
+        Gpu {
+            backend: Backend::Emulated,
+            info: GpuInfo {
+                name: "CUDA emulator (CPU)".into(),
+                compute_capability: (0, 0),
+                memory_bytes: 0,
+                ptx_arch: "none (emulated)",
+            },
+            f: Functions::load(name).expect("names only"),
+        }
+    }
+
+    /// The kernel `name` of the loaded module.
+    fn function(&self, name: &str) -> Result<Func, GpuError> {
+        match &self.backend {
+            Backend::Cuda { module, .. } => module
+                .load_function(name)
+                .map(Func::Cuda)
+                .map_err(driver_err),
+            #[cfg(feature = "cuda-emulator")]
+            Backend::Emulated => Ok(Func::Emulated(
+                std::ffi::CString::new(name).map_err(|e| GpuError::Shape(e.to_string()))?,
+            )),
+        }
+    }
+
+    pub fn info(&self) -> &GpuInfo {
+        &self.info
+    }
+
+    /// Make this GPU's context current on the calling thread (the runtime's forward pass may
+    /// run on another thread than the one that opened it).
+    pub fn bind(&self) -> Result<(), GpuError> {
+        match &self.backend {
+            Backend::Cuda { ctx, .. } => ctx.bind_to_thread().map_err(driver_err),
+            #[cfg(feature = "cuda-emulator")]
+            Backend::Emulated => Ok(()),
+        }
+    }
+
+    fn wrap<T>(slice: CudaSlice<T>, stream: &CudaStream) -> DeviceBuf<T> {
+        let ptr = slice.device_ptr(stream).0;
+        let len = slice.len();
+        DeviceBuf {
+            mem: Mem::Cuda(slice),
+            ptr,
+            len,
+        }
+    }
+
+    /// `n` zeroed values of `T` in the emulator's memory.
+    #[cfg(feature = "cuda-emulator")]
+    fn host_zeros<T>(n: usize) -> DeviceBuf<T> {
+        let words = vec![0u128; (n * size_of::<T>()).div_ceil(16).max(1)];
+        let ptr = words.as_ptr() as u64;
+        DeviceBuf {
+            mem: Mem::Host(words, PhantomData),
+            ptr,
+            len: n,
+        }
+    }
+
+    /// A copy of `host` on the device.
+    pub fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<DeviceBuf<T>, GpuError> {
+        match &self.backend {
+            Backend::Cuda { stream, .. } => {
+                let s = stream.clone_htod(host).map_err(driver_err)?;
+                Ok(Self::wrap(s, stream))
+            }
+            #[cfg(feature = "cuda-emulator")]
+            Backend::Emulated => {
+                let mut b = Self::host_zeros::<T>(host.len());
+                self.write(&mut b, 0, host)?;
+                Ok(b)
+            }
+        }
+    }
+
+    /// `n` zeros on the device.
+    pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        n: usize,
+    ) -> Result<DeviceBuf<T>, GpuError> {
+        match &self.backend {
+            Backend::Cuda { stream, .. } => {
+                let s = stream.alloc_zeros::<T>(n.max(1)).map_err(driver_err)?;
+                let mut b = Self::wrap(s, stream);
+                b.len = n;
+                Ok(b)
+            }
+            #[cfg(feature = "cuda-emulator")]
+            Backend::Emulated => Ok(Self::host_zeros(n)),
+        }
+    }
+
+    /// `host` copied into `dst[at..]`.
+    pub fn write<T: DeviceRepr>(
+        &self,
+        dst: &mut DeviceBuf<T>,
+        at: usize,
+        host: &[T],
+    ) -> Result<(), GpuError> {
+        if at + host.len() > dst.len() {
+            return Err(GpuError::Shape(format!(
+                "writing {} values at {at} into a buffer of {}",
+                host.len(),
+                dst.len()
+            )));
+        }
+        match (&self.backend, &mut dst.mem) {
+            (Backend::Cuda { stream, .. }, Mem::Cuda(slice)) => {
+                let mut view = slice.slice_mut(at..at + host.len());
+                stream.memcpy_htod(host, &mut view).map_err(driver_err)
+            }
+            #[cfg(feature = "cuda-emulator")]
+            (Backend::Emulated, Mem::Host(words, _)) => {
+                // SAFETY: `words` holds at least `dst.len` values of `T` (`host_zeros`) and
+                // `at + host.len() <= dst.len` was checked; the regions are distinct
+                // allocations; `T` is a plain value type (DeviceRepr: copied bit for bit).
+                unsafe {
+                    let base = words.as_mut_ptr().cast::<T>().add(at);
+                    core::ptr::copy_nonoverlapping(host.as_ptr(), base, host.len());
+                }
+                Ok(())
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(GpuError::Shape("a buffer of another backend".into())),
+        }
+    }
+
+    /// `src[at..at + out.len()]` copied into `out` (waits for the work before it).
+    pub fn read(&self, src: &DeviceBuf<f32>, at: usize, out: &mut [f32]) -> Result<(), GpuError> {
+        if at + out.len() > src.len() {
+            return Err(GpuError::Shape(format!(
+                "reading {} values at {at} from a buffer of {}",
+                out.len(),
+                src.len()
+            )));
+        }
+        match (&self.backend, &src.mem) {
+            (Backend::Cuda { stream, .. }, Mem::Cuda(slice)) => {
+                let view = slice.slice(at..at + out.len());
+                stream.memcpy_dtoh(&view, out).map_err(driver_err)?;
+                stream.synchronize().map_err(driver_err)
+            }
+            #[cfg(feature = "cuda-emulator")]
+            (Backend::Emulated, Mem::Host(words, _)) => {
+                // SAFETY: as in `write`: in bounds (checked above), distinct allocations.
+                unsafe {
+                    let base = words.as_ptr().cast::<f32>().add(at);
+                    core::ptr::copy_nonoverlapping(base, out.as_mut_ptr(), out.len());
+                }
+                Ok(())
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(GpuError::Shape("a buffer of another backend".into())),
+        }
+    }
+
+    /// A weight matrix (`n_out` rows of `n_in` values of type `ty`, the file's bytes) on the
+    /// device.
+    pub fn upload_matrix(
+        &self,
+        ty: GgmlType,
+        data: &[u8],
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<DeviceMatrix, GpuError> {
+        let name = type_name(ty).ok_or(GpuError::Unsupported(ty))?;
+        let row_bytes = ty
+            .row_size(n_in)
+            .filter(|_| n_in.is_multiple_of(32))
+            .ok_or_else(|| GpuError::Shape(format!("{ty} rows of {n_in} values")))?;
+        if data.len() != row_bytes * n_out {
+            return Err(GpuError::Shape(format!(
+                "{ty} matrix of {n_out} rows of {n_in}: {} bytes, expected {}",
+                data.len(),
+                row_bytes * n_out
+            )));
+        }
+        let get = |k: &str| self.function(&format!("{k}_{name}"));
+        Ok(DeviceMatrix {
+            ty,
+            n_in,
+            n_out,
+            row_bytes,
+            data: self.upload(data)?,
+            matvec: get("matvec")?,
+            matmul: get("matmul")?,
+            get_rows: get("get_rows")?,
+        })
+    }
+
+    fn run(&self, f: &Func, cfg: LaunchConfig, args: &[Arg]) -> Result<(), GpuError> {
+        match (&self.backend, f) {
+            (Backend::Cuda { stream, .. }, Func::Cuda(f)) => {
+                let mut b = stream.launch_builder(f);
+                for a in args {
+                    match a {
+                        Arg::Ptr(p) => b.arg(p),
+                        Arg::I32(v) => b.arg(v),
+                        Arg::I64(v) => b.arg(v),
+                        Arg::F32(v) => b.arg(v),
+                    };
+                }
+                // SAFETY: every caller passes the kernel's parameters in its declared order
+                // and types (kernels.cu), and device pointers whose ranges it checked against
+                // the shapes the kernel will index with (`Dev::need`).
+                unsafe { b.launch(cfg) }.map(|_| ()).map_err(driver_err)
+            }
+            #[cfg(feature = "cuda-emulator")]
+            (Backend::Emulated, Func::Emulated(name)) => {
+                let mut values: Vec<[u8; 8]> = args
+                    .iter()
+                    .map(|a| {
+                        let mut v = [0u8; 8];
+                        match *a {
+                            Arg::Ptr(p) => v.copy_from_slice(&p.to_ne_bytes()),
+                            Arg::I64(x) => v.copy_from_slice(&x.to_ne_bytes()),
+                            Arg::I32(x) => v[..4].copy_from_slice(&x.to_ne_bytes()),
+                            Arg::F32(x) => v[..4].copy_from_slice(&x.to_ne_bytes()),
+                        }
+                        v
+                    })
+                    .collect();
+                let mut ptrs: Vec<*mut core::ffi::c_void> =
+                    values.iter_mut().map(|v| v.as_mut_ptr().cast()).collect();
+                let grid = [cfg.grid_dim.0, cfg.grid_dim.1, cfg.grid_dim.2];
+                let block = [cfg.block_dim.0, cfg.block_dim.1, cfg.block_dim.2];
+                let _one = emulator::LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                // SAFETY: as for the GPU: the parameters in the kernel's order and types, each
+                // pointed to as cuLaunchKernel takes them (`values` outlives the call), and the
+                // device pointers (host memory of `Mem::Host` buffers) checked against the shapes.
+                let rc = unsafe {
+                    emulator::sintra_emu_launch(
+                        name.as_ptr(),
+                        grid.as_ptr(),
+                        block.as_ptr(),
+                        ptrs.as_mut_ptr(),
+                    )
+                };
+                if rc == 0 {
+                    return Ok(());
+                }
+                // SAFETY: the emulator returns a NUL-terminated string it owns, valid until
+                // its next launch (which the lock above keeps out).
+                let why = unsafe { std::ffi::CStr::from_ptr(emulator::sintra_emu_error()) };
+                Err(GpuError::Driver(format!(
+                    "emulated {}: {}",
+                    name.to_string_lossy(),
+                    why.to_string_lossy()
+                )))
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(GpuError::Shape("a kernel of another backend".into())),
+        }
+    }
+
+    /// `y[t] = w x[t]` for the `n_tok` rows of `x` (`n_in` each) into the rows of `y` (`n_out`
+    /// each).
+    pub fn matmul(
+        &self,
+        w: &DeviceMatrix,
+        x: Dev<f32>,
+        y: Dev<f32>,
+        n_tok: usize,
+    ) -> Result<(), GpuError> {
+        let xp = x.need(n_tok * w.n_in, "matmul input")?;
+        let yp = y.need(n_tok * w.n_out, "matmul output")?;
+        let (f, per_block) = match n_tok {
+            1 => (&w.matvec, 1),
+            _ => (&w.matmul, MATMUL_TOKENS),
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (
+                w.n_out.div_ceil(ROWS_PER_BLOCK) as u32,
+                n_tok.div_ceil(per_block) as u32,
+                1,
+            ),
+            block_dim: (32, ROWS_PER_BLOCK as u32, 1),
+            shared_mem_bytes: 0,
+        };
+        self.run(
+            f,
+            cfg,
+            &[
+                Arg::Ptr(w.data.ptr),
+                Arg::I32(w.row_bytes as i32),
+                Arg::Ptr(xp),
+                Arg::Ptr(yp),
+                Arg::I32(w.n_in as i32),
+                Arg::I32(w.n_out as i32),
+                Arg::I32(n_tok as i32),
+            ],
+        )
+    }
+
+    /// `x` rounded into `out` as the CPU kernels quantize activations for weights of type `ty`
+    /// (its vec_dot type: Q8_0, Q8_1, Q8_K or f16), so that the GPU multiplies the same values;
+    /// `false` (nothing launched) where the CPU multiplies f32 activations. `x.len()` must be a
+    /// whole number of the type's blocks (the rows of a matrix product are).
+    pub fn round_activations(
+        &self,
+        ty: GgmlType,
+        x: Dev<f32>,
+        out: Dev<f32>,
+    ) -> Result<bool, GpuError> {
+        let (kind, len) = match crate::vec_dot_type(ty) {
+            GgmlType::Q8_0 | GgmlType::Q8_1 => (0, 32),
+            GgmlType::Q8_K => (1, 256),
+            GgmlType::F16 => (2, 1),
+            _ => return Ok(false),
+        };
+        let n = x.len;
+        if !n.is_multiple_of(len) {
+            return Err(GpuError::Shape(format!(
+                "{n} activations in blocks of {len}"
+            )));
+        }
+        let op = out.need(n, "rounded activations")?;
+        self.run(
+            &self.f.round_activations,
+            Self::elementwise(n / len),
+            &[
+                Arg::Ptr(x.ptr),
+                Arg::Ptr(op),
+                Arg::I32(n as i32),
+                Arg::I32(kind),
+            ],
+        )?;
+        Ok(true)
+    }
+
+    /// Rows `rows` of `w` as f32 into the rows of `out` (`n_in` each).
+    pub fn get_rows(
+        &self,
+        w: &DeviceMatrix,
+        rows: Dev<i32>,
+        out: Dev<f32>,
+    ) -> Result<(), GpuError> {
+        let n = rows.len;
+        let op = out.need(n * w.n_in, "get_rows output")?;
+        let cfg = LaunchConfig {
+            grid_dim: (n as u32, 1, 1),
+            block_dim: (64, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.run(
+            &w.get_rows,
+            cfg,
+            &[
+                Arg::Ptr(w.data.ptr),
+                Arg::I32(w.row_bytes as i32),
+                Arg::Ptr(rows.ptr),
+                Arg::Ptr(op),
+                Arg::I32(w.n_in as i32),
+            ],
+        )
+    }
+
+    /// RMSNorm of `rows` rows of `x` (`weight.len()` values each) into `out` (may be `x`).
+    pub fn rmsnorm(
+        &self,
+        out: Dev<f32>,
+        x: Dev<f32>,
+        weight: Dev<f32>,
+        rows: usize,
+        eps: f32,
+    ) -> Result<(), GpuError> {
+        let n = weight.len;
+        let (op, xp) = (
+            out.need(rows * n, "rmsnorm output")?,
+            x.need(rows * n, "rmsnorm input")?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.run(
+            &self.f.rmsnorm,
+            cfg,
+            &[
+                Arg::Ptr(op),
+                Arg::Ptr(xp),
+                Arg::Ptr(weight.ptr),
+                Arg::I32(n as i32),
+                Arg::F32(eps),
+            ],
+        )
+    }
+
+    fn elementwise(n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: ((n as u32).div_ceil(THREADS).max(1), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// `x += d` over `x`'s length.
+    pub fn add(&self, x: Dev<f32>, d: Dev<f32>) -> Result<(), GpuError> {
+        let n = x.len;
+        let dp = d.need(n, "add")?;
+        self.run(
+            &self.f.add,
+            Self::elementwise(n),
+            &[Arg::Ptr(x.ptr), Arg::Ptr(dp), Arg::I32(n as i32)],
+        )
+    }
+
+    /// `x[i] += bias[i % bias.len()]` over `x`'s length.
+    pub fn add_bias(&self, x: Dev<f32>, bias: Dev<f32>) -> Result<(), GpuError> {
+        let n = x.len;
+        if bias.len == 0 || !n.is_multiple_of(bias.len) {
+            return Err(GpuError::Shape(format!(
+                "a bias of {} over {n} values",
+                bias.len
+            )));
+        }
+        self.run(
+            &self.f.add_bias,
+            Self::elementwise(n),
+            &[
+                Arg::Ptr(x.ptr),
+                Arg::Ptr(bias.ptr),
+                Arg::I32(n as i32),
+                Arg::I32(bias.len as i32),
+            ],
+        )
+    }
+
+    /// `x *= s`.
+    pub fn scale(&self, x: Dev<f32>, s: f32) -> Result<(), GpuError> {
+        let n = x.len;
+        self.run(
+            &self.f.scale,
+            Self::elementwise(n),
+            &[Arg::Ptr(x.ptr), Arg::F32(s), Arg::I32(n as i32)],
+        )
+    }
+
+    /// `x = cap * tanh(x / cap)`.
+    pub fn softcap(&self, x: Dev<f32>, cap: f32) -> Result<(), GpuError> {
+        let n = x.len;
+        self.run(
+            &self.f.softcap,
+            Self::elementwise(n),
+            &[Arg::Ptr(x.ptr), Arg::F32(cap), Arg::I32(n as i32)],
+        )
+    }
+
+    /// `gate = act(gate) * up`: SiLU, or GELU (tanh form) where `gelu`.
+    pub fn glu(&self, gate: Dev<f32>, up: Dev<f32>, gelu: bool) -> Result<(), GpuError> {
+        let n = gate.len;
+        let up = up.need(n, "glu up")?;
+        let f = if gelu { &self.f.geglu } else { &self.f.swiglu };
+        self.run(
+            f,
+            Self::elementwise(n),
+            &[Arg::Ptr(gate.ptr), Arg::Ptr(up), Arg::I32(n as i32)],
+        )
+    }
+
+    /// RoPE on the first `rope_dim` values of every head of `n_tok` rows of `n_head` heads of
+    /// `head_dim` in `v`, with each row's (cos, sin) pairs in `cache` (`rope_dim` a row).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope(
+        &self,
+        v: Dev<f32>,
+        cache: Dev<f32>,
+        n_tok: usize,
+        n_head: usize,
+        head_dim: usize,
+        rope_dim: usize,
+        neox: bool,
+    ) -> Result<(), GpuError> {
+        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
+            return Err(GpuError::Shape(format!(
+                "rope_dim {rope_dim} in heads of {head_dim}"
+            )));
+        }
+        let vp = v.need(n_tok * n_head * head_dim, "rope")?;
+        let cp = cache.need(n_tok * rope_dim, "rope cache")?;
+        let n = n_tok * n_head * rope_dim / 2;
+        self.run(
+            &self.f.rope,
+            Self::elementwise(n),
+            &[
+                Arg::Ptr(vp),
+                Arg::Ptr(cp),
+                Arg::I32(n_tok as i32),
+                Arg::I32(n_head as i32),
+                Arg::I32(head_dim as i32),
+                Arg::I32(rope_dim as i32),
+                Arg::I32(neox as i32),
+            ],
+        )
+    }
+
+    /// The keys and values of `n_tok` tokens (rows of `width`) into cache rows `row0..` (rows
+    /// of `kv_dim`, counted from the cache's start), rounded to f16.
+    #[allow(clippy::too_many_arguments)]
+    pub fn kv_store(
+        &self,
+        k: Dev<f32>,
+        v: Dev<f32>,
+        kc: Dev<u16>,
+        vc: Dev<u16>,
+        n_tok: usize,
+        width: usize,
+        row0: usize,
+        kv_dim: usize,
+    ) -> Result<(), GpuError> {
+        let n = n_tok * width;
+        let (kp, vp) = (k.need(n, "keys")?, v.need(n, "values")?);
+        let end = (row0 + n_tok) * kv_dim;
+        let (kcp, vcp) = (kc.need(end, "key cache")?, vc.need(end, "value cache")?);
+        if width > kv_dim {
+            return Err(GpuError::Shape(format!(
+                "keys of {width} in cache rows of {kv_dim}"
+            )));
+        }
+        self.run(
+            &self.f.kv_store,
+            Self::elementwise(n),
+            &[
+                Arg::Ptr(kp),
+                Arg::Ptr(vp),
+                Arg::Ptr(kcp),
+                Arg::Ptr(vcp),
+                Arg::I32(n_tok as i32),
+                Arg::I32(width as i32),
+                Arg::I64(row0 as i64),
+                Arg::I32(kv_dim as i32),
+            ],
+        )
+    }
+
+    /// Causal attention of `n_tok` query rows (positions `pos0..`) over the f16 cache.
+    pub fn attention(
+        &self,
+        a: &Attention,
+        q: Dev<f32>,
+        kc: Dev<u16>,
+        vc: Dev<u16>,
+        out: Dev<f32>,
+    ) -> Result<(), GpuError> {
+        let hd = a.head_dim;
+        if !hd.is_multiple_of(32)
+            || hd > MAX_HEAD_DIM
+            || a.n_head_kv == 0
+            || !a.n_head.is_multiple_of(a.n_head_kv)
+        {
+            return Err(GpuError::Shape(format!(
+                "attention of {} heads over {} of {hd} values",
+                a.n_head, a.n_head_kv
+            )));
+        }
+        let n = a.n_tok * a.n_head * hd;
+        let (qp, op) = (q.need(n, "queries")?, out.need(n, "attention output")?);
+        let end = (a.layer_row0 + a.pos0 + a.n_tok) * a.kv_dim;
+        let (kp, vp) = (kc.need(end, "key cache")?, vc.need(end, "value cache")?);
+        let cfg = LaunchConfig {
+            grid_dim: (a.n_head as u32, a.n_tok as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.run(
+            &self.f.attention,
+            cfg,
+            &[
+                Arg::Ptr(qp),
+                Arg::Ptr(kp),
+                Arg::Ptr(vp),
+                Arg::Ptr(op),
+                Arg::I32(a.pos0 as i32),
+                Arg::I32(a.n_head as i32),
+                Arg::I32(a.n_head_kv as i32),
+                Arg::I32(hd as i32),
+                Arg::I32(a.kv_dim as i32),
+                Arg::I64(a.layer_row0 as i64),
+                Arg::F32(a.kq_scale),
+                Arg::I32(a.window.unwrap_or(0) as i32),
+            ],
+        )
+    }
+
+    /// Wait for the queued work.
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        match &self.backend {
+            Backend::Cuda { stream, .. } => stream.synchronize().map_err(driver_err),
+            #[cfg(feature = "cuda-emulator")]
+            Backend::Emulated => Ok(()),
+        }
+    }
+}
+
+/// The shape of one [`Gpu::attention`] call.
+#[derive(Debug, Clone, Copy)]
+pub struct Attention {
+    pub n_tok: usize,
+    pub pos0: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    /// Values per cache row.
+    pub kv_dim: usize,
+    /// The layer's first cache row (`layer * n_ctx`).
+    pub layer_row0: usize,
+    pub kq_scale: f32,
+    pub window: Option<usize>,
+}
+
+/// A kernel argument.
+#[derive(Debug, Clone, Copy)]
+enum Arg {
+    Ptr(u64),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+}
