@@ -103,12 +103,22 @@ struct Tensor {
 
 /// Write the synthetic model of `arch` in `ty` to `path` (atomically), uncached.
 pub fn write_to(arch: Arch, ty: GgmlType, path: &std::path::Path) {
-    let source = GgufFile::open(crate::smollm2_q4_1()).unwrap();
-    let n_vocab = source
-        .header
-        .tensor("token_embd.weight")
-        .map(|t| t.dims[1] as usize)
-        .unwrap();
+    write_with_tokenizer_of(arch, ty, path, &crate::smollm2_q4_1());
+}
+
+/// [`write_to`], the tokenizer taken from `source`: SmolLM2's file, or a GGUF holding only its
+/// metadata (`gpu-models vocab`, for machines the model cannot be copied to).
+pub fn write_with_tokenizer_of(
+    arch: Arch,
+    ty: GgmlType,
+    path: &std::path::Path,
+    source: &std::path::Path,
+) {
+    let source = GgufFile::open(source).unwrap();
+    let n_vocab = match source.header.get("tokenizer.ggml.tokens") {
+        Some(Value::Array(formats::gguf::Array::String(tokens))) => tokens.len(),
+        other => panic!("no tokenizer.ggml.tokens array in the tokenizer's source: {other:?}"),
+    };
     let a = arch.name();
     let mut w = GgufWriter::new();
     w.set("general.architecture", Value::String(a.into()));
