@@ -66,20 +66,11 @@ pub struct GpuInfo {
     pub ptx_arch: &'static str,
 }
 
-/// The weight types with GPU kernels (every type the planner writes, and f16/f32).
-pub const GPU_WEIGHT_TYPES: &[GgmlType] = &[
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::IQ4_NL,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// Whether weights of type `ty` have GPU kernels: every type the planner writes (Q4_0, Q4_1,
+/// Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K) and F16/F32.
+pub fn supported(ty: GgmlType) -> bool {
+    type_name(ty).is_some()
+}
 
 /// The kernels' name for a weight type (`matvec_q4_k`, `get_rows_q4_k`).
 fn type_name(ty: GgmlType) -> Option<&'static str> {
@@ -688,11 +679,7 @@ impl Gpu {
     ) -> Result<(), GpuError> {
         let n = rows.len;
         let op = out.need(n * w.n_in, "get_rows output")?;
-        let cfg = LaunchConfig {
-            grid_dim: (n as u32, 1, 1),
-            block_dim: (64, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = launch_config((n as u32, 1), 64);
         self.run(
             &w.get_rows,
             cfg,
@@ -720,11 +707,7 @@ impl Gpu {
             out.need(rows * n, "rmsnorm output")?,
             x.need(rows * n, "rmsnorm input")?,
         );
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = launch_config((rows as u32, 1), THREADS);
         self.run(
             &self.f.rmsnorm,
             cfg,
@@ -739,11 +722,7 @@ impl Gpu {
     }
 
     fn elementwise(n: usize) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: ((n as u32).div_ceil(THREADS).max(1), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        }
+        launch_config(((n as u32).div_ceil(THREADS).max(1), 1), THREADS)
     }
 
     /// `x += d` over `x`'s length.
@@ -909,11 +888,7 @@ impl Gpu {
         let (qp, op) = (q.need(n, "queries")?, out.need(n, "attention output")?);
         let end = (a.layer_row0 + a.pos0 + a.n_tok) * a.kv_dim;
         let (kp, vp) = (kc.need(end, "key cache")?, vc.need(end, "value cache")?);
-        let cfg = LaunchConfig {
-            grid_dim: (a.n_head as u32, a.n_tok as u32, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = launch_config((a.n_head as u32, a.n_tok as u32), 128);
         self.run(
             &self.f.attention,
             cfg,
@@ -958,6 +933,16 @@ pub struct Attention {
     pub layer_row0: usize,
     pub kq_scale: f32,
     pub window: Option<usize>,
+}
+
+/// A launch of a `(x, y)` grid of blocks of `threads` threads (one dimension), no dynamic
+/// shared memory.
+fn launch_config(grid: (u32, u32), threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (grid.0, grid.1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 /// A kernel argument.

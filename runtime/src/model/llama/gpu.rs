@@ -124,7 +124,7 @@ pub(super) fn unsupported(c: &Config, w: &Weights<'_>, kv: KvType) -> Option<Str
         all.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
     }
     all.into_iter()
-        .find(|m| !kernels::cuda::GPU_WEIGHT_TYPES.contains(&m.ty) || m.n_in % 32 != 0)
+        .find(|m| !kernels::cuda::supported(m.ty) || m.n_in % 32 != 0)
         .map(|m| format!("no GPU kernel for {} weights of rows of {}", m.ty, m.n_in))
 }
 
