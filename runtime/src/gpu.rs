@@ -4,7 +4,6 @@
 //! rather than fall back). Every fallback is said once on stderr, with its reason.
 
 use formats::wire;
-use std::sync::OnceLock;
 
 /// The device choice `SINTRA_DEVICE` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,17 +56,22 @@ pub fn describe() -> String {
     }
 }
 
-/// Say once on stderr why a model runs on the CPU.
+/// Say on stderr why a model runs on the CPU, once per reason (a server loads its model and
+/// draft, a planner's session many models).
 pub fn say_fallback(why: &str) {
-    static SAID: OnceLock<()> = OnceLock::new();
-    SAID.get_or_init(|| eprintln!("sintra-rt: CUDA: {why}: running on the CPU"));
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.iter().any(|w| w == why) {
+        eprintln!("sintra-rt: CUDA: {why}: running on the CPU");
+        said.push(why.to_string());
+    }
 }
 
 #[cfg(feature = "cuda")]
 mod imp {
     use super::*;
     use kernels::cuda::Gpu;
-    use std::sync::Arc;
+    use std::sync::{Arc, OnceLock};
 
     /// The process's GPU, opened at first use, or why there is none.
     pub fn gpu() -> Result<Arc<Gpu>, String> {

@@ -227,9 +227,9 @@ impl Llama<'_> {
         pos0: usize,
         pool: &Pool,
     ) -> Result<(), ModelError> {
-        if self.gpu_model()?.is_some() {
+        if let Some(g) = self.gpu.as_deref_mut() {
             // (The GPU's model keeps its own buffers: no CPU batch is made.)
-            let g = self.gpu.as_deref_mut().expect("checked above");
+            super::no_calibration_on_gpu(&self.state)?;
             return g.run(&self.config, &self.weights, tokens, pos0);
         }
         let c = &self.config;
@@ -306,12 +306,10 @@ impl Llama<'_> {
         rows: core::ops::Range<usize>,
         pool: &Pool,
     ) -> Result<&[f32], ModelError> {
-        if self.gpu_model()?.is_some() {
-            let c = &self.config;
-            let g = self.gpu.as_deref_mut().expect("checked above");
+        if let Some(g) = self.gpu.as_deref_mut() {
             let logits = &mut self.state.gpu_logits;
-            logits.resize(rows.len() * c.n_vocab, 0.0);
-            g.logits(c, rows, logits)?;
+            logits.resize(rows.len() * self.config.n_vocab, 0.0);
+            g.logits(&self.config, rows, logits)?;
             return Ok(logits);
         }
         let c = &self.config;

@@ -1,9 +1,10 @@
 //! The forward pass on an NVIDIA GPU (issue #21): the same steps as `layer.rs` in the same
 //! order, each a kernel of `kernels::cuda` on device buffers. Weights are uploaded once, in the
 //! file's layout; the KV cache lives on the device (f16); only the token ids, each position's
-//! RoPE table and the logits wanted cross the bus. Held to the CPU path by tolerance (the GPU
-//! multiplies f32 activations with dequantized weights where the CPU quantizes activations to
-//! 8 bits, and sums in another order): `scripts/gpu-check.sh`.
+//! RoPE table and the logits wanted cross the bus. Held to the CPU path by tolerance: both
+//! multiply the same values (the activations rounded as the CPU's kernels quantize them), the
+//! GPU in f32 on dequantized weights and in its own order (`tests/tests/cuda.rs` under the
+//! emulator, `scripts/gpu-check.sh` on a GPU).
 
 use super::{rope_cache, Config, KvType, ModelError, Weight, Weights};
 use kernels::cuda::{Attention, Dev, DeviceBuf, DeviceMatrix, Gpu, GpuError, MAX_HEAD_DIM};
@@ -75,12 +76,12 @@ pub(super) type Device = Arc<Gpu>;
 /// The process's GPU for a model placed by `place`: `None` for the CPU (said once on stderr
 /// when a GPU was wanted but cannot be used); an error where `SINTRA_DEVICE=cuda` insists.
 pub(super) fn device(place: super::Place) -> Result<Option<Device>, ModelError> {
-    if place == super::Place::Cpu {
+    let wanted = crate::gpu::wanted().map_err(ModelError::Device)?;
+    if place == super::Place::Cpu || wanted == crate::gpu::Wanted::Cpu {
         return Ok(None);
     }
     match crate::gpu::gpu() {
         Ok(g) => Ok(Some(g)),
-        Err(why) if why == "SINTRA_DEVICE=cpu" => Ok(None),
         Err(why) => fall_back(&why).map(|()| None),
     }
 }
