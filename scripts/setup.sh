@@ -106,7 +106,9 @@ nvrtc_ok() {
   echo "$NVRTC_SHA  $NVRTC_LIB/libnvrtc.so.12" | sha256sum -c --quiet - >/dev/null 2>&1 \
     && echo "$NVRTC_BUILTINS_SHA  $NVRTC_LIB/libnvrtc-builtins.so.12.6" | sha256sum -c --quiet - >/dev/null 2>&1
 }
-if ! nvrtc_ok; then
+if [ "$(uname -m)" != x86_64 ]; then
+  log "NVRTC is fetched on x86-64 hosts only: to build the cuda feature here, set SINTRA_NVRTC to a libnvrtc.so.12"
+elif ! nvrtc_ok; then
   log "fetching nvidia-cuda-nvrtc-cu12==12.6.85 into $CUDA_CACHE"
   tmp=$(mktemp -d)
   python3 -m pip download --quiet --no-deps --only-binary :all: --platform manylinux2010_x86_64 \
