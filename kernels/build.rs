@@ -3,8 +3,8 @@
 //! (issue #21). Without the feature this does nothing.
 //!
 //! NVRTC is loaded at build time from NVIDIA's `nvidia-cuda-nvrtc-cu12==12.6.85` wheel, which
-//! `scripts/setup.sh --cuda` unpacks into `.cache/cuda` (or wherever `SINTRA_NVRTC` points to a
-//! `libnvrtc.so.12`): no CUDA installation and no GPU are needed. 12.6 is chosen on purpose: its
+//! `scripts/setup.sh` unpacks into `.cache/cuda` (`SINTRA_CUDA`; or wherever `SINTRA_NVRTC` points
+//! to a `libnvrtc.so.12`): no CUDA installation and no GPU are needed. 12.6 is chosen on purpose: its
 //! PTX (ISA 8.5) loads on drivers of CUDA 12.5 and later, JetPack 6.1+ on the Jetson Orin
 //! included; a CUDA 13 compiler's PTX would need a CUDA 13 driver (docs/issue21/toolchain.md).
 
@@ -13,6 +13,7 @@ fn main() {
         println!("cargo:rerun-if-changed={f}");
     }
     println!("cargo:rerun-if-env-changed=SINTRA_NVRTC");
+    println!("cargo:rerun-if-env-changed=SINTRA_CUDA");
     #[cfg(feature = "cuda")]
     cuda::build();
     #[cfg(feature = "cuda-emulator")]
@@ -75,19 +76,23 @@ static __device__ __forceinline__ float sintra_f16(unsigned short h) {
         std::process::exit(1)
     }
 
-    /// `SINTRA_NVRTC`, or the wheel's library under the workspace's `.cache/cuda`.
+    /// `SINTRA_NVRTC`, or the wheel's library in the setup cache (`SINTRA_CUDA`, default the
+    /// workspace's `.cache/cuda`).
     fn nvrtc_path(manifest_dir: &Path) -> PathBuf {
         if let Some(p) = std::env::var_os("SINTRA_NVRTC") {
             return PathBuf::from(p);
         }
-        let cached = manifest_dir.join("../.cache/cuda/nvidia/cuda_nvrtc/lib/libnvrtc.so.12");
+        let cache = std::env::var_os("SINTRA_CUDA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| manifest_dir.join("../.cache/cuda"));
+        let cached = cache.join("nvidia/cuda_nvrtc/lib/libnvrtc.so.12");
         if cached.exists() {
             return cached;
         }
         fail(&format!(
             "NVRTC 12.6 compiles them to PTX at build time and was not found at {}: run \
-         `bash scripts/setup.sh --cuda` (it fetches NVIDIA's nvidia-cuda-nvrtc-cu12 wheel into \
-         .cache/cuda) or set SINTRA_NVRTC to a libnvrtc.so.12",
+             `bash scripts/setup.sh` (it fetches NVIDIA's nvidia-cuda-nvrtc-cu12 wheel into \
+             .cache/cuda) or set SINTRA_NVRTC to a libnvrtc.so.12",
             cached.display()
         ))
     }
