@@ -294,7 +294,7 @@ fn hello_rows(spec: &DeviceSpec, h: &Hello) -> Vec<(&'static str, String)> {
         ("cpu", or_unknown(&h.cpu_model)),
         ("kernel", or_unknown(&h.kernel)),
         ("kernels", h.isa.clone()),
-        ("gpu", gpu_row(h.gpu.as_ref())),
+        ("gpu", crate::device::gpu_summary(h.gpu.as_ref())),
         ("cpu features", h.cpu_features.join(" ")),
         ("cores", h.cores.to_string()),
         (
@@ -306,22 +306,6 @@ fn hello_rows(spec: &DeviceSpec, h: &Hello) -> Vec<(&'static str, String)> {
             ),
         ),
     ]
-}
-
-/// `Orin (cuda, compute capability 8.7, 7.4 GiB; PTX compute_87)`, or why models run on the CPU.
-fn gpu_row(g: Option<&formats::wire::Gpu>) -> String {
-    match g {
-        None => "none (a runtime built without GPU support)".into(),
-        Some(g) if g.used => format!(
-            "{} ({}, compute capability {}, {}; {})",
-            g.name,
-            g.backend,
-            g.compute_capability,
-            gib(g.memory_bytes),
-            g.note
-        ),
-        Some(g) => format!("not used ({}): models run on the CPU", g.note),
-    }
 }
 
 fn or_unknown(s: &str) -> String {
@@ -542,7 +526,10 @@ mod tests {
 
     #[test]
     fn the_gpu_row_names_the_gpu_or_why_it_is_not_used() {
-        assert_eq!(gpu_row(None), "none (a runtime built without GPU support)");
+        assert_eq!(
+            crate::device::gpu_summary(None),
+            "none (a runtime built without GPU support)"
+        );
         let mut g = formats::wire::Gpu {
             backend: "cuda".into(),
             name: "Orin".into(),
@@ -552,13 +539,13 @@ mod tests {
             note: "PTX compute_87".into(),
         };
         assert_eq!(
-            gpu_row(Some(&g)),
+            crate::device::gpu_summary(Some(&g)),
             "Orin (cuda, compute capability 8.7, 7.0 GiB; PTX compute_87)"
         );
         g.used = false;
         g.note = "no NVIDIA driver (libcuda.so.1 could not be loaded)".into();
         assert_eq!(
-            gpu_row(Some(&g)),
+            crate::device::gpu_summary(Some(&g)),
             "not used (no NVIDIA driver (libcuda.so.1 could not be loaded)): models run on the CPU"
         );
     }

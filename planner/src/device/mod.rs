@@ -112,6 +112,22 @@ pub fn triple_for_machine(machine: &str) -> Result<&'static str, DeviceError> {
     }
 }
 
+/// `Orin (cuda, compute capability 8.7, 7.4 GiB; PTX compute_87)`, or why models run on the CPU.
+pub fn gpu_summary(g: Option<&formats::wire::Gpu>) -> String {
+    match g {
+        None => "none (a runtime built without GPU support)".into(),
+        Some(g) if g.used => format!(
+            "{} ({}, compute capability {}, {:.1} GiB; {})",
+            g.name,
+            g.backend,
+            g.compute_capability,
+            g.memory_bytes as f64 / (1u64 << 30) as f64,
+            g.note
+        ),
+        Some(g) => format!("not used ({}): models run on the CPU", g.note),
+    }
+}
+
 /// This machine's runtime triple.
 pub fn host_triple() -> &'static str {
     triple_for_machine(std::env::consts::ARCH).unwrap_or("x86_64-unknown-linux-musl")

@@ -69,6 +69,7 @@ impl Runtime {
                 runtime = %s.hello.runtime_version,
                 target = %s.hello.target,
                 isa = %s.hello.isa,
+                gpu = %crate::device::gpu_summary(s.hello.gpu.as_ref()),
                 "runtime session open"
             );
             self.opened += 1;
