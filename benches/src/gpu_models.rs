@@ -9,9 +9,11 @@
 //!                                                   same bytes moved and work done per token as
 //!                                                   the real file, for speed only
 //!   gpu-models synthetic VOCAB.gguf ARCH TYPE OUT   the test suite's synthetic ARCH model
+//!   gpu-models requant MODEL.gguf TYPE OUT          MODEL with every matrix requantized to TYPE
+//!                                                   (SmolLM2 Q4_1 -> Q4_0, Q8_0 there)
 //!
-//! Weights are random, so these models' text is noise: speed and agreement between two paths
-//! over the same file are what they measure, never quality.
+//! Shaped and synthetic weights are random, so those models' text is noise: speed and agreement
+//! between two paths over the same file are what they measure, never quality.
 
 use anyhow::{bail, Context};
 use formats::gguf::{Array, GgufFile, GgufWriter, Value};
@@ -37,7 +39,11 @@ fn main() -> anyhow::Result<()> {
             write_with_tokenizer_of(arch, parse_type(ty)?, Path::new(out), Path::new(vocab));
             Ok(())
         }
-        _ => bail!("usage: gpu-models vocab SRC OUT | shaped VOCAB TYPE OUT | synthetic VOCAB ARCH TYPE OUT"),
+        ["requant", src, ty, out] => {
+            sintra_tests::requant::requantize(Path::new(src), Path::new(out), parse_type(ty)?);
+            Ok(())
+        }
+        _ => bail!("usage: gpu-models vocab SRC OUT | shaped VOCAB TYPE OUT | synthetic VOCAB ARCH TYPE OUT | requant MODEL TYPE OUT"),
     }
 }
 

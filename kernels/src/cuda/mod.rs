@@ -5,10 +5,11 @@
 //! [`Gpu::open`] finds the first GPU and loads the kernels, or says why it cannot: no driver
 //! (`libcuda.so.1` absent: checked before any driver call, because `cudarc`'s loader panics
 //! without it and the release profile aborts on panic), no device, or a driver too old for the
-//! PTX. Callers then run on the CPU. Every entry point below checks the lengths of its
+//! PTX. Callers then run on the CPU. Every entry point (`ops.rs`) checks the lengths of its
 //! operands against its shape arguments before launching, so a kernel never reads or writes
-//! outside the buffers it was given; the kernels' own arithmetic is held to the CPU oracle by
-//! `scripts/gpu-check.sh` on a machine with a GPU.
+//! outside the buffers it was given. The kernels' arithmetic is held to CPU references by
+//! `tests.rs`, on the emulator ([`Gpu::emulated`], `emulator.cpp`) in the test suite and on a
+//! GPU by `scripts/gpu-check.sh`.
 
 mod ops;
 mod ptx;
