@@ -18,6 +18,7 @@
 use anyhow::{bail, Context};
 use formats::gguf::{Array, GgufFile, GgufWriter, Value};
 use formats::quant::{self, GgmlType};
+use sintra_tests::rows::Rng;
 use sintra_tests::synthetic::{write_with_tokenizer_of, Arch};
 use std::path::Path;
 
@@ -64,18 +65,6 @@ fn vocab(src: &Path, out: &Path) -> anyhow::Result<()> {
     }
     w.write_to_path(out, |_, _, _| Ok(()))?;
     Ok(())
-}
-
-/// A deterministic generator (xorshift64*): uniform in [-1, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
 }
 
 /// A llama model of the shapes in `vocab`'s `llama.*` metadata, random weights in `ty`.
@@ -133,16 +122,18 @@ fn shaped(vocab: &Path, ty: GgmlType, out: &Path) -> anyhow::Result<()> {
         };
         w.add_tensor(name, dims, t)?;
     }
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
+    // Uniform in [-1, 1).
+    let mut next = move || (2.0 * rng.uniform() - 1.0) as f32;
     w.write_to_path(out, |i, info, sink| {
         let dims = &tensors[i].1;
         let n: usize = dims.iter().map(|&d| d as usize).product();
         let values: Vec<f32> = if dims.len() == 1 {
-            (0..n).map(|_| 1.0 + 0.1 * rng.next()).collect()
+            (0..n).map(|_| 1.0 + 0.1 * next()).collect()
         } else {
             // Uniform with unit-variance outputs for unit-variance inputs.
             let s = (3.0 / dims[0] as f32).sqrt();
-            (0..n).map(|_| s * rng.next()).collect()
+            (0..n).map(|_| s * next()).collect()
         };
         let bytes = quant::quantize(info.ty, &values, dims[0] as usize, None)
             .map_err(|e| std::io::Error::other(format!("{}: {e}", tensors[i].0)))?;
