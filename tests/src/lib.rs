@@ -485,3 +485,13 @@ impl Drop for HttpServer {
         let _ = self.child.wait();
     }
 }
+
+/// The number after `label` at the start of a line of `out` (`sintra-rt perplexity`'s `Mean
+/// KLD:`, `Same top p:`, `scored`); panics naming the label and the output when there is none.
+pub fn output_number(out: &str, label: &str) -> f64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{label}` in:\n{out}"))
+}

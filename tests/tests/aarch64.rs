@@ -21,7 +21,7 @@
 //! qemu runs the model some 10-50x slower than the host, so the text is one 128-token window
 //! (the second half of it scored, as llama.cpp's perplexity does).
 
-use sintra_tests::{data_file, dist_runtime, smollm2_q4_1};
+use sintra_tests::{data_file, dist_runtime, output_number, smollm2_q4_1};
 use std::path::Path;
 use std::process::Command;
 
@@ -246,16 +246,9 @@ fn aarch64_fast_kernels_hold_the_tolerances() {
     let arm_args: Vec<&str> = arm_args.iter().map(String::as_str).collect();
     let out = run(Some(RUNNER), "auto", &arm, &arm_args);
     std::fs::remove_dir_all(&dir).ok();
-    let field = |out: &str, label: &str| -> f64 {
-        out.lines()
-            .find_map(|l| l.strip_prefix(label))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no `{label}` in:\n{out}"))
-    };
-    let scored = field(&out, "scored");
-    let same_top = field(&out, "Same top p:") / 100.0;
-    let kld = field(&out, "Mean KLD:");
+    let scored = output_number(&out, "scored");
+    let same_top = output_number(&out, "Same top p:") / 100.0;
+    let kld = output_number(&out, "Mean KLD:");
     let (host_ppl, arm_ppl) = (final_ppl(&host_out), final_ppl(&out));
     let dppl = (arm_ppl - host_ppl).abs() / host_ppl;
     eprintln!(
@@ -396,13 +389,7 @@ struct Agreement {
 
 impl Agreement {
     fn of(out: &str) -> Agreement {
-        let field = |label: &str| -> f64 {
-            out.lines()
-                .find_map(|l| l.strip_prefix(label))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no `{label}` in:\n{out}"))
-        };
+        let field = |label: &str| output_number(out, label);
         Agreement {
             ppl: final_ppl(out),
             same_top: field("Same top p:") / 100.0,
@@ -477,16 +464,12 @@ fn aarch64_runs_the_new_architectures() {
             logits("host").display().to_string(),
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let field = |out: &str, label: &str| -> f64 {
-            out.lines()
-                .find_map(|l| l.strip_prefix(label))
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no `{label}` in:\n{out}"))
-        };
         let out = run(Some(RUNNER), "auto", &arm, &args);
-        let (same_top, kld) = (field(&out, "Same top p:"), field(&out, "Mean KLD:"));
-        let oracle = field(&run(None, "scalar", &host, &args), "Mean KLD:");
+        let (same_top, kld) = (
+            output_number(&out, "Same top p:"),
+            output_number(&out, "Mean KLD:"),
+        );
+        let oracle = output_number(&run(None, "scalar", &host, &args), "Mean KLD:");
         eprintln!(
             "{name} under qemu: exact table PPL {arm_ppl:.4} (host {host_ppl:.4}); default table \
              against the host's exact run: mean KLD {kld:.6} (the host's scalar oracle \

@@ -7,7 +7,8 @@
 use formats::quant::GgmlType;
 use sintra_tests::synthetic::{synthetic, Arch};
 use sintra_tests::{
-    cargo_build, data_file, measuring_lock, release_bin_path, smollm2_q4_1, target_dir,
+    cargo_build, data_file, measuring_lock, output_number, release_bin_path, smollm2_q4_1,
+    target_dir,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -215,15 +216,6 @@ fn the_cuda_build_for_the_jetson_builds_for_aarch64_glibc_and_runs_under_qemu() 
     assert!(stderr(&out).contains(&format!("CUDA: {NO_DRIVER}: running on the CPU")));
 }
 
-/// `label`'s number in `perplexity`'s output.
-fn field(out: &str, label: &str) -> f64 {
-    out.lines()
-        .find_map(|l| l.strip_prefix(label))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no `{label}` in:\n{out}"))
-}
-
 #[test]
 fn the_gpu_forward_pass_under_the_emulator_agrees_with_the_cpu_on_every_architecture() {
     let bin = cuda_runtime();
@@ -259,13 +251,13 @@ fn the_gpu_forward_pass_under_the_emulator_agrees_with_the_cpu_on_every_architec
         let base = dir.path().join(format!("{}.logits", arch.name()));
         perplexity(&model, "cpu", "avx2-exact", ("--save-logits", &base));
         let against = ("--kl-divergence-base", base.as_path());
-        let oracle = field(&perplexity(&model, "cpu", "scalar", against), "Mean KLD:");
+        let oracle = output_number(&perplexity(&model, "cpu", "scalar", against), "Mean KLD:");
         let gpu = perplexity(&model, "cuda-emulator", "auto", against);
-        let kld = field(&gpu, "Mean KLD:");
+        let kld = output_number(&gpu, "Mean KLD:");
         eprintln!(
             "{} {ty}: the emulated GPU's mean KLD from the CPU {kld:.6} (the scalar oracle's {oracle:.6}), same top-1 {:.2}%",
             arch.name(),
-            field(&gpu, "Same top p:")
+            output_number(&gpu, "Same top p:")
         );
         assert!(
             kld <= 3.0 * oracle,
