@@ -589,15 +589,6 @@ impl Gpu {
             _ => Err(GpuError::Shape("a kernel of another backend".into())),
         }
     }
-
-    /// Wait for the queued work.
-    pub fn synchronize(&self) -> Result<(), GpuError> {
-        match &self.backend {
-            Backend::Cuda { stream, .. } => stream.synchronize().map_err(driver_err),
-            #[cfg(feature = "cuda-emulator")]
-            Backend::Emulated => Ok(()),
-        }
-    }
 }
 
 /// A kernel argument.
