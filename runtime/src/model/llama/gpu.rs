@@ -298,9 +298,7 @@ impl GpuModel {
                 self.v.at(0..n * kv_w)?,
             );
             let xq = self.xq.all();
-            product(g, &lw.wq, xb, q, n, xq)?;
-            product(g, &lw.wk, xb, k, n, xq)?;
-            product(g, &lw.wv, xb, v, n, xq)?;
+            products(g, &[(&lw.wq, q), (&lw.wk, k), (&lw.wv, v)], xb, n, xq)?;
             // Biases, per-head norms, RoPE; the queries' scale; keys and values cached.
             let rope = if shape.window.is_some() {
                 self.rope_swa.at(0..n * rd)?
@@ -347,16 +345,15 @@ impl GpuModel {
             g.attention(&att, q, kc, vc, out)?;
             // Output projection, post-norm, residual.
             let xb2 = self.xb2.at(0..n * e)?;
-            product(g, &lw.wo, out, xb2, n, xq)?;
+            products(g, &[(&lw.wo, xb2)], out, n, xq)?;
             residual(g, x, xb2, xb, lw.post_attn_norm.as_ref(), n, c.rms_eps)?;
             // FFN.
             if n_ff > 0 {
                 g.rmsnorm(xb, x, lw.ffn_norm.all(), n, c.rms_eps)?;
                 let (gate, up) = (self.hb.at(0..n * n_ff)?, self.hb2.at(0..n * n_ff)?);
-                product(g, &lw.w_gate, xb, gate, n, xq)?;
-                product(g, &lw.w_up, xb, up, n, xq)?;
+                products(g, &[(&lw.w_gate, gate), (&lw.w_up, up)], xb, n, xq)?;
                 g.glu(gate, up, c.gelu)?;
-                product(g, &lw.w_down, gate, xb2, n, xq)?;
+                products(g, &[(&lw.w_down, xb2)], gate, n, xq)?;
                 residual(g, x, xb2, xb, lw.post_ffn_norm.as_ref(), n, c.rms_eps)?;
             }
         }
@@ -403,22 +400,32 @@ impl GpuModel {
     }
 }
 
-/// `y = w x` for `n` rows, the rows of `x` first rounded into `scratch` as the CPU kernels
-/// quantize activations for `w`'s type (`Gpu::round_activations`): the two paths then multiply
-/// the same values, and differ only in how they sum.
-fn product(
+/// `y = w x` for each `(w, y)` of `ws` and the `n` rows of `x`, the rows first rounded into
+/// `scratch` as the CPU kernels quantize activations for `w`'s type (`Gpu::round_activations`),
+/// once per activation type as the CPU's `project` does: the two paths then multiply the same
+/// values, and differ only in how they sum.
+fn products(
     g: &Gpu,
-    w: &DeviceMatrix,
+    ws: &[(&DeviceMatrix, Dev<f32>)],
     x: Dev<f32>,
-    y: Dev<f32>,
     n: usize,
     scratch: Dev<f32>,
 ) -> Result<(), GpuError> {
-    let x = x.prefix(n * w.n_in)?;
-    match g.round_activations(w.ty, x, scratch)? {
-        true => g.matmul(w, scratch, y, n),
-        false => g.matmul(w, x, y, n),
+    let mut in_scratch = None; // the activation type `scratch` holds
+    for &(w, y) in ws {
+        let x = x.prefix(n * w.n_in)?;
+        let act = kernels::vec_dot_type(w.ty);
+        let input = if in_scratch == Some(act) {
+            scratch
+        } else if g.round_activations(w.ty, x, scratch)? {
+            in_scratch = Some(act);
+            scratch
+        } else {
+            x
+        };
+        g.matmul(w, input, y, n)?;
     }
+    Ok(())
 }
 
 /// `x += d`, through the post-norm `post` first where the model has one (into `scratch`).
