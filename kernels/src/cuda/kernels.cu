@@ -149,15 +149,19 @@ extern "C" __global__ void round_activations(const float *x, float *out, int n, 
 }
 
 /* Dequantize rows (the embedding lookup and the kernel tests): out = [n_rows, n_in] for the
- * rows listed in `rows`. One block a row, one thread a chunk. */
+ * rows listed in `rows`; a listed row outside 0..n_out gives zeros (the ids are on the device,
+ * where the host cannot check them before the launch). One block a row, one thread a chunk. */
 #define SINTRA_GET_ROWS(type)                                                                    \
     extern "C" __global__ void get_rows_##type(const unsigned char *w, int row_bytes,           \
-                                               const int *rows, float *out, int n_in) {         \
-        const unsigned char *wr = w + (size_t)rows[blockIdx.x] * row_bytes;                     \
+                                               const int *rows, float *out, int n_in,           \
+                                               int n_out) {                                     \
+        int r = rows[blockIdx.x];                                                               \
+        const unsigned char *wr = w + (size_t)(r >= 0 && r < n_out ? r : 0) * row_bytes;        \
         for (int c = threadIdx.x; c < n_in / 32; c += blockDim.x) {                             \
             float v[32];                                                                        \
             sintra_dequant_##type(wr, c, v);                                                    \
-            for (int j = 0; j < 32; j++) out[(size_t)blockIdx.x * n_in + 32 * c + j] = v[j];    \
+            for (int j = 0; j < 32; j++)                                                        \
+                out[(size_t)blockIdx.x * n_in + 32 * c + j] = r >= 0 && r < n_out ? v[j] : 0.0f; \
         }                                                                                        \
     }
 

@@ -90,7 +90,8 @@ impl Gpu {
         Ok(true)
     }
 
-    /// Rows `rows` of `w` as f32 into the rows of `out` (`n_in` each).
+    /// Rows `rows` of `w` as f32 into the rows of `out` (`n_in` each); an id outside the matrix
+    /// gives a row of zeros (callers check ids first: the runtime checks every token).
     pub fn get_rows(
         &self,
         w: &DeviceMatrix,
@@ -109,6 +110,7 @@ impl Gpu {
                 Arg::Ptr(rows.ptr),
                 Arg::Ptr(op),
                 Arg::I32(w.n_in as i32),
+                Arg::I32(w.n_out as i32),
             ],
         )
     }

@@ -190,6 +190,21 @@ fn a_matrix_of_the_wrong_size_or_type_is_refused_before_any_launch() {
         e.to_string().contains("matmul output: 2 values needed"),
         "{e}"
     );
+    // Row ids live on the device: one outside the matrix reads nothing and gives zeros.
+    let ones = quant::quantize(GgmlType::Q8_0, &[1.0; 64], 32, None).unwrap();
+    let m = g.upload_matrix(GgmlType::Q8_0, &ones, 32, 2).unwrap();
+    let (ids, out) = (
+        g.upload(&[1i32, 7, -1]).unwrap(),
+        g.zeros::<f32>(96).unwrap(),
+    );
+    g.get_rows(&m, ids.all(), out.all()).unwrap();
+    let got = read(&g, &out);
+    assert!(
+        got[..32].iter().all(|&v| (v - 1.0).abs() < 1e-3),
+        "{:?}",
+        &got[..32]
+    ); // (f16 scale)
+    assert!(got[32..].iter().all(|&v| v == 0.0), "{:?}", &got[32..]);
 }
 
 #[test]
