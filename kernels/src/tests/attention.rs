@@ -57,21 +57,27 @@ fn queries_together_are_each_query_alone() {
         // Head sizes: whole 32-value steps (the converted path on AVX2, up to its longest head
         // and past it), an f64 tail in the dot product, a tail of the f16 steps; a key scale
         // that makes new maxima common, and one that makes them rare.
-        for (hd, key_scale) in [
-            (64, 1.0),
-            (40, 3.0),
-            (12, 0.3),
-            (128, 1.0),
-            (256, 3.0),
-            (288, 1.0),
+        // Positions: within one tile of the fast kernel, and over many (new maxima in later
+        // tiles, queries ending inside a tile and at its end).
+        for (hd, key_scale, n_pos) in [
+            (64, 1.0, 57),
+            (40, 3.0, 57),
+            (12, 0.3, 57),
+            (128, 1.0, 57),
+            (256, 3.0, 57),
+            (288, 1.0, 57),
+            (64, 3.0, 301),
+            (256, 1.0, 300),
+            (96, 3.0, 130),
         ] {
             let stride = hd + 8;
-            let n_pos = 57;
             let k = halves(n_pos * stride, key_scale, &mut rng);
             let v = halves(n_pos * stride, 1.0, &mut rng);
             let nq = MAX_QUERIES.min(13);
             let q16 = halves(nq * hd, 1.0, &mut rng);
-            let counts: Vec<usize> = (0..nq).map(|g| [1, n_pos, 30, 2, 45][g % 5]).collect();
+            let counts: Vec<usize> = (0..nq)
+                .map(|g| [1, n_pos, 30, 2, 45, 64, n_pos - 1, 33][g % 8].min(n_pos))
+                .collect();
             let scale = 1.0 / (hd as f32).sqrt();
 
             let mut together = vec![f32::NAN; nq * hd];

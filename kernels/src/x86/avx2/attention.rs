@@ -10,11 +10,12 @@
 //! position: the queries once per call, each position's key and value once for all queries.
 //! The products, sums and roundings are the same instructions in the same order.
 //!
-//! The fast tables (issue #14) take [`attend_f16_fast`] instead: the same position loop with
-//! f32 value accumulators, closer to the exact result and not bit-identical to ggml's.
+//! The fast tables (issue #14) take [`attend_f16_fast`] instead: tiles of positions, each
+//! converted once for all the queries, scores eight at a time, ggml's vectorized `expf` and
+//! f32 value accumulators; closer to the exact result and not bit-identical to ggml's.
 
 use super::expf::expf_slice;
-use super::vec::load_f16x8;
+use super::vec::{load_f16x8, v_expf};
 use super::{fp16, vec_dot_f16_f16, vec_mad_f16, vec_scale_f16};
 use crate::attention::{query_len, F16Query, MAX_QUERIES};
 use core::arch::x86_64::*;
@@ -139,14 +140,14 @@ fn positions(
     }
 }
 
-/// Each query's head converted to f32.
+/// Each query's head converted to f32, in buffers of `C` registers a head.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn converted_queries(
+fn converted_queries<const C: usize>(
     queries: &[F16Query<'_>],
     lanes: usize,
-) -> [[__m256; MAX_HEAD / 8]; MAX_QUERIES] {
-    let mut q = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
+) -> [[__m256; C]; MAX_QUERIES] {
+    let mut q = [[_mm256_setzero_ps(); C]; MAX_QUERIES];
     for (qf, query) in q.iter_mut().zip(queries.iter()) {
         convert(query.q16, &mut qf[..lanes]);
     }
@@ -199,7 +200,7 @@ fn converted_heads<const L: usize>(
     hd: usize,
 ) {
     let lanes = if L > 0 { L } else { hd / 8 };
-    let q = converted_queries(queries, lanes);
+    let q = converted_queries::<{ MAX_HEAD / 8 }>(queries, lanes);
     let mut acc = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
     let mut sum = [0f32; MAX_QUERIES];
     let score = |g: usize, kf: &[__m256]| {
@@ -246,12 +247,17 @@ fn converted_heads<const L: usize>(
     finish_f32(queries, &acc, &sum, lanes);
 }
 
-/// Flash attention for the fast tables (issue #14): `attend_f16_converted`'s loop with each
-/// query's value accumulator in f32 registers instead of an f16 buffer rounded at every
-/// position (ggml's order, which the exact tables keep), and the dot products in two chains.
-/// No conversion to f16 and back per position and query; the result is closer to the exact
-/// softmax-weighted sum, not bit-identical to llama.cpp's. Heads of a multiple of 8 values up
-/// to `MAX_HEAD` (256); others take [`attend_f16`]. `vkq` is not used.
+/// Flash attention for the fast tables (issue #14), in tiles of [`TILE`] positions instead of
+/// one position at a time: each tile's keys and values are converted to f32 once for all the
+/// queries; each query's scores over the tile are eight dot products at a time (eight
+/// independent chains, summed across by one transpose), its running maximum moves once per
+/// tile (rescaling the accumulator then), its weights are ggml's vectorized `expf` eight at a
+/// time, and its values are accumulated in f32 registers. Not bit-identical to llama.cpp's
+/// (f16 accumulators, libm's `expf` per position); closer to the exact softmax-weighted sum. A
+/// query's result depends only on its own head and positions (tiles start at the first
+/// position for every query), so queries attended together give each one's result alone.
+/// Heads of a multiple of 8 values up to `MAX_HEAD` (256); others take [`attend_f16`]. `vkq`
+/// is not used.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
@@ -274,17 +280,64 @@ pub unsafe fn attend_f16_fast(
     }
     // The common head sizes with their loops unrolled.
     match hd / 8 {
-        8 => fast_heads::<8>(queries, k, v, stride, scale, hd),
-        16 => fast_heads::<16>(queries, k, v, stride, scale, hd),
-        32 => fast_heads::<32>(queries, k, v, stride, scale, hd),
-        _ => fast_heads::<0>(queries, k, v, stride, scale, hd),
+        8 => tiled_heads::<8, 8>(queries, k, v, stride, scale, hd),
+        16 => tiled_heads::<16, 16>(queries, k, v, stride, scale, hd),
+        32 => tiled_heads::<32, 32>(queries, k, v, stride, scale, hd),
+        _ => tiled_heads::<0, { MAX_HEAD / 8 }>(queries, k, v, stride, scale, hd),
     }
 }
 
-/// [`attend_f16_fast`] for heads of `hd` values, `8 * L` where `L` is not 0.
+/// Positions per tile of [`attend_f16_fast`] (a multiple of 8).
+const TILE: usize = 32;
+
+/// Rows `t0..t1` of the cache (`x`, rows `stride` apart, `lanes` registers each) into `out`
+/// (a tile's keys or values as f32, position `t0 + i` in row `i`), the rows past `t1` up to
+/// the next multiple of 8 zeroed.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fast_heads<const L: usize>(
+fn convert_tile<const C: usize>(
+    x: &[u16],
+    (stride, lanes): (usize, usize),
+    t0: usize,
+    t1: usize,
+    out: &mut [[__m256; C]; TILE],
+) {
+    for (i, row) in out
+        .iter_mut()
+        .enumerate()
+        .take((t1 - t0).next_multiple_of(8))
+    {
+        let p = t0 + i;
+        if p < t1 {
+            convert(&x[p * stride..][..8 * lanes], &mut row[..lanes]);
+        } else {
+            row[..lanes].fill(_mm256_setzero_ps());
+        }
+    }
+}
+
+/// The sums of the lanes of each of `d[0..8]`, in that order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sum_across(d: &[__m256; 8]) -> __m256 {
+    let t0 = _mm256_hadd_ps(d[0], d[1]);
+    let t1 = _mm256_hadd_ps(d[2], d[3]);
+    let t2 = _mm256_hadd_ps(d[4], d[5]);
+    let t3 = _mm256_hadd_ps(d[6], d[7]);
+    let u0 = _mm256_hadd_ps(t0, t1);
+    let u1 = _mm256_hadd_ps(t2, t3);
+    _mm256_add_ps(
+        _mm256_permute2f128_ps::<0x20>(u0, u1),
+        _mm256_permute2f128_ps::<0x31>(u0, u1),
+    )
+}
+
+/// [`attend_f16_fast`] for heads of `hd` values, `8 * L` where `L` is not 0, in buffers of `C`
+/// registers a head (`L`, or `MAX_HEAD / 8` for any head size): the smallest buffers that
+/// hold the head, as they are set to zero at every call.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tiled_heads<const L: usize, const C: usize>(
     queries: &mut [F16Query<'_>],
     k: &[u16],
     v: &[u16],
@@ -293,47 +346,103 @@ fn fast_heads<const L: usize>(
     hd: usize,
 ) {
     let lanes = if L > 0 { L } else { hd / 8 };
-    let q = converted_queries(queries, lanes);
-    let mut acc = [[_mm256_setzero_ps(); MAX_HEAD / 8]; MAX_QUERIES];
+    let q = converted_queries::<C>(queries, lanes);
+    let mut acc = [[_mm256_setzero_ps(); C]; MAX_QUERIES];
+    let mut m = [f32::NEG_INFINITY; MAX_QUERIES];
     let mut sum = [0f32; MAX_QUERIES];
-    let score = |g: usize, kf: &[__m256]| {
-        let mut s2 = [_mm256_setzero_ps(); 2];
-        for (i, (kf, qf)) in kf[..lanes].iter().zip(&q[g][..lanes]).enumerate() {
-            s2[i % 2] = _mm256_fmadd_ps(*kf, *qf, s2[i % 2]);
-        }
-        super::hsum_f32x8(_mm256_add_ps(s2[0], s2[1])) * scale
-    };
-    let add = |g: usize, e: f32, new_max: bool, vf: &[__m256]| {
-        let acc = &mut acc[g][..lanes];
-        if new_max {
-            // A new maximum: rescale what was accumulated; this value's weight is 1.
-            let ms = _mm256_set1_ps(e);
-            for (a, vj) in acc.iter_mut().zip(&vf[..lanes]) {
-                *a = _mm256_fmadd_ps(*a, ms, *vj);
+    let mut rows = [[_mm256_setzero_ps(); C]; TILE];
+    // Each query's weights over the tile.
+    let mut w = [[0f32; TILE]; MAX_QUERIES];
+    let n_pos = queries.iter().map(|q| q.n_pos).max().unwrap_or(0);
+    let scale8 = _mm256_set1_ps(scale);
+    for t0 in (0..n_pos).step_by(TILE) {
+        let t1 = (t0 + TILE).min(n_pos);
+        convert_tile(k, (stride, lanes), t0, t1, &mut rows);
+        for (g, query) in queries.iter().enumerate() {
+            let end = query.n_pos.min(t1);
+            if end <= t0 {
+                continue;
             }
-            sum[g] = _mm_cvtss_f32(_mm_fmadd_ss(
-                _mm_set_ss(sum[g]),
-                _mm_set_ss(e),
-                _mm_set_ss(1.0),
-            ));
-        } else {
-            let vv = _mm256_set1_ps(e);
-            for (a, vj) in acc.iter_mut().zip(&vf[..lanes]) {
-                *a = _mm256_fmadd_ps(*vj, vv, *a);
+            let qg = &q[g][..lanes];
+            // Scores, eight positions at a time; positions past the query's own are -inf.
+            let mut s = [_mm256_set1_ps(f32::NEG_INFINITY); TILE / 8];
+            let mut top = _mm256_set1_ps(f32::NEG_INFINITY);
+            for (b, sb) in s.iter_mut().enumerate().take((end - t0).div_ceil(8)) {
+                let mut d = [_mm256_setzero_ps(); 8];
+                for (i, di) in d.iter_mut().enumerate() {
+                    for (kf, qf) in rows[8 * b + i][..lanes].iter().zip(qg) {
+                        *di = _mm256_fmadd_ps(*kf, *qf, *di);
+                    }
+                }
+                let valid = (end - t0 - 8 * b).min(8) as i32;
+                let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane));
+                *sb = _mm256_blendv_ps(
+                    _mm256_set1_ps(f32::NEG_INFINITY),
+                    _mm256_mul_ps(sum_across(&d), scale8),
+                    keep,
+                );
+                top = _mm256_max_ps(top, *sb);
             }
-            sum[g] += e;
+            let top = hmax_f32x8(top);
+            let accg = &mut acc[g][..lanes];
+            if top > m[g] {
+                // A new maximum: rescale what was accumulated (nothing before the first tile).
+                if m[g] != f32::NEG_INFINITY {
+                    let f = _mm256_cvtss_f32(v_expf(_mm256_set1_ps(m[g] - top)));
+                    let f8 = _mm256_set1_ps(f);
+                    for a in accg.iter_mut() {
+                        *a = _mm256_mul_ps(*a, f8);
+                    }
+                    sum[g] *= f;
+                }
+                m[g] = top;
+            }
+            let m8 = _mm256_set1_ps(m[g]);
+            let mut total = _mm256_setzero_ps();
+            for (b, sb) in s.iter().enumerate().take((end - t0).div_ceil(8)) {
+                let e = v_expf(_mm256_sub_ps(*sb, m8));
+                total = _mm256_add_ps(total, e);
+                // SAFETY: `w[g][8 * b..]` holds 8 writable f32s (`TILE` is a multiple of 8).
+                unsafe { _mm256_storeu_ps(w[g][8 * b..].as_mut_ptr(), e) };
+            }
+            sum[g] += super::hsum_f32x8(total);
         }
-    };
-    positions(queries, (k, v, stride, lanes), score, add);
+        convert_tile(v, (stride, lanes), t0, t1, &mut rows);
+        for (g, query) in queries.iter().enumerate() {
+            let end = query.n_pos.min(t1);
+            if end <= t0 {
+                continue;
+            }
+            let mut a = acc[g];
+            for (row, &wp) in rows[..end - t0].iter().zip(&w[g]) {
+                let wp = _mm256_set1_ps(wp);
+                for (a, vf) in a[..lanes].iter_mut().zip(&row[..lanes]) {
+                    *a = _mm256_fmadd_ps(*vf, wp, *a);
+                }
+            }
+            acc[g] = a;
+        }
+    }
     finish_f32(queries, &acc, &sum, lanes);
+}
+
+/// The largest of the eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hmax_f32x8(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_extractf128_ps::<1>(v), _mm256_castps256_ps128(v));
+    let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
 }
 
 /// Each query's result: its accumulator in registers (`lanes` of them) divided by its sum.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn finish_f32(
+fn finish_f32<const C: usize>(
     queries: &mut [F16Query<'_>],
-    acc: &[[__m256; MAX_HEAD / 8]; MAX_QUERIES],
+    acc: &[[__m256; C]; MAX_QUERIES],
     sum: &[f32; MAX_QUERIES],
     lanes: usize,
 ) {

@@ -80,7 +80,7 @@ pub unsafe fn vec_scale_f16(y: &mut [u16], v: f32) {
 /// ggml's `ggml_v_expf` for AVX2 + FMA, operation for operation.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn v_expf(x: __m256) -> __m256 {
+pub(super) fn v_expf(x: __m256) -> __m256 {
     let set = _mm256_set1_ps;
     let r = set(f32::from_bits(0x4b40_0000)); // 0x1.8p23
     let z = _mm256_fmadd_ps(x, set(f32::from_bits(0x3fb8_aa3b)), r); // log2(e)
