@@ -112,16 +112,16 @@ struct Session {
 
 /// Sends responses; remembers a failed write so that a long task whose planner went away ends
 /// with that error.
-struct Sender<'a, W: Write> {
-    out: &'a mut W,
+struct Sender<'a> {
+    out: &'a mut dyn Write,
     failed: Option<io::Error>,
     exit_when_unheard: bool,
 }
 
-impl<W: Write> Sender<'_, W> {
+impl Sender<'_> {
     fn send(&mut self, r: &Response) {
         if self.failed.is_none() {
-            if let Err(e) = wire::write_frame(self.out, r) {
+            if let Err(e) = wire::write_frame(&mut self.out, r) {
                 if self.exit_when_unheard {
                     log(format!("the planner stopped listening ({e}): exiting"));
                     std::process::exit(1);
@@ -141,7 +141,7 @@ impl Session {
     fn handle(
         &mut self,
         request: Request,
-        out: &mut impl Write,
+        out: &mut dyn Write,
         exit_when_unheard: bool,
     ) -> io::Result<bool> {
         let mut tx = Sender {
@@ -178,7 +178,7 @@ impl Session {
         }
     }
 
-    fn run<W: Write>(&mut self, mut request: Request, tx: &mut Sender<'_, W>) {
+    fn run(&mut self, mut request: Request, tx: &mut Sender<'_>) {
         if let Some(root) = &self.root {
             if let Err(e) = confine::request(root, &mut request) {
                 log(format!("refused: {e}"));
