@@ -432,18 +432,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A synthetic llama checkpoint of at least 1.5 GB (TinyLlama's widths, 16 layers, BF16, an
-/// untied output), written one tensor at a time; SmolLM2's exported tokenizer files.
-fn big_checkpoint() -> PathBuf {
-    let dir = sintra_tests::repo_root().join("target/test-hf/big-llama-bf16-v1");
-    if dir.join("config.json").is_file() {
-        return dir;
-    }
-    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
+/// untied output) in `dir`, written one tensor at a time; SmolLM2's exported tokenizer files.
+/// Not cached: it lives as long as its test's temporary directory (kept under `target/`, its
+/// 1.5 GB stayed on CI's disk for the rest of the run).
+fn big_checkpoint(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
     let small = hf_export::cached(&sintra_tests::smollm2_q4_1(), f32_export()).unwrap();
     for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(small.join(f), tmp.join(f)).unwrap();
+        std::fs::copy(small.join(f), dir.join(f)).unwrap();
     }
     let (e, ff, layers, vocab, heads, kv_heads) =
         (2048usize, 5632usize, 16usize, 49152usize, 32usize, 4usize);
@@ -455,7 +451,7 @@ fn big_checkpoint() -> PathBuf {
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false,
         "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2
     });
-    std::fs::write(tmp.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
         ("model.embed_tokens.weight".into(), vec![vocab, e]),
         ("model.norm.weight".into(), vec![e]),
@@ -510,23 +506,22 @@ fn big_checkpoint() -> PathBuf {
     safetensors::serialize_to_file(
         gens.iter().map(|(n, g)| (n.as_str(), g)),
         None,
-        &tmp.join("model.safetensors"),
+        &dir.join("model.safetensors"),
     )
     .unwrap();
-    std::fs::rename(&tmp, &dir).unwrap();
-    dir
 }
 
 /// Tensors stream one at a time: converting a 1.5 GB+ checkpoint keeps peak RSS under 300 MB
 /// (the kernel's high-water mark, which `sintra convert` reports on Linux).
 #[test]
 fn converting_a_large_checkpoint_keeps_peak_memory_under_300_mb() {
-    let ck = big_checkpoint();
+    let out_dir = tempfile::tempdir().unwrap();
+    let ck = out_dir.path().join("big-llama-bf16");
+    big_checkpoint(&ck);
     let size = std::fs::metadata(ck.join("model.safetensors"))
         .unwrap()
         .len();
     assert!(size >= 1_500_000_000, "{size}");
-    let out_dir = tempfile::tempdir().unwrap();
     let gguf = out_dir.path().join("big.gguf");
     let out = Command::new(sintra_tests::release_bin_path("planner", "sintra"))
         .args([
