@@ -107,30 +107,23 @@ pub fn gemma3_270m_q4_k_m() -> PathBuf {
 }
 
 /// Path of a binary of this workspace (`sintra-rt`, `sintra`), built on first use with the same
-/// cargo and target directory as the running test binary, so tests run the real program.
-pub fn bin_path(package: &str, bin: &str) -> PathBuf {
-    build_bin(package, bin, false)
-}
-
-/// As [`bin_path`], built with `--release`: for tests that run real models through the binaries
-/// (the dev profile compiles workspace crates without optimization).
+/// cargo and target directory as the running test binary, so tests run the real program. Built
+/// with `--release`, as users build it: one build serves every test (a second, test-profile
+/// build of the planner and the runtime cost CI some 100 s), and the tests that run real models
+/// through the binaries run them at full speed (a dev build ran perplexity some 100 times
+/// slower).
 pub fn release_bin_path(package: &str, bin: &str) -> PathBuf {
-    build_bin(package, bin, true)
-}
-
-fn build_bin(package: &str, bin: &str, release: bool) -> PathBuf {
     use std::collections::HashMap;
     use std::sync::Mutex;
-    static BUILT: Mutex<Option<HashMap<(String, bool), PathBuf>>> = Mutex::new(None);
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let map = built.get_or_insert_with(HashMap::new);
-    if let Some(p) = map.get(&(bin.to_string(), release)) {
+    if let Some(p) = map.get(bin) {
         return p.clone();
     }
-    let profile = if release { "release" } else { "dev" };
-    let path = cargo_build(package, bin, profile, None, &[], &target_dir())
+    let path = cargo_build(package, bin, "release", None, &[], &target_dir())
         .unwrap_or_else(|e| panic!("{e}"));
-    map.insert((bin.to_string(), release), path.clone());
+    map.insert(bin.to_string(), path.clone());
     path
 }
 
@@ -182,8 +175,13 @@ pub fn cargo_build(
     if !status.success() {
         return Err(format!("{what} failed"));
     }
-    // cargo's directory for the dev profile is `debug`; every other profile has its own name.
-    let dir = if profile == "dev" { "debug" } else { profile };
+    // cargo's directory for the dev and test profiles is `debug`; every other profile has its
+    // own name.
+    let dir = if matches!(profile, "dev" | "test") {
+        "debug"
+    } else {
+        profile
+    };
     let mut path = target_dir.to_path_buf();
     if let Some(t) = triple {
         path.push(t);
@@ -224,13 +222,26 @@ pub fn dist_runtime(triple: &str) -> PathBuf {
     .unwrap_or_else(|e| panic!("{e} (is the target installed? `rustup target add {triple}`)"))
 }
 
-/// Taken by the tests that time things (the planner's speed targets) and by those that load
-/// the machine for minutes (qemu runs), so that none of them overlaps another: a qemu run
-/// starting or ending in the middle of a planner run would move its tokens/s by 2x and more
-/// on a 2-core machine. Other tests still run beside them.
-pub fn measuring_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// Held exclusively by the tests whose outcome depends on measured speed (the planner's loop
+/// measures every candidate: speed targets, drafts that must pay) and shared by those that load
+/// the machine for minutes without timing anything (qemu runs, see [`loading_lock`]): a qemu
+/// run starting or ending in the middle of a planner run would move its tokens/s by 2x and more
+/// on a 2-core machine. Lighter tests still run beside them.
+static MEASURING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Taken by a test that times things: no other such test and no [`loading_lock`] holder runs
+/// meanwhile.
+pub fn measuring_lock() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MEASURING.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Taken by a test that loads the machine for minutes but whose checks do not depend on speed
+/// (qemu runs; planner runs killed, starved of disk, or whose every outcome is checked): such
+/// tests run beside each other, never beside a [`measuring_lock`] holder. (Under the exclusive
+/// lock alone, a test waiting for it holds one of the harness's two slots, and the suite ran
+/// one planner run at a time for some 20 minutes.)
+pub fn loading_lock() -> std::sync::RwLockReadGuard<'static, ()> {
+    MEASURING.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The kernel table is one per process (`kernels::use_isa`), and the tables no longer agree bit

@@ -7,8 +7,7 @@
 use formats::quant::GgmlType;
 use sintra_tests::synthetic::{synthetic, Arch};
 use sintra_tests::{
-    cargo_build, data_file, measuring_lock, output_number, release_bin_path, smollm2_q4_1,
-    target_dir,
+    cargo_build, data_file, loading_lock, output_number, release_bin_path, smollm2_q4_1, target_dir,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -176,7 +175,7 @@ fn the_cuda_build_for_the_jetson_builds_for_aarch64_glibc_and_runs_under_qemu() 
     )
     .unwrap_or_else(|e| panic!("{e} (`bash scripts/setup.sh` installs gcc-aarch64-linux-gnu)"));
     assert_ptx_embedded(&arm);
-    let _quiet = measuring_lock(); // qemu loads the machine
+    let _loading = loading_lock(); // qemu loads the machine
     let qemu = |args: &[&str]| {
         let mut cmd = Command::new("qemu-aarch64-static");
         cmd.args(["-L", "/usr/aarch64-linux-gnu"])

@@ -10,7 +10,7 @@
 use formats::wire::{self, ErrorKind, Request, Response, PROTOCOL_VERSION};
 use sintra_tests::sshd::run_ok;
 use sintra_tests::Sshd;
-use sintra_tests::{bin_path, data_file, dist_runtime, smollm2_q4_1};
+use sintra_tests::{data_file, dist_runtime, release_bin_path, smollm2_q4_1};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -84,7 +84,7 @@ const PPL_ARGS: [&str; 6] = ["--ppl-ctx", "250", "--ppl-chunks", "4", "-t", "2"]
 
 #[test]
 fn ssh_aarch64_runtime_deploys_benchmarks_and_matches_host_perplexity() {
-    let _alone = sintra_tests::measuring_lock();
+    let _loading = sintra_tests::loading_lock();
     let t_all = Instant::now();
     let aarch64 = dist_runtime(AARCH64);
     let x86 = dist_runtime(X86_64);
@@ -94,7 +94,7 @@ fn ssh_aarch64_runtime_deploys_benchmarks_and_matches_host_perplexity() {
     let sshd = Sshd::start();
     let remote = sshd.remote_dir("device");
     let args = device_args(&sshd, &remote, &aarch64);
-    let sintra = bin_path("planner", "sintra");
+    let sintra = release_bin_path("planner", "sintra");
 
     // 1. device check: deploys the runtime only, handshake, memory probe.
     let t = Instant::now();
@@ -354,7 +354,7 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
-        let mut child = Command::new(bin_path("runtime", "sintra-rt"))
+        let mut child = Command::new(release_bin_path("runtime", "sintra-rt"))
             .arg("serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -503,7 +503,7 @@ fn fake_runtime(reply: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
 
 fn sintra_check_tcp(port: u16, timeout: u64) -> (bool, String, Duration) {
     // Built (or waited for) before the clock starts: the bound is on the planner's answer.
-    let sintra = bin_path("planner", "sintra");
+    let sintra = release_bin_path("planner", "sintra");
     let t = Instant::now();
     let out = Command::new(sintra)
         .env_remove("SINTRA_RT_TOKEN")

@@ -50,7 +50,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_stops_the_run_cleanly_and_resume_finishes_it() {
-    let _one = sintra_tests::measuring_lock();
+    let _loading = sintra_tests::loading_lock();
     let dir = tempfile::tempdir().unwrap();
     let disk = Tmpfs::mount(&dir.path().join("disk"), "24m");
     let home = disk.0.join("home");

@@ -5,7 +5,7 @@
 //! the real planner with and without the token.
 
 use formats::wire::{self, ErrorKind, LogitsMode, PerplexityRequest, Request, Response};
-use sintra_tests::{bin_path, smollm2_q4_1};
+use sintra_tests::{release_bin_path, smollm2_q4_1};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -30,7 +30,7 @@ impl Drop for Runtime {
 
 impl Runtime {
     fn start(args: &[&str], root: &Path) -> Runtime {
-        let mut child = Command::new(bin_path("runtime", "sintra-rt"))
+        let mut child = Command::new(release_bin_path("runtime", "sintra-rt"))
             .arg("serve")
             .args(args)
             .arg("--root")
@@ -165,7 +165,7 @@ fn the_wire_listener_lets_in_only_token_holders_and_keeps_them_inside_its_direct
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
 
     // No token, no network.
-    let out = Command::new(bin_path("runtime", "sintra-rt"))
+    let out = Command::new(release_bin_path("runtime", "sintra-rt"))
         .args(["serve", "--listen", "0.0.0.0:0"])
         .env_remove("SINTRA_RT_TOKEN")
         .output()
@@ -338,7 +338,7 @@ fn the_wire_listener_lets_in_only_token_holders_and_keeps_them_inside_its_direct
 
     // The real planner: without SINTRA_RT_TOKEN a clear refusal; with it, the device checks
     // out (and the check ends with Shutdown, which stops the runtime).
-    let sintra = bin_path("planner", "sintra");
+    let sintra = release_bin_path("planner", "sintra");
     std::thread::sleep(Duration::from_millis(200));
     let no = Command::new(&sintra)
         .args(["device", "check", &format!("tcp://{other}")])
@@ -439,10 +439,10 @@ fn ssh_host_keys_are_recorded_and_a_changed_one_is_refused() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&lax, loose + "\n").unwrap();
-    let runtime = bin_path("runtime", "sintra-rt");
+    let runtime = release_bin_path("runtime", "sintra-rt");
     let check = || {
         let t = Instant::now();
-        let out = Command::new(bin_path("planner", "sintra"))
+        let out = Command::new(release_bin_path("planner", "sintra"))
             .args(["device", "check", "sintra-test", "--probe-mib", "16"])
             .arg("--ssh-config")
             .arg(&lax)

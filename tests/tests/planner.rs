@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 fn sintra(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    let out = Command::new(sintra_tests::bin_path("planner", "sintra"))
+    let out = Command::new(sintra_tests::release_bin_path("planner", "sintra"))
         .args(args)
         .current_dir(cwd)
         .env("SINTRA_HOME", home)
@@ -424,7 +424,9 @@ fn optimizer_fits_q8_0_to_a_speed_target() {
 /// finishes with every experiment once, in the checkpoint and in the database.
 #[test]
 fn real_run_killed_mid_iteration_and_resumed() {
-    let _one = sintra_tests::measuring_lock();
+    // What is held does not depend on the speeds measured: it runs beside the other tests
+    // that load the machine, never beside a timed one.
+    let _loading = sintra_tests::loading_lock();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let cmd = release_sintra(&home, tmp.path());
@@ -646,7 +648,7 @@ fn api_key_never_reaches_the_database_or_the_logs() {
     let (base, seen) = fake_openai(RECIPES);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
-    let out = Command::new(sintra_tests::bin_path("planner", "sintra"))
+    let out = Command::new(sintra_tests::release_bin_path("planner", "sintra"))
         .args([
             "rpi5",
             "--mock",
@@ -732,7 +734,9 @@ fn api_key_never_reaches_the_database_or_the_logs() {
 /// the planner opens a fresh runtime for the next iteration and finishes the run.
 #[test]
 fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
-    let _one = sintra_tests::measuring_lock();
+    // What is held does not depend on the speeds measured: it runs beside the other tests
+    // that load the machine, never beside a timed one.
+    let _loading = sintra_tests::loading_lock();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let cmd = release_sintra(&home, tmp.path());
@@ -809,7 +813,9 @@ fn dead_runtime_is_a_failed_experiment_not_a_dead_planner() {
 /// the runtime once and each candidate under one name; quality on this host.
 #[test]
 fn optimizer_measures_speed_on_the_profile_device_over_ssh() {
-    let _one = sintra_tests::measuring_lock();
+    // What is held does not depend on the speeds measured: it runs beside the other tests
+    // that load the machine, never beside a timed one.
+    let _loading = sintra_tests::loading_lock();
     const TRIPLE: &str = "x86_64-unknown-linux-musl";
     let sshd = sintra_tests::Sshd::start();
     let tmp = tempfile::tempdir().unwrap();

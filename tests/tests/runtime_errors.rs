@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// Run sintra-rt; returns (exit code, stderr). A panic would exit with 101 and say "panicked".
 fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(sintra_tests::bin_path("runtime", "sintra-rt"))
+    let out = Command::new(sintra_tests::release_bin_path("runtime", "sintra-rt"))
         .args(args)
         .output()
         .unwrap();
