@@ -109,7 +109,7 @@ fn final_ppl(stdout: &str) -> f64 {
 
 #[test]
 fn aarch64_build_under_qemu_matches_the_host_perplexity() {
-    let _alone = sintra_tests::measuring_lock();
+    let _loading = sintra_tests::loading_lock();
     let model = smollm2_q4_1();
     let (dir, text) = eval_slice("aarch64");
 
@@ -151,9 +151,13 @@ fn aarch64_build_under_qemu_matches_the_host_perplexity() {
     // must compute the exact table's logits. (Those are not the x86 build's for Q4_K: llama.cpp
     // repacks Q4_K on AVX2 and sums it in that order, which the x86 exact table reproduces.)
     let k_file = sintra_tests::requant::smollm2_as(formats::quant::GgmlType::Q4_K);
+    // Which table runs Q4_K needs no long text: one window of 32 (15 scored positions, every
+    // log-probability compared) instead of 128 saves two thirds of two qemu runs.
     let k_logits = |runner, kernels, program, name: &str| {
         let path = logits(name);
         let mut args = perplexity_args(&k_file, &text);
+        let c = args.iter().position(|a| a == "-c").unwrap() + 1;
+        args[c] = "32".to_string();
         args.extend(["--save-logits".to_string(), path.display().to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run(runner, kernels, program, &args);
@@ -220,7 +224,7 @@ const FAST_PPL: f64 = 0.003;
 /// under qemu (252 scored positions: qemu decodes some 20x slower than the host).
 #[test]
 fn aarch64_fast_kernels_hold_the_tolerances() {
-    let _alone = sintra_tests::measuring_lock();
+    let _loading = sintra_tests::loading_lock();
     let model = sintra_tests::requant::smollm2_as(formats::quant::GgmlType::Q4_0);
     let (dir, text) = eval_slice_of("aarch64-fast", 4 * TEXT_BYTES);
     let host = dist_runtime(HOST_TARGET);
@@ -292,7 +296,7 @@ fn aarch64_fast_kernels_hold_the_tolerances() {
 fn armv7_build_under_qemu_matches_the_host_perplexity() {
     const ARMV7: &str = "armv7-unknown-linux-gnueabihf";
     const RUNNER: &str = "qemu-arm-static";
-    let _alone = sintra_tests::measuring_lock();
+    let _loading = sintra_tests::loading_lock();
     let model = smollm2_q4_1();
     let (dir, text) = eval_slice_of("armv7", 4 * TEXT_BYTES);
 
@@ -416,7 +420,8 @@ fn has_interpreter(elf: &[u8]) -> bool {
 /// gemma-3-270m (its Q4_K_M file and a Q8_0 requantization) under qemu. On the Q8_0 files the
 /// exact NEON table computes the x86 build's exact logits byte for byte (Q8_0 is one of the
 /// types whose AVX2 order NEON reproduces; on AVX2 llama.cpp repacks Q4_K, whose order NEON's
-/// exact table does not take, so the Q4_K_M file's exact PPL is printed); the default table
+/// exact table does not take, so the Q4_K_M file's exact table is not run: under qemu a pass
+/// of gemma's 262,144-token classifier costs minutes, and nothing would be held); the default table
 /// (packed Q8_0, its own order) stays within three times the host scalar oracle's mean KL
 /// divergence from the host's exact run (any other order of sums lands near the oracle's
 /// distance: 8-bit activations amplify an ulp). Top-1 agreement is printed, not held: over 63
@@ -424,7 +429,7 @@ fn has_interpreter(elf: &[u8]) -> bool {
 #[test]
 fn aarch64_runs_the_new_architectures() {
     use sintra_tests::synthetic::{synthetic, Arch};
-    let _alone = sintra_tests::measuring_lock();
+    let _loading = sintra_tests::loading_lock();
     let (dir, text) = eval_slice("aarch64-archs");
     let host = dist_runtime(HOST_TARGET);
     let arm = dist_runtime(TARGET);
@@ -457,7 +462,7 @@ fn aarch64_runs_the_new_architectures() {
             (ppl, std::fs::read(logits(what)).unwrap())
         };
         let (host_ppl, host_logits) = saved(None, "avx2-exact", &host, "host");
-        let (arm_ppl, arm_logits) = saved(Some(RUNNER), EXACT, &arm, "arm");
+        let exact = identical.then(|| saved(Some(RUNNER), EXACT, &arm, "arm"));
         let mut args = perplexity_args(&model, &text);
         args.extend([
             "--kl-divergence-base".to_string(),
@@ -470,15 +475,19 @@ fn aarch64_runs_the_new_architectures() {
             output_number(&out, "Mean KLD:"),
         );
         let oracle = output_number(&run(None, "scalar", &host, &args), "Mean KLD:");
+        let arm_ppl = exact.as_ref().map(|(ppl, _)| format!("{ppl:.4}"));
         eprintln!(
-            "{name} under qemu: exact table PPL {arm_ppl:.4} (host {host_ppl:.4}); default table \
+            "{name} under qemu: exact table PPL {} (host {host_ppl:.4}); default table \
              against the host's exact run: mean KLD {kld:.6} (the host's scalar oracle \
-             {oracle:.6}), top-1 agreement {same_top:.2}%"
+             {oracle:.6}), top-1 agreement {same_top:.2}%",
+            arm_ppl.as_deref().unwrap_or("not run")
         );
-        assert!(
-            !identical || arm_logits == host_logits,
-            "{name}: the aarch64 exact table's logits differ from the x86 build's"
-        );
+        if let Some((_, arm_logits)) = exact {
+            assert!(
+                arm_logits == host_logits,
+                "{name}: the aarch64 exact table's logits differ from the x86 build's"
+            );
+        }
         assert!(
             kld <= 3.0 * oracle,
             "{name}: mean KLD {kld} > 3 x the oracle's {oracle}"

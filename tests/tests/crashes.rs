@@ -306,7 +306,7 @@ const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[test]
 fn a_real_run_killed_in_every_phase_loses_nothing_and_leaves_nothing_behind() {
-    let _one = sintra_tests::measuring_lock();
+    let _loading = sintra_tests::loading_lock();
     let dir = tempfile::tempdir().unwrap();
     let (home, out, cache) = (
         dir.path().join("home"),
@@ -320,12 +320,17 @@ fn a_real_run_killed_in_every_phase_loses_nothing_and_leaves_nothing_behind() {
     // 16 MiB/s: the 94 MiB file takes about 6 s, long enough to be killed in four times.
     hub.limit_rate(16 << 20);
     let base = crate::planner::release_sintra(&home, dir.path());
-    let sintra = |args: &[&str]| {
+    // Until the sensitivity pass has been killed in, its own caches (so that the pass begins
+    // here, whatever other tests computed); afterwards the tests' shared ones, so that the
+    // suite computes SmolLM2's statistics and sensitivity pass once (some 3 minutes on 2
+    // cores): the run then reads them, or computes them there for the tests after it. No model
+    // cache: the model comes from the double.
+    let sintra = |args: &[&str], own_cache: bool| {
         let mut c = base(args);
-        // Its own caches (the statistics and the sensitivity pass computed here, not shared
-        // with other tests) and no model cache: the model comes from the double.
-        c.env("SINTRA_CACHE", &cache)
-            .env_remove("SINTRA_MODELS")
+        if own_cache {
+            c.env("SINTRA_CACHE", &cache);
+        }
+        c.env_remove("SINTRA_MODELS")
             .env("HF_ENDPOINT", hub.url())
             .env_remove("HF_TOKEN");
         c
@@ -372,10 +377,11 @@ fn a_real_run_killed_in_every_phase_loses_nothing_and_leaves_nothing_behind() {
         for attempt in 0..6 {
             k += 1;
             let why = format!("seed {seed}, kill {k} (in {phase}, try {attempt})");
+            let own_cache = matches!(phase, "download" | "sensitivity");
             let cmd = if has_checkpoint(&home) {
-                sintra(&["--resume", "--max-iters", "40"])
+                sintra(&["--resume", "--max-iters", "40"], own_cache)
             } else {
-                sintra(&start)
+                sintra(&start, own_cache)
             };
             let stdout = dir.path().join(format!("stdout-{k}.txt"));
             let mut p = Watched::spawn(cmd, &stdout);
@@ -444,7 +450,7 @@ fn a_real_run_killed_in_every_phase_loses_nothing_and_leaves_nothing_behind() {
         .unwrap()
         .len();
     let last = (cp_len + 1).to_string();
-    let done = sintra(&["--resume", "--max-iters", &last])
+    let done = sintra(&["--resume", "--max-iters", &last], false)
         .output()
         .unwrap();
     eprintln!("seed {seed}: the last resume");
@@ -471,11 +477,14 @@ fn a_mock_run_killed_twenty_times_loses_nothing_and_leaves_nothing_behind() {
     let mut kills = 0;
     let mut killed_after = Vec::new();
     let mut seen = BTreeMap::new();
-    // A mock run spends ~0.3 s before its checkpoint exists (the host described) and some
-    // 30 ms on its 15 iterations. Before a checkpoint exists, a kill comes 20-150 ms after the
-    // start; after, once the run has printed 1 or 2 lines (its "resuming" line, then one per
-    // recorded iteration) and 0-1 ms more: inside the loop, wherever it is. Until 20 kills
-    // landed or a run ended by itself.
+    // A mock run spends 0.1-0.3 s before its checkpoint exists (the host described; more on a
+    // loaded machine) and some 30 ms on its 15 iterations. Before a checkpoint exists, a kill
+    // comes 20-150 ms after the start; after, once the run has printed 1 or 2 lines (its
+    // "resuming" line, then one per recorded iteration) and 0-1 ms more: inside the loop,
+    // wherever it is. Until 20 kills landed or a run ended by itself. After 4 kills before any
+    // checkpoint, a start is killed only once its checkpoint exists (0-1 ms after), so that on
+    // a slow machine the kills do not all land before it.
+    let mut early_kills = 0;
     for round in 0..60 {
         let resume = has_checkpoint(&home);
         let mut cmd = if resume {
@@ -508,12 +517,31 @@ fn a_mock_run_killed_twenty_times_loses_nothing_and_leaves_nothing_behind() {
                 break;
             }
         }
+        let at_checkpoint = !resume && early_kills >= 4;
+        if at_checkpoint {
+            let t = Instant::now();
+            while !has_checkpoint(&home) && child.try_wait().unwrap().is_none() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(120),
+                    "seed {seed}: no checkpoint"
+                );
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        let wait = if at_checkpoint {
+            dice.between(0, 2)
+        } else {
+            wait
+        };
         std::thread::sleep(Duration::from_millis(wait));
         let running = child.try_wait().unwrap().is_none();
         if running {
             child.kill().unwrap();
             kills += 1;
-            killed_after.push(format!("{lines} lines+{wait}ms"));
+            killed_after.push(match (resume, at_checkpoint) {
+                (false, true) => format!("checkpoint+{wait}ms"),
+                _ => format!("{lines} lines+{wait}ms"),
+            });
         }
         let done = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&done.stderr);
@@ -521,6 +549,9 @@ fn a_mock_run_killed_twenty_times_loses_nothing_and_leaves_nothing_behind() {
         assert!(!err.contains("panicked"), "{why}: {err}");
         assert!(running || done.status.success(), "{why}: {err}");
         check_after_kill(&home, &out, &mut seen, &why);
+        if running && !has_checkpoint(&home) {
+            early_kills += 1;
+        }
         if kills == 20 || !running {
             break;
         }
