@@ -16,6 +16,7 @@ import base64
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,9 @@ class Cdp:
             stderr=subprocess.DEVNULL,
             close_fds=False,
             preexec_fn=fds,
+            # Its own process group: closing kills the renderer and utility processes too,
+            # which otherwise still write into the profile while it is being removed.
+            start_new_session=True,
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
@@ -127,8 +131,34 @@ class Cdp:
             f.write(base64.b64decode(data["data"]))
 
     def close(self):
-        self.proc.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait()
+        # Then wait for the group's other members (reparented when the browser died) to be
+        # gone or dead (a zombie writes nothing).
+        deadline = time.time() + 30
+        while live_members(self.proc.pid):
+            if time.time() > deadline:
+                raise TimeoutError("chromium's processes did not exit")
+            time.sleep(0.05)
+
+
+def live_members(pgid):
+    """The processes of group `pgid` that still run (not zombies), from /proc."""
+    live = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            live.append(int(pid))
+    return live
 
 
 def wait_for(what, f, timeout, every=0.25):
