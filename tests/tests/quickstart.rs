@@ -2,10 +2,10 @@
 //! temporary directory with nothing beside it (no `../shared`), the command the README's quick
 //! start shows, word for word: the setup script (its texts written afresh from rust-docs), a
 //! release build in the copy's own target directory (its crates.io dependencies taken from the
-//! suite's release build), and `sintra --auto-detect` on the default
-//! model with default targets. It must meet every target within 5 measured candidates or end
-//! with the evidence of what can be met (issue #13). Also on a synthetic device profile, and
-//! with targets no recipe can meet.
+//! suite's release build), and `sintra --auto-detect` on the default model with default
+//! targets. It must meet every target within 5 measured candidates or end with the evidence of
+//! what can be met (issue #13). Also on a synthetic device profile, and with targets no recipe
+//! can meet.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -52,11 +52,13 @@ fn copy_repository(dir: &Path) {
 }
 
 /// The suite's compiled release dependencies in the copy's `target/release`: the artifacts
-/// hard-linked (`cp -al`: no disk), the fingerprints, which cargo rewrites, copied. Cargo reuses a crates.io dependency wherever its features,
-/// profile and compiler match, whatever the workspace's path; the copy's own crates (formats,
-/// kernels, runtime, planner) are compiled from the copy's sources, whose paths differ. What a
-/// fresh clone adds is the same dependencies compiled once more (some 2 minutes of both cores
-/// here) — not what this test is about: that the command needs nothing beside the copy.
+/// hard-linked (`cp -al`: no disk; one the copy rebuilt under the same name would be the same
+/// crate built the same way), the fingerprints, which cargo rewrites, copied. Cargo reuses a
+/// crates.io dependency wherever its features, profile and compiler match, whatever the
+/// workspace's path; the copy's own crates (formats, kernels, runtime, planner) are compiled
+/// from the copy's sources, whose paths differ. What a fresh clone adds is the same
+/// dependencies compiled once more (about 2 minutes of both cores here), which is not what
+/// this test is about: that the command needs nothing beside the copy.
 fn seed_release_dependencies(repo: &Path) {
     let ours = sintra_tests::target_dir().join("release");
     let theirs = repo.join("target/release");
