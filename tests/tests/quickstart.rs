@@ -8,6 +8,7 @@
 //! can meet.
 
 use serde_json::Value;
+use sintra_tests::sshd::run_ok;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -67,18 +68,7 @@ fn seed_release_dependencies(repo: &Path) {
         if !ours.join(dir).is_dir() {
             continue; // nothing built in release yet: the copy builds everything
         }
-        let out = Command::new("cp")
-            .arg(how)
-            .arg(ours.join(dir))
-            .arg(&theirs)
-            .output()
-            .expect("cp");
-        assert!(
-            out.status.success(),
-            "cp {how} {}: {}",
-            ours.join(dir).display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(Command::new("cp").arg(how).arg(ours.join(dir)).arg(&theirs));
     }
 }
 
