@@ -108,22 +108,35 @@ pub fn gemma3_270m_q4_k_m() -> PathBuf {
 
 /// Path of a binary of this workspace (`sintra-rt`, `sintra`), built on first use with the same
 /// cargo and target directory as the running test binary, so tests run the real program. Built
-/// with `--release`, as users build it: one build serves every test (a second, test-profile
-/// build of the planner and the runtime cost CI some 100 s), and the tests that run real models
-/// through the binaries run them at full speed (a dev build ran perplexity some 100 times
-/// slower).
+/// as the README's quick start builds them, `cargo build --release` (the default members, both
+/// binaries at once): one build serves every test (a second, test-profile build of the planner
+/// and the runtime cost CI some 100 s), the tests that run real models through the binaries run
+/// them at full speed (a dev build ran perplexity some 100 times slower), and the quick start's
+/// test, whose copy of the repository starts from these dependencies, finds every one of them
+/// built with the features its own build asks for.
 pub fn release_bin_path(package: &str, bin: &str) -> PathBuf {
-    use std::collections::HashMap;
     use std::sync::Mutex;
-    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    static BUILT: Mutex<bool> = Mutex::new(false);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let map = built.get_or_insert_with(HashMap::new);
-    if let Some(p) = map.get(bin) {
-        return p.clone();
+    let dir = target_dir();
+    if !*built {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let what = "cargo build --release (the default members: the planner and the runtime)";
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "--release", "--target-dir"])
+            .arg(&dir)
+            .current_dir(repo_root())
+            .status()
+            .unwrap_or_else(|e| panic!("{what}: cannot run cargo: {e}"));
+        assert!(status.success(), "{what} failed");
+        *built = true;
     }
-    let path = cargo_build(package, bin, "release", None, &[], &target_dir())
-        .unwrap_or_else(|e| panic!("{e}"));
-    map.insert(bin.to_string(), path.clone());
+    let path = dir.join("release").join(bin);
+    assert!(
+        path.is_file(),
+        "{} was not built by `cargo build --release` (is `{package}` a default member?)",
+        path.display()
+    );
     path
 }
 

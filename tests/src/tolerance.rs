@@ -89,11 +89,13 @@ impl<'a> Reference<'a> {
     /// (llama.cpp's arithmetic) [`Self::check`] and [`greedy`] with their strict bars, then on
     /// the default table with issue #14's tolerance and the greedy tokens shown.
     pub fn check_both_tables(&self, label: &str) {
+        // llama.cpp's generations do not depend on our table: made once for both.
+        let theirs = llama_greedy(self.path, &PROMPTS, 64);
         for strict in [true, false] {
             let _exact = strict.then(crate::exact_kernels);
             let _selected = (!strict).then(crate::kernels_as_selected);
             self.check(label, strict);
-            let agreed = greedy(label, self.path, &PROMPTS, 64, strict);
+            let agreed = greedy_against(label, self.path, &theirs, strict);
             eprintln!("{label} greedy on {}: {agreed:?}", kernels::isa_name());
         }
     }
@@ -213,12 +215,57 @@ pub fn greedy(
     n: usize,
     strict: bool,
 ) -> Vec<(usize, usize)> {
+    greedy_against(label, path, &llama_greedy(path, prompts, n), strict)
+}
+
+/// llama.cpp's side of [`greedy`]: per prompt, the prompt, how many tokens were asked and what
+/// [`llama::generate_greedy_gaps`] gave (tokens, each one's margin over the runner-up, text).
+#[derive(Debug)]
+struct LlamaGreedy<'p> {
+    prompt: &'p str,
+    /// How many tokens were asked for.
+    n: usize,
+    tokens: Vec<i32>,
+    gaps: Vec<f32>,
+    text: String,
+}
+
+/// `n` greedy tokens after each of `prompts` by llama.cpp (token by token on 2 threads).
+fn llama_greedy<'p>(path: &Path, prompts: &[&'p str], n: usize) -> Vec<LlamaGreedy<'p>> {
+    prompts
+        .iter()
+        .map(|&prompt| {
+            let (tokens, gaps, text) = llama::generate_greedy_gaps(path, prompt, n, 2).unwrap();
+            LlamaGreedy {
+                prompt,
+                n,
+                tokens,
+                gaps,
+                text,
+            }
+        })
+        .collect()
+}
+
+/// [`greedy`] against llama.cpp's generations made beforehand.
+fn greedy_against(
+    label: &str,
+    path: &Path,
+    theirs: &[LlamaGreedy<'_>],
+    strict: bool,
+) -> Vec<(usize, usize)> {
     let file = GgufFile::open(path).unwrap();
     let tok = Tokenizer::from_gguf(&file.header).unwrap();
     let pool = Pool::new(2);
     let mut agreed = Vec::new();
-    for prompt in prompts {
-        let (want, gaps, want_text) = llama::generate_greedy_gaps(path, prompt, n, 2).unwrap();
+    for reference in theirs {
+        let LlamaGreedy {
+            prompt,
+            n,
+            tokens: want,
+            gaps,
+            text: want_text,
+        } = reference;
         let tokens = tok.encode(prompt, tok.add_bos(), true);
         // llama.cpp's context (`generate_greedy`'s 512 cells: it picks LongRoPE's factors).
         let mut model = Llama::new(&file, 512.max(tokens.len() + n + 1), KvType::F16).unwrap();

@@ -3,10 +3,7 @@
 //! static host build (`x86_64-unknown-linux-musl`, the same libc and so the same libm) on the
 //! same text.
 //!
-//! - **The port.** With `SINTRA_KERNELS=scalar` both builds run the same portable code; any
-//!   difference would be a porting bug outside the SIMD kernels (model loading, tokenizer,
-//!   byte order, libm). Held to 0.1% (the issue's bar). Measured: identical PPL.
-//! - **The SIMD kernels: identical logits.** Under qemu's default CPU (NEON and the
+//! - **The port and the SIMD kernels: identical logits.** Under qemu's default CPU (NEON and the
 //!   dot-product extension) the `neon+dotprod-exact` table runs, on the host the AVX2 one. The NEON
 //!   kernels compute the AVX2 kernels' f32 arithmetic (the same lanes, fused multiply-adds,
 //!   horizontal-sum tree, quantizers and vector steps; `kernels`' `cross_isa` test holds each
@@ -14,6 +11,11 @@
 //!   log-probabilities, byte for byte in the `--save-logits` files, and the same PPL.
 //!   Measured: PPL 10.5463 on both, identical files (before the NEON kernels took the AVX2
 //!   order they summed in ggml's ARM order: 0.31% apart over the device test's 1,000 tokens).
+//!   Identical logits hold the port too: a porting bug outside the kernels (model loading,
+//!   tokenizer, byte order, libm) would move them. (A run of both builds on their scalar
+//!   tables, held to issue #5's 0.1%, checked that separately and measured identical PPLs; it
+//!   cost some 90 s of qemu a suite and could find nothing these bytes do not. The scalar
+//!   kernels themselves are tested under qemu in `kernels`' own tests.)
 //!   The default table differs from the exact one only in Q4_0 and Q8_0 matrices: on a file
 //!   with neither it computes the same logits (`benches/arm-tolerance.sh` measures those two
 //!   types over 2,040 positions).
@@ -140,10 +142,8 @@ fn aarch64_build_under_qemu_matches_the_host_perplexity() {
         (ppl, bytes, start.elapsed().as_secs_f64())
     };
     let logits = |name: &str| dir.join(format!("{name}.logits"));
-    let (host_scalar, _, host_s) = perplexity(None, "scalar", &host, &logits("host-scalar"));
-    let (host_simd, host_simd_logits, _) = perplexity(None, "avx2-exact", &host, &logits("host"));
-    let (arm_scalar, _, arm_scalar_s) =
-        perplexity(Some(RUNNER), "scalar", &arm, &logits("arm-scalar"));
+    let (host_simd, host_simd_logits, host_s) =
+        perplexity(None, "avx2-exact", &host, &logits("host"));
     let (arm_simd, arm_simd_logits, arm_simd_s) =
         perplexity(Some(RUNNER), EXACT, &arm, &logits("arm"));
     // The default table differs from the exact one only in Q4_0 and Q8_0 matrices (this file's
@@ -167,7 +167,6 @@ fn aarch64_build_under_qemu_matches_the_host_perplexity() {
     let arm_default_k = k_logits(Some(RUNNER), "auto", &arm, "arm-default-k");
     std::fs::remove_dir_all(&dir).ok();
 
-    let port = (arm_scalar - host_scalar).abs() / host_scalar;
     let simd = (arm_simd - host_simd).abs() / host_simd;
     // f16 log-probabilities that differ, of the scored positions' whole vocabulary.
     let differing = host_simd_logits
@@ -176,20 +175,12 @@ fn aarch64_build_under_qemu_matches_the_host_perplexity() {
         .filter(|(a, b)| a != b)
         .count();
     eprintln!(
-        "host scalar PPL {host_scalar:.4} ({host_s:.1} s), {} {host_simd:.4}; under qemu: scalar \
-         {arm_scalar:.4} ({arm_scalar_s:.1} s, {:.4}% apart), {} {arm_simd:.4} ({arm_simd_s:.1} \
-         s, {:.4}% from the host's SIMD run, {differing} of {} saved log-probabilities differ)",
+        "host {} PPL {host_simd:.4} ({host_s:.1} s); under qemu {} {arm_simd:.4} ({arm_simd_s:.1} \
+         s, {:.4}% from the host's run, {differing} of {} saved log-probabilities differ)",
         host_version.trim(),
-        100.0 * port,
         version.trim(),
         100.0 * simd,
         host_simd_logits.len() / 2
-    );
-    assert!(
-        port <= PORT_BOUND,
-        "aarch64 scalar PPL {arm_scalar} vs host {host_scalar}: {:.4}% apart (more than {}%)",
-        100.0 * port,
-        100.0 * PORT_BOUND
     );
     assert_eq!(
         arm_simd, host_simd,
@@ -424,7 +415,10 @@ fn has_interpreter(elf: &[u8]) -> bool {
 /// of gemma's 262,144-token classifier costs minutes, and nothing would be held); the default table
 /// (packed Q8_0, its own order) stays within three times the host scalar oracle's mean KL
 /// divergence from the host's exact run (any other order of sums lands near the oracle's
-/// distance: 8-bit activations amplify an ulp). Top-1 agreement is printed, not held: over 63
+/// distance: 8-bit activations amplify an ulp). The real gemma runs each table once: the exact
+/// one on the Q8_0 file, the default one on the Q4_K_M file (whose Q8_0, Q6_K and Q4_K matrices
+/// it packs or sums in its own order; the packed Q8_0 kernels are held on SmolLM2 by
+/// `aarch64_fast_kernels_hold_the_tolerances`), not both on both. Top-1 agreement is printed, not held: over 63
 /// positions one token is 1.6 points, and a random model's top two tokens are often near-ties.
 #[test]
 fn aarch64_runs_the_new_architectures() {
@@ -434,22 +428,25 @@ fn aarch64_runs_the_new_architectures() {
     let host = dist_runtime(HOST_TARGET);
     let arm = dist_runtime(TARGET);
     use formats::quant::GgmlType::Q8_0;
-    // (name, file, whether NEON's exact table reproduces the AVX2 one on all its types)
+    // (name, file, whether NEON's exact table reproduces the AVX2 one on all its types (run and
+    // held to it), whether the default table runs)
     let models = [
-        ("qwen3 Q8_0", synthetic(Arch::Qwen3, Q8_0), true),
-        ("gemma3 Q8_0", synthetic(Arch::Gemma3, Q8_0), true),
+        ("qwen3 Q8_0", synthetic(Arch::Qwen3, Q8_0), true, true),
+        ("gemma3 Q8_0", synthetic(Arch::Gemma3, Q8_0), true, true),
         (
             "gemma-3-270m Q8_0",
             sintra_tests::requant::gemma3_as(Q8_0),
             true,
+            false,
         ),
         (
             "gemma-3-270m Q4_K_M",
             sintra_tests::gemma3_270m_q4_k_m(),
             false,
+            true,
         ),
     ];
-    for (name, model, identical) in models {
+    for (name, model, identical, default_table) in models {
         let logits = |what: &str| dir.join(format!("{name}-{what}.logits"));
         let saved = |runner, kernels, program, what: &str| {
             let mut args = perplexity_args(&model, &text);
@@ -463,6 +460,20 @@ fn aarch64_runs_the_new_architectures() {
         };
         let (host_ppl, host_logits) = saved(None, "avx2-exact", &host, "host");
         let exact = identical.then(|| saved(Some(RUNNER), EXACT, &arm, "arm"));
+        let arm_ppl = exact.as_ref().map(|(ppl, _)| format!("{ppl:.4}"));
+        eprintln!(
+            "{name} under qemu: exact table PPL {} (host {host_ppl:.4})",
+            arm_ppl.as_deref().unwrap_or("not run")
+        );
+        if let Some((_, arm_logits)) = exact {
+            assert!(
+                arm_logits == host_logits,
+                "{name}: the aarch64 exact table's logits differ from the x86 build's"
+            );
+        }
+        if !default_table {
+            continue;
+        }
         let mut args = perplexity_args(&model, &text);
         args.extend([
             "--kl-divergence-base".to_string(),
@@ -475,19 +486,10 @@ fn aarch64_runs_the_new_architectures() {
             output_number(&out, "Mean KLD:"),
         );
         let oracle = output_number(&run(None, "scalar", &host, &args), "Mean KLD:");
-        let arm_ppl = exact.as_ref().map(|(ppl, _)| format!("{ppl:.4}"));
         eprintln!(
-            "{name} under qemu: exact table PPL {} (host {host_ppl:.4}); default table \
-             against the host's exact run: mean KLD {kld:.6} (the host's scalar oracle \
-             {oracle:.6}), top-1 agreement {same_top:.2}%",
-            arm_ppl.as_deref().unwrap_or("not run")
+            "{name} under qemu, default table against the host's exact run: mean KLD {kld:.6} \
+             (the host's scalar oracle {oracle:.6}), top-1 agreement {same_top:.2}%"
         );
-        if let Some((_, arm_logits)) = exact {
-            assert!(
-                arm_logits == host_logits,
-                "{name}: the aarch64 exact table's logits differ from the x86 build's"
-            );
-        }
         assert!(
             kld <= 3.0 * oracle,
             "{name}: mean KLD {kld} > 3 x the oracle's {oracle}"

@@ -54,20 +54,19 @@ fn copy_repository(dir: &Path) {
 
 /// The suite's compiled release dependencies in the copy's `target/release`: the artifacts
 /// hard-linked (`cp -al`: no disk; one the copy rebuilt under the same name would be the same
-/// crate built the same way), the fingerprints, which cargo rewrites, copied. Cargo reuses a
-/// crates.io dependency wherever its features, profile and compiler match, whatever the
+/// crate built the same way), the fingerprints, which cargo rewrites, copied. The suite builds
+/// them with the quick start's own `cargo build --release` (`release_bin_path`), so every
+/// crates.io dependency's features, profile and compiler match and cargo reuses it, whatever the
 /// workspace's path; the copy's own crates (formats, kernels, runtime, planner) are compiled
 /// from the copy's sources, whose paths differ. What a fresh clone adds is the same
 /// dependencies compiled once more (about 2 minutes of both cores here), which is not what
 /// this test is about: that the command needs nothing beside the copy.
 fn seed_release_dependencies(repo: &Path) {
+    sintra_tests::release_bin_path("planner", "sintra");
     let ours = sintra_tests::target_dir().join("release");
     let theirs = repo.join("target/release");
     std::fs::create_dir_all(&theirs).unwrap();
     for (dir, how) in [("deps", "-al"), ("build", "-al"), (".fingerprint", "-a")] {
-        if !ours.join(dir).is_dir() {
-            continue; // nothing built in release yet: the copy builds everything
-        }
         run_ok(Command::new("cp").arg(how).arg(ours.join(dir)).arg(&theirs));
     }
 }
