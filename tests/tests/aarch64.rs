@@ -14,7 +14,7 @@
 //!   Identical logits hold the port too: a porting bug outside the kernels (model loading,
 //!   tokenizer, byte order, libm) would move them. (A run of both builds on their scalar
 //!   tables, held to issue #5's 0.1%, checked that separately and measured identical PPLs; it
-//!   cost some 90 s of qemu a suite and could find nothing these bytes do not. The scalar
+//!   cost some 90 s of qemu per suite and could find nothing these bytes do not. The scalar
 //!   kernels themselves are tested under qemu in `kernels`' own tests.)
 //!   The default table differs from the exact one only in Q4_0 and Q8_0 matrices: on a file
 //!   with neither it computes the same logits (`benches/arm-tolerance.sh` measures those two
@@ -415,11 +415,12 @@ fn has_interpreter(elf: &[u8]) -> bool {
 /// of gemma's 262,144-token classifier costs minutes, and nothing would be held); the default table
 /// (packed Q8_0, its own order) stays within three times the host scalar oracle's mean KL
 /// divergence from the host's exact run (any other order of sums lands near the oracle's
-/// distance: 8-bit activations amplify an ulp). The real gemma runs each table once: the exact
-/// one on the Q8_0 file, the default one on the Q4_K_M file (whose Q8_0, Q6_K and Q4_K matrices
-/// it packs or sums in its own order; the packed Q8_0 kernels are held on SmolLM2 by
-/// `aarch64_fast_kernels_hold_the_tolerances`), not both on both. Top-1 agreement is printed, not held: over 63
-/// positions one token is 1.6 points, and a random model's top two tokens are often near-ties.
+/// distance: 8-bit activations amplify an ulp). The real gemma runs each table once, not both
+/// on both files: the exact one on the Q8_0 file, the default one on the Q4_K_M file (whose
+/// Q8_0, Q6_K and Q4_K matrices it packs or sums in its own order; the packed Q8_0 kernels are
+/// held on SmolLM2 by `aarch64_fast_kernels_hold_the_tolerances`). Top-1 agreement is printed,
+/// not held: over 63 positions one token is 1.6 points, and a random model's top two tokens are
+/// often near-ties.
 #[test]
 fn aarch64_runs_the_new_architectures() {
     use sintra_tests::synthetic::{synthetic, Arch};
