@@ -118,14 +118,15 @@ pub fn top2_gap(logits: &[f32]) -> f32 {
 /// as [`teacher_forced`] cuts them, each keeping its first `n_ctx / 2 + 1` tokens of `tokens`
 /// (the first replaced by `bos`) and continued greedily by llama.cpp token by token on one
 /// thread (its [`teacher_forced_sequential`] path), so every scored position's target is the
-/// reference's own top-1 choice.
+/// reference's own top-1 choice. Beside the tokens, what [`teacher_forced_sequential`] gives
+/// for them: the same decode steps on the same tokens, scored as they go.
 pub fn greedy_windows(
     path: &Path,
     tokens: &[u32],
     bos: Option<u32>,
     n_ctx: usize,
     n_chunks: usize,
-) -> Result<Vec<u32>, String> {
+) -> Result<(Vec<u32>, (Vec<f64>, Vec<u32>)), String> {
     let model = load(path)?;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx as u32))
@@ -136,6 +137,7 @@ pub fn greedy_windows(
         .map_err(|e| format!("context: {e}"))?;
     let first = n_ctx / 2;
     let mut out = Vec::with_capacity(n_ctx * n_chunks);
+    let (mut nll, mut top1) = (Vec::new(), Vec::new());
     let mut batch = LlamaBatch::new(1, 1);
     for c in 0..n_chunks {
         let win = &tokens[c * n_ctx..(c + 1) * n_ctx];
@@ -153,11 +155,14 @@ pub fn greedy_windows(
                 .map_err(|e| e.to_string())?;
             ctx.decode(&mut batch).map_err(|e| format!("decode: {e}"))?;
             if j >= first {
-                out.push(argmax(ctx.get_logits_ith(0)) as u32);
+                let logits = ctx.get_logits_ith(0);
+                let next = argmax(logits) as u32;
+                score(logits, next, &mut nll, &mut top1);
+                out.push(next);
             }
         }
     }
-    Ok(out)
+    Ok((out, (nll, top1)))
 }
 
 /// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler).

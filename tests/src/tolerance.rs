@@ -55,6 +55,16 @@ pub struct Reference<'a> {
     top1_seq: Vec<u32>,
 }
 
+/// Panics unless `tokens` fill `n_chunks` windows of `n_ctx`.
+fn enough_tokens(path: &Path, tokens: &[u32], (n_ctx, n_chunks): (usize, usize)) {
+    assert!(
+        tokens.len() >= n_ctx * n_chunks,
+        "{}: only {} tokens for {n_chunks} windows of {n_ctx}",
+        path.display(),
+        tokens.len()
+    );
+}
+
 impl<'a> Reference<'a> {
     pub fn new(
         path: &'a Path,
@@ -62,14 +72,23 @@ impl<'a> Reference<'a> {
         bos: Option<u32>,
         (n_ctx, n_chunks): (usize, usize),
     ) -> Self {
-        assert!(
-            tokens.len() >= n_ctx * n_chunks,
-            "{}: only {} tokens for {n_chunks} windows of {n_ctx}",
-            path.display(),
-            tokens.len()
-        );
-        let (nll_seq, top1_seq) =
+        enough_tokens(path, tokens, (n_ctx, n_chunks));
+        let sequential =
             llama::teacher_forced_sequential(path, tokens, bos, n_ctx, n_chunks).unwrap();
+        Self::with_sequential(path, tokens, bos, (n_ctx, n_chunks), sequential)
+    }
+
+    /// [`Self::new`] with llama.cpp's token-by-token side already computed (per scored
+    /// position, its NLL and top-1: what [`llama::teacher_forced_sequential`] gives, as
+    /// [`llama::greedy_windows`] gives it for the windows it makes).
+    pub fn with_sequential(
+        path: &'a Path,
+        tokens: &'a [u32],
+        bos: Option<u32>,
+        (n_ctx, n_chunks): (usize, usize),
+        (nll_seq, top1_seq): (Vec<f64>, Vec<u32>),
+    ) -> Self {
+        enough_tokens(path, tokens, (n_ctx, n_chunks));
         let (nll, top1_batch) =
             llama::teacher_forced(path, tokens, bos, n_ctx, n_chunks, 2).unwrap();
         Reference {
