@@ -113,6 +113,10 @@ pub fn top2_gap(logits: &[f32]) -> f32 {
     a - b
 }
 
+/// Per scored position of a teacher-forced run: the negative log-likelihood of the next token
+/// and the top-1 token.
+pub type Scored = (Vec<f64>, Vec<u32>);
+
 /// Eval text turned into the model's own greedy continuations, for models whose continuation of
 /// real text is the only text they model (random weights): `n_chunks` windows of `n_ctx` tokens
 /// as [`teacher_forced`] cuts them, each keeping its first `n_ctx / 2 + 1` tokens of `tokens`
@@ -126,7 +130,7 @@ pub fn greedy_windows(
     bos: Option<u32>,
     n_ctx: usize,
     n_chunks: usize,
-) -> Result<(Vec<u32>, (Vec<f64>, Vec<u32>)), String> {
+) -> Result<(Vec<u32>, Scored), String> {
     let model = load(path)?;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx as u32))
@@ -196,7 +200,7 @@ pub fn teacher_forced(
     n_ctx: usize,
     n_chunks: usize,
     threads: i32,
-) -> Result<(Vec<f64>, Vec<u32>), String> {
+) -> Result<Scored, String> {
     let model = load(path)?;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx as u32))
@@ -249,7 +253,7 @@ pub fn teacher_forced_sequential(
     bos: Option<u32>,
     n_ctx: usize,
     n_chunks: usize,
-) -> Result<(Vec<f64>, Vec<u32>), String> {
+) -> Result<Scored, String> {
     let model = load(path)?;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx as u32))

@@ -86,7 +86,7 @@ impl<'a> Reference<'a> {
         tokens: &'a [u32],
         bos: Option<u32>,
         (n_ctx, n_chunks): (usize, usize),
-        (nll_seq, top1_seq): (Vec<f64>, Vec<u32>),
+        (nll_seq, top1_seq): llama::Scored,
     ) -> Self {
         enough_tokens(path, tokens, (n_ctx, n_chunks));
         let (nll, top1_batch) =
