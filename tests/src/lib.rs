@@ -120,15 +120,8 @@ pub fn release_bin_path(package: &str, bin: &str) -> PathBuf {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let dir = target_dir();
     if !*built {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let what = "cargo build --release (the default members: the planner and the runtime)";
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "--release", "--target-dir"])
-            .arg(&dir)
-            .current_dir(repo_root())
-            .status()
-            .unwrap_or_else(|e| panic!("{what}: cannot run cargo: {e}"));
-        assert!(status.success(), "{what} failed");
+        run_build(cargo_build_command("release", &dir), what).unwrap_or_else(|e| panic!("{e}"));
         *built = true;
     }
     let path = dir.join("release").join(bin);
@@ -138,6 +131,29 @@ pub fn release_bin_path(package: &str, bin: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// `cargo build --quiet --profile {profile} --target-dir {target_dir}` in this workspace, with
+/// the cargo running this build, else `cargo` on the path.
+fn cargo_build_command(profile: &str, target_dir: &Path) -> std::process::Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(repo_root());
+    cmd
+}
+
+/// Runs a build `cmd` (described as `what`): an error unless it ran and succeeded.
+fn run_build(mut cmd: std::process::Command, what: &str) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("{what} failed"));
+    }
+    Ok(())
 }
 
 /// Builds `bin` of `package` with cargo (the one running this build, else `cargo` on the
@@ -152,21 +168,8 @@ pub fn cargo_build(
     features: &[&str],
     target_dir: &Path,
 ) -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "--profile",
-        profile,
-        "-p",
-        package,
-        "--bin",
-        bin,
-    ])
-    .arg("--target-dir")
-    .arg(target_dir)
-    .current_dir(repo_root());
+    let mut cmd = cargo_build_command(profile, target_dir);
+    cmd.args(["-p", package, "--bin", bin]);
     if let Some(t) = triple {
         cmd.args(["--target", t]);
     }
@@ -182,12 +185,7 @@ pub fn cargo_build(
             format!(" --features {}", features.join(","))
         }
     );
-    let status = cmd
-        .status()
-        .map_err(|e| format!("{what}: cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("{what} failed"));
-    }
+    run_build(cmd, &what)?;
     // cargo's directory for the dev and test profiles is `debug`; every other profile has its
     // own name.
     let dir = if matches!(profile, "dev" | "test") {
