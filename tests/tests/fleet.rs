@@ -6,7 +6,7 @@
 //! hosts must be reported as such, the others must have results, and nothing may wait past
 //! its timeout.
 
-use sintra_tests::{dist_runtime, release_bin_path, smollm2_q4_1, Sshd};
+use sintra_tests::{dist_runtime, release_bin_path, Sshd};
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -20,7 +20,7 @@ const X86_64: &str = "x86_64-unknown-linux-musl";
 fn a_fleet_run_finishes_with_lost_and_unreachable_hosts_reported() {
     let _loading = sintra_tests::loading_lock();
     let (arm_rt, x86_rt) = (dist_runtime(AARCH64), dist_runtime(X86_64));
-    let model = smollm2_q4_1();
+    let model = sintra_tests::qemu_device_model();
     let sintra = release_bin_path("planner", "sintra");
     // Three devices behind one sshd (each its own address), one behind an sshd of its own.
     let sshd = Sshd::start_on(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
