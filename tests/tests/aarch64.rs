@@ -421,9 +421,9 @@ fn has_interpreter(elf: &[u8]) -> bool {
 /// distance: 8-bit activations amplify an ulp). The real gemma runs each table once, not both
 /// on both files: the exact one on the Q8_0 file, the default one on the Q4_K_M file (whose
 /// Q8_0, Q6_K and Q4_K matrices it packs or sums in its own order; the packed Q8_0 kernels are
-/// held on SmolLM2 by `aarch64_fast_kernels_hold_the_tolerances`). Top-1 agreement is printed,
-/// not held: over 63 positions one token is 1.6 points, and a random model's top two tokens are
-/// often near-ties.
+/// held on SmolLM2 by `aarch64_fast_kernels_hold_the_tolerances` and the device test). Top-1
+/// agreement is printed, not held: over 63 positions one token is 1.6 points, and a random
+/// model's top two tokens are often near-ties.
 #[test]
 fn aarch64_runs_the_new_architectures() {
     use sintra_tests::synthetic::{synthetic, Arch};
