@@ -204,8 +204,9 @@ fn ssh_aarch64_runtime_deploys_benchmarks_and_matches_host_perplexity() {
     // Issue #5's bar: 0.1%. The device runs its default table on the Q4_0 file (packed, summed
     // in its own order by SMMLA under qemu's default CPU), the host the exact AVX2 table; both
     // round the activations to Q8_0 alike and sum each block exactly in integers, so only the
-    // f32 arithmetic after those sums differs (measured: PPL 19.764532 on both, as printed). The host side is the static musl build, like the device's: the same libm
-    // (`expf`, `cosf`, `sinf` of RoPE).
+    // f32 arithmetic after those sums differs (measured: PPL 19.764532 on both, as printed).
+    // The host side is the static musl build, like the device's: the same libm (`expf`,
+    // `cosf`, `sinf` of RoPE).
     const PPL_BOUND: f64 = 0.001;
     assert!(
         rel < PPL_BOUND,
