@@ -45,6 +45,9 @@ for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linu
   rustup target list --installed | grep -qx "$t" || { log "adding rust target $t"; rustup target add "$t" >/dev/null; }
 done
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null
+# std's own source: cross/build.sh compiles std for the static runtime without its backtrace
+# symbolizer (issue #17's size budget).
+rustup component list --installed | grep -q '^rust-src' || { log "adding rust-src"; rustup component add rust-src >/dev/null; }
 
 # --- test models -------------------------------------------------------------------------------
 # SINTRA_MODELS overrides the cache (default: .cache/models in the repo, git-ignored).

@@ -251,7 +251,7 @@ fn run() -> anyhow::Result<()> {
             save_logits: (i == 0).then_some(base_logits.as_path()),
             kld_base: (i > 0).then_some(base_logits.as_path()),
         };
-        let r = tasks::perplexity_text(&loaded.file, &eval_text, &settings, |_, _, _| {})
+        let r = tasks::perplexity_text(&loaded.file, &eval_text, &settings, &mut |_, _, _| {})
             .map_err(|e| anyhow::anyhow!("{name}: {}", e.message))?;
         let b = tasks::bench(
             &loaded.file,
@@ -262,7 +262,7 @@ fn run() -> anyhow::Result<()> {
                 repetitions: 3,
                 kv_f32: false,
             },
-            |_| {},
+            &mut |_| {},
         )
         .map_err(|e| anyhow::anyhow!("{name}: {}", e.message))?;
         let mut tg: Vec<f64> = b

@@ -26,15 +26,8 @@ fn main() -> Result<()> {
     }
     let target_dir = bin_dir.parent().context("the target directory")?;
     let triple = "x86_64-unknown-linux-musl";
-    let runtime = sintra_tests::cargo_build(
-        "runtime",
-        "sintra-rt",
-        "dist",
-        Some(triple),
-        &[],
-        target_dir,
-    )
-    .map_err(anyhow::Error::msg)?;
+    sintra_tests::cross_build(&[triple], target_dir).map_err(anyhow::Error::msg)?;
+    let runtime = target_dir.join(triple).join("dist").join("sintra-rt");
     println!("machine: {}", sintra_tests::machine());
     let most = 64;
     let addrs: Vec<String> = (1..=most).map(|i| format!("127.0.1.{i}")).collect();

@@ -140,10 +140,17 @@ fn generate(a: &Args) -> Result<(), String> {
         let _ = write!(stdout, "{prompt}");
     }
     let draft = open_draft(a)?;
-    let (r, stats) = tasks::generate(&l.file, &req, a.ctx, a.kv_f32, draft.source(), |piece| {
-        let _ = stdout.write_all(piece.as_bytes());
-        let _ = stdout.flush();
-    })
+    let (r, stats) = tasks::generate(
+        &l.file,
+        &req,
+        a.ctx,
+        a.kv_f32,
+        draft.source(),
+        &mut |piece| {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        },
+    )
     .map_err(|e| e.message)?;
     let _ = writeln!(stdout);
     eprintln!(
@@ -225,7 +232,7 @@ fn bench_speculative(a: &Args, l: &Loaded) -> Result<(), String> {
         a.reps,
         threads(a),
         a.kv_f32,
-        |p| eprintln!("{}", p.note),
+        &mut |p| eprintln!("{}", p.note),
     )
     .map_err(|e| e.message)?;
     let (plain, spec) = (tasks::median(&r.plain_tok_s), tasks::median(&r.spec_tok_s));
@@ -286,7 +293,7 @@ fn bench(a: &Args) -> Result<(), String> {
         repetitions: a.reps.min(u32::MAX as usize) as u32,
         kv_f32: a.kv_f32,
     };
-    let r = tasks::bench(&l.file, &req, |_| {}).map_err(|e| e.message)?;
+    let r = tasks::bench(&l.file, &req, &mut |_| {}).map_err(|e| e.message)?;
     let model_name = l
         .file
         .path()
@@ -365,7 +372,7 @@ fn run_perplexity(a: &Args) -> Result<(), String> {
         save_logits: a.save_logits.as_deref(),
         kld_base: a.kld_base.as_deref(),
     };
-    let r = tasks::perplexity_text(&l.file, &text, &settings, |done, total, ppl| {
+    let r = tasks::perplexity_text(&l.file, &text, &settings, &mut |done, total, ppl| {
         eprint!("\r[{done}/{total}] PPL {ppl:.4}   ");
     })
     .map_err(|e| e.message)?;
@@ -409,7 +416,7 @@ fn calibrate(a: &Args) -> Result<(), String> {
         threads: threads(a),
         output_path: out.display().to_string(),
     };
-    let r = tasks::calibrate(&l.file, &req, |done, total| {
+    let r = tasks::calibrate(&l.file, &req, &mut |done, total| {
         eprint!("\r[{done}/{total}] windows   ");
     })
     .map_err(|e| e.message)?;

@@ -75,7 +75,7 @@ fn kv_type(kv_f32: bool) -> KvType {
 pub fn bench(
     file: &GgufFile,
     req: &BenchRequest,
-    mut on_rep: impl FnMut(Progress),
+    on_rep: &mut dyn FnMut(Progress),
 ) -> Result<BenchResult, RuntimeError> {
     let n_prompt = req.n_prompt as usize;
     let n_gen = req.n_gen as usize;
@@ -169,7 +169,7 @@ pub fn perplexity_text(
     file: &GgufFile,
     text: &str,
     s: &PerplexitySettings<'_>,
-    on_chunk: impl FnMut(usize, usize, f64),
+    on_chunk: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<PerplexityResult, RuntimeError> {
     let tok = Tokenizer::from_gguf(&file.header).map_err(|e| err(ErrorKind::ModelLoad, e))?;
     let tokens = tok.encode(text, tok.add_bos(), false);
@@ -228,7 +228,7 @@ pub fn perplexity_text(
 pub fn calibrate(
     file: &GgufFile,
     req: &CalibrateRequest,
-    on_chunk: impl FnMut(usize, usize),
+    on_chunk: &mut dyn FnMut(usize, usize),
 ) -> Result<CalibrateResult, RuntimeError> {
     let n_ctx = req.n_ctx as usize;
     if n_ctx < 2 {
@@ -355,7 +355,7 @@ pub fn generate(
     n_ctx: Option<usize>,
     kv_f32: bool,
     draft: DraftSource<'_>,
-    mut on_piece: impl FnMut(&str),
+    on_piece: &mut dyn FnMut(&str),
 ) -> Result<(GenerateResult, SpecStats), RuntimeError> {
     let tok = Tokenizer::from_gguf(&file.header).map_err(|e| err(ErrorKind::ModelLoad, e))?;
     let text = if req.chat {
@@ -475,7 +475,7 @@ pub fn bench_speculative(
     reps: usize,
     threads: u32,
     kv_f32: bool,
-    mut on_rep: impl FnMut(Progress),
+    on_rep: &mut dyn FnMut(Progress),
 ) -> Result<SpecBench, RuntimeError> {
     if matches!(draft, DraftSource::None) {
         return Err(err(ErrorKind::InvalidRequest, "no draft source to compare"));

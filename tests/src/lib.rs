@@ -225,22 +225,45 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The static, stripped `sintra-rt` for `triple` (`dist` profile, as `cross/build.sh` and
-/// users build it), built on first use into the test binary's target directory. The target's
-/// standard library must be installed (`scripts/setup.sh` adds x86_64 and aarch64 musl).
+/// The static, stripped `sintra-rt` for `triple` as users build it (`bash cross/build.sh
+/// TRIPLE`: `dist` profile, std built without its backtrace symbolizer, the size budget
+/// checked), built on first use into the test binary's target directory. The target's standard
+/// library must be installed (`scripts/setup.sh` adds x86_64 and aarch64 musl, armv7 and
+/// rust-src).
 pub fn dist_runtime(triple: &str) -> PathBuf {
+    let dir = target_dir();
+    cross_build(&[triple], &dir).unwrap_or_else(|e| panic!("{e}"));
+    dir.join(triple).join("dist").join("sintra-rt")
+}
+
+/// Runs `bash cross/build.sh ARGS` with `target_dir` as cargo's target directory, one at a time
+/// in this process; returns its summary (the built binaries and their sizes), or an error with
+/// the summary and the end of cargo's output when it fails (a build error or a binary over its
+/// size budget).
+pub fn cross_build(args: &[&str], target_dir: &Path) -> Result<String, String> {
     use std::sync::Mutex;
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    cargo_build(
-        "runtime",
-        "sintra-rt",
-        "dist",
-        Some(triple),
-        &[],
-        &target_dir(),
-    )
-    .unwrap_or_else(|e| panic!("{e} (is the target installed? `rustup target add {triple}`)"))
+    let what = format!("bash cross/build.sh {}", args.join(" "));
+    let out = std::process::Command::new("bash")
+        .arg("cross/build.sh")
+        .args(args)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(repo_root())
+        .output()
+        .map_err(|e| format!("{what}: cannot run bash: {e}"))?;
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "{what} failed ({}):\n{summary}\n{}",
+            out.status,
+            tail.join("\n")
+        ));
+    }
+    Ok(summary)
 }
 
 /// Held exclusively by the tests whose outcome depends on measured speed (the planner's loop

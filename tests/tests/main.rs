@@ -26,6 +26,7 @@ mod requantize;
 mod runtime_errors;
 mod runtime_vs_llama;
 mod speculative;
+mod static_size;
 mod synthetic;
 mod tokenizer;
 mod ui;

@@ -226,7 +226,8 @@ impl Session {
                             "bench pp{} tg{} x{} on {} threads",
                             req.n_prompt, req.n_gen, req.repetitions, req.threads
                         ));
-                        let r = tasks::bench(&m.file, &req, |p| tx.send(&Response::Progress(p)));
+                        let r =
+                            tasks::bench(&m.file, &req, &mut |p| tx.send(&Response::Progress(p)));
                         r.map_or_else(Response::Error, Response::Bench)
                     }
                 },
@@ -255,7 +256,7 @@ impl Session {
                                 &req.draft_path
                             }
                         ));
-                        spec_bench(&m.file, &req, |p| tx.send(&Response::Progress(p)))
+                        spec_bench(&m.file, &req, &mut |p| tx.send(&Response::Progress(p)))
                             .map_or_else(Response::Error, Response::SpecBench)
                     }
                 }
@@ -284,13 +285,18 @@ impl Session {
                             save_logits: save,
                             kld_base: base,
                         };
-                        let r = tasks::perplexity_text(&m.file, &req.text, &settings, |d, t, p| {
-                            tx.send(&Response::Progress(Progress {
-                                done: d as u32,
-                                total: t as u32,
-                                note: format!("PPL {p:.4}"),
-                            }))
-                        });
+                        let r = tasks::perplexity_text(
+                            &m.file,
+                            &req.text,
+                            &settings,
+                            &mut |d, t, p| {
+                                tx.send(&Response::Progress(Progress {
+                                    done: d as u32,
+                                    total: t as u32,
+                                    note: format!("PPL {p:.4}"),
+                                }))
+                            },
+                        );
                         r.map_or_else(Response::Error, Response::Perplexity)
                     }
                 }
@@ -320,7 +326,7 @@ impl Session {
                             None,
                             false,
                             tasks::DraftSource::None,
-                            |piece| {
+                            &mut |piece| {
                                 tx.send(&Response::Token {
                                     text: piece.to_string(),
                                 })
@@ -345,7 +351,7 @@ impl Session {
                             req.text.len(),
                             req.output_path
                         ));
-                        let r = tasks::calibrate(&m.file, &req, |d, t| {
+                        let r = tasks::calibrate(&m.file, &req, &mut |d, t| {
                             tx.send(&Response::Progress(Progress {
                                 done: d as u32,
                                 total: t as u32,
@@ -380,7 +386,7 @@ impl Session {
 fn spec_bench(
     file: &formats::gguf::GgufFile,
     req: &formats::wire::SpecBenchRequest,
-    on_rep: impl FnMut(Progress),
+    on_rep: &mut dyn FnMut(Progress),
 ) -> Result<formats::wire::SpecBenchResult, RuntimeError> {
     let draft = if req.draft_path.is_empty() {
         None
