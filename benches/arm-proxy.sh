@@ -49,7 +49,7 @@ fi
 LLAMA="$OUT/llama/llama-decode"
 
 log "building the static aarch64 sintra-rt"
-bash cross/build.sh aarch64-unknown-linux-musl >&2
+bash cross/build.sh --no-budget aarch64-unknown-linux-musl >&2
 RT=target/aarch64-unknown-linux-musl/dist/sintra-rt
 
 log "making the files (decode-bench --files-only)"
@@ -126,7 +126,7 @@ done <<<"$FILES"
 # armv7 (32-bit Raspberry Pi OS): the static armv7 build's NEON kernels (inline assembly)
 # against its scalar table, under `qemu-arm -cpu cortex-a7` (the Raspberry Pi 2's core).
 log "building the static armv7 sintra-rt"
-bash cross/build.sh armv7-unknown-linux-gnueabihf >&2
+bash cross/build.sh --no-budget armv7-unknown-linux-gnueabihf >&2
 RT7=target/armv7-unknown-linux-gnueabihf/dist/sintra-rt
 insns7() {
   local envs=()

@@ -26,7 +26,7 @@ log() { echo "arm-tolerance: $*" >&2; }
 command -v qemu-aarch64-static >/dev/null || { log "needs qemu-aarch64-static (apt: qemu-user-static)"; exit 1; }
 
 log "building the static runtimes (host and aarch64)"
-bash cross/build.sh x86_64-unknown-linux-musl aarch64-unknown-linux-musl >&2
+bash cross/build.sh --no-budget x86_64-unknown-linux-musl aarch64-unknown-linux-musl >&2
 HOST=target/x86_64-unknown-linux-musl/dist/sintra-rt
 ARM=target/aarch64-unknown-linux-musl/dist/sintra-rt
 FILES=$(cargo run --quiet --release -p sintra-benches --bin decode-bench -- --types "$TYPES" --files-only)

@@ -26,7 +26,7 @@ fn main() -> Result<()> {
     }
     let target_dir = bin_dir.parent().context("the target directory")?;
     let triple = "x86_64-unknown-linux-musl";
-    sintra_tests::cross_build(&[triple], target_dir).map_err(anyhow::Error::msg)?;
+    sintra_tests::cross_build(&["--no-budget", triple], target_dir).map_err(anyhow::Error::msg)?;
     let runtime = target_dir.join(triple).join("dist").join("sintra-rt");
     println!("machine: {}", sintra_tests::machine());
     let most = 64;
