@@ -14,9 +14,8 @@
 #
 # The size budget (issue #17): 1.5 MB (1,500,000 bytes) for a static build, 2.5 MB for one with
 # the OpenAI-compatible server (`--http`: the `dist-http` profile, which is `dist` in its own
-# directory, dist-http/sintra-rt). Two things the prebuilt standard library
-# brings are a fifth of the x86_64 binary and do nothing in a panic=abort runtime, so these
-# builds leave them out:
+# directory, dist-http/sintra-rt). Two things the prebuilt standard library brings are a fifth
+# of the x86_64 binary and do nothing in a panic=abort runtime, so these builds leave them out:
 # - std's backtrace symbolizer (gimli, addr2line, miniz_oxide and their sorts, some 220 KB):
 #   the default panic hook keeps it reachable even with panic=abort and a stripped binary, for a
 #   RUST_BACKTRACE that has no symbols to print. std is compiled from the toolchain's own source
@@ -83,15 +82,13 @@ build() {
   local t=$1 profile=$2
   shift 2
   # Appended to the target's rustflags in .cargo/config.toml (a `--config` array joins them;
-  # RUSTFLAGS would replace armv7's +crt-static).
+  # RUSTFLAGS would replace armv7's +crt-static). It only takes effect with std from source:
+  # with the prebuilt std, fat LTO keeps std's module-wide unwind-table flag for every function.
   local flags=(--config "target.$t.rustflags=['-C', 'force-unwind-tables=no']")
-  if [ ${#std_src[@]} -gt 0 ]; then
-    RUSTC_BOOTSTRAP=1 "$CARGO" build --locked --profile "$profile" --target "$t" -p runtime --bin sintra-rt \
-      "${flags[@]}" "${std_src[@]}" "$@"
-  else
-    "$CARGO" build --locked --profile "$profile" --target "$t" -p runtime --bin sintra-rt \
-      "${flags[@]}" "$@"
-  fi
+  local boot=()
+  [ ${#std_src[@]} -eq 0 ] || boot=(env RUSTC_BOOTSTRAP=1)
+  "${boot[@]}" "$CARGO" build --locked --profile "$profile" --target "$t" -p runtime --bin sintra-rt \
+    "${flags[@]}" "${std_src[@]}" "$@"
 }
 
 # Records the size of binary $2 of target $1 against budget $3 (0: none), described by $4.
