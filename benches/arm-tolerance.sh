@@ -10,16 +10,16 @@
 # The host's scalar oracle is measured the same way, as the distance any other summation order
 # has from llama.cpp's on this model.
 #
-#   bash benches/arm-tolerance.sh [TYPES]     # default Q4_0,Q8_0 (decode-bench's files)
+#   bash benches/arm-tolerance.sh [TYPES]     # default Q4_0,Q8_0,Q4_1 (decode-bench's files)
 #
-# Only Q4_0 and Q8_0 matrices take the fast order on aarch64 (packed, `arm::neon::fast`); every
-# other type runs the exact kernels, whose logits are the x86 build's bit for bit
-# (tests/tests/aarch64.rs checks that on a Q4_1 file with the default table). A type's file
-# with no Q4_0 or Q8_0 matrix therefore agrees 100%. Under qemu a window of 512 takes about
+# Only Q4_0, Q4_1 and Q8_0 matrices take the fast order on aarch64 (packed, `arm::neon::fast`);
+# every other type runs the exact kernels, whose logits are the x86 build's bit for bit
+# (tests/tests/aarch64.rs checks that on a Q4_K file with the default table). A type's file
+# with none of those matrices therefore agrees 100%. Under qemu a window of 512 takes about
 # three minutes on one host core: about 25 minutes a type.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TYPES="${1:-Q4_0,Q8_0}"
+TYPES="${1:-Q4_0,Q8_0,Q4_1}"
 OUT=target/arm-tolerance
 mkdir -p "$OUT"
 log() { echo "arm-tolerance: $*" >&2; }

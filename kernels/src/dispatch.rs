@@ -70,13 +70,13 @@ pub enum Isa {
     /// [`Isa::NeonDotprod`] in the AVX2 table's arithmetic throughout: the x86 build's logits
     /// bit for bit (the cross-ISA tests' table, `SINTRA_KERNELS=dotprod-exact`).
     NeonDotprodExact,
-    /// AArch64 with NEON and the dot-product extension (`SDOT`; Armv8.2 and later): the Q8_0
-    /// and Q4_0 decode kernels in their own, faster order (`arm::neon::fast`), the rest
+    /// AArch64 with NEON and the dot-product extension (`SDOT`; Armv8.2 and later): the Q8_0,
+    /// Q4_0 and Q4_1 decode kernels in their own, faster order (`arm::neon::fast`), the rest
     /// [`Isa::NeonDotprodExact`]'s.
     NeonDotprod,
     /// [`Isa::NeonDotprod`] with the int8 matrix multiplication extension (`SMMLA`; Armv8.6:
-    /// Cortex-A510/A710/X2 and later, Graviton 3, Apple M2): prompt products of packed Q8_0 and
-    /// Q4_0 weights two rows by two tokens per instruction (same results).
+    /// Cortex-A510/A710/X2 and later, Graviton 3, Apple M2): prompt products of packed Q8_0,
+    /// Q4_0 and Q4_1 weights two rows by two tokens per instruction (same results).
     NeonI8mm,
     /// 32-bit ARM (armv7) with NEON and VFPv4 (Cortex-A7, A53 and A72 on a 32-bit OS: the
     /// Raspberry Pi 2 and later): Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K in NEON
@@ -678,8 +678,8 @@ const NEON_DOTPROD_EXACT_TABLE: KernelTable = KernelTable {
     attend_f16: None,
 };
 
-/// The default on CPUs with the dot-product extension: [`NEON_DOTPROD_EXACT`] with Q8_0 and
-/// Q4_0 kernels free of AVX2's float order: `arm::neon::fast` on the file's layout (four rows'
+/// The default on CPUs with the dot-product extension: [`NEON_DOTPROD_EXACT`] with Q8_0, Q4_0
+/// and Q4_1 kernels free of AVX2's float order: `arm::neon::fast` on the file's layout (four rows'
 /// block sums folded into one register) and `arm::neon::packed` on weights the runtime packed
 /// at load time; within the parity tests' tolerance of the scalar oracle, not bit-identical to
 /// the x86 build.
@@ -709,7 +709,16 @@ const NEON_DOTPROD_PACKED: crate::packed::PackedKernels = crate::packed::PackedK
         unsafe { crate::arm::neon::packed::matmul_q4_0x4_q8_0(w, first, a, outs) }
     },
     q5_0: None,
-    q4_1: None,
+    q4_1: Some((
+        |w, first, a, out| {
+            // SAFETY: as for `q8_0` above.
+            unsafe { crate::arm::neon::packed::matvec_q4_1x4_q8_1(w, first, a, out) }
+        },
+        |w, first, a, outs| {
+            // SAFETY: as for `q8_0` above.
+            unsafe { crate::arm::neon::packed::matmul_q4_1x4_q8_1(w, first, a, outs) }
+        },
+    )),
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -723,6 +732,10 @@ const NEON_DOTPROD_TABLE: KernelTable = KernelTable {
     q8_0: |w, a, out| {
         // SAFETY: as for `q4_0` above.
         unsafe { crate::arm::neon::fast::matvec_q8_0_q8_0(w, a, out) }
+    },
+    q4_1: |w, a, out| {
+        // SAFETY: as for `q4_0` above.
+        unsafe { crate::arm::neon::fast::matvec_q4_1_q8_1(w, a, out) }
     },
     packed: Some(NEON_DOTPROD_PACKED),
     ..NEON_DOTPROD_EXACT_TABLE
@@ -743,6 +756,16 @@ static NEON_I8MM: KernelTable = KernelTable {
             // SAFETY: as for `q8_0_mm` above.
             unsafe { crate::arm::neon::packed::matmul_q4_0x4_q8_0_i8mm(w, first, a, outs) }
         },
+        q4_1: Some((
+            |w, first, a, out| {
+                // SAFETY: as for `q8_0_mm` above (the dot-product extension is enough).
+                unsafe { crate::arm::neon::packed::matvec_q4_1x4_q8_1(w, first, a, out) }
+            },
+            |w, first, a, outs| {
+                // SAFETY: as for `q8_0_mm` above.
+                unsafe { crate::arm::neon::packed::matmul_q4_1x4_q8_1_i8mm(w, first, a, outs) }
+            },
+        )),
         ..NEON_DOTPROD_PACKED
     }),
     ..NEON_DOTPROD_TABLE

@@ -13,8 +13,8 @@
 //!   `arm::neon::dotprod` for CPUs with the `SDOT` instruction; both compute the AVX2 kernels'
 //!   f32 values bit for bit (their lanes, FMAs and sum trees), so the two ISAs give the same
 //!   logits (`tests/cross_isa.rs` holds them to one golden file; the `neon+dotprod-exact`
-//!   table). The default `neon+dotprod` table decodes Q8_0 and Q4_0 with `arm::neon::fast`,
-//!   which sums in its own order (within the parity tests' tolerance of the oracle).
+//!   table). The default `neon+dotprod` table decodes Q8_0, Q4_0 and Q4_1 with
+//!   `arm::neon::fast` and their packed forms, which sum in their own order (within the parity tests' tolerance of the oracle).
 //! - `arm::armv7` (on 32-bit ARM) has NEON kernels for six weight types in inline assembly
 //!   (Rust's 32-bit NEON intrinsics are unstable), summing in their own order, within the
 //!   parity tests' tolerance of the oracle; the rest of that table is the oracle's.

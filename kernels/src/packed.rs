@@ -19,12 +19,12 @@
 //!   `d / 16`, exactly); on x86-64 the file's unsigned nibbles, as `vpdpbusd` wants them.
 //! - [`GroupQ5_0`] (x86-64 only): as Q4_0's nibbles, plus each row's fifth bits rearranged
 //!   ([`spread_high_bits`]) so that a shift and a mask put word `k`'s into its bytes as 16.
-//! - [`GroupQ4_1`] (x86-64 only): as Q4_0's nibbles, plus the rows' minimums beside their
-//!   scales.
+//! - [`GroupQ4_1`]: Q4_0's byte order, the file's bytes as they are (unsigned nibbles), plus the
+//!   rows' minimums beside their scales.
 //!
 //! On AArch64 the results are those of the default table's unpacked kernels bit for bit (the
-//! same exact integer block sums, the same `fma(d_x * d_y, sum, acc)` per block and row). On
-//! x86-64 every row gets `acc = fma(float(sum), fp16(d_x) * fp16(d_y), acc)` per block, with
+//! same exact integer block sums, the same `fma(d_x * d_y, sum, acc)` per block and row, and
+//! for Q4_1 `fma(m_x, s_y, acc)` after it). On x86-64 every row gets `acc = fma(float(sum), fp16(d_x) * fp16(d_y), acc)` per block, with
 //! the block's whole integer sum: for Q4_0 that is llama.cpp's own repacked order (its
 //! `ggml_gemv_q4_0_8x8_q8_0`), so packed Q4_0 keeps its logits bit for bit; for Q8_0, Q5_0 and
 //! Q4_1 it is not ggml's `vec_dot` order (eight partial sums per block), so they are held by
@@ -100,7 +100,7 @@ pub const fn gather_high_bits(spread: u32) -> u32 {
     out
 }
 
-/// [`GROUP`] Q4_1 rows' block `b` (packed on x86-64 only).
+/// [`GROUP`] Q4_1 rows' block `b`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GroupQ4_1 {

@@ -71,7 +71,8 @@ ENVIRONMENT:
                        neon, dotprod (aarch64; also spelt neon+dotprod), i8mm
                        (neon+i8mm: SMMLA prompt products) or dotprod-exact
                        (neon+dotprod-exact: the x86 build's logits bit for bit;
-                       dotprod and i8mm run Q8_0 and Q4_0 packed, in a faster order),
+                       dotprod and i8mm run Q8_0, Q4_0 and Q4_1 packed, in a
+                       faster order),
                        armv7+neon (32-bit ARM with NEON and VFPv4)
   SINTRA_DEVICE        auto (default: an NVIDIA GPU where this build has the cuda feature
                        and the machine a usable GPU, else the CPU, saying why on stderr),

@@ -23,8 +23,8 @@
 //! of the AVX2 register are. Integer sums are exact on both (no i16 pair saturates for the
 //! operands the activation quantizers produce), so only the float steps needed copying.
 //!
-//! **The fast path.** [`fast`] holds the default table's Q8_0 and Q4_0 decode kernels, which
-//! leave the AVX2 order (issue #14): four rows' exact integer block sums in one register, one
+//! **The fast path.** [`fast`] holds the default table's Q8_0, Q4_0 and Q4_1 decode kernels,
+//! which leave the AVX2 order (issue #14): four rows' exact integer block sums in one register, one
 //! fused multiply-add per block and row. The `neon+dotprod-exact` table keeps this module's
 //! AVX2-order kernels for the cross-ISA tests.
 //!
@@ -268,6 +268,57 @@ unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 #[inline(always)]
 fn halves<T: Pod>(v: &[T; 32]) -> &[[T; 16]; 2] {
     bytemuck::cast_ref(v)
+}
+
+/// An activation block of the fast and packed kernels ([`fast`], [`packed`]): Q8_0, or Q8_1
+/// (the activations of Q4_1 weights), which also carries `d * sum(quants)`.
+trait Activation: Copy {
+    fn qs(&self) -> &[i8; 32];
+    /// The scale (f16 bits).
+    fn d(&self) -> u16;
+    /// `d * sum(quants)` (f16 bits); only read for weights with a minimum term (Q8_1's).
+    fn s(&self) -> u16;
+}
+
+impl Activation for formats::quant::BlockQ8_0 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    fn s(&self) -> u16 {
+        0
+    }
+}
+
+impl Activation for formats::quant::BlockQ8_1 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    fn s(&self) -> u16 {
+        self.s
+    }
+}
+
+/// A 4-bit block's 16 bytes as its two halves of unsigned nibbles (values 0..16, signed bytes):
+/// the low nibbles (values 0..16 of the block) and the high ones (16..32).
+#[inline]
+#[target_feature(enable = "neon")]
+fn nibbles(q: uint8x16_t) -> [int8x16_t; 2] {
+    [
+        vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0f))),
+        vreinterpretq_s8_u8(vshrq_n_u8::<4>(q)),
+    ]
 }
 
 /// An AVX2 `__m256` of f32: lanes 0-3 in `[0]`, lanes 4-7 in `[1]`.

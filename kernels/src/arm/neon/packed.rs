@@ -4,14 +4,15 @@
 //! one scale product (the four rows' f16 scales are one 8-byte load) and one `FMLA`: no
 //! pairwise folds, no per-row address arithmetic. The arithmetic is [`super::fast`]'s, bit
 //! for bit: the same exact integer block sums, `fma(d_x * d_y, sum, acc)` per block and row
-//! (Q4_0's `16 (q - 8)` products are scaled back by `d / 16`, exactly). Two groups (eight
-//! rows) share each activation block's loads.
+//! (Q4_0's `16 (q - 8)` products are scaled back by `d / 16`, exactly), and for Q4_1 (against
+//! Q8_1 activations) its minimum after it, `fma(m_x, s_y, acc)` (the four rows' minimums one
+//! more 8-byte load). Two groups (eight rows) share each activation block's loads.
 
-use super::{fcvtl, fp16, halves, load_i8, load_u8};
-use crate::packed::{GroupQ4_0, GroupQ8_0, GROUP};
+use super::{fcvtl, fp16, halves, load_i8, load_u8, nibbles, Activation};
+use crate::packed::{GroupQ4_0, GroupQ4_1, GroupQ8_0, GROUP};
 use core::arch::aarch64::*;
 use core::arch::asm;
-use formats::quant::BlockQ8_0;
+use formats::quant::{BlockQ8_0, BlockQ8_1};
 
 /// `SDOT acc.4s, a.16b, b.4b[L]`: lane `r` of `acc` adds the products of `a`'s bytes
 /// `4r..4r + 4` with `b`'s bytes `4L..4L + 4`.
@@ -45,26 +46,37 @@ fn scales(d: [u16; GROUP]) -> float32x4_t {
     fcvtl(vcreate_u16(u64::from_le_bytes(bytemuck::cast(d))))
 }
 
-/// An activation block as the packed kernels take it: its quants and its scale.
+/// An activation block as the packed kernels take it: its quants, its scale and (for Q4_1's
+/// minimum) `d * sum(quants)`.
 #[derive(Clone, Copy)]
 struct Y {
     q: [int8x16_t; 2],
     d: f32,
+    s: f32,
 }
 
 /// A packed block type: its quants as eight registers of signed bytes, register `k < 4` holding
 /// the four rows' values `4k..4k + 4` and register `4 + k` their values `16 + 4k..16 + 4k + 4`
 /// (possibly times a power of two, undone by [`Packed::SCALE`]).
 trait Packed: Copy {
+    /// The activation blocks it is multiplied with.
+    type Y: Activation;
     /// What the activation's scale is multiplied by (exactly: a power of two).
     const SCALE: f32;
+    /// Whether each block adds `m_x * s_y` (Q4_1's minimum).
+    const MIN: bool = false;
     fn d(&self) -> [u16; GROUP];
+    /// The four rows' minimums (f16 bits), where [`Self::MIN`].
+    fn m(&self) -> [u16; GROUP] {
+        [0; GROUP]
+    }
     /// # Safety
     /// The CPU must support NEON (every AArch64 CPU does).
     unsafe fn quants(&self) -> [int8x16_t; 8];
 }
 
 impl Packed for GroupQ8_0 {
+    type Y = BlockQ8_0;
     const SCALE: f32 = 1.0;
     #[inline(always)]
     fn d(&self) -> [u16; GROUP] {
@@ -79,6 +91,7 @@ impl Packed for GroupQ8_0 {
 }
 
 impl Packed for GroupQ4_0 {
+    type Y = BlockQ8_0;
     /// The products are `16 (q - 8) * y`.
     const SCALE: f32 = 0.0625;
     #[inline(always)]
@@ -94,6 +107,29 @@ impl Packed for GroupQ4_0 {
         let lo = q.map(|v| vreinterpretq_s8_u8(vshlq_n_u8::<4>(load_u8(&v))));
         let hi = q.map(|v| vreinterpretq_s8_u8(vandq_u8(load_u8(&v), high)));
         [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
+}
+
+impl Packed for GroupQ4_1 {
+    type Y = BlockQ8_1;
+    const SCALE: f32 = 1.0;
+    const MIN: bool = true;
+    #[inline(always)]
+    fn d(&self) -> [u16; GROUP] {
+        self.d
+    }
+    #[inline(always)]
+    fn m(&self) -> [u16; GROUP] {
+        self.m
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn quants(&self) -> [int8x16_t; 8] {
+        let q: &[[u8; 16]; 4] = bytemuck::cast_ref(&self.qs);
+        // The file's unsigned nibbles (0..16): the low ones are values `4k + j`, the high ones
+        // `16 + 4k + j`.
+        let [a, b, c, d] = q.map(|v| nibbles(load_u8(&v)));
+        [a[0], b[0], c[0], d[0], a[1], b[1], c[1], d[1]]
     }
 }
 
@@ -123,22 +159,24 @@ unsafe fn sums(q: &[int8x16_t; 8], y: &Y) -> int32x4_t {
 /// An activation block for the packed kernels.
 #[inline]
 #[target_feature(enable = "neon")]
-fn y_block<P: Packed>(yb: &BlockQ8_0) -> Y {
+fn y_block<P: Packed>(yb: &P::Y) -> Y {
     Y {
-        q: halves(&yb.qs).map(|h| load_i8(&h)),
-        d: fp16(yb.d) * P::SCALE,
+        q: halves(yb.qs()).map(|h| load_i8(&h)),
+        d: fp16(yb.d()) * P::SCALE,
+        s: if P::MIN { fp16(yb.s()) } else { 0.0 },
     }
 }
 
 /// `G` groups (`w[g]`, each `y.len()` blocks) against `y`: each group's four row sums. An
 /// activation block is loaded once for all `G` groups; each group's lanes are
-/// `fma(d_x * (d_y * SCALE), sums, acc)` block after block.
+/// `fma(d_x * (d_y * SCALE), sums, acc)` block after block (then `fma(m_x, s_y, acc)` where
+/// [`Packed::MIN`]).
 ///
 /// # Safety
 /// The CPU must support the dot-product extension.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn groups<P: Packed, const G: usize>(w: [&[P]; G], y: &[BlockQ8_0]) -> [float32x4_t; G] {
+unsafe fn groups<P: Packed, const G: usize>(w: [&[P]; G], y: &[P::Y]) -> [float32x4_t; G] {
     let mut acc = [vdupq_n_f32(0.0); G];
     // Every slice cut to the shortest: the indexing below needs no bounds checks.
     let n = w.iter().fold(y.len(), |n, g| n.min(g.len()));
@@ -151,6 +189,9 @@ unsafe fn groups<P: Packed, const G: usize>(w: [&[P]; G], y: &[BlockQ8_0]) -> [f
             let s = unsafe { sums(&blk.quants(), &a) };
             let d = vmulq_n_f32(scales(blk.d()), a.d);
             acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(s), d);
+            if P::MIN {
+                acc[g] = vfmaq_n_f32(acc[g], scales(blk.m()), a.s);
+            }
         }
     }
     acc
@@ -164,7 +205,7 @@ unsafe fn groups<P: Packed, const G: usize>(w: [&[P]; G], y: &[BlockQ8_0]) -> [f
 /// The CPU must support the dot-product extension.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn rows<P: Packed>(w: &[P], first: usize, act: &[BlockQ8_0], out: &mut [f32]) {
+unsafe fn rows<P: Packed>(w: &[P], first: usize, act: &[P::Y], out: &mut [f32]) {
     let nb = act.len();
     if nb == 0 {
         out.fill(0.0);
@@ -219,7 +260,7 @@ unsafe fn rows<P: Packed>(w: &[P], first: usize, act: &[BlockQ8_0], out: &mut [f
 /// The CPU must support the dot-product extension.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn tokens<P: Packed, const T: usize>(w: &[P], y: [&[BlockQ8_0]; T]) -> [float32x4_t; T] {
+unsafe fn tokens<P: Packed, const T: usize>(w: &[P], y: [&[P::Y]; T]) -> [float32x4_t; T] {
     let mut acc = [vdupq_n_f32(0.0); T];
     // Every slice cut to the shortest: the indexing below needs no bounds checks.
     let n = y.iter().fold(w.len(), |n, t| n.min(t.len()));
@@ -227,12 +268,15 @@ unsafe fn tokens<P: Packed, const T: usize>(w: &[P], y: [&[BlockQ8_0]; T]) -> [f
     for (b, blk) in w.iter().enumerate() {
         // SAFETY: every AArch64 CPU has NEON.
         let q = unsafe { blk.quants() };
-        let xd = scales(blk.d());
+        let (xd, xm) = (scales(blk.d()), scales(blk.m()));
         for t in 0..T {
             let a = y_block::<P>(&y[t][b]);
             // SAFETY: the caller guarantees the dot-product extension.
             let s = unsafe { sums(&q, &a) };
             acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(s), vmulq_n_f32(xd, a.d));
+            if P::MIN {
+                acc[t] = vfmaq_n_f32(acc[t], xm, a.s);
+            }
         }
     }
     acc
@@ -246,12 +290,12 @@ const TOKENS: usize = 4;
 /// blocks stay in cache while `tile(group, tokens from t)` computes up to [`TOKENS`] tokens' four
 /// row sums at a time; it returns how many it did).
 #[inline(always)]
-fn by_group<P>(
+fn by_group<P, A>(
     w: &[P],
     first: usize,
-    acts: &[BlockQ8_0],
+    acts: &[A],
     outs: &mut [&mut [f32]],
-    tile: impl Fn(&[P], Rows<'_>) -> (usize, [float32x4_t; TOKENS]),
+    tile: impl Fn(&[P], Rows<'_, A>) -> (usize, [float32x4_t; TOKENS]),
 ) {
     let Some(n) = outs.first().map(|o| o.len()) else {
         return;
@@ -294,11 +338,11 @@ fn by_group<P>(
 
 /// The activation rows of the tokens left, in order.
 #[derive(Clone)]
-struct Rows<'a>(core::slice::ChunksExact<'a, BlockQ8_0>);
+struct Rows<'a, A>(core::slice::ChunksExact<'a, A>);
 
-impl<'a> Rows<'a> {
+impl<'a, A> Rows<'a, A> {
     /// The next `K` tokens' rows, or `None` (taking nothing) when fewer are left.
-    fn take<const K: usize>(&self) -> Option<[&'a [BlockQ8_0]; K]> {
+    fn take<const K: usize>(&self) -> Option<[&'a [A]; K]> {
         let mut it = self.0.clone();
         let mut out = [&[][..]; K];
         for o in out.iter_mut() {
@@ -308,7 +352,7 @@ impl<'a> Rows<'a> {
     }
 
     /// The next token's row (`by_group` calls a tile only while one is left; empty otherwise).
-    fn one(&self) -> [&'a [BlockQ8_0]; 1] {
+    fn one(&self) -> [&'a [A]; 1] {
         self.take::<1>().unwrap_or([&[]])
     }
 }
@@ -319,7 +363,7 @@ impl<'a> Rows<'a> {
 /// The CPU must support the dot-product extension.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+unsafe fn mm<P: Packed>(w: &[P], first: usize, acts: &[P::Y], outs: &mut [&mut [f32]]) {
     by_group(w, first, acts, outs, |gw, ys| {
         match (ys.take::<TOKENS>(), ys.take::<1>()) {
             // SAFETY: the caller guarantees the dot-product extension.
@@ -364,7 +408,8 @@ unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 /// `ZIP1`/`ZIP2` of two of [`Packed::quants`]' registers (four bytes of each row from each),
 /// made once per block for all pairs; a 2 x 8 operand of tokens one `ZIP` of the tokens' 64-bit
 /// halves. The integer sums are exact, and each (row, token) gets
-/// `fma(d_x * (d_y * SCALE), sum, acc)` as in [`tokens`]: the same values bit for bit.
+/// `fma(d_x * (d_y * SCALE), sum, acc)` (and `fma(m_x, s_y, acc)`) as in [`tokens`]: the same
+/// values bit for bit.
 ///
 /// # Safety
 /// The CPU must support the dot-product and int8 matrix multiplication extensions.
@@ -372,7 +417,7 @@ unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 #[target_feature(enable = "neon,dotprod,i8mm")]
 unsafe fn token_pairs<P: Packed, const P2: usize>(
     w: &[P],
-    y: [[&[BlockQ8_0]; 2]; P2],
+    y: [[&[P::Y]; 2]; P2],
 ) -> [[float32x4_t; 2]; P2] {
     // Per pair: rows 0-1 and rows 2-3, lanes `[r t0, r t1, r' t0, r' t1]`.
     let mut acc = [[vdupq_n_f32(0.0); 2]; P2];
@@ -386,8 +431,9 @@ unsafe fn token_pairs<P: Packed, const P2: usize>(
             core::array::from_fn(|m| vreinterpretq_s8_s32(vzip1q_s32(q[2 * m], q[2 * m + 1])));
         let rows23: [int8x16_t; 4] =
             core::array::from_fn(|m| vreinterpretq_s8_s32(vzip2q_s32(q[2 * m], q[2 * m + 1])));
-        let xd = scales(blk.d());
+        let (xd, xm) = (scales(blk.d()), scales(blk.m()));
         let (x01, x23) = (vzip1q_f32(xd, xd), vzip2q_f32(xd, xd));
+        let (m01, m23) = (vzip1q_f32(xm, xm), vzip2q_f32(xm, xm));
         for (acc, y) in acc.iter_mut().zip(&y) {
             let (a0, a1) = (y_block::<P>(&y[0][b]), y_block::<P>(&y[1][b]));
             let half = |h: usize, hi: bool| {
@@ -411,6 +457,12 @@ unsafe fn token_pairs<P: Packed, const P2: usize>(
             let yd = vcombine_f32(yd2, yd2);
             acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(s01), vmulq_f32(x01, yd));
             acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(s23), vmulq_f32(x23, yd));
+            if P::MIN {
+                let ys2 = vset_lane_f32::<1>(a1.s, vdup_n_f32(a0.s));
+                let ys = vcombine_f32(ys2, ys2);
+                acc[0] = vfmaq_f32(acc[0], m01, ys);
+                acc[1] = vfmaq_f32(acc[1], m23, ys);
+            }
         }
     }
     // Lanes `[r0 t, r1 t, r2 t, r3 t]` for each token of a pair.
@@ -424,7 +476,7 @@ unsafe fn token_pairs<P: Packed, const P2: usize>(
 /// The CPU must support the dot-product and int8 matrix multiplication extensions.
 #[inline]
 #[target_feature(enable = "neon,dotprod,i8mm")]
-unsafe fn mm_i8mm<P: Packed>(w: &[P], first: usize, acts: &[BlockQ8_0], outs: &mut [&mut [f32]]) {
+unsafe fn mm_i8mm<P: Packed>(w: &[P], first: usize, acts: &[P::Y], outs: &mut [&mut [f32]]) {
     by_group(w, first, acts, outs, |gw, ys| {
         if let Some([a, b, c, d]) = ys.take::<4>() {
             // SAFETY: the caller guarantees the dot-product and i8mm extensions.
@@ -470,6 +522,12 @@ entry_points!(
 );
 
 entry_points!(
+    "neon,dotprod", rows, act: &[BlockQ8_1], out: &mut [f32],
+    (matvec_q4_1x4_q8_1, GroupQ4_1,
+     "Rows `first..first + out.len()` of packed Q4_1 groups against Q8_1 activations."),
+);
+
+entry_points!(
     "neon,dotprod", mm, acts: &[BlockQ8_0], outs: &mut [&mut [f32]],
     (matmul_q8_0x4_q8_0, GroupQ8_0,
      "Rows `first..first + n` of packed Q8_0 groups times several tokens' Q8_0 activations \
@@ -479,7 +537,18 @@ entry_points!(
 );
 
 entry_points!(
+    "neon,dotprod", mm, acts: &[BlockQ8_1], outs: &mut [&mut [f32]],
+    (matmul_q4_1x4_q8_1, GroupQ4_1,
+     "Rows `first..first + n` of packed Q4_1 groups times several tokens' Q8_1 activations."),
+);
+
+entry_points!(
     "neon,dotprod,i8mm", mm_i8mm, acts: &[BlockQ8_0], outs: &mut [&mut [f32]],
     (matmul_q8_0x4_q8_0_i8mm, GroupQ8_0, "[`matmul_q8_0x4_q8_0`] with `SMMLA`."),
     (matmul_q4_0x4_q8_0_i8mm, GroupQ4_0, "[`matmul_q4_0x4_q8_0`] with `SMMLA`."),
+);
+
+entry_points!(
+    "neon,dotprod,i8mm", mm_i8mm, acts: &[BlockQ8_1], outs: &mut [&mut [f32]],
+    (matmul_q4_1x4_q8_1_i8mm, GroupQ4_1, "[`matmul_q4_1x4_q8_1`] with `SMMLA`."),
 );
