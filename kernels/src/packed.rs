@@ -64,6 +64,50 @@ pub struct GroupQ8_0 {
     pub qs: [i8; 32 * GROUP],
 }
 
+/// An activation block of the fast integer kernels (`x86::avx2::packed`, `arm::neon::fast`,
+/// `arm::neon::packed`): Q8_0, or Q8_1 (the activations of Q4_1, the type with a minimum), which
+/// also carries `d * sum(quants)`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) trait Activation: Copy {
+    fn qs(&self) -> &[i8; 32];
+    /// The scale (f16 bits).
+    fn d(&self) -> u16;
+    /// `d * sum(quants)` (f16 bits); Q8_0 has none (0), and only the minimum's term reads it.
+    fn s(&self) -> u16;
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+impl Activation for BlockQ8_0 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    fn s(&self) -> u16 {
+        0
+    }
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+impl Activation for BlockQ8_1 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    fn s(&self) -> u16 {
+        self.s
+    }
+}
+
 /// [`GROUP`] Q5_0 rows' block `b` (packed on x86-64 only).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]

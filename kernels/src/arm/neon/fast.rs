@@ -19,7 +19,8 @@
 //! four half loads with one `FCVTL`, one `FMUL` and one `FMLA`, against four times 2 `MOVI`,
 //! 2 loads, 2 `SDOT`, 2 conversions, a half conversion, an `FMUL` and 2 `FMLA` in AVX2's order.
 
-use super::{fp16, fp16x4, halves, load_i8, load_u8, nibbles, sdot, Activation};
+use super::{fp16, fp16x4, halves, load_i8, load_u8, nibbles, sdot};
+use crate::packed::Activation;
 use core::arch::aarch64::*;
 use formats::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
 

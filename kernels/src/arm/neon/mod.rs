@@ -270,46 +270,6 @@ fn halves<T: Pod>(v: &[T; 32]) -> &[[T; 16]; 2] {
     bytemuck::cast_ref(v)
 }
 
-/// An activation block of the fast and packed kernels ([`fast`], [`packed`]): Q8_0, or Q8_1
-/// (the activations of Q4_1 weights), which also carries `d * sum(quants)`.
-trait Activation: Copy {
-    fn qs(&self) -> &[i8; 32];
-    /// The scale (f16 bits).
-    fn d(&self) -> u16;
-    /// `d * sum(quants)` (f16 bits); only read for weights with a minimum term (Q8_1's).
-    fn s(&self) -> u16;
-}
-
-impl Activation for formats::quant::BlockQ8_0 {
-    #[inline(always)]
-    fn qs(&self) -> &[i8; 32] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn d(&self) -> u16 {
-        self.d
-    }
-    #[inline(always)]
-    fn s(&self) -> u16 {
-        0
-    }
-}
-
-impl Activation for formats::quant::BlockQ8_1 {
-    #[inline(always)]
-    fn qs(&self) -> &[i8; 32] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn d(&self) -> u16 {
-        self.d
-    }
-    #[inline(always)]
-    fn s(&self) -> u16 {
-        self.s
-    }
-}
-
 /// A 4-bit block's 16 bytes as its two halves of unsigned nibbles (values 0..16, signed bytes):
 /// the low nibbles (values 0..16 of the block) and the high ones (16..32).
 #[inline]

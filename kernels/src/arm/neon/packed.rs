@@ -8,8 +8,8 @@
 //! Q8_1 activations) its minimum after it, `fma(m_x, s_y, acc)` (the four rows' minimums one
 //! more 8-byte load). Two groups (eight rows) share each activation block's loads.
 
-use super::{fcvtl, fp16, halves, load_i8, load_u8, nibbles, Activation};
-use crate::packed::{GroupQ4_0, GroupQ4_1, GroupQ8_0, GROUP};
+use super::{fcvtl, fp16, halves, load_i8, load_u8, nibbles};
+use crate::packed::{Activation, GroupQ4_0, GroupQ4_1, GroupQ8_0, GROUP};
 use core::arch::aarch64::*;
 use core::arch::asm;
 use formats::quant::{BlockQ8_0, BlockQ8_1};

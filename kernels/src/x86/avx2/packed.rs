@@ -20,7 +20,7 @@
 
 use super::vec_dot::{fp16x8, lanes8};
 use super::{dot_i8_i8, dot_u8_i8, fp16, hsum_i32x8, load256, prefetch_ahead};
-use crate::packed::{GroupQ4_0, GroupQ4_1, GroupQ5_0, GroupQ8_0, GROUP};
+use crate::packed::{Activation, GroupQ4_0, GroupQ4_1, GroupQ5_0, GroupQ8_0, GROUP};
 use core::arch::x86_64::*;
 use formats::quant::{BlockQ8_0, BlockQ8_1};
 
@@ -38,43 +38,6 @@ const TOKENS: usize = 8;
 
 /// The eight weight registers of a group's block, ready for the integer product.
 type Quants = [__m256i; 8];
-
-/// An activation block: Q8_0, or Q8_1 (with `s = d * sum(qs)`, for the types with a minimum).
-trait Act {
-    fn qs(&self) -> &[i8; 32];
-    fn d(&self) -> u16;
-    fn s(&self) -> u16;
-}
-
-impl Act for BlockQ8_0 {
-    #[inline(always)]
-    fn qs(&self) -> &[i8; 32] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn d(&self) -> u16 {
-        self.d
-    }
-    #[inline(always)]
-    fn s(&self) -> u16 {
-        0
-    }
-}
-
-impl Act for BlockQ8_1 {
-    #[inline(always)]
-    fn qs(&self) -> &[i8; 32] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn d(&self) -> u16 {
-        self.d
-    }
-    #[inline(always)]
-    fn s(&self) -> u16 {
-        self.s
-    }
-}
 
 /// Per activation block of a pass: the correction the integer sum starts from (`-offset *
 /// sum(y)`), the scale and `s` as f32.
@@ -97,7 +60,7 @@ impl Prepared {
 /// Prepare `act` (at most [`NB`] blocks) for weights stored as `q + offset`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn prepare<A: Act>(act: &[A], offset: i32, p: &mut Prepared) {
+fn prepare<A: Activation>(act: &[A], offset: i32, p: &mut Prepared) {
     let ones = _mm256_set1_epi8(1);
     for (b, y) in act.iter().enumerate() {
         if offset != 0 {
@@ -121,7 +84,7 @@ fn word_rows<const N: usize>(qs: &[u8; N], k: usize) -> __m256i {
 /// Word `k` (bytes `4k..4k + 4`) of an activation block's quants in every lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn word<A: Act>(y: &A, k: usize) -> __m256i {
+fn word<A: Activation>(y: &A, k: usize) -> __m256i {
     super::broadcast_word(y.qs(), k)
 }
 
@@ -208,7 +171,7 @@ fn quants_q8_0_signed(x: &GroupQ8_0) -> Quants {
 /// `madd`, plus the correction.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn isum_nibbles<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
+fn isum_nibbles<A: Activation>(a: &Quants, y: &A, corr: i32) -> __m256i {
     let mut s16 = _mm256_maddubs_epi16(a[0], word(y, 0));
     for (k, a) in a.iter().enumerate().skip(1) {
         s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(*a, word(y, k)));
@@ -221,7 +184,7 @@ fn isum_nibbles<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
 /// `maddubs` in i16 (at most 8 products of 31 by 127 each), two `madd`s.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn isum_five_bits<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
+fn isum_five_bits<A: Activation>(a: &Quants, y: &A, corr: i32) -> __m256i {
     let ones = _mm256_set1_epi16(1);
     let mut s = _mm256_set1_epi32(corr);
     for half in 0..2 {
@@ -237,7 +200,7 @@ fn isum_five_bits<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
 /// A block's integer sums for signed quants, AVX2 (`dot_i8_i8` per word).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn isum_signed<A: Act>(a: &Quants, y: &A, _corr: i32) -> __m256i {
+fn isum_signed<A: Activation>(a: &Quants, y: &A, _corr: i32) -> __m256i {
     let mut s = dot_i8_i8(a[0], word(y, 0));
     for (k, a) in a.iter().enumerate().skip(1) {
         s = _mm256_add_epi32(s, dot_i8_i8(*a, word(y, k)));
@@ -248,7 +211,7 @@ fn isum_signed<A: Act>(a: &Quants, y: &A, _corr: i32) -> __m256i {
 /// A block's integer sums for unsigned quants, AVX-VNNI: `vpdpbusd` from the correction.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn isum_vnni<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
+fn isum_vnni<A: Activation>(a: &Quants, y: &A, corr: i32) -> __m256i {
     // Two chains of four (even and odd words), so that a block waits on four `vpdpbusd`
     // latencies, not eight.
     let mut s = [_mm256_set1_epi32(corr), _mm256_setzero_si256()];
@@ -261,7 +224,7 @@ fn isum_vnni<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
 /// [`isum_vnni`] with AVX-512 VNNI's EVEX `vpdpbusd` on 256-bit registers.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-fn isum_evex<A: Act>(a: &Quants, y: &A, corr: i32) -> __m256i {
+fn isum_evex<A: Activation>(a: &Quants, y: &A, corr: i32) -> __m256i {
     let mut s = [_mm256_set1_epi32(corr), _mm256_setzero_si256()];
     for (k, a) in a.iter().enumerate() {
         s[k % 2] = _mm256_dpbusd_epi32(s[k % 2], *a, word(y, k));
@@ -326,7 +289,7 @@ impl Group for GroupQ8_0 {
 /// blocks per row) times `act`; `quants` unpacks a group block, `isum` gives its integer sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matvec<G: Group, A: Act>(
+fn matvec<G: Group, A: Activation>(
     w: &[G],
     first: usize,
     act: &[A],
@@ -389,7 +352,7 @@ fn matvec<G: Group, A: Act>(
 /// block unpacked once per tile of [`TOKENS`] tokens.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matmul<G: Group, A: Act>(
+fn matmul<G: Group, A: Activation>(
     w: &[G],
     first: usize,
     acts: &[A],
